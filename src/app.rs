@@ -1,0 +1,361 @@
+//! `App`: builds the state from `Settings`, owns the background tasks, serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
+use crate::config_file::ConfigFile;
+use crate::db::{ChangeWatcher, Db, DbError};
+use crate::gateway::Gateway;
+use crate::mock::{self, MockConfig, MockHandle};
+use crate::routing::{Catalog, SharedCatalog};
+use crate::secret::SecretCipher;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Why `serve` could not start. `Invalid` is the operator's to fix (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<DbError> for StartError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::InvalidUrl { .. } | DbError::Conflict(_) | DbError::NotFound(_) => {
+                Self::Invalid(error.to_string())
+            }
+            other => Self::Failed(other.into()),
+        }
+    }
+}
+
+/// A built gateway, bound to its listener and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    catalog: SharedCatalog,
+    cipher: SecretCipher,
+    settings: Settings,
+    demo: Option<Demo>,
+}
+
+/// The demo upstream and the key printed for it.
+pub struct Demo {
+    pub key: String,
+    _mock: MockHandle,
+}
+
+impl App {
+    /// Opens the database, imports `config`, loads the catalog and binds the listener.
+    pub async fn build(
+        settings: Settings,
+        config: Option<&ConfigFile>,
+    ) -> Result<Self, StartError> {
+        let db = Db::open(&settings.database_url).await?;
+        let cipher = load_cipher(&settings, &db).await?;
+        if let Some(config) = config {
+            let report = db.import_config(config, &cipher).await?;
+            tracing::info!(?report, "imported the config file");
+        }
+        let demo = if settings.demo {
+            Some(start_demo(&db).await?)
+        } else {
+            None
+        };
+
+        let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
+        rebuild_catalog(&db, &catalog, &cipher).await?;
+        let client = crate::upstream::build_client(&settings.upstream)
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
+        let state = AppState {
+            keys: KeyCache::new(db.clone()),
+            gateway: Gateway::new(catalog.clone(), client, settings.request_timeout),
+            db,
+            max_body_bytes: settings.max_body_bytes,
+        };
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            StartError::Invalid(format!("cannot listen on {}: {e}", settings.listen))
+        })?;
+        Ok(Self {
+            listener,
+            state,
+            catalog,
+            cipher,
+            settings,
+            demo,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn demo(&self) -> Option<&Demo> {
+        self.demo.as_ref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// within the grace period, stops the background tasks and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            catalog,
+            cipher,
+            settings,
+            demo,
+        } = self;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let watcher = state.db.change_watcher().await?;
+        tasks.spawn(watch_changes(
+            watcher,
+            state.clone(),
+            catalog,
+            cipher,
+            settings.change_poll_interval,
+            stop.clone(),
+        ));
+
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+
+        let db = state.db.clone();
+        let router = crate::http::router(state);
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Small SSE frames must leave at once, not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
+        });
+        let server =
+            axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let grace = settings.shutdown_grace;
+        let grace_expired = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for in-flight requests");
+                tokio::time::sleep(grace).await;
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            () = grace_expired => tracing::warn!("shutdown grace period expired; closing remaining connections"),
+        }
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+        db.close().await;
+        drop(demo);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Rebuilds the catalog from the database and swaps it in.
+async fn rebuild_catalog(
+    db: &Db,
+    catalog: &SharedCatalog,
+    cipher: &SecretCipher,
+) -> Result<(), DbError> {
+    let rows = db.load_catalog().await?;
+    let (next, skipped) = Catalog::from_rows(rows, cipher);
+    for row in skipped {
+        tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
+    }
+    catalog.store(Arc::new(next));
+    Ok(())
+}
+
+/// Polls the database for changes made by this or any other process, and applies them: a new
+/// catalog snapshot, or stale key-cache entries.
+async fn watch_changes(
+    mut watcher: ChangeWatcher,
+    state: AppState,
+    catalog: SharedCatalog,
+    cipher: SecretCipher,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let versions = match watcher.poll().await {
+            Ok(Some(versions)) => versions,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the database for changes; will retry");
+                continue;
+            }
+        };
+        // Entries loaded before this version was seen are stale; `fetch_max` keeps this cheap
+        // and idempotent, so it runs on every observation, the first included.
+        state.keys.keys_changed(versions.keys);
+        // The first observation also rebuilds: something may have changed between start-up
+        // and the first poll.
+        if seen.is_none_or(|applied: crate::db::ChangeVersions| applied.catalog != versions.catalog)
+        {
+            match rebuild_catalog(&state.db, &catalog, &cipher).await {
+                Ok(()) => {
+                    if seen.is_some() {
+                        tracing::info!("configuration changed; routing catalog rebuilt");
+                    }
+                    seen = Some(versions);
+                }
+                // Keep serving the previous snapshot; the next tick tries again.
+                Err(error) => tracing::error!(
+                    %error,
+                    "cannot rebuild the routing catalog; keeping the previous one"
+                ),
+            }
+        }
+    }
+}
+
+const ENCRYPTION_CHECK: &str = "encryption_check";
+const ENCRYPTION_CHECK_TEXT: &str = "llmgate encryption check";
+
+/// The cipher for upstream credentials: from `LLMGATE_ENCRYPTION_KEY`, else from the key file
+/// beside the database (created on first start). Refuses a key that does not open what the
+/// database already holds, rather than serving with unusable credentials.
+async fn load_cipher(settings: &Settings, db: &Db) -> Result<SecretCipher, StartError> {
+    let key = match &settings.encryption_key {
+        Some(encoded) => decode_key(encoded.expose())
+            .map_err(|why| StartError::Invalid(format!("LLMGATE_ENCRYPTION_KEY: {why}")))?,
+        None => match db.path() {
+            Some(path) => key_from_file(&key_file_for(&path), db).await?,
+            // An in-memory database dies with the process, and so may its key.
+            None => SecretCipher::generate_key(),
+        },
+    };
+    let cipher = SecretCipher::new(&key);
+    match db.get_setting(ENCRYPTION_CHECK).await? {
+        Some(sealed) => {
+            let opens = base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .ok()
+                .and_then(|bytes| cipher.open(&bytes).ok())
+                .is_some_and(|text| text.expose() == ENCRYPTION_CHECK_TEXT);
+            if !opens {
+                return Err(StartError::Invalid(
+                    "the encryption key does not match the one this database was written with: \
+                     set LLMGATE_ENCRYPTION_KEY (or restore the key file beside the database) to the original key"
+                        .into(),
+                ));
+            }
+        }
+        None => {
+            let sealed = base64::engine::general_purpose::STANDARD
+                .encode(cipher.seal(ENCRYPTION_CHECK_TEXT));
+            db.put_setting(ENCRYPTION_CHECK, &sealed).await?;
+        }
+    }
+    Ok(cipher)
+}
+
+fn decode_key(encoded: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "not valid base64".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("must be 32 bytes once decoded, found {}", bytes.len()))
+}
+
+/// `llmgate.db` → `llmgate.db.key`.
+pub fn key_file_for(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
+}
+
+async fn key_from_file(path: &Path, db: &Db) -> Result<[u8; 32], StartError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => decode_key(&text)
+            .map_err(|why| StartError::Invalid(format!("{}: {why}", path.display()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if db.has_sealed_secrets().await? {
+                return Err(StartError::Invalid(format!(
+                    "the database holds encrypted credentials but the key file {} is missing: \
+                     restore it or set LLMGATE_ENCRYPTION_KEY",
+                    path.display()
+                )));
+            }
+            let key = SecretCipher::generate_key();
+            write_private(path, &base64::engine::general_purpose::STANDARD.encode(key)).map_err(
+                |e| anyhow::anyhow!("cannot write the key file {}: {e}", path.display()),
+            )?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated an encryption key for upstream credentials; back it up with the database, \
+                 or set LLMGATE_ENCRYPTION_KEY"
+            );
+            Ok(key)
+        }
+        Err(error) => {
+            Err(anyhow::anyhow!("cannot read the key file {}: {error}", path.display()).into())
+        }
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Starts the in-process mock upstream and registers the demo provider, model and key.
+async fn start_demo(db: &Db) -> Result<Demo, StartError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the demo upstream: {e}"))?;
+    let handle = mock::spawn(
+        listener,
+        MockConfig {
+            record: false,
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the demo upstream: {e}"))?;
+    let key = generate_key();
+    db.register_demo(
+        &handle.base_url(),
+        &KeyHash::of(&key).to_hex(),
+        &display_prefix(&key),
+    )
+    .await?;
+    Ok(Demo { key, _mock: handle })
+}

@@ -1,0 +1,500 @@
+//! The command line: clap definitions and one function per command. Each returns the process
+//! exit code: 0 ok, 2 bad usage or configuration, 1 anything else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{App, StartError};
+use crate::auth::{self, BudgetWindow, KeyError, NewKey};
+use crate::config_file::{self, ConfigFile};
+use crate::db::{self, Db, KeyRow};
+use crate::settings::{Settings, parse_duration, parse_listen};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmgate",
+    version,
+    about = "A single-binary, OpenAI-compatible LLM gateway"
+)]
+pub struct Cli {
+    /// Database URL, like sqlite://llmgate.db [default: sqlite://llmgate.db]
+    #[arg(long, global = true, env = "LLMGATE_DATABASE_URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage client keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Write a consistent snapshot of the database to FILE while the gateway keeps running.
+    Backup {
+        /// Where to write the snapshot; must not exist yet.
+        file: PathBuf,
+    },
+    /// Run a fast mock OpenAI-compatible upstream, for demos, tests and benchmarks.
+    MockUpstream(MockArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Config file to import at start-up.
+    #[arg(long, env = "LLMGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "LLMGATE_LISTEN")]
+    listen: Option<String>,
+    /// Also start a local mock provider with model demo-echo and print a demo key.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file; print every problem with its location.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a client key and print its plaintext (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated model names this key may use (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u32>,
+        /// Token budget.
+        #[arg(long)]
+        budget_tokens: Option<u64>,
+        /// When the budget resets: daily, weekly or monthly (default: never).
+        #[arg(long, value_parser = parse_window)]
+        budget_window: Option<BudgetWindow>,
+        /// Lifetime of the key, like 30d or 12h.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List keys (never their plaintext).
+    List,
+    /// Revoke a key by name or id.
+    Revoke { name_or_id: String },
+}
+
+#[derive(Debug, Args)]
+struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: String,
+    /// Delay before each response.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    latency: Duration,
+    /// Content chunks in a streamed answer.
+    #[arg(long, default_value_t = 8)]
+    chunks: usize,
+    /// Delay between streamed chunks.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    chunk_delay: Duration,
+    /// Answer every request with this HTTP status (to test failures).
+    #[arg(long)]
+    fail_status: Option<u16>,
+}
+
+fn parse_window(text: &str) -> Result<BudgetWindow, String> {
+    BudgetWindow::parse(text).ok_or_else(|| {
+        format!(
+            "'{text}' is not a budget window; use {}",
+            BudgetWindow::names()
+        )
+    })
+}
+
+/// Output meant for the user of a command (as opposed to logs, which go to stderr).
+#[expect(
+    clippy::print_stdout,
+    reason = "command output is the point of the CLI"
+)]
+fn say(text: &str) {
+    println!("{text}");
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "reporting a failed command to its user"
+)]
+fn complain(text: &str) {
+    eprintln!("llmgate: {text}");
+}
+
+const OK: ExitCode = ExitCode::SUCCESS;
+
+fn usage_error(text: &str) -> ExitCode {
+    complain(text);
+    ExitCode::from(2)
+}
+
+fn failure(text: &str) -> ExitCode {
+    complain(text);
+    ExitCode::from(1)
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let database = cli.database;
+    match cli.command {
+        Command::Serve(args) => serve(args, database).await,
+        Command::Migrate => match open_db(database.as_deref()).await {
+            Ok(_) => {
+                say("migrations applied");
+                OK
+            }
+            Err(code) => code,
+        },
+        Command::Config(ConfigCommand::Check { file }) => match config_file::load(&file) {
+            Ok(config) => {
+                say(&format!(
+                    "{}: ok ({} providers, {} models, {} keys)",
+                    file.display(),
+                    config.providers.len(),
+                    config.models.len(),
+                    config.keys.len()
+                ));
+                OK
+            }
+            Err(error) => usage_error(&error.to_string()),
+        },
+        Command::Keys(command) => keys(command, database).await,
+        Command::Backup { file } => backup(&file, database).await,
+        Command::MockUpstream(args) => mock_upstream(args).await,
+    }
+}
+
+async fn open_db(database: Option<&str>) -> Result<Db, ExitCode> {
+    let url = database.unwrap_or(db::DEFAULT_URL);
+    Db::open(url).await.map_err(|error| match error {
+        db::DbError::InvalidUrl { .. } => usage_error(&error.to_string()),
+        other => failure(&other.to_string()),
+    })
+}
+
+async fn serve(args: ServeArgs, database: Option<String>) -> ExitCode {
+    let config: Option<ConfigFile> = match &args.config {
+        Some(path) => match config_file::load(path) {
+            Ok(config) => Some(config),
+            Err(error) => return usage_error(&format!("refusing to start:\n{error}")),
+        },
+        None => None,
+    };
+    let mut settings = match Settings::from_env(&|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return usage_error(&format!("refusing to start:\n{}", lines.join("\n")));
+        }
+    };
+    let server = config.as_ref().map(|c| &c.server);
+    settings.listen = match args.listen {
+        Some(text) => match parse_listen(&text) {
+            Ok(addr) => addr,
+            Err(why) => return usage_error(&format!("--listen / LLMGATE_LISTEN: {why}")),
+        },
+        None => server.and_then(|s| s.listen).unwrap_or(settings.listen),
+    };
+    settings.database_url = database
+        .or_else(|| server.and_then(|s| s.database.clone()))
+        .unwrap_or_else(|| db::DEFAULT_URL.to_owned());
+    settings.config_path = args.config;
+    settings.demo = args.demo;
+
+    let app = match App::build(settings, config.as_ref()).await {
+        Ok(app) => app,
+        Err(StartError::Invalid(why)) => return usage_error(&format!("refusing to start: {why}")),
+        Err(StartError::Failed(error)) => return failure(&format!("cannot start: {error:#}")),
+    };
+    let addr = match app.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => return failure(&error.to_string()),
+    };
+    tracing::info!(%addr, "llmgate is listening");
+    if let Some(demo) = app.demo() {
+        say(&demo_banner(addr, &demo.key));
+    }
+    match app.run(shutdown_signal()).await {
+        Ok(()) => OK,
+        Err(error) => failure(&format!("{error:#}")),
+    }
+}
+
+fn demo_banner(addr: std::net::SocketAddr, key: &str) -> String {
+    format!(
+        "\nllmgate demo is ready on http://{addr}\n\
+         demo key (shown once): {key}\n\n\
+         try it:\n  curl http://{addr}/v1/chat/completions \\\n    \
+         -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"model\": \"demo-echo\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n"
+    )
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
+    let db = match open_db(database.as_deref()).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let code = match command {
+        KeysCommand::Create {
+            name,
+            models,
+            rpm,
+            tpm,
+            budget_tokens,
+            budget_window,
+            expires_in,
+        } => {
+            let expires_at = match expires_in.map(chrono::Duration::from_std) {
+                Some(Ok(d)) => Some(chrono::Utc::now() + d),
+                Some(Err(_)) => return usage_error("--expires-in is too long"),
+                None => None,
+            };
+            let new = NewKey {
+                name,
+                models,
+                rpm,
+                tpm,
+                budget_tokens,
+                budget_window,
+                expires_at,
+            };
+            match auth::create_key(&db, new).await {
+                Ok((row, plaintext)) => {
+                    say(&format!(
+                        "created key '{}' (id {}). Its plaintext is shown only this once:\n{plaintext}",
+                        row.name, row.id
+                    ));
+                    OK
+                }
+                Err(error) => key_error(&error),
+            }
+        }
+        KeysCommand::List => match db.list_keys().await {
+            Ok(rows) => {
+                say(&key_table(&rows, chrono::Utc::now().timestamp()));
+                OK
+            }
+            Err(error) => failure(&error.to_string()),
+        },
+        KeysCommand::Revoke { name_or_id } => match auth::revoke_key(&db, &name_or_id).await {
+            Ok(row) => {
+                say(&format!("revoked key '{}' (id {})", row.name, row.id));
+                OK
+            }
+            Err(error) => key_error(&error),
+        },
+    };
+    db.close().await;
+    code
+}
+
+fn key_error(error: &KeyError) -> ExitCode {
+    match error {
+        KeyError::Invalid { .. } | KeyError::Conflict(_) | KeyError::NotFound(_) => {
+            usage_error(&error.to_string())
+        }
+        KeyError::Db(_) => failure(&error.to_string()),
+    }
+}
+
+fn key_table(rows: &[KeyRow], now: i64) -> String {
+    let mut lines = vec![format!(
+        "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {}",
+        "ID", "NAME", "PREFIX", "STATUS", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES"
+    )];
+    let or_dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+    for row in rows {
+        let status = if row.revoked_at.is_some() {
+            "revoked"
+        } else if !row.enabled {
+            "disabled"
+        } else if row.expires_at.is_some_and(|t| t <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        let models = row
+            .models
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
+            .map_or("all".to_owned(), |m| m.join(","));
+        let budget = match (row.budget_tokens, row.budget_window.as_deref()) {
+            (Some(tokens), Some(window)) => format!("{tokens}/{window}"),
+            (Some(tokens), None) => tokens.to_string(),
+            _ => "-".to_owned(),
+        };
+        let expires = row
+            .expires_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or("never".to_owned(), |t| t.to_rfc3339());
+        lines.push(format!(
+            "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {}",
+            row.id,
+            row.name,
+            row.prefix,
+            status,
+            models,
+            or_dash(row.rpm),
+            or_dash(row.tpm),
+            budget,
+            expires
+        ));
+    }
+    lines.join("\n")
+}
+
+async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
+    let db = match open_db(database.as_deref()).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    if file.exists() {
+        return usage_error(&format!(
+            "{} already exists; choose a new file",
+            file.display()
+        ));
+    }
+    let code = match db.backup_to(file).await {
+        Ok(()) => {
+            say(&format!(
+                "wrote a consistent snapshot to {}",
+                file.display()
+            ));
+            OK
+        }
+        Err(error) => failure(&format!("backup failed: {error}")),
+    };
+    db.close().await;
+    code
+}
+
+async fn mock_upstream(args: MockArgs) -> ExitCode {
+    let addr = match parse_listen(&args.listen) {
+        Ok(addr) => addr,
+        Err(why) => return usage_error(&format!("--listen: {why}")),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => return failure(&format!("cannot listen on {addr}: {error}")),
+    };
+    let config = crate::mock::MockConfig {
+        latency: args.latency,
+        chunks: args.chunks.max(1),
+        chunk_delay: args.chunk_delay,
+        fail_status: args.fail_status,
+        record: false,
+    };
+    tracing::info!(%addr, "mock upstream is listening; base URL http://{addr}/v1");
+    match crate::mock::serve(listener, config, shutdown_signal()).await {
+        Ok(()) => OK,
+        Err(error) => failure(&error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "llmgate",
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--models",
+            "a,b",
+            "--rpm",
+            "5",
+            "--expires-in",
+            "30d",
+        ])
+        .unwrap();
+        let Command::Keys(KeysCommand::Create {
+            models,
+            rpm,
+            expires_in,
+            ..
+        }) = cli.command
+        else {
+            panic!("wrong command");
+        };
+        assert_eq!(models, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(rpm, Some(5));
+        assert_eq!(expires_in, Some(Duration::from_secs(30 * 86400)));
+        assert!(Cli::try_parse_from(["llmgate", "keys", "create"]).is_err());
+    }
+
+    #[test]
+    fn the_key_table_shows_status_and_never_a_hash() {
+        let row = KeyRow {
+            id: 1,
+            name: "ci".into(),
+            key_hash: "deadbeefhash".into(),
+            prefix: "sk-lg-abcdef".into(),
+            models: Some(r#"["m1","m2"]"#.into()),
+            rpm: Some(10),
+            tpm: None,
+            budget_tokens: Some(100),
+            budget_window: Some("daily".into()),
+            expires_at: Some(50),
+            revoked_at: None,
+            enabled: true,
+            source: "api".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let table = key_table(&[row], 100);
+        assert!(table.contains("expired"));
+        assert!(table.contains("m1,m2"));
+        assert!(table.contains("100/daily"));
+        assert!(!table.contains("deadbeef"));
+    }
+}

@@ -1,0 +1,88 @@
+//! Reading the routing configuration (providers, accounts, models, routes) in one snapshot.
+
+use sqlx::FromRow;
+
+use super::{Db, DbError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProviderRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    pub id: i64,
+    pub provider_id: i64,
+    pub name: String,
+    /// Sealed with the process's `SecretCipher`.
+    pub api_key: Vec<u8>,
+    pub weight: i64,
+    pub rpm: Option<i64>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ModelRow {
+    pub id: i64,
+    pub name: String,
+    pub strategy: String,
+    pub max_attempts: i64,
+    pub timeout_ms: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RouteRow {
+    pub id: i64,
+    pub model_id: i64,
+    pub provider_id: i64,
+    pub upstream_model: String,
+    pub weight: i64,
+    pub priority: i64,
+    pub enabled: bool,
+}
+
+/// Everything the catalog is built from, read in one transaction so it is consistent.
+#[derive(Debug, Default)]
+pub struct CatalogRows {
+    pub providers: Vec<ProviderRow>,
+    pub accounts: Vec<AccountRow>,
+    pub models: Vec<ModelRow>,
+    pub routes: Vec<RouteRow>,
+}
+
+impl Db {
+    pub async fn load_catalog(&self) -> Result<CatalogRows, DbError> {
+        let mut tx = self.reader.begin().await?;
+        let providers =
+            sqlx::query_as("SELECT id, name, kind, base_url FROM providers ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+        let accounts = sqlx::query_as(
+            "SELECT id, provider_id, name, api_key, weight, rpm, enabled FROM accounts ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let models = sqlx::query_as(
+            "SELECT id, name, strategy, max_attempts, timeout_ms, created_at FROM models ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let routes = sqlx::query_as(
+            "SELECT id, model_id, provider_id, upstream_model, weight, priority, enabled
+             FROM routes ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CatalogRows {
+            providers,
+            accounts,
+            models,
+            routes,
+        })
+    }
+}

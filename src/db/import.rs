@@ -1,0 +1,303 @@
+//! Importing a validated config file: one transaction that creates or updates what the file
+//! names and removes what an earlier import created and the file no longer names.
+
+use super::{Db, DbError, now};
+use crate::auth::KeyHash;
+use crate::config_file::ConfigFile;
+use crate::secret::SecretCipher;
+
+/// What an import changed, for the start-up log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub providers: usize,
+    pub accounts: usize,
+    pub models: usize,
+    pub routes: usize,
+    pub keys: usize,
+    pub removed: u64,
+}
+
+impl Db {
+    /// Applies `config` atomically: on any error nothing is changed.
+    pub async fn import_config(
+        &self,
+        config: &ConfigFile,
+        cipher: &SecretCipher,
+    ) -> Result<ImportReport, DbError> {
+        let now = now();
+        let mut report = ImportReport::default();
+        let mut tx = self.writer.begin().await?;
+
+        let mut provider_ids = Vec::with_capacity(config.providers.len());
+        for provider in &config.providers {
+            let provider_id: i64 = sqlx::query_scalar(
+                "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'config', ?4, ?4)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
+                     base_url = excluded.base_url, source = 'config', updated_at = excluded.updated_at
+                 RETURNING id",
+            )
+            .bind(&provider.name)
+            .bind(provider.kind.as_str())
+            .bind(&provider.base_url)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            provider_ids.push((provider.name.as_str(), provider_id));
+            report.providers += 1;
+
+            let mut names = Vec::with_capacity(provider.accounts.len());
+            for account in &provider.accounts {
+                sqlx::query(
+                    "INSERT INTO accounts (provider_id, name, api_key, api_key_hint, weight, rpm,
+                         source, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'config', ?7, ?7)
+                     ON CONFLICT (provider_id, name) DO UPDATE SET api_key = excluded.api_key,
+                         api_key_hint = excluded.api_key_hint, weight = excluded.weight,
+                         rpm = excluded.rpm, source = 'config', updated_at = excluded.updated_at",
+                )
+                .bind(provider_id)
+                .bind(&account.name)
+                .bind(cipher.seal(account.api_key.expose()))
+                .bind(account.api_key.hint())
+                .bind(i64::from(account.weight))
+                .bind(account.rpm.map(i64::from))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                names.push(account.name.as_str());
+                report.accounts += 1;
+            }
+            report.removed += sqlx::query(
+                "DELETE FROM accounts WHERE provider_id = ? AND source = 'config'
+                 AND name NOT IN (SELECT value FROM json_each(?))",
+            )
+            .bind(provider_id)
+            .bind(json_list(&names))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+
+        let mut model_names = Vec::with_capacity(config.models.len());
+        for model in &config.models {
+            let model_id: i64 = sqlx::query_scalar(
+                "INSERT INTO models (name, strategy, max_attempts, timeout_ms, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'config', ?5, ?5)
+                 ON CONFLICT (name) DO UPDATE SET strategy = excluded.strategy,
+                     max_attempts = excluded.max_attempts, timeout_ms = excluded.timeout_ms,
+                     source = 'config', updated_at = excluded.updated_at
+                 RETURNING id",
+            )
+            .bind(&model.name)
+            .bind(model.strategy.as_str())
+            .bind(i64::from(model.max_attempts))
+            .bind(model.timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            model_names.push(model.name.as_str());
+            report.models += 1;
+
+            let mut route_ids = Vec::with_capacity(model.routes.len());
+            for route in &model.routes {
+                let provider_id = match provider_ids
+                    .iter()
+                    .find(|(name, _)| *name == route.provider)
+                {
+                    Some((_, id)) => *id,
+                    None => sqlx::query_scalar("SELECT id FROM providers WHERE name = ?")
+                        .bind(&route.provider)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| {
+                            DbError::NotFound(format!(
+                                "model '{}' routes to unknown provider '{}'",
+                                model.name, route.provider
+                            ))
+                        })?,
+                };
+                let route_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority,
+                         created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                     ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
+                         weight = excluded.weight, priority = excluded.priority,
+                         updated_at = excluded.updated_at
+                     RETURNING id",
+                )
+                .bind(model_id)
+                .bind(provider_id)
+                .bind(&route.model)
+                .bind(i64::from(route.weight))
+                .bind(i64::from(route.priority))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                route_ids.push(route_id);
+                report.routes += 1;
+            }
+            // The file owns the whole route list of the models it declares.
+            report.removed += sqlx::query(
+                "DELETE FROM routes WHERE model_id = ? AND id NOT IN (SELECT value FROM json_each(?))",
+            )
+            .bind(model_id)
+            .bind(serde_json::to_string(&route_ids).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+
+        let mut key_names = Vec::with_capacity(config.keys.len());
+        for key in &config.keys {
+            let hash = KeyHash::of(key.key.expose());
+            sqlx::query(
+                "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
+                     budget_window, expires_at, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                 ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash,
+                     prefix = excluded.prefix, models = excluded.models, rpm = excluded.rpm,
+                     tpm = excluded.tpm, budget_tokens = excluded.budget_tokens,
+                     budget_window = excluded.budget_window, expires_at = excluded.expires_at,
+                     source = 'config', updated_at = excluded.updated_at",
+            )
+            .bind(&key.name)
+            .bind(hash.to_hex())
+            .bind(crate::auth::display_prefix(key.key.expose()))
+            .bind(key.models.as_ref().map(|models| json_list(models)))
+            .bind(key.rpm.map(i64::from))
+            .bind(key.tpm.map(i64::from))
+            .bind(
+                key.budget_tokens
+                    .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            )
+            .bind(key.budget_window.map(|w| w.as_str()))
+            .bind(key.expires_at.map(|t| t.timestamp()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    DbError::Conflict(format!(
+                        "key '{}' has the same plaintext as another key; every key must be unique",
+                        key.name
+                    ))
+                }
+                other => other.into(),
+            })?;
+            key_names.push(key.name.as_str());
+            report.keys += 1;
+        }
+
+        // Remove what earlier imports created and this file no longer names.
+        report.removed += sqlx::query(
+            "DELETE FROM client_keys WHERE source = 'config' AND name NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&key_names))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        report.removed += sqlx::query(
+            "DELETE FROM models WHERE source = 'config' AND name NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&model_names))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let declared: Vec<&str> = provider_ids.iter().map(|(name, _)| *name).collect();
+        report.removed += sqlx::query(
+            "DELETE FROM accounts WHERE source = 'config' AND provider_id IN
+                 (SELECT id FROM providers WHERE name NOT IN (SELECT value FROM json_each(?)))",
+        )
+        .bind(json_list(&declared))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let orphaned: Vec<String> = sqlx::query_scalar(
+            "SELECT p.name || ' (used by model ' || m.name || ')' FROM providers p
+             JOIN routes r ON r.provider_id = p.id JOIN models m ON m.id = r.model_id
+             WHERE p.source = 'config' AND p.name NOT IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_list(&declared))
+        .fetch_all(&mut *tx)
+        .await?;
+        if !orphaned.is_empty() {
+            return Err(DbError::Conflict(format!(
+                "the file no longer declares providers that routes created outside it still use: {}; \
+                 keep them in the file or delete those routes first",
+                orphaned.join(", ")
+            )));
+        }
+        report.removed += sqlx::query(
+            "DELETE FROM providers WHERE source = 'config' AND name NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&declared))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+}
+
+impl Db {
+    /// Registers the `--demo` objects: provider `demo` at `base_url`, model `demo-echo`, and a
+    /// key named `demo` whose hash is `key_hash` (a fresh key every start, since a plaintext is
+    /// shown once).
+    pub async fn register_demo(
+        &self,
+        base_url: &str,
+        key_hash: &str,
+        key_prefix: &str,
+    ) -> Result<(), DbError> {
+        let now = now();
+        let mut tx = self.writer.begin().await?;
+        let provider_id: i64 = sqlx::query_scalar(
+            "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
+             VALUES ('demo', 'openai', ?1, 'demo', ?2, ?2)
+             ON CONFLICT (name) DO UPDATE SET base_url = excluded.base_url, updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(base_url)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let model_id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (name, source, created_at, updated_at) VALUES ('demo-echo', 'demo', ?1, ?1)
+             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO routes (model_id, provider_id, upstream_model, created_at, updated_at)
+             VALUES (?1, ?2, 'demo-echo', ?3, ?3)
+             ON CONFLICT (model_id, provider_id, upstream_model) DO NOTHING",
+        )
+        .bind(model_id)
+        .bind(provider_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO client_keys (name, key_hash, prefix, source, created_at, updated_at)
+             VALUES ('demo', ?1, ?2, 'demo', ?3, ?3)
+             ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash, prefix = excluded.prefix,
+                 revoked_at = NULL, enabled = 1, updated_at = excluded.updated_at",
+        )
+        .bind(key_hash)
+        .bind(key_prefix)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

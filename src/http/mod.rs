@@ -1,0 +1,133 @@
+//! The HTTP edge: the router and its one middleware stack. Only this module knows axum.
+//!
+//! The stack, outermost first:
+//! 1. request id: reuse the client's `x-request-id` or make one, and echo it on the response;
+//! 2. error rendering: 5xx bodies get the request id; every error is logged once, here;
+//! 3. panic catching: a handler panic becomes a 500 in the contract's shape;
+//! 4. the body limit used by the body extractor (413 while reading, never buffered past it).
+
+mod extract;
+mod ops;
+mod v1;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.max_body_bytes;
+    let routes = Router::new()
+        .route("/v1/chat/completions", post(v1::chat_completions))
+        .route("/v1/completions", post(v1::completions))
+        .route("/v1/embeddings", post(v1::embeddings))
+        .route("/v1/models", get(v1::list_models))
+        .route("/v1/models/{*id}", get(v1::get_model))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(state);
+    with_edge_layers(routes, body_limit)
+}
+
+/// The middleware stack of the module docs, around any router (tests use it on their own).
+fn with_edge_layers(routes: Router, body_limit: usize) -> Router {
+    routes
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .layer(middleware::from_fn(render_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Logs every error response once and puts the request id into 5xx bodies, which is where the
+/// id is useful: the client quotes it, the operator finds the log line.
+async fn render_errors(request: Request, next: Next) -> Response {
+    let request_id = request_id_of(&request);
+    let mut response = next.run(request).await;
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        let status = error.status();
+        if status.is_server_error() {
+            tracing::error!(request_id = %request_id, status = status.as_u16(), error = %error, "request failed");
+            let mut rendered = error.render(Some(&request_id));
+            for (name, value) in response.headers() {
+                rendered.headers_mut().entry(name).or_insert(value.clone());
+            }
+            return rendered;
+        }
+        tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %error, "request refused");
+    }
+    response
+}
+
+fn request_id_of(request: &Request) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Makes request ids for requests that arrive without one: `req_` and 96 random bits in hex.
+#[derive(Clone, Copy, Debug)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let bits: u128 = rand::random();
+        let id = format!("req_{:024x}", bits >> 32);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn explode() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_in_the_contract_shape() {
+        let app = with_edge_layers(Router::new().route("/x", get(explode)), 1024);
+        let response = app
+            .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let id = response.headers()[REQUEST_ID].to_str().unwrap().to_owned();
+        assert!(id.starts_with("req_"));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal_error");
+        assert!(json["error"]["message"].as_str().unwrap().contains(&id));
+    }
+}

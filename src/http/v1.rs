@@ -1,0 +1,78 @@
+//! The OpenAI-compatible client API: thin handlers that extract, call the gateway, reply.
+
+use axum::body::Body as ResponseBody;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{Authenticated, Body, RequestIdHeader};
+use crate::error::ApiError;
+use crate::gateway::Reply;
+use crate::providers::Endpoint;
+use crate::state::AppState;
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    RequestIdHeader(request_id): RequestIdHeader,
+    Authenticated(key): Authenticated,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    proxy(&state, &key, Endpoint::ChatCompletions, body, &request_id).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    RequestIdHeader(request_id): RequestIdHeader,
+    Authenticated(key): Authenticated,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    proxy(&state, &key, Endpoint::Completions, body, &request_id).await
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    RequestIdHeader(request_id): RequestIdHeader,
+    Authenticated(key): Authenticated,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    proxy(&state, &key, Endpoint::Embeddings, body, &request_id).await
+}
+
+async fn proxy(
+    state: &AppState,
+    key: &crate::auth::ClientKey,
+    endpoint: Endpoint,
+    body: bytes::Bytes,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let reply = state.gateway.proxy(key, endpoint, body, request_id).await?;
+    Ok(match reply {
+        Reply::Complete {
+            status,
+            headers,
+            body,
+        } => (status, headers, body).into_response(),
+        Reply::Stream { headers, body } => {
+            (headers, ResponseBody::from_stream(body)).into_response()
+        }
+    })
+}
+
+pub async fn list_models(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+) -> Response {
+    json(state.gateway.list_models(&key))
+}
+
+pub async fn get_model(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json(state.gateway.get_model(&key, &id)?))
+}
+
+fn json(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

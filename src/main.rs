@@ -1,0 +1,32 @@
+//! The `llmgate` binary: parse the command line, set up logging, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = llmgate::cli::Cli::parse();
+    let filter = std::env::var("LLMGATE_LOG").ok();
+    let format = std::env::var("LLMGATE_LOG_FORMAT").ok();
+    if let Err(problem) = llmgate::telemetry::init(filter.as_deref(), format.as_deref()) {
+        #[expect(
+            clippy::print_stderr,
+            reason = "logging is not set up; stderr is all there is"
+        )]
+        {
+            eprintln!("llmgate: {problem}");
+        }
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(llmgate::cli::run(cli))
+}

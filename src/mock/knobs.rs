@@ -1,0 +1,150 @@
+//! The per-request `"mock"` knobs and the plan they make together with the live `MockConfig`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::MockConfig;
+
+/// The optional `"mock"` object of a request body; every field overrides the live config.
+///
+/// Unknown fields are rejected so that a misspelt knob fails the test that uses it instead of
+/// being silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Knobs {
+    status: Option<u16>,
+    retry_after: Option<u64>,
+    latency_ms: Option<u64>,
+    chunks: Option<usize>,
+    chunk_delay_ms: Option<u64>,
+    #[serde(default)]
+    hang: bool,
+    cut_after: Option<usize>,
+    #[serde(default)]
+    no_usage: bool,
+    content: Option<String>,
+}
+
+/// How the mock answers one request.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub latency: Duration,
+    /// Content pieces of a streamed answer and the completion token count; at least 1.
+    pub chunks: usize,
+    pub chunk_delay: Duration,
+    pub failure: Option<Failure>,
+    pub hang: bool,
+    /// For streams: how many content pieces to send before breaking the connection.
+    pub cut_after: Option<usize>,
+    /// Whether usage is reported at all.
+    pub usage: bool,
+    /// A fixed reply replacing the echo.
+    pub content: Option<String>,
+}
+
+/// A simulated upstream error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Failure {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+}
+
+impl Plan {
+    pub fn new(config: &MockConfig, knobs: Option<Knobs>) -> Self {
+        let knobs = knobs.unwrap_or_default();
+        // A 2xx status in the knobs means "succeed", which lets one request escape a failing config.
+        let status = knobs
+            .status
+            .or(config.fail_status)
+            .filter(|status| !(200..300).contains(status));
+        let failure = status.map(|status| Failure {
+            status,
+            retry_after: knobs.retry_after.or((status == 429).then_some(1)),
+        });
+        Self {
+            latency: knobs
+                .latency_ms
+                .map_or(config.latency, Duration::from_millis),
+            chunks: knobs.chunks.unwrap_or(config.chunks).max(1),
+            chunk_delay: knobs
+                .chunk_delay_ms
+                .map_or(config.chunk_delay, Duration::from_millis),
+            failure,
+            hang: knobs.hang,
+            cut_after: knobs.cut_after,
+            usage: !knobs.no_usage,
+            content: knobs.content,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(config: &MockConfig, knobs: &str) -> Plan {
+        Plan::new(config, Some(serde_json::from_str(knobs).unwrap()))
+    }
+
+    #[test]
+    fn knobs_override_the_config() {
+        let config = MockConfig {
+            chunks: 4,
+            latency: Duration::from_millis(7),
+            ..MockConfig::default()
+        };
+        let plain = Plan::new(&config, None);
+        assert_eq!(
+            (plain.chunks, plain.latency, plain.usage),
+            (4, Duration::from_millis(7), true)
+        );
+        assert_eq!(plain.failure, None);
+
+        let steered = plan(
+            &config,
+            r#"{"chunks": 0, "latency_ms": 3, "chunk_delay_ms": 2, "no_usage": true}"#,
+        );
+        assert_eq!(steered.chunks, 1, "chunks never drop below one");
+        assert_eq!(steered.latency, Duration::from_millis(3));
+        assert_eq!(steered.chunk_delay, Duration::from_millis(2));
+        assert!(!steered.usage);
+    }
+
+    #[test]
+    fn failures_come_from_the_config_or_the_knobs() {
+        let failing = MockConfig {
+            fail_status: Some(429),
+            ..MockConfig::default()
+        };
+        let limited = Failure {
+            status: 429,
+            retry_after: Some(1),
+        };
+        assert_eq!(Plan::new(&failing, None).failure, Some(limited));
+        assert_eq!(plan(&failing, r#"{"status": 200}"#).failure, None);
+        assert_eq!(
+            plan(
+                &MockConfig::default(),
+                r#"{"status": 503, "retry_after": 4}"#
+            )
+            .failure,
+            Some(Failure {
+                status: 503,
+                retry_after: Some(4)
+            })
+        );
+        assert_eq!(
+            plan(&MockConfig::default(), r#"{"status": 500}"#).failure,
+            Some(Failure {
+                status: 500,
+                retry_after: None
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_knobs_are_rejected() {
+        assert!(serde_json::from_str::<Knobs>(r#"{"chunk": 3}"#).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Settings: the process configuration from flags, `LLMGATE_*` variables and the file's `[server]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// Parses a duration written like `250ms`, `10s`, `5m` or `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 250ms, 10s or 5m"))
+}
+
+/// Everything `serve` needs to know, resolved once at start-up. Precedence: command-line flag,
+/// then `LLMGATE_*` variable, then the config file's `[server]` table, then the default.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub config_path: Option<PathBuf>,
+    pub demo: bool,
+    /// Largest accepted request body (`LLMGATE_MAX_BODY_BYTES`, default 10 MiB).
+    pub max_body_bytes: usize,
+    pub upstream: UpstreamSettings,
+    /// Deadline of one request when its model sets no `timeout` (`LLMGATE_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM (`LLMGATE_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
+    /// How often usage is written (`LLMGATE_USAGE_FLUSH_INTERVAL`).
+    pub usage_flush_interval: Duration,
+    /// How often the database is checked for changes made elsewhere (`LLMGATE_CHANGE_POLL_INTERVAL`).
+    pub change_poll_interval: Duration,
+    /// Base64 of the 32-byte key sealing upstream credentials (`LLMGATE_ENCRYPTION_KEY`).
+    pub encryption_key: Option<Secret>,
+}
+
+/// Tuning of the one shared upstream HTTP client.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `LLMGATE_UPSTREAM_CONNECT_TIMEOUT`, default 10s.
+    pub connect_timeout: Duration,
+    /// Longest silence between two upstream bytes (`LLMGATE_UPSTREAM_READ_TIMEOUT`, default 300s).
+    pub read_timeout: Duration,
+    /// How long an idle pooled connection is kept (`LLMGATE_UPSTREAM_POOL_IDLE_TIMEOUT`, 90s).
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per upstream host (`LLMGATE_UPSTREAM_POOL_MAX_IDLE`, default 512).
+    pub pool_max_idle_per_host: usize,
+    /// An HTTP(S) proxy for upstream traffic (`LLMGATE_UPSTREAM_PROXY`); none by default.
+    pub proxy: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(300),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 512,
+            proxy: None,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: crate::db::DEFAULT_URL.to_owned(),
+            config_path: None,
+            demo: false,
+            max_body_bytes: 10 * 1024 * 1024,
+            upstream: UpstreamSettings::default(),
+            request_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+            usage_flush_interval: Duration::from_secs(1),
+            change_poll_interval: Duration::from_millis(250),
+            encryption_key: None,
+        }
+    }
+}
+
+/// A setting that could not be read: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct SettingError {
+    pub name: String,
+    pub message: String,
+}
+
+impl Settings {
+    /// Reads the tuning variables through `env` (a lookup, so tests need not touch the process
+    /// environment). Listen address, database and config path are set by the caller.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<SettingError>> {
+        let mut errors = Vec::new();
+        let mut settings = Self::default();
+        let mut duration = |name: &str, target: &mut Duration| {
+            if let Some(value) = env(name) {
+                match parse_duration(&value) {
+                    Ok(d) if !d.is_zero() => *target = d,
+                    Ok(_) => errors.push(SettingError {
+                        name: name.into(),
+                        message: "must be greater than zero".into(),
+                    }),
+                    Err(message) => errors.push(SettingError {
+                        name: name.into(),
+                        message,
+                    }),
+                }
+            }
+        };
+        duration(
+            "LLMGATE_UPSTREAM_CONNECT_TIMEOUT",
+            &mut settings.upstream.connect_timeout,
+        );
+        duration(
+            "LLMGATE_UPSTREAM_READ_TIMEOUT",
+            &mut settings.upstream.read_timeout,
+        );
+        duration(
+            "LLMGATE_UPSTREAM_POOL_IDLE_TIMEOUT",
+            &mut settings.upstream.pool_idle_timeout,
+        );
+        duration("LLMGATE_REQUEST_TIMEOUT", &mut settings.request_timeout);
+        duration("LLMGATE_SHUTDOWN_GRACE", &mut settings.shutdown_grace);
+        duration(
+            "LLMGATE_USAGE_FLUSH_INTERVAL",
+            &mut settings.usage_flush_interval,
+        );
+        duration(
+            "LLMGATE_CHANGE_POLL_INTERVAL",
+            &mut settings.change_poll_interval,
+        );
+        let mut count = |name: &str, target: &mut usize| {
+            if let Some(value) = env(name) {
+                match value.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => *target = n,
+                    _ => errors.push(SettingError {
+                        name: name.into(),
+                        message: format!("'{value}' is not a positive whole number"),
+                    }),
+                }
+            }
+        };
+        count("LLMGATE_MAX_BODY_BYTES", &mut settings.max_body_bytes);
+        count(
+            "LLMGATE_UPSTREAM_POOL_MAX_IDLE",
+            &mut settings.upstream.pool_max_idle_per_host,
+        );
+        settings.upstream.proxy = env("LLMGATE_UPSTREAM_PROXY").filter(|p| !p.is_empty());
+        settings.encryption_key = env("LLMGATE_ENCRYPTION_KEY")
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Parses a listen address like `127.0.0.1:8080` or `[::1]:8080`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a socket address; write it like 127.0.0.1:8080"))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_override_defaults_and_bad_values_are_all_reported() {
+        let env = |name: &str| match name {
+            "LLMGATE_UPSTREAM_READ_TIMEOUT" => Some("2s".to_owned()),
+            "LLMGATE_MAX_BODY_BYTES" => Some("1024".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(settings.upstream.read_timeout, Duration::from_secs(2));
+        assert_eq!(settings.max_body_bytes, 1024);
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+
+        let bad = |name: &str| match name {
+            "LLMGATE_SHUTDOWN_GRACE" => Some("soon".to_owned()),
+            "LLMGATE_MAX_BODY_BYTES" => Some("-1".to_owned()),
+            _ => None,
+        };
+        let errors = Settings::from_env(&bad).unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["LLMGATE_SHUTDOWN_GRACE", "LLMGATE_MAX_BODY_BYTES"]);
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert!(parse_listen("127.0.0.1:0").is_ok());
+        assert!(parse_listen("[::1]:8080").is_ok());
+        assert!(parse_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn durations_parse_in_the_contract_format() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("ten").is_err());
+    }
+}

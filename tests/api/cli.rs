@@ -1,0 +1,234 @@
+//! The binary itself: config checking, refusing bad files, the demo, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, bind, config_text};
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "good.toml", &config_text("http://127.0.0.1:1/v1", ""));
+    let output = Command::new(TestApp::bin())
+        .args(["config", "check", &good])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let bad = write(
+        &dir,
+        "bad.toml",
+        r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "not a url"
+
+[[models]]
+name = "m"
+  [[models.routes]]
+  provider = "nope"
+  model = "x"
+"#,
+    );
+    let output = Command::new(TestApp::bin())
+        .args(["config", "check", &bad])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("base_url"), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+
+    let syntax = write(&dir, "syntax.toml", "[[providers]]\nname = \n");
+    let output = Command::new(TestApp::bin())
+        .args(["config", "check", &syntax])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 2"));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_file_and_imports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "bad.toml", "[[models]]\nname = \"m\"\n");
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    let output = Command::new(TestApp::bin())
+        .args([
+            "serve",
+            "--config",
+            &bad,
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains("route"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let output = Command::new(TestApp::bin())
+        .args([
+            "migrate",
+            "--database",
+            &format!("sqlite://{}", path.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(path.exists());
+}
+
+/// Starts `llmgate serve` with `args`, returning the child and the address it listens on.
+fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, Vec<String>) {
+    let db = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let mut child = Command::new(TestApp::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
+        .args(args)
+        .env("LLMGATE_LOG_FORMAT", "json")
+        .env("LLMGATE_SHUTDOWN_GRACE", "10s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        seen.push(line.clone());
+        if line.contains("llmgate is listening") {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr, seen)
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap().code()
+}
+
+#[tokio::test]
+async fn demo_mode_serves_a_completion_with_the_printed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, _) = start_serve(&dir, &["--demo"]);
+    let stdout = child.stdout.take().unwrap();
+    let key = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("demo key (shown once): ")
+                .nth(1)
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let body = json!({"model": "demo-echo", "messages": [{"role": "user", "content": "Hello!"}]});
+    let answer: serde_json::Value = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "echo: Hello!");
+    assert_eq!(terminate(&mut child), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
+    let mock = llmgate::mock::spawn(bind().await, llmgate::mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef\"\n",
+            config_text(&mock.base_url(), "")
+        ),
+    );
+    let (mut child, addr, _) = start_serve(&dir, &["--config", &config]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth("sk-test-key-0123456789abcdef")
+        .json(&json!({
+            "model": "gpt-test", "stream": true,
+            "messages": [{"role": "user", "content": "finish me"}],
+            "mock": {"chunks": 10, "chunk_delay_ms": 100}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.chunk().await.unwrap().is_some());
+
+    let pid = child.id().to_string();
+    let waiter = tokio::task::spawn_blocking(move || {
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap().code()
+    });
+    let mut rest = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        rest.trim_end().ends_with("data: [DONE]"),
+        "the stream was cut: {rest}"
+    );
+    let code = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, Some(0));
+
+    // New connections are refused once it has stopped.
+    assert!(
+        client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the real app on a random local port, against the mock upstream served by
+//! the test itself, spoken to over HTTP like a client would.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed unwrap is a failed test, with its location"
+)]
+
+mod cli;
+mod errors;
+mod helpers;
+mod keys;
+mod proxy;
+mod streaming;
