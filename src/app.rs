@@ -84,6 +84,7 @@ impl App {
             gateway: Gateway::new(catalog.clone(), client, settings.request_timeout),
             db,
             max_body_bytes: settings.max_body_bytes,
+            config_changed: Arc::new(tokio::sync::Notify::new()),
         };
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             StartError::Invalid(format!("cannot listen on {}: {e}", settings.listen))
@@ -149,8 +150,11 @@ impl App {
             // Small SSE frames must leave at once, not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
         });
-        let server =
-            axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
         let grace = settings.shutdown_grace;
         let grace_expired = {
             let stop = stop.clone();
@@ -206,6 +210,7 @@ async fn watch_changes(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
+            () = state.config_changed.notified() => {}
         }
         let versions = match watcher.poll().await {
             Ok(Some(versions)) => versions,

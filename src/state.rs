@@ -1,5 +1,9 @@
 //! `AppState`: the cheap-to-clone handles every request handler shares, built in one place.
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use crate::auth::KeyCache;
 use crate::db::Db;
 use crate::gateway::Gateway;
@@ -11,4 +15,7 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Wakes the change watcher at once: call `notify_one()` after writing configuration, so
+    /// this process applies the change immediately instead of at the next poll.
+    pub config_changed: Arc<Notify>,
 }
