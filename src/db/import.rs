@@ -301,3 +301,172 @@ impl Db {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_file;
+    use crate::db::tests::temp_db;
+
+    fn config(text: &str) -> ConfigFile {
+        config_file::parse(text, &|_| None).unwrap()
+    }
+
+    const FULL: &str = r#"
+[[providers]]
+name = "p1"
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+  [[providers.accounts]]
+  name = "a1"
+  api_key = "sk-first-account-secret"
+  [[providers.accounts]]
+  name = "a2"
+  api_key = "sk-second-account-secret"
+
+[[providers]]
+name = "p2"
+kind = "openai"
+base_url = "http://127.0.0.1:2/v1"
+
+[[models]]
+name = "m1"
+  [[models.routes]]
+  provider = "p1"
+  model = "up-1"
+  [[models.routes]]
+  provider = "p2"
+  model = "up-2"
+  priority = 1
+
+[[models]]
+name = "m2"
+  [[models.routes]]
+  provider = "p2"
+  model = "up-3"
+
+[[keys]]
+name = "k1"
+key = "sk-config-key-0123456789"
+"#;
+
+    const SMALLER: &str = r#"
+[[providers]]
+name = "p1"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+  [[providers.accounts]]
+  name = "a1"
+  api_key = "sk-first-account-rotated"
+
+[[models]]
+name = "m1"
+max_attempts = 2
+  [[models.routes]]
+  provider = "p1"
+  model = "up-1"
+"#;
+
+    async fn names(db: &Db, table: &str) -> Vec<String> {
+        let sql = match table {
+            "providers" => "SELECT name FROM providers ORDER BY name",
+            "accounts" => "SELECT name FROM accounts ORDER BY name",
+            "models" => "SELECT name FROM models ORDER BY name",
+            "routes" => "SELECT upstream_model FROM routes ORDER BY upstream_model",
+            _ => "SELECT name FROM client_keys ORDER BY name",
+        };
+        sqlx::query_scalar(sql).fetch_all(&db.writer).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn imports_update_by_name_and_remove_only_what_an_import_created() {
+        let (_dir, db) = temp_db().await;
+        let cipher = SecretCipher::new(&SecretCipher::generate_key());
+        let report = db.import_config(&config(FULL), &cipher).await.unwrap();
+        assert_eq!(
+            (
+                report.providers,
+                report.accounts,
+                report.models,
+                report.routes,
+                report.keys
+            ),
+            (2, 2, 2, 3, 1)
+        );
+        let first_ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM routes WHERE upstream_model = 'up-1'")
+                .fetch_all(&db.writer)
+                .await
+                .unwrap();
+
+        // Objects created another way must survive any import.
+        sqlx::query("INSERT INTO models (name, source, created_at, updated_at) VALUES ('api-model', 'api', 0, 0)")
+            .execute(&db.writer)
+            .await
+            .unwrap();
+        crate::auth::create_key(
+            &db,
+            crate::auth::NewKey {
+                name: "api-key".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+        // Importing the same file again changes nothing structurally.
+        db.import_config(&config(FULL), &cipher).await.unwrap();
+        assert_eq!(names(&db, "routes").await, ["up-1", "up-2", "up-3"]);
+
+        let report = db.import_config(&config(SMALLER), &cipher).await.unwrap();
+        assert!(report.removed > 0);
+        assert_eq!(names(&db, "providers").await, ["p1"]);
+        assert_eq!(names(&db, "accounts").await, ["a1"]);
+        assert_eq!(names(&db, "models").await, ["api-model", "m1"]);
+        assert_eq!(names(&db, "routes").await, ["up-1"]);
+        assert_eq!(names(&db, "keys").await, ["api-key"]);
+        // Updated in place: same route id, new values.
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM routes WHERE upstream_model = 'up-1'")
+                .fetch_all(&db.writer)
+                .await
+                .unwrap();
+        assert_eq!(ids, first_ids);
+        let rows = db.load_catalog().await.unwrap();
+        assert_eq!(
+            rows.models
+                .iter()
+                .find(|m| m.name == "m1")
+                .unwrap()
+                .max_attempts,
+            2
+        );
+        assert_eq!(rows.providers[0].base_url, "http://127.0.0.1:9/v1");
+        let key = cipher.open(&rows.accounts[0].api_key).unwrap();
+        assert_eq!(key.expose(), "sk-first-account-rotated");
+    }
+
+    #[tokio::test]
+    async fn a_failing_import_changes_nothing() {
+        let (_dir, db) = temp_db().await;
+        let cipher = SecretCipher::new(&SecretCipher::generate_key());
+        db.import_config(&config(FULL), &cipher).await.unwrap();
+        // An API-created route keeps provider p2 in use; a file dropping p2 must fail whole.
+        sqlx::query(
+            "INSERT INTO models (name, source, created_at, updated_at) VALUES ('api-model', 'api', 0, 0);
+             INSERT INTO routes (model_id, provider_id, upstream_model, created_at, updated_at)
+             SELECT m.id, p.id, 'x', 0, 0 FROM models m, providers p WHERE m.name = 'api-model' AND p.name = 'p2';",
+        )
+        .execute(&db.writer)
+        .await
+        .unwrap();
+        let error = db
+            .import_config(&config(SMALLER), &cipher)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("p2"), "{error}");
+        assert_eq!(names(&db, "providers").await, ["p1", "p2"]);
+        assert_eq!(names(&db, "models").await, ["api-model", "m1", "m2"]);
+        assert_eq!(names(&db, "keys").await, ["k1"]);
+    }
+}
