@@ -16,7 +16,7 @@ use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
 use crate::mock::{self, MockConfig, MockHandle};
-use crate::routing::{Catalog, SharedCatalog};
+use crate::routing::{Catalog, Health, SharedCatalog};
 use crate::secret::SecretCipher;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -76,12 +76,19 @@ impl App {
         };
 
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
-        rebuild_catalog(&db, &catalog, &cipher).await?;
+        let health = Health::new(settings.health);
+        rebuild_catalog(&db, &catalog, &cipher, &health).await?;
         let client = crate::upstream::build_client(&settings.upstream)
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let state = AppState {
             keys: KeyCache::new(db.clone()),
-            gateway: Gateway::new(catalog.clone(), client, settings.request_timeout),
+            gateway: Gateway::new(
+                catalog.clone(),
+                health.clone(),
+                client,
+                settings.request_timeout,
+            ),
+            health,
             db,
             max_body_bytes: settings.max_body_bytes,
             config_changed: Arc::new(tokio::sync::Notify::new()),
@@ -183,9 +190,10 @@ async fn rebuild_catalog(
     db: &Db,
     catalog: &SharedCatalog,
     cipher: &SecretCipher,
+    health: &Health,
 ) -> Result<(), DbError> {
     let rows = db.load_catalog().await?;
-    let (next, skipped) = Catalog::from_rows(rows, cipher);
+    let (next, skipped) = Catalog::from_rows(rows, cipher, health);
     for row in skipped {
         tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
     }
@@ -227,7 +235,7 @@ async fn watch_changes(
         // and the first poll.
         if seen.is_none_or(|applied: crate::db::ChangeVersions| applied.catalog != versions.catalog)
         {
-            match rebuild_catalog(&state.db, &catalog, &cipher).await {
+            match rebuild_catalog(&state.db, &catalog, &cipher, &state.health).await {
                 Ok(()) => {
                     if seen.is_some() {
                         tracing::info!("configuration changed; routing catalog rebuilt");

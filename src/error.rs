@@ -35,8 +35,13 @@ pub enum ApiError {
     },
     #[error("upstream failed: {detail}")]
     UpstreamFailed { detail: String },
-    #[error("no healthy route for model '{model}': {detail}")]
-    NoHealthyRoute { model: String, detail: String },
+    #[error("no healthy route for model '{model}' after {tried} attempts: {detail}")]
+    NoHealthyRoute {
+        model: String,
+        detail: String,
+        /// Attempts made before giving up (0: nothing was usable).
+        tried: u32,
+    },
     #[error("upstream timed out: {detail}")]
     UpstreamTimeout { detail: String },
     #[error("internal error: {detail}")]
@@ -171,11 +176,15 @@ impl ApiError {
             Self::UpstreamFailed { .. } => {
                 "The upstream provider failed to answer. Retry the request later.".to_owned()
             }
-            Self::NoHealthyRoute { model, .. } => {
-                format!(
-                    "No healthy upstream is available for model '{model}'. Retry the request later."
-                )
-            }
+            Self::NoHealthyRoute {
+                model, tried: 0, ..
+            } => format!(
+                "No healthy upstream is available for model '{model}': every route is failing or \
+                 has no usable account. Retry the request later."
+            ),
+            Self::NoHealthyRoute { model, tried, .. } => format!(
+                "No upstream could serve model '{model}': {tried} attempts failed. Retry the request later."
+            ),
             Self::UpstreamTimeout { .. } => {
                 "The upstream provider did not answer in time. Retry the request later.".to_owned()
             }
@@ -307,6 +316,7 @@ mod tests {
             ApiError::NoHealthyRoute {
                 model: "m".into(),
                 detail: "x".into(),
+                tried: 2,
             },
             503,
             "api_error",

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::routing::HealthPolicy;
 use crate::secret::Secret;
 
 /// Parses a duration written like `250ms`, `10s`, `5m` or `1h 30m`.
@@ -33,6 +34,8 @@ pub struct Settings {
     pub change_poll_interval: Duration,
     /// Base64 of the 32-byte key sealing upstream credentials (`LLMGATE_ENCRYPTION_KEY`).
     pub encryption_key: Option<Secret>,
+    /// Circuit breakers and account cooldowns (`LLMGATE_CIRCUIT_*`, `LLMGATE_RATE_LIMIT_COOLDOWN`).
+    pub health: HealthPolicy,
 }
 
 /// Tuning of the one shared upstream HTTP client.
@@ -78,6 +81,7 @@ impl Default for Settings {
             usage_flush_interval: Duration::from_secs(1),
             change_poll_interval: Duration::from_millis(250),
             encryption_key: None,
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -133,6 +137,18 @@ impl Settings {
             "LLMGATE_CHANGE_POLL_INTERVAL",
             &mut settings.change_poll_interval,
         );
+        duration(
+            "LLMGATE_CIRCUIT_WINDOW",
+            &mut settings.health.failure_window,
+        );
+        duration(
+            "LLMGATE_CIRCUIT_COOLDOWN",
+            &mut settings.health.circuit_cooldown,
+        );
+        duration(
+            "LLMGATE_RATE_LIMIT_COOLDOWN",
+            &mut settings.health.default_cooldown,
+        );
         let mut count = |name: &str, target: &mut usize| {
             if let Some(value) = env(name) {
                 match value.trim().parse::<usize>() {
@@ -145,6 +161,9 @@ impl Settings {
             }
         };
         count("LLMGATE_MAX_BODY_BYTES", &mut settings.max_body_bytes);
+        let mut failures = settings.health.circuit_failures as usize;
+        count("LLMGATE_CIRCUIT_FAILURES", &mut failures);
+        settings.health.circuit_failures = u32::try_from(failures).unwrap_or(u32::MAX);
         count(
             "LLMGATE_UPSTREAM_POOL_MAX_IDLE",
             &mut settings.upstream.pool_max_idle_per_host,

@@ -7,12 +7,15 @@ use tokio::sync::Notify;
 use crate::auth::KeyCache;
 use crate::db::Db;
 use crate::gateway::Gateway;
+use crate::routing::Health;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
     pub keys: KeyCache,
     pub gateway: Gateway,
+    /// Live health of routes and accounts (circuits, cooldowns), for reports.
+    pub health: Arc<Health>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Wakes the change watcher at once: call `notify_one()` after writing configuration, so

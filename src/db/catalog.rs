@@ -22,6 +22,8 @@ pub struct AccountRow {
     pub weight: i64,
     pub rpm: Option<i64>,
     pub enabled: bool,
+    /// Changes whenever an operator edits the account (key, switch, weight).
+    pub updated_at: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -62,7 +64,7 @@ impl Db {
                 .fetch_all(&mut *tx)
                 .await?;
         let accounts = sqlx::query_as(
-            "SELECT id, provider_id, name, api_key, weight, rpm, enabled FROM accounts ORDER BY id",
+            "SELECT id, provider_id, name, api_key, weight, rpm, enabled, updated_at FROM accounts ORDER BY id",
         )
         .fetch_all(&mut *tx)
         .await?;

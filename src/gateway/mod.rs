@@ -5,7 +5,8 @@ mod request;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -18,12 +19,13 @@ pub use request::RequestHead;
 use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::providers::{self, Endpoint};
-use crate::routing::SharedCatalog;
+use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
 
 /// Everything a proxied request needs, cheap to clone into each request.
 #[derive(Clone, Debug)]
 pub struct Gateway {
     catalog: SharedCatalog,
+    health: Arc<Health>,
     client: reqwest::Client,
     /// Deadline of a request whose model sets no `timeout`.
     request_timeout: Duration,
@@ -81,15 +83,27 @@ fn upstream_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 impl Gateway {
-    pub fn new(catalog: SharedCatalog, client: reqwest::Client, request_timeout: Duration) -> Self {
+    pub fn new(
+        catalog: SharedCatalog,
+        health: Arc<Health>,
+        client: reqwest::Client,
+        request_timeout: Duration,
+    ) -> Self {
         Self {
             catalog,
+            health,
             client,
             request_timeout,
         }
     }
 
     /// Proxies one request body for `endpoint` on behalf of `key`.
+    ///
+    /// Until a response is handed back, failures move the request on: a 429 or a refused
+    /// credential to another account of the same route, a connect error, timeout or 5xx to
+    /// another route, then to the next priority tier; with nothing new left, the same target
+    /// is retried after a jittered backoff. Attempts are bounded by the model's `max_attempts`
+    /// and share one deadline. Other 4xx answers are the client's and are returned at once.
     pub async fn proxy(
         &self,
         key: &ClientKey,
@@ -112,78 +126,179 @@ impl Gateway {
                 model: head.model.to_string(),
             })?;
         let stream = head.stream && endpoint.can_stream();
-        let target = model.pick().ok_or_else(|| ApiError::NoHealthyRoute {
-            model: model.name.clone(),
-            detail: "the model has no enabled route".into(),
-        })?;
-        let upstream_body = head.rewrite_model(&body, &target.route.upstream_model);
-        let deadline = model.timeout.unwrap_or(self.request_timeout);
-        let mut request =
-            providers::build_request(&self.client, target, endpoint, upstream_body, request_id);
-        if !stream {
-            request = request.timeout(deadline);
-        }
-        let provider = &target.route.provider.name;
+        let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
+        let policy = *self.health.policy();
+        let mut tried = Tried::default();
+        let mut failures = Failures::default();
+        let mut attempts = 0;
+        let mut same_route = None;
 
-        // Streams get the deadline for their response headers only: a long generation is not a
-        // timeout, silence is (the client's read timeout).
-        let response = match tokio::time::timeout(deadline, request.send()).await {
-            Err(_) => {
-                return Err(ApiError::UpstreamTimeout {
-                    detail: format!("{provider}: no response headers within {deadline:?}"),
+        while attempts < model.max_attempts {
+            let now = self.health.now_ms();
+            let target = match model.next_target(now, &policy, &tried, same_route.take()) {
+                Some(target) => target,
+                None => match failures.retry_same(&model, now) {
+                    Some(target) => {
+                        let wait = backoff(attempts);
+                        if Instant::now() + wait >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                        target
+                    }
+                    None => break,
+                },
+            };
+            tried.record(target);
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            // Each attempt gets an equal share of what is left, so a hung upstream leaves
+            // time for the others.
+            let budget = remaining / (model.max_attempts - attempts + 1);
+            let route = target.route;
+            let provider = &route.provider.name;
+            let upstream_body = head.rewrite_model(&body, &route.upstream_model);
+            let mut request =
+                providers::build_request(&self.client, target, endpoint, upstream_body, request_id);
+            if !stream {
+                request = request.timeout(budget);
+            }
+            let in_flight = InFlight::start(&route.health);
+            let sent = Instant::now();
+            let response = match tokio::time::timeout(budget, request.send()).await {
+                Err(_) => {
+                    route.health.failed(route.id, self.health.now_ms(), &policy);
+                    failures.server_side(
+                        target,
+                        ApiError::UpstreamTimeout {
+                            detail: format!("{provider}: no response headers within {budget:?}"),
+                        },
+                    );
+                    continue;
+                }
+                Ok(Err(error)) => {
+                    route.health.failed(route.id, self.health.now_ms(), &policy);
+                    failures.server_side(target, upstream_error(provider, error));
+                    continue;
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = retry_after(response.headers());
+                if let Some(account) = target.account {
+                    account.health.rate_limited(
+                        account.id,
+                        self.health.now_ms(),
+                        retry_after,
+                        &policy,
+                    );
+                }
+                failures.rate_limited(retry_after.unwrap_or(policy.default_cooldown));
+                same_route = Some(route.id);
+                continue;
+            }
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                && let Some(account) = target.account
+            {
+                account.health.rejected(account.id);
+                failures.other(ApiError::UpstreamFailed {
+                    detail: format!(
+                        "{provider} refused the credential of account '{}' ({status})",
+                        account.name
+                    ),
+                });
+                same_route = Some(route.id);
+                continue;
+            }
+            if status.is_server_error() {
+                route.health.failed(route.id, self.health.now_ms(), &policy);
+                let detail = match response.bytes().await {
+                    Ok(body) => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+                    Err(error) => error.to_string(),
+                };
+                failures.server_side(
+                    target,
+                    ApiError::UpstreamFailed {
+                        detail: format!("{provider} answered {status}: {detail}"),
+                    },
+                );
+                continue;
+            }
+
+            // The upstream answered (success, or a client error that is the client's own).
+            let mut headers = upstream_headers(response.headers());
+            if let Ok(value) = HeaderValue::from_str(provider) {
+                headers.insert(HeaderName::from_static("x-llmgate-route"), value);
+            }
+            headers.insert(
+                HeaderName::from_static("x-llmgate-attempts"),
+                HeaderValue::from(attempts),
+            );
+            let is_event_stream = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if status.is_success() && stream && is_event_stream {
+                route.health.succeeded(route.id, sent.elapsed());
+                if let Some(account) = target.account {
+                    account.health.succeeded();
+                }
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                headers.insert(
+                    HeaderName::from_static("x-accel-buffering"),
+                    HeaderValue::from_static("no"),
+                );
+                let body = relay::relay(response, request_id.to_owned(), in_flight);
+                return Ok(Reply::Stream {
+                    headers,
+                    body: Box::pin(body) as BoxStream<'static, _>,
                 });
             }
-            Ok(Err(error)) => return Err(upstream_error(provider, error)),
-            Ok(Ok(response)) => response,
-        };
-        let status = response.status();
-        let mut headers = upstream_headers(response.headers());
-
-        if status.is_server_error() {
-            let detail = match response.bytes().await {
-                Ok(body) => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
-                Err(error) => error.to_string(),
+            // Nothing has reached the client yet, so a body that fails to arrive, or a success
+            // that is not JSON, still counts as the upstream's failure and moves on.
+            let body = match response.bytes().await {
+                Ok(body) => body,
+                Err(error) => {
+                    route.health.failed(route.id, self.health.now_ms(), &policy);
+                    failures.server_side(target, upstream_error(provider, error));
+                    continue;
+                }
             };
-            return Err(ApiError::UpstreamFailed {
-                detail: format!("{provider} answered {status}: {detail}"),
-            });
-        }
-        let is_event_stream = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if status.is_success() && stream && is_event_stream {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            headers.insert(
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            );
-            let body = relay::relay(response, request_id.to_owned());
-            return Ok(Reply::Stream {
+            if status.is_success()
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+            {
+                route.health.failed(route.id, self.health.now_ms(), &policy);
+                failures.server_side(
+                    target,
+                    ApiError::UpstreamFailed {
+                        detail: format!(
+                            "{provider} answered {status} with a body that is not JSON"
+                        ),
+                    },
+                );
+                continue;
+            }
+            route.health.succeeded(route.id, sent.elapsed());
+            if let Some(account) = target.account {
+                account.health.succeeded();
+            }
+            drop(in_flight);
+            return Ok(Reply::Complete {
+                status,
                 headers,
-                body: Box::pin(body) as BoxStream<'static, _>,
+                body,
             });
         }
-
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| upstream_error(provider, error))?;
-        if status.is_success() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-            return Err(ApiError::UpstreamFailed {
-                detail: format!("{provider} answered {status} with a body that is not JSON"),
-            });
-        }
-        Ok(Reply::Complete {
-            status,
-            headers,
-            body,
-        })
+        Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
     }
 
     /// `GET /v1/models`: the models `key` may use, in OpenAI's list format.
@@ -210,6 +325,134 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
+/// carries it to the end of the stream.
+pub(crate) struct InFlight(Arc<RouteHealth>);
+
+impl InFlight {
+    fn start(route: &Arc<RouteHealth>) -> Self {
+        route.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(route.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What went wrong so far in one request's attempts, and what to answer if nothing succeeds.
+#[derive(Default)]
+struct Failures {
+    last: Option<ApiError>,
+    /// The shortest `Retry-After` among upstream 429s.
+    retry_after: Option<Duration>,
+    /// Whether every failure so far was an upstream 429.
+    only_rate_limits: Option<bool>,
+    /// The target of the last server-side failure, which may be retried after a backoff.
+    retryable: Option<(i64, Option<i64>)>,
+}
+
+impl Failures {
+    fn server_side(&mut self, target: Target<'_>, error: ApiError) {
+        self.retryable = Some((target.route.id, target.account.map(|a| a.id)));
+        self.other(error);
+    }
+
+    fn other(&mut self, error: ApiError) {
+        tracing::warn!(error = %error, "upstream attempt failed; trying the next candidate");
+        self.last = Some(error);
+        self.only_rate_limits = Some(false);
+    }
+
+    fn rate_limited(&mut self, retry_after: Duration) {
+        self.retryable = None;
+        self.retry_after = Some(self.retry_after.map_or(retry_after, |r| r.min(retry_after)));
+        self.only_rate_limits.get_or_insert(true);
+    }
+
+    /// The last failed target again, if it failed on the upstream's side and is still usable.
+    fn retry_same<'m>(&mut self, model: &'m Model, now: i64) -> Option<Target<'m>> {
+        let (route_id, account_id) = self.retryable.take()?;
+        let route = model.routes.iter().find(|r| r.id == route_id)?;
+        if route.health.circuit(now) == CircuitState::Open {
+            return None;
+        }
+        let account = match account_id {
+            Some(id) => Some(
+                route
+                    .provider
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == id && a.health.usable(now))?,
+            ),
+            None => None,
+        };
+        Some(Target { route, account })
+    }
+
+    fn into_error(self, model: &Model, attempts: u32, routes_tried: usize, now: i64) -> ApiError {
+        if attempts == 0 {
+            if let Some(until) = model.all_cooling_until(now) {
+                let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+                return rate_limited(&model.name, wait);
+            }
+            return ApiError::NoHealthyRoute {
+                model: model.name.clone(),
+                detail: "no usable route: circuits open or accounts unusable".into(),
+                tried: 0,
+            };
+        }
+        if self.only_rate_limits == Some(true) {
+            return rate_limited(
+                &model.name,
+                self.retry_after.unwrap_or(Duration::from_secs(1)),
+            );
+        }
+        match self.last {
+            // One candidate: its own error says the most.
+            Some(error) if routes_tried <= 1 => error,
+            last => ApiError::NoHealthyRoute {
+                model: model.name.clone(),
+                detail: last.map_or_else(String::new, |e| format!("last error: {e}")),
+                tried: attempts,
+            },
+        }
+    }
+}
+
+fn rate_limited(model: &str, wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        message: format!(
+            "Every upstream account that serves model '{model}' is rate-limited right now. \
+             Retry after {} s.",
+            wait.as_secs_f64().ceil().max(1.0)
+        ),
+        retry_after: wait,
+        code: "rate_limit_exceeded",
+    }
+}
+
+/// Full-jitter exponential backoff before retrying the same target: uniform in
+/// `[0, min(2 s, 100 ms × 2^attempt)]`.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(100)
+        .saturating_mul(2u32.saturating_pow(attempt))
+        .min(Duration::from_secs(2));
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
+/// The upstream's `Retry-After` (seconds) or `retry-after-ms`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    read("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| read("retry-after"))
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 fn upstream_error(provider: &str, error: reqwest::Error) -> ApiError {

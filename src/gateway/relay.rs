@@ -6,22 +6,25 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
+use super::InFlight;
 use crate::error::ApiError;
 
 /// Forwards every chunk as soon as it arrives. When the upstream errors (connection cut, read
 /// timeout), emits one `data: {"error": …}` event and ends. Dropping the returned stream (the
 /// client went away) drops the upstream response, which closes the upstream connection.
-pub fn relay(
+pub(super) fn relay(
     upstream: reqwest::Response,
     request_id: String,
+    in_flight: InFlight,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
-    stream::unfold(Some(chunks), move |state| {
+    // The in-flight mark lives in the stream's state, so it ends with the stream.
+    stream::unfold(Some((chunks, in_flight)), move |state| {
         let request_id = request_id.clone();
         async move {
-            let mut chunks = state?;
+            let (mut chunks, in_flight) = state?;
             match chunks.next().await {
-                Some(Ok(bytes)) => Some((Ok(bytes), Some(chunks))),
+                Some(Ok(bytes)) => Some((Ok(bytes), Some((chunks, in_flight)))),
                 Some(Err(error)) => {
                     let api_error = if error.is_timeout() {
                         ApiError::UpstreamTimeout {

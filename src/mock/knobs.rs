@@ -24,6 +24,10 @@ pub(super) struct Knobs {
     #[serde(default)]
     no_usage: bool,
     content: Option<String>,
+    /// A status per upstream credential (the bearer token the request carries), to make one
+    /// account of a pool fail while the others answer.
+    #[serde(default)]
+    status_for_key: std::collections::HashMap<String, u16>,
 }
 
 /// How the mock answers one request.
@@ -51,11 +55,13 @@ pub(super) struct Failure {
 }
 
 impl Plan {
-    pub fn new(config: &MockConfig, knobs: Option<Knobs>) -> Self {
+    /// The plan for a request that carried `knobs` and the credential `bearer`.
+    pub fn new(config: &MockConfig, knobs: Option<Knobs>, bearer: Option<&str>) -> Self {
         let knobs = knobs.unwrap_or_default();
+        let for_key = bearer.and_then(|key| knobs.status_for_key.get(key).copied());
         // A 2xx status in the knobs means "succeed", which lets one request escape a failing config.
-        let status = knobs
-            .status
+        let status = for_key
+            .or(knobs.status)
             .or(config.fail_status)
             .filter(|status| !(200..300).contains(status));
         let failure = status.map(|status| Failure {
@@ -84,7 +90,11 @@ mod tests {
     use super::*;
 
     fn plan(config: &MockConfig, knobs: &str) -> Plan {
-        Plan::new(config, Some(serde_json::from_str(knobs).unwrap()))
+        Plan::new(
+            config,
+            Some(serde_json::from_str(knobs).unwrap()),
+            Some("sk-a"),
+        )
     }
 
     #[test]
@@ -94,7 +104,7 @@ mod tests {
             latency: Duration::from_millis(7),
             ..MockConfig::default()
         };
-        let plain = Plan::new(&config, None);
+        let plain = Plan::new(&config, None, None);
         assert_eq!(
             (plain.chunks, plain.latency, plain.usage),
             (4, Duration::from_millis(7), true)
@@ -121,7 +131,7 @@ mod tests {
             status: 429,
             retry_after: Some(1),
         };
-        assert_eq!(Plan::new(&failing, None).failure, Some(limited));
+        assert_eq!(Plan::new(&failing, None, None).failure, Some(limited));
         assert_eq!(plan(&failing, r#"{"status": 200}"#).failure, None);
         assert_eq!(
             plan(
@@ -141,6 +151,23 @@ mod tests {
                 retry_after: None
             })
         );
+    }
+
+    #[test]
+    fn a_status_can_target_one_credential() {
+        let knobs = r#"{"status_for_key": {"sk-a": 429}}"#;
+        assert_eq!(
+            plan(&MockConfig::default(), knobs)
+                .failure
+                .map(|f| f.status),
+            Some(429)
+        );
+        let other = Plan::new(
+            &MockConfig::default(),
+            Some(serde_json::from_str(knobs).unwrap()),
+            Some("sk-b"),
+        );
+        assert_eq!(other.failure, None);
     }
 
     #[test]

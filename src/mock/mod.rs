@@ -3,7 +3,7 @@
 //!
 //! Every answer echoes the last user message. A request body may carry a `"mock"` object that
 //! overrides the config for that request: `status`, `retry_after`, `latency_ms`, `chunks`,
-//! `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`, `content` (see `knobs`).
+//! `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`, `content`, `status_for_key` (see `knobs`).
 //!
 //! Token counts are deterministic so tests can check exact sums: `prompt_tokens` is the number
 //! of whitespace-separated words in the prompt (at least 1), `completion_tokens` is `chunks`.
@@ -231,6 +231,12 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
     let path = parts.uri.path();
     let route = Endpoint::at(path);
 
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
     let (call, plan) = {
         // The guard is dropped before the first await below.
         let config = mock.config.load();
@@ -255,7 +261,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         };
         let mut call = Call::parse(endpoint, &body);
         let knobs = call.as_mut().ok().and_then(Call::take_knobs);
-        (call, Plan::new(&config, knobs))
+        (call, Plan::new(&config, knobs, bearer.as_deref()))
     };
 
     if !plan.latency.is_zero() {

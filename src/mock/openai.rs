@@ -763,7 +763,7 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let plan = Plan::new(&super::super::MockConfig::default(), None);
+        let plan = Plan::new(&super::super::MockConfig::default(), None, None);
         let generation = Generation::chat(request, &plan);
         assert_eq!(generation.reply, "echo: one two three");
         let usage = generation.usage.unwrap();

@@ -1,5 +1,9 @@
-//! The `Catalog`: an immutable snapshot of providers, accounts, models and routes, and the pick
-//! of an upstream target for a request.
+//! The `Catalog`: an immutable snapshot of providers, accounts, models and routes, and the
+//! choice of upstream targets for a request's attempts (priority tiers, strategies, health).
+
+mod health;
+
+pub use health::{AccountHealth, Admission, CircuitState, Health, HealthPolicy, RouteHealth};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +99,7 @@ pub struct Account {
     pub api_key: Secret,
     pub weight: u32,
     pub rpm: Option<u32>,
+    pub health: Arc<AccountHealth>,
 }
 
 /// Where requests for a public model may go: a provider and the upstream's own model name.
@@ -105,6 +110,7 @@ pub struct Route {
     pub upstream_model: String,
     pub weight: u32,
     pub priority: u32,
+    pub health: Arc<RouteHealth>,
 }
 
 /// A public model as clients name it, with its enabled routes sorted by priority.
@@ -124,6 +130,29 @@ pub struct Model {
 pub struct Target<'a> {
     pub route: &'a Route,
     pub account: Option<&'a Account>,
+}
+
+/// What a request has tried so far, so the next attempt goes somewhere else.
+#[derive(Debug, Default)]
+pub struct Tried {
+    routes: Vec<i64>,
+    accounts: Vec<i64>,
+}
+
+impl Tried {
+    pub fn record(&mut self, target: Target<'_>) {
+        if !self.routes.contains(&target.route.id) {
+            self.routes.push(target.route.id);
+        }
+        if let Some(account) = target.account {
+            self.accounts.push(account.id);
+        }
+    }
+
+    /// How many distinct routes were tried.
+    pub fn routes(&self) -> usize {
+        self.routes.len()
+    }
 }
 
 /// The routing view of the whole configuration at one moment. Built once per change and
@@ -160,18 +189,147 @@ impl Catalog {
 }
 
 impl Model {
-    /// Picks a target among the routes of the first priority tier: a route by weight, then an
-    /// account of its provider by weight. `None` when the model has no enabled route.
-    pub fn pick(&self) -> Option<Target<'_>> {
-        let first = self.routes.first()?;
-        let tier: Vec<&Route> = self
-            .routes
-            .iter()
-            .take_while(|route| route.priority == first.priority)
-            .collect();
-        let route = *pick_weighted(&tier, |route| route.weight)?;
-        let account = pick_weighted(&route.provider.accounts, |account| account.weight);
-        Some(Target { route, account })
+    /// The target of the next attempt at `now` (the health clock), or `None` when nothing
+    /// untried is usable.
+    ///
+    /// `same_route` asks for another account of that route first (after a 429 or a refused
+    /// credential, the route itself is fine). Otherwise routes are taken tier by tier (priority
+    /// 0 first), picked inside a tier by the model's strategy, skipping tried routes, open
+    /// circuits and routes without a usable account. When nothing has been tried yet and every
+    /// route's circuit is open, the least recently failed route gets a probe anyway.
+    pub fn next_target(
+        &self,
+        now: i64,
+        policy: &HealthPolicy,
+        tried: &Tried,
+        same_route: Option<i64>,
+    ) -> Option<Target<'_>> {
+        if let Some(route) = same_route.and_then(|id| self.routes.iter().find(|r| r.id == id))
+            && let Some(account) = pick_account(route, now, tried)
+        {
+            return Some(Target { route, account });
+        }
+        let untried = |route: &&Route| !tried.routes.contains(&route.id);
+        let mut refused: Vec<i64> = Vec::new();
+        let mut start = 0;
+        while start < self.routes.len() {
+            let priority = self.routes[start].priority;
+            let end = start
+                + self.routes[start..]
+                    .iter()
+                    .take_while(|r| r.priority == priority)
+                    .count();
+            loop {
+                let candidates: Vec<&Route> = self.routes[start..end]
+                    .iter()
+                    .filter(untried)
+                    .filter(|r| !refused.contains(&r.id))
+                    .filter(|r| r.health.circuit(now) != CircuitState::Open)
+                    .filter(|r| pick_account(r, now, tried).is_some())
+                    .collect();
+                let Some(route) = self.strategy.choose(&candidates) else {
+                    break;
+                };
+                if route.health.admit(now, policy) == Admission::Refused {
+                    // Another request holds the half-open probe.
+                    refused.push(route.id);
+                    continue;
+                }
+                let account = pick_account(route, now, tried)?;
+                return Some(Target { route, account });
+            }
+            start = end;
+        }
+        if tried.routes.is_empty() {
+            let route = self
+                .routes
+                .iter()
+                .filter(|r| pick_account(r, now, tried).is_some())
+                .min_by_key(|r| r.health.last_failure())?;
+            tracing::info!(model = %self.name, route_id = route.id, "every circuit is open; probing the least recently failed route");
+            return Some(Target {
+                route,
+                account: pick_account(route, now, tried)?,
+            });
+        }
+        None
+    }
+
+    /// When the earliest cooling account of this model becomes usable again, if every account
+    /// that could serve it is cooling down after upstream 429s.
+    pub fn all_cooling_until(&self, now: i64) -> Option<i64> {
+        let mut earliest: Option<i64> = None;
+        for route in &self.routes {
+            let accounts = &route.provider.accounts;
+            if accounts.is_empty() {
+                return None;
+            }
+            for account in accounts {
+                if account.health.is_invalid() {
+                    continue;
+                }
+                match account.health.cooling_until(now) {
+                    Some(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+                    None => return None,
+                }
+            }
+        }
+        earliest
+    }
+}
+
+/// An account of the route's provider for the next attempt: weighted among usable, untried
+/// ones. `Some(None)` for a provider that needs no credential; `None` when no account is usable.
+fn pick_account<'a>(route: &'a Route, now: i64, tried: &Tried) -> Option<Option<&'a Account>> {
+    let accounts = &route.provider.accounts;
+    if accounts.is_empty() {
+        return Some(None);
+    }
+    let usable: Vec<&Account> = accounts
+        .iter()
+        .filter(|a| a.health.usable(now) && !tried.accounts.contains(&a.id))
+        .collect();
+    pick_weighted(&usable, |a| a.weight).map(|a| Some(*a))
+}
+
+impl Strategy {
+    /// Picks one route among `candidates` (all of one tier).
+    fn choose<'a>(self, candidates: &[&'a Route]) -> Option<&'a Route> {
+        match self {
+            Self::Weighted => pick_weighted(candidates, |r| r.weight).copied(),
+            Self::LeastBusy => candidates
+                .iter()
+                .min_by(|a, b| {
+                    // Fewest in flight per unit of weight; ties broken at random by the order.
+                    let load = |r: &Route| {
+                        f64::from(
+                            r.health
+                                .in_flight
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                        ) / f64::from(r.weight.max(1))
+                    };
+                    load(a).total_cmp(&load(b))
+                })
+                .copied(),
+            Self::Latency => {
+                // Power of two choices on the peak-EWMA latency: two distinct routes drawn by
+                // weight, the faster one wins.
+                let first = pick_weighted(candidates, |r| r.weight).copied()?;
+                let others: Vec<&Route> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|r| r.id != first.id)
+                    .collect();
+                let Some(second) = pick_weighted(&others, |r| r.weight).copied() else {
+                    return Some(first);
+                };
+                Some(if second.health.latency() < first.health.latency() {
+                    second
+                } else {
+                    first
+                })
+            }
+        }
     }
 }
 
@@ -205,8 +363,16 @@ impl Catalog {
     /// Assembles a catalog from database rows, opening account credentials with `cipher`.
     /// Disabled accounts and routes are left out; so are rows that do not make sense (unknown
     /// kind, credential that does not decrypt), each reported in the second value.
-    pub fn from_rows(rows: CatalogRows, cipher: &SecretCipher) -> (Self, Vec<SkippedRow>) {
+    pub fn from_rows(
+        rows: CatalogRows,
+        cipher: &SecretCipher,
+        health: &Health,
+    ) -> (Self, Vec<SkippedRow>) {
         let mut skipped = Vec::new();
+        health.retain(
+            &rows.routes.iter().map(|r| r.id).collect::<Vec<_>>(),
+            &rows.accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
+        );
         let mut accounts_by_provider: HashMap<i64, Vec<Account>> = HashMap::new();
         for row in rows.accounts.into_iter().filter(|a| a.enabled) {
             match cipher.open(&row.api_key) {
@@ -219,6 +385,7 @@ impl Catalog {
                         api_key,
                         weight: clamp_u32(row.weight),
                         rpm: row.rpm.map(clamp_u32),
+                        health: health.account(row.id, row.updated_at),
                     }),
                 Err(error) => skipped.push(SkippedRow(format!("account '{}': {error}", row.name))),
             }
@@ -255,6 +422,7 @@ impl Catalog {
                         upstream_model: row.upstream_model,
                         weight: clamp_u32(row.weight),
                         priority: clamp_u32(row.priority),
+                        health: health.route(row.id),
                     });
             }
         }
@@ -290,6 +458,17 @@ pub type SharedCatalog = Arc<ArcSwap<Catalog>>;
 mod tests {
     use super::*;
 
+    fn account(id: i64, weight: u32) -> Account {
+        Account {
+            id,
+            name: format!("a{id}"),
+            api_key: Secret::new("k"),
+            weight,
+            rpm: None,
+            health: Arc::default(),
+        }
+    }
+
     fn provider(name: &str, accounts: Vec<Account>) -> Arc<Provider> {
         Arc::new(Provider {
             id: 1,
@@ -307,19 +486,34 @@ mod tests {
             upstream_model: format!("up-{id}"),
             weight,
             priority,
+            health: Arc::default(),
         }
     }
 
-    fn model(routes: Vec<Route>) -> Model {
+    fn model(strategy: Strategy, routes: Vec<Route>) -> Model {
         Model {
             id: 1,
             name: "m".into(),
-            strategy: Strategy::Weighted,
+            strategy,
             max_attempts: 3,
             timeout: None,
             created_at: 0,
             routes,
         }
+    }
+
+    fn policy() -> HealthPolicy {
+        HealthPolicy {
+            circuit_failures: 1,
+            ..HealthPolicy::default()
+        }
+    }
+
+    fn first(m: &Model) -> i64 {
+        m.next_target(0, &policy(), &Tried::default(), None)
+            .unwrap()
+            .route
+            .id
     }
 
     #[test]
@@ -334,22 +528,27 @@ mod tests {
     }
 
     #[test]
-    fn pick_stays_in_the_first_priority_tier() {
+    fn the_first_priority_tier_is_used_while_it_is_healthy() {
         let p = provider("p", vec![]);
-        let catalog = Catalog::new(vec![model(vec![route(2, &p, 1, 1), route(1, &p, 1, 0)])]);
+        let catalog = Catalog::new(vec![model(
+            Strategy::Weighted,
+            vec![route(2, &p, 1, 1), route(1, &p, 1, 0)],
+        )]);
         let m = catalog.model("m").unwrap();
         for _ in 0..100 {
-            assert_eq!(m.pick().unwrap().route.id, 1);
+            assert_eq!(first(m), 1);
         }
     }
 
     #[test]
-    fn pick_follows_weights() {
+    fn weighted_picks_follow_weights() {
         let p = provider("p", vec![]);
-        let m = model(vec![route(1, &p, 3, 0), route(2, &p, 1, 0)]);
+        let m = model(
+            Strategy::Weighted,
+            vec![route(1, &p, 3, 0), route(2, &p, 1, 0)],
+        );
         let n = 20_000;
-        let first = (0..n).filter(|_| m.pick().unwrap().route.id == 1).count();
-        let share = first as f64 / n as f64;
+        let share = (0..n).filter(|_| first(&m) == 1).count() as f64 / n as f64;
         assert!(
             (0.70..0.80).contains(&share),
             "share of weight-3 route: {share}"
@@ -357,23 +556,106 @@ mod tests {
     }
 
     #[test]
-    fn pick_takes_an_account_by_weight() {
-        let account = |id, weight| Account {
-            id,
-            name: format!("a{id}"),
-            api_key: Secret::new("k"),
-            weight,
-            rpm: None,
-        };
-        let p = provider("p", vec![account(1, 0), account(2, 5)]);
-        let m = model(vec![route(1, &p, 1, 0)]);
-        for _ in 0..100 {
-            assert_eq!(m.pick().unwrap().account.unwrap().id, 2);
+    fn attempts_move_to_untried_routes_then_the_next_tier_then_stop() {
+        let p = provider("p", vec![]);
+        let m = model(
+            Strategy::Weighted,
+            vec![route(1, &p, 1, 0), route(2, &p, 1, 0), route(3, &p, 1, 1)],
+        );
+        let mut tried = Tried::default();
+        let mut order = Vec::new();
+        while let Some(target) = m.next_target(0, &policy(), &tried, None) {
+            order.push(target.route.id);
+            tried.record(target);
+        }
+        order[..2].sort_unstable();
+        assert_eq!(order, [1, 2, 3]);
+    }
+
+    #[test]
+    fn open_circuits_are_skipped_and_probed_when_nothing_else_is_left() {
+        let p = provider("p", vec![]);
+        let m = model(
+            Strategy::Weighted,
+            vec![route(1, &p, 1, 0), route(2, &p, 1, 1)],
+        );
+        m.routes[0].health.failed(1, 0, &policy());
+        assert_eq!(first(&m), 2);
+        m.routes[1].health.failed(2, 10, &policy());
+        // Both open: the least recently failed one (route 1) gets a probe.
+        assert_eq!(first(&m), 1);
+    }
+
+    #[test]
+    fn accounts_rotate_within_a_route_and_skip_cooling_ones() {
+        let p = provider("p", vec![account(1, 1), account(2, 1)]);
+        let m = model(
+            Strategy::Weighted,
+            vec![route(1, &p, 1, 0), route(2, &p, 1, 0)],
+        );
+        let mut tried = Tried::default();
+        let target = m.next_target(0, &policy(), &tried, None).unwrap();
+        tried.record(target);
+        let again = m
+            .next_target(0, &policy(), &tried, Some(target.route.id))
+            .unwrap();
+        assert_eq!(again.route.id, target.route.id, "same route first");
+        assert_ne!(again.account.unwrap().id, target.account.unwrap().id);
+
+        let fresh = Tried::default();
+        p.accounts[0]
+            .health
+            .rate_limited(1, 0, Some(std::time::Duration::from_secs(5)), &policy());
+        for _ in 0..50 {
+            let t = m.next_target(0, &policy(), &fresh, None).unwrap();
+            assert_eq!(t.account.unwrap().id, 2);
+        }
+        p.accounts[1].health.rejected(2);
+        assert!(m.next_target(0, &policy(), &fresh, None).is_none());
+        assert!(m.all_cooling_until(0).is_some());
+    }
+
+    #[test]
+    fn least_busy_prefers_the_idler_route() {
+        let p = provider("p", vec![]);
+        let m = model(
+            Strategy::LeastBusy,
+            vec![route(1, &p, 1, 0), route(2, &p, 1, 0)],
+        );
+        m.routes[0]
+            .health
+            .in_flight
+            .store(5, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..50 {
+            assert_eq!(first(&m), 2);
         }
     }
 
     #[test]
+    fn latency_prefers_the_faster_route_most_of_the_time() {
+        let p = provider("p", vec![]);
+        let m = model(
+            Strategy::Latency,
+            vec![route(1, &p, 1, 0), route(2, &p, 1, 0)],
+        );
+        m.routes[0]
+            .health
+            .succeeded(1, std::time::Duration::from_millis(200));
+        m.routes[1]
+            .health
+            .succeeded(2, std::time::Duration::from_millis(5));
+        let n = 4_000;
+        let fast = (0..n).filter(|_| first(&m) == 2).count() as f64 / n as f64;
+        // With two routes, both are compared every time: the faster one always wins.
+        assert!(fast > 0.99, "share of the fast route: {fast}");
+    }
+
+    #[test]
     fn a_model_without_routes_has_no_target() {
-        assert!(model(vec![]).pick().is_none());
+        let m = model(Strategy::Weighted, vec![]);
+        assert!(
+            m.next_target(0, &policy(), &Tried::default(), None)
+                .is_none()
+        );
     }
 }

@@ -2,9 +2,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+
+/// What a spawned `serve` wrote to stderr, for failure messages.
+type ServeLog = Arc<Mutex<Vec<String>>>;
 
 use crate::helpers::{TestApp, bind, config_text};
 
@@ -106,7 +110,7 @@ fn migrate_creates_the_database() {
 }
 
 /// Starts `llmgate serve` with `args`, returning the child and the address it listens on.
-fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, Vec<String>) {
+fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, ServeLog) {
     let db = format!("sqlite://{}", dir.path().join("serve.db").display());
     let mut child = Command::new(TestApp::bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
@@ -131,9 +135,15 @@ fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, Vec<St
             break log["addr"].as_str().unwrap().to_owned();
         }
     };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr, seen)
+    // Keep draining stderr so the child never blocks on a full pipe; keep it for failures.
+    let log = Arc::new(Mutex::new(seen));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, addr, log)
 }
 
 fn terminate(child: &mut Child) -> Option<i32> {
@@ -147,7 +157,7 @@ fn terminate(child: &mut Child) -> Option<i32> {
 #[tokio::test]
 async fn demo_mode_serves_a_completion_with_the_printed_key() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, _) = start_serve(&dir, &["--demo"]);
+    let (mut child, addr, log) = start_serve(&dir, &["--demo"]);
     let stdout = child.stdout.take().unwrap();
     let key = BufReader::new(stdout)
         .lines()
@@ -160,16 +170,17 @@ async fn demo_mode_serves_a_completion_with_the_printed_key() {
         .unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = json!({"model": "demo-echo", "messages": [{"role": "user", "content": "Hello!"}]});
-    let answer: serde_json::Value = client
+    let response = client
         .post(format!("http://{addr}/v1/chat/completions"))
         .bearer_auth(&key)
         .json(&body)
         .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => panic!("{error}; serve logged:\n{}", log.lock().unwrap().join("\n")),
+    };
+    let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!(answer["choices"][0]["message"]["content"], "echo: Hello!");
     assert_eq!(terminate(&mut child), Some(0));
 }

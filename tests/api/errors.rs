@@ -176,20 +176,32 @@ async fn oversized_bodies_are_413() {
 }
 
 #[tokio::test]
-async fn upstream_client_errors_pass_through_with_their_headers() {
+async fn upstream_client_errors_pass_through_and_rate_limits_keep_their_retry_after() {
     let app = spawn_app().await;
-    let mut body = chat_body("gpt-test", "hi");
-    body["mock"] = json!({"status": 429, "retry_after": 7});
-    let response = app.chat(body).send().await.unwrap();
-    assert_eq!(response.status(), 429);
-    assert_eq!(response.headers()["retry-after"], "7");
-    let answer: serde_json::Value = response.json().await.unwrap();
-    assert!(answer["error"]["message"].is_string());
-
     let mut body = chat_body("gpt-test", "hi");
     body["mock"] = json!({"status": 400});
     let response = app.chat(body).send().await.unwrap();
     assert_eq!(response.status(), 400);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("simulated"),
+        "{answer}"
+    );
+    assert_eq!(
+        app.mock.request_count(),
+        1,
+        "a client error is never retried"
+    );
+
+    // The only account is rate-limited upstream: the client gets a 429 with its Retry-After.
+    let mut body = chat_body("gpt-test", "hi");
+    body["mock"] = json!({"status": 429, "retry_after": 7});
+    let response = app.chat(body).send().await.unwrap();
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert_error(response, 429, "rate_limit_exceeded").await;
     app.stop().await;
 }
 

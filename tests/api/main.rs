@@ -12,4 +12,5 @@ mod errors;
 mod helpers;
 mod keys;
 mod proxy;
+mod routing;
 mod streaming;

@@ -1,0 +1,421 @@
+//! Live health of routes (circuit breakers, in-flight counts, latency) and accounts (cooldowns
+//! after upstream 429s, invalid credentials). It lives outside the catalog and is keyed by id,
+//! so it survives catalog rebuilds; the catalog holds `Arc`s into it, so the hot path touches
+//! only atomics and, on failures, one short-lived lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// Tuning of circuit breakers and cooldowns.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthPolicy {
+    /// Failures within `failure_window` that open a route's circuit.
+    pub circuit_failures: u32,
+    pub failure_window: Duration,
+    /// How long an open circuit stays open before a probe is let through.
+    pub circuit_cooldown: Duration,
+    /// Account cooldown after a 429 that carries no `Retry-After`.
+    pub default_cooldown: Duration,
+    /// Bounds on a cooldown taken from `Retry-After`.
+    pub max_cooldown: Duration,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        Self {
+            circuit_failures: 5,
+            failure_window: Duration::from_secs(30),
+            circuit_cooldown: Duration::from_secs(30),
+            default_cooldown: Duration::from_secs(10),
+            max_cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Milliseconds on a clock private to this process (monotonic).
+fn now_ms(epoch: Instant) -> i64 {
+    i64::try_from(epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The registry of health state, shared by the gateway, the catalog builder and the admin API.
+#[derive(Debug)]
+pub struct Health {
+    policy: HealthPolicy,
+    epoch: Instant,
+    /// Wall-clock time of `epoch`, to report instants as Unix times.
+    epoch_unix_ms: i64,
+    routes: Mutex<HashMap<i64, Arc<RouteHealth>>>,
+    accounts: Mutex<HashMap<i64, Arc<AccountHealth>>>,
+}
+
+impl Health {
+    pub fn new(policy: HealthPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            policy,
+            epoch: Instant::now(),
+            epoch_unix_ms: chrono::Utc::now().timestamp_millis(),
+            routes: Mutex::default(),
+            accounts: Mutex::default(),
+        })
+    }
+
+    pub fn policy(&self) -> &HealthPolicy {
+        &self.policy
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        now_ms(self.epoch)
+    }
+
+    /// A process-clock instant as Unix milliseconds, for reports.
+    pub fn to_unix_ms(&self, at_ms: i64) -> i64 {
+        self.epoch_unix_ms + at_ms
+    }
+
+    /// The state of route `id`, created on first use.
+    pub fn route(&self, id: i64) -> Arc<RouteHealth> {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.entry(id).or_default().clone()
+    }
+
+    /// The state of account `id`. `generation` identifies the stored credential and switch
+    /// (its `updated_at`): when an operator changes either, an `invalid` mark is lifted.
+    pub fn account(&self, id: i64, generation: i64) -> Arc<AccountHealth> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let health = accounts.entry(id).or_default().clone();
+        if health.generation.swap(generation, Ordering::AcqRel) != generation
+            && health.invalid.swap(false, Ordering::AcqRel)
+        {
+            tracing::info!(
+                account_id = id,
+                "account changed by an operator; no longer marked invalid"
+            );
+        }
+        health
+    }
+
+    /// Forgets state of routes and accounts that no longer exist.
+    pub fn retain(&self, route_ids: &[i64], account_ids: &[i64]) {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| route_ids.contains(id));
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| account_ids.contains(id));
+    }
+}
+
+/// Circuit breaker, load and latency of one route.
+#[derive(Debug, Default)]
+pub struct RouteHealth {
+    /// Requests currently being served through this route.
+    pub in_flight: AtomicU32,
+    /// Peak-EWMA of upstream latency in microseconds (0: no sample yet).
+    latency_us: AtomicU64,
+    /// 0 while closed; otherwise when the circuit may let a probe through (process ms).
+    open_until: AtomicI64,
+    /// When the current half-open probe started (0: none).
+    probe_started: AtomicI64,
+    /// When the route last failed (process ms, 0: never).
+    last_failure: AtomicI64,
+    recent_errors: AtomicU32,
+    window: Mutex<FailureWindow>,
+}
+
+#[derive(Debug, Default)]
+struct FailureWindow {
+    started: i64,
+    failures: u32,
+}
+
+/// Whether a route may be tried now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed circuit.
+    Open,
+    /// Half-open: this attempt is the single probe.
+    Probe,
+    /// Open circuit: skip.
+    Refused,
+}
+
+/// A report of a route's circuit for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl RouteHealth {
+    /// Asks to send an attempt through this route at `now` (process ms).
+    pub fn admit(&self, now: i64, policy: &HealthPolicy) -> Admission {
+        let open_until = self.open_until.load(Ordering::Acquire);
+        if open_until == 0 {
+            return Admission::Open;
+        }
+        if now < open_until {
+            return Admission::Refused;
+        }
+        // Half-open: one probe at a time. A probe that never reported (its request was
+        // abandoned) is replaced after another cooldown.
+        let started = self.probe_started.load(Ordering::Acquire);
+        let stale = cooldown_ms(policy.circuit_cooldown);
+        if (started == 0 || now - started > stale)
+            && self
+                .probe_started
+                .compare_exchange(started, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Admission::Probe;
+        }
+        Admission::Refused
+    }
+
+    pub fn circuit(&self, now: i64) -> CircuitState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => CircuitState::Closed,
+            until if now < until => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        }
+    }
+
+    pub fn last_failure(&self) -> i64 {
+        self.last_failure.load(Ordering::Acquire)
+    }
+
+    pub fn recent_errors(&self) -> u32 {
+        self.recent_errors.load(Ordering::Acquire)
+    }
+
+    /// Peak-EWMA latency estimate; routes without samples look fast so they get tried.
+    pub fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_us.load(Ordering::Acquire))
+    }
+
+    /// Records an answered attempt (any status that is not the upstream's fault).
+    pub fn succeeded(&self, route_id: i64, latency: Duration) {
+        let sample = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // Peak-EWMA: jump up to a slow sample at once, decay slowly towards fast ones.
+        let _ = self
+            .latency_us
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                Some(if old == 0 || sample > old {
+                    sample
+                } else {
+                    old - (old - sample) / 8
+                })
+            });
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            self.probe_started.store(0, Ordering::Release);
+            tracing::info!(route_id, "route recovered; circuit closed");
+        }
+        self.recent_errors.store(0, Ordering::Release);
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        window.failures = 0;
+    }
+
+    /// Records a failed attempt (connect error, timeout, 5xx) at `now`; may open the circuit.
+    pub fn failed(&self, route_id: i64, now: i64, policy: &HealthPolicy) {
+        self.last_failure.store(now.max(1), Ordering::Release);
+        self.recent_errors.fetch_add(1, Ordering::AcqRel);
+        let cooldown = cooldown_ms(policy.circuit_cooldown);
+        if self.open_until.load(Ordering::Acquire) != 0 {
+            // A failed probe (or a straggler of the open period) re-opens for another cooldown.
+            self.open_until.store(now + cooldown, Ordering::Release);
+            self.probe_started.store(0, Ordering::Release);
+            return;
+        }
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        if now - window.started > cooldown_ms(policy.failure_window) {
+            window.started = now;
+            window.failures = 0;
+        }
+        window.failures += 1;
+        if window.failures >= policy.circuit_failures {
+            window.failures = 0;
+            self.open_until.store(now + cooldown, Ordering::Release);
+            tracing::warn!(
+                route_id,
+                failures = policy.circuit_failures,
+                cooldown = ?policy.circuit_cooldown,
+                "route failing; circuit opened"
+            );
+        }
+    }
+}
+
+fn cooldown_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Cooldown and validity of one upstream credential.
+#[derive(Debug, Default)]
+pub struct AccountHealth {
+    /// Until when (process ms) the account is skipped after an upstream 429.
+    cooldown_until: AtomicI64,
+    /// The upstream refused the credential (401/403).
+    invalid: AtomicBool,
+    generation: AtomicI64,
+    recent_errors: AtomicU32,
+}
+
+impl AccountHealth {
+    pub fn usable(&self, now: i64) -> bool {
+        !self.invalid.load(Ordering::Acquire) && self.cooldown_until.load(Ordering::Acquire) <= now
+    }
+
+    pub fn is_invalid(&self) -> bool {
+        self.invalid.load(Ordering::Acquire)
+    }
+
+    /// When the cooldown ends (process ms), if one is running at `now`.
+    pub fn cooling_until(&self, now: i64) -> Option<i64> {
+        let until = self.cooldown_until.load(Ordering::Acquire);
+        (until > now).then_some(until)
+    }
+
+    pub fn recent_errors(&self) -> u32 {
+        self.recent_errors.load(Ordering::Acquire)
+    }
+
+    pub fn succeeded(&self) {
+        self.recent_errors.store(0, Ordering::Release);
+    }
+
+    /// An upstream 429: cool down for `retry_after` (bounded, with up to 10% jitter) or the
+    /// default. Returns the cooldown applied.
+    pub fn rate_limited(
+        &self,
+        account_id: i64,
+        now: i64,
+        retry_after: Option<Duration>,
+        policy: &HealthPolicy,
+    ) -> Duration {
+        self.recent_errors.fetch_add(1, Ordering::AcqRel);
+        let base = retry_after
+            .unwrap_or(policy.default_cooldown)
+            .clamp(Duration::from_millis(100), policy.max_cooldown);
+        let jitter = base.mul_f64(rand::rng().random_range(0.0..0.1));
+        let cooldown = base + jitter;
+        let until = now + cooldown_ms(cooldown);
+        if self.cooldown_until.fetch_max(until, Ordering::AcqRel) <= now {
+            tracing::warn!(account_id, cooldown = ?cooldown, "upstream rate-limited the account; cooling down");
+        }
+        cooldown
+    }
+
+    /// An upstream 401/403: the credential is skipped until an operator changes the account.
+    pub fn rejected(&self, account_id: i64) {
+        self.recent_errors.fetch_add(1, Ordering::AcqRel);
+        if !self.invalid.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                account_id,
+                "upstream refused the account's credential; account marked invalid"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HealthPolicy {
+        HealthPolicy {
+            circuit_failures: 3,
+            failure_window: Duration::from_secs(10),
+            circuit_cooldown: Duration::from_secs(5),
+            ..HealthPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_circuit_opens_after_n_failures_in_the_window_then_lets_one_probe_through() {
+        let p = policy();
+        let route = RouteHealth::default();
+        route.failed(1, 1_000, &p);
+        route.failed(1, 2_000, &p);
+        assert_eq!(route.admit(2_100, &p), Admission::Open);
+        route.failed(1, 3_000, &p);
+        assert_eq!(route.circuit(3_000), CircuitState::Open);
+        assert_eq!(route.admit(7_999, &p), Admission::Refused);
+        // After the cooldown: exactly one probe.
+        assert_eq!(route.admit(8_000, &p), Admission::Probe);
+        assert_eq!(route.admit(8_001, &p), Admission::Refused);
+        // The probe fails: open again for a full cooldown.
+        route.failed(1, 8_100, &p);
+        assert_eq!(route.admit(13_000, &p), Admission::Refused);
+        assert_eq!(route.admit(13_100, &p), Admission::Probe);
+        route.succeeded(1, Duration::from_millis(5));
+        assert_eq!(route.circuit(13_200), CircuitState::Closed);
+        assert_eq!(route.admit(13_200, &p), Admission::Open);
+    }
+
+    #[test]
+    fn failures_spread_beyond_the_window_do_not_open_the_circuit() {
+        let p = policy();
+        let route = RouteHealth::default();
+        for i in 0..10 {
+            route.failed(1, i * 11_000, &p);
+        }
+        assert_eq!(route.circuit(110_000), CircuitState::Closed);
+    }
+
+    #[test]
+    fn an_abandoned_probe_is_replaced_after_a_cooldown() {
+        let p = policy();
+        let route = RouteHealth::default();
+        for t in [1, 2, 3] {
+            route.failed(1, t, &p);
+        }
+        assert_eq!(route.admit(6_000, &p), Admission::Probe);
+        assert_eq!(route.admit(10_000, &p), Admission::Refused);
+        assert_eq!(route.admit(11_001, &p), Admission::Probe);
+    }
+
+    #[test]
+    fn accounts_cool_down_after_429_and_stay_invalid_after_401_until_changed() {
+        let p = HealthPolicy::default();
+        let health = Health::new(p);
+        let account = health.account(7, 100);
+        let cooldown = account.rate_limited(7, 1_000, Some(Duration::from_secs(2)), &p);
+        assert!(cooldown >= Duration::from_secs(2) && cooldown <= Duration::from_millis(2_200));
+        assert!(!account.usable(2_000));
+        assert!(account.usable(1_000 + 2_201));
+
+        account.rejected(7);
+        assert!(!account.usable(i64::MAX / 2));
+        // Same generation: still invalid. A change by an operator lifts the mark.
+        assert!(health.account(7, 100).is_invalid());
+        assert!(!health.account(7, 101).is_invalid());
+    }
+
+    #[test]
+    fn latency_tracks_peaks_fast_and_decays_slowly() {
+        let route = RouteHealth::default();
+        route.succeeded(1, Duration::from_millis(10));
+        route.succeeded(1, Duration::from_millis(100));
+        assert_eq!(route.latency(), Duration::from_millis(100));
+        route.succeeded(1, Duration::from_millis(10));
+        assert!(route.latency() > Duration::from_millis(80));
+    }
+
+    #[test]
+    fn state_survives_lookups_by_id() {
+        let health = Health::new(HealthPolicy::default());
+        health.route(1).failed(1, 5, health.policy());
+        assert_eq!(health.route(1).recent_errors(), 1);
+        health.retain(&[], &[]);
+        assert_eq!(health.route(1).recent_errors(), 0);
+    }
+}
