@@ -20,6 +20,7 @@ use crate::routing::{Catalog, Health, SharedCatalog};
 use crate::secret::SecretCipher;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::telemetry::metrics::Metrics;
 
 /// Why `serve` could not start. `Invalid` is the operator's to fix (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,7 @@ impl App {
 
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
         let health = Health::new(settings.health);
+        let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("cannot define metrics: {e}"))?;
         rebuild_catalog(&db, &catalog, &cipher, &health).await?;
         let client = crate::upstream::build_client(&settings.upstream)
             .map_err(|e| StartError::Invalid(e.to_string()))?;
@@ -87,8 +89,11 @@ impl App {
                 health.clone(),
                 client,
                 settings.request_timeout,
+                metrics.clone(),
+                settings.log_sample,
             ),
             health,
+            metrics,
             db,
             max_body_bytes: settings.max_body_bytes,
             config_changed: Arc::new(tokio::sync::Notify::new()),

@@ -34,6 +34,9 @@ pub struct Settings {
     pub change_poll_interval: Duration,
     /// Base64 of the 32-byte key sealing upstream credentials (`LLMGATE_ENCRYPTION_KEY`).
     pub encryption_key: Option<Secret>,
+    /// Share of successful requests that get a log line, 0 to 1 (`LLMGATE_LOG_SAMPLE`, default
+    /// 1); failed requests are always logged.
+    pub log_sample: f64,
     /// Circuit breakers and account cooldowns (`LLMGATE_CIRCUIT_*`, `LLMGATE_RATE_LIMIT_COOLDOWN`).
     pub health: HealthPolicy,
 }
@@ -82,6 +85,7 @@ impl Default for Settings {
             change_poll_interval: Duration::from_millis(250),
             encryption_key: None,
             health: HealthPolicy::default(),
+            log_sample: 1.0,
         }
     }
 }
@@ -168,6 +172,15 @@ impl Settings {
             "LLMGATE_UPSTREAM_POOL_MAX_IDLE",
             &mut settings.upstream.pool_max_idle_per_host,
         );
+        if let Some(value) = env("LLMGATE_LOG_SAMPLE") {
+            match value.trim().parse::<f64>() {
+                Ok(share) if (0.0..=1.0).contains(&share) => settings.log_sample = share,
+                _ => errors.push(SettingError {
+                    name: "LLMGATE_LOG_SAMPLE".into(),
+                    message: format!("'{value}' is not a share between 0 and 1, like 0.1"),
+                }),
+            }
+        }
         settings.upstream.proxy = env("LLMGATE_UPSTREAM_PROXY").filter(|p| !p.is_empty());
         settings.encryption_key = env("LLMGATE_ENCRYPTION_KEY")
             .filter(|k| !k.is_empty())

@@ -8,6 +8,7 @@ use crate::auth::KeyCache;
 use crate::db::Db;
 use crate::gateway::Gateway;
 use crate::routing::Health;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Live health of routes and accounts (circuits, cooldowns), for reports.
     pub health: Arc<Health>,
+    pub metrics: Metrics,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Wakes the change watcher at once: call `notify_one()` after writing configuration, so

@@ -1,7 +1,7 @@
 //! The client-key cache: every request authenticates here; the database is read only on a miss.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{ClientKey, KeyHash};
@@ -51,6 +51,9 @@ pub struct KeyCache {
     db: Db,
     cache: moka::future::Cache<KeyHash, Entry>,
     version: Arc<AtomicI64>,
+    /// Lookups answered from the cache, and those that read the database.
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
 }
 
 /// Entries live at most this long even without a change (a safety net; changes act sooner).
@@ -66,7 +69,17 @@ impl KeyCache {
                 .time_to_live(TIME_TO_LIVE)
                 .build(),
             version: Arc::new(AtomicI64::new(0)),
+            hits: Arc::default(),
+            misses: Arc::default(),
         }
+    }
+
+    /// Lookups so far: (cache hits, misses that read the database).
+    pub fn lookups(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Records that keys changed in the database (version from the change watcher).
@@ -107,6 +120,11 @@ impl KeyCache {
     }
 
     async fn lookup(&self, hash: KeyHash) -> Result<Entry, AuthError> {
+        if let Some(entry) = self.cache.get(&hash).await {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(entry);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let db = &self.db;
         let version = &self.version;
         self.cache

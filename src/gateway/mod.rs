@@ -1,5 +1,6 @@
 //! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models.
 
+mod completion;
 mod relay;
 mod request;
 
@@ -13,6 +14,7 @@ use futures_util::stream::BoxStream;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+pub use completion::Completion;
 pub use relay::error_event;
 pub use request::RequestHead;
 
@@ -20,6 +22,7 @@ use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::providers::{self, Endpoint};
 use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
+use crate::telemetry::metrics::Metrics;
 
 /// Everything a proxied request needs, cheap to clone into each request.
 #[derive(Clone, Debug)]
@@ -29,6 +32,9 @@ pub struct Gateway {
     client: reqwest::Client,
     /// Deadline of a request whose model sets no `timeout`.
     request_timeout: Duration,
+    metrics: Metrics,
+    /// Share of successful requests logged (errors always are).
+    log_sample: f64,
 }
 
 /// What to send back to the client.
@@ -88,30 +94,95 @@ impl Gateway {
         health: Arc<Health>,
         client: reqwest::Client,
         request_timeout: Duration,
+        metrics: Metrics,
+        log_sample: f64,
     ) -> Self {
         Self {
             catalog,
             health,
             client,
             request_timeout,
+            metrics,
+            log_sample,
         }
     }
 
-    /// Proxies one request body for `endpoint` on behalf of `key`.
-    ///
-    /// Until a response is handed back, failures move the request on: a 429 or a refused
-    /// credential to another account of the same route, a connect error, timeout or 5xx to
-    /// another route, then to the next priority tier; with nothing new left, the same target
-    /// is retried after a jittered backoff. Attempts are bounded by the model's `max_attempts`
-    /// and share one deadline. Other 4xx answers are the client's and are returned at once.
+    /// Proxies one request body for `endpoint` on behalf of `key`, reporting it (metrics, log
+    /// line) when it is over; `started` is when the request arrived.
     pub async fn proxy(
         &self,
         key: &ClientKey,
         endpoint: Endpoint,
         body: Bytes,
         request_id: &str,
+        started: Instant,
     ) -> Result<Reply, ApiError> {
+        let mut done = Completion::start(
+            self.metrics.clone(),
+            endpoint,
+            request_id,
+            Arc::from(key.name.as_str()),
+            started,
+            self.log_sample,
+        );
+        let forwarded = self
+            .forward(&mut done, key, endpoint, body, request_id)
+            .await;
+        done.first_byte = Some(Instant::now());
+        match forwarded {
+            Ok(Forwarded::Complete {
+                status,
+                mut headers,
+                body,
+            }) => {
+                done.status = status.as_u16();
+                headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
+                done.finish();
+                Ok(Reply::Complete {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            Ok(Forwarded::Stream {
+                mut headers,
+                response,
+                in_flight,
+            }) => {
+                done.status = StatusCode::OK.as_u16();
+                done.stream = true;
+                headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
+                let body = relay::relay(response, in_flight, done);
+                Ok(Reply::Stream {
+                    headers,
+                    body: Box::pin(body) as BoxStream<'static, _>,
+                })
+            }
+            Err(error) => {
+                done.status = error.status().as_u16();
+                done.finish();
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends the request upstream until one attempt is answered.
+    ///
+    /// Until a response is handed back, failures move the request on: a 429 or a refused
+    /// credential to another account of the same route, a connect error, timeout or 5xx to
+    /// another route, then to the next priority tier; with nothing new left, the same target
+    /// is retried after a jittered backoff. Attempts are bounded by the model's `max_attempts`
+    /// and share one deadline. Other 4xx answers are the client's and are returned at once.
+    async fn forward(
+        &self,
+        done: &mut Completion,
+        key: &ClientKey,
+        endpoint: Endpoint,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<Forwarded, ApiError> {
         let head = RequestHead::parse(&body)?;
+        head.model.as_ref().clone_into(&mut done.model);
         if !key.allows_model(&head.model) {
             return Err(ApiError::ModelNotAllowed {
                 model: head.model.into_owned(),
@@ -167,8 +238,11 @@ impl Gateway {
                 request = request.timeout(budget);
             }
             let in_flight = InFlight::start(&route.health);
+            done.attempt(route.id, provider);
             let sent = Instant::now();
-            let response = match tokio::time::timeout(budget, request.send()).await {
+            let sent_result = tokio::time::timeout(budget, request.send()).await;
+            done.upstream_wait += sent.elapsed();
+            let response = match sent_result {
                 Err(_) => {
                     route.health.failed(route.id, self.health.now_ms(), &policy);
                     failures.server_side(
@@ -257,15 +331,18 @@ impl Gateway {
                     HeaderName::from_static("x-accel-buffering"),
                     HeaderValue::from_static("no"),
                 );
-                let body = relay::relay(response, request_id.to_owned(), in_flight);
-                return Ok(Reply::Stream {
+                return Ok(Forwarded::Stream {
                     headers,
-                    body: Box::pin(body) as BoxStream<'static, _>,
+                    response,
+                    in_flight,
                 });
             }
             // Nothing has reached the client yet, so a body that fails to arrive, or a success
             // that is not JSON, still counts as the upstream's failure and moves on.
-            let body = match response.bytes().await {
+            let read = Instant::now();
+            let body_result = response.bytes().await;
+            done.upstream_wait += read.elapsed();
+            let body = match body_result {
                 Ok(body) => body,
                 Err(error) => {
                     route.health.failed(route.id, self.health.now_ms(), &policy);
@@ -292,13 +369,18 @@ impl Gateway {
                 account.health.succeeded();
             }
             drop(in_flight);
-            return Ok(Reply::Complete {
+            return Ok(Forwarded::Complete {
                 status,
                 headers,
                 body,
             });
         }
         Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
+    }
+
+    /// The current routing snapshot.
+    pub fn catalog(&self) -> Arc<crate::routing::Catalog> {
+        self.catalog.load_full()
     }
 
     /// `GET /v1/models`: the models `key` may use, in OpenAI's list format.
@@ -325,6 +407,28 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// The answer of the attempt that succeeded, before it is reported and relayed.
+enum Forwarded {
+    Complete {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    Stream {
+        headers: HeaderMap,
+        response: reqwest::Response,
+        in_flight: InFlight,
+    },
+}
+
+/// `x-llmgate-overhead-ms`: the time llmgate itself added before the response started.
+const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-llmgate-overhead-ms");
+
+fn overhead_value(overhead: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply

@@ -6,46 +6,64 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
-use super::InFlight;
+use super::{Completion, InFlight};
 use crate::error::ApiError;
 
 /// Forwards every chunk as soon as it arrives. When the upstream errors (connection cut, read
 /// timeout), emits one `data: {"error": …}` event and ends. Dropping the returned stream (the
-/// client went away) drops the upstream response, which closes the upstream connection.
+/// client went away) drops the upstream response, which closes the upstream connection, and
+/// reports the request as abandoned.
 pub(super) fn relay(
     upstream: reqwest::Response,
-    request_id: String,
     in_flight: InFlight,
+    done: Completion,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
-    // The in-flight mark lives in the stream's state, so it ends with the stream.
-    stream::unfold(Some((chunks, in_flight)), move |state| {
-        let request_id = request_id.clone();
-        async move {
-            let (mut chunks, in_flight) = state?;
-            match chunks.next().await {
-                Some(Ok(bytes)) => Some((Ok(bytes), Some((chunks, in_flight)))),
-                Some(Err(error)) => {
-                    let api_error = if error.is_timeout() {
-                        ApiError::UpstreamTimeout {
-                            detail: format!("upstream fell silent mid-stream: {error}"),
-                        }
-                    } else {
-                        ApiError::UpstreamFailed {
-                            detail: format!("upstream stream broke: {error}"),
-                        }
-                    };
-                    tracing::warn!(
-                        request_id = %request_id,
-                        error = %api_error,
-                        "upstream stream ended with an error; sent an error event to the client"
-                    );
-                    Some((Ok(error_event(&api_error, &request_id)), None))
-                }
-                None => None,
+    done.metrics.open_streams.inc();
+    let state = Relay {
+        chunks,
+        _in_flight: in_flight,
+        done,
+    };
+    stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        match state.chunks.next().await {
+            Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
+            Some(Err(error)) => {
+                let api_error = if error.is_timeout() {
+                    ApiError::UpstreamTimeout {
+                        detail: format!("upstream fell silent mid-stream: {error}"),
+                    }
+                } else {
+                    ApiError::UpstreamFailed {
+                        detail: format!("upstream stream broke: {error}"),
+                    }
+                };
+                let event = error_event(&api_error, &state.done.request_id);
+                state.done.stream_error = Some(api_error.to_string());
+                state.done.finish();
+                Some((Ok(event), None))
+            }
+            None => {
+                state.done.finish();
+                None
             }
         }
     })
+}
+
+/// What a relayed stream holds until it ends.
+struct Relay {
+    chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Keeps the route's in-flight count up for the life of the stream.
+    _in_flight: InFlight,
+    done: Completion,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.done.metrics.open_streams.dec();
+    }
 }
 
 /// An SSE event carrying an error in the contract's shape.

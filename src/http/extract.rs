@@ -93,3 +93,19 @@ impl FromRequest<AppState> for Body {
         }
     }
 }
+
+/// When the request arrived, stamped by the outermost middleware.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestStart(pub std::time::Instant);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestStart {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestStart>()
+            .copied()
+            .unwrap_or(RequestStart(std::time::Instant::now())))
+    }
+}

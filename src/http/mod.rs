@@ -1,6 +1,7 @@
 //! The HTTP edge: the router and its one middleware stack. Only this module knows axum.
 //!
 //! The stack, outermost first:
+//! 0. arrival time, for latency and overhead figures;
 //! 1. request id: reuse the client's `x-request-id` or make one, and echo it on the response;
 //! 2. error rendering: 5xx bodies get the request id; every error is logged once, here;
 //! 3. panic catching: a handler panic becomes a 500 in the contract's shape;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{*id}", get(v1::get_model))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state);
@@ -52,6 +54,15 @@ fn with_edge_layers(routes: Router, body_limit: usize) -> Router {
         .layer(middleware::from_fn(render_errors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+        .layer(middleware::from_fn(stamp_start))
+}
+
+/// Notes when the request arrived, before any other layer, for latency and overhead figures.
+async fn stamp_start(mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(extract::RequestStart(std::time::Instant::now()));
+    next.run(request).await
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -1,9 +1,10 @@
-//! Operations endpoints that need no key: liveness and readiness.
+//! Operations endpoints that need no key: liveness, readiness and metrics.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use crate::routing::CircuitState;
 use crate::state::AppState;
 
 pub async fn healthz() -> impl IntoResponse {
@@ -24,4 +25,52 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             r#"{"status":"unavailable","reason":"database unreachable"}"#,
         )
     }
+}
+
+/// Prometheus text exposition. Route and account states are read from the health registry at
+/// scrape time, so they are current without any bookkeeping on the request path.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    let now = state.health.now_ms();
+    let catalog = state.gateway.catalog();
+    metrics.circuit_state.reset();
+    metrics.account_cooling.reset();
+    for model in catalog.models() {
+        for route in &model.routes {
+            let value = match route.health.circuit(now) {
+                CircuitState::Closed => 0,
+                CircuitState::Open => 1,
+                CircuitState::HalfOpen => 2,
+            };
+            metrics
+                .circuit_state
+                .with_label_values(&[&model.name, &route.provider.name, &route.id.to_string()])
+                .set(value);
+            for account in &route.provider.accounts {
+                let value = if account.health.is_invalid() {
+                    2
+                } else if account.health.cooling_until(now).is_some() {
+                    1
+                } else {
+                    0
+                };
+                metrics
+                    .account_cooling
+                    .with_label_values(&[&route.provider.name, &account.name])
+                    .set(value);
+            }
+        }
+    }
+    let (hits, misses) = state.keys.lookups();
+    metrics.key_cache.with_label_values(&["hit"]).reset();
+    metrics.key_cache.with_label_values(&["hit"]).inc_by(hits);
+    metrics.key_cache.with_label_values(&["miss"]).reset();
+    metrics
+        .key_cache
+        .with_label_values(&["miss"])
+        .inc_by(misses);
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        metrics.render(),
+    )
 }

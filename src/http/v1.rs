@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Authenticated, Body, RequestIdHeader};
+use super::extract::{Authenticated, Body, RequestIdHeader, RequestStart};
 use crate::error::ApiError;
 use crate::gateway::Reply;
 use crate::providers::Endpoint;
@@ -13,39 +13,70 @@ use crate::state::AppState;
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    RequestStart(started): RequestStart,
     RequestIdHeader(request_id): RequestIdHeader,
     Authenticated(key): Authenticated,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    proxy(&state, &key, Endpoint::ChatCompletions, body, &request_id).await
+    proxy(
+        &state,
+        &key,
+        started,
+        Endpoint::ChatCompletions,
+        body,
+        &request_id,
+    )
+    .await
 }
 
 pub async fn completions(
     State(state): State<AppState>,
+    RequestStart(started): RequestStart,
     RequestIdHeader(request_id): RequestIdHeader,
     Authenticated(key): Authenticated,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    proxy(&state, &key, Endpoint::Completions, body, &request_id).await
+    proxy(
+        &state,
+        &key,
+        started,
+        Endpoint::Completions,
+        body,
+        &request_id,
+    )
+    .await
 }
 
 pub async fn embeddings(
     State(state): State<AppState>,
+    RequestStart(started): RequestStart,
     RequestIdHeader(request_id): RequestIdHeader,
     Authenticated(key): Authenticated,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    proxy(&state, &key, Endpoint::Embeddings, body, &request_id).await
+    proxy(
+        &state,
+        &key,
+        started,
+        Endpoint::Embeddings,
+        body,
+        &request_id,
+    )
+    .await
 }
 
 async fn proxy(
     state: &AppState,
     key: &crate::auth::ClientKey,
+    started: std::time::Instant,
     endpoint: Endpoint,
     body: bytes::Bytes,
     request_id: &str,
 ) -> Result<Response, ApiError> {
-    let reply = state.gateway.proxy(key, endpoint, body, request_id).await?;
+    let reply = state
+        .gateway
+        .proxy(key, endpoint, body, request_id, started)
+        .await?;
     Ok(match reply {
         Reply::Complete {
             status,

@@ -25,6 +25,15 @@ impl Endpoint {
         }
     }
 
+    /// A short name for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat_completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
     /// Whether the endpoint can answer with a stream of server-sent events.
     pub fn can_stream(self) -> bool {
         !matches!(self, Self::Embeddings)

@@ -1,5 +1,7 @@
-//! Logging: a tracing subscriber writing to stderr, filtered by `LLMGATE_LOG`, formatted as
+//! Telemetry: metrics (see `metrics`) and logging, a tracing subscriber writing to stderr, filtered by `LLMGATE_LOG`, formatted as
 //! `LLMGATE_LOG_FORMAT` (`pretty`, the default, or `json`).
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

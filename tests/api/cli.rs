@@ -111,12 +111,21 @@ fn migrate_creates_the_database() {
 
 /// Starts `llmgate serve` with `args`, returning the child and the address it listens on.
 fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, ServeLog) {
+    start_serve_with(dir, args, &[])
+}
+
+fn start_serve_with(
+    dir: &tempfile::TempDir,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String, ServeLog) {
     let db = format!("sqlite://{}", dir.path().join("serve.db").display());
     let mut child = Command::new(TestApp::bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
         .args(args)
         .env("LLMGATE_LOG_FORMAT", "json")
         .env("LLMGATE_SHUTDOWN_GRACE", "10s")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -242,4 +251,72 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn each_request_gets_one_structured_log_line_and_successes_can_be_sampled() {
+    let mock = llmgate::mock::spawn(bind().await, llmgate::mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "sk-test-key-log-0123456789";
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "{}\n[[keys]]\nname = \"logged\"\nkey = \"{key}\"\n",
+            config_text(&mock.base_url(), "")
+        ),
+    );
+    for (sample, expected_ok) in [("1", 2), ("0", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, addr, log) = start_serve_with(
+            &dir,
+            &["--config", &config],
+            &[("LLMGATE_LOG_SAMPLE", sample)],
+        );
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for model in ["gpt-test", "gpt-test", "missing-model"] {
+            client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+        }
+        assert_eq!(terminate(&mut child), Some(0));
+        let lines: Vec<serde_json::Value> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .filter(|line: &serde_json::Value| line["target"] == "llmgate::request")
+            .collect();
+        let ok = lines.iter().filter(|l| l["status"] == 200).count();
+        let failed: Vec<_> = lines.iter().filter(|l| l["status"] == 404).collect();
+        assert_eq!(ok, expected_ok, "sample {sample}: {lines:?}");
+        assert_eq!(failed.len(), 1, "errors are never sampled away");
+        let line = lines
+            .iter()
+            .find(|l| l["status"] == 200)
+            .unwrap_or(failed[0]);
+        assert_eq!(line["key"], "logged");
+        for field in [
+            "request_id",
+            "model",
+            "route",
+            "attempts",
+            "latency_ms",
+            "overhead_ms",
+        ] {
+            assert!(line.get(field).is_some(), "missing {field}: {line}");
+        }
+        let text = log.lock().unwrap().join("\n");
+        assert!(!text.contains(key), "the key leaked into the log");
+        assert!(
+            !text.contains(crate::helpers::UPSTREAM_KEY),
+            "the upstream key leaked into the log"
+        );
+    }
 }

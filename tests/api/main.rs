@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod helpers;
 mod keys;
+mod ops;
 mod proxy;
 mod routing;
 mod streaming;

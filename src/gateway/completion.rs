@@ -1,0 +1,157 @@
+//! `Completion`: the facts of one proxied request, reported exactly once when it is over —
+//! as metrics and as one structured log line.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::providers::Endpoint;
+use crate::telemetry::metrics::{Metrics, status_class};
+
+/// Accumulates what happens to one request and reports it when finished (or dropped: a client
+/// that goes away mid-stream still gets its request reported).
+#[derive(Debug)]
+pub struct Completion {
+    pub metrics: Metrics,
+    pub endpoint: Endpoint,
+    pub request_id: String,
+    pub key_name: Arc<str>,
+    pub model: String,
+    pub stream: bool,
+    pub started: Instant,
+    /// Share of successful requests that get a log line (errors always do).
+    pub log_sample: f64,
+    /// Provider of the route that answered (or last failed).
+    pub route: Option<String>,
+    pub first_route: Option<i64>,
+    pub last_route: Option<i64>,
+    pub attempts: u32,
+    /// Time spent waiting on upstreams, over all attempts.
+    pub upstream_wait: Duration,
+    /// When the response (headers) went to the client.
+    pub first_byte: Option<Instant>,
+    pub status: u16,
+    /// A stream that broke after it started (the client got an error event).
+    pub stream_error: Option<String>,
+    /// The client left before the response was complete.
+    pub client_gone: bool,
+    reported: bool,
+}
+
+impl Completion {
+    pub fn start(
+        metrics: Metrics,
+        endpoint: Endpoint,
+        request_id: &str,
+        key_name: Arc<str>,
+        started: Instant,
+        log_sample: f64,
+    ) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            metrics,
+            endpoint,
+            request_id: request_id.to_owned(),
+            key_name,
+            model: String::new(),
+            stream: false,
+            started,
+            log_sample,
+            route: None,
+            first_route: None,
+            last_route: None,
+            attempts: 0,
+            upstream_wait: Duration::ZERO,
+            first_byte: None,
+            status: 0,
+            stream_error: None,
+            client_gone: false,
+            reported: false,
+        }
+    }
+
+    /// Notes an attempt through `route_id` of provider `provider`.
+    pub fn attempt(&mut self, route_id: i64, provider: &str) {
+        self.attempts += 1;
+        self.first_route.get_or_insert(route_id);
+        self.last_route = Some(route_id);
+        provider.clone_into(self.route.get_or_insert_with(String::new));
+    }
+
+    /// Time llmgate itself added so far: elapsed time minus upstream waiting.
+    pub fn overhead(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.upstream_wait)
+    }
+
+    /// Reports the request. Later calls (and the drop) do nothing.
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
+        let total = self.started.elapsed();
+        let endpoint = self.endpoint.name();
+        let metrics = &self.metrics;
+        metrics.in_flight.dec();
+        let route = self.route.as_deref().unwrap_or("none");
+        metrics
+            .requests
+            .with_label_values(&[endpoint, &self.model, route, status_class(self.status)])
+            .inc();
+        Metrics::observe(&metrics.request_duration, endpoint, total);
+        Metrics::observe(&metrics.upstream_duration, endpoint, self.upstream_wait);
+        let overhead = self
+            .first_byte
+            .unwrap_or_else(Instant::now)
+            .duration_since(self.started)
+            .saturating_sub(self.upstream_wait);
+        Metrics::observe(&metrics.overhead, endpoint, overhead);
+        if let Some(first_byte) = self.first_byte {
+            Metrics::observe(
+                &metrics.time_to_first_byte,
+                endpoint,
+                first_byte.duration_since(self.started),
+            );
+        }
+        if self.attempts > 1 {
+            metrics.retries.inc_by(u64::from(self.attempts - 1));
+            if self.status < 400 && self.first_route != self.last_route {
+                metrics.failovers.inc();
+            }
+        }
+        let failed = self.status >= 400 || self.stream_error.is_some();
+        if failed || self.log_sample >= 1.0 || rand::random::<f64>() < self.log_sample {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            tracing::info!(
+                target: "llmgate::request",
+                request_id = %self.request_id,
+                key = %self.key_name,
+                endpoint,
+                model = %self.model,
+                route,
+                status = self.status,
+                attempts = self.attempts,
+                stream = self.stream,
+                latency_ms = ms(total),
+                ttfb_ms = self.first_byte.map(|t| ms(t.duration_since(self.started))),
+                upstream_ms = ms(self.upstream_wait),
+                overhead_ms = ms(overhead),
+                stream_error = self.stream_error.as_deref(),
+                client_gone = self.client_gone,
+                "request"
+            );
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.reported {
+            // Dropped without an explicit finish: the client went away (or the task was
+            // cancelled) before the response was complete.
+            self.client_gone = true;
+            if self.status == 0 {
+                self.status = 499;
+            }
+            self.finish();
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Prometheus metrics: one registry per app, rendered in the text exposition format on
+//! `GET /metrics`. Label values are bounded: endpoints, model and provider names from the
+//! configuration, status classes, token kinds; never keys or request ids.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric llmgate exports. Cloning is cheap (the metrics are `Arc`s inside).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub overhead: HistogramVec,
+    pub time_to_first_byte: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub open_streams: IntGauge,
+    pub retries: IntCounter,
+    pub failovers: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub circuit_state: IntGaugeVec,
+    pub account_cooling: IntGaugeVec,
+    pub key_cache: IntCounterVec,
+    pub usage_flush_duration: HistogramVec,
+    pub usage_flush_rows: HistogramVec,
+    pub request_log_dropped: IntGauge,
+}
+
+/// Latency buckets from 100 µs to about 100 s, in seconds.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.0001, 2.5, 16).unwrap_or_default()
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let metric =
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let single = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        Ok(Self {
+            requests: counter(
+                "llmgate_requests_total",
+                "Proxied requests by endpoint, public model, route (provider) and status class.",
+                &["endpoint", "model", "route", "status_class"],
+            )?,
+            request_duration: histogram(
+                "llmgate_request_duration_seconds",
+                "Total time of proxied requests, to the end of the response.",
+                &["endpoint"],
+                latency_buckets(),
+            )?,
+            upstream_duration: histogram(
+                "llmgate_upstream_duration_seconds",
+                "Time spent waiting on upstreams (all attempts, to response headers or whole body).",
+                &["endpoint"],
+                latency_buckets(),
+            )?,
+            overhead: histogram(
+                "llmgate_overhead_seconds",
+                "Time llmgate itself added: total time to the response minus upstream waiting.",
+                &["endpoint"],
+                latency_buckets(),
+            )?,
+            time_to_first_byte: histogram(
+                "llmgate_time_to_first_byte_seconds",
+                "Time from request to the first response byte sent to the client.",
+                &["endpoint"],
+                latency_buckets(),
+            )?,
+            tokens: counter(
+                "llmgate_tokens_total",
+                "Tokens by public model and kind (prompt, completion, cached, reasoning).",
+                &["model", "kind"],
+            )?,
+            in_flight: gauge(
+                "llmgate_requests_in_flight",
+                "Proxied requests being served now.",
+            )?,
+            open_streams: gauge(
+                "llmgate_open_streams",
+                "Streamed responses being relayed now.",
+            )?,
+            retries: single(
+                "llmgate_upstream_retries_total",
+                "Upstream attempts beyond the first of a request.",
+            )?,
+            failovers: single(
+                "llmgate_failovers_total",
+                "Requests answered by a different route than the first one tried.",
+            )?,
+            rate_limited: counter(
+                "llmgate_rate_limited_total",
+                "Requests refused with 429, by reason.",
+                &["reason"],
+            )?,
+            circuit_state: gauges(
+                "llmgate_route_circuit_state",
+                "Circuit breaker of each route: 0 closed, 1 open, 2 half-open.",
+                &["model", "provider", "route_id"],
+            )?,
+            account_cooling: gauges(
+                "llmgate_account_unavailable",
+                "Accounts skipped now: 1 cooling down after an upstream 429, 2 invalid credential.",
+                &["provider", "account"],
+            )?,
+            key_cache: counter(
+                "llmgate_key_cache_lookups_total",
+                "Client key lookups by result (hit or miss).",
+                &["result"],
+            )?,
+            usage_flush_duration: histogram(
+                "llmgate_usage_flush_duration_seconds",
+                "Duration of one usage writer flush (one transaction).",
+                &[],
+                latency_buckets(),
+            )?,
+            usage_flush_rows: histogram(
+                "llmgate_usage_flush_rows",
+                "Rows written by one usage writer flush.",
+                &[],
+                prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default(),
+            )?,
+            request_log_dropped: gauge(
+                "llmgate_request_log_dropped_total",
+                "Request log rows dropped because the queue was full (counters are never dropped).",
+            )?,
+            registry,
+        })
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Records one observation in seconds.
+    pub fn observe(histogram: &HistogramVec, label: &str, duration: Duration) {
+        histogram
+            .with_label_values(&[label])
+            .observe(duration.as_secs_f64());
+    }
+}
+
+/// The status class label of a status code: `2xx`, `4xx`, `5xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_names_every_metric_with_help_and_type() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .requests
+            .with_label_values(&["chat", "m", "p", "2xx"])
+            .inc();
+        Metrics::observe(&metrics.request_duration, "chat", Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(text.contains("# TYPE llmgate_requests_total counter"));
+        assert!(text.contains(
+            r#"llmgate_requests_total{endpoint="chat",model="m",route="p",status_class="2xx"} 1"#
+        ));
+        assert!(text.contains("llmgate_request_duration_seconds_count{endpoint=\"chat\"} 1"));
+        assert!(text.contains("# HELP llmgate_requests_in_flight"));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}
