@@ -6,7 +6,7 @@ DB_URL  ?= sqlite://llmgate.db
 RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test check fmt clippy db-backup clean
+.PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,9 +31,25 @@ fmt: ## Format the code
 clippy: ## Lint with warnings as errors
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+test-coverage: ## Line coverage of the test suite as HTML in target/coverage (installs cargo-tarpaulin once)
+	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install --locked cargo-tarpaulin
+	$(CARGO) tarpaulin --engine llvm --out Html --output-dir target/coverage --skip-clean
+
 db-backup: build ## Snapshot the live database to backups/llmgate-<UTC time>.db
 	@mkdir -p backups
 	$(BIN) backup --database $(DB_URL) backups/llmgate-$$(date -u +%Y%m%dT%H%M%SZ).db
+
+IMAGE ?= llmgate:latest
+
+docker-build: ## Build the container image (needs a running Docker engine)
+	@docker info >/dev/null 2>&1 || { echo "docker-build needs a running Docker engine (docker info failed)"; exit 1; }
+	docker build -t $(IMAGE) .
+
+docker-run: ## Run the image on :8080 with ./llmgate.toml and a named volume for the database
+	@docker info >/dev/null 2>&1 || { echo "docker-run needs a running Docker engine (docker info failed)"; exit 1; }
+	docker run --rm -p 8080:8080 -v llmgate-data:/data \
+		$$( [ -f llmgate.toml ] && echo "-v $$PWD/llmgate.toml:/etc/llmgate.toml:ro -e LLMGATE_CONFIG=/etc/llmgate.toml" ) \
+		$(IMAGE)
 
 clean: ## Remove build output
 	$(CARGO) clean

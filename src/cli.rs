@@ -46,6 +46,12 @@ enum Command {
     },
     /// Run a fast mock OpenAI-compatible upstream, for demos, tests and benchmarks.
     MockUpstream(MockArgs),
+    /// Exit 0 when the gateway answers GET /healthz (for container health checks).
+    Healthcheck {
+        /// The gateway's address [default: LLMGATE_LISTEN, with 0.0.0.0 read as 127.0.0.1]
+        #[arg(long, env = "LLMGATE_LISTEN", default_value = crate::settings::DEFAULT_LISTEN)]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +188,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys(command) => keys(command, database).await,
         Command::Backup { file } => backup(&file, database).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
+        Command::Healthcheck { listen } => healthcheck(&listen).await,
     }
 }
 
@@ -410,6 +417,32 @@ async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
     };
     db.close().await;
     code
+}
+
+async fn healthcheck(listen: &str) -> ExitCode {
+    let mut addr = match parse_listen(listen) {
+        Ok(addr) => addr,
+        Err(why) => return usage_error(&format!("--listen: {why}")),
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => return failure(&error.to_string()),
+    };
+    match client.get(format!("http://{addr}/healthz")).send().await {
+        Ok(response) if response.status().is_success() => OK,
+        Ok(response) => failure(&format!(
+            "unhealthy: /healthz answered {}",
+            response.status()
+        )),
+        Err(error) => failure(&format!("unhealthy: {error}")),
+    }
 }
 
 async fn mock_upstream(args: MockArgs) -> ExitCode {

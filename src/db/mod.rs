@@ -153,6 +153,14 @@ impl Db {
         Ok(())
     }
 
+    /// SQLite's `PRAGMA integrity_check`: `"ok"`, or the problems it found.
+    pub async fn integrity_check(&self) -> Result<String, DbError> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.writer)
+            .await?;
+        Ok(rows.join("\n"))
+    }
+
     /// Whether any account credential is stored (and so an encryption key must already exist).
     pub async fn has_sealed_secrets(&self) -> Result<bool, DbError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts)")

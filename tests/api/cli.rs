@@ -320,3 +320,90 @@ async fn each_request_gets_one_structured_log_line_and_successes_can_be_sampled(
         );
     }
 }
+
+#[tokio::test]
+async fn healthcheck_exits_zero_only_while_the_gateway_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, _) = start_serve(&dir, &[]);
+    let check = |addr: &str| {
+        Command::new(TestApp::bin())
+            .args(["healthcheck", "--listen", addr])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(&addr), Some(0));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_eq!(check(&addr), Some(1));
+}
+
+#[tokio::test]
+async fn backup_while_writing_gives_a_consistent_database_that_can_be_served() {
+    let app = crate::helpers::spawn_app().await;
+    let db = app.db.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..200 {
+            llmgate::auth::create_key(
+                &db,
+                llmgate::auth::NewKey {
+                    name: format!("k{i}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let copy_path = copy.display().to_string();
+    let db_url = app.db_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(TestApp::bin())
+            .args(["backup", &copy_path, "--database", &db_url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    writer.await.unwrap();
+
+    // A second backup to the same file is refused rather than overwriting it.
+    let again = Command::new(TestApp::bin())
+        .args([
+            "backup",
+            &copy.display().to_string(),
+            "--database",
+            &app.db_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+
+    // The copy opens, passes the integrity check, and serves with the original's key file.
+    let copy_url = format!("sqlite://{}", copy.display());
+    let restored = llmgate::db::Db::open(&copy_url).await.unwrap();
+    assert_eq!(restored.integrity_check().await.unwrap(), "ok");
+    restored.close().await;
+    let original_key = std::fs::read(format!(
+        "{}.key",
+        app.db_url.trim_start_matches("sqlite://")
+    ))
+    .unwrap();
+    std::fs::write(format!("{}.key", copy.display()), original_key).unwrap();
+    let settings = llmgate::settings::Settings {
+        database_url: copy_url,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let served = llmgate::app::App::build(settings, None).await.unwrap();
+    assert!(served.state().gateway.catalog().model("gpt-test").is_some());
+    app.stop().await;
+}
