@@ -17,7 +17,8 @@ build: ## Build the release binary (target/release/llmgate)
 run: build ## Run the gateway (default: with the demo upstream; RUN_ARGS='--config llmgate.toml' for yours)
 	$(BIN) serve $(RUN_ARGS)
 
-test: ## Run every test (unit and integration)
+test: ## Run every test (unit and integration); installs the test tools first (tests/setup.sh)
+	bash tests/setup.sh
 	$(CARGO) test --locked --all-targets
 
 check: ## Formatting, lints and tests: what CI runs

@@ -29,7 +29,7 @@ pub struct Metrics {
     pub key_cache: IntCounterVec,
     pub usage_flush_duration: HistogramVec,
     pub usage_flush_rows: HistogramVec,
-    pub request_log_dropped: IntGauge,
+    pub request_log_dropped: IntCounter,
 }
 
 /// Latency buckets from 100 µs to about 100 s, in seconds.
@@ -149,7 +149,7 @@ impl Metrics {
                 &[],
                 prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default(),
             )?,
-            request_log_dropped: gauge(
+            request_log_dropped: single(
                 "llmgate_request_log_dropped_total",
                 "Request log rows dropped because the queue was full (counters are never dropped).",
             )?,

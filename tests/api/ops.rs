@@ -69,5 +69,32 @@ async fn metrics_move_with_traffic_and_responses_carry_the_overhead() {
         0.0
     );
     assert!(!text.contains(&app.key), "no key in metrics");
+    promtool_accepts(&text);
     app.stop().await;
+}
+
+/// `promtool check metrics` (installed by tests/setup.sh) accepts the exposition: names,
+/// suffixes, help texts and types follow Prometheus conventions.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by tests/setup.sh (make test)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
