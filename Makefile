@@ -6,7 +6,8 @@ DB_URL  ?= sqlite://llmgate.db
 RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean
+.PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean \
+	bench perf bench-micro soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,9 +18,10 @@ build: ## Build the release binary (target/release/llmgate)
 run: build ## Run the gateway (default: with the demo upstream; RUN_ARGS='--config llmgate.toml' for yours)
 	$(BIN) serve $(RUN_ARGS)
 
-test: ## Run every test (unit and integration); installs the test tools first (tests/setup.sh)
+test: ## Run every test: unit, integration, and the Python SDK suite (tools installed by tests/setup.sh)
 	bash tests/setup.sh
 	$(CARGO) test --locked --all-targets
+	bash tests/sdk/run.sh
 
 check: ## Formatting, lints and tests: what CI runs
 	$(CARGO) fmt --all -- --check
@@ -39,6 +41,23 @@ test-coverage: ## Line coverage of the test suite as HTML in target/coverage (in
 db-backup: build ## Snapshot the live database to backups/llmgate-<UTC time>.db
 	@mkdir -p backups
 	$(BIN) backup --database $(DB_URL) backups/llmgate-$$(date -u +%Y%m%dT%H%M%SZ).db
+
+BENCH_SECONDS ?= 10
+SOAK_SECONDS  ?= 600
+
+bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench/*.json (BENCH_SECONDS per phase)
+	bash benches/setup.sh
+	$(CARGO) build --release --locked
+	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load
+
+perf: bench ## Same as bench
+
+bench-micro: ## Criterion micro-benchmarks of the hot path (key lookup, routing, request head, SSE, usage)
+	$(CARGO) bench --locked --bench gateway --bench usage
+
+soak: ## Soak for SOAK_SECONDS (default 600) at half llmgate's c=64 throughput; reports RSS growth
+	$(CARGO) build --release --locked
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench load -- --soak
 
 IMAGE ?= llmgate:latest
 

@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{Admin, SetupError};
 use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
 use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog};
-use crate::secret::SecretCipher;
+use crate::secret::{Secret, SecretCipher};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct App {
     cipher: SecretCipher,
     settings: Settings,
     demo: Option<Demo>,
+    /// The admin password generated at this start, to be shown once.
+    generated_admin_password: Option<Secret>,
 }
 
 /// The demo upstream and the key printed for it.
@@ -82,6 +85,24 @@ impl App {
         rebuild_catalog(&db, &catalog, &cipher, &health).await?;
         let client = crate::upstream::build_client(&settings.upstream)
             .map_err(|e| StartError::Invalid(e.to_string()))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            StartError::Invalid(format!("cannot listen on {}: {e}", settings.listen))
+        })?;
+        // Last of the steps that can fail: a password generated here must reach the operator.
+        let (admin_auth, generated_admin_password) = crate::admin::setup(&settings, &db, &cipher)
+            .await
+            .map_err(|error| match error {
+                SetupError::Invalid(why) => StartError::Invalid(why),
+                SetupError::Store(error) => StartError::from(error),
+                SetupError::Failed(why) => StartError::Failed(anyhow::anyhow!(why)),
+            })?;
+        let config_changed = Arc::new(tokio::sync::Notify::new());
+        let admin = Admin::new(
+            db.clone(),
+            cipher.clone(),
+            config_changed.clone(),
+            admin_auth,
+        );
         let state = AppState {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(
@@ -96,11 +117,9 @@ impl App {
             metrics,
             db,
             max_body_bytes: settings.max_body_bytes,
-            config_changed: Arc::new(tokio::sync::Notify::new()),
+            config_changed,
+            admin,
         };
-        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-            StartError::Invalid(format!("cannot listen on {}: {e}", settings.listen))
-        })?;
         Ok(Self {
             listener,
             state,
@@ -108,6 +127,7 @@ impl App {
             cipher,
             settings,
             demo,
+            generated_admin_password,
         })
     }
 
@@ -117,6 +137,11 @@ impl App {
 
     pub fn demo(&self) -> Option<&Demo> {
         self.demo.as_ref()
+    }
+
+    /// The admin password generated at this start (none was set or stored), to show once.
+    pub fn generated_admin_password(&self) -> Option<&Secret> {
+        self.generated_admin_password.as_ref()
     }
 
     pub fn state(&self) -> &AppState {
@@ -136,6 +161,7 @@ impl App {
             cipher,
             settings,
             demo,
+            ..
         } = self;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();

@@ -132,13 +132,12 @@ fn parse_window(text: &str) -> Result<BudgetWindow, String> {
     })
 }
 
-/// Output meant for the user of a command (as opposed to logs, which go to stderr).
-#[expect(
-    clippy::print_stdout,
-    reason = "command output is the point of the CLI"
-)]
+/// Output meant for the user of a command (as opposed to logs, which go to stderr). A closed
+/// stdout (its reader went away) is not worth crashing a running server over.
 fn say(text: &str) {
-    println!("{text}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 #[expect(
@@ -239,6 +238,13 @@ async fn serve(args: ServeArgs, database: Option<String>) -> ExitCode {
         Err(error) => return failure(&error.to_string()),
     };
     tracing::info!(%addr, "llmgate is listening");
+    if let Some(password) = app.generated_admin_password() {
+        say(&format!(
+            "admin password (generated, shown only this once): {}\n  \
+             log in with POST http://{addr}/admin/login; set LLMGATE_ADMIN_PASSWORD to choose your own",
+            password.expose()
+        ));
+    }
     if let Some(demo) = app.demo() {
         say(&demo_banner(addr, &demo.key));
     }
@@ -355,15 +361,7 @@ fn key_table(rows: &[KeyRow], now: i64) -> String {
     )];
     let or_dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
     for row in rows {
-        let status = if row.revoked_at.is_some() {
-            "revoked"
-        } else if !row.enabled {
-            "disabled"
-        } else if row.expires_at.is_some_and(|t| t <= now) {
-            "expired"
-        } else {
-            "active"
-        };
+        let status = auth::key_status(row, now);
         let models = row
             .models
             .as_deref()

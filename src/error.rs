@@ -1,5 +1,6 @@
 //! `ApiError`: every error a client can see, and the one table mapping it to status, type and code.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,10 +16,24 @@ pub enum ApiError {
     #[error("{message}")]
     InvalidRequest {
         message: String,
-        param: Option<&'static str>,
+        /// The offending field, like `routes[1].weight`.
+        param: Option<Cow<'static, str>>,
     },
     #[error("{0}")]
     InvalidApiKey(String),
+    /// A missing, malformed, expired or wrongly signed admin token.
+    #[error("{0}")]
+    AdminUnauthorized(String),
+    #[error("wrong admin password")]
+    WrongPassword,
+    #[error("too many failed logins; retry in {retry_after:?}")]
+    TooManyLoginAttempts { retry_after: Duration },
+    /// An admin object that does not exist, like "no provider with id 7".
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin change that clashes with what is stored: a taken name, an object still in use.
+    #[error("{0}")]
+    Conflict(String),
     #[error("this key may not use model '{model}'")]
     ModelNotAllowed { model: String },
     #[error("model '{model}' does not exist")]
@@ -74,7 +89,15 @@ impl ApiError {
     pub fn invalid_param(param: &'static str, message: impl Into<String>) -> Self {
         Self::InvalidRequest {
             message: message.into(),
-            param: Some(param),
+            param: Some(Cow::Borrowed(param)),
+        }
+    }
+
+    /// An invalid field whose name is built at run time, like `routes[1].weight`.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: Some(Cow::Owned(field.into())),
         }
     }
 
@@ -97,6 +120,23 @@ impl ApiError {
                 "invalid_request_error",
                 "invalid_api_key",
             ),
+            Self::AdminUnauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_admin_token",
+            ),
+            Self::WrongPassword => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_password",
+            ),
+            Self::TooManyLoginAttempts { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_login_attempts",
+            ),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "invalid_request_error", "conflict"),
             Self::ModelNotAllowed { .. } => (
                 StatusCode::FORBIDDEN,
                 "permission_error",
@@ -149,7 +189,21 @@ impl ApiError {
     fn client_message(&self, request_id: Option<&str>) -> String {
         let generic = match self {
             Self::InvalidRequest { message, .. } => return message.clone(),
-            Self::InvalidApiKey(message) => return message.clone(),
+            Self::InvalidApiKey(message)
+            | Self::AdminUnauthorized(message)
+            | Self::NotFound(message)
+            | Self::Conflict(message) => return message.clone(),
+            Self::WrongPassword => {
+                return "Wrong admin password. Use the password set in LLMGATE_ADMIN_PASSWORD, or \
+                        the one printed when llmgate first started."
+                    .to_owned();
+            }
+            Self::TooManyLoginAttempts { retry_after } => {
+                return format!(
+                    "Too many failed logins from this address. Retry in {} seconds.",
+                    retry_seconds(*retry_after)
+                );
+            }
             Self::ModelNotAllowed { model } => {
                 return format!(
                     "This API key is not allowed to use model '{model}'. Ask an administrator to \
@@ -200,7 +254,7 @@ impl ApiError {
     pub fn to_json(&self, request_id: Option<&str>) -> String {
         let (_, kind, code) = self.status_type_code();
         let param = match self {
-            Self::InvalidRequest { param, .. } => *param,
+            Self::InvalidRequest { param, .. } => param.as_deref(),
             _ => None,
         };
         let body = ErrorBody {
@@ -229,14 +283,21 @@ impl ApiError {
             self.to_json(request_id),
         )
             .into_response();
-        if let Self::RateLimited { retry_after, .. } = self {
-            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        if let Self::RateLimited { retry_after, .. } | Self::TooManyLoginAttempts { retry_after } =
+            self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_seconds(*retry_after)),
+            );
         }
         response
     }
+}
+
+/// Whole seconds to wait, rounded up and at least 1, for `Retry-After`.
+fn retry_seconds(retry_after: Duration) -> u64 {
+    retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl IntoResponse for ApiError {
@@ -277,6 +338,38 @@ mod tests {
             401,
             "invalid_request_error",
             "invalid_api_key",
+        );
+        check(
+            ApiError::AdminUnauthorized("no".into()),
+            401,
+            "invalid_request_error",
+            "invalid_admin_token",
+        );
+        check(
+            ApiError::WrongPassword,
+            401,
+            "invalid_request_error",
+            "invalid_password",
+        );
+        check(
+            ApiError::TooManyLoginAttempts {
+                retry_after: Duration::from_secs(3),
+            },
+            429,
+            "rate_limit_error",
+            "too_many_login_attempts",
+        );
+        check(
+            ApiError::NotFound("no provider with id 7".into()),
+            404,
+            "invalid_request_error",
+            "not_found",
+        );
+        check(
+            ApiError::Conflict("taken".into()),
+            409,
+            "invalid_request_error",
+            "conflict",
         );
         check(
             ApiError::ModelNotAllowed { model: "m".into() },
@@ -329,6 +422,21 @@ mod tests {
             "upstream_timeout",
         );
         check(ApiError::internal("x"), 500, "api_error", "internal_error");
+    }
+
+    #[test]
+    fn field_errors_name_the_field_and_login_throttling_says_when_to_retry() {
+        let body: serde_json::Value = serde_json::from_str(
+            &ApiError::invalid_field("routes[1].weight", "routes[1].weight: must be at least 1")
+                .to_json(None),
+        )
+        .unwrap_or_default();
+        assert_eq!(body["error"]["param"], "routes[1].weight");
+        let response = ApiError::TooManyLoginAttempts {
+            retry_after: Duration::from_millis(1500),
+        }
+        .render(None);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! config_file the TOML file: parse, `${VAR}` interpolation, validation, import into the database
 //! mock        the mock upstream behind `llmgate mock-upstream`, used by tests, demo and benches
 //! app         builds the state, owns the background tasks, serves until shutdown
+//! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
+//!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
 //! ```
 //!
 //! # Invariants
@@ -29,9 +31,13 @@
 //!   opens upstream connections.
 //! - The request body reaches the upstream byte for byte, except the value of `model`.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
+//! - The admin API never returns a stored secret: account credentials are write-only (sealed
+//!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
+//!   as an argon2 hash.
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
 //!   shutdown.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -40,6 +46,7 @@ pub mod db;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod mock;
 pub mod providers;
 pub mod routing;
@@ -47,4 +54,6 @@ pub mod secret;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
+pub mod translate;
 pub mod upstream;
+pub mod usage;

@@ -1,4 +1,4 @@
-//! The `llmgate` binary: parse the command line, set up logging, run the command.
+//! The `llmgate` binary: parse the command line, set up telemetry, run the command.
 
 use std::process::ExitCode;
 
@@ -8,16 +8,21 @@ fn main() -> ExitCode {
     let cli = llmgate::cli::Cli::parse();
     let filter = std::env::var("LLMGATE_LOG").ok();
     let format = std::env::var("LLMGATE_LOG_FORMAT").ok();
-    if let Err(problem) = llmgate::telemetry::init(filter.as_deref(), format.as_deref()) {
-        #[expect(
-            clippy::print_stderr,
-            reason = "logging is not set up; stderr is all there is"
-        )]
-        {
-            eprintln!("llmgate: {problem}");
-        }
-        return ExitCode::from(2);
-    }
+    let otlp = std::env::var("LLMGATE_OTLP_ENDPOINT").ok();
+    let telemetry =
+        match llmgate::telemetry::init(filter.as_deref(), format.as_deref(), otlp.as_deref()) {
+            Ok(telemetry) => telemetry,
+            Err(problem) => {
+                #[expect(
+                    clippy::print_stderr,
+                    reason = "logging is not set up; stderr is all there is"
+                )]
+                {
+                    eprintln!("llmgate: {problem}");
+                }
+                return ExitCode::from(2);
+            }
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,5 +33,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(llmgate::cli::run(cli))
+    let code = runtime.block_on(llmgate::cli::run(cli));
+    // The batch exporter runs on its own thread; flush it once the runtime is gone.
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }

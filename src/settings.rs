@@ -30,6 +30,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How often usage is written (`LLMGATE_USAGE_FLUSH_INTERVAL`).
     pub usage_flush_interval: Duration,
+    /// Request log rows held between flushes before new ones are dropped and counted
+    /// (`LLMGATE_USAGE_QUEUE`, default 65536). Usage counters are never dropped.
+    pub usage_queue: usize,
+    /// How long request log rows are kept (`LLMGATE_LOG_RETENTION`, default 30 days); daily
+    /// usage rollups are kept forever.
+    pub log_retention: Duration,
     /// How often the database is checked for changes made elsewhere (`LLMGATE_CHANGE_POLL_INTERVAL`).
     pub change_poll_interval: Duration,
     /// Base64 of the 32-byte key sealing upstream credentials (`LLMGATE_ENCRYPTION_KEY`).
@@ -39,6 +45,14 @@ pub struct Settings {
     pub log_sample: f64,
     /// Circuit breakers and account cooldowns (`LLMGATE_CIRCUIT_*`, `LLMGATE_RATE_LIMIT_COOLDOWN`).
     pub health: HealthPolicy,
+    /// The admin password (`LLMGATE_ADMIN_PASSWORD`, at least 12 characters). When absent, one
+    /// is generated on first start, stored hashed, and printed once.
+    pub admin_password: Option<Secret>,
+    /// The secret signing admin tokens (`LLMGATE_JWT_SECRET`). When absent, one is generated
+    /// and stored sealed in the database, so tokens survive restarts.
+    pub jwt_secret: Option<Secret>,
+    /// How long an admin token stays valid (`LLMGATE_ADMIN_TOKEN_TTL`, default 12h).
+    pub admin_token_ttl: Duration,
 }
 
 /// Tuning of the one shared upstream HTTP client.
@@ -82,10 +96,15 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             usage_flush_interval: Duration::from_secs(1),
+            usage_queue: crate::usage::DEFAULT_QUEUE,
+            log_retention: crate::usage::retention::DEFAULT_RETENTION,
             change_poll_interval: Duration::from_millis(250),
             encryption_key: None,
             health: HealthPolicy::default(),
             log_sample: 1.0,
+            admin_password: None,
+            jwt_secret: None,
+            admin_token_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -137,6 +156,7 @@ impl Settings {
             "LLMGATE_USAGE_FLUSH_INTERVAL",
             &mut settings.usage_flush_interval,
         );
+        duration("LLMGATE_LOG_RETENTION", &mut settings.log_retention);
         duration(
             "LLMGATE_CHANGE_POLL_INTERVAL",
             &mut settings.change_poll_interval,
@@ -153,6 +173,7 @@ impl Settings {
             "LLMGATE_RATE_LIMIT_COOLDOWN",
             &mut settings.health.default_cooldown,
         );
+        duration("LLMGATE_ADMIN_TOKEN_TTL", &mut settings.admin_token_ttl);
         let mut count = |name: &str, target: &mut usize| {
             if let Some(value) = env(name) {
                 match value.trim().parse::<usize>() {
@@ -165,6 +186,7 @@ impl Settings {
             }
         };
         count("LLMGATE_MAX_BODY_BYTES", &mut settings.max_body_bytes);
+        count("LLMGATE_USAGE_QUEUE", &mut settings.usage_queue);
         let mut failures = settings.health.circuit_failures as usize;
         count("LLMGATE_CIRCUIT_FAILURES", &mut failures);
         settings.health.circuit_failures = u32::try_from(failures).unwrap_or(u32::MAX);
@@ -184,6 +206,12 @@ impl Settings {
         settings.upstream.proxy = env("LLMGATE_UPSTREAM_PROXY").filter(|p| !p.is_empty());
         settings.encryption_key = env("LLMGATE_ENCRYPTION_KEY")
             .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        settings.admin_password = env("LLMGATE_ADMIN_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(Secret::new);
+        settings.jwt_secret = env("LLMGATE_JWT_SECRET")
+            .filter(|s| !s.is_empty())
             .map(Secret::new);
         if errors.is_empty() {
             Ok(settings)
@@ -214,6 +242,16 @@ mod tests {
         assert_eq!(settings.upstream.read_timeout, Duration::from_secs(2));
         assert_eq!(settings.max_body_bytes, 1024);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(settings.usage_queue, 65_536);
+        assert_eq!(settings.log_retention, Duration::from_secs(30 * 24 * 3600));
+        let usage = |name: &str| match name {
+            "LLMGATE_USAGE_QUEUE" => Some("1000".to_owned()),
+            "LLMGATE_LOG_RETENTION" => Some("7d".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::from_env(&usage).unwrap();
+        assert_eq!(settings.usage_queue, 1000);
+        assert_eq!(settings.log_retention, Duration::from_secs(7 * 24 * 3600));
 
         let bad = |name: &str| match name {
             "LLMGATE_SHUTDOWN_GRACE" => Some("soon".to_owned()),
@@ -223,6 +261,30 @@ mod tests {
         let errors = Settings::from_env(&bad).unwrap_err();
         let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["LLMGATE_SHUTDOWN_GRACE", "LLMGATE_MAX_BODY_BYTES"]);
+    }
+
+    #[test]
+    fn admin_settings_come_from_their_variables() {
+        let settings = Settings::from_env(&|_| None).unwrap();
+        assert!(settings.admin_password.is_none() && settings.jwt_secret.is_none());
+        assert_eq!(settings.admin_token_ttl, Duration::from_secs(12 * 3600));
+        let env = |name: &str| match name {
+            "LLMGATE_ADMIN_PASSWORD" => Some("a-long-admin-password".to_owned()),
+            "LLMGATE_JWT_SECRET" => Some(String::new()),
+            "LLMGATE_ADMIN_TOKEN_TTL" => Some("30m".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(
+            settings
+                .admin_password
+                .as_ref()
+                .map(|p| p.expose().to_owned()),
+            Some("a-long-admin-password".to_owned())
+        );
+        assert!(settings.jwt_secret.is_none(), "empty means unset");
+        assert_eq!(settings.admin_token_ttl, Duration::from_secs(1800));
+        assert!(format!("{settings:?}").contains("[redacted]"));
     }
 
     #[test]

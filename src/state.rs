@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::admin::Admin;
 use crate::auth::KeyCache;
 use crate::db::Db;
 use crate::gateway::Gateway;
@@ -23,4 +24,6 @@ pub struct AppState {
     /// Wakes the change watcher at once: call `notify_one()` after writing configuration, so
     /// this process applies the change immediately instead of at the next poll.
     pub config_changed: Arc<Notify>,
+    /// The admin plane's use cases and login; it wakes `config_changed` after every write.
+    pub admin: Admin,
 }

@@ -36,7 +36,10 @@ mod cache;
 mod keys;
 
 pub use cache::{AuthError, KeyCache};
-pub use keys::{ClientKey, KeyError, NewKey, create_key, generate_key, revoke_key};
+pub use keys::{
+    ClientKey, KeyError, KeyUpdate, NewKey, create_key, delete_key, generate_key, key_status,
+    revoke_key, revoke_key_id, rotate_key, update_key,
+};
 
 use sha2::{Digest, Sha256};
 

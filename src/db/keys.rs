@@ -4,7 +4,7 @@ use sqlx::FromRow;
 
 use super::{Db, DbError, now};
 
-const COLUMNS: &str = "id, name, key_hash, prefix, models, rpm, tpm, budget_tokens, budget_window, \
+pub(super) const COLUMNS: &str = "id, name, key_hash, prefix, models, rpm, tpm, budget_tokens, budget_window, \
                        expires_at, revoked_at, enabled, source, created_at, updated_at";
 
 #[derive(Debug, Clone, FromRow)]

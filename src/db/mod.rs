@@ -2,9 +2,11 @@
 //!
 //! This is the only module that contains SQL. Callers get plain row structs back.
 
+mod admin;
 mod catalog;
 mod import;
 mod keys;
+mod usage;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -13,9 +15,17 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
+pub use admin::{
+    AccountChanges, AccountRecord, KeyChanges, ModelChanges, ModelRecord, NewAccountRow,
+    NewModelRow, NewProviderRow, NewRouteRow, Page, Paged, ProviderChanges, ProviderDeletion,
+    ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
+};
 pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteRow};
 pub use import::ImportReport;
 pub use keys::{KeyRow, NewKeyRow};
+pub use usage::{
+    LogPage, LogQuery, LogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery, UsageTotals,
+};
 
 /// The default database URL: `llmgate.db` in the working directory.
 pub const DEFAULT_URL: &str = "sqlite://llmgate.db";

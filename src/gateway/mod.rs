@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::Serialize;
+use tracing::Instrument;
 
 pub use completion::Completion;
 pub use relay::error_event;
@@ -125,9 +126,20 @@ impl Gateway {
             started,
             self.log_sample,
         );
+        let span = tracing::info_span!(
+            "request",
+            otel.name = endpoint.name(),
+            request_id,
+            key = %key.name,
+            model = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+        );
         let forwarded = self
             .forward(&mut done, key, endpoint, body, request_id)
+            .instrument(span.clone())
             .await;
+        span.record("model", done.model.as_str());
+        span.record("attempts", done.attempts);
         done.first_byte = Some(Instant::now());
         match forwarded {
             Ok(Forwarded::Complete {
@@ -232,15 +244,28 @@ impl Gateway {
             let route = target.route;
             let provider = &route.provider.name;
             let upstream_body = head.rewrite_model(&body, &route.upstream_model);
+            let attempt_span = tracing::info_span!(
+                "upstream_attempt",
+                provider = %provider,
+                route_id = route.id,
+                attempt = attempts,
+            );
             let mut request =
                 providers::build_request(&self.client, target, endpoint, upstream_body, request_id);
+            if crate::telemetry::exporting_traces() {
+                let mut trace_headers = HeaderMap::new();
+                crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
+                request = request.headers(trace_headers);
+            }
             if !stream {
                 request = request.timeout(budget);
             }
             let in_flight = InFlight::start(&route.health);
             done.attempt(route.id, provider);
             let sent = Instant::now();
-            let sent_result = tokio::time::timeout(budget, request.send()).await;
+            let sent_result = tokio::time::timeout(budget, request.send())
+                .instrument(attempt_span)
+                .await;
             done.upstream_wait += sent.elapsed();
             let response = match sent_result {
                 Err(_) => {

@@ -7,6 +7,7 @@
 //! 3. panic catching: a handler panic becomes a 500 in the contract's shape;
 //! 4. the body limit used by the body extractor (413 while reading, never buffered past it).
 
+mod admin;
 mod extract;
 mod ops;
 mod v1;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .nest("/admin", admin::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state);

@@ -28,6 +28,13 @@ pub(super) struct Knobs {
     /// account of a pool fail while the others answer.
     #[serde(default)]
     status_for_key: std::collections::HashMap<String, u16>,
+    /// When the request declares tools: answer with this many tool calls instead of text.
+    tool_calls: Option<usize>,
+    /// Gemini only: the answer is stopped by the safety filter (`finishReason: SAFETY`).
+    #[serde(default)]
+    safety_block: bool,
+    /// Report this many of the prompt tokens as read from the provider's cache.
+    cached_tokens: Option<u64>,
 }
 
 /// How the mock answers one request.
@@ -45,6 +52,11 @@ pub(super) struct Plan {
     pub usage: bool,
     /// A fixed reply replacing the echo.
     pub content: Option<String>,
+    /// Tool calls to answer with when the request declares tools (0: answer text).
+    pub tool_calls: usize,
+    pub safety_block: bool,
+    /// Prompt tokens reported as cached (at most the prompt's).
+    pub cached_tokens: u64,
 }
 
 /// A simulated upstream error.
@@ -55,10 +67,11 @@ pub(super) struct Failure {
 }
 
 impl Plan {
-    /// The plan for a request that carried `knobs` and the credential `bearer`.
-    pub fn new(config: &MockConfig, knobs: Option<Knobs>, bearer: Option<&str>) -> Self {
+    /// The plan for a request that carried `knobs` and the credential `credential` (the bearer
+    /// token, `x-api-key` or `x-goog-api-key`, by dialect).
+    pub fn new(config: &MockConfig, knobs: Option<Knobs>, credential: Option<&str>) -> Self {
         let knobs = knobs.unwrap_or_default();
-        let for_key = bearer.and_then(|key| knobs.status_for_key.get(key).copied());
+        let for_key = credential.and_then(|key| knobs.status_for_key.get(key).copied());
         // A 2xx status in the knobs means "succeed", which lets one request escape a failing config.
         let status = for_key
             .or(knobs.status)
@@ -81,6 +94,9 @@ impl Plan {
             cut_after: knobs.cut_after,
             usage: !knobs.no_usage,
             content: knobs.content,
+            tool_calls: knobs.tool_calls.unwrap_or(0),
+            safety_block: knobs.safety_block,
+            cached_tokens: knobs.cached_tokens.unwrap_or(0),
         }
     }
 }
@@ -168,6 +184,27 @@ mod tests {
             Some("sk-b"),
         );
         assert_eq!(other.failure, None);
+    }
+
+    #[test]
+    fn tool_safety_and_cache_knobs_default_to_off() {
+        let plain = Plan::new(&MockConfig::default(), None, None);
+        assert_eq!(
+            (plain.tool_calls, plain.safety_block, plain.cached_tokens),
+            (0, false, 0)
+        );
+        let steered = plan(
+            &MockConfig::default(),
+            r#"{"tool_calls": 3, "safety_block": true, "cached_tokens": 5}"#,
+        );
+        assert_eq!(
+            (
+                steered.tool_calls,
+                steered.safety_block,
+                steered.cached_tokens
+            ),
+            (3, true, 5)
+        );
     }
 
     #[test]

@@ -1,16 +1,31 @@
-//! The mock upstream behind `llmgate mock-upstream`: an OpenAI-compatible echo server that tests,
-//! the demo and benchmarks start in-process and steer through its config or per-request knobs.
+//! The mock upstream behind `llmgate mock-upstream`: an echo server speaking three dialects,
+//! that tests, the demo and benchmarks start in-process and steer through its config or
+//! per-request knobs.
 //!
-//! Every answer echoes the last user message. A request body may carry a `"mock"` object that
-//! overrides the config for that request: `status`, `retry_after`, `latency_ms`, `chunks`,
-//! `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`, `content`, `status_for_key` (see `knobs`).
+//! - OpenAI: `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `GET /v1/models`.
+//! - Anthropic: `POST /v1/messages` (needs `x-api-key` or a bearer token); Anthropic's event
+//!   sequence when streamed (`message_start`, `ping`, blocks, `message_delta`, `message_stop`).
+//! - Gemini: `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent?alt=sse` (needs `x-goog-api-key` or `?key=`).
+//!
+//! Errors take the dialect's shape. Every answer echoes the last user message. A request body
+//! may carry a `"mock"` object that overrides the config for that request: `status`,
+//! `retry_after`, `latency_ms`, `chunks`, `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`,
+//! `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens` (see `knobs`).
+//! With `tool_calls: N` and tools declared in the request, the answer is N tool calls (of the
+//! declared tools in turn, arguments `{"index": i, "text": <the echo>}`) instead of text:
+//! streamed by OpenAI interleaved by index, by Anthropic one `tool_use` block after another,
+//! each input in `chunks` fragments, by Gemini one whole `functionCall` per frame.
 //!
 //! Token counts are deterministic so tests can check exact sums: `prompt_tokens` is the number
-//! of whitespace-separated words in the prompt (at least 1), `completion_tokens` is `chunks`.
+//! of whitespace-separated words in the prompt (at least 1), `completion_tokens` is `chunks`,
+//! and `cached_tokens` of them are reported as cached.
 //!
 //! With `record` off, the request path takes no lock: the config is read through `ArcSwap`, and
 //! the counters are atomics.
 
+mod anthropic;
+mod gemini;
 mod knobs;
 mod openai;
 mod sse;
@@ -36,7 +51,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::knobs::{Failure, Plan};
-use self::openai::{Call, Endpoint, Generation};
+use self::openai::{Endpoint, Generation};
 use self::sse::Script;
 
 /// The largest request body the mock reads.
@@ -100,6 +115,13 @@ impl MockHandle {
             ip => ip,
         };
         format!("http://{}/v1", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// `http://{addr}/v1beta`, the base URL of the Gemini dialect.
+    pub fn gemini_base_url(&self) -> String {
+        let mut url = self.base_url();
+        url.push_str("beta");
+        url
     }
 
     /// The requests received so far, oldest first (empty while `record` is off).
@@ -218,25 +240,106 @@ impl MockState {
     }
 }
 
+/// The dialect a request speaks, which decides the shape of its answer and of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+/// Where a request goes, by path.
+enum Route<'p> {
+    OpenAi(Endpoint),
+    Messages,
+    Gemini { model: &'p str, stream: bool },
+}
+
+impl<'p> Route<'p> {
+    /// The route at `path` and the method it answers.
+    fn at(path: &'p str) -> Option<(Self, &'static str)> {
+        if path == "/v1/messages" {
+            return Some((Self::Messages, "POST"));
+        }
+        if let Some((model, stream)) = gemini::route(path) {
+            return Some((Self::Gemini { model, stream }, "POST"));
+        }
+        Endpoint::at(path).map(|(endpoint, method)| (Self::OpenAi(endpoint), method))
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Self::OpenAi(_) => Dialect::OpenAi,
+            Self::Messages => Dialect::Anthropic,
+            Self::Gemini { .. } => Dialect::Gemini,
+        }
+    }
+}
+
+/// A parsed request body, by dialect.
+enum Call {
+    OpenAi(openai::Call),
+    Messages(anthropic::MessagesRequest),
+    Gemini(gemini::GenerateRequest),
+}
+
+impl Call {
+    fn parse(route: &Route<'_>, body: &[u8]) -> serde_json::Result<Self> {
+        Ok(match route {
+            Route::OpenAi(endpoint) => Self::OpenAi(openai::Call::parse(*endpoint, body)?),
+            Route::Messages => Self::Messages(serde_json::from_slice(body)?),
+            Route::Gemini { .. } => Self::Gemini(serde_json::from_slice(body)?),
+        })
+    }
+
+    fn take_knobs(&mut self) -> Option<knobs::Knobs> {
+        match self {
+            Self::OpenAi(call) => call.take_knobs(),
+            Self::Messages(request) => request.mock.take(),
+            Self::Gemini(request) => request.mock.take(),
+        }
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The credential a request carries in its dialect's header: a bearer token for OpenAI,
+/// `x-api-key` (or a bearer token) for Anthropic, `x-goog-api-key` (or `?key=`) for Gemini.
+fn credential(dialect: Dialect, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let bearer = || {
+        header(headers, http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    };
+    let found = match dialect {
+        Dialect::OpenAi => bearer(),
+        Dialect::Anthropic => header(headers, "x-api-key").or_else(bearer),
+        Dialect::Gemini => header(headers, "x-goog-api-key")
+            .or_else(|| query?.split('&').find_map(|pair| pair.strip_prefix("key="))),
+    };
+    found.filter(|key| !key.is_empty()).map(str::to_owned)
+}
+
 /// The one handler: every request, whatever its path, is counted and recorded before routing.
 async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Response {
     mock.request_count.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let route = Route::at(path);
+    let dialect = match &route {
+        Some((route, _)) => route.dialect(),
+        None if path.starts_with("/v1beta/") => Dialect::Gemini,
+        None => Dialect::OpenAi,
+    };
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return error(
+            dialect,
             StatusCode::BAD_REQUEST,
             "the request body could not be read",
         );
     };
-    let path = parts.uri.path();
-    let route = Endpoint::at(path);
-
-    let bearer = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    let credential = credential(dialect, &parts.headers, parts.uri.query());
     let (call, plan) = {
         // The guard is dropped before the first await below.
         let config = mock.config.load();
@@ -250,18 +353,27 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             mock.record(RecordedRequest {
                 method,
                 path,
-                headers: parts.headers,
+                headers: parts.headers.clone(),
                 body: body.clone(),
             });
         }
-        let endpoint = match route {
-            Some((endpoint, method)) if parts.method == method => endpoint,
-            Some(_) => return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-            None => return error(StatusCode::NOT_FOUND, "unknown endpoint"),
+        let route = match route {
+            Some((route, method)) if parts.method == method => route,
+            Some(_) => {
+                return error(
+                    dialect,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                );
+            }
+            None => return error(dialect, StatusCode::NOT_FOUND, "unknown endpoint"),
         };
-        let mut call = Call::parse(endpoint, &body);
+        if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
+            return refusal;
+        }
+        let mut call = Call::parse(&route, &body);
         let knobs = call.as_mut().ok().and_then(Call::take_knobs);
-        (call, Plan::new(&config, knobs, bearer.as_deref()))
+        (call, Plan::new(&config, knobs, credential.as_deref()))
     };
 
     if !plan.latency.is_zero() {
@@ -270,35 +382,91 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
     if plan.hang {
         mock.shutdown.cancelled().await;
         return error(
+            dialect,
             StatusCode::SERVICE_UNAVAILABLE,
             "the mock upstream is shutting down",
         );
     }
     if let Some(failure) = plan.failure {
-        return failed(failure);
+        return failed(dialect, failure);
     }
     let call = match call {
         Ok(call) => call,
         Err(why) => {
             return error(
+                dialect,
                 StatusCode::BAD_REQUEST,
                 &format!("invalid request body: {why}"),
             );
         }
     };
     let result = match call {
-        Call::Models => openai::models_body().map(json),
-        Call::Embeddings(request) => request.body(&plan).map(json),
-        Call::Chat(request) => generated(&mock, &Generation::chat(request, &plan), &plan),
-        Call::Completion(request) => generated(&mock, &Generation::text(request, &plan), &plan),
+        Call::OpenAi(openai::Call::Models) => openai::models_body().map(json),
+        Call::OpenAi(openai::Call::Embeddings(request)) => request.body(&plan).map(json),
+        Call::OpenAi(openai::Call::Chat(request)) => {
+            generated(&mock, &Generation::chat(request, &plan), &plan)
+        }
+        Call::OpenAi(openai::Call::Completion(request)) => {
+            generated(&mock, &Generation::text(request, &plan), &plan)
+        }
+        Call::Messages(request) => {
+            let answer = anthropic::Answer::new(request, &plan);
+            if answer.stream {
+                answer.script(&plan).map(|script| streamed(&mock, script))
+            } else {
+                answer.body().map(json)
+            }
+        }
+        Call::Gemini(request) => {
+            let (model, stream) = match Route::at(path) {
+                Some((Route::Gemini { model, stream }, _)) => (model, stream),
+                _ => ("", false),
+            };
+            let answer = gemini::Answer::new(request, model, &plan);
+            if stream {
+                answer.script(&plan).map(|script| streamed(&mock, script))
+            } else {
+                answer.body().map(json)
+            }
+        }
     };
     result.unwrap_or_else(|why| {
         tracing::error!(error = %why, "the mock upstream could not write its answer");
         error(
+            dialect,
             StatusCode::INTERNAL_SERVER_ERROR,
             "the mock upstream could not write its answer",
         )
     })
+}
+
+/// Requests the Anthropic and Gemini dialects refuse before reading the body: no credential
+/// (their APIs always need one, so this checks that the gateway sends it), and a Gemini stream
+/// asked for without `alt=sse` (the mock speaks only server-sent events).
+fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Option<Response> {
+    match route {
+        Route::OpenAi(_) => None,
+        Route::Messages if !has_credential => Some(error(
+            Dialect::Anthropic,
+            StatusCode::UNAUTHORIZED,
+            "x-api-key header is required",
+        )),
+        Route::Gemini { .. } if !has_credential => Some(error(
+            Dialect::Gemini,
+            StatusCode::UNAUTHORIZED,
+            "API key not found: send it in the x-goog-api-key header",
+        )),
+        Route::Gemini { stream: true, .. }
+            if !query.is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse")) =>
+        {
+            Some(error(
+                Dialect::Gemini,
+                StatusCode::BAD_REQUEST,
+                "the mock serves streamGenerateContent only with alt=sse",
+            ))
+        }
+        Route::Messages | Route::Gemini { .. } => None,
+    }
 }
 
 /// A chat or text completion, whole or streamed.
@@ -310,17 +478,16 @@ fn generated(
     if !generation.stream {
         return generation.body().map(json);
     }
-    let reply = openai::padded(&generation.reply, plan.chunks);
-    let pieces = openai::split(&reply, plan.chunks);
-    let mut script = Script::with_capacity(pieces.len() + 4);
+    let frames = generation.content_frames(plan.chunks)?;
+    let mut script = Script::with_capacity(frames.len() + 4);
     if let Some(frame) = generation.opening_frame()? {
         script.push(Duration::ZERO, frame);
     }
     let shown = plan
         .cut_after
-        .map_or(pieces.len(), |cut_after| cut_after.min(pieces.len()));
-    for piece in &pieces[..shown] {
-        script.push(plan.chunk_delay, generation.piece_frame(piece)?);
+        .map_or(frames.len(), |cut_after| cut_after.min(frames.len()));
+    for frame in frames.into_iter().take(shown) {
+        script.push(plan.chunk_delay, frame);
     }
     if plan.cut_after.is_some() {
         script = script.cut();
@@ -331,6 +498,11 @@ fn generated(
         }
         script.push(Duration::ZERO, Bytes::from_static(openai::DONE_FRAME));
     }
+    Ok(streamed(mock, script))
+}
+
+/// An event-stream response playing `script`.
+fn streamed(mock: &MockState, script: Script) -> Response {
     let headers = [
         (
             header::CONTENT_TYPE,
@@ -339,7 +511,7 @@ fn generated(
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
     let body: Body = script.into_body(Arc::clone(&mock.disconnects));
-    Ok((headers, body).into_response())
+    (headers, body).into_response()
 }
 
 fn json(body: Vec<u8>) -> Response {
@@ -353,17 +525,26 @@ fn json(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, json(openai::error_body(status.as_u16(), message))).into_response()
+fn error(dialect: Dialect, status: StatusCode, message: &str) -> Response {
+    let body = match dialect {
+        Dialect::OpenAi => openai::error_body(status.as_u16(), message),
+        Dialect::Anthropic => anthropic::error_body(status.as_u16(), message),
+        Dialect::Gemini => gemini::error_body(status.as_u16(), message),
+    };
+    (status, json(body)).into_response()
 }
 
 /// A simulated upstream error.
-fn failed(failure: Failure) -> Response {
+fn failed(dialect: Dialect, failure: Failure) -> Response {
     let status = StatusCode::from_u16(failure.status)
         .ok()
         .filter(|status| !status.is_informational())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = error(status, &format!("simulated upstream failure: {status}"));
+    let mut response = error(
+        dialect,
+        status,
+        &format!("simulated upstream failure: {status}"),
+    );
     if let Some(seconds) = failure.retry_after {
         response
             .headers_mut()

@@ -76,7 +76,18 @@ pub(super) struct ChatRequest {
     messages: Vec<Message>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    tools: Option<Vec<Tool>>,
     mock: Option<Knobs>,
+}
+
+#[derive(Deserialize)]
+struct Tool {
+    function: Option<ToolFunction>,
+}
+
+#[derive(Deserialize)]
+struct ToolFunction {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -191,17 +202,17 @@ impl Input<'_> {
     }
 }
 
-fn words(text: &str) -> u64 {
+pub(super) fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-fn new_id(prefix: &str) -> String {
+pub(super) fn new_id(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::random::<u64>())
 }
 
@@ -222,6 +233,43 @@ pub(super) struct Generation {
     pub stream: bool,
     include_usage: bool,
     usage: Option<Usage>,
+    /// Tool calls answered instead of text (the `tool_calls` knob).
+    tool_calls: Vec<ToolCall>,
+}
+
+/// A tool call the mock makes: the `index`-th declared tool, round robin.
+#[derive(Debug, Clone)]
+pub(super) struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// `count` calls of the `tools` in turn, with `{"index": i, "text": text}` as arguments;
+    /// none when no tool is declared.
+    pub fn plan(prefix: &str, tools: &[&str], count: usize, text: &str) -> Vec<Self> {
+        if tools.is_empty() {
+            return Vec::new();
+        }
+        (0..count)
+            .map(|index| Self {
+                id: format!("{prefix}{index}"),
+                name: tools[index % tools.len()].to_owned(),
+                arguments: tool_arguments(index, text),
+            })
+            .collect()
+    }
+}
+
+/// The arguments of the mock's `index`-th tool call, as a JSON object text.
+pub(super) fn tool_arguments(index: usize, text: &str) -> String {
+    #[derive(Serialize)]
+    struct Arguments<'a> {
+        index: usize,
+        text: &'a str,
+    }
+    serde_json::to_string(&Arguments { index, text }).unwrap_or_else(|_| "{}".to_owned())
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -229,14 +277,24 @@ struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct PromptTokensDetails {
+    cached_tokens: u64,
 }
 
 impl Usage {
-    fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+    fn new(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> Self {
         Self {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails {
+                cached_tokens: cached_tokens.min(prompt_tokens),
+            }),
         }
     }
 }
@@ -264,6 +322,13 @@ impl Generation {
             let texts: Vec<&str> = last_user.into_iter().flat_map(Message::texts).collect();
             format!("echo: {}", texts.join(" "))
         });
+        let tools: Vec<&str> = request
+            .tools
+            .iter()
+            .flatten()
+            .filter_map(|tool| tool.function.as_ref().map(|f| f.name.as_str()))
+            .collect();
+        let tool_calls = ToolCall::plan("call_mock_", &tools, plan.tool_calls, &reply);
         Self {
             dialect: Dialect::Chat,
             id: new_id("chatcmpl-"),
@@ -274,7 +339,8 @@ impl Generation {
             include_usage: include_usage(request.stream_options.as_ref()),
             usage: plan
                 .usage
-                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64)),
+                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
+            tool_calls,
         }
     }
 
@@ -299,7 +365,8 @@ impl Generation {
             include_usage: include_usage(request.stream_options.as_ref()),
             usage: plan
                 .usage
-                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64)),
+                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
+            tool_calls: Vec::new(),
         }
     }
 
@@ -315,11 +382,24 @@ impl Generation {
                     index: 0,
                     message: AssistantMessage {
                         role: "assistant",
-                        content: &self.reply,
+                        content: self.tool_calls.is_empty().then_some(self.reply.as_str()),
                         refusal: None,
+                        tool_calls: (!self.tool_calls.is_empty()).then(|| {
+                            self.tool_calls
+                                .iter()
+                                .map(|call| ToolCallOut {
+                                    id: &call.id,
+                                    kind: "function",
+                                    function: FunctionOut {
+                                        name: &call.name,
+                                        arguments: &call.arguments,
+                                    },
+                                })
+                                .collect()
+                        }),
                     },
                     logprobs: None,
-                    finish_reason: "stop",
+                    finish_reason: self.finish_reason(),
                 }],
                 usage: self.usage,
             }),
@@ -337,6 +417,73 @@ impl Generation {
                 usage: self.usage,
             }),
         }
+    }
+
+    fn finish_reason(&self) -> &'static str {
+        if self.tool_calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        }
+    }
+
+    /// The frames between the opening and the finish: the reply split into `chunks` pieces, or
+    /// for tool calls one frame per call with its id and name, then the calls' arguments split
+    /// into `chunks` fragments each, interleaved by index (fragment 0 of every call, then
+    /// fragment 1, …), as a parallel-calling upstream may send them.
+    pub fn content_frames(&self, chunks: usize) -> serde_json::Result<Vec<Bytes>> {
+        if self.tool_calls.is_empty() {
+            let reply = padded(&self.reply, chunks);
+            return split(&reply, chunks)
+                .into_iter()
+                .map(|piece| self.piece_frame(piece))
+                .collect();
+        }
+        let mut frames = Vec::with_capacity(self.tool_calls.len() * (chunks + 1));
+        for (index, call) in self.tool_calls.iter().enumerate() {
+            let delta = ToolCallDelta {
+                index,
+                id: Some(&call.id),
+                kind: Some("function"),
+                function: FunctionDelta {
+                    name: Some(&call.name),
+                    arguments: "",
+                },
+            };
+            frames.push(self.tool_frame(delta)?);
+        }
+        let fragments: Vec<Vec<&str>> = self
+            .tool_calls
+            .iter()
+            .map(|call| split(&call.arguments, chunks))
+            .collect();
+        for round in 0..chunks {
+            for (index, pieces) in fragments.iter().enumerate() {
+                let Some(piece) = pieces.get(round).filter(|piece| !piece.is_empty()) else {
+                    continue;
+                };
+                let delta = ToolCallDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: FunctionDelta {
+                        name: None,
+                        arguments: piece,
+                    },
+                };
+                frames.push(self.tool_frame(delta)?);
+            }
+        }
+        Ok(frames)
+    }
+
+    fn tool_frame(&self, call: ToolCallDelta<'_>) -> serde_json::Result<Bytes> {
+        let delta = Delta {
+            role: None,
+            content: None,
+            tool_calls: Some([call]),
+        };
+        self.chunk(&[ChatChunkChoice::new(delta, None)], self.chunk_usage())
     }
 
     /// The `usage` member of ordinary stream chunks: `null` when a usage chunk will follow,
@@ -380,6 +527,7 @@ impl Generation {
                 let delta = Delta {
                     role: Some("assistant"),
                     content: Some(""),
+                    tool_calls: None,
                 };
                 self.chunk(&[ChatChunkChoice::new(delta, None)], self.chunk_usage())
                     .map(Some)
@@ -394,6 +542,7 @@ impl Generation {
                 let delta = Delta {
                     role: None,
                     content: Some(piece),
+                    tool_calls: None,
                 };
                 self.chunk(&[ChatChunkChoice::new(delta, None)], self.chunk_usage())
             }
@@ -415,9 +564,10 @@ impl Generation {
                 let delta = Delta {
                     role: None,
                     content: None,
+                    tool_calls: None,
                 };
                 self.chunk(
-                    &[ChatChunkChoice::new(delta, Some("stop"))],
+                    &[ChatChunkChoice::new(delta, Some(self.finish_reason()))],
                     self.chunk_usage(),
                 )
             }
@@ -466,8 +616,24 @@ struct ChatChoice<'a> {
 #[derive(Serialize)]
 struct AssistantMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallOut<'a>>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -526,6 +692,25 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 /// `reply` lengthened with spaces to at least `pieces` characters, so that it splits into that

@@ -533,3 +533,623 @@ async fn serve_stops_on_shutdown_and_releases_hung_requests() {
     assert!(served.unwrap().unwrap().is_ok());
     assert_eq!(hung.await.unwrap().unwrap().status(), 503);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tool calls and cache knobs in the OpenAI dialect.
+
+fn weather_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "get_time"}}
+    ])
+}
+
+#[tokio::test]
+async fn the_tool_calls_knob_answers_with_tool_calls() {
+    let mock = start(MockConfig::default()).await;
+    let body = chat(
+        "weather please",
+        json!({"tools": weather_tools(), "mock": {"tool_calls": 3, "cached_tokens": 1}}),
+    );
+    let answer: Value = post(&mock, "/chat/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    let names: Vec<&str> = calls
+        .iter()
+        .map(|call| call["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather", "get_time", "get_weather"]);
+    for (index, call) in calls.iter().enumerate() {
+        assert_eq!(call["id"], format!("call_mock_{index}"));
+        assert_eq!(call["type"], "function");
+        let arguments: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            arguments,
+            json!({"index": index, "text": "echo: weather please"})
+        );
+    }
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": 8, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 1}})
+    );
+
+    // Without tools in the request, the knob changes nothing.
+    let answer: Value = post(
+        &mock,
+        "/chat/completions",
+        chat("hi", json!({"mock": {"tool_calls": 2}})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "echo: hi");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_are_interleaved_by_index() {
+    let mock = start(MockConfig::default()).await;
+    let extra = json!({"stream": true, "stream_options": {"include_usage": true}, "tools": weather_tools(), "mock": {"tool_calls": 2, "chunks": 4}});
+    let text = post(&mock, "/chat/completions", chat("a b", extra))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let frames = data_frames(&text);
+    assert_eq!(*frames.last().unwrap(), "[DONE]");
+    let chunks = parsed(&frames[..frames.len() - 1]);
+    let mut arguments = [String::new(), String::new()];
+    let mut order = Vec::new();
+    for chunk in &chunks {
+        for call in chunk["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let index = call["index"].as_u64().unwrap() as usize;
+            if let Some(id) = call["id"].as_str() {
+                assert_eq!(id, format!("call_mock_{index}"));
+                assert!(call["function"]["name"].is_string());
+            } else {
+                order.push(index);
+            }
+            arguments[index] += call["function"]["arguments"].as_str().unwrap();
+        }
+    }
+    assert_eq!(order, [0, 1, 0, 1, 0, 1, 0, 1], "fragments interleave");
+    for (index, arguments) in arguments.iter().enumerate() {
+        let arguments: Value = serde_json::from_str(arguments).unwrap();
+        assert_eq!(arguments["index"], index);
+    }
+    let finish = chunks
+        .iter()
+        .find(|c| !c["choices"][0]["finish_reason"].is_null());
+    assert_eq!(finish.unwrap()["choices"][0]["finish_reason"], "tool_calls");
+
+    // The translator turns the interleaved calls into sequential Anthropic blocks.
+    let mut translator = crate::translate::anthropic::ChatToMessagesStream::new("m");
+    let mut events = translator.push(text.as_bytes()).to_vec();
+    events.extend_from_slice(&translator.finish());
+    let events = String::from_utf8(events).unwrap();
+    let starts: Vec<&str> = events
+        .lines()
+        .filter(|line| line.contains("\"content_block_start\""))
+        .collect();
+    assert_eq!(starts.len(), 2, "{events}");
+    assert!(events.contains(r#""stop_reason":"tool_use""#), "{events}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Anthropic dialect.
+
+async fn post_messages(mock: &MockHandle, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/messages", mock.base_url()))
+        .header("x-api-key", "sk-ant")
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn messages(text: &str, extra: Value) -> Value {
+    let mut body = json!({"model": "claude-x", "max_tokens": 100, "system": "be brief",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]});
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    body
+}
+
+/// The `(event, data)` pairs of an Anthropic event stream.
+fn named_events(text: &str) -> Vec<(String, Value)> {
+    assert!(text.ends_with("\n\n"), "torn frame at the end: {text:?}");
+    text.split_terminator("\n\n")
+        .map(|frame| {
+            let (event, data) = frame.split_once('\n').unwrap();
+            let event = event.strip_prefix("event: ").unwrap().to_owned();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], event.as_str());
+            (event, data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_has_anthropics_shape_and_usage_with_cache_fields() {
+    let mock = start(MockConfig::default()).await;
+    let response = post_messages(
+        &mock,
+        messages("hello there world", json!({"mock": {"cached_tokens": 2}})),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("msg_"),
+        "{answer}"
+    );
+    assert_eq!(answer["type"], "message");
+    assert_eq!(answer["role"], "assistant");
+    assert_eq!(answer["model"], "claude-x");
+    assert_eq!(
+        answer["content"],
+        json!([{"type": "text", "text": "echo: hello there world"}])
+    );
+    assert_eq!(answer["stop_reason"], "end_turn");
+    assert_eq!(answer["stop_sequence"], Value::Null);
+    assert_eq!(
+        answer["usage"],
+        json!({"input_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2, "output_tokens": 8})
+    );
+    let recorded = &mock.requests()[0];
+    assert_eq!(recorded.path, "/v1/messages");
+    assert_eq!(recorded.headers["x-api-key"], "sk-ant");
+}
+
+#[tokio::test]
+async fn a_message_stream_has_anthropics_exact_event_sequence() {
+    let mock = start(MockConfig::default()).await;
+    let response = post_messages(
+        &mock,
+        messages("stream me", json!({"stream": true, "mock": {"chunks": 3}})),
+    )
+    .await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    let events = named_events(&text);
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let start = &events[0].1["message"];
+    assert_eq!(start["content"], json!([]));
+    assert_eq!(start["stop_reason"], Value::Null);
+    assert_eq!(start["usage"]["input_tokens"], 4);
+    assert_eq!(
+        events[2].1["content_block"],
+        json!({"type": "text", "text": ""})
+    );
+    let streamed: String = events[3..6]
+        .iter()
+        .map(|(_, data)| {
+            assert_eq!(data["index"], 0);
+            assert_eq!(data["delta"]["type"], "text_delta");
+            data["delta"]["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, "echo: stream me");
+    assert_eq!(
+        events[7].1,
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 3}})
+    );
+
+    // The translator reads it back as a chat stream with exact usage.
+    let mut translator = crate::translate::anthropic::MessagesToChatStream::new("m", true);
+    let mut chat = translator.push(text.as_bytes()).to_vec();
+    chat.extend_from_slice(&translator.finish());
+    let chat = String::from_utf8(chat).unwrap();
+    assert!(chat.ends_with("data: [DONE]\n\n"), "{chat}");
+    assert_eq!(
+        translator.usage(),
+        Some(crate::translate::TokenUsage {
+            prompt_tokens: 4,
+            completion_tokens: 3,
+            ..Default::default()
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_tool_calls_knob_answers_with_tool_use_blocks() {
+    let mock = start(MockConfig::default()).await;
+    let tools = json!([{"name": "get_weather", "input_schema": {"type": "object"}}, {"name": "get_time", "input_schema": {"type": "object"}}]);
+    let answer: Value = post_messages(
+        &mock,
+        messages("go", json!({"tools": tools, "mock": {"tool_calls": 2}})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(answer["stop_reason"], "tool_use");
+    assert_eq!(
+        answer["content"],
+        json!([
+            {"type": "tool_use", "id": "toolu_mock_0", "name": "get_weather", "input": {"index": 0, "text": "echo: go"}},
+            {"type": "tool_use", "id": "toolu_mock_1", "name": "get_time", "input": {"index": 1, "text": "echo: go"}}
+        ])
+    );
+
+    let text = post_messages(
+        &mock,
+        messages(
+            "go",
+            json!({"stream": true, "tools": tools, "mock": {"tool_calls": 2, "chunks": 3}}),
+        ),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let events = named_events(&text);
+    let mut inputs: Vec<String> = Vec::new();
+    let mut open = None;
+    for (name, data) in &events {
+        match name.as_str() {
+            "content_block_start" => {
+                assert_eq!(open, None);
+                assert_eq!(data["index"], inputs.len());
+                assert_eq!(data["content_block"]["type"], "tool_use");
+                assert_eq!(data["content_block"]["input"], json!({}));
+                open = Some(inputs.len());
+                inputs.push(String::new());
+            }
+            "content_block_delta" => {
+                assert_eq!(data["index"].as_u64().map(|i| i as usize), open);
+                assert_eq!(data["delta"]["type"], "input_json_delta");
+                inputs[open.unwrap()] += data["delta"]["partial_json"].as_str().unwrap();
+            }
+            "content_block_stop" => open = None,
+            "message_delta" => assert_eq!(data["delta"]["stop_reason"], "tool_use"),
+            _ => {}
+        }
+    }
+    let deltas = events
+        .iter()
+        .filter(|(name, _)| name == "content_block_delta")
+        .count();
+    assert_eq!(deltas, 6, "three fragments per input");
+    for (index, input) in inputs.iter().enumerate() {
+        let input: Value = serde_json::from_str(input).unwrap();
+        assert_eq!(input["index"], index);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_errors_auth_cuts_and_missing_usage() {
+    let mock = start(MockConfig::default()).await;
+    let response = client()
+        .post(format!("{}/messages", mock.base_url()))
+        .json(&messages("hi", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "authentication_error");
+
+    let response = post_messages(&mock, messages("hi", json!({"mock": {"status": 429}}))).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error,
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "simulated upstream failure: 429 Too Many Requests"}})
+    );
+    let response = post_messages(&mock, messages("hi", json!({"mock": {"status": 529}}))).await;
+    assert_eq!(response.status(), 529);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "overloaded_error");
+    let response = post_messages(&mock, json!({"messages": "nope"})).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+
+    let response = client()
+        .post(format!("{}/messages", mock.base_url()))
+        .header("authorization", "Bearer sk-b")
+        .json(&messages(
+            "hi",
+            json!({"mock": {"status_for_key": {"sk-b": 403}}}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "a bearer token is a credential too");
+
+    let mut response = post_messages(
+        &mock,
+        messages(
+            "cut me",
+            json!({"stream": true, "mock": {"chunks": 4, "cut_after": 2}}),
+        ),
+    )
+    .await;
+    let mut text = String::new();
+    let broken = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => text.push_str(std::str::from_utf8(&chunk).unwrap()),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(broken, "the stream ended cleanly: {text}");
+    assert_eq!(text.matches("content_block_delta").count(), 2 * 2, "{text}");
+    assert!(!text.contains("message_stop"));
+
+    let answer: Value = post_messages(&mock, messages("hi", json!({"mock": {"no_usage": true}})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(answer.get("usage").is_none(), "{answer}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Gemini dialect.
+
+async fn post_gemini(mock: &MockHandle, method: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(format!(
+            "{}/models/gemini-test:{method}",
+            mock.gemini_base_url()
+        ))
+        .header("x-goog-api-key", "g-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn contents(text: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "first"}]},
+            {"role": "model", "parts": [{"text": "ok"}]},
+            {"role": "user", "parts": [{"text": text}]}
+        ]
+    });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    body
+}
+
+#[tokio::test]
+async fn generate_content_echoes_with_usage_metadata() {
+    let mock = start(MockConfig::default()).await;
+    let response = post_gemini(
+        &mock,
+        "generateContent",
+        contents("hello world", json!({"mock": {"cached_tokens": 2}})),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let candidate = &answer["candidates"][0];
+    assert_eq!(
+        candidate["content"],
+        json!({"parts": [{"text": "echo: hello world"}], "role": "model"})
+    );
+    assert_eq!(candidate["finishReason"], "STOP");
+    assert_eq!(candidate["index"], 0);
+    assert_eq!(
+        answer["usageMetadata"],
+        json!({"promptTokenCount": 6, "candidatesTokenCount": 8, "totalTokenCount": 14, "cachedContentTokenCount": 2})
+    );
+    assert_eq!(answer["modelVersion"], "gemini-test");
+    assert!(answer["responseId"].is_string());
+    assert_eq!(
+        mock.requests()[0].path,
+        "/v1beta/models/gemini-test:generateContent"
+    );
+}
+
+#[tokio::test]
+async fn stream_generate_content_sends_sse_frames_and_no_done() {
+    let mock = start(MockConfig::default()).await;
+    let response = client()
+        .post(format!(
+            "{}/models/gemini-test:streamGenerateContent?alt=sse",
+            mock.gemini_base_url()
+        ))
+        .header("x-goog-api-key", "g-key")
+        .json(&contents("stream this", json!({"mock": {"chunks": 3}})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("[DONE]"));
+    let frames: Vec<Value> = text
+        .split_terminator("\r\n\r\n")
+        .map(|frame| serde_json::from_str(frame.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 3 + 1, "{text}");
+    let streamed: String = frames
+        .iter()
+        .map(|frame| {
+            frame["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, "echo: stream this");
+    assert!(
+        frames[..3]
+            .iter()
+            .all(|f| f["candidates"][0].get("finishReason").is_none())
+    );
+    let last = frames.last().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(
+        last["usageMetadata"],
+        json!({"promptTokenCount": 6, "candidatesTokenCount": 3, "totalTokenCount": 9})
+    );
+    assert_eq!(
+        frames[0]["usageMetadata"],
+        json!({"promptTokenCount": 6, "totalTokenCount": 6})
+    );
+
+    // The translator reads it as a complete chat stream.
+    let mut translator = crate::translate::gemini::GeminiToChatStream::new("m", true);
+    let mut chat = translator.push(text.as_bytes()).to_vec();
+    chat.extend_from_slice(&translator.finish());
+    let chat = String::from_utf8(chat).unwrap();
+    assert!(chat.ends_with("data: [DONE]\n\n"), "{chat}");
+    assert_eq!(translator.usage().map(|u| u.completion_tokens), Some(3));
+}
+
+#[tokio::test]
+async fn gemini_function_calls_safety_blocks_and_errors() {
+    let mock = start(MockConfig::default()).await;
+    let tools = json!([{"functionDeclarations": [{"name": "get_weather"}, {"name": "get_time"}]}]);
+    let answer: Value = post_gemini(
+        &mock,
+        "generateContent",
+        contents("go", json!({"tools": tools, "mock": {"tool_calls": 2}})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        answer["candidates"][0]["content"]["parts"],
+        json!([
+            {"functionCall": {"name": "get_weather", "args": {"index": 0, "text": "echo: go"}}},
+            {"functionCall": {"name": "get_time", "args": {"index": 1, "text": "echo: go"}}}
+        ])
+    );
+    assert_eq!(answer["candidates"][0]["finishReason"], "STOP");
+
+    let answer: Value = post_gemini(
+        &mock,
+        "generateContent",
+        contents("bad", json!({"mock": {"safety_block": true}})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let candidate = &answer["candidates"][0];
+    assert_eq!(candidate["finishReason"], "SAFETY");
+    assert!(candidate.get("content").is_none(), "{answer}");
+    assert_eq!(candidate["safetyRatings"][0]["blocked"], true);
+    let text = client()
+        .post(format!(
+            "{}/models/gemini-test:streamGenerateContent?alt=sse",
+            mock.gemini_base_url()
+        ))
+        .header("x-goog-api-key", "g-key")
+        .json(&contents("bad", json!({"mock": {"safety_block": true}})))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.matches("data: ").count(), 1, "{text}");
+    assert!(text.contains(r#""finishReason":"SAFETY""#), "{text}");
+
+    let response = post_gemini(
+        &mock,
+        "generateContent",
+        contents("x", json!({"mock": {"status": 429}})),
+    )
+    .await;
+    assert_eq!(response.status(), 429);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], 429);
+    assert_eq!(error["error"]["status"], "RESOURCE_EXHAUSTED");
+
+    let response = client()
+        .post(format!(
+            "{}/models/gemini-test:generateContent",
+            mock.gemini_base_url()
+        ))
+        .json(&contents("x", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "a key is required");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["status"], "UNAUTHENTICATED");
+    let response = client()
+        .post(format!(
+            "{}/models/gemini-test:generateContent?key=k2",
+            mock.gemini_base_url()
+        ))
+        .json(&contents(
+            "x",
+            json!({"mock": {"status_for_key": {"k2": 503}}}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "?key= is the credential");
+    let response = post_gemini(&mock, "streamGenerateContent", contents("x", json!({}))).await;
+    assert_eq!(response.status(), 400, "streams need alt=sse");
+    let response = post_gemini(&mock, "countTokens", contents("x", json!({}))).await;
+    assert_eq!(response.status(), 404);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["status"], "NOT_FOUND");
+
+    let mut response = client()
+        .post(format!(
+            "{}/models/gemini-test:streamGenerateContent?alt=sse",
+            mock.gemini_base_url()
+        ))
+        .header("x-goog-api-key", "g-key")
+        .json(&contents(
+            "cut this please",
+            json!({"mock": {"chunks": 5, "cut_after": 2}}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let broken = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => text.push_str(std::str::from_utf8(&chunk).unwrap()),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(broken, "{text}");
+    assert_eq!(text.matches("data: ").count(), 2, "{text}");
+    assert!(!text.contains("finishReason"));
+}

@@ -1,28 +1,125 @@
-//! Telemetry: metrics (see `metrics`) and logging, a tracing subscriber writing to stderr, filtered by `LLMGATE_LOG`, formatted as
-//! `LLMGATE_LOG_FORMAT` (`pretty`, the default, or `json`).
+//! Telemetry: metrics (see `metrics`), logs and traces. Logs are a tracing subscriber writing to
+//! stderr, filtered by `LLMGATE_LOG` and formatted as `LLMGATE_LOG_FORMAT` (`pretty`, the
+//! default, or `json`). With `LLMGATE_OTLP_ENDPOINT` set, spans are also exported over
+//! OTLP/HTTP (JSON), and W3C trace context is propagated to upstreams.
 
 pub mod metrics;
 
-use tracing_subscriber::EnvFilter;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::Injector;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// What `init` set up and what must be flushed at exit.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered. Call once, before the process exits.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.traces
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "could not flush the last trace spans");
+        }
+    }
+}
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call does nothing),
 /// which keeps tests that build several apps simple.
-pub fn init(filter: Option<&str>, format: Option<&str>) -> Result<(), String> {
+pub fn init(
+    filter: Option<&str>,
+    format: Option<&str>,
+    otlp_endpoint: Option<&str>,
+) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_new(filter.unwrap_or("info"))
         .map_err(|e| format!("LLMGATE_LOG: not a valid log filter ({e})"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match format.unwrap_or("pretty") {
-        "json" => builder.json().flatten_event(true).try_init(),
-        "pretty" => builder.compact().try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format.unwrap_or("pretty") {
+        "json" => Box::new(fmt.json().flatten_event(true)),
+        "pretty" => Box::new(fmt.compact()),
         other => {
             return Err(format!(
                 "LLMGATE_LOG_FORMAT: '{other}' is not a log format; use pretty or json"
             ));
         }
     };
+    let traces = otlp_endpoint
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(tracer_provider)
+        .transpose()?;
+    EXPORTING.store(traces.is_some(), Ordering::Relaxed);
+    let otel = traces
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgate")));
     // An already installed subscriber (tests, embedding) is fine.
-    let _ = installed;
-    Ok(())
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    Ok(Telemetry { traces })
+}
+
+/// Spans batched and sent to `{endpoint}/v1/traces` as OTLP/HTTP JSON.
+fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
+    let endpoint = endpoint.trim_end_matches('/');
+    let url = if endpoint.ends_with("/v1/traces") {
+        endpoint.to_owned()
+    } else {
+        format!("{endpoint}/v1/traces")
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .with_endpoint(url)
+        .build()
+        .map_err(|e| format!("LLMGATE_OTLP_ENDPOINT: cannot export traces there ({e})"))?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("llmgate")
+                .build(),
+        )
+        .build())
+}
+
+/// Whether spans are exported (`LLMGATE_OTLP_ENDPOINT` is set): the request path skips trace
+/// propagation work when they are not.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+pub fn exporting_traces() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to upstream request
+/// headers. Without a tracer installed, the propagator is a no-op and nothing is added.
+pub fn inject_trace_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    struct Headers<'a>(&'a mut http::HeaderMap);
+    impl Injector for Headers<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Headers(headers));
+    });
 }

@@ -407,3 +407,94 @@ async fn backup_while_writing_gives_a_consistent_database_that_can_be_served() {
     assert!(served.state().gateway.catalog().model("gpt-test").is_some());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propagate_upstream() {
+    use axum::routing::post;
+    // A minimal OTLP/HTTP JSON receiver that keeps every export it gets.
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let receiver = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    sink.lock().unwrap().push(json);
+                }
+                axum::Json(json!({}))
+            }
+        }),
+    );
+    let listener = bind().await;
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let mock = llmgate::mock::spawn(bind().await, llmgate::mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "sk-test-key-trace-0123456789";
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "{}\n[[keys]]\nname = \"traced\"\nkey = \"{key}\"\n",
+            config_text(&mock.base_url(), "")
+        ),
+    );
+    let (mut child, addr, _) = start_serve_with(
+        &dir,
+        &["--config", &config],
+        &[("LLMGATE_OTLP_ENDPOINT", &otlp)],
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&crate::helpers::chat_body("gpt-test", "trace me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Wait off the runtime: the receiver must keep answering while the gateway flushes.
+    let code = tokio::task::spawn_blocking(move || terminate(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "shutdown flushes the spans");
+
+    let spans: Vec<serde_json::Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|export| {
+            export["resourceSpans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let request = spans
+        .iter()
+        .find(|s| s["name"] == "chat_completions")
+        .unwrap_or_else(|| panic!("no request span in {spans:?}"));
+    let attempt = spans
+        .iter()
+        .find(|s| s["name"] == "upstream_attempt")
+        .unwrap_or_else(|| panic!("no attempt span in {spans:?}"));
+    assert_eq!(attempt["traceId"], request["traceId"]);
+    assert_eq!(attempt["parentSpanId"], request["spanId"]);
+
+    let traceparent = mock.requests()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let trace_id = request["traceId"].as_str().unwrap().to_lowercase();
+    assert!(
+        traceparent.contains(&trace_id),
+        "{traceparent} vs {trace_id}"
+    );
+    assert!(traceparent.contains(&attempt["spanId"].as_str().unwrap().to_lowercase()));
+}

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub key: String,
     pub db_url: String,
     pub db: Db,
+    /// The admin password: the one the options set, else the one generated at start-up.
+    pub admin_password: String,
     _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -94,7 +96,13 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
 
     let mut settings = options.settings;
     settings.database_url = db_url.clone();
+    let chosen_password = settings.admin_password.clone();
     let app = App::build(settings, Some(&config)).await.unwrap();
+    let admin_password = match (app.generated_admin_password(), chosen_password) {
+        (Some(generated), _) => generated.expose().to_owned(),
+        (None, Some(chosen)) => chosen.expose().to_owned(),
+        (None, None) => panic!("a fresh database must get a generated admin password"),
+    };
     let addr = app.local_addr().unwrap();
     let db = app.state().db.clone();
     let (key_row, key) = create_key(
@@ -118,6 +126,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
         key,
         db_url,
         db,
+        admin_password,
         _dir: dir,
         stop: Some(stop),
         task: Some(task),
@@ -145,6 +154,32 @@ impl TestApp {
         self.post("/v1/chat/completions", body)
     }
 
+    /// Logs in as the admin and returns the token.
+    pub async fn admin_token(&self) -> String {
+        let response = self
+            .client
+            .post(self.url("/admin/login"))
+            .json(&serde_json::json!({"password": self.admin_password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "admin login");
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// An admin API request with `token`.
+    pub fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
     /// Creates another key with the given settings and returns its plaintext.
     pub async fn create_key(&self, new: NewKey) -> String {
         create_key(&self.db, new).await.unwrap().1
@@ -158,6 +193,18 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the server like [`TestApp::stop`] but keeps its directory (database, key file)
+    /// for the caller to inspect or serve again.
+    pub async fn stop_keeping_files(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self._dir
     }
 
     /// Path to the llmgate binary built for these tests.

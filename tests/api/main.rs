@@ -7,6 +7,7 @@
     reason = "a failed unwrap is a failed test, with its location"
 )]
 
+mod admin;
 mod cli;
 mod errors;
 mod helpers;

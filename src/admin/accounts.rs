@@ -1,0 +1,207 @@
+//! Accounts: the upstream credentials of a provider. The credential is write-only: it is
+//! sealed before it is stored, and reads show only a hint like `sk-…a1b2`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Admin, AdminError, List, MAX_SECRET_CHARS, check_name, check_positive, nullable, time,
+};
+use crate::db::{AccountChanges, AccountRecord, NewAccountRow, Page};
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCreate {
+    /// The provider's name.
+    pub provider: String,
+    pub name: String,
+    pub api_key: Secret,
+    pub weight: Option<u32>,
+    pub rpm: Option<u32>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    pub provider: Option<String>,
+    pub name: Option<String>,
+    pub api_key: Option<Secret>,
+    pub weight: Option<u32>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "nullable")]
+    pub rpm: Option<Option<u32>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub id: i64,
+    pub provider: String,
+    pub name: String,
+    pub api_key_hint: String,
+    pub weight: i64,
+    pub rpm: Option<i64>,
+    pub enabled: bool,
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<AccountRecord> for AccountView {
+    fn from(row: AccountRecord) -> Self {
+        Self {
+            id: row.id,
+            provider: row.provider,
+            name: row.name,
+            api_key_hint: row.api_key_hint,
+            weight: row.weight,
+            rpm: row.rpm,
+            enabled: row.enabled,
+            source: row.source,
+            created_at: time(row.created_at),
+            updated_at: time(row.updated_at),
+        }
+    }
+}
+
+/// A credential as it will be sent: trimmed, not empty, bounded, and valid in an HTTP header.
+/// Problems are described without echoing the value.
+fn check_api_key(key: &Secret) -> Result<Secret, AdminError> {
+    let text = key.expose().trim();
+    if text.is_empty() {
+        return Err(AdminError::invalid("api_key", "must not be empty"));
+    }
+    if text.chars().count() > MAX_SECRET_CHARS {
+        return Err(AdminError::invalid(
+            "api_key",
+            format!("must be at most {MAX_SECRET_CHARS} characters"),
+        ));
+    }
+    if text.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        return Err(AdminError::invalid(
+            "api_key",
+            "must be printable ASCII (it is sent in an HTTP header)",
+        ));
+    }
+    Ok(Secret::new(text))
+}
+
+fn not_found(id: i64) -> AdminError {
+    AdminError::NotFound(format!("no account with id {id}"))
+}
+
+impl Admin {
+    pub async fn list_accounts(&self, page: Page) -> Result<List<AccountView>, AdminError> {
+        let page = self.db.list_accounts(page).await?;
+        Ok(List {
+            data: page.rows.into_iter().map(AccountView::from).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    pub async fn account(&self, id: i64) -> Result<AccountView, AdminError> {
+        self.db
+            .account(id)
+            .await?
+            .map(AccountView::from)
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn provider_named(&self, name: &str) -> Result<i64, AdminError> {
+        let name = check_name("provider", name)?;
+        self.db.provider_id_by_name(&name).await?.ok_or_else(|| {
+            AdminError::invalid(
+                "provider",
+                format!("no provider named '{name}'; create it first with POST /admin/providers"),
+            )
+        })
+    }
+
+    pub async fn create_account(&self, new: AccountCreate) -> Result<AccountView, AdminError> {
+        let name = check_name("name", &new.name)?;
+        let api_key = check_api_key(&new.api_key)?;
+        let weight = check_positive("weight", new.weight.unwrap_or(1))?;
+        let rpm = new.rpm.map(|rpm| check_positive("rpm", rpm)).transpose()?;
+        let provider_id = self.provider_named(&new.provider).await?;
+        let row = NewAccountRow {
+            provider_id,
+            name,
+            api_key: self.cipher.seal(api_key.expose()),
+            api_key_hint: api_key.hint(),
+            weight,
+            rpm,
+            enabled: new.enabled.unwrap_or(true),
+        };
+        let id = self.db.insert_account(&row).await?;
+        self.changed("account created", id);
+        self.account(id).await
+    }
+
+    pub async fn update_account(
+        &self,
+        id: i64,
+        patch: AccountPatch,
+    ) -> Result<AccountView, AdminError> {
+        let name = patch
+            .name
+            .map(|name| check_name("name", &name))
+            .transpose()?;
+        let api_key = patch.api_key.as_ref().map(check_api_key).transpose()?;
+        let weight = patch
+            .weight
+            .map(|w| check_positive("weight", w))
+            .transpose()?;
+        let rpm = patch
+            .rpm
+            .map(|rpm| rpm.map(|rpm| check_positive("rpm", rpm)).transpose())
+            .transpose()?;
+        let provider_id = match &patch.provider {
+            Some(provider) => Some(self.provider_named(provider).await?),
+            None => None,
+        };
+        let changes = AccountChanges {
+            provider_id,
+            name,
+            api_key: api_key.map(|key| (self.cipher.seal(key.expose()), key.hint())),
+            weight,
+            rpm,
+            enabled: patch.enabled,
+        };
+        self.db
+            .update_account(id, &changes)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        self.changed("account updated", id);
+        self.account(id).await
+    }
+
+    pub async fn delete_account(&self, id: i64) -> Result<super::Deleted, AdminError> {
+        if !self.db.delete_account(id).await? {
+            return Err(not_found(id));
+        }
+        self.changed("account deleted", id);
+        Ok(super::Deleted { id, deleted: true })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_checked_without_being_echoed() {
+        let key = check_api_key(&Secret::new("  sk-live-abcdefghijkl1234 ")).unwrap();
+        assert_eq!(key.expose(), "sk-live-abcdefghijkl1234");
+        for bad in ["", "  ", "sk-with\nnewline-secret", "sk-ünïcode-secret"] {
+            match check_api_key(&Secret::new(bad)) {
+                Err(AdminError::Invalid { field, message }) => {
+                    assert_eq!(field, "api_key");
+                    assert!(bad.trim().is_empty() || !message.contains(bad.trim()));
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(check_api_key(&Secret::new("k".repeat(MAX_SECRET_CHARS + 1))).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! The upstream health view: every route and account with its configuration and live state.
+//!
+//! The state fields live in one struct, [`UpstreamState`], filled by the function the caller
+//! passes to [`view`]; until health tracking reports into it, every upstream reads healthy.
+
+use serde::Serialize;
+
+use super::{Admin, AdminError};
+use crate::db::{AccountRecord, RouteRecord, UpstreamRows};
+
+/// The live state of one route or account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamState {
+    /// Whether requests may go there now (closed circuit; account not cooling down or refused).
+    pub healthy: bool,
+    /// RFC 3339 time until which it is skipped, if it is.
+    pub cooldown_until: Option<String>,
+    /// Failures since the last success.
+    pub recent_errors: u32,
+}
+
+impl Default for UpstreamState {
+    fn default() -> Self {
+        Self {
+            healthy: true,
+            cooldown_until: None,
+            recent_errors: 0,
+        }
+    }
+}
+
+/// Which upstream a state is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Route(i64),
+    Account(i64),
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteUpstream {
+    pub id: i64,
+    /// The public model.
+    pub model: String,
+    pub provider: String,
+    /// The upstream's own name for the model.
+    pub upstream_model: String,
+    pub weight: i64,
+    pub priority: i64,
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub state: UpstreamState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountUpstream {
+    pub id: i64,
+    pub provider: String,
+    pub name: String,
+    pub weight: i64,
+    pub rpm: Option<i64>,
+    pub enabled: bool,
+    pub api_key_hint: String,
+    #[serde(flatten)]
+    pub state: UpstreamState,
+}
+
+/// `GET /admin/upstreams`: `{"routes": [...], "accounts": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct UpstreamsView {
+    pub routes: Vec<RouteUpstream>,
+    pub accounts: Vec<AccountUpstream>,
+}
+
+/// Builds the view from the stored rows and the live state of each upstream.
+pub fn view(rows: UpstreamRows, state_of: impl Fn(Upstream) -> UpstreamState) -> UpstreamsView {
+    UpstreamsView {
+        routes: rows
+            .routes
+            .into_iter()
+            .map(|r: RouteRecord| RouteUpstream {
+                state: state_of(Upstream::Route(r.id)),
+                id: r.id,
+                model: r.model,
+                provider: r.provider,
+                upstream_model: r.upstream_model,
+                weight: r.weight,
+                priority: r.priority,
+                enabled: r.enabled,
+            })
+            .collect(),
+        accounts: rows
+            .accounts
+            .into_iter()
+            .map(|a: AccountRecord| AccountUpstream {
+                state: state_of(Upstream::Account(a.id)),
+                id: a.id,
+                provider: a.provider,
+                name: a.name,
+                weight: a.weight,
+                rpm: a.rpm,
+                enabled: a.enabled,
+                api_key_hint: a.api_key_hint,
+            })
+            .collect(),
+    }
+}
+
+impl Admin {
+    /// Every route and account with its live state as `state_of` reports it.
+    pub async fn upstreams(
+        &self,
+        state_of: impl Fn(Upstream) -> UpstreamState,
+    ) -> Result<UpstreamsView, AdminError> {
+        Ok(view(self.db.upstream_rows().await?, state_of))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_carries_each_upstream_with_its_state() {
+        let rows = UpstreamRows {
+            routes: vec![RouteRecord {
+                id: 1,
+                model_id: 1,
+                model: "m".into(),
+                provider_id: 1,
+                provider: "p".into(),
+                upstream_model: "up".into(),
+                weight: 2,
+                priority: 1,
+                enabled: true,
+                created_at: 0,
+                updated_at: 0,
+            }],
+            accounts: vec![AccountRecord {
+                id: 7,
+                provider_id: 1,
+                provider: "p".into(),
+                name: "a".into(),
+                api_key_hint: "sk-…1234".into(),
+                weight: 1,
+                rpm: None,
+                enabled: false,
+                source: "api".into(),
+                created_at: 0,
+                updated_at: 0,
+            }],
+        };
+        let view = view(rows, |upstream| match upstream {
+            Upstream::Account(7) => UpstreamState {
+                healthy: false,
+                cooldown_until: Some("2030-01-01T00:00:00Z".into()),
+                recent_errors: 3,
+            },
+            _ => UpstreamState::default(),
+        });
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["routes"][0]["upstream_model"], "up");
+        assert_eq!(json["routes"][0]["healthy"], true);
+        assert_eq!(json["routes"][0]["cooldown_until"], serde_json::Value::Null);
+        assert_eq!(json["accounts"][0]["api_key_hint"], "sk-…1234");
+        assert_eq!(json["accounts"][0]["healthy"], false);
+        assert_eq!(json["accounts"][0]["recent_errors"], 3);
+    }
+}

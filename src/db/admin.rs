@@ -1,0 +1,1021 @@
+//! Queries of the admin API: paged listings, single objects, and writes of providers, accounts,
+//! models with their routes, and client keys; the rows behind the upstream health view; and
+//! the settings the admin login keeps (password hash, sealed token secret).
+//!
+//! Updates change only the columns a caller sets (`Some`), in one statement, so two operators
+//! editing different fields of one object do not undo each other.
+
+use sqlx::FromRow;
+
+use super::keys::COLUMNS as KEY_COLUMNS;
+use super::{Db, DbError, KeyRow, now};
+
+/// One page of a listing: rows with an id above `after`, at most `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after: i64,
+    pub limit: u32,
+}
+
+impl Page {
+    /// One row more than the page holds, to learn whether another page follows.
+    fn probe(self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+}
+
+/// A page of rows and the cursor of the next one, if any.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    pub rows: Vec<T>,
+    pub next_cursor: Option<i64>,
+}
+
+fn paged<T>(mut rows: Vec<T>, page: Page, id: impl Fn(&T) -> i64) -> Paged<T> {
+    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    Paged { rows, next_cursor }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProviderRecord {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProviderRow {
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProviderChanges {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub base_url: Option<String>,
+}
+
+/// An account as operators see it: never the sealed credential, only its hint.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRecord {
+    pub id: i64,
+    pub provider_id: i64,
+    /// The provider's name.
+    pub provider: String,
+    pub name: String,
+    pub api_key_hint: String,
+    pub weight: i64,
+    pub rpm: Option<i64>,
+    pub enabled: bool,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An account to insert. `api_key` is already sealed.
+#[derive(Debug, Clone)]
+pub struct NewAccountRow {
+    pub provider_id: i64,
+    pub name: String,
+    pub api_key: Vec<u8>,
+    pub api_key_hint: String,
+    pub weight: i64,
+    pub rpm: Option<i64>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountChanges {
+    pub provider_id: Option<i64>,
+    pub name: Option<String>,
+    /// A new sealed credential and its hint.
+    pub api_key: Option<(Vec<u8>, String)>,
+    pub weight: Option<i64>,
+    /// `Some(None)` removes the limit.
+    pub rpm: Option<Option<i64>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ModelRecord {
+    pub id: i64,
+    pub name: String,
+    pub strategy: String,
+    pub max_attempts: i64,
+    pub timeout_ms: Option<i64>,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A route with the names of its model and provider.
+#[derive(Debug, Clone, FromRow)]
+pub struct RouteRecord {
+    pub id: i64,
+    pub model_id: i64,
+    pub model: String,
+    pub provider_id: i64,
+    pub provider: String,
+    pub upstream_model: String,
+    pub weight: i64,
+    pub priority: i64,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewModelRow {
+    pub name: String,
+    pub strategy: String,
+    pub max_attempts: i64,
+    pub timeout_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRouteRow {
+    pub provider_id: i64,
+    pub upstream_model: String,
+    pub weight: i64,
+    pub priority: i64,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelChanges {
+    pub name: Option<String>,
+    pub strategy: Option<String>,
+    pub max_attempts: Option<i64>,
+    /// `Some(None)` removes the model's own timeout.
+    pub timeout_ms: Option<Option<i64>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteChanges {
+    pub weight: Option<i64>,
+    pub priority: Option<i64>,
+    pub enabled: Option<bool>,
+}
+
+/// Changes to a client key; `Some(None)` clears an optional setting.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChanges {
+    pub name: Option<String>,
+    pub models: Option<Option<String>>,
+    pub rpm: Option<Option<i64>>,
+    pub tpm: Option<Option<i64>>,
+    pub budget_tokens: Option<Option<i64>>,
+    pub budget_window: Option<Option<String>>,
+    pub expires_at: Option<Option<i64>>,
+    pub enabled: Option<bool>,
+}
+
+/// What deleting a provider did, or why it did not.
+#[derive(Debug)]
+pub enum ProviderDeletion {
+    NotFound,
+    /// Routes still use the provider and no cascade was asked for; nothing was deleted.
+    InUse(Vec<RouteRecord>),
+    /// Deleted, with these routes (when cascading) and its accounts.
+    Deleted {
+        routes: Vec<RouteRecord>,
+    },
+}
+
+/// Every route and account, for the upstream health view.
+#[derive(Debug, Default)]
+pub struct UpstreamRows {
+    pub routes: Vec<RouteRecord>,
+    pub accounts: Vec<AccountRecord>,
+}
+
+const PROVIDER_COLUMNS: &str = "id, name, kind, base_url, source, created_at, updated_at";
+const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.name, a.api_key_hint, \
+     a.weight, a.rpm, a.enabled, a.source, a.created_at, a.updated_at \
+     FROM accounts a JOIN providers p ON p.id = a.provider_id";
+const MODEL_COLUMNS: &str =
+    "id, name, strategy, max_attempts, timeout_ms, source, created_at, updated_at";
+const ROUTE_SELECT: &str = "SELECT r.id, r.model_id, m.name AS model, r.provider_id, \
+     p.name AS provider, r.upstream_model, r.weight, r.priority, r.enabled, r.created_at, r.updated_at \
+     FROM routes r JOIN models m ON m.id = r.model_id JOIN providers p ON p.id = r.provider_id";
+
+/// Turns a unique-constraint violation into a conflict with `message`.
+fn conflict(message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |error| match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Conflict(message()),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => DbError::Conflict(
+            "the object refers to something that was deleted meanwhile; reload and retry".into(),
+        ),
+        other => other.into(),
+    }
+}
+
+impl Db {
+    // ---- providers ----
+
+    pub async fn list_providers(&self, page: Page) -> Result<Paged<ProviderRecord>, DbError> {
+        let sql =
+            format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query_as(&sql)
+            .bind(page.after)
+            .bind(page.probe())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(paged(rows, page, |r: &ProviderRecord| r.id))
+    }
+
+    pub async fn provider(&self, id: i64) -> Result<Option<ProviderRecord>, DbError> {
+        let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn provider_id_by_name(&self, name: &str) -> Result<Option<i64>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM providers WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    pub async fn insert_provider(&self, new: &NewProviderRow) -> Result<ProviderRecord, DbError> {
+        let sql = format!(
+            "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'api', ?4, ?4) RETURNING {PROVIDER_COLUMNS}"
+        );
+        sqlx::query_as(&sql)
+            .bind(&new.name)
+            .bind(&new.kind)
+            .bind(&new.base_url)
+            .bind(now())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(conflict(|| {
+                format!("a provider named '{}' already exists", new.name)
+            }))
+    }
+
+    pub async fn update_provider(
+        &self,
+        id: i64,
+        changes: &ProviderChanges,
+    ) -> Result<Option<ProviderRecord>, DbError> {
+        let sql = format!(
+            "UPDATE providers SET name = COALESCE(?1, name), kind = COALESCE(?2, kind),
+                 base_url = COALESCE(?3, base_url), updated_at = ?4
+             WHERE id = ?5 RETURNING {PROVIDER_COLUMNS}"
+        );
+        sqlx::query_as(&sql)
+            .bind(&changes.name)
+            .bind(&changes.kind)
+            .bind(&changes.base_url)
+            .bind(now())
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(conflict(|| {
+                format!(
+                    "a provider named '{}' already exists",
+                    changes.name.as_deref().unwrap_or_default()
+                )
+            }))
+    }
+
+    /// Deletes a provider and its accounts. Routes that use it are deleted too when `cascade`
+    /// is set; otherwise their presence refuses the deletion.
+    pub async fn delete_provider(
+        &self,
+        id: i64,
+        cascade: bool,
+    ) -> Result<ProviderDeletion, DbError> {
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM providers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(ProviderDeletion::NotFound);
+        }
+        let sql = format!("{ROUTE_SELECT} WHERE r.provider_id = ? ORDER BY r.id");
+        let routes: Vec<RouteRecord> = sqlx::query_as(&sql).bind(id).fetch_all(&mut *tx).await?;
+        if !routes.is_empty() {
+            if !cascade {
+                return Ok(ProviderDeletion::InUse(routes));
+            }
+            sqlx::query("DELETE FROM routes WHERE provider_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM providers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ProviderDeletion::Deleted { routes })
+    }
+
+    // ---- accounts ----
+
+    pub async fn list_accounts(&self, page: Page) -> Result<Paged<AccountRecord>, DbError> {
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id > ? ORDER BY a.id LIMIT ?");
+        let rows = sqlx::query_as(&sql)
+            .bind(page.after)
+            .bind(page.probe())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(paged(rows, page, |r: &AccountRecord| r.id))
+    }
+
+    pub async fn account(&self, id: i64) -> Result<Option<AccountRecord>, DbError> {
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn insert_account(&self, new: &NewAccountRow) -> Result<i64, DbError> {
+        sqlx::query_scalar(
+            "INSERT INTO accounts (provider_id, name, api_key, api_key_hint, weight, rpm, enabled,
+                 source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'api', ?8, ?8) RETURNING id",
+        )
+        .bind(new.provider_id)
+        .bind(&new.name)
+        .bind(&new.api_key)
+        .bind(&new.api_key_hint)
+        .bind(new.weight)
+        .bind(new.rpm)
+        .bind(new.enabled)
+        .bind(now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(conflict(|| {
+            format!("this provider already has an account named '{}'", new.name)
+        }))
+    }
+
+    /// Applies `changes`; `None` when no account has this id.
+    pub async fn update_account(
+        &self,
+        id: i64,
+        changes: &AccountChanges,
+    ) -> Result<Option<i64>, DbError> {
+        let (api_key, hint) = match &changes.api_key {
+            Some((sealed, hint)) => (Some(sealed.as_slice()), Some(hint.as_str())),
+            None => (None, None),
+        };
+        sqlx::query_scalar(
+            "UPDATE accounts SET provider_id = COALESCE(?1, provider_id), name = COALESCE(?2, name),
+                 api_key = COALESCE(?3, api_key), api_key_hint = COALESCE(?4, api_key_hint),
+                 weight = COALESCE(?5, weight), rpm = CASE WHEN ?6 THEN ?7 ELSE rpm END,
+                 enabled = COALESCE(?8, enabled), updated_at = ?9
+             WHERE id = ?10 RETURNING id",
+        )
+        .bind(changes.provider_id)
+        .bind(&changes.name)
+        .bind(api_key)
+        .bind(hint)
+        .bind(changes.weight)
+        .bind(changes.rpm.is_some())
+        .bind(changes.rpm.flatten())
+        .bind(changes.enabled)
+        .bind(now())
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(conflict(|| {
+            "the provider already has an account with this name".to_owned()
+        }))
+    }
+
+    /// Deletes an account; false when none has this id.
+    pub async fn delete_account(&self, id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- models and routes ----
+
+    pub async fn list_models(&self, page: Page) -> Result<Paged<ModelRecord>, DbError> {
+        let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query_as(&sql)
+            .bind(page.after)
+            .bind(page.probe())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(paged(rows, page, |r: &ModelRecord| r.id))
+    }
+
+    pub async fn model(&self, id: i64) -> Result<Option<ModelRecord>, DbError> {
+        let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// The routes of these models, by model then priority then id.
+    pub async fn routes_of(&self, model_ids: &[i64]) -> Result<Vec<RouteRecord>, DbError> {
+        let ids = serde_json::to_string(model_ids).unwrap_or_else(|_| "[]".into());
+        let sql = format!(
+            "{ROUTE_SELECT} WHERE r.model_id IN (SELECT value FROM json_each(?))
+             ORDER BY r.model_id, r.priority, r.id"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    pub async fn route(&self, id: i64) -> Result<Option<RouteRecord>, DbError> {
+        let sql = format!("{ROUTE_SELECT} WHERE r.id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Inserts a model and its routes at once; returns the model's id.
+    pub async fn insert_model(
+        &self,
+        new: &NewModelRow,
+        routes: &[NewRouteRow],
+    ) -> Result<i64, DbError> {
+        let now = now();
+        let mut tx = self.writer.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (name, strategy, max_attempts, timeout_ms, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'api', ?5, ?5) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(&new.strategy)
+        .bind(new.max_attempts)
+        .bind(new.timeout_ms)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict(|| {
+            format!("a model named '{}' already exists", new.name)
+        }))?;
+        for route in routes {
+            upsert_route(&mut tx, id, route, now).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Applies `changes` and, when given, makes `routes` the model's whole route list (routes
+    /// to the same provider and upstream model keep their id, and so their health). `false`
+    /// when no model has this id.
+    pub async fn update_model(
+        &self,
+        id: i64,
+        changes: &ModelChanges,
+        routes: Option<&[NewRouteRow]>,
+    ) -> Result<bool, DbError> {
+        let now = now();
+        let mut tx = self.writer.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "UPDATE models SET name = COALESCE(?1, name), strategy = COALESCE(?2, strategy),
+                 max_attempts = COALESCE(?3, max_attempts),
+                 timeout_ms = CASE WHEN ?4 THEN ?5 ELSE timeout_ms END, updated_at = ?6
+             WHERE id = ?7 RETURNING id",
+        )
+        .bind(&changes.name)
+        .bind(&changes.strategy)
+        .bind(changes.max_attempts)
+        .bind(changes.timeout_ms.is_some())
+        .bind(changes.timeout_ms.flatten())
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(conflict(|| {
+            format!(
+                "a model named '{}' already exists",
+                changes.name.as_deref().unwrap_or_default()
+            )
+        }))?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        if let Some(routes) = routes {
+            let mut kept = Vec::with_capacity(routes.len());
+            for route in routes {
+                kept.push(upsert_route(&mut tx, id, route, now).await?);
+            }
+            sqlx::query(
+                "DELETE FROM routes WHERE model_id = ? AND id NOT IN (SELECT value FROM json_each(?))",
+            )
+            .bind(id)
+            .bind(serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes a model and its routes; false when none has this id.
+    pub async fn delete_model(&self, id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM models WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Applies `changes` to one route; `None` when no route has this id.
+    pub async fn update_route(
+        &self,
+        id: i64,
+        changes: &RouteChanges,
+    ) -> Result<Option<RouteRecord>, DbError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "UPDATE routes SET weight = COALESCE(?1, weight), priority = COALESCE(?2, priority),
+                 enabled = COALESCE(?3, enabled), updated_at = ?4
+             WHERE id = ?5 RETURNING id",
+        )
+        .bind(changes.weight)
+        .bind(changes.priority)
+        .bind(changes.enabled)
+        .bind(now())
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        match found {
+            Some(id) => self.route(id).await,
+            None => Ok(None),
+        }
+    }
+
+    // ---- client keys ----
+
+    pub async fn list_keys_page(&self, page: Page) -> Result<Paged<KeyRow>, DbError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM client_keys WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query_as(&sql)
+            .bind(page.after)
+            .bind(page.probe())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(paged(rows, page, |r: &KeyRow| r.id))
+    }
+
+    pub async fn key_by_id(&self, id: i64) -> Result<Option<KeyRow>, DbError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM client_keys WHERE id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    pub async fn update_key(
+        &self,
+        id: i64,
+        changes: &KeyChanges,
+    ) -> Result<Option<KeyRow>, DbError> {
+        let sql = format!(
+            "UPDATE client_keys SET name = COALESCE(?1, name),
+                 models = CASE WHEN ?2 THEN ?3 ELSE models END,
+                 rpm = CASE WHEN ?4 THEN ?5 ELSE rpm END,
+                 tpm = CASE WHEN ?6 THEN ?7 ELSE tpm END,
+                 budget_tokens = CASE WHEN ?8 THEN ?9 ELSE budget_tokens END,
+                 budget_window = CASE WHEN ?10 THEN ?11 ELSE budget_window END,
+                 expires_at = CASE WHEN ?12 THEN ?13 ELSE expires_at END,
+                 enabled = COALESCE(?14, enabled), updated_at = ?15
+             WHERE id = ?16 RETURNING {KEY_COLUMNS}"
+        );
+        sqlx::query_as(&sql)
+            .bind(&changes.name)
+            .bind(changes.models.is_some())
+            .bind(changes.models.clone().flatten())
+            .bind(changes.rpm.is_some())
+            .bind(changes.rpm.flatten())
+            .bind(changes.tpm.is_some())
+            .bind(changes.tpm.flatten())
+            .bind(changes.budget_tokens.is_some())
+            .bind(changes.budget_tokens.flatten())
+            .bind(changes.budget_window.is_some())
+            .bind(changes.budget_window.clone().flatten())
+            .bind(changes.expires_at.is_some())
+            .bind(changes.expires_at.flatten())
+            .bind(changes.enabled)
+            .bind(now())
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(conflict(|| {
+                format!(
+                    "a key named '{}' already exists",
+                    changes.name.as_deref().unwrap_or_default()
+                )
+            }))
+    }
+
+    /// Gives a key a new hash (a rotated plaintext); the old plaintext stops matching.
+    pub async fn replace_key_hash(
+        &self,
+        id: i64,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<Option<KeyRow>, DbError> {
+        let sql = format!(
+            "UPDATE client_keys SET key_hash = ?1, prefix = ?2, updated_at = ?3
+             WHERE id = ?4 RETURNING {KEY_COLUMNS}"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(key_hash)
+            .bind(prefix)
+            .bind(now())
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    /// Deletes a key; false when none has this id.
+    pub async fn delete_key(&self, id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM client_keys WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- upstream view ----
+
+    pub async fn upstream_rows(&self) -> Result<UpstreamRows, DbError> {
+        let mut tx = self.reader.begin().await?;
+        let routes = sqlx::query_as(&format!("{ROUTE_SELECT} ORDER BY m.name, r.priority, r.id"))
+            .fetch_all(&mut *tx)
+            .await?;
+        let accounts = sqlx::query_as(&format!("{ACCOUNT_SELECT} ORDER BY p.name, a.name"))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UpstreamRows { routes, accounts })
+    }
+
+    // ---- settings ----
+
+    /// Stores `value` under `name` unless a value is already there; returns the stored value
+    /// (so of two processes starting at once, both end up with the first one's).
+    pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, DbError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.writer)
+                .await?,
+        )
+    }
+}
+
+/// Inserts a route of `model_id`, or updates the one with the same provider and upstream
+/// model; returns its id.
+async fn upsert_route(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    model_id: i64,
+    route: &NewRouteRow,
+    now: i64,
+) -> Result<i64, DbError> {
+    sqlx::query_scalar(
+        "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority, enabled,
+             created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
+             weight = excluded.weight, priority = excluded.priority, enabled = excluded.enabled,
+             updated_at = excluded.updated_at
+         RETURNING id",
+    )
+    .bind(model_id)
+    .bind(route.provider_id)
+    .bind(&route.upstream_model)
+    .bind(route.weight)
+    .bind(route.priority)
+    .bind(route.enabled)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(conflict(|| {
+        "two routes of this model are the same".to_owned()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::temp_db;
+
+    fn provider(name: &str) -> NewProviderRow {
+        NewProviderRow {
+            name: name.into(),
+            kind: "openai".into(),
+            base_url: "http://127.0.0.1:1/v1".into(),
+        }
+    }
+
+    fn route(provider_id: i64, upstream: &str) -> NewRouteRow {
+        NewRouteRow {
+            provider_id,
+            upstream_model: upstream.into(),
+            weight: 1,
+            priority: 0,
+            enabled: true,
+        }
+    }
+
+    async fn catalog_version(db: &Db) -> i64 {
+        sqlx::query_scalar("SELECT version FROM change_versions WHERE domain = 'catalog'")
+            .fetch_one(&db.writer)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn providers_page_update_conflict_and_delete() {
+        let (_dir, db) = temp_db().await;
+        let before = catalog_version(&db).await;
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            let row = db.insert_provider(&provider(name)).await.unwrap();
+            assert_eq!(row.source, "api");
+            ids.push(row.id);
+        }
+        assert!(
+            catalog_version(&db).await > before,
+            "triggers bump the version"
+        );
+        assert!(matches!(
+            db.insert_provider(&provider("a")).await,
+            Err(DbError::Conflict(m)) if m.contains("'a'")
+        ));
+        let first = db
+            .list_providers(Page { after: 0, limit: 2 })
+            .await
+            .unwrap();
+        assert_eq!(first.rows.len(), 2);
+        assert_eq!(first.next_cursor, Some(ids[1]));
+        let rest = db
+            .list_providers(Page {
+                after: ids[1],
+                limit: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(rest.rows.len(), 1);
+        assert_eq!(rest.next_cursor, None);
+
+        let changed = db
+            .update_provider(
+                ids[0],
+                &ProviderChanges {
+                    base_url: Some("http://127.0.0.1:2/v1".into()),
+                    ..ProviderChanges::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.name, "a");
+        assert_eq!(changed.base_url, "http://127.0.0.1:2/v1");
+        assert!(
+            db.update_provider(999, &ProviderChanges::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            db.update_provider(
+                ids[0],
+                &ProviderChanges {
+                    name: Some("b".into()),
+                    ..ProviderChanges::default()
+                }
+            )
+            .await,
+            Err(DbError::Conflict(_))
+        ));
+
+        let model = db
+            .insert_model(
+                &NewModelRow {
+                    name: "m".into(),
+                    strategy: "weighted".into(),
+                    max_attempts: 3,
+                    timeout_ms: None,
+                },
+                &[route(ids[0], "up")],
+            )
+            .await
+            .unwrap();
+        match db.delete_provider(ids[0], false).await.unwrap() {
+            ProviderDeletion::InUse(routes) => assert_eq!(routes[0].model, "m"),
+            other => panic!("{other:?}"),
+        }
+        assert!(db.provider(ids[0]).await.unwrap().is_some());
+        match db.delete_provider(ids[0], true).await.unwrap() {
+            ProviderDeletion::Deleted { routes } => assert_eq!(routes.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(db.routes_of(&[model]).await.unwrap().is_empty());
+        assert!(matches!(
+            db.delete_provider(ids[0], true).await.unwrap(),
+            ProviderDeletion::NotFound
+        ));
+    }
+
+    #[tokio::test]
+    async fn accounts_update_only_what_is_set() {
+        let (_dir, db) = temp_db().await;
+        let p = db.insert_provider(&provider("p")).await.unwrap();
+        let new = NewAccountRow {
+            provider_id: p.id,
+            name: "a1".into(),
+            api_key: vec![1, 2, 3],
+            api_key_hint: "sk-…1234".into(),
+            weight: 2,
+            rpm: Some(10),
+            enabled: true,
+        };
+        let id = db.insert_account(&new).await.unwrap();
+        assert!(matches!(
+            db.insert_account(&new).await,
+            Err(DbError::Conflict(_))
+        ));
+        db.update_account(
+            id,
+            &AccountChanges {
+                enabled: Some(false),
+                rpm: Some(None),
+                ..AccountChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let row = db.account(id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.provider.as_str(), row.weight, row.rpm, row.enabled),
+            ("p", 2, None, false)
+        );
+        assert_eq!(
+            db.list_accounts(Page {
+                after: 0,
+                limit: 10
+            })
+            .await
+            .unwrap()
+            .rows
+            .len(),
+            1
+        );
+        assert!(db.delete_account(id).await.unwrap());
+        assert!(!db.delete_account(id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn replacing_routes_keeps_the_ids_of_those_that_stay() {
+        let (_dir, db) = temp_db().await;
+        let p = db.insert_provider(&provider("p")).await.unwrap();
+        let model = db
+            .insert_model(
+                &NewModelRow {
+                    name: "m".into(),
+                    strategy: "weighted".into(),
+                    max_attempts: 3,
+                    timeout_ms: Some(1000),
+                },
+                &[route(p.id, "one"), route(p.id, "two")],
+            )
+            .await
+            .unwrap();
+        let before = db.routes_of(&[model]).await.unwrap();
+        let kept = before
+            .iter()
+            .find(|r| r.upstream_model == "two")
+            .unwrap()
+            .id;
+        assert!(
+            db.update_model(
+                model,
+                &ModelChanges {
+                    timeout_ms: Some(None),
+                    ..ModelChanges::default()
+                },
+                Some(&[route(p.id, "two"), route(p.id, "three")]),
+            )
+            .await
+            .unwrap()
+        );
+        let after = db.routes_of(&[model]).await.unwrap();
+        let names: Vec<&str> = after.iter().map(|r| r.upstream_model.as_str()).collect();
+        assert_eq!(names, ["two", "three"]);
+        assert_eq!(after[0].id, kept);
+        assert_eq!(db.model(model).await.unwrap().unwrap().timeout_ms, None);
+
+        let route = db
+            .update_route(
+                kept,
+                &RouteChanges {
+                    enabled: Some(false),
+                    weight: Some(5),
+                    ..RouteChanges::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!route.enabled);
+        assert_eq!(route.weight, 5);
+        let rows = db.upstream_rows().await.unwrap();
+        assert_eq!(rows.routes.len(), 2);
+        assert!(db.delete_model(model).await.unwrap());
+        assert!(db.routes_of(&[model]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn keys_update_rotate_and_delete() {
+        let (_dir, db) = temp_db().await;
+        let row = db
+            .insert_key(&crate::db::NewKeyRow {
+                name: "k".into(),
+                key_hash: "h1".into(),
+                prefix: "sk-lg-1".into(),
+                models: None,
+                rpm: Some(5),
+                tpm: None,
+                budget_tokens: None,
+                budget_window: None,
+                expires_at: None,
+                source: "api",
+            })
+            .await
+            .unwrap();
+        let updated = db
+            .update_key(
+                row.id,
+                &KeyChanges {
+                    rpm: Some(None),
+                    enabled: Some(false),
+                    models: Some(Some(r#"["m"]"#.into())),
+                    ..KeyChanges::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.rpm, None);
+        assert!(!updated.enabled);
+        assert_eq!(updated.models.as_deref(), Some(r#"["m"]"#));
+        let rotated = db
+            .replace_key_hash(row.id, "h2", "sk-lg-2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rotated.key_hash, "h2");
+        assert!(db.key_by_hash("h1").await.unwrap().is_none());
+        assert_eq!(
+            db.list_keys_page(Page { after: 0, limit: 1 })
+                .await
+                .unwrap()
+                .rows
+                .len(),
+            1
+        );
+        assert!(db.delete_key(row.id).await.unwrap());
+        assert!(db.key_by_id(row.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_setting_is_inserted_once() {
+        let (_dir, db) = temp_db().await;
+        assert_eq!(db.setting_or_insert("s", "first").await.unwrap(), "first");
+        assert_eq!(db.setting_or_insert("s", "second").await.unwrap(), "first");
+    }
+}

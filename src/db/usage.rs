@@ -1,0 +1,767 @@
+//! Usage storage: daily rollups, the request log, retention, and the queries over them.
+//!
+//! Filters and groupings are assembled from fixed SQL fragments chosen by enums; user input
+//! only ever reaches the database as bound values.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::{Db, DbError};
+use crate::usage::UsageEvent;
+
+/// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement.
+const ROLLUP_CHUNK: usize = 500;
+const LOG_CHUNK: usize = 500;
+
+/// Counters added to one rollup row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromRow)]
+pub struct UsageCounts {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub estimated_requests: i64,
+}
+
+/// One day × key × model × account and what to add to it. `account_id` is 0 for "none".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRow {
+    pub day: NaiveDate,
+    pub key_id: i64,
+    pub model: String,
+    pub account_id: i64,
+    pub counts: UsageCounts,
+}
+
+/// What `GET /admin/usage` may group by; each maps to a fixed column expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageGroup {
+    Key,
+    Model,
+    Account,
+    Day,
+}
+
+impl UsageGroup {
+    pub const ALL: &'static [UsageGroup] = &[Self::Key, Self::Model, Self::Account, Self::Day];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Model => "model",
+            Self::Account => "account",
+            Self::Day => "day",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|g| g.as_str() == name)
+    }
+}
+
+/// Days `from..=to` (either open) grouped by a set of [`UsageGroup`]s.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub group_by: Vec<UsageGroup>,
+}
+
+/// One aggregate: the grouped columns are set, the others `None`. Names come from the key and
+/// account tables and are `None` for deleted ones (and for "no account").
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct UsageTotals {
+    pub day: Option<String>,
+    pub key_id: Option<i64>,
+    pub key_name: Option<String>,
+    pub model: Option<String>,
+    pub account_id: Option<i64>,
+    pub account_name: Option<String>,
+    pub provider_name: Option<String>,
+    #[sqlx(flatten)]
+    pub counts: UsageCounts,
+}
+
+/// Filters of `GET /admin/logs`. `before` is the cursor: the id of the last row of the previous
+/// page; rows come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub key_id: Option<i64>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    /// Unix milliseconds, inclusive.
+    pub from_ms: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to_ms: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// One request log row, with the key's and account's names when they still exist.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct LogRow {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub request_id: String,
+    pub key_id: i64,
+    pub key_name: Option<String>,
+    pub model: String,
+    pub endpoint: String,
+    pub stream: bool,
+    pub provider: Option<String>,
+    pub route_id: Option<i64>,
+    pub account_id: Option<i64>,
+    pub account_name: Option<String>,
+    pub status: i64,
+    pub attempts: i64,
+    pub latency_ms: i64,
+    pub ttfb_ms: Option<i64>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub estimated: bool,
+}
+
+/// A page of log rows, and the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    pub rows: Vec<LogRow>,
+    pub next_cursor: Option<i64>,
+}
+
+fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Db {
+    /// Adds `rollups` to the daily counters and appends `log` rows, in one transaction: either
+    /// all of it is stored or none.
+    pub async fn write_usage(
+        &self,
+        rollups: &[RollupRow],
+        log: &[UsageEvent],
+    ) -> Result<(), DbError> {
+        if rollups.is_empty() && log.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for chunk in rollups.chunks(ROLLUP_CHUNK) {
+            let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
+                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
+                     estimated_requests) ",
+            );
+            sql.push_values(chunk, |mut row, r| {
+                row.push_bind(day_text(r.day))
+                    .push_bind(r.key_id)
+                    .push_bind(&r.model)
+                    .push_bind(r.account_id)
+                    .push_bind(r.counts.requests)
+                    .push_bind(r.counts.errors)
+                    .push_bind(r.counts.prompt_tokens)
+                    .push_bind(r.counts.completion_tokens)
+                    .push_bind(r.counts.cached_tokens)
+                    .push_bind(r.counts.reasoning_tokens)
+                    .push_bind(r.counts.estimated_requests);
+            });
+            sql.push(
+                " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
+                     requests = requests + excluded.requests,
+                     errors = errors + excluded.errors,
+                     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                     completion_tokens = completion_tokens + excluded.completion_tokens,
+                     cached_tokens = cached_tokens + excluded.cached_tokens,
+                     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                     estimated_requests = estimated_requests + excluded.estimated_requests",
+            );
+            sql.build().execute(&mut *tx).await?;
+        }
+        for chunk in log.chunks(LOG_CHUNK) {
+            let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
+                     provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
+                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated) ",
+            );
+            sql.push_values(chunk, |mut row, e| {
+                row.push_bind(e.at_ms)
+                    .push_bind(&e.request_id)
+                    .push_bind(e.key_id)
+                    .push_bind(&e.model)
+                    .push_bind(e.endpoint)
+                    .push_bind(e.stream)
+                    .push_bind(&e.provider)
+                    .push_bind(e.route_id)
+                    .push_bind(e.account_id)
+                    .push_bind(i64::from(e.status))
+                    .push_bind(i64::from(e.attempts))
+                    .push_bind(int(e.latency_ms))
+                    .push_bind(e.ttfb_ms.map(int))
+                    .push_bind(int(e.usage.prompt_tokens))
+                    .push_bind(int(e.usage.completion_tokens))
+                    .push_bind(int(e.usage.cached_tokens))
+                    .push_bind(int(e.usage.reasoning_tokens))
+                    .push_bind(e.usage.estimated);
+            });
+            sql.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes up to `limit` request log rows older than `before_ms`, oldest first; returns how
+    /// many went. Small batches keep each write lock short.
+    pub async fn delete_log_before(&self, before_ms: i64, limit: u32) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM request_log WHERE id IN (
+                 SELECT id FROM request_log WHERE at < ? ORDER BY at LIMIT ?)",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Tokens (prompt + completion) each key spent from `since` (a UTC day, inclusive) on, from
+    /// the rollups. Keys without usage are absent.
+    pub async fn tokens_spent_since(&self, since: NaiveDate) -> Result<HashMap<i64, u64>, DbError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT key_id, SUM(prompt_tokens + completion_tokens) FROM usage_daily
+             WHERE day >= ? GROUP BY key_id",
+        )
+        .bind(day_text(since))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, tokens)| (key, u64::try_from(tokens).unwrap_or(0)))
+            .collect())
+    }
+
+    /// Totals over the rollups of `query.from..=query.to`, one row per combination of the
+    /// grouped columns (a single row when grouping by nothing), ordered by them.
+    pub async fn usage_totals(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, DbError> {
+        let grouped = |group| query.group_by.contains(&group);
+        let pick = |group, expression: &'static str| {
+            if grouped(group) { expression } else { "NULL" }
+        };
+        let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT ");
+        sql.push(pick(UsageGroup::Day, "u.day"))
+            .push(" AS day, ")
+            .push(pick(UsageGroup::Key, "u.key_id"))
+            .push(" AS key_id, ")
+            .push(pick(UsageGroup::Key, "MAX(k.name)"))
+            .push(" AS key_name, ")
+            .push(pick(UsageGroup::Model, "u.model"))
+            .push(" AS model, ")
+            .push(pick(UsageGroup::Account, "NULLIF(u.account_id, 0)"))
+            .push(" AS account_id, ")
+            .push(pick(UsageGroup::Account, "MAX(a.name)"))
+            .push(" AS account_name, ")
+            .push(pick(UsageGroup::Account, "MAX(p.name)"))
+            .push(
+                " AS provider_name,
+                 COALESCE(SUM(u.requests), 0) AS requests,
+                 COALESCE(SUM(u.errors), 0) AS errors,
+                 COALESCE(SUM(u.prompt_tokens), 0) AS prompt_tokens,
+                 COALESCE(SUM(u.completion_tokens), 0) AS completion_tokens,
+                 COALESCE(SUM(u.cached_tokens), 0) AS cached_tokens,
+                 COALESCE(SUM(u.reasoning_tokens), 0) AS reasoning_tokens,
+                 COALESCE(SUM(u.estimated_requests), 0) AS estimated_requests
+                 FROM usage_daily u
+                 LEFT JOIN client_keys k ON k.id = u.key_id
+                 LEFT JOIN accounts a ON a.id = u.account_id
+                 LEFT JOIN providers p ON p.id = a.provider_id
+                 WHERE 1 = 1",
+            );
+        if let Some(from) = query.from {
+            sql.push(" AND u.day >= ").push_bind(day_text(from));
+        }
+        if let Some(to) = query.to {
+            sql.push(" AND u.day <= ").push_bind(day_text(to));
+        }
+        // A fixed order of fixed columns, whatever order the groups were asked in.
+        let columns: Vec<&str> = [
+            (UsageGroup::Day, "u.day"),
+            (UsageGroup::Key, "u.key_id"),
+            (UsageGroup::Model, "u.model"),
+            (UsageGroup::Account, "u.account_id"),
+        ]
+        .into_iter()
+        .filter(|(group, _)| grouped(*group))
+        .map(|(_, column)| column)
+        .collect();
+        if !columns.is_empty() {
+            let list = columns.join(", ");
+            sql.push(" GROUP BY ").push(&list);
+            sql.push(" ORDER BY ").push(&list);
+        }
+        Ok(sql.build_query_as().fetch_all(&self.reader).await?)
+    }
+
+    /// A page of request log rows matching `query`, newest first.
+    pub async fn log_page(&self, query: &LogQuery) -> Result<LogPage, DbError> {
+        let limit = query.limit.clamp(1, 1000);
+        let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT l.id, l.at, l.request_id, l.key_id, k.name AS key_name, l.model, l.endpoint,
+                 l.stream, l.provider, l.route_id, l.account_id, a.name AS account_name, l.status,
+                 l.attempts, l.latency_ms, l.ttfb_ms, l.prompt_tokens, l.completion_tokens,
+                 l.cached_tokens, l.reasoning_tokens, l.estimated
+             FROM request_log l
+             LEFT JOIN client_keys k ON k.id = l.key_id
+             LEFT JOIN accounts a ON a.id = l.account_id
+             WHERE 1 = 1",
+        );
+        if let Some(key_id) = query.key_id {
+            sql.push(" AND l.key_id = ").push_bind(key_id);
+        }
+        if let Some(model) = &query.model {
+            sql.push(" AND l.model = ").push_bind(model);
+        }
+        if let Some(status) = query.status {
+            sql.push(" AND l.status = ").push_bind(i64::from(status));
+        }
+        if let Some(from) = query.from_ms {
+            sql.push(" AND l.at >= ").push_bind(from);
+        }
+        if let Some(to) = query.to_ms {
+            sql.push(" AND l.at < ").push_bind(to);
+        }
+        if let Some(before) = query.before {
+            // Newest first is (at, id) descending: every index ends in `at` and the rowid.
+            sql.push(" AND (l.at, l.id) < (SELECT at, id FROM request_log WHERE id = ")
+                .push_bind(before)
+                .push(")");
+        }
+        sql.push(" ORDER BY l.at DESC, l.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let mut rows: Vec<LogRow> = sql.build_query_as().fetch_all(&self.reader).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|row| row.id)
+        } else {
+            None
+        };
+        Ok(LogPage { rows, next_cursor })
+    }
+
+    /// Makes every request log insert fail (or work again), to test failing flushes.
+    #[cfg(test)]
+    pub(crate) async fn fail_log_inserts(&self, fail: bool) {
+        let sql = if fail {
+            "CREATE TRIGGER IF NOT EXISTS fail_log BEFORE INSERT ON request_log
+             BEGIN SELECT RAISE(ABORT, 'failing on purpose'); END"
+        } else {
+            "DROP TRIGGER IF EXISTS fail_log"
+        };
+        if let Err(error) = sqlx::query(sql).execute(&self.writer).await {
+            panic!("cannot toggle failing log inserts: {error}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::temp_db;
+    use crate::usage::Usage;
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    fn counts(requests: i64, prompt: i64, completion: i64) -> UsageCounts {
+        UsageCounts {
+            requests,
+            errors: requests / 2,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 1,
+            reasoning_tokens: 2,
+            estimated_requests: 0,
+        }
+    }
+
+    fn rollup(d: &str, key_id: i64, model: &str, account_id: i64, c: UsageCounts) -> RollupRow {
+        RollupRow {
+            day: day(d),
+            key_id,
+            model: model.into(),
+            account_id,
+            counts: c,
+        }
+    }
+
+    fn event(at_ms: i64, key_id: i64, model: &str, status: u16) -> UsageEvent {
+        UsageEvent {
+            at_ms,
+            request_id: format!("req-{at_ms}"),
+            key_id,
+            model: model.into(),
+            endpoint: "chat_completions",
+            stream: at_ms % 2 == 0,
+            provider: Some("p".into()),
+            route_id: Some(1),
+            account_id: None,
+            status,
+            attempts: 1,
+            latency_ms: 12,
+            ttfb_ms: Some(3),
+            usage: Usage {
+                prompt_tokens: 5,
+                completion_tokens: 7,
+                total_tokens: 12,
+                cached_tokens: 1,
+                reasoning_tokens: 0,
+                estimated: false,
+            },
+        }
+    }
+
+    /// Two keys, a provider with one account.
+    async fn seeded() -> (tempfile::TempDir, Db) {
+        let (dir, db) = temp_db().await;
+        for sql in [
+            "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at) VALUES (1, 'alice', 'h1', 'p', 0, 0), (2, 'bob', 'h2', 'p', 0, 0)",
+            "INSERT INTO providers (id, name, kind, base_url, created_at, updated_at) VALUES (1, 'openai', 'openai', 'http://x', 0, 0)",
+            "INSERT INTO accounts (id, provider_id, name, api_key, api_key_hint, created_at, updated_at) VALUES (5, 1, 'main', x'00', 'sk-…', 0, 0)",
+        ] {
+            sqlx::query(sql).execute(&db.writer).await.unwrap();
+        }
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn rollups_add_up_and_totals_group_by_any_subset() {
+        let (_dir, db) = seeded().await;
+        db.write_usage(
+            &[
+                rollup("2025-01-01", 1, "gpt", 5, counts(2, 10, 20)),
+                rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1)),
+                rollup("2025-01-02", 2, "emb", 0, counts(4, 40, 0)),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+        // Upserting the same row again adds to it.
+        db.write_usage(&[rollup("2025-01-01", 1, "gpt", 5, counts(2, 10, 20))], &[])
+            .await
+            .unwrap();
+
+        let totals = |group_by: &[UsageGroup], from: Option<&str>, to: Option<&str>| {
+            let query = UsageQuery {
+                from: from.map(day),
+                to: to.map(day),
+                group_by: group_by.to_vec(),
+            };
+            let db = db.clone();
+            async move { db.usage_totals(&query).await.unwrap() }
+        };
+
+        let all = totals(&[], None, None).await;
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].counts.requests, 9);
+        assert_eq!(all[0].counts.prompt_tokens, 61);
+        assert_eq!(all[0].counts.errors, 4, "1 + 0 + 2 + 1 errors");
+        assert_eq!(all[0].key_id, None);
+
+        let by_key = totals(&[UsageGroup::Key], None, None).await;
+        let names: Vec<_> = by_key
+            .iter()
+            .map(|r| (r.key_name.as_deref().unwrap(), r.counts.requests))
+            .collect();
+        assert_eq!(names, [("alice", 5), ("bob", 4)]);
+        assert_eq!(by_key[0].model, None);
+
+        let by_account = totals(&[UsageGroup::Account, UsageGroup::Model], None, None).await;
+        let accounts: Vec<_> = by_account
+            .iter()
+            .map(|r| {
+                (
+                    r.model.clone().unwrap(),
+                    r.account_id,
+                    r.account_name.clone(),
+                    r.provider_name.clone(),
+                    r.counts.requests,
+                )
+            })
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                ("emb".into(), None, None, None, 4),
+                ("gpt".into(), None, None, None, 1),
+                (
+                    "gpt".into(),
+                    Some(5),
+                    Some("main".into()),
+                    Some("openai".into()),
+                    4
+                ),
+            ]
+        );
+
+        let by_day = totals(&[UsageGroup::Day], Some("2025-01-02"), Some("2025-01-31")).await;
+        assert_eq!(by_day.len(), 1);
+        assert_eq!(by_day[0].day.as_deref(), Some("2025-01-02"));
+        assert_eq!(by_day[0].counts.requests, 4);
+
+        let everything = totals(UsageGroup::ALL, None, Some("2025-01-01")).await;
+        assert_eq!(everything.len(), 2);
+        assert!(
+            everything
+                .iter()
+                .all(|r| r.day.is_some() && r.key_id.is_some())
+        );
+
+        // Nothing in range still answers one zero row.
+        let empty = totals(&[], Some("2030-01-01"), None).await;
+        assert_eq!(empty[0].counts, UsageCounts::default());
+    }
+
+    #[test]
+    fn groups_parse_from_their_names_only() {
+        for group in UsageGroup::ALL {
+            assert_eq!(UsageGroup::parse(group.as_str()), Some(*group));
+        }
+        assert_eq!(UsageGroup::parse("key; DROP TABLE usage_daily"), None);
+    }
+
+    #[tokio::test]
+    async fn spend_since_sums_prompt_and_completion_per_key() {
+        let (_dir, db) = seeded().await;
+        db.write_usage(
+            &[
+                rollup("2025-01-01", 1, "gpt", 5, counts(1, 100, 50)),
+                rollup("2025-01-05", 1, "gpt", 5, counts(1, 10, 5)),
+                rollup("2025-01-05", 1, "emb", 0, counts(1, 1, 0)),
+                rollup("2025-01-06", 2, "gpt", 0, counts(1, 7, 0)),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+        let all = db.tokens_spent_since(day("2000-01-01")).await.unwrap();
+        assert_eq!(all, HashMap::from([(1, 166), (2, 7)]));
+        let recent = db.tokens_spent_since(day("2025-01-05")).await.unwrap();
+        assert_eq!(recent, HashMap::from([(1, 16), (2, 7)]));
+        assert!(
+            db.tokens_spent_since(day("2025-02-01"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn log_rows_round_trip_and_page_newest_first_under_filters() {
+        let (_dir, db) = seeded().await;
+        let events: Vec<UsageEvent> = (0..25)
+            .map(|i| {
+                event(
+                    1_000 + i,
+                    1 + i % 2,
+                    if i % 3 == 0 { "emb" } else { "gpt" },
+                    if i % 5 == 0 { 429 } else { 200 },
+                )
+            })
+            .collect();
+        db.write_usage(&[], &events).await.unwrap();
+
+        let page = db
+            .log_page(&LogQuery {
+                limit: 10,
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        let first = &page.rows[0];
+        assert_eq!(first.at, 1_024);
+        assert_eq!(first.key_name.as_deref(), Some("alice"));
+        assert_eq!(first.request_id, "req-1024");
+        assert_eq!(
+            (first.prompt_tokens, first.completion_tokens, first.ttfb_ms),
+            (5, 7, Some(3))
+        );
+        assert!(first.stream);
+
+        // Every filter and the cursor, checked against a filter over all events.
+        let check = |query: LogQuery, keep: &dyn Fn(&UsageEvent) -> bool| {
+            let db = db.clone();
+            let expected: Vec<i64> = events
+                .iter()
+                .rev()
+                .filter(|e| keep(e))
+                .map(|e| e.at_ms)
+                .collect();
+            async move {
+                let mut seen = Vec::new();
+                let mut query = query;
+                loop {
+                    let page = db.log_page(&query).await.unwrap();
+                    assert!(page.rows.len() <= query.limit as usize);
+                    seen.extend(page.rows.iter().map(|r| r.at));
+                    match page.next_cursor {
+                        Some(cursor) => query.before = Some(cursor),
+                        None => break,
+                    }
+                }
+                assert_eq!(seen, expected, "{query:?}");
+            }
+        };
+        let page_of = |limit| LogQuery {
+            limit,
+            ..LogQuery::default()
+        };
+        check(page_of(7), &|_| true).await;
+        check(
+            LogQuery {
+                key_id: Some(2),
+                ..page_of(3)
+            },
+            &|e| e.key_id == 2,
+        )
+        .await;
+        check(
+            LogQuery {
+                model: Some("emb".into()),
+                status: Some(429),
+                ..page_of(2)
+            },
+            &|e| e.model == "emb" && e.status == 429,
+        )
+        .await;
+        check(
+            LogQuery {
+                from_ms: Some(1_005),
+                to_ms: Some(1_015),
+                ..page_of(4)
+            },
+            &|e| (1_005..1_015).contains(&e.at_ms),
+        )
+        .await;
+        check(
+            LogQuery {
+                model: Some("none".into()),
+                ..page_of(4)
+            },
+            &|_| false,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn log_queries_use_an_index_in_order() {
+        let (_dir, db) = seeded().await;
+        let plan = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(sql).fetch_all(&db.writer).await.unwrap();
+                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+            }
+        };
+        for (sql, index) in [
+            (
+                "EXPLAIN QUERY PLAN SELECT id FROM request_log l WHERE l.key_id = 1 AND l.at >= 0 ORDER BY l.at DESC, l.id DESC LIMIT 10",
+                "request_log_key",
+            ),
+            (
+                "EXPLAIN QUERY PLAN SELECT id FROM request_log l WHERE l.at >= 0 AND l.at < 10 AND (l.at, l.id) < (SELECT at, id FROM request_log WHERE id = 5) ORDER BY l.at DESC, l.id DESC LIMIT 10",
+                "request_log_at",
+            ),
+            (
+                "EXPLAIN QUERY PLAN SELECT id FROM request_log l WHERE l.status = 500 ORDER BY l.at DESC, l.id DESC LIMIT 10",
+                "request_log_status",
+            ),
+        ] {
+            let plan = plan(sql).await;
+            assert!(plan.contains(index), "{plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "sorts instead of reading in order: {plan}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_old_rows_in_batches() {
+        let (_dir, db) = seeded().await;
+        let events: Vec<UsageEvent> = (0..10).map(|i| event(i * 100, 1, "gpt", 200)).collect();
+        db.write_usage(&[], &events).await.unwrap();
+        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 4);
+        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 2);
+        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 0);
+        let left = db
+            .log_page(&LogQuery {
+                limit: 100,
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        let at: Vec<i64> = left.rows.iter().map(|r| r.at).collect();
+        assert_eq!(at, [900, 800, 700, 600]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_stores_nothing() {
+        let (_dir, db) = seeded().await;
+        sqlx::query(
+            "CREATE TRIGGER fail_log BEFORE INSERT ON request_log WHEN NEW.request_id = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        )
+        .execute(&db.writer)
+        .await
+        .unwrap();
+        let mut bad = event(1, 1, "gpt", 200);
+        bad.request_id = "boom".into();
+        let result = db
+            .write_usage(
+                &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
+                &[event(0, 1, "gpt", 200), bad],
+            )
+            .await;
+        assert!(result.is_err());
+        let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_daily")
+            .fetch_one(&db.writer)
+            .await
+            .unwrap();
+        let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log")
+            .fetch_one(&db.writer)
+            .await
+            .unwrap();
+        assert_eq!((rollups, logs), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn usage_writes_do_not_touch_change_versions() {
+        let (_dir, db) = seeded().await;
+        let before: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
+            .fetch_one(&db.writer)
+            .await
+            .unwrap();
+        db.write_usage(
+            &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
+            &[event(0, 1, "gpt", 200)],
+        )
+        .await
+        .unwrap();
+        db.delete_log_before(i64::MAX, 10).await.unwrap();
+        let after: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
+            .fetch_one(&db.writer)
+            .await
+            .unwrap();
+        assert_eq!(before, after);
+    }
+}

@@ -1,0 +1,222 @@
+//! Token budgets: UTC calendar windows, the spend of the current one, and its rebuild from the
+//! usage rollups at start-up.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+
+use crate::auth::BudgetWindow;
+use crate::db::{Db, DbError};
+
+/// The first day of the window containing `today`: the day itself, its ISO week's Monday, or
+/// its month's first day. A budget without a window never resets: its "window" starts at the
+/// Unix epoch.
+pub fn window_start(window: Option<BudgetWindow>, today: NaiveDate) -> NaiveDate {
+    match window {
+        Some(BudgetWindow::Daily) => today,
+        Some(BudgetWindow::Weekly) => today
+            .checked_sub_days(Days::new(u64::from(today.weekday().num_days_from_monday())))
+            .unwrap_or(today),
+        Some(BudgetWindow::Monthly) => today.with_day(1).unwrap_or(today),
+        None => NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(today),
+    }
+}
+
+/// When the window containing `now` ends (and the budget resets), or `None` without a window.
+pub fn window_end(window: Option<BudgetWindow>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let start = window_start(window, now.date_naive());
+    let end = match window? {
+        BudgetWindow::Daily => start.checked_add_days(Days::new(1)),
+        BudgetWindow::Weekly => start.checked_add_days(Days::new(7)),
+        BudgetWindow::Monthly => start.checked_add_months(Months::new(1)),
+    }?;
+    Some(Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0)?))
+}
+
+/// A key's budget: what its current window has spent and what requests in flight reserved.
+#[derive(Debug, Clone)]
+pub(super) struct Budget {
+    pub limit: u64,
+    pub window: Option<BudgetWindow>,
+    /// Unix seconds at which the current window ends.
+    pub ends_at: Option<i64>,
+    pub spent: u64,
+    pub reserved: u64,
+}
+
+impl Budget {
+    pub fn new(limit: u64, window: Option<BudgetWindow>, spent: u64, now: DateTime<Utc>) -> Self {
+        Self {
+            limit,
+            window,
+            ends_at: window_end(window, now).map(|end| end.timestamp()),
+            spent,
+            reserved: 0,
+        }
+    }
+
+    /// Starts a new window when the current one is over.
+    pub fn roll(&mut self, now_seconds: i64, now: impl FnOnce() -> DateTime<Utc>) {
+        if self.ends_at.is_some_and(|end| now_seconds >= end) {
+            self.spent = 0;
+            self.ends_at = window_end(self.window, now()).map(|end| end.timestamp());
+        }
+    }
+
+    /// Changes limit or window. A new window starts counting from what was spent so far, and
+    /// resets at its own end.
+    pub fn configure(&mut self, limit: u64, window: Option<BudgetWindow>, now: DateTime<Utc>) {
+        self.limit = limit;
+        if window != self.window {
+            self.window = window;
+            self.ends_at = window_end(window, now).map(|end| end.timestamp());
+        }
+    }
+
+    /// Whether spend and reservations in flight have reached the limit.
+    pub fn exhausted(&self) -> bool {
+        self.spent.saturating_add(self.reserved) >= self.limit
+    }
+
+    pub fn resets_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.ends_at?, 0)
+    }
+}
+
+/// Each key's spend in the current daily, weekly and monthly windows and overall, read from the
+/// rollups at start-up so budgets survive restarts.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetSeed {
+    /// The day the seed was read on.
+    pub today: NaiveDate,
+    pub daily: HashMap<i64, u64>,
+    pub weekly: HashMap<i64, u64>,
+    pub monthly: HashMap<i64, u64>,
+    pub lifetime: HashMap<i64, u64>,
+}
+
+impl BudgetSeed {
+    /// Reads the spend of every key from the rollups, as of `now`.
+    pub async fn load(db: &Db, now: DateTime<Utc>) -> Result<Self, DbError> {
+        let today = now.date_naive();
+        let since = |window| db.tokens_spent_since(window_start(window, today));
+        Ok(Self {
+            today,
+            daily: since(Some(BudgetWindow::Daily)).await?,
+            weekly: since(Some(BudgetWindow::Weekly)).await?,
+            monthly: since(Some(BudgetWindow::Monthly)).await?,
+            lifetime: since(None).await?,
+        })
+    }
+
+    /// What `key_id` spent in `window` as of `today`: the seeded amount while the window the
+    /// seed was read in is still the current one, else zero (a new window began since).
+    pub fn spent(&self, key_id: i64, window: Option<BudgetWindow>, today: NaiveDate) -> u64 {
+        if window_start(window, self.today) != window_start(window, today) {
+            return 0;
+        }
+        let spend = match window {
+            Some(BudgetWindow::Daily) => &self.daily,
+            Some(BudgetWindow::Weekly) => &self.weekly,
+            Some(BudgetWindow::Monthly) => &self.monthly,
+            None => &self.lifetime,
+        };
+        spend.get(&key_id).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn windows_are_utc_calendar_periods() {
+        let check = |window, now: &str, end: Option<&str>| {
+            assert_eq!(
+                window_end(window, at(now)),
+                end.map(at),
+                "{window:?} at {now}"
+            );
+        };
+        // 2025-03-05 is a Wednesday.
+        check(
+            Some(BudgetWindow::Daily),
+            "2025-03-05T23:59:59Z",
+            Some("2025-03-06T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Daily),
+            "2025-03-06T00:00:00Z",
+            Some("2025-03-07T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Weekly),
+            "2025-03-05T12:00:00Z",
+            Some("2025-03-10T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Weekly),
+            "2025-03-09T23:59:59Z",
+            Some("2025-03-10T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Weekly),
+            "2025-03-10T00:00:00Z",
+            Some("2025-03-17T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Monthly),
+            "2025-01-31T10:00:00Z",
+            Some("2025-02-01T00:00:00Z"),
+        );
+        check(
+            Some(BudgetWindow::Monthly),
+            "2024-12-15T00:00:00Z",
+            Some("2025-01-01T00:00:00Z"),
+        );
+        // A time zone offset is only another way to write the same instant.
+        check(
+            Some(BudgetWindow::Daily),
+            "2025-03-05T23:30:00-02:00",
+            Some("2025-03-07T00:00:00Z"),
+        );
+        check(None, "2025-03-05T12:00:00Z", None);
+    }
+
+    #[test]
+    fn window_starts() {
+        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            window_start(Some(BudgetWindow::Weekly), day("2025-03-05")),
+            day("2025-03-03")
+        );
+        assert_eq!(
+            window_start(Some(BudgetWindow::Monthly), day("2025-03-05")),
+            day("2025-03-01")
+        );
+        assert_eq!(window_start(None, day("2025-03-05")), day("1970-01-01"));
+    }
+
+    #[test]
+    fn a_seed_counts_only_while_its_window_is_current() {
+        let seed = BudgetSeed {
+            today: NaiveDate::from_ymd_opt(2025, 3, 5).unwrap(),
+            daily: HashMap::from([(1, 10)]),
+            weekly: HashMap::from([(1, 20)]),
+            monthly: HashMap::from([(1, 30)]),
+            lifetime: HashMap::from([(1, 40)]),
+        };
+        let same_day = seed.today;
+        let next_day = NaiveDate::from_ymd_opt(2025, 3, 6).unwrap();
+        assert_eq!(seed.spent(1, Some(BudgetWindow::Daily), same_day), 10);
+        assert_eq!(seed.spent(1, Some(BudgetWindow::Daily), next_day), 0);
+        assert_eq!(seed.spent(1, Some(BudgetWindow::Weekly), next_day), 20);
+        assert_eq!(seed.spent(1, Some(BudgetWindow::Monthly), next_day), 30);
+        assert_eq!(seed.spent(1, None, next_day), 40);
+        assert_eq!(seed.spent(2, None, next_day), 0);
+    }
+}

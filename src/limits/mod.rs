@@ -1,0 +1,501 @@
+//! Rate limits and budgets, in memory: reserved at admission, settled with the real usage.
+//!
+//! Each key with limits gets one [`KeyLimiter`] (its RPM and TPM buckets and its budget under a
+//! single mutex, held for a few dozen nanoseconds), found through a copy-on-write map that
+//! readers load without locking. Keys without limits touch nothing. The database is read only
+//! once, at start-up, to seed budgets ([`BudgetSeed`]).
+
+mod bucket;
+mod budget;
+mod clock;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+pub use bucket::{BucketStatus, RateLimitStatus, format_reset};
+pub use budget::{BudgetSeed, window_end, window_start};
+pub use clock::{Clock, ManualClock};
+
+use crate::auth::ClientKey;
+use bucket::Bucket;
+use budget::Budget;
+
+/// Completion tokens reserved for a request that does not cap them (`max_tokens`).
+pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 1024;
+
+/// The tokens to reserve for a request before it runs: about a token per four bytes of body
+/// for the prompt, plus `max_completion_tokens`/`max_tokens`/`max_output_tokens` (or
+/// [`DEFAULT_COMPLETION_ESTIMATE`] when a generating request sets none; embeddings generate
+/// nothing). Cheap: one pass of the JSON scanner, no tree.
+pub fn estimate_request_tokens(body: &[u8]) -> u64 {
+    #[derive(Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        max_tokens: Option<u64>,
+        #[serde(default)]
+        max_completion_tokens: Option<u64>,
+        #[serde(default)]
+        max_output_tokens: Option<u64>,
+        #[serde(default)]
+        messages: Option<IgnoredAny>,
+        #[serde(default)]
+        prompt: Option<IgnoredAny>,
+    }
+    let prompt = (body.len() as u64).div_ceil(4);
+    let completion = match serde_json::from_slice::<Fields>(body) {
+        Ok(fields) => {
+            let cap = fields
+                .max_completion_tokens
+                .or(fields.max_tokens)
+                .or(fields.max_output_tokens);
+            let generates = fields.messages.is_some() || fields.prompt.is_some();
+            cap.unwrap_or(if generates {
+                DEFAULT_COMPLETION_ESTIMATE
+            } else {
+                0
+            })
+        }
+        Err(_) => DEFAULT_COMPLETION_ESTIMATE,
+    };
+    prompt.saturating_add(completion)
+}
+
+/// In-memory limits of every key and account; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    keys: ArcSwap<HashMap<i64, Arc<KeyLimiter>>>,
+    accounts: ArcSwap<HashMap<i64, Arc<Mutex<Bucket>>>>,
+    clock: Clock,
+    seed: Mutex<BudgetSeed>,
+}
+
+/// One key's limits.
+#[derive(Debug)]
+pub struct KeyLimiter {
+    state: Mutex<KeyState>,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    rpm: Option<Bucket>,
+    tpm: Option<Bucket>,
+    budget: Option<Budget>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The state under these locks stays consistent between statements; a panic elsewhere
+    // must not disable limits.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which per-minute limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+}
+
+/// Why a request may not run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A per-minute limit of the key: retry after `retry_after`.
+    RateLimited {
+        kind: LimitKind,
+        retry_after: Duration,
+        /// Tokens the request asked for (for `Tokens`).
+        requested: u64,
+        status: RateLimitStatus,
+    },
+    /// The key's token budget is used up until `resets_at` (never, without a window).
+    BudgetExhausted {
+        budget: u64,
+        resets_at: Option<DateTime<Utc>>,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Refusal {
+    /// The OpenAI error code: `rate_limit_exceeded` or `insufficient_quota`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::BudgetExhausted { .. } => "insufficient_quota",
+        }
+    }
+
+    /// For `Retry-After`: how long until the request would pass (`None`: a budget that never
+    /// resets).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::BudgetExhausted { retry_after, .. } => *retry_after,
+        }
+    }
+
+    /// The `x-ratelimit-*` headers to send with the 429.
+    pub fn header_pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            Self::RateLimited { status, .. } => status.header_pairs(),
+            Self::BudgetExhausted { .. } => Vec::new(),
+        }
+    }
+
+    /// A message for the client, saying what ran out and when to come back.
+    pub fn message(&self) -> String {
+        match self {
+            Self::RateLimited {
+                kind: LimitKind::Requests,
+                retry_after,
+                status,
+                ..
+            } => format!(
+                "Rate limit reached: this key may make {} requests per minute. Please try again in {}.",
+                status.requests.map_or(0, |s| s.limit),
+                format_reset(*retry_after)
+            ),
+            Self::RateLimited {
+                kind: LimitKind::Tokens,
+                retry_after,
+                requested,
+                status,
+            } => {
+                let tokens = status.tokens.unwrap_or(BucketStatus {
+                    limit: 0,
+                    remaining: 0,
+                    reset: Duration::ZERO,
+                });
+                format!(
+                    "Rate limit reached: this key may use {} tokens per minute; {} remain and \
+                     this request may use up to {requested}. Please try again in {}.",
+                    tokens.limit,
+                    tokens.remaining,
+                    format_reset(*retry_after)
+                )
+            }
+            Self::BudgetExhausted {
+                budget,
+                resets_at: Some(at),
+                ..
+            } => format!(
+                "The token budget of this key ({budget} tokens) is used up; it resets at {}.",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            Self::BudgetExhausted { budget, .. } => format!(
+                "The token budget of this key ({budget} tokens) is used up; it does not reset."
+            ),
+        }
+    }
+}
+
+impl Limits {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Limits measured on `clock` (a manual one in tests).
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                clock,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Sets what budgets start from: each key's spend so far in its current window. Call once
+    /// at start-up, before serving; a key's budget reads it when first used.
+    pub fn seed_budgets(&self, seed: BudgetSeed) {
+        *lock(&self.inner.seed) = seed;
+    }
+
+    /// Admits a request of `key` expected to use `estimate` tokens (see
+    /// [`estimate_request_tokens`]), or refuses it. All of the key's limits are checked before
+    /// any is charged: a refused request costs nothing. The returned [`Admission`] holds the
+    /// reservation until settled (or dropped).
+    pub fn admit(&self, key: &ClientKey, estimate: u64) -> Result<Admission, Refusal> {
+        if key.rpm.is_none() && key.tpm.is_none() && key.budget_tokens.is_none() {
+            return Ok(Admission::unlimited());
+        }
+        let limiter = self.limiter(key.id);
+        let clock = &self.inner.clock;
+        let now = clock.monotonic_nanos();
+        let mut guard = lock(&limiter.state);
+        let state = &mut *guard;
+        self.configure(state, key, now);
+
+        if let Some(budget) = state.budget.as_mut() {
+            budget.roll(clock.unix_seconds(), || clock.now());
+            if budget.exhausted() {
+                let resets_at = budget.resets_at();
+                return Err(Refusal::BudgetExhausted {
+                    budget: budget.limit,
+                    resets_at,
+                    retry_after: resets_at
+                        .map(|at| (at - clock.now()).to_std().unwrap_or(Duration::ZERO)),
+                });
+            }
+        }
+        let mut wait = None;
+        if let Some(rpm) = state.rpm.as_mut() {
+            rpm.refill(now);
+            let needed = rpm.wait_for(1);
+            if !needed.is_zero() {
+                wait = Some((LimitKind::Requests, needed));
+            }
+        }
+        if let Some(tpm) = state.tpm.as_mut() {
+            tpm.refill(now);
+            let needed = tpm.wait_for(estimate);
+            if wait.is_none() && !needed.is_zero() {
+                wait = Some((LimitKind::Tokens, needed));
+            }
+        }
+        if let Some((kind, retry_after)) = wait {
+            return Err(Refusal::RateLimited {
+                kind,
+                retry_after,
+                requested: estimate,
+                status: state.status(),
+            });
+        }
+
+        if let Some(rpm) = state.rpm.as_mut() {
+            rpm.take(1);
+        }
+        let tokens_reserved = state.tpm.as_mut().map_or(0, |tpm| {
+            tpm.take(estimate);
+            estimate
+        });
+        let budget_reserved = state.budget.as_mut().map_or(0, |budget| {
+            budget.reserved += estimate;
+            estimate
+        });
+        let status = state.status();
+        drop(guard);
+        Ok(Admission {
+            reservation: Some(Reservation {
+                limiter,
+                clock: clock.clone(),
+                tokens: tokens_reserved,
+                budget: budget_reserved,
+            }),
+            status,
+        })
+    }
+
+    /// Takes one request from an upstream account's `rpm`, or says how long until one is free.
+    pub fn admit_account(&self, account_id: i64, rpm: u32) -> Result<(), Duration> {
+        let now = self.inner.clock.monotonic_nanos();
+        let bucket = self.account_bucket(account_id, rpm, now);
+        let mut bucket = lock(&bucket);
+        bucket.set_limit(u64::from(rpm), now);
+        bucket.refill(now);
+        let wait = bucket.wait_for(1);
+        if wait.is_zero() {
+            bucket.take(1);
+            Ok(())
+        } else {
+            Err(wait)
+        }
+    }
+
+    /// The current state of a key's per-minute limits, without charging anything.
+    pub fn status(&self, key: &ClientKey) -> RateLimitStatus {
+        if key.rpm.is_none() && key.tpm.is_none() {
+            return RateLimitStatus::default();
+        }
+        let limiter = self.limiter(key.id);
+        let now = self.inner.clock.monotonic_nanos();
+        let mut guard = lock(&limiter.state);
+        let state = &mut *guard;
+        self.configure(state, key, now);
+        for bucket in [state.rpm.as_mut(), state.tpm.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            bucket.refill(now);
+        }
+        state.status()
+    }
+
+    /// Tokens a key has spent in its current budget window, and reserved by requests in flight.
+    pub fn budget_spent(&self, key: &ClientKey) -> Option<(u64, u64)> {
+        key.budget_tokens?;
+        let limiter = self.limiter(key.id);
+        let mut state = lock(&limiter.state);
+        self.configure(&mut state, key, self.inner.clock.monotonic_nanos());
+        let clock = &self.inner.clock;
+        let budget = state.budget.as_mut()?;
+        budget.roll(clock.unix_seconds(), || clock.now());
+        Some((budget.spent, budget.reserved))
+    }
+
+    fn limiter(&self, key_id: i64) -> Arc<KeyLimiter> {
+        if let Some(limiter) = self.inner.keys.load().get(&key_id) {
+            return limiter.clone();
+        }
+        let created = Arc::new(KeyLimiter {
+            state: Mutex::new(KeyState::default()),
+        });
+        // Copy on write: new keys are rare, lookups are constant.
+        self.inner.keys.rcu(|map| {
+            let mut next = HashMap::clone(map);
+            next.entry(key_id).or_insert_with(|| created.clone());
+            next
+        });
+        self.inner
+            .keys
+            .load()
+            .get(&key_id)
+            .cloned()
+            .unwrap_or(created)
+    }
+
+    fn account_bucket(&self, account_id: i64, rpm: u32, now: u64) -> Arc<Mutex<Bucket>> {
+        if let Some(bucket) = self.inner.accounts.load().get(&account_id) {
+            return bucket.clone();
+        }
+        let created = Arc::new(Mutex::new(Bucket::new(u64::from(rpm), now)));
+        self.inner.accounts.rcu(|map| {
+            let mut next = HashMap::clone(map);
+            next.entry(account_id).or_insert_with(|| created.clone());
+            next
+        });
+        self.inner
+            .accounts
+            .load()
+            .get(&account_id)
+            .cloned()
+            .unwrap_or(created)
+    }
+
+    /// Brings a key's state in line with its current settings (an admin may change them).
+    fn configure(&self, state: &mut KeyState, key: &ClientKey, now: u64) {
+        configure_bucket(&mut state.rpm, key.rpm, now);
+        configure_bucket(&mut state.tpm, key.tpm, now);
+        match (key.budget_tokens, state.budget.as_mut()) {
+            (None, _) => state.budget = None,
+            (Some(limit), Some(budget)) => {
+                budget.configure(limit, key.budget_window, self.inner.clock.now());
+            }
+            (Some(limit), None) => {
+                let now = self.inner.clock.now();
+                let spent =
+                    lock(&self.inner.seed).spent(key.id, key.budget_window, now.date_naive());
+                state.budget = Some(Budget::new(limit, key.budget_window, spent, now));
+            }
+        }
+    }
+}
+
+fn configure_bucket(bucket: &mut Option<Bucket>, limit: Option<u32>, now: u64) {
+    match (limit, bucket.as_mut()) {
+        (None, _) => *bucket = None,
+        (Some(limit), Some(existing)) => existing.set_limit(u64::from(limit), now),
+        (Some(limit), None) => *bucket = Some(Bucket::new(u64::from(limit), now)),
+    }
+}
+
+impl KeyState {
+    fn status(&self) -> RateLimitStatus {
+        RateLimitStatus {
+            requests: self.rpm.as_ref().map(Bucket::status),
+            tokens: self.tpm.as_ref().map(Bucket::status),
+        }
+    }
+}
+
+/// An admitted request: the `x-ratelimit-*` state to send with its response, and its token
+/// reservation. Settle it with the tokens the request really used; dropped unsettled (the
+/// request was aborted before any usage was known), it gives its whole reservation back.
+#[derive(Debug)]
+#[must_use = "settle the admission with the real usage, or drop it to release the reservation"]
+pub struct Admission {
+    reservation: Option<Reservation>,
+    status: RateLimitStatus,
+}
+
+#[derive(Debug)]
+struct Reservation {
+    limiter: Arc<KeyLimiter>,
+    clock: Clock,
+    /// Reserved from the TPM bucket.
+    tokens: u64,
+    /// Reserved from the budget.
+    budget: u64,
+}
+
+impl Admission {
+    /// An admission for a key without limits: nothing reserved, no headers.
+    pub fn unlimited() -> Self {
+        Self {
+            reservation: None,
+            status: RateLimitStatus::default(),
+        }
+    }
+
+    /// The key's limits after this admission, for the response's `x-ratelimit-*` headers.
+    pub fn status(&self) -> &RateLimitStatus {
+        &self.status
+    }
+
+    /// The tokens this admission reserved.
+    pub fn reserved(&self) -> u64 {
+        self.reservation
+            .as_ref()
+            .map_or(0, |r| r.tokens.max(r.budget))
+    }
+
+    /// Replaces the reservation by `used` tokens: refunds the difference to the TPM bucket and
+    /// the budget, or charges the excess.
+    pub fn settle(mut self, used: u64) {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(used);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(0);
+        }
+    }
+}
+
+impl Reservation {
+    fn settle(self, used: u64) {
+        let now = self.clock.monotonic_nanos();
+        let mut state = lock(&self.limiter.state);
+        if let Some(tpm) = state.tpm.as_mut()
+            && self.tokens > 0
+        {
+            tpm.refill(now);
+            if used <= self.tokens {
+                tpm.give(self.tokens - used);
+            } else {
+                tpm.take(used - self.tokens);
+            }
+        }
+        if let Some(budget) = state.budget.as_mut() {
+            budget.reserved = budget.reserved.saturating_sub(self.budget);
+            budget.roll(self.clock.unix_seconds(), || self.clock.now());
+            budget.spent = budget.spent.saturating_add(used);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

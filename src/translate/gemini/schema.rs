@@ -1,0 +1,218 @@
+//! JSON Schema → the OpenAPI subset Gemini's `Schema` accepts, for function parameters and
+//! `responseSchema`.
+//!
+//! Gemini answers 400 to schema keywords outside its subset (`additionalProperties`, `$schema`,
+//! `$ref`, `$defs`, `oneOf`, `const`, `exclusiveMinimum`, unknown `format`s, …). So every
+//! schema object keeps only the keywords Gemini documents, after rewriting the common ones it
+//! can express differently:
+//!
+//! - `"type": ["string", "null"]` → `"type": "string", "nullable": true` (the first non-null
+//!   type wins when several are given);
+//! - `const: v` → `enum: [v]`; `oneOf` → `anyOf`;
+//! - `enum` with non-string values is dropped (Gemini enums are strings);
+//! - `format` is kept only where Gemini supports it (`enum`, `date-time`, `int32`, `int64`,
+//!   `float`, `double`);
+//! - `required` keeps only names that `properties` defines;
+//! - an object with no properties loses `properties` (Gemini rejects it empty), and a function
+//!   whose parameters are an empty object gets no `parameters` at all.
+//!
+//! `$ref` is not resolved: the referring property keeps its description but loses its shape.
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The keywords of Gemini's `Schema` object.
+const KEYWORDS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
+const FORMATS: &[&str] = &["enum", "date-time", "int32", "int64", "float", "double"];
+
+/// A function's parameters for Gemini: `None` when the schema is not JSON or describes an
+/// object without properties.
+pub(crate) fn parameters(schema: &RawValue) -> Option<Value> {
+    let mut value: Value = serde_json::from_str(schema.get()).ok()?;
+    clean(&mut value);
+    let is_empty_object = value.as_object().is_some_and(|schema| {
+        schema.get("type").and_then(Value::as_str) == Some("object")
+            && !schema.contains_key("properties")
+            && !schema.contains_key("anyOf")
+    });
+    (!is_empty_object).then_some(value)
+}
+
+/// A `responseSchema` for Gemini.
+pub(crate) fn response_schema(schema: &RawValue) -> Option<Value> {
+    let mut value: Value = serde_json::from_str(schema.get()).ok()?;
+    clean(&mut value);
+    Some(value)
+}
+
+fn clean(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    rewrite_type(map);
+    if let Some(value) = map.remove("const")
+        && !map.contains_key("enum")
+    {
+        map.insert("enum".to_owned(), Value::Array(vec![value]));
+    }
+    if let Some(one_of) = map.remove("oneOf")
+        && !map.contains_key("anyOf")
+    {
+        map.insert("anyOf".to_owned(), one_of);
+    }
+    map.retain(|key, _| KEYWORDS.contains(&key.as_str()));
+    if map
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|format| !FORMATS.contains(&format))
+    {
+        map.remove("format");
+    }
+    if map
+        .get("enum")
+        .and_then(Value::as_array)
+        .is_some_and(|values| !values.iter().all(Value::is_string))
+    {
+        map.remove("enum");
+    }
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        properties.values_mut().for_each(clean);
+    }
+    let defined: Option<Vec<String>> = match map.get("properties") {
+        Some(Value::Object(properties)) if !properties.is_empty() => {
+            Some(properties.keys().cloned().collect())
+        }
+        _ => None,
+    };
+    match defined {
+        Some(defined) => {
+            if let Some(Value::Array(required)) = map.get_mut("required") {
+                required.retain(|name| {
+                    name.as_str()
+                        .is_some_and(|name| defined.iter().any(|d| d == name))
+                });
+            }
+        }
+        None => {
+            map.remove("properties");
+            map.remove("required");
+        }
+    }
+    if let Some(items) = map.get_mut("items") {
+        // A tuple (`items` as an array) is described by its first member.
+        if let Value::Array(tuple) = items {
+            let first = tuple.first().cloned().unwrap_or(Value::Object(Map::new()));
+            *items = first;
+        }
+        clean(items);
+    }
+    if let Some(Value::Array(choices)) = map.get_mut("anyOf") {
+        choices.iter_mut().for_each(clean);
+    }
+}
+
+/// `type` as one string, with `nullable` for a `"null"` member of a type list.
+fn rewrite_type(map: &mut Map<String, Value>) {
+    let Some(Value::Array(types)) = map.get("type") else {
+        return;
+    };
+    let nullable = types.iter().any(|t| t.as_str() == Some("null"));
+    let first = types
+        .iter()
+        .find(|t| t.as_str().is_some_and(|t| t != "null"))
+        .cloned();
+    match first {
+        Some(first) => {
+            map.insert("type".to_owned(), first);
+        }
+        None => {
+            map.remove("type");
+        }
+    }
+    if nullable {
+        map.insert("nullable".to_owned(), Value::Bool(true));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn raw(value: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(value).unwrap()
+    }
+
+    #[test]
+    fn keywords_gemini_rejects_are_removed_or_rewritten() {
+        let schema = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "type": {"type": ["string", "null"], "format": "uri", "description": "a property named type"},
+                "mode": {"const": "fast"},
+                "level": {"type": "integer", "enum": [1, 2], "exclusiveMinimum": 0},
+                "when": {"type": "string", "format": "date-time"},
+                "tags": {"type": "array", "items": {"type": "string", "additionalProperties": true}, "uniqueItems": true},
+                "pair": {"type": "array", "items": [{"type": "number"}, {"type": "string"}]},
+                "either": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {}, "$ref": "#/x"}]}
+            },
+            "required": ["type", "ghost"],
+            "$defs": {"x": {}}
+        });
+        let cleaned = parameters(&raw(&schema)).unwrap();
+        assert_eq!(
+            cleaned,
+            json!({
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "nullable": true, "description": "a property named type"},
+                    "mode": {"enum": ["fast"]},
+                    "level": {"type": "integer"},
+                    "when": {"type": "string", "format": "date-time"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "pair": {"type": "array", "items": {"type": "number"}},
+                    "either": {"anyOf": [{"type": "string"}, {"type": "object"}]}
+                },
+                "required": ["type"]
+            })
+        );
+    }
+
+    #[test]
+    fn parameters_of_an_empty_object_are_left_out() {
+        let empty = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        assert_eq!(parameters(&raw(&empty)), None);
+        assert_eq!(parameters(&raw(&json!({"type": "object"}))), None);
+        assert_eq!(
+            response_schema(&raw(&json!({"type": "object", "properties": {}}))),
+            Some(json!({"type": "object"}))
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Protocol translation between OpenAI Chat Completions, Anthropic Messages and Gemini
+//! `generateContent`: pure functions over whole bodies, and stateful translators for event
+//! streams fed the upstream's bytes chunk by chunk.
+//!
+//! # Which piece for which route
+//!
+//! | ingress → provider | request | whole answer | streamed answer | upstream error body |
+//! |---|---|---|---|---|
+//! | `/v1/messages` → openai | [`anthropic::messages_request_to_chat`] | [`anthropic::chat_response_to_messages`] | [`anthropic::ChatToMessagesStream`] | [`anthropic::chat_error_to_messages`] |
+//! | `/v1/chat/completions` → anthropic | [`anthropic::chat_request_to_messages`] | [`anthropic::messages_response_to_chat`] | [`anthropic::MessagesToChatStream`] | [`anthropic::messages_error_to_chat`] |
+//! | `/v1/chat/completions` → gemini | [`gemini::chat_request_to_gemini`] | [`gemini::gemini_response_to_chat`] | [`gemini::GeminiToChatStream`] | [`gemini::gemini_error_to_chat`] |
+//! | `/v1/messages` → gemini | [`gemini::messages_request_to_gemini`] | [`gemini::gemini_response_to_messages`] | [`gemini::GeminiToMessagesStream`] | [`gemini::gemini_error_to_chat`] then [`anthropic::chat_error_to_messages`] |
+//!
+//! Same-dialect routes need none of this: the body passes through with only `model` rewritten.
+//! Errors llmgate itself answers on `/v1/messages` take Anthropic's shape through
+//! [`anthropic::anthropic_error_body`] and [`anthropic::anthropic_error_type_for`].
+//!
+//! # Streams
+//!
+//! Every stream translator has the same life: `push(chunk)` for each chunk of the upstream
+//! body as it arrives (frames may be split anywhere, or several may share a chunk) returns the
+//! whole output frames it completed, possibly none; `finish()` when the upstream body ends
+//! returns the closing frames (a normal end if the upstream had finished its answer, else an
+//! error event); `fail(message)` when the upstream connection breaks returns an error event.
+//! After the end, all three return nothing. `usage()` gives the usage the upstream reported, for
+//! accounting, without parsing the output again.
+//!
+//! # Conventions
+//!
+//! - Requests are read into structs that borrow from the body (`Cow<str>`, `&RawValue` for
+//!   opaque parts such as JSON schemas, tool inputs and `cache_control`), never into a
+//!   `serde_json::Value` tree; streams parse each small frame on its own.
+//! - Translated requests keep only the fields the target defines; nothing a client wrote is
+//!   dropped silently when it matters to the answer: a message, block or tool the target cannot
+//!   take is a 400 naming it. The modules' docs list every mapping and every field left out.
+//! - A request's `"mock"` object (the mock upstream's knobs) is carried across translation, so
+//!   tests can steer the mock in any dialect. Real providers never see one unless a client sends
+//!   it.
+
+pub mod anthropic;
+mod error;
+pub mod gemini;
+mod json;
+mod openai;
+mod sse;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::TranslateError;
+pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
+
+/// Token counts in OpenAI's terms, whatever the upstream's dialect: `prompt_tokens` includes
+/// the cached ones, `completion_tokens` the reasoning ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (Anthropic reports them).
+    pub cache_creation_tokens: u64,
+    /// Completion tokens spent on reasoning.
+    pub reasoning_tokens: u64,
+}
+
+/// What the caller needs to know about a translated chat request to handle the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatCall {
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}

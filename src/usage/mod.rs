@@ -1,0 +1,84 @@
+//! Usage accounting: reading token usage from upstream answers (whole bodies and event streams),
+//! estimating it when the upstream reports none, and recording one event per request without
+//! ever waiting on the database.
+//!
+//! The request path calls [`UsageRecorder::record`], which only touches memory; the
+//! [`UsageWriter`] task writes counters and log rows in one transaction per flush, and
+//! [`retention::run`] trims old log rows.
+
+mod estimate;
+mod extract;
+mod recorder;
+pub mod retention;
+mod stream;
+
+pub use estimate::{Encoding, count_tokens, estimate_prompt_tokens, estimate_usage};
+pub use extract::{IncludeUsage, ensure_include_usage, from_body};
+pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
+pub use stream::{StreamUsage, is_usage_only_chunk};
+
+/// Tokens used by one request, as the upstream reported them or as llmgate estimated them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// Prompt tokens served from the upstream's prompt cache (part of `prompt_tokens`).
+    pub cached_tokens: u64,
+    /// Reasoning tokens (part of `completion_tokens`).
+    pub reasoning_tokens: u64,
+    /// Counted by llmgate's tokenizer because the upstream reported nothing.
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// The tokens that count against rate limits and budgets: prompt plus completion.
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+/// What happened to one request, as recorded in the rollups and the request log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    /// When the request finished, in Unix milliseconds (UTC). Its UTC day is the rollup's day.
+    pub at_ms: i64,
+    pub request_id: String,
+    pub key_id: i64,
+    /// The public model name the client asked for.
+    pub model: String,
+    /// `chat_completions`, `completions` or `embeddings` (`Endpoint::name`).
+    pub endpoint: &'static str,
+    pub stream: bool,
+    /// The provider that answered (or last failed); `None` when no attempt was made.
+    pub provider: Option<String>,
+    pub route_id: Option<i64>,
+    /// The upstream account used, if the provider has accounts.
+    pub account_id: Option<i64>,
+    /// The status the client saw. A stream that broke after it started should be recorded as
+    /// an upstream failure (502 or 504): the rollups count every status from 400 up as an error.
+    pub status: u16,
+    pub attempts: u32,
+    pub latency_ms: u64,
+    /// Time to the first response byte, when a response started.
+    pub ttfb_ms: Option<u64>,
+    pub usage: Usage,
+}
+
+impl UsageEvent {
+    pub fn is_error(&self) -> bool {
+        self.status >= 400
+    }
+}
+
+/// The usage a whole response reports or, when it reports none, an estimate from the request
+/// and the response's generated text.
+pub fn usage_of_response(model: &str, request: &[u8], response: &[u8]) -> Usage {
+    from_body(response)
+        .unwrap_or_else(|| estimate_usage(model, request, &stream::response_text(response)))
+}
+
+/// The current time in Unix milliseconds, for [`UsageEvent::at_ms`].
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,673 @@
+//! Recording usage events in memory on the request path, and writing them in batches.
+//!
+//! `record` takes one uncontended lock for a few dozen nanoseconds: each thread has its own
+//! shard (rollup counters and a bounded share of log rows), and the writer swaps shards out
+//! whole. Counters are unbounded in number of updates (one entry per day × key × model ×
+//! account), so they are never dropped; log rows beyond the queue's capacity are dropped and
+//! counted.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::UsageEvent;
+use crate::db::{Db, DbError, RollupRow, UsageCounts};
+
+/// Shards of pending usage; a power of two. More than the cores of any machine this runs on
+/// keeps threads from sharing one.
+const SHARDS: usize = 16;
+/// Log rows per block; blocks never move, so a growing queue never copies rows under a lock.
+const BLOCK: usize = 256;
+/// How often a failing final flush is retried at shutdown before the data is given up.
+const FINAL_ATTEMPTS: u32 = 5;
+
+/// The default capacity of the log row queue (`LLMGATE_USAGE_QUEUE`).
+pub const DEFAULT_QUEUE: usize = 65_536;
+
+/// Records usage events; cheap to clone, never blocks on I/O.
+#[derive(Clone, Debug)]
+pub struct UsageRecorder {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    shards: Box<[Mutex<Pending>]>,
+    /// Log rows waiting in the shards (not counting rows kept after a failed flush).
+    queued: AtomicUsize,
+    capacity: usize,
+    dropped_rows: AtomicU64,
+    /// Wakes the writer early when the queue is half full.
+    wake: Notify,
+}
+
+/// Rollup counters by UTC day (days since the Unix epoch), key and account, then by model.
+type Rollups = HashMap<(i64, i64, i64), Vec<(Box<str>, Counts)>>;
+
+#[derive(Debug, Default)]
+struct Pending {
+    rollups: Rollups,
+    rows: Vec<Vec<UsageEvent>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cached_tokens: u64,
+    reasoning_tokens: u64,
+    estimated_requests: u64,
+}
+
+impl Counts {
+    fn of(event: &UsageEvent) -> Self {
+        Self {
+            requests: 1,
+            errors: u64::from(event.is_error()),
+            prompt_tokens: event.usage.prompt_tokens,
+            completion_tokens: event.usage.completion_tokens,
+            cached_tokens: event.usage.cached_tokens,
+            reasoning_tokens: event.usage.reasoning_tokens,
+            estimated_requests: u64::from(event.usage.estimated),
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+        self.estimated_requests = self
+            .estimated_requests
+            .saturating_add(other.estimated_requests);
+    }
+
+    fn to_row(self) -> UsageCounts {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        UsageCounts {
+            requests: int(self.requests),
+            errors: int(self.errors),
+            prompt_tokens: int(self.prompt_tokens),
+            completion_tokens: int(self.completion_tokens),
+            cached_tokens: int(self.cached_tokens),
+            reasoning_tokens: int(self.reasoning_tokens),
+            estimated_requests: int(self.estimated_requests),
+        }
+    }
+}
+
+fn add_rollup(
+    rollups: &mut Rollups,
+    day: i64,
+    key_id: i64,
+    account_id: i64,
+    model: &str,
+    counts: &Counts,
+) {
+    let models = rollups.entry((day, key_id, account_id)).or_default();
+    match models.iter_mut().find(|(name, _)| &**name == model) {
+        Some((_, existing)) => existing.add(counts),
+        None => models.push((model.into(), *counts)),
+    }
+}
+
+fn merge(into: &mut Rollups, from: Rollups) {
+    for ((day, key_id, account_id), models) in from {
+        for (model, counts) in models {
+            add_rollup(into, day, key_id, account_id, &model, &counts);
+        }
+    }
+}
+
+/// Locks a shard. A panic while holding it cannot leave the counters half-updated in a way that
+/// matters more than losing them, so a poisoned lock is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This thread's shard: assigned round-robin on first use, so worker threads spread out.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|shard| {
+        let mut index = shard.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            shard.set(index);
+        }
+        index
+    })
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+impl UsageRecorder {
+    /// A recorder whose log row queue holds at most `capacity` rows between flushes.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                queued: AtomicUsize::new(0),
+                capacity,
+                dropped_rows: AtomicU64::new(0),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Records one finished request: adds it to the day's counters and queues its log row (or,
+    /// when the queue is full, drops the row and counts it). Never blocks on I/O or awaits.
+    pub fn record(&self, event: UsageEvent) {
+        let shared = &*self.shared;
+        let queued = shared.queued.fetch_add(1, Ordering::Relaxed);
+        let keep_row = queued < shared.capacity;
+        if !keep_row {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.dropped_rows.fetch_add(1, Ordering::Relaxed);
+        }
+        let day = event.at_ms.div_euclid(MS_PER_DAY);
+        let counts = Counts::of(&event);
+        {
+            let mut pending = lock(&shared.shards[shard_index()]);
+            add_rollup(
+                &mut pending.rollups,
+                day,
+                event.key_id,
+                event.account_id.unwrap_or(0),
+                &event.model,
+                &counts,
+            );
+            if keep_row {
+                match pending.rows.last_mut() {
+                    Some(block) if block.len() < BLOCK => block.push(event),
+                    _ => {
+                        let mut block = Vec::with_capacity(BLOCK);
+                        block.push(event);
+                        pending.rows.push(block);
+                    }
+                }
+            }
+        }
+        if keep_row && queued + 1 == shared.capacity.div_ceil(2) {
+            shared.wake.notify_one();
+        }
+    }
+
+    /// Log rows dropped because the queue was full (or kept too long by failing flushes).
+    pub fn dropped_rows(&self) -> u64 {
+        self.shared.dropped_rows.load(Ordering::Relaxed)
+    }
+
+    /// Log rows waiting for the next flush.
+    pub fn queued_rows(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes everything recorded so far out of the shards.
+    fn take(&self) -> (Rollups, Vec<UsageEvent>) {
+        let mut rollups = Rollups::new();
+        let mut rows = Vec::new();
+        for shard in &self.shared.shards {
+            let pending = std::mem::take(&mut *lock(shard));
+            if rollups.is_empty() {
+                rollups = pending.rollups;
+            } else {
+                merge(&mut rollups, pending.rollups);
+            }
+            for block in pending.rows {
+                rows.extend(block);
+            }
+        }
+        self.shared.queued.fetch_sub(rows.len(), Ordering::Relaxed);
+        (rollups, rows)
+    }
+}
+
+/// What one flush wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Rollup rows upserted.
+    pub rollups: usize,
+    /// Log rows inserted.
+    pub rows: usize,
+}
+
+/// Writes what a [`UsageRecorder`] gathered: one transaction per flush. Clones share the data
+/// not yet written; flushes never overlap.
+#[derive(Clone, Debug)]
+pub struct UsageWriter {
+    recorder: UsageRecorder,
+    db: Db,
+    /// What earlier flushes could not write, kept for the next one.
+    unwritten: Arc<tokio::sync::Mutex<Unwritten>>,
+}
+
+#[derive(Debug, Default)]
+struct Unwritten {
+    rollups: Rollups,
+    rows: Vec<UsageEvent>,
+}
+
+impl UsageWriter {
+    pub fn new(recorder: &UsageRecorder, db: Db) -> Self {
+        Self {
+            recorder: recorder.clone(),
+            db,
+            unwritten: Arc::default(),
+        }
+    }
+
+    /// Writes everything recorded so far, in one transaction. On failure the data stays in
+    /// memory for the next flush: counters are never lost; log rows beyond the queue's capacity
+    /// are dropped (and counted) rather than kept without bound.
+    pub async fn flush_now(&self) -> Result<FlushReport, DbError> {
+        let mut unwritten = self.unwritten.lock().await;
+        let (rollups, mut rows) = self.recorder.take();
+        if unwritten.rollups.is_empty() {
+            unwritten.rollups = rollups;
+        } else {
+            merge(&mut unwritten.rollups, rollups);
+        }
+        unwritten.rows.append(&mut rows);
+        if unwritten.rollups.is_empty() && unwritten.rows.is_empty() {
+            return Ok(FlushReport::default());
+        }
+        // Ids follow time, as near as the recording threads allow.
+        unwritten.rows.sort_by_key(|row| row.at_ms);
+        let rollups = rollup_rows(&unwritten.rollups);
+        match self.db.write_usage(&rollups, &unwritten.rows).await {
+            Ok(()) => {
+                let report = FlushReport {
+                    rollups: rollups.len(),
+                    rows: unwritten.rows.len(),
+                };
+                unwritten.rollups.clear();
+                unwritten.rows.clear();
+                unwritten.rows.shrink_to(BLOCK);
+                Ok(report)
+            }
+            Err(error) => {
+                let capacity = self.recorder.shared.capacity;
+                if unwritten.rows.len() > capacity {
+                    let excess = unwritten.rows.len() - capacity;
+                    unwritten.rows.drain(..excess);
+                    self.recorder
+                        .shared
+                        .dropped_rows
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Flushes every `every` (and early when the queue is half full) until `stop`, then flushes
+    /// a last time. Cancel `stop` only once requests have stopped being recorded.
+    pub async fn run(self, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => {}
+                () = self.recorder.shared.wake.notified() => {}
+            }
+            if let Err(error) = self.flush_now().await {
+                tracing::warn!(%error, "cannot write usage; keeping it for the next flush");
+            }
+        }
+        for attempt in 1..=FINAL_ATTEMPTS {
+            match self.flush_now().await {
+                Ok(report) => {
+                    tracing::debug!(?report, "wrote the last usage before stopping");
+                    return;
+                }
+                Err(error) if attempt < FINAL_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "cannot write the last usage; retrying");
+                    tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+                }
+                Err(error) => {
+                    let unwritten = self.unwritten.lock().await;
+                    tracing::error!(
+                        %error,
+                        rollups = unwritten.rollups.len(),
+                        rows = unwritten.rows.len(),
+                        "cannot write the last usage; it is lost"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn rollup_rows(rollups: &Rollups) -> Vec<RollupRow> {
+    let mut rows = Vec::with_capacity(rollups.len());
+    for (&(day, key_id, account_id), models) in rollups {
+        let Some(day) = day_of(day) else {
+            continue;
+        };
+        for (model, counts) in models {
+            rows.push(RollupRow {
+                day,
+                key_id,
+                model: model.to_string(),
+                account_id,
+                counts: counts.to_row(),
+            });
+        }
+    }
+    rows
+}
+
+/// The date `days` after 1970-01-01.
+fn day_of(days: i64) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::TimeDelta::try_days(days)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::temp_db;
+    use crate::db::{UsageGroup, UsageQuery};
+    use crate::usage::Usage;
+
+    /// 2025-03-04T05:06:07Z.
+    const AT: i64 = 1_741_064_767_000;
+
+    fn event(key_id: i64, model: &str, account_id: Option<i64>, status: u16) -> UsageEvent {
+        UsageEvent {
+            at_ms: AT,
+            request_id: "r".into(),
+            key_id,
+            model: model.into(),
+            endpoint: "chat_completions",
+            stream: false,
+            provider: Some("p".into()),
+            route_id: Some(1),
+            account_id,
+            status,
+            attempts: 1,
+            latency_ms: 5,
+            ttfb_ms: None,
+            usage: Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                total_tokens: 7,
+                cached_tokens: 1,
+                reasoning_tokens: 2,
+                estimated: status == 201,
+            },
+        }
+    }
+
+    async fn totals(db: &Db) -> Vec<crate::db::UsageTotals> {
+        db.usage_totals(&UsageQuery {
+            group_by: vec![
+                UsageGroup::Day,
+                UsageGroup::Key,
+                UsageGroup::Model,
+                UsageGroup::Account,
+            ],
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn log_rows(db: &Db) -> i64 {
+        let page = db
+            .log_page(&crate::db::LogQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut count = page.rows.len() as i64;
+        let mut cursor = page.next_cursor;
+        while let Some(before) = cursor {
+            let page = db
+                .log_page(&crate::db::LogQuery {
+                    limit: 1000,
+                    before: Some(before),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            count += page.rows.len() as i64;
+            cursor = page.next_cursor;
+        }
+        count
+    }
+
+    #[tokio::test]
+    async fn events_roll_up_by_day_key_model_and_account() {
+        let (_dir, db) = temp_db().await;
+        let recorder = UsageRecorder::new(100);
+        let writer = UsageWriter::new(&recorder, db.clone());
+        recorder.record(event(1, "gpt", Some(5), 200));
+        recorder.record(event(1, "gpt", Some(5), 500));
+        recorder.record(event(1, "gpt", None, 201));
+        recorder.record(event(2, "emb", None, 200));
+        let mut next_day = event(2, "emb", None, 200);
+        next_day.at_ms += MS_PER_DAY;
+        recorder.record(next_day);
+        assert_eq!(recorder.queued_rows(), 5);
+        let report = writer.flush_now().await.unwrap();
+        assert_eq!(
+            report,
+            FlushReport {
+                rollups: 4,
+                rows: 5
+            }
+        );
+        assert_eq!(recorder.queued_rows(), 0);
+
+        let rows = totals(&db).await;
+        let summary: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.day.clone().unwrap(),
+                    r.key_id.unwrap(),
+                    r.model.clone().unwrap(),
+                    r.account_id,
+                    r.counts.requests,
+                    r.counts.errors,
+                    r.counts.prompt_tokens,
+                    r.counts.estimated_requests,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("2025-03-04".into(), 1, "gpt".into(), None, 1, 0, 3, 1),
+                ("2025-03-04".into(), 1, "gpt".into(), Some(5), 2, 1, 6, 0),
+                ("2025-03-04".into(), 2, "emb".into(), None, 1, 0, 3, 0),
+                ("2025-03-05".into(), 2, "emb".into(), None, 1, 0, 3, 0),
+            ]
+        );
+        let gpt = &rows[1].counts;
+        assert_eq!(
+            (
+                gpt.completion_tokens,
+                gpt.cached_tokens,
+                gpt.reasoning_tokens
+            ),
+            (8, 2, 4)
+        );
+        assert_eq!(log_rows(&db).await, 5);
+        // Nothing new: nothing written.
+        assert_eq!(writer.flush_now().await.unwrap(), FlushReport::default());
+    }
+
+    #[tokio::test]
+    async fn counters_survive_a_burst_from_many_tasks_and_overflow_is_counted() {
+        let (_dir, db) = temp_db().await;
+        let capacity = 1000;
+        let recorder = UsageRecorder::new(capacity);
+        let writer = UsageWriter::new(&recorder, db.clone());
+        let tasks = 64;
+        let per_task = 500;
+        let mut handles = Vec::new();
+        for task in 0..tasks {
+            let recorder = recorder.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..per_task {
+                    recorder.record(event(1 + (task % 3), "gpt", Some(i % 2), 200));
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let total = (tasks * per_task) as u64;
+        assert_eq!(recorder.dropped_rows(), total - capacity as u64);
+        writer.flush_now().await.unwrap();
+        let requests: i64 = totals(&db).await.iter().map(|r| r.counts.requests).sum();
+        assert_eq!(requests as u64, total);
+        let prompt: i64 = totals(&db)
+            .await
+            .iter()
+            .map(|r| r.counts.prompt_tokens)
+            .sum();
+        assert_eq!(prompt as u64, total * 3);
+        assert_eq!(log_rows(&db).await, capacity as i64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn recording_on_many_threads_while_flushing_loses_nothing() {
+        let (_dir, db) = temp_db().await;
+        let recorder = UsageRecorder::new(usize::MAX);
+        let writer = UsageWriter::new(&recorder, db.clone());
+        let flushing = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    writer.flush_now().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let recorder = recorder.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        recorder.record(event(t, "gpt", None, 200));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        flushing.await.unwrap();
+        writer.flush_now().await.unwrap();
+        let requests: i64 = totals(&db).await.iter().map(|r| r.counts.requests).sum();
+        assert_eq!(requests, 16_000);
+        assert_eq!(log_rows(&db).await, 16_000);
+        assert_eq!(recorder.dropped_rows(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_keeps_everything_for_the_next() {
+        let (_dir, db) = temp_db().await;
+        let recorder = UsageRecorder::new(3);
+        let writer = UsageWriter::new(&recorder, db.clone());
+        db.fail_log_inserts(true).await;
+        recorder.record(event(1, "gpt", None, 200));
+        recorder.record(event(1, "gpt", None, 200));
+        assert!(writer.flush_now().await.is_err());
+        // The transaction wrote nothing, not even the counters.
+        assert!(totals(&db).await.is_empty());
+        // More arrives while the database is down; rows beyond the capacity are dropped.
+        recorder.record(event(1, "gpt", None, 200));
+        recorder.record(event(1, "gpt", None, 200));
+        assert!(writer.flush_now().await.is_err());
+        assert_eq!(recorder.dropped_rows(), 1);
+        db.fail_log_inserts(false).await;
+        assert_eq!(
+            writer.flush_now().await.unwrap(),
+            FlushReport {
+                rollups: 1,
+                rows: 3
+            }
+        );
+        let rows = totals(&db).await;
+        assert_eq!(rows[0].counts.requests, 4);
+        assert_eq!(log_rows(&db).await, 3);
+    }
+
+    #[tokio::test]
+    async fn stopping_the_writer_drains_everything() {
+        let (_dir, db) = temp_db().await;
+        let recorder = UsageRecorder::new(100);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(
+            UsageWriter::new(&recorder, db.clone()).run(Duration::from_secs(3600), stop.clone()),
+        );
+        for _ in 0..10 {
+            recorder.record(event(1, "gpt", None, 200));
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(totals(&db).await[0].counts.requests, 10);
+        assert_eq!(log_rows(&db).await, 10);
+    }
+
+    #[tokio::test]
+    async fn a_half_full_queue_wakes_the_writer_early() {
+        let (_dir, db) = temp_db().await;
+        let recorder = UsageRecorder::new(10);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(
+            UsageWriter::new(&recorder, db.clone()).run(Duration::from_secs(3600), stop.clone()),
+        );
+        for _ in 0..5 {
+            recorder.record(event(1, "gpt", None, 200));
+        }
+        // Poll until the writer has taken the rows (it was woken, not ticked).
+        for _ in 0..500 {
+            if recorder.queued_rows() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(recorder.queued_rows(), 0);
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(log_rows(&db).await, 5);
+    }
+
+    #[test]
+    fn days_count_from_the_epoch_in_utc() {
+        assert_eq!(day_of(0), NaiveDate::from_ymd_opt(1970, 1, 1));
+        assert_eq!(
+            day_of(AT.div_euclid(MS_PER_DAY)),
+            NaiveDate::from_ymd_opt(2025, 3, 4)
+        );
+        assert_eq!(
+            day_of((-1_i64).div_euclid(MS_PER_DAY)),
+            NaiveDate::from_ymd_opt(1969, 12, 31)
+        );
+    }
+}

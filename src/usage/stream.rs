@@ -1,0 +1,885 @@
+//! Watching an upstream event stream as it is relayed: the usage of its final usage chunk, the
+//! text generated so far (to estimate usage when none is reported), and, when the client did not
+//! ask for usage, removing the usage-only chunk from what is forwarded.
+//!
+//! Frames are parsed with serde visitors that append strings straight into one buffer: no JSON
+//! tree and, once the buffers have grown, no allocation per frame.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::extract::WireUsage;
+use super::{Usage, estimate};
+
+/// Longest line kept for parsing. A longer data line is forwarded but not read: its text is
+/// counted by length instead.
+const MAX_LINE: usize = 4 << 20;
+/// Generated text kept for estimation; beyond it, only the byte count grows.
+const MAX_TEXT: usize = 1 << 20;
+/// An event bigger than this cannot be a usage-only chunk, so it is no longer held back.
+const MAX_HELD: usize = 16 << 10;
+/// How much of an overlong line is kept: enough for its field name.
+const FIELD_HEAD: usize = 8;
+
+/// Scans a relayed event stream. Feed every upstream chunk, in order, through
+/// [`forward`](Self::forward) (or [`observe`](Self::observe) when nothing is filtered), then call
+/// [`finish`](Self::finish) when the upstream ends.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    scanner: Scanner,
+    filter: Option<Filter>,
+}
+
+/// What `forward` holds back while the usage-only chunk must be removed.
+#[derive(Debug, Default)]
+struct Filter {
+    /// Bytes of the event being read that arrived in earlier chunks and were not forwarded.
+    held: Vec<u8>,
+    /// Whether the event being read is still held back (false once it is too big to be usage).
+    holding: bool,
+    /// The previous chunk ended with an event whose last line break was a `\r`, and whether
+    /// that event was kept: a `\n` starting the next chunk completes that line break and goes
+    /// (or does not go) with it.
+    ended_on_cr: Option<bool>,
+}
+
+impl StreamUsage {
+    /// A scanner that forwards every byte unchanged.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A scanner whose [`forward`](Self::forward) removes the usage-only chunk (`choices` empty,
+    /// `usage` set): for clients that did not ask for `stream_options.include_usage`. Until an
+    /// event is complete it is held back, since it might be that chunk; complete events are
+    /// forwarded at once.
+    pub fn filtering() -> Self {
+        Self {
+            scanner: Scanner::default(),
+            filter: Some(Filter {
+                holding: true,
+                ..Filter::default()
+            }),
+        }
+    }
+
+    /// Scans `chunk` and returns the bytes to send to the client: `chunk` itself (or a slice
+    /// of it, no copy) unless an event spans chunks or the usage-only chunk was removed. The
+    /// result may be empty; skip sending it then.
+    pub fn forward(&mut self, chunk: Bytes) -> Bytes {
+        let Some(filter) = self.filter.as_mut() else {
+            self.scanner.scan(&chunk, |_, _| {});
+            return chunk;
+        };
+        if chunk.is_empty() {
+            return chunk;
+        }
+        let mut out = Output::default();
+        let mut start = 0;
+        if let Some(kept) = filter.ended_on_cr.take()
+            && chunk[0] == b'\n'
+        {
+            if kept {
+                out.push_range(&chunk, 0..1);
+            }
+            start = 1;
+        }
+        self.scanner.scan(&chunk, |end, usage_only| {
+            let keep = !usage_only || !filter.holding;
+            if keep {
+                if !filter.held.is_empty() {
+                    out.push_owned(&chunk, std::mem::take(&mut filter.held));
+                }
+                out.push_range(&chunk, start..end);
+            } else {
+                filter.held.clear();
+            }
+            filter.ended_on_cr = (end == chunk.len() && chunk[end - 1] == b'\r').then_some(keep);
+            filter.holding = true;
+            start = end;
+        });
+        let tail = start..chunk.len();
+        if filter.holding && filter.held.len() + tail.len() > MAX_HELD {
+            filter.holding = false;
+            if !filter.held.is_empty() {
+                out.push_owned(&chunk, std::mem::take(&mut filter.held));
+            }
+        }
+        if filter.holding {
+            filter.held.extend_from_slice(&chunk[tail]);
+        } else {
+            out.push_range(&chunk, tail);
+        }
+        out.into_bytes(&chunk)
+    }
+
+    /// Scans `chunk` without filtering: the caller forwards it unchanged.
+    pub fn observe(&mut self, chunk: &[u8]) {
+        self.scanner.scan(chunk, |_, _| {});
+    }
+
+    /// The upstream ended: reads a last event left without its blank line, and returns the
+    /// bytes still held back (empty unless filtering and the stream ended mid-event).
+    pub fn finish(&mut self) -> Bytes {
+        let usage_only = self.scanner.finish();
+        match self.filter.as_mut() {
+            Some(filter) if !(usage_only && filter.holding) => {
+                Bytes::from(std::mem::take(&mut filter.held))
+            }
+            Some(filter) => {
+                filter.held.clear();
+                Bytes::new()
+            }
+            None => Bytes::new(),
+        }
+    }
+
+    /// The usage of the last frame that reported one, if any did.
+    pub fn usage(&self) -> Option<Usage> {
+        self.scanner.usage
+    }
+
+    /// The text generated so far: `choices[].delta.content` (and reasoning text and tool-call
+    /// arguments) of chat chunks, `choices[].text` of legacy completions, up to 1 MiB.
+    pub fn generated_text(&self) -> &str {
+        &self.scanner.text
+    }
+
+    /// Whether `data: [DONE]` was seen.
+    pub fn saw_done(&self) -> bool {
+        self.scanner.done
+    }
+
+    /// The reported usage or, when the upstream reported none (or the client left before the
+    /// usage chunk), an estimate from the request and the text generated so far.
+    pub fn usage_or_estimate(&self, model: &str, request: &[u8]) -> Usage {
+        self.usage().unwrap_or_else(|| {
+            let mut usage = estimate::estimate_usage(model, request, self.generated_text());
+            // Text beyond what was kept, at about four bytes per token.
+            usage.completion_tokens += self.scanner.text_overflow.div_ceil(4);
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            usage
+        })
+    }
+}
+
+/// Whether `data`, one event's data, is the usage-only chunk: `choices` empty (or absent) and
+/// `usage` an object.
+pub fn is_usage_only_chunk(data: &[u8]) -> bool {
+    let mut ignored = String::new();
+    parse_frame(data, &mut ignored, usize::MAX).is_some_and(|frame| frame.usage_only())
+}
+
+/// The generated text of a whole response: `choices[].message` content, reasoning and tool-call
+/// arguments, or `choices[].text`.
+pub(super) fn response_text(body: &[u8]) -> String {
+    let mut text = String::new();
+    if parse_frame(body, &mut text, MAX_TEXT).is_none() {
+        text.clear();
+    }
+    text
+}
+
+/// The bytes `forward` returns: one range of the input while it can, a copy once it cannot.
+#[derive(Default)]
+enum Output {
+    #[default]
+    Empty,
+    Range(Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Output {
+    fn push_range(&mut self, chunk: &[u8], range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        match self {
+            Self::Empty => *self = Self::Range(range),
+            Self::Range(current) if current.end == range.start => current.end = range.end,
+            Self::Range(current) => {
+                let mut owned = Vec::with_capacity(chunk.len());
+                owned.extend_from_slice(&chunk[current.clone()]);
+                owned.extend_from_slice(&chunk[range]);
+                *self = Self::Owned(owned);
+            }
+            Self::Owned(owned) => owned.extend_from_slice(&chunk[range]),
+        }
+    }
+
+    fn push_owned(&mut self, chunk: &[u8], bytes: Vec<u8>) {
+        match self {
+            Self::Empty => *self = Self::Owned(bytes),
+            Self::Range(current) => {
+                let mut owned = chunk[current.clone()].to_vec();
+                owned.extend_from_slice(&bytes);
+                *self = Self::Owned(owned);
+            }
+            Self::Owned(owned) => owned.extend_from_slice(&bytes),
+        }
+    }
+
+    fn into_bytes(self, chunk: &Bytes) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::Range(range) if range.len() == chunk.len() => chunk.clone(),
+            Self::Range(range) => chunk.slice(range),
+            Self::Owned(owned) => Bytes::from(owned),
+        }
+    }
+}
+
+/// The server-sent-events line reader and what it learned.
+#[derive(Debug, Default)]
+struct Scanner {
+    /// The start of a line whose end has not arrived yet.
+    line: Vec<u8>,
+    /// The carried line outgrew `MAX_LINE`: only its first bytes are kept (to know its field).
+    line_overflow: bool,
+    /// How long the overflowing line is.
+    line_overflow_bytes: u64,
+    /// The last chunk ended with `\r`: a `\n` starting the next one is part of that line break.
+    skip_lf: bool,
+    /// The data of the event being read (its `data:` lines joined with `\n`).
+    data: Vec<u8>,
+    has_data: bool,
+    /// Part of the event's data was too long to keep; it is not parsed.
+    data_overflow: bool,
+    usage: Option<Usage>,
+    text: String,
+    /// Bytes of generated text not kept in `text`.
+    text_overflow: u64,
+    done: bool,
+}
+
+impl Scanner {
+    /// Reads the lines of `chunk`, calling `event_end(offset, usage_only)` at each blank line
+    /// with the offset just past it.
+    fn scan(&mut self, chunk: &[u8], mut event_end: impl FnMut(usize, bool)) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut pos = 0;
+        if std::mem::take(&mut self.skip_lf) && chunk.first() == Some(&b'\n') {
+            pos = 1;
+        }
+        while pos < chunk.len() {
+            let Some(found) = memchr::memchr2(b'\n', b'\r', &chunk[pos..]) else {
+                self.carry(&chunk[pos..]);
+                break;
+            };
+            let end = pos + found;
+            let mut next = end + 1;
+            if chunk[end] == b'\r' {
+                match chunk.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+            let ended = if self.line.is_empty() && !self.line_overflow {
+                self.read_line(&chunk[pos..end])
+            } else {
+                self.carry(&chunk[pos..end]);
+                self.read_carried_line()
+            };
+            if let Some(usage_only) = ended {
+                event_end(next, usage_only);
+            }
+            pos = next;
+        }
+    }
+
+    /// Keeps the start of a line whose end is in a later chunk.
+    fn carry(&mut self, part: &[u8]) {
+        if self.line_overflow {
+            self.line_overflow_bytes += part.len() as u64;
+            return;
+        }
+        if self.line.len() + part.len() <= MAX_LINE {
+            self.line.extend_from_slice(part);
+            return;
+        }
+        // Keep the field name, so the line is still known for what it is.
+        self.line_overflow = true;
+        self.line_overflow_bytes = (self.line.len() + part.len()) as u64;
+        let head = FIELD_HEAD.min(self.line.len() + part.len());
+        if self.line.len() < head {
+            let missing = head - self.line.len();
+            self.line.extend_from_slice(&part[..missing]);
+        }
+        self.line.truncate(head);
+    }
+
+    /// Reads the line carried in `self.line`, keeping the buffer for the next one.
+    fn read_carried_line(&mut self) -> Option<bool> {
+        let line = std::mem::take(&mut self.line);
+        let ended = self.read_line(&line);
+        self.line = line;
+        self.line.clear();
+        self.line_overflow = false;
+        ended
+    }
+
+    /// Handles one complete line; `Some(usage_only)` when it ends an event.
+    fn read_line(&mut self, line: &[u8]) -> Option<bool> {
+        if line.is_empty() {
+            return Some(self.dispatch());
+        }
+        if line[0] == b':' {
+            return None;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        if field == b"data" {
+            if self.line_overflow || self.data.len() + value.len() >= MAX_LINE {
+                // Too long to parse: its text is only counted, at a guess of all of it.
+                self.data_overflow = true;
+                self.text_overflow += self.line_overflow_bytes.max(value.len() as u64);
+                self.line_overflow_bytes = 0;
+                self.has_data = true;
+                return None;
+            }
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+        None
+    }
+
+    /// The event is complete: reads its data. Returns whether it was the usage-only chunk.
+    fn dispatch(&mut self) -> bool {
+        if !std::mem::take(&mut self.has_data) {
+            return false;
+        }
+        let overflow = std::mem::take(&mut self.data_overflow);
+        let mut usage_only = false;
+        if !overflow {
+            if self.data == b"[DONE]" {
+                self.done = true;
+            } else {
+                let room = MAX_TEXT.saturating_sub(self.text.len());
+                let before = self.text.len();
+                if let Some(frame) = parse_frame(&self.data, &mut self.text, room) {
+                    usage_only = frame.usage_only();
+                    if let Some(usage) = frame.usage {
+                        self.usage = Some(usage);
+                    }
+                    self.text_overflow += frame.overflow;
+                } else {
+                    // A frame that is not ours to read leaves no half-appended text behind.
+                    self.text.truncate(before);
+                }
+            }
+        }
+        self.data.clear();
+        usage_only
+    }
+
+    /// The stream ended: a pending line and event count as complete.
+    fn finish(&mut self) -> bool {
+        self.skip_lf = false;
+        if !self.line.is_empty() || self.line_overflow {
+            self.read_carried_line();
+        }
+        self.dispatch()
+    }
+}
+
+/// What one event's JSON said.
+struct Frame {
+    /// `Some(n)` when `choices` was an array of `n`.
+    choices: Option<usize>,
+    usage: Option<Usage>,
+    /// Text bytes that did not fit in the room given.
+    overflow: u64,
+}
+
+impl Frame {
+    fn usage_only(&self) -> bool {
+        self.usage.is_some() && self.choices.unwrap_or(0) == 0
+    }
+}
+
+/// Parses one event's data, appending generated text to `text` (at most `room` bytes).
+fn parse_frame(data: &[u8], text: &mut String, room: usize) -> Option<Frame> {
+    if !super::extract::starts_object(data) {
+        return None;
+    }
+    let mut sink = TextSink {
+        text,
+        room,
+        overflow: 0,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    let (choices, usage) = FrameSeed { sink: &mut sink }
+        .deserialize(&mut deserializer)
+        .ok()?;
+    deserializer.end().ok()?;
+    Some(Frame {
+        choices,
+        usage,
+        overflow: sink.overflow,
+    })
+}
+
+/// Where generated text goes.
+struct TextSink<'s> {
+    text: &'s mut String,
+    room: usize,
+    overflow: u64,
+}
+
+impl TextSink<'_> {
+    fn push(&mut self, s: &str) {
+        if s.len() <= self.room {
+            self.text.push_str(s);
+            self.room -= s.len();
+        } else {
+            // Cut on a character boundary; the rest is only counted.
+            let mut cut = self.room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+            self.room -= cut;
+            self.overflow += (s.len() - cut) as u64;
+        }
+    }
+}
+
+/// Which of `names` a map key is, without allocating (`None`: not one we read).
+struct Key(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Key {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|name| *name == v))
+    }
+}
+
+/// Reads the object at this point as a map, calling `field(index, map)` for the keys in
+/// `names` and skipping the others; `null` reads as nothing.
+macro_rules! visit_fields {
+    ($names:expr, $map:ident, |$index:ident| $body:block) => {{
+        while let Some(found) = $map.next_key_seed(Key($names))? {
+            match found {
+                Some($index) => $body,
+                None => {
+                    $map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+    }};
+}
+
+struct FrameSeed<'a, 's> {
+    sink: &'a mut TextSink<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for FrameSeed<'_, '_> {
+    type Value = (Option<usize>, Option<Usage>);
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FrameSeed<'_, '_> {
+    type Value = (Option<usize>, Option<Usage>);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chunk object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut choices = None;
+        let mut usage = None;
+        visit_fields!(&["choices", "usage"], map, |index| {
+            if index == 0 {
+                choices = map.next_value_seed(Choices {
+                    sink: &mut *self.sink,
+                })?;
+            } else {
+                usage = map.next_value::<Option<WireUsage>>()?.map(Usage::from);
+            }
+        });
+        Ok((choices, usage))
+    }
+}
+
+/// `choices`: counts them and appends their text. `null` reads as `None`.
+struct Choices<'a, 's> {
+    sink: &'a mut TextSink<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for Choices<'_, '_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Choices<'_, '_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of choices")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut count = 0;
+        while seq
+            .next_element_seed(Texts {
+                names: CHOICE_FIELDS,
+                sink: &mut *self.sink,
+            })?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(Some(count))
+    }
+}
+
+/// The fields of a choice: `delta` (chat chunks), `message` (whole chat answers) and `text`
+/// (legacy completions); of a delta or message,
+/// the generated strings; of a tool call, its function; of a function, its arguments. Fields
+/// named here whose value is a string are appended; objects and arrays are searched with the
+/// same names. Since names are matched anywhere below a choice, `text` inside content parts
+/// is found too.
+const CHOICE_FIELDS: &[&str] = &[
+    "delta",
+    "message",
+    "text",
+    "content",
+    "reasoning_content",
+    "refusal",
+    "tool_calls",
+    "function",
+    "arguments",
+];
+
+/// Any value below a choice: strings of the named fields are appended, containers searched.
+struct Texts<'a, 's> {
+    names: &'static [&'static str],
+    sink: &'a mut TextSink<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for Texts<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Texts<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a choice")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.sink.push(v);
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Texts {
+                names: self.names,
+                sink: &mut *self.sink,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        visit_fields!(self.names, map, |_index| {
+            map.next_value_seed(Texts {
+                names: self.names,
+                sink: &mut *self.sink,
+            })?;
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK_A: &str = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}],\"usage\":null}\n\n";
+    const CHUNK_B: &str =
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo é🎉\"}}]}\n\n";
+    const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn stream() -> String {
+        [CHUNK_A, CHUNK_B, USAGE, DONE].concat()
+    }
+
+    fn reported() -> Usage {
+        Usage {
+            prompt_tokens: 7,
+            completion_tokens: 3,
+            total_tokens: 10,
+            ..Usage::default()
+        }
+    }
+
+    /// Feeds `parts` through a scanner and returns what was forwarded, concatenated.
+    fn run(scanner: &mut StreamUsage, parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in parts {
+            out.extend_from_slice(&scanner.forward(Bytes::copy_from_slice(part)));
+        }
+        out.extend_from_slice(&scanner.finish());
+        out
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_usage_text_and_output() {
+        let whole = stream();
+        let filtered = [CHUNK_A, CHUNK_B, DONE].concat();
+        let bytes = whole.as_bytes();
+        for cut in 0..=bytes.len() {
+            for (mut scanner, expected) in [
+                (StreamUsage::new(), whole.as_str()),
+                (StreamUsage::filtering(), filtered.as_str()),
+            ] {
+                let out = run(&mut scanner, &[&bytes[..cut], &bytes[cut..]]);
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "cut at {cut}");
+                assert_eq!(scanner.usage(), Some(reported()), "cut at {cut}");
+                assert_eq!(scanner.generated_text(), "Hello é🎉", "cut at {cut}");
+                assert!(scanner.saw_done());
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_with_every_line_ending() {
+        for newline in ["\n", "\r\n", "\r"] {
+            let whole = stream().replace('\n', newline);
+            let expected = [CHUNK_A, CHUNK_B, DONE].concat().replace('\n', newline);
+            let parts: Vec<&[u8]> = whole.as_bytes().chunks(1).collect();
+            let mut scanner = StreamUsage::filtering();
+            let out = run(&mut scanner, &parts);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{newline:?}");
+            assert_eq!(scanner.usage(), Some(reported()));
+            assert_eq!(scanner.generated_text(), "Hello é🎉");
+        }
+    }
+
+    #[test]
+    fn whole_frames_are_forwarded_without_copying() {
+        let mut scanner = StreamUsage::filtering();
+        for frame in [CHUNK_A, CHUNK_B] {
+            let chunk = Bytes::from_static(frame.as_bytes());
+            let out = scanner.forward(chunk.clone());
+            assert_eq!(out.as_ptr(), chunk.as_ptr());
+            assert_eq!(out.len(), chunk.len());
+        }
+        // Several frames in one chunk, the usage chunk among them: only that one goes.
+        let chunk = Bytes::from([CHUNK_B, USAGE, DONE].concat());
+        let out = scanner.forward(chunk);
+        assert_eq!(out, [CHUNK_B, DONE].concat().as_bytes());
+        // The usage chunk alone leaves nothing to send.
+        let mut scanner = StreamUsage::filtering();
+        assert!(
+            scanner
+                .forward(Bytes::from_static(USAGE.as_bytes()))
+                .is_empty()
+        );
+        assert_eq!(scanner.usage(), Some(reported()));
+    }
+
+    #[test]
+    fn without_filtering_every_byte_is_forwarded_as_is() {
+        let mut scanner = StreamUsage::new();
+        let chunk = Bytes::from(stream());
+        let out = scanner.forward(chunk.clone());
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+        assert_eq!(out, chunk);
+        assert_eq!(scanner.usage(), Some(reported()));
+    }
+
+    #[test]
+    fn only_usage_only_chunks_are_removed() {
+        let check = |data: &str, usage_only: bool| {
+            assert_eq!(is_usage_only_chunk(data.as_bytes()), usage_only, "{data}");
+            let event = format!("data: {data}\n\n");
+            let mut scanner = StreamUsage::filtering();
+            let out = run(&mut scanner, &[event.as_bytes()]);
+            assert_eq!(out.is_empty(), usage_only, "{data}");
+        };
+        check(
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            true,
+        );
+        check(r#"{"usage":{"prompt_tokens":1},"id":"x"}"#, true);
+        // Usage on a chunk that also carries a choice is read but not removed.
+        check(
+            r#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#,
+            false,
+        );
+        check(r#"{"choices":[],"usage":null}"#, false);
+        check(r#"{"choices":[],"prompt_filter_results":[]}"#, false);
+        check("[DONE]", false);
+        check("not json", false);
+        check(
+            r#"{"choices":[],"usage":{"prompt_tokens":1}} trailing"#,
+            false,
+        );
+    }
+
+    #[test]
+    fn text_of_chat_deltas_tools_and_legacy_completions_is_collected() {
+        let check = |data: &str, text: &str| {
+            let mut scanner = StreamUsage::new();
+            scanner.observe(format!("data: {data}\n\n").as_bytes());
+            assert_eq!(scanner.generated_text(), text, "{data}");
+        };
+        check(
+            r#"{"choices":[{"delta":{"content":"a\nb\"c\u00e9"}},{"delta":{"content":"!"}}]}"#,
+            "a\nb\"cé!",
+        );
+        check(
+            r#"{"choices":[{"text":"legacy","index":0,"logprobs":null}]}"#,
+            "legacy",
+        );
+        check(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{\"x\":1}"}}]}}]}"#,
+            r#"{"x":1}"#,
+        );
+        check(
+            r#"{"choices":[{"delta":{"reasoning_content":"hmm","content":null}}]}"#,
+            "hmm",
+        );
+        check(
+            r#"{"choices":[{"delta":{"role":"assistant"},"finish_reason":"stop"}]}"#,
+            "",
+        );
+        // A frame that fails to parse leaves no partial text.
+        check(r#"{"choices":[{"delta":{"content":"lost"}}],"usage":"#, "");
+    }
+
+    #[test]
+    fn multi_line_data_comments_and_other_fields() {
+        let input = ": keep-alive\n\nevent: message\nid: 1\ndata: {\"choices\":\ndata: [{\"delta\":{\"content\":\"x\"}}]}\nretry: 5\n\n";
+        let mut scanner = StreamUsage::filtering();
+        let out = run(&mut scanner, &[input.as_bytes()]);
+        assert_eq!(out, input.as_bytes());
+        assert_eq!(scanner.generated_text(), "x");
+    }
+
+    #[test]
+    fn a_stream_cut_short_keeps_what_was_seen_and_flushes_what_was_held() {
+        let whole = stream();
+        let cut = CHUNK_A.len() + 20;
+        let mut scanner = StreamUsage::filtering();
+        let first = scanner.forward(Bytes::copy_from_slice(&whole.as_bytes()[..cut]));
+        assert_eq!(first, CHUNK_A.as_bytes());
+        assert_eq!(scanner.finish(), &whole.as_bytes()[CHUNK_A.len()..cut]);
+        assert_eq!(scanner.usage(), None);
+        assert_eq!(scanner.generated_text(), "Hel");
+        // A last event without its blank line is still read.
+        let mut scanner = StreamUsage::filtering();
+        let out = run(
+            &mut scanner,
+            &[CHUNK_A.as_bytes(), USAGE.trim_end().as_bytes()],
+        );
+        assert_eq!(out, CHUNK_A.as_bytes());
+        assert_eq!(scanner.usage(), Some(reported()));
+    }
+
+    #[test]
+    fn large_events_are_not_held_back() {
+        let content = "y".repeat(MAX_HELD * 2);
+        let event =
+            format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{content}\"}}}}]}}\n\n");
+        let mut scanner = StreamUsage::filtering();
+        let (a, b) = event.as_bytes().split_at(MAX_HELD + 100);
+        let first = scanner.forward(Bytes::copy_from_slice(a));
+        assert_eq!(first, a, "held back past the limit");
+        let second = scanner.forward(Bytes::copy_from_slice(b));
+        assert_eq!(second, b);
+        assert_eq!(scanner.generated_text().len(), content.len());
+    }
+
+    #[test]
+    fn text_beyond_the_cap_is_counted_not_kept() {
+        let piece = "é".repeat(1000);
+        let frame =
+            format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{piece}\"}}}}]}}\n\n");
+        let mut scanner = StreamUsage::new();
+        let rounds = MAX_TEXT / piece.len() + 10;
+        for _ in 0..rounds {
+            scanner.observe(frame.as_bytes());
+        }
+        assert!(scanner.generated_text().len() <= MAX_TEXT);
+        let kept = scanner.generated_text().len() as u64;
+        assert_eq!(
+            kept + scanner.scanner.text_overflow,
+            (rounds * piece.len()) as u64
+        );
+        let usage = scanner.usage_or_estimate("gpt-4o", b"{}");
+        assert!(usage.estimated);
+        assert!(usage.completion_tokens > scanner.scanner.text_overflow / 4);
+    }
+
+    #[test]
+    fn no_reported_usage_is_estimated() {
+        let mut scanner = StreamUsage::filtering();
+        let out = run(
+            &mut scanner,
+            &[CHUNK_A.as_bytes(), CHUNK_B.as_bytes(), DONE.as_bytes()],
+        );
+        assert_eq!(out, [CHUNK_A, CHUNK_B, DONE].concat().as_bytes());
+        assert_eq!(scanner.usage(), None);
+        let request = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}"#;
+        let usage = scanner.usage_or_estimate("gpt-4o", request);
+        assert!(usage.estimated);
+        assert!(usage.prompt_tokens > 0);
+        assert!(usage.completion_tokens > 0);
+        assert_eq!(
+            usage.total_tokens,
+            usage.prompt_tokens + usage.completion_tokens
+        );
+        // Reported usage wins.
+        let mut scanner = StreamUsage::new();
+        scanner.observe(stream().as_bytes());
+        assert_eq!(scanner.usage_or_estimate("gpt-4o", request), reported());
+    }
+}
