@@ -1153,3 +1153,33 @@ async fn gemini_function_calls_safety_blocks_and_errors() {
     assert_eq!(text.matches("data: ").count(), 2, "{text}");
     assert!(!text.contains("finishReason"));
 }
+
+#[tokio::test]
+async fn latency_and_hang_apply_to_every_dialect() {
+    let mock = start(MockConfig::default()).await;
+    let started = Instant::now();
+    let response = post_messages(&mock, messages("hi", json!({"mock": {"latency_ms": 100}}))).await;
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+
+    let hung = client()
+        .post(format!("{}/messages", mock.base_url()))
+        .header("x-api-key", "k")
+        .timeout(Duration::from_millis(200))
+        .json(&messages("hi", json!({"mock": {"hang": true}})))
+        .send()
+        .await;
+    assert!(hung.unwrap_err().is_timeout());
+    let hung = client()
+        .post(format!(
+            "{}/models/g:generateContent",
+            mock.gemini_base_url()
+        ))
+        .header("x-goog-api-key", "k")
+        .timeout(Duration::from_millis(200))
+        .json(&contents("hi", json!({"mock": {"hang": true}})))
+        .send()
+        .await;
+    assert!(hung.unwrap_err().is_timeout());
+    assert_eq!(mock.request_count(), 3);
+}

@@ -1,29 +1,31 @@
-//! A local estimate of a Messages request's input tokens, for `POST /v1/messages/count_tokens`
+//! A local count of a Messages request's input tokens, for `POST /v1/messages/count_tokens`
 //! when the model's provider is not Anthropic.
 //!
 //! Every text the model reads is counted (system prompt, message texts, tool inputs and
 //! results, thinking, tool names, descriptions and schemas), plus 3 tokens per message for its
 //! framing and 1600 per image or document (Anthropic's cost of an image of about 1.15
-//! megapixels, its largest unresized size). [`count_message_tokens`] counts a text as one token
-//! per four characters, rounded up: close for English prose, low for code and non-Latin
-//! scripts. [`count_message_tokens_with`] takes a real tokenizer instead, e.g. `o200k_base`
-//! from the usage module.
+//! megapixels, its largest unresized size). [`count_message_tokens`] counts texts with OpenAI's
+//! `o200k_base` tokenizer (through the usage module, which falls back to four bytes per token
+//! if the tokenizer cannot be built). Claude's own tokenizer is not public, so for Claude
+//! models the count is an estimate either way. [`count_message_tokens_with`] takes any other
+//! text counter.
 
 use bytes::Bytes;
 
 use super::TranslateError;
 use super::anthropic::{Block, MessagesRequest};
 use super::json::TextOr;
+use crate::usage::Encoding;
 
 /// Tokens of framing per message.
 const PER_MESSAGE: u64 = 3;
 /// Tokens per image or document.
 const PER_ATTACHMENT: u64 = 1600;
 
-/// Estimates the input tokens of an Anthropic `count_tokens` (or Messages) request body, at
-/// four characters per token (see the module docs).
+/// Counts the input tokens of an Anthropic `count_tokens` (or Messages) request body with
+/// `o200k_base` (see the module docs).
 pub fn count_message_tokens(body: &[u8]) -> Result<u64, TranslateError> {
-    count_message_tokens_with(body, |text| (text.chars().count() as u64).div_ceil(4))
+    count_message_tokens_with(body, |text| Encoding::O200k.count(text))
 }
 
 /// Like [`count_message_tokens`], with `tokens` counting the tokens of each text (a real
@@ -97,8 +99,13 @@ impl Count<'_> {
 mod tests {
     use super::*;
 
+    /// Four characters per token, rounded up: predictable numbers for the structure tests.
+    fn quarter_chars(text: &str) -> u64 {
+        (text.chars().count() as u64).div_ceil(4)
+    }
+
     #[test]
-    fn the_estimate_counts_every_text_the_model_reads() {
+    fn every_text_the_model_reads_is_counted() {
         let cases: &[(&str, u64)] = &[
             (r#"{"messages":[]}"#, 0),
             // 8 chars → 2 tokens, plus one message.
@@ -111,34 +118,31 @@ mod tests {
                 r#"{"messages":[{"role":"user","content":"abcdefghi"}]}"#,
                 3 + 3,
             ),
-            // "é" and "🎉" are one character each: 4 chars → 1 token.
-            (r#"{"messages":[{"role":"user","content":"é🎉ab"}]}"#, 1 + 3),
             (
                 r#"{"system":[{"type":"text","text":"abcd"}],"messages":[{"role":"user","content":[
                     {"type":"text","text":"abcd"},
                     {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}},
                     {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"abcd"}]}
+                ]},{"role":"assistant","content":[
+                    {"type":"thinking","thinking":"abcd","signature":"s"},
+                    {"type":"tool_use","id":"t","name":"abcd","input":{}}
                 ]}],"tools":[{"name":"ab","description":"cd","input_schema":{}}]}"#,
-                // system, text and result 1 each; tool name, description, schema 1 each.
-                6 + 3 + 1600,
+                // system, text, result, thinking, tool name, input: 1 each; the tool's name,
+                // description and schema: 1 each; two messages; one image.
+                6 + 3 + 2 * 3 + 1600,
             ),
         ];
         for (body, expected) in cases {
-            assert_eq!(
-                count_message_tokens(body.as_bytes()).unwrap(),
-                *expected,
-                "{body}"
-            );
+            let counted = count_message_tokens_with(body.as_bytes(), quarter_chars).unwrap();
+            assert_eq!(counted, *expected, "{body}");
         }
         assert!(count_message_tokens(b"{").unwrap_err().is_client_error());
         assert_eq!(&count_tokens_body(42)[..], br#"{"input_tokens":42}"#);
     }
 
     #[test]
-    fn a_tokenizer_can_replace_the_heuristic() {
-        let body =
-            br#"{"system":"one two","messages":[{"role":"user","content":"three four five"}]}"#;
-        let words = |text: &str| text.split_whitespace().count() as u64;
-        assert_eq!(count_message_tokens_with(body, words).unwrap(), 2 + 3 + 3);
+    fn the_default_counter_is_o200k() {
+        let body = br#"{"messages":[{"role":"user","content":"tiktoken is great!"}]}"#;
+        assert_eq!(count_message_tokens(body).unwrap(), 6 + 3);
     }
 }
