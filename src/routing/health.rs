@@ -98,6 +98,18 @@ impl Health {
         health
     }
 
+    /// The state of route `id`, if any request has touched it.
+    pub fn peek_route(&self, id: i64) -> Option<Arc<RouteHealth>> {
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.get(&id).cloned()
+    }
+
+    /// The state of account `id`, if the catalog holds it.
+    pub fn peek_account(&self, id: i64) -> Option<Arc<AccountHealth>> {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        accounts.get(&id).cloned()
+    }
+
     /// Forgets state of routes and accounts that no longer exist.
     pub fn retain(&self, route_ids: &[i64], account_ids: &[i64]) {
         self.routes
@@ -184,6 +196,14 @@ impl RouteHealth {
             0 => CircuitState::Closed,
             until if now < until => CircuitState::Open,
             _ => CircuitState::HalfOpen,
+        }
+    }
+
+    /// When an open circuit lets its next probe through (process ms), if it is not closed.
+    pub fn open_until(&self) -> Option<i64> {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => None,
+            until => Some(until),
         }
     }
 

@@ -356,3 +356,54 @@ async fn killing_and_restarting_an_upstream_under_load_loses_no_request() {
     );
     drop(restarted);
 }
+
+#[tokio::test]
+async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
+    let (app, _backup) = spawn_pair(policy()).await;
+    app.mock.set_config(MockConfig {
+        fail_status: Some(500),
+        ..MockConfig::default()
+    });
+    for _ in 0..3 {
+        ok_via(&app, chat_body("dual", "hi")).await;
+    }
+    let mut body = chat_body("pooled", "hi");
+    body["mock"] = json!({"status_for_key": {POOL_ONE: 429}, "retry_after": 30});
+    for _ in 0..4 {
+        ok_via(&app, body.clone()).await;
+    }
+    let token = app.admin_token().await;
+    let view: serde_json::Value = app
+        .admin(reqwest::Method::GET, "/admin/upstreams", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failing = view["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "dual" && r["provider"] == "mock")
+        .unwrap();
+    assert_eq!(failing["healthy"], false, "{failing}");
+    assert!(failing["cooldown_until"].is_string(), "{failing}");
+    assert!(failing["recent_errors"].as_u64().unwrap() >= 2, "{failing}");
+    let cooling = view["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "one")
+        .unwrap();
+    assert_eq!(cooling["healthy"], false, "{cooling}");
+    assert!(cooling["cooldown_until"].is_string(), "{cooling}");
+    let fine = view["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "two")
+        .unwrap();
+    assert_eq!(fine["healthy"], true, "{fine}");
+    app.stop().await;
+}

@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 
-use crate::admin::{UpstreamState, UpstreamsView};
+use crate::admin::{Upstream, UpstreamState, UpstreamsView};
 use crate::error::ApiError;
+use crate::routing::CircuitState;
 use crate::state::AppState;
 
 pub async fn list(
@@ -16,11 +17,29 @@ pub async fn list(
             "GET /admin/upstreams takes no query parameters, got '{query}'."
         )));
     }
-    // Health tracking reports into `UpstreamState`; until it does, every upstream reads healthy.
-    Ok(Json(
-        state
-            .admin
-            .upstreams(|_upstream| UpstreamState::default())
-            .await?,
-    ))
+    let health = &state.health;
+    let now = health.now_ms();
+    let rfc3339 = |at_ms: i64| {
+        chrono::DateTime::from_timestamp_millis(health.to_unix_ms(at_ms))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    let state_of = |upstream: Upstream| match upstream {
+        Upstream::Route(id) => health
+            .peek_route(id)
+            .map(|route| UpstreamState {
+                healthy: route.circuit(now) == CircuitState::Closed,
+                cooldown_until: route.open_until().and_then(rfc3339),
+                recent_errors: route.recent_errors(),
+            })
+            .unwrap_or_default(),
+        Upstream::Account(id) => health
+            .peek_account(id)
+            .map(|account| UpstreamState {
+                healthy: account.usable(now),
+                cooldown_until: account.cooling_until(now).and_then(rfc3339),
+                recent_errors: account.recent_errors(),
+            })
+            .unwrap_or_default(),
+    };
+    Ok(Json(state.admin.upstreams(state_of).await?))
 }
