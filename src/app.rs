@@ -16,6 +16,7 @@ use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
+use crate::limits::Limits;
 use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog};
 use crate::secret::{Secret, SecretCipher};
@@ -112,6 +113,7 @@ impl App {
                 settings.request_timeout,
                 metrics.clone(),
                 settings.log_sample,
+                Limits::new(),
             ),
             health,
             metrics,

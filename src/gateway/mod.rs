@@ -21,6 +21,7 @@ pub use request::RequestHead;
 
 use crate::auth::ClientKey;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::providers::{self, Endpoint};
 use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
 use crate::telemetry::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// Share of successful requests logged (errors always are).
     log_sample: f64,
+    /// In-memory rate limits (per-account upstream `rpm` here).
+    limits: Limits,
 }
 
 /// What to send back to the client.
@@ -97,6 +100,7 @@ impl Gateway {
         request_timeout: Duration,
         metrics: Metrics,
         log_sample: f64,
+        limits: Limits,
     ) -> Self {
         Self {
             catalog,
@@ -105,6 +109,7 @@ impl Gateway {
             request_timeout,
             metrics,
             log_sample,
+            limits,
         }
     }
 
@@ -233,6 +238,15 @@ impl Gateway {
                 },
             };
             tried.record(target);
+            // An account at its configured upstream `rpm` is skipped like a cooling one: the
+            // next pick goes to another account or route, and costs no attempt.
+            if let Some(account) = target.account
+                && let Some(rpm) = account.rpm
+                && let Err(wait) = self.limits.admit_account(account.id, rpm)
+            {
+                failures.rate_limited(wait);
+                continue;
+            }
             attempts += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -524,6 +538,12 @@ impl Failures {
     }
 
     fn into_error(self, model: &Model, attempts: u32, routes_tried: usize, now: i64) -> ApiError {
+        if self.only_rate_limits == Some(true) {
+            return rate_limited(
+                &model.name,
+                self.retry_after.unwrap_or(Duration::from_secs(1)),
+            );
+        }
         if attempts == 0 {
             if let Some(until) = model.all_cooling_until(now) {
                 let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
@@ -534,12 +554,6 @@ impl Failures {
                 detail: "no usable route: circuits open or accounts unusable".into(),
                 tried: 0,
             };
-        }
-        if self.only_rate_limits == Some(true) {
-            return rate_limited(
-                &model.name,
-                self.retry_after.unwrap_or(Duration::from_secs(1)),
-            );
         }
         match self.last {
             // One candidate: its own error says the most.

@@ -78,6 +78,21 @@ strategy = "least_busy"
   provider = "backup"
   model = "b"
 
+[[providers]]
+name = "metered"
+kind = "openai"
+base_url = "{backup}"
+  [[providers.accounts]]
+  name = "slow-lane"
+  api_key = "sk-metered-account-0003"
+  rpm = 2
+
+[[models]]
+name = "metered"
+  [[models.routes]]
+  provider = "metered"
+  model = "x"
+
 [[models]]
 name = "pooled"
   [[models.routes]]
@@ -405,5 +420,26 @@ async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
         .find(|a| a["name"] == "two")
         .unwrap();
     assert_eq!(fine["healthy"], true, "{fine}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_at_its_upstream_rpm_is_not_sent_more() {
+    let (app, backup) = spawn_pair(policy()).await;
+    ok_via(&app, chat_body("metered", "hi")).await;
+    ok_via(&app, chat_body("metered", "hi")).await;
+    let response = app.chat(chat_body("metered", "hi")).send().await.unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_error(response, 429, "rate_limit_exceeded").await;
+    assert_eq!(
+        backup.request_count(),
+        2,
+        "the third request never reached the upstream"
+    );
     app.stop().await;
 }
