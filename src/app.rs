@@ -16,13 +16,14 @@ use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
-use crate::limits::Limits;
+use crate::limits::{BudgetSeed, Limits};
 use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog};
 use crate::secret::{Secret, SecretCipher};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry::metrics::Metrics;
+use crate::usage::{UsageRecorder, UsageWriter};
 
 /// Why `serve` could not start. `Invalid` is the operator's to fix (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,11 @@ impl App {
             config_changed.clone(),
             admin_auth,
         );
+        // Budgets survive restarts: what each key spent in its window is read back once.
+        let limits = Limits::new();
+        let seed = BudgetSeed::load(&db, chrono::Utc::now()).await?;
+        limits.seed_budgets(seed);
+        let usage = UsageRecorder::new(settings.usage_queue);
         let state = AppState {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(
@@ -113,8 +119,10 @@ impl App {
                 settings.request_timeout,
                 metrics.clone(),
                 settings.log_sample,
-                Limits::new(),
+                limits,
+                usage.clone(),
             ),
+            usage,
             health,
             metrics,
             db,
@@ -168,6 +176,18 @@ impl App {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
 
+        // The usage writer drains on stop: it is stopped only after the server has finished
+        // every in-flight request, so nothing recorded is lost.
+        let usage_stop = CancellationToken::new();
+        let usage_writer = tokio::spawn(
+            UsageWriter::new(&state.usage, state.db.clone())
+                .run(settings.usage_flush_interval, usage_stop.clone()),
+        );
+        tasks.spawn(crate::usage::retention::run(
+            state.db.clone(),
+            settings.log_retention,
+            stop.clone(),
+        ));
         let watcher = state.db.change_watcher().await?;
         tasks.spawn(watch_changes(
             watcher,
@@ -211,6 +231,10 @@ impl App {
         stop.cancel();
         tasks.close();
         tasks.wait().await;
+        usage_stop.cancel();
+        if let Err(error) = usage_writer.await {
+            tracing::error!(%error, "the usage writer did not stop cleanly");
+        }
         db.close().await;
         drop(demo);
         tracing::info!("stopped");

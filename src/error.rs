@@ -48,6 +48,9 @@ pub enum ApiError {
         retry_after: Duration,
         code: &'static str,
     },
+    /// A key's own rate limit or token budget refused the request.
+    #[error("{}", .0.message())]
+    Limited(Box<crate::limits::Refusal>),
     #[error("upstream failed: {detail}")]
     UpstreamFailed { detail: String },
     #[error("no healthy route for model '{model}' after {tried} attempts: {detail}")]
@@ -163,6 +166,15 @@ impl ApiError {
                 };
                 (StatusCode::TOO_MANY_REQUESTS, kind, code)
             }
+            Self::Limited(refusal) => {
+                let code = refusal.code();
+                let kind = if code == "insufficient_quota" {
+                    "insufficient_quota"
+                } else {
+                    "rate_limit_error"
+                };
+                (StatusCode::TOO_MANY_REQUESTS, kind, code)
+            }
             Self::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
             Self::NoHealthyRoute { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -227,6 +239,7 @@ impl ApiError {
                 );
             }
             Self::RateLimited { message, .. } => return message.clone(),
+            Self::Limited(refusal) => return refusal.message(),
             Self::UpstreamFailed { .. } => {
                 "The upstream provider failed to answer. Retry the request later.".to_owned()
             }
@@ -290,6 +303,17 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_seconds(*retry_after)),
             );
+        }
+        if let Self::Limited(refusal) = self {
+            if let Some(retry_after) = refusal.retry_after() {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_seconds(retry_after)),
+                );
+            }
+            for (name, value) in refusal.header_pairs() {
+                response.headers_mut().insert(name, value);
+            }
         }
         response
     }

@@ -10,6 +10,7 @@ use crate::db::Db;
 use crate::gateway::Gateway;
 use crate::routing::Health;
 use crate::telemetry::metrics::Metrics;
+use crate::usage::UsageRecorder;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -19,6 +20,8 @@ pub struct AppState {
     /// Live health of routes and accounts (circuits, cooldowns), for reports.
     pub health: Arc<Health>,
     pub metrics: Metrics,
+    /// Usage events go here (memory only); the writer task persists them.
+    pub usage: UsageRecorder,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Wakes the change watcher at once: call `notify_one()` after writing configuration, so

@@ -4,8 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::limits::Admission;
 use crate::providers::Endpoint;
 use crate::telemetry::metrics::{Metrics, status_class};
+use crate::usage::{Usage, UsageEvent, UsageRecorder};
 
 /// Accumulates what happens to one request and reports it when finished (or dropped: a client
 /// that goes away mid-stream still gets its request reported).
@@ -15,6 +19,9 @@ pub struct Completion {
     pub endpoint: Endpoint,
     pub request_id: String,
     pub key_name: Arc<str>,
+    pub key_id: i64,
+    /// The client's request body, to estimate usage when the upstream reports none.
+    pub request: Bytes,
     pub model: String,
     pub stream: bool,
     pub started: Instant,
@@ -24,6 +31,7 @@ pub struct Completion {
     pub route: Option<String>,
     pub first_route: Option<i64>,
     pub last_route: Option<i64>,
+    pub account_id: Option<i64>,
     pub attempts: u32,
     /// Time spent waiting on upstreams, over all attempts.
     pub upstream_wait: Duration,
@@ -34,15 +42,27 @@ pub struct Completion {
     pub stream_error: Option<String>,
     /// The client left before the response was complete.
     pub client_gone: bool,
+    /// Tokens used, once known (reported or estimated).
+    pub usage: Option<Usage>,
+    /// The key's rate-limit and budget reservation, settled with the usage when reported.
+    pub admission: Option<Admission>,
+    recorder: UsageRecorder,
     reported: bool,
 }
 
 impl Completion {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor for the facts known at arrival"
+    )]
     pub fn start(
         metrics: Metrics,
+        recorder: UsageRecorder,
         endpoint: Endpoint,
         request_id: &str,
         key_name: Arc<str>,
+        key_id: i64,
+        request: Bytes,
         started: Instant,
         log_sample: f64,
     ) -> Self {
@@ -52,6 +72,8 @@ impl Completion {
             endpoint,
             request_id: request_id.to_owned(),
             key_name,
+            key_id,
+            request,
             model: String::new(),
             stream: false,
             started,
@@ -59,19 +81,24 @@ impl Completion {
             route: None,
             first_route: None,
             last_route: None,
+            account_id: None,
             attempts: 0,
             upstream_wait: Duration::ZERO,
             first_byte: None,
             status: 0,
             stream_error: None,
             client_gone: false,
+            usage: None,
+            admission: None,
+            recorder,
             reported: false,
         }
     }
 
-    /// Notes an attempt through `route_id` of provider `provider`.
-    pub fn attempt(&mut self, route_id: i64, provider: &str) {
+    /// Notes an attempt through `route_id` of provider `provider` with `account_id`.
+    pub fn attempt(&mut self, route_id: i64, provider: &str, account_id: Option<i64>) {
         self.attempts += 1;
+        self.account_id = account_id;
         self.first_route.get_or_insert(route_id);
         self.last_route = Some(route_id);
         provider.clone_into(self.route.get_or_insert_with(String::new));
@@ -117,6 +144,47 @@ impl Completion {
                 metrics.failovers.inc();
             }
         }
+        let usage = self.usage.unwrap_or_default();
+        if let Some(admission) = self.admission.take() {
+            admission.settle(usage.tokens());
+        }
+        for (kind, tokens) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+            ("cached", usage.cached_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ] {
+            if tokens > 0 {
+                metrics
+                    .tokens
+                    .with_label_values(&[self.model.as_str(), kind])
+                    .inc_by(tokens);
+            }
+        }
+        let ms_u64 = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.recorder.record(UsageEvent {
+            at_ms: crate::usage::now_ms(),
+            request_id: self.request_id.clone(),
+            key_id: self.key_id,
+            model: self.model.clone(),
+            endpoint,
+            stream: self.stream,
+            provider: self.route.clone(),
+            route_id: self.last_route,
+            account_id: self.account_id,
+            // A stream that broke after it started is the upstream's failure.
+            status: if self.stream_error.is_some() {
+                502
+            } else {
+                self.status
+            },
+            attempts: self.attempts,
+            latency_ms: ms_u64(total),
+            ttfb_ms: self
+                .first_byte
+                .map(|t| ms_u64(t.duration_since(self.started))),
+            usage,
+        });
         let failed = self.status >= 400 || self.stream_error.is_some();
         if failed || self.log_sample >= 1.0 || rand::random::<f64>() < self.log_sample {
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -136,6 +204,9 @@ impl Completion {
                 overhead_ms = ms(overhead),
                 stream_error = self.stream_error.as_deref(),
                 client_gone = self.client_gone,
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = usage.completion_tokens,
+                estimated = usage.estimated,
                 "request"
             );
         }

@@ -25,6 +25,7 @@ use crate::limits::Limits;
 use crate::providers::{self, Endpoint};
 use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
 use crate::telemetry::metrics::Metrics;
+use crate::usage::{self, IncludeUsage, StreamUsage, UsageRecorder};
 
 /// Everything a proxied request needs, cheap to clone into each request.
 #[derive(Clone, Debug)]
@@ -37,8 +38,9 @@ pub struct Gateway {
     metrics: Metrics,
     /// Share of successful requests logged (errors always are).
     log_sample: f64,
-    /// In-memory rate limits (per-account upstream `rpm` here).
+    /// In-memory rate limits: keys' rpm/tpm/budgets, accounts' upstream rpm.
     limits: Limits,
+    usage: UsageRecorder,
 }
 
 /// What to send back to the client.
@@ -93,6 +95,10 @@ fn upstream_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 impl Gateway {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "built once, in App::build, from the handles it owns"
+    )]
     pub fn new(
         catalog: SharedCatalog,
         health: Arc<Health>,
@@ -101,6 +107,7 @@ impl Gateway {
         metrics: Metrics,
         log_sample: f64,
         limits: Limits,
+        usage: UsageRecorder,
     ) -> Self {
         Self {
             catalog,
@@ -110,6 +117,7 @@ impl Gateway {
             metrics,
             log_sample,
             limits,
+            usage,
         }
     }
 
@@ -125,9 +133,12 @@ impl Gateway {
     ) -> Result<Reply, ApiError> {
         let mut done = Completion::start(
             self.metrics.clone(),
+            self.usage.clone(),
             endpoint,
             request_id,
             Arc::from(key.name.as_str()),
+            key.id,
+            body.clone(),
             started,
             self.log_sample,
         );
@@ -153,6 +164,10 @@ impl Gateway {
                 body,
             }) => {
                 done.status = status.as_u16();
+                if status.is_success() {
+                    done.usage = Some(usage::usage_of_response(&done.model, &done.request, &body));
+                }
+                rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
                 done.finish();
                 Ok(Reply::Complete {
@@ -165,11 +180,18 @@ impl Gateway {
                 mut headers,
                 response,
                 in_flight,
+                filter_usage,
             }) => {
                 done.status = StatusCode::OK.as_u16();
                 done.stream = true;
+                rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
-                let body = relay::relay(response, in_flight, done);
+                let scanner = if filter_usage {
+                    StreamUsage::filtering()
+                } else {
+                    StreamUsage::new()
+                };
+                let body = relay::relay(response, in_flight, scanner, done);
                 Ok(Reply::Stream {
                     headers,
                     body: Box::pin(body) as BoxStream<'static, _>,
@@ -214,6 +236,18 @@ impl Gateway {
                 model: head.model.to_string(),
             })?;
         let stream = head.stream && endpoint.can_stream();
+        // Limits are checked before any upstream work: a refusal costs the upstream nothing.
+        let admission = self
+            .limits
+            .admit(key, crate::limits::estimate_request_tokens(&body))
+            .map_err(|refusal| {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[refusal.code()])
+                    .inc();
+                ApiError::Limited(Box::new(refusal))
+            })?;
+        done.admission = Some(admission);
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let policy = *self.health.policy();
         let mut tried = Tried::default();
@@ -258,6 +292,16 @@ impl Gateway {
             let route = target.route;
             let provider = &route.provider.name;
             let upstream_body = head.rewrite_model(&body, &route.upstream_model);
+            // Streams always ask the upstream for usage; when the client did not, the usage-only
+            // chunk is filtered out of what it receives.
+            let mut filter_usage = false;
+            let upstream_body = match stream.then(|| usage::ensure_include_usage(&upstream_body)) {
+                Some(Some(IncludeUsage::Added(with_usage))) => {
+                    filter_usage = true;
+                    with_usage
+                }
+                _ => upstream_body,
+            };
             let attempt_span = tracing::info_span!(
                 "upstream_attempt",
                 provider = %provider,
@@ -275,7 +319,7 @@ impl Gateway {
                 request = request.timeout(budget);
             }
             let in_flight = InFlight::start(&route.health);
-            done.attempt(route.id, provider);
+            done.attempt(route.id, provider, target.account.map(|a| a.id));
             let sent = Instant::now();
             let sent_result = tokio::time::timeout(budget, request.send())
                 .instrument(attempt_span)
@@ -374,6 +418,7 @@ impl Gateway {
                     headers,
                     response,
                     in_flight,
+                    filter_usage,
                 });
             }
             // Nothing has reached the client yet, so a body that fails to arrive, or a success
@@ -459,7 +504,18 @@ enum Forwarded {
         headers: HeaderMap,
         response: reqwest::Response,
         in_flight: InFlight,
+        /// Drop the usage-only chunk: llmgate asked for it, the client did not.
+        filter_usage: bool,
     },
+}
+
+/// OpenAI's `x-ratelimit-*` headers, for keys that have limits.
+fn rate_limit_headers(done: &Completion, headers: &mut HeaderMap) {
+    if let Some(admission) = &done.admission {
+        for (name, value) in admission.status().header_pairs() {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// `x-llmgate-overhead-ms`: the time llmgate itself added before the response started.

@@ -8,6 +8,7 @@ use futures_util::{Stream, StreamExt, stream};
 
 use super::{Completion, InFlight};
 use crate::error::ApiError;
+use crate::usage::StreamUsage;
 
 /// Forwards every chunk as soon as it arrives. When the upstream errors (connection cut, read
 /// timeout), emits one `data: {"error": …}` event and ends. Dropping the returned stream (the
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 pub(super) fn relay(
     upstream: reqwest::Response,
     in_flight: InFlight,
+    scanner: StreamUsage,
     done: Completion,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
@@ -23,30 +25,44 @@ pub(super) fn relay(
     let state = Relay {
         chunks,
         _in_flight: in_flight,
+        scanner,
         done,
     };
     stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        match state.chunks.next().await {
-            Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
-            Some(Err(error)) => {
-                let api_error = if error.is_timeout() {
-                    ApiError::UpstreamTimeout {
-                        detail: format!("upstream fell silent mid-stream: {error}"),
+        loop {
+            match state.chunks.next().await {
+                Some(Ok(bytes)) => {
+                    // The scanner reads usage as frames pass and may hold back the usage-only
+                    // chunk; everything else is forwarded as it came.
+                    let out = state.scanner.forward(bytes);
+                    if out.is_empty() {
+                        continue;
                     }
-                } else {
-                    ApiError::UpstreamFailed {
-                        detail: format!("upstream stream broke: {error}"),
-                    }
-                };
-                let event = error_event(&api_error, &state.done.request_id);
-                state.done.stream_error = Some(api_error.to_string());
-                state.done.finish();
-                Some((Ok(event), None))
-            }
-            None => {
-                state.done.finish();
-                None
+                    return Some((Ok(out), Some(state)));
+                }
+                Some(Err(error)) => {
+                    let api_error = if error.is_timeout() {
+                        ApiError::UpstreamTimeout {
+                            detail: format!("upstream fell silent mid-stream: {error}"),
+                        }
+                    } else {
+                        ApiError::UpstreamFailed {
+                            detail: format!("upstream stream broke: {error}"),
+                        }
+                    };
+                    let event = error_event(&api_error, &state.done.request_id);
+                    state.done.stream_error = Some(api_error.to_string());
+                    state.settle_usage();
+                    state.done.finish();
+                    return Some((Ok(event), None));
+                }
+                None => {
+                    let tail = state.scanner.finish();
+                    state.settle_usage();
+                    state.done.finish();
+                    return (!tail.is_empty()).then_some((Ok(tail), None));
+                }
             }
         }
     })
@@ -57,11 +73,26 @@ struct Relay {
     chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     /// Keeps the route's in-flight count up for the life of the stream.
     _in_flight: InFlight,
+    scanner: StreamUsage,
     done: Completion,
+}
+
+impl Relay {
+    /// The usage of the stream so far: as reported, or estimated from what was generated.
+    fn settle_usage(&mut self) {
+        if self.done.usage.is_none() {
+            let usage = self
+                .scanner
+                .usage_or_estimate(&self.done.model, &self.done.request);
+            self.done.usage = Some(usage);
+        }
+    }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // A client that left mid-stream: record what was generated so far.
+        self.settle_usage();
         self.done.metrics.open_streams.dec();
     }
 }

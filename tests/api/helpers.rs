@@ -23,6 +23,8 @@ pub struct TestApp {
     pub key: String,
     pub db_url: String,
     pub db: Db,
+    /// The app's usage recorder, to flush deterministically with `flush_usage`.
+    pub usage: llmgate::usage::UsageRecorder,
     /// The admin password: the one the options set, else the one generated at start-up.
     pub admin_password: String,
     _dir: TempDir,
@@ -105,6 +107,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
     };
     let addr = app.local_addr().unwrap();
     let db = app.state().db.clone();
+    let usage = app.state().usage.clone();
     let (key_row, key) = create_key(
         &db,
         NewKey {
@@ -126,6 +129,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
         key,
         db_url,
         db,
+        usage,
         admin_password,
         _dir: dir,
         stop: Some(stop),
@@ -178,6 +182,26 @@ impl TestApp {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)
+    }
+
+    /// Writes every recorded usage event now (what the writer task does every second).
+    pub async fn flush_usage(&self) {
+        llmgate::usage::UsageWriter::new(&self.usage, self.db.clone())
+            .flush_now()
+            .await
+            .unwrap();
+    }
+
+    /// Usage totals of this key's day, grouped by model.
+    pub async fn usage_by_model(&self) -> Vec<llmgate::db::UsageTotals> {
+        self.db
+            .usage_totals(&llmgate::db::UsageQuery {
+                from: None,
+                to: None,
+                group_by: vec![llmgate::db::UsageGroup::Model],
+            })
+            .await
+            .unwrap()
     }
 
     /// Creates another key with the given settings and returns its plaintext.

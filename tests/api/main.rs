@@ -16,3 +16,4 @@ mod ops;
 mod proxy;
 mod routing;
 mod streaming;
+mod usage;
