@@ -64,8 +64,14 @@ fn main() -> ExitCode {
         // `cargo test --all-targets` runs bench targets without `--bench`: nothing to do.
         return ExitCode::SUCCESS;
     }
-    let soak = args.iter().any(|a| a == "--soak");
-    match run(soak) {
+    let mode = if args.iter().any(|a| a == "--soak") {
+        Mode::Soak
+    } else if args.iter().any(|a| a == "--profile") {
+        Mode::Profile
+    } else {
+        Mode::Bench
+    };
+    match run(mode) {
         Ok(true) => ExitCode::SUCCESS,
         // The bench ran but some figure is over budget; the report says which. It fails the
         // command only when asked to (`BENCH_ENFORCE=1`), as a gate would.
@@ -78,7 +84,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(soak: bool) -> Result<bool> {
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Bench,
+    Soak,
+    /// The gateway under the c=64 chat load, sampled by `perf record`.
+    Profile,
+}
+
+fn run(mode: Mode) -> Result<bool> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores < 2 {
         bail!(
@@ -92,10 +106,10 @@ fn run(soak: bool) -> Result<bool> {
         .build()?;
     runtime.block_on(async {
         let work = async {
-            if soak {
-                soak_run().await
-            } else {
-                bench_run().await
+            match mode {
+                Mode::Bench => bench_run().await,
+                Mode::Soak => soak_run().await,
+                Mode::Profile => profile_run().await,
             }
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -372,6 +386,53 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
             Some(utime + stime)
         })
         .sum()
+}
+
+/// Busy and total clock ticks of each core so far, from `/proc/stat`.
+fn core_ticks() -> Vec<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(|line| {
+            // user nice system idle iowait irq softirq steal …
+            let values: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: u64 = values.iter().take(8).sum();
+            let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
+}
+
+/// The share of each core that was busy between two `core_ticks` readings.
+fn busy_between(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((busy0, total0), (busy1, total1))| {
+            let total = total1.saturating_sub(*total0);
+            if total == 0 {
+                0.0
+            } else {
+                busy1.saturating_sub(*busy0) as f64 / total as f64
+            }
+        })
+        .collect()
+}
+
+/// The 1-minute load average.
+fn load_average() -> f64 {
+    read_trimmed("/proc/loadavg")
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Resident set size of the processes, in KiB.
@@ -990,6 +1051,11 @@ struct Phase {
     server_peak_rss_mib: f64,
     /// Answers of any status including the warm-up.
     answered: u64,
+    /// Busy share of each core during the measured part of the phase.
+    core_busy: Vec<f64>,
+    /// The proxy core's busy share that was not the server's own CPU time: other processes,
+    /// interrupts. Zero on a quiet machine; above a few percent, the phase was disturbed.
+    proxy_core_foreign: f64,
 }
 
 /// Samples RSS of the gateway and nginx in the background.
@@ -1062,7 +1128,7 @@ async fn measure(
     let pids = server_pids.to_vec();
     let cpu_before = tokio::spawn(async move {
         tokio::time::sleep_until(warm_until).await;
-        cpu_ticks(&pids)
+        (cpu_ticks(&pids), core_ticks())
     });
     let connections: Vec<_> = (0..concurrency)
         .map(|_| tokio::spawn(connection(Arc::clone(&target), warm_until, end, None)))
@@ -1072,7 +1138,9 @@ async fn measure(
         tally.merge(connection.await?);
     }
     let cpu_after = cpu_ticks(server_pids);
-    let cpu_before = cpu_before.await?;
+    let cores_after = core_ticks();
+    let (cpu_before, cores_before) = cpu_before.await?;
+    let core_busy = busy_between(&cores_before, &cores_after);
     let finished = tally.last_done.unwrap_or(end).max(warm_until);
     let seconds = (finished - warm_until).as_secs_f64().max(1e-9);
     tally.latencies.sort_unstable();
@@ -1110,6 +1178,12 @@ async fn measure(
         },
         server_peak_rss_mib: mib(peak),
         answered: tally.answered,
+        proxy_core_foreign: if target.via == Via::Direct {
+            core_busy.get(PROXY_CORE).copied().unwrap_or(0.0)
+        } else {
+            (core_busy.get(PROXY_CORE).copied().unwrap_or(0.0) - cpu_us / 1e6 / seconds).max(0.0)
+        },
+        core_busy,
     })
 }
 
@@ -1155,6 +1229,8 @@ struct Report {
     machine: Machine,
     seconds_per_phase: f64,
     warm_up_seconds: f64,
+    load_average_before: f64,
+    load_average_after: f64,
     command: String,
     gateway_env: Vec<(String, String)>,
     phases: Vec<Phase>,
@@ -1174,6 +1250,12 @@ async fn bench_run() -> Result<bool> {
         settings.seconds.as_secs_f64(),
         WARM_UP.as_secs()
     );
+    let load_before = load_average();
+    if load_before > 0.5 {
+        eprintln!(
+            "bench: warning: the load average is {load_before:.2}; other work on this machine disturbs the figures"
+        );
+    }
     let mut stack = Stack::start(&settings, true).await?;
     let (front, paced_front) = stack
         .nginx_addrs
@@ -1274,6 +1356,8 @@ async fn bench_run() -> Result<bool> {
         machine,
         seconds_per_phase: settings.seconds.as_secs_f64(),
         warm_up_seconds: WARM_UP.as_secs_f64(),
+        load_average_before: load_before,
+        load_average_after: load_average(),
         command: "make bench (cargo bench --bench load)".into(),
         gateway_env: std::env::vars()
             .filter(|(name, _)| name.starts_with("LLMGATE_") && !name.contains("KEY"))
@@ -1522,9 +1606,25 @@ fn print_report(report: &Report) {
     row("peak RSS MiB (c=256)", false, 256, &|p| {
         format!("{:.1}", p.server_peak_rss_mib)
     });
+    let disturbed = report
+        .phases
+        .iter()
+        .map(|p| p.proxy_core_foreign)
+        .fold(0.0, f64::max);
+    println!(
+        "\nload average {:.2} before, {:.2} after; most foreign load on the proxy core in a phase: {:.0} %{}",
+        report.load_average_before,
+        report.load_average_after,
+        disturbed * 100.0,
+        if disturbed > 0.05 {
+            " (other processes shared the core: the figures are disturbed)"
+        } else {
+            ""
+        }
+    );
     let mem = &report.memory;
     println!(
-        "\nllmgate RSS: idle {:.1} MiB, peak {:.1} MiB (c=256: {:.1}), after {:.1} MiB ({:.0} s after its last phase)",
+        "llmgate RSS: idle {:.1} MiB, peak {:.1} MiB (c=256: {:.1}), after {:.1} MiB ({:.0} s after its last phase)",
         mem.idle_mib, mem.peak_mib, mem.peak_c256_mib, mem.after_mib, mem.after_delay_s
     );
     let acc = &report.accounting;
@@ -1808,4 +1908,118 @@ fn slope_per_second(points: &[(f64, f64)]) -> f64 {
         .sum();
     let var: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
     if var > 0.0 { cov / var } else { 0.0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The profile
+
+/// Runs the c=64 chat load against the gateway for `BENCH_SECONDS` while `perf record` samples
+/// it (CPU clock, DWARF call graphs), then writes `perf report`'s flat and caller views.
+async fn profile_run() -> Result<bool> {
+    let settings = Settings::from_env()?;
+    let machine = Machine::read();
+    let date = chrono::Utc::now();
+    let stack = Stack::start(&settings, false).await?;
+    let gateway_pid = stack.gateway.pid();
+    fs::create_dir_all(&settings.out_dir)?;
+    let stamp = date.format("%Y%m%dT%H%M%SZ");
+    let data = settings.out_dir.join(format!("profile-{stamp}.data"));
+    let perf_log = stack.dir.path().join("perf.log");
+    let mut perf = Proc::spawn(
+        "perf",
+        CLIENT_CORE,
+        Path::new("perf"),
+        &strings(&[
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+            &gateway_pid.to_string(),
+            "-o",
+            &data.display().to_string(),
+        ]),
+        &[],
+        perf_log,
+    )
+    .context("perf (Debian package linux-perf) is needed for the profile")?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    perf.check_alive()?;
+    let target = Target::llmgate(stack.gateway_addr, false);
+    let (rss, sampler) = RssLog::start(gateway_pid, Vec::new(), RSS_EVERY);
+    let phase = measure(
+        &target,
+        64,
+        settings.seconds,
+        &[gateway_pid],
+        machine.clock_ticks_per_second,
+        &rss,
+    )
+    .await?;
+    sampler.abort();
+    // perf writes its file on SIGINT.
+    signal(perf.pid(), "INT");
+    if !perf.stop(Duration::from_secs(60)) {
+        bail!("perf did not finish writing {}", data.display());
+    }
+    let report = |args: &[&str]| -> Result<String> {
+        let output = Command::new("perf")
+            .arg("report")
+            .arg("-i")
+            .arg(&data)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let flat = report(&[
+        "--stdio",
+        "--no-children",
+        "--sort",
+        "dso,symbol",
+        "-g",
+        "none",
+        "--percent-limit",
+        "0.3",
+    ])?;
+    let inclusive = report(&[
+        "--stdio",
+        "--children",
+        "--sort",
+        "symbol",
+        "-g",
+        "none",
+        "--percent-limit",
+        "2",
+    ])?;
+    let text = format!(
+        "llmgate profile · {} · commit {} · c=64 chat for {:.0} s: {:.0} req/s, {:.1} µs CPU/request\n\
+         perf record -e cpu-clock -F 499 --call-graph dwarf -p <llmgate>\n\n\
+         == self time by symbol ==\n{flat}\n== inclusive time (children) by symbol ==\n{inclusive}",
+        date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine.commit,
+        phase.seconds,
+        phase.rps,
+        phase.server_cpu_us_per_request,
+    );
+    let path = settings.out_dir.join(format!("profile-{stamp}.txt"));
+    fs::write(&path, &text)?;
+    let top: Vec<&str> = flat
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .take(40)
+        .collect();
+    println!(
+        "c=64 chat: {:.0} req/s, {:.1} µs CPU/request\n\n{}\n\nwritten: {} (and {})",
+        phase.rps,
+        phase.server_cpu_us_per_request,
+        top.join("\n"),
+        path.display(),
+        data.display()
+    );
+    drop(stack);
+    Ok(true)
 }

@@ -703,6 +703,23 @@ mod tests {
     }
 
     #[test]
+    fn every_pair_of_split_points_with_crlf() {
+        let whole = [CHUNK_B, USAGE, DONE].concat().replace('\n', "\r\n");
+        let filtered = [CHUNK_B, DONE].concat().replace('\n', "\r\n");
+        let bytes = whole.as_bytes();
+        for first in 0..=bytes.len() {
+            for second in first..=bytes.len() {
+                let mut scanner = StreamUsage::filtering();
+                let parts = [&bytes[..first], &bytes[first..second], &bytes[second..]];
+                let out = run(&mut scanner, &parts);
+                assert_eq!(out, filtered.as_bytes(), "cuts at {first}, {second}");
+                assert_eq!(scanner.usage(), Some(reported()));
+                assert_eq!(scanner.generated_text(), "lo é🎉");
+            }
+        }
+    }
+
+    #[test]
     fn whole_frames_are_forwarded_without_copying() {
         let mut scanner = StreamUsage::filtering();
         for frame in [CHUNK_A, CHUNK_B] {
