@@ -198,7 +198,7 @@ impl ApiError {
 
     /// The message the client reads. For 5xx it names no internal detail, only what happened in
     /// general and the request id to quote when reporting it.
-    fn client_message(&self, request_id: Option<&str>) -> String {
+    pub(crate) fn client_message(&self, request_id: Option<&str>) -> String {
         let generic = match self {
             Self::InvalidRequest { message, .. } => return message.clone(),
             Self::InvalidApiKey(message)
@@ -282,6 +282,27 @@ impl ApiError {
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal_error"}}"#.to_owned()
         })
+    }
+
+    /// The JSON body of this error in Anthropic's shape, for clients of `/v1/messages`:
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    pub fn to_anthropic_json(&self, request_id: Option<&str>) -> String {
+        let (status, kind, code) = self.status_type_code();
+        crate::translate::anthropic::anthropic_error_body(
+            crate::translate::anthropic::anthropic_error_type_for(
+                kind,
+                Some(code),
+                status.as_u16(),
+            ),
+            &self.client_message(request_id),
+        )
+    }
+
+    /// Like [`ApiError::render`], with the body in Anthropic's shape.
+    pub fn render_anthropic(&self, request_id: Option<&str>) -> Response {
+        let mut response = self.render(request_id);
+        *response.body_mut() = axum::body::Body::from(self.to_anthropic_json(request_id));
+        response
     }
 
     /// A complete response for this error. The error itself rides along as an extension, so

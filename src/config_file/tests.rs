@@ -497,7 +497,7 @@ fn provider_rules() {
         r#"
         providers[0] (line 1): missing key "name"
         providers[1].name (line 6): must not be empty
-        providers[1].kind (line 7): unknown provider kind "azure"; expected one of: openai
+        providers[1].kind (line 7): unknown provider kind "azure"; expected one of: openai, anthropic, gemini
         providers[1].base_url (line 8): "api.openai.com/v1" is not an absolute URL (relative URL without a base); write it like https://api.openai.com/v1
         providers[2] "dup" .base_url (line 13): "ftp://files.example.com" is not an http or https URL; write it like https://api.openai.com/v1
         providers[3] "dup" .name (line 16): duplicate provider name "dup"; the first is at line 11

@@ -1,6 +1,7 @@
 //! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models.
 
 mod completion;
+mod dialect;
 mod relay;
 mod request;
 
@@ -22,10 +23,11 @@ pub use request::RequestHead;
 use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::providers::{self, Endpoint};
+use crate::providers::{self, ClientHeaders, Endpoint};
 use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
 use crate::telemetry::metrics::Metrics;
-use crate::usage::{self, IncludeUsage, StreamUsage, UsageRecorder};
+use crate::usage::{self, Usage, UsageRecorder};
+use dialect::{Answer, Call, Refused};
 
 /// Everything a proxied request needs, cheap to clone into each request.
 #[derive(Clone, Debug)]
@@ -130,6 +132,7 @@ impl Gateway {
         body: Bytes,
         request_id: &str,
         started: Instant,
+        client_headers: &ClientHeaders,
     ) -> Result<Reply, ApiError> {
         let mut done = Completion::start(
             self.metrics.clone(),
@@ -151,7 +154,7 @@ impl Gateway {
             attempts = tracing::field::Empty,
         );
         let forwarded = self
-            .forward(&mut done, key, endpoint, body, request_id)
+            .forward(&mut done, key, endpoint, body, request_id, client_headers)
             .instrument(span.clone())
             .await;
         span.record("model", done.model.as_str());
@@ -162,10 +165,16 @@ impl Gateway {
                 status,
                 mut headers,
                 body,
+                usage_body,
             }) => {
                 done.status = status.as_u16();
                 if status.is_success() {
-                    done.usage = Some(usage::usage_of_response(&done.model, &done.request, &body));
+                    done.usage = Some(if endpoint.generates() {
+                        let answer = usage_body.as_deref().unwrap_or_default();
+                        usage::usage_of_response(&done.model, &done.request, answer)
+                    } else {
+                        Usage::default()
+                    });
                 }
                 rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
@@ -180,18 +189,15 @@ impl Gateway {
                 mut headers,
                 response,
                 in_flight,
+                answer,
                 filter_usage,
             }) => {
                 done.status = StatusCode::OK.as_u16();
                 done.stream = true;
                 rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
-                let scanner = if filter_usage {
-                    StreamUsage::filtering()
-                } else {
-                    StreamUsage::new()
-                };
-                let body = relay::relay(response, in_flight, scanner, done);
+                let shape = answer.stream(&done.model, filter_usage);
+                let body = relay::relay(response, in_flight, shape, done);
                 Ok(Reply::Stream {
                     headers,
                     body: Box::pin(body) as BoxStream<'static, _>,
@@ -219,6 +225,7 @@ impl Gateway {
         endpoint: Endpoint,
         body: Bytes,
         request_id: &str,
+        client_headers: &ClientHeaders,
     ) -> Result<Forwarded, ApiError> {
         let head = RequestHead::parse(&body)?;
         head.model.as_ref().clone_into(&mut done.model);
@@ -237,16 +244,18 @@ impl Gateway {
             })?;
         let stream = head.stream && endpoint.can_stream();
         // Limits are checked before any upstream work: a refusal costs the upstream nothing.
-        let admission = self
-            .limits
-            .admit(key, crate::limits::estimate_request_tokens(&body))
-            .map_err(|refusal| {
-                self.metrics
-                    .rate_limited
-                    .with_label_values(&[refusal.code()])
-                    .inc();
-                ApiError::Limited(Box::new(refusal))
-            })?;
+        let reserve = if endpoint.generates() {
+            crate::limits::estimate_request_tokens(&body)
+        } else {
+            0
+        };
+        let admission = self.limits.admit(key, reserve).map_err(|refusal| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[refusal.code()])
+                .inc();
+            ApiError::Limited(Box::new(refusal))
+        })?;
         done.admission = Some(admission);
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let policy = *self.health.policy();
@@ -272,6 +281,34 @@ impl Gateway {
                 },
             };
             tried.record(target);
+            let (url, upstream_body, answer, filter_usage) =
+                match dialect::prepare(target, endpoint, &body, &head, stream) {
+                    Ok(Call::Upstream {
+                        url,
+                        body,
+                        answer,
+                        filter_usage,
+                    }) => (url, body, answer, filter_usage),
+                    Ok(Call::Local(answer)) => {
+                        let mut headers = HeaderMap::with_capacity(2);
+                        headers.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        return Ok(Forwarded::Complete {
+                            status: StatusCode::OK,
+                            headers,
+                            body: answer,
+                            usage_body: None,
+                        });
+                    }
+                    // A route this endpoint cannot use is passed over, like an unusable one.
+                    Err(Refused::Endpoint(why)) => {
+                        failures.other(ApiError::invalid_request(why));
+                        continue;
+                    }
+                    Err(Refused::Request(error)) => return Err(error.into()),
+                };
             // An account at its configured upstream `rpm` is skipped like a cooling one: the
             // next pick goes to another account or route, and costs no attempt.
             if let Some(account) = target.account
@@ -291,25 +328,20 @@ impl Gateway {
             let budget = remaining / (model.max_attempts - attempts + 1);
             let route = target.route;
             let provider = &route.provider.name;
-            let upstream_body = head.rewrite_model(&body, &route.upstream_model);
-            // Streams always ask the upstream for usage; when the client did not, the usage-only
-            // chunk is filtered out of what it receives.
-            let mut filter_usage = false;
-            let upstream_body = match stream.then(|| usage::ensure_include_usage(&upstream_body)) {
-                Some(Some(IncludeUsage::Added(with_usage))) => {
-                    filter_usage = true;
-                    with_usage
-                }
-                _ => upstream_body,
-            };
             let attempt_span = tracing::info_span!(
                 "upstream_attempt",
                 provider = %provider,
                 route_id = route.id,
                 attempt = attempts,
             );
-            let mut request =
-                providers::build_request(&self.client, target, endpoint, upstream_body, request_id);
+            let mut request = providers::build_request(
+                &self.client,
+                target,
+                url,
+                upstream_body,
+                request_id,
+                client_headers,
+            );
             if crate::telemetry::exporting_traces() {
                 let mut trace_headers = HeaderMap::new();
                 crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
@@ -418,6 +450,7 @@ impl Gateway {
                     headers,
                     response,
                     in_flight,
+                    answer,
                     filter_usage,
                 });
             }
@@ -448,6 +481,30 @@ impl Gateway {
                 );
                 continue;
             }
+            // A success the translator cannot read is the upstream's failure too.
+            let (body, usage_body) = if status.is_success() {
+                match answer.complete(body, &head.model) {
+                    Ok(translated) => translated,
+                    Err(error) => {
+                        route.health.failed(route.id, self.health.now_ms(), &policy);
+                        failures.server_side(
+                            target,
+                            ApiError::UpstreamFailed {
+                                detail: format!("{provider}: {error}"),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                (answer.error(status.as_u16(), body), None)
+            };
+            if !answer.is_passthrough() {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
             route.health.succeeded(route.id, sent.elapsed());
             if let Some(account) = target.account {
                 account.health.succeeded();
@@ -457,6 +514,7 @@ impl Gateway {
                 status,
                 headers,
                 body,
+                usage_body,
             });
         }
         Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
@@ -499,11 +557,15 @@ enum Forwarded {
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
+        /// The answer in OpenAI's chat form, to read its usage from.
+        usage_body: Option<Bytes>,
     },
     Stream {
         headers: HeaderMap,
         response: reqwest::Response,
         in_flight: InFlight,
+        /// How the upstream's events become the client's.
+        answer: Answer,
         /// Drop the usage-only chunk: llmgate asked for it, the client did not.
         filter_usage: bool,
     },
@@ -604,6 +666,11 @@ impl Failures {
             if let Some(until) = model.all_cooling_until(now) {
                 let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
                 return rate_limited(&model.name, wait);
+            }
+            // Every route was passed over for a reason of its own (e.g. its kind of provider
+            // does not serve this endpoint): that reason is the answer.
+            if let Some(error) = self.last {
+                return error;
             }
             return ApiError::NoHealthyRoute {
                 model: model.name.clone(),

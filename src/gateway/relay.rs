@@ -6,18 +6,18 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
+use super::dialect::StreamShape;
 use super::{Completion, InFlight};
 use crate::error::ApiError;
-use crate::usage::StreamUsage;
 
-/// Forwards every chunk as soon as it arrives. When the upstream errors (connection cut, read
-/// timeout), emits one `data: {"error": …}` event and ends. Dropping the returned stream (the
+/// Forwards (or translates) every chunk as soon as it arrives. When the upstream errors
+/// (connection cut, read timeout), emits one error event in the client's dialect and ends. Dropping the returned stream (the
 /// client went away) drops the upstream response, which closes the upstream connection, and
 /// reports the request as abandoned.
 pub(super) fn relay(
     upstream: reqwest::Response,
     in_flight: InFlight,
-    scanner: StreamUsage,
+    shape: StreamShape,
     done: Completion,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
@@ -25,17 +25,18 @@ pub(super) fn relay(
     let state = Relay {
         chunks,
         _in_flight: in_flight,
-        scanner,
+        shape,
         done,
+        completed: false,
     };
     stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         loop {
             match state.chunks.next().await {
                 Some(Ok(bytes)) => {
-                    // The scanner reads usage as frames pass and may hold back the usage-only
-                    // chunk; everything else is forwarded as it came.
-                    let out = state.scanner.forward(bytes);
+                    // Usage is read as frames pass; a same-dialect stream is forwarded as it came
+                    // (but for the usage-only chunk the client did not ask for).
+                    let out = state.shape.push(bytes);
                     if out.is_empty() {
                         continue;
                     }
@@ -51,14 +52,15 @@ pub(super) fn relay(
                             detail: format!("upstream stream broke: {error}"),
                         }
                     };
-                    let event = error_event(&api_error, &state.done.request_id);
+                    let event = state.shape.fail(&api_error, &state.done.request_id);
                     state.done.stream_error = Some(api_error.to_string());
                     state.settle_usage();
                     state.done.finish();
                     return Some((Ok(event), None));
                 }
                 None => {
-                    let tail = state.scanner.finish();
+                    let tail = state.shape.finish();
+                    state.completed = true;
                     state.settle_usage();
                     state.done.finish();
                     return (!tail.is_empty()).then_some((Ok(tail), None));
@@ -73,8 +75,10 @@ struct Relay {
     chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     /// Keeps the route's in-flight count up for the life of the stream.
     _in_flight: InFlight,
-    scanner: StreamUsage,
+    shape: StreamShape,
     done: Completion,
+    /// The upstream's body ran to its end.
+    completed: bool,
 }
 
 impl Relay {
@@ -82,8 +86,8 @@ impl Relay {
     fn settle_usage(&mut self) {
         if self.done.usage.is_none() {
             let usage = self
-                .scanner
-                .usage_or_estimate(&self.done.model, &self.done.request);
+                .shape
+                .usage(&self.done.model, &self.done.request, self.completed);
             self.done.usage = Some(usage);
         }
     }

@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(v1::chat_completions))
         .route("/v1/completions", post(v1::completions))
         .route("/v1/embeddings", post(v1::embeddings))
+        .route("/v1/messages", post(v1::messages))
+        .route("/v1/messages/count_tokens", post(v1::count_tokens))
         .route("/v1/models", get(v1::list_models))
         .route("/v1/models/{*id}", get(v1::get_model))
         .route("/healthz", get(ops::healthz))
@@ -75,21 +77,33 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 /// Logs every error response once and puts the request id into 5xx bodies, which is where the
-/// id is useful: the client quotes it, the operator finds the log line.
+/// id is useful: the client quotes it, the operator finds the log line. Errors on Anthropic's
+/// endpoints (`/v1/messages…`) take Anthropic's shape, which its SDKs parse.
 async fn render_errors(request: Request, next: Next) -> Response {
     let request_id = request_id_of(&request);
+    let anthropic = request.uri().path().starts_with("/v1/messages");
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = error.status();
-        if status.is_server_error() {
+        let shown_id = if status.is_server_error() {
             tracing::error!(request_id = %request_id, status = status.as_u16(), error = %error, "request failed");
-            let mut rendered = error.render(Some(&request_id));
-            for (name, value) in response.headers() {
-                rendered.headers_mut().entry(name).or_insert(value.clone());
-            }
-            return rendered;
+            Some(request_id.as_str())
+        } else {
+            tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %error, "request refused");
+            None
+        };
+        if shown_id.is_none() && !anthropic {
+            return response;
         }
-        tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %error, "request refused");
+        let mut rendered = if anthropic {
+            error.render_anthropic(shown_id)
+        } else {
+            error.render(shown_id)
+        };
+        for (name, value) in response.headers() {
+            rendered.headers_mut().entry(name).or_insert(value.clone());
+        }
+        return rendered;
     }
     response
 }

@@ -2,13 +2,13 @@
 
 use axum::body::Body as ResponseBody;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use super::extract::{Authenticated, Body, RequestIdHeader, RequestStart};
 use crate::error::ApiError;
 use crate::gateway::Reply;
-use crate::providers::Endpoint;
+use crate::providers::{ClientHeaders, Endpoint};
 use crate::state::AppState;
 
 pub async fn chat_completions(
@@ -25,6 +25,7 @@ pub async fn chat_completions(
         Endpoint::ChatCompletions,
         body,
         &request_id,
+        ClientHeaders::default(),
     )
     .await
 }
@@ -43,6 +44,7 @@ pub async fn completions(
         Endpoint::Completions,
         body,
         &request_id,
+        ClientHeaders::default(),
     )
     .await
 }
@@ -61,8 +63,60 @@ pub async fn embeddings(
         Endpoint::Embeddings,
         body,
         &request_id,
+        ClientHeaders::default(),
     )
     .await
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, to a provider of any kind.
+pub async fn messages(
+    State(state): State<AppState>,
+    RequestStart(started): RequestStart,
+    RequestIdHeader(request_id): RequestIdHeader,
+    Authenticated(key): Authenticated,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let client_headers = anthropic_headers(&headers);
+    proxy(
+        &state,
+        &key,
+        started,
+        Endpoint::Messages,
+        body,
+        &request_id,
+        client_headers,
+    )
+    .await
+}
+
+/// `POST /v1/messages/count_tokens`: forwarded to Anthropic providers, counted here otherwise.
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    RequestStart(started): RequestStart,
+    RequestIdHeader(request_id): RequestIdHeader,
+    Authenticated(key): Authenticated,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let client_headers = anthropic_headers(&headers);
+    proxy(
+        &state,
+        &key,
+        started,
+        Endpoint::CountTokens,
+        body,
+        &request_id,
+        client_headers,
+    )
+    .await
+}
+
+fn anthropic_headers(headers: &HeaderMap) -> ClientHeaders {
+    ClientHeaders {
+        anthropic_version: headers.get("anthropic-version").cloned(),
+        anthropic_beta: headers.get("anthropic-beta").cloned(),
+    }
 }
 
 async fn proxy(
@@ -72,10 +126,11 @@ async fn proxy(
     endpoint: Endpoint,
     body: bytes::Bytes,
     request_id: &str,
+    client_headers: ClientHeaders,
 ) -> Result<Response, ApiError> {
     let reply = state
         .gateway
-        .proxy(key, endpoint, body, request_id, started)
+        .proxy(key, endpoint, body, request_id, started, &client_headers)
         .await?;
     Ok(match reply {
         Reply::Complete {

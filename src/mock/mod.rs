@@ -252,7 +252,12 @@ enum Dialect {
 enum Route<'p> {
     OpenAi(Endpoint),
     Messages,
-    Gemini { model: &'p str, stream: bool },
+    /// `POST /v1/messages/count_tokens`, answered with llmgate's own local count.
+    CountTokens,
+    Gemini {
+        model: &'p str,
+        stream: bool,
+    },
 }
 
 impl<'p> Route<'p> {
@@ -260,6 +265,9 @@ impl<'p> Route<'p> {
     fn at(path: &'p str) -> Option<(Self, &'static str)> {
         if path == "/v1/messages" {
             return Some((Self::Messages, "POST"));
+        }
+        if path == "/v1/messages/count_tokens" {
+            return Some((Self::CountTokens, "POST"));
         }
         if let Some((model, stream)) = gemini::route(path) {
             return Some((Self::Gemini { model, stream }, "POST"));
@@ -270,7 +278,7 @@ impl<'p> Route<'p> {
     fn dialect(&self) -> Dialect {
         match self {
             Self::OpenAi(_) => Dialect::OpenAi,
-            Self::Messages => Dialect::Anthropic,
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Gemini { .. } => Dialect::Gemini,
         }
     }
@@ -287,7 +295,7 @@ impl Call {
     fn parse(route: &Route<'_>, body: &[u8]) -> serde_json::Result<Self> {
         Ok(match route {
             Route::OpenAi(endpoint) => Self::OpenAi(openai::Call::parse(*endpoint, body)?),
-            Route::Messages => Self::Messages(serde_json::from_slice(body)?),
+            Route::Messages | Route::CountTokens => Self::Messages(serde_json::from_slice(body)?),
             Route::Gemini { .. } => Self::Gemini(serde_json::from_slice(body)?),
         })
     }
@@ -371,6 +379,16 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
             return refusal;
         }
+        if matches!(route, Route::CountTokens) {
+            return match crate::translate::count_message_tokens(&body) {
+                Ok(tokens) => json(crate::translate::count_tokens_body(tokens).to_vec()),
+                Err(why) => error(
+                    Dialect::Anthropic,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid request body: {why}"),
+                ),
+            };
+        }
         let mut call = Call::parse(&route, &body);
         let knobs = call.as_mut().ok().and_then(Call::take_knobs);
         (call, Plan::new(&config, knobs, credential.as_deref()))
@@ -446,7 +464,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
 fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Option<Response> {
     match route {
         Route::OpenAi(_) => None,
-        Route::Messages if !has_credential => Some(error(
+        Route::Messages | Route::CountTokens if !has_credential => Some(error(
             Dialect::Anthropic,
             StatusCode::UNAUTHORIZED,
             "x-api-key header is required",
@@ -465,7 +483,7 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
                 "the mock serves streamGenerateContent only with alt=sse",
             ))
         }
-        Route::Messages | Route::Gemini { .. } => None,
+        Route::Messages | Route::CountTokens | Route::Gemini { .. } => None,
     }
 }
 

@@ -20,14 +20,24 @@ use crate::secret::{Secret, SecretCipher};
 pub enum ProviderKind {
     /// OpenAI's API, or any API compatible with it (vLLM, Ollama, Together, Groq, …).
     OpenAi,
+    /// Anthropic's Messages API (`{base_url}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google's Gemini API (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`).
+    Gemini,
 }
 
 impl ProviderKind {
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::OpenAi];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 

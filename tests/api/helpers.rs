@@ -35,7 +35,8 @@ pub struct TestApp {
 /// How to build a test app; `Default` gives one model `gpt-test` routed to the mock.
 pub struct TestOptions {
     pub settings: Settings,
-    /// Extra TOML appended to the default config (more providers, models, keys).
+    /// Extra TOML appended to the default config (more providers, models, keys); `{mock}` and
+    /// `{mock_gemini}` are replaced by the mock's OpenAI/Anthropic and Gemini base URLs.
     pub extra_config: String,
     pub mock: MockConfig,
 }
@@ -93,7 +94,12 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
     let mock = mock::spawn(bind().await, options.mock).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("llmgate.db").display());
-    let text = config_text(&mock.base_url(), &options.extra_config);
+    // `{mock}` and `{mock_gemini}` in the extra config stand for the mock's base URLs.
+    let extra = options
+        .extra_config
+        .replace("{mock}", &mock.base_url())
+        .replace("{mock_gemini}", &mock.gemini_base_url());
+    let text = config_text(&mock.base_url(), &extra);
     let config = config_file::parse(&text, &|_| None).unwrap();
 
     let mut settings = options.settings;

@@ -9,6 +9,7 @@
 
 mod admin;
 mod cli;
+mod dialects;
 mod errors;
 mod helpers;
 mod keys;

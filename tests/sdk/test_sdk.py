@@ -4,6 +4,7 @@ Run by `make test` (through tests/sdk/run.sh) with the debug binary that `cargo 
 Everything listens on 127.0.0.1; every process is stopped at the end.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -83,11 +84,39 @@ base_url = "{mock}/v1"
   name = "a"
   api_key = "sk-upstream-openai-0001"
 
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "{mock}/v1"
+  [[providers.accounts]]
+  name = "a"
+  api_key = "sk-upstream-anthropic-0002"
+
+[[providers]]
+name = "mock-gemini"
+kind = "gemini"
+base_url = "{mock}/v1beta"
+  [[providers.accounts]]
+  name = "a"
+  api_key = "upstream-gemini-0003"
+
 [[models]]
 name = "gpt-mock"
   [[models.routes]]
   provider = "mock-openai"
   model = "mock-model"
+
+[[models]]
+name = "claude-mock"
+  [[models.routes]]
+  provider = "mock-anthropic"
+  model = "claude-upstream"
+
+[[models]]
+name = "gemini-mock"
+  [[models.routes]]
+  provider = "mock-gemini"
+  model = "gemini-upstream"
 
 [[keys]]
 name = "sdk"
@@ -138,7 +167,9 @@ class OpenAiSdk(unittest.TestCase):
         client = self.client()
         embedding = client.embeddings.create(model="gpt-mock", input=["a", "b"])
         self.assertEqual(len(embedding.data), 2)
-        self.assertEqual([m.id for m in client.models.list()], ["gpt-mock"])
+        self.assertEqual(
+            sorted(m.id for m in client.models.list()), ["claude-mock", "gemini-mock", "gpt-mock"]
+        )
 
     def test_errors_raise_the_sdk_exceptions(self):
         with self.assertRaises(openai.NotFoundError):
@@ -149,6 +180,172 @@ class OpenAiSdk(unittest.TestCase):
         with self.assertRaises(openai.AuthenticationError):
             bad.chat.completions.create(
                 model="gpt-mock", messages=[{"role": "user", "content": "x"}]
+            )
+
+
+# Every model of the config: one per kind of provider.
+MODELS = ("gpt-mock", "claude-mock", "gemini-mock")
+
+WEATHER_TOOL_OPENAI = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+WEATHER_TOOL_ANTHROPIC = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+class OpenAiSdkAcrossProviders(unittest.TestCase):
+    """The OpenAI SDK against openai, anthropic and gemini upstreams."""
+
+    def client(self):
+        return openai.OpenAI(base_url=GATEWAY.base + "/v1", api_key=KEY, max_retries=0)
+
+    def test_chat_streamed_and_not(self):
+        for model in MODELS:
+            with self.subTest(model=model):
+                reply = self.client().chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Hello there"}]
+                )
+                self.assertEqual(reply.choices[0].message.content, "echo: Hello there")
+                self.assertEqual(reply.choices[0].finish_reason, "stop")
+                self.assertGreater(reply.usage.prompt_tokens, 0)
+                stream = self.client().chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": "Stream this"}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                text, usage, finish = "", None, None
+                for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        text += chunk.choices[0].delta.content
+                    if chunk.choices and chunk.choices[0].finish_reason:
+                        finish = chunk.choices[0].finish_reason
+                    if chunk.usage:
+                        usage = chunk.usage
+                self.assertEqual(text.strip(), "echo: Stream this")
+                self.assertEqual(finish, "stop")
+                self.assertIsNotNone(usage)
+                self.assertGreater(usage.completion_tokens, 0)
+
+    def test_tool_call_round_trip(self):
+        for model in MODELS:
+            with self.subTest(model=model):
+                client = self.client()
+                messages = [{"role": "user", "content": "Weather in Paris?"}]
+                first = client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    tools=[WEATHER_TOOL_OPENAI],
+                    extra_body={"mock": {"tool_calls": 1}},
+                )
+                choice = first.choices[0]
+                self.assertEqual(choice.finish_reason, "tool_calls")
+                call = choice.message.tool_calls[0]
+                self.assertEqual(call.function.name, "get_weather")
+                json.loads(call.function.arguments)
+                messages.append(choice.message.model_dump(exclude_none=True))
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny"})
+                second = client.chat.completions.create(
+                    model=model, messages=messages, tools=[WEATHER_TOOL_OPENAI]
+                )
+                self.assertEqual(second.choices[0].finish_reason, "stop")
+                self.assertTrue(second.choices[0].message.content)
+
+
+class AnthropicSdk(unittest.TestCase):
+    """The Anthropic SDK on /v1/messages, against openai, anthropic and gemini upstreams."""
+
+    def client(self, key=KEY):
+        return anthropic.Anthropic(base_url=GATEWAY.base, api_key=key, max_retries=0)
+
+    def test_messages_streamed_and_not(self):
+        for model in MODELS:
+            with self.subTest(model=model):
+                message = self.client().messages.create(
+                    model=model,
+                    max_tokens=100,
+                    system="Be brief.",
+                    messages=[{"role": "user", "content": "Hello there"}],
+                )
+                self.assertEqual(message.type, "message")
+                self.assertEqual(message.content[0].type, "text")
+                self.assertEqual(message.content[0].text, "echo: Hello there")
+                self.assertEqual(message.stop_reason, "end_turn")
+                self.assertGreater(message.usage.input_tokens, 0)
+                self.assertGreater(message.usage.output_tokens, 0)
+                with self.client().messages.stream(
+                    model=model,
+                    max_tokens=100,
+                    messages=[{"role": "user", "content": "Stream this"}],
+                ) as stream:
+                    text = "".join(stream.text_stream)
+                    final = stream.get_final_message()
+                self.assertEqual(text.strip(), "echo: Stream this")
+                self.assertEqual(final.stop_reason, "end_turn")
+                self.assertGreater(final.usage.output_tokens, 0)
+
+    def test_tool_use_round_trip_streamed(self):
+        for model in MODELS:
+            with self.subTest(model=model):
+                client = self.client()
+                messages = [{"role": "user", "content": "Weather in Paris?"}]
+                with client.messages.stream(
+                    model=model,
+                    max_tokens=200,
+                    tools=[WEATHER_TOOL_ANTHROPIC],
+                    messages=messages,
+                    extra_body={"mock": {"tool_calls": 1}},
+                ) as stream:
+                    first = stream.get_final_message()
+                self.assertEqual(first.stop_reason, "tool_use")
+                uses = [block for block in first.content if block.type == "tool_use"]
+                self.assertEqual(len(uses), 1)
+                self.assertEqual(uses[0].name, "get_weather")
+                self.assertIsInstance(uses[0].input, dict)
+                messages.append({"role": "assistant", "content": first.content})
+                messages.append(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": uses[0].id, "content": "sunny"}
+                        ],
+                    }
+                )
+                second = client.messages.create(
+                    model=model, max_tokens=200, tools=[WEATHER_TOOL_ANTHROPIC], messages=messages
+                )
+                self.assertEqual(second.stop_reason, "end_turn")
+                self.assertEqual(second.content[0].type, "text")
+
+    def test_count_tokens(self):
+        for model in MODELS:
+            with self.subTest(model=model):
+                count = self.client().messages.count_tokens(
+                    model=model, messages=[{"role": "user", "content": "How many tokens is this?"}]
+                )
+                self.assertGreater(count.input_tokens, 0)
+
+    def test_errors_raise_the_sdk_exceptions(self):
+        with self.assertRaises(anthropic.NotFoundError):
+            self.client().messages.create(
+                model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+            )
+        with self.assertRaises(anthropic.AuthenticationError):
+            self.client("sk-wrong").messages.create(
+                model="claude-mock", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+            )
+        with self.assertRaises(anthropic.BadRequestError):
+            self.client().messages.create(
+                model="gpt-mock", max_tokens=10, messages=[{"role": "system", "content": "x"}]
             )
 
 
