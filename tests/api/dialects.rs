@@ -681,3 +681,65 @@ async fn a_model_fails_over_from_an_anthropic_route_to_an_openai_one() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_cut_mid_answer_ends_with_an_error_event_in_the_clients_dialect() {
+    let app = spawn_dialects().await;
+    // Messages → anthropic, passed through: Anthropic's `error` event.
+    let mut body = messages_body("claude-test", "one two three four");
+    body["stream"] = json!(true);
+    body["mock"] = json!({"chunks": 6, "cut_after": 2});
+    let text = messages_post(&app, body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (name, data) = events(&text).pop().unwrap();
+    assert_eq!(name.as_deref(), Some("error"), "{text}");
+    let error: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(error["type"], "error");
+    // Messages → openai, translated: the open block is closed, then the error event.
+    let mut body = messages_body("gpt-test", "one two three four");
+    body["stream"] = json!(true);
+    body["mock"] = json!({"chunks": 6, "cut_after": 2});
+    let text = messages_post(&app, body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let names: Vec<String> = events(&text)
+        .into_iter()
+        .filter_map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        names[names.len() - 2..],
+        ["content_block_stop", "error"],
+        "{text}"
+    );
+    // Chat → anthropic, translated: an OpenAI error frame, never a silent cut.
+    let text = app
+        .chat(json!({
+            "model": "claude-test",
+            "stream": true,
+            "messages": [{"role": "user", "content": "one two three four"}],
+            "mock": {"chunks": 6, "cut_after": 2},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, data) = events(&text).pop().unwrap();
+    let error: Value = serde_json::from_str(&data).unwrap();
+    assert!(error["error"]["message"].is_string(), "{text}");
+    // Each cut request is still recorded, with what was generated so far.
+    let counts = usage_of(&app, "claude-test").await;
+    assert_eq!(counts.requests, 2);
+    assert!(counts.completion_tokens > 0);
+    app.stop().await;
+}
