@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one function per command. Each returns the process
 //! exit code: 0 ok, 2 bad usage or configuration, 1 anything else.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -326,9 +327,9 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
                 Err(error) => key_error(&error),
             }
         }
-        KeysCommand::List => match db.list_keys().await {
-            Ok(rows) => {
-                say(&key_table(&rows, chrono::Utc::now().timestamp()));
+        KeysCommand::List => match key_usage(&db).await {
+            Ok((rows, used)) => {
+                say(&key_table(&rows, &used, chrono::Utc::now().timestamp()));
                 OK
             }
             Err(error) => failure(&error.to_string()),
@@ -354,10 +355,46 @@ fn key_error(error: &KeyError) -> ExitCode {
     }
 }
 
-fn key_table(rows: &[KeyRow], now: i64) -> String {
+/// Every key, and the tokens each spent in its current period: its budget's window, or the
+/// current UTC month for a key without a window (a budget without a window counts from the
+/// start). Read from the daily rollups, which the serving process writes every second.
+async fn key_usage(db: &Db) -> Result<(Vec<KeyRow>, HashMap<i64, String>), db::DbError> {
+    let rows = db.list_keys().await?;
+    let today = chrono::Utc::now().date_naive();
+    let mut spent_since: HashMap<chrono::NaiveDate, HashMap<i64, u64>> = HashMap::new();
+    let mut used = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let window = row.budget_window.as_deref().and_then(BudgetWindow::parse);
+        let (start, period) = match (window, row.budget_tokens) {
+            (Some(window), _) => (
+                crate::limits::window_start(Some(window), today),
+                window.as_str(),
+            ),
+            (None, Some(_)) => (crate::limits::window_start(None, today), "total"),
+            (None, None) => (
+                crate::limits::window_start(Some(BudgetWindow::Monthly), today),
+                "monthly",
+            ),
+        };
+        if !spent_since.contains_key(&start) {
+            let spent = db.tokens_spent_since(start).await?;
+            spent_since.insert(start, spent);
+        }
+        let tokens = spent_since
+            .get(&start)
+            .and_then(|spent| spent.get(&row.id))
+            .copied()
+            .unwrap_or(0);
+        used.insert(row.id, format!("{tokens}/{period}"));
+    }
+    Ok((rows, used))
+}
+
+/// The `keys list` table; `used` holds each key's tokens of its period (see [`key_usage`]).
+fn key_table(rows: &[KeyRow], used: &HashMap<i64, String>, now: i64) -> String {
     let mut lines = vec![format!(
-        "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {}",
-        "ID", "NAME", "PREFIX", "STATUS", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES"
+        "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {:<18} {}",
+        "ID", "NAME", "PREFIX", "STATUS", "MODELS", "RPM", "TPM", "BUDGET", "USED", "EXPIRES"
     )];
     let or_dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
     for row in rows {
@@ -377,7 +414,7 @@ fn key_table(rows: &[KeyRow], now: i64) -> String {
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map_or("never".to_owned(), |t| t.to_rfc3339());
         lines.push(format!(
-            "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {}",
+            "{:<5} {:<20} {:<13} {:<8} {:<24} {:<8} {:<8} {:<12} {:<18} {}",
             row.id,
             row.name,
             row.prefix,
@@ -386,6 +423,7 @@ fn key_table(rows: &[KeyRow], now: i64) -> String {
             or_dash(row.rpm),
             or_dash(row.tpm),
             budget,
+            used.get(&row.id).map_or("-", String::as_str),
             expires
         ));
     }
@@ -522,8 +560,10 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let table = key_table(&[row], 100);
+        let used = HashMap::from([(1, "42/daily".to_owned())]);
+        let table = key_table(&[row], &used, 100);
         assert!(table.contains("expired"));
+        assert!(table.contains("42/daily"));
         assert!(table.contains("m1,m2"));
         assert!(table.contains("100/daily"));
         assert!(!table.contains("deadbeef"));

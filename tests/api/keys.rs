@@ -42,11 +42,25 @@ async fn cli_created_and_revoked_keys_take_effect_within_a_second() {
     };
     assert_eq!(send(key.clone()).await, 200, "a new key works at once");
 
+    // The list shows each key's tokens this period, from the rollups.
+    app.flush_usage().await;
     let (code, stdout, _) = llmgate(&app, &["keys", "list"]);
     assert_eq!(code, 0);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("cli-key"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("active"), "{stdout}");
+    let spent = app
+        .usage_by_model()
+        .await
+        .iter()
+        .map(|row| row.counts.prompt_tokens + row.counts.completion_tokens)
+        .sum::<i64>();
+    assert!(spent > 0);
     assert!(
-        stdout.contains("cli-key") && stdout.contains("active"),
-        "{stdout}"
+        line.contains(&format!(" {spent}/monthly ")),
+        "expected {spent} tokens this month: {stdout}"
     );
     assert!(!stdout.contains(&key), "the plaintext must never be listed");
 
