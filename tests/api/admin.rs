@@ -160,6 +160,8 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/keys/999999/rotate"),
     ("POST", "/admin/keys/999999/revoke"),
     ("GET", "/admin/upstreams"),
+    ("GET", "/admin/usage"),
+    ("GET", "/admin/logs"),
 ];
 
 #[tokio::test]
