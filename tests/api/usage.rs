@@ -1,9 +1,15 @@
 //! Usage accounting and limits through the real request path.
 
-use llmgate::auth::NewKey;
-use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
-use crate::helpers::{TestApp, assert_error, chat_body, spawn_app};
+use llmgate::auth::NewKey;
+use llmgate::mock::{self, MockConfig, MockHandle};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::{
+    Serve, TestApp, assert_error, bind, chat_body, config_text, eventually, spawn_app,
+};
 
 async fn read_stream(response: reqwest::Response) -> String {
     response.text().await.unwrap()
@@ -511,5 +517,346 @@ async fn admin_usage_and_logs_refuse_bad_parameters_naming_them() {
             "{path}: {body}"
         );
     }
+    app.stop().await;
+}
+
+/// The plaintext of the key the config file gives `serve` in the fault tests.
+const SERVED_KEY: &str = "sk-usage-fault-test-key-0123456789";
+
+/// A `serve` process on a fresh database in `dir`, routing `gpt-test` to `mock`, flushing usage
+/// every `flush_interval`. Returns it with its database URL.
+fn serve_in(dir: &TempDir, mock: &MockHandle, flush_interval: &str) -> (Serve, String) {
+    let config = dir.path().join("llmgate.toml");
+    let extra = format!("[[keys]]\nname = \"load\"\nkey = \"{SERVED_KEY}\"\n");
+    std::fs::write(&config, config_text(&mock.base_url(), &extra)).unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("llmgate.db").display());
+    let serve = Serve::start(
+        &db_url,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("LLMGATE_USAGE_FLUSH_INTERVAL", flush_interval),
+            ("LLMGATE_LOG", "warn,llmgate=info"),
+        ],
+    );
+    (serve, db_url)
+}
+
+/// What a stopped process left in its database: the integrity check's verdict, the rollups'
+/// totals and the request log's rows.
+struct Left {
+    integrity: Vec<String>,
+    requests: i64,
+    errors: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    /// (request id, status) of every request log row.
+    log: Vec<(String, i64)>,
+}
+
+async fn left_in(db_url: &str) -> Left {
+    use sqlx::Connection;
+    let mut db = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+    let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let (requests, errors, prompt_tokens, completion_tokens): (i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0),
+                 COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+             FROM usage_daily",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let log = sqlx::query_as("SELECT request_id, status FROM request_log")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    Left {
+        integrity,
+        requests,
+        errors,
+        prompt_tokens,
+        completion_tokens,
+        log,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_at_most_the_last_flush_interval_and_leaves_a_consistent_database() {
+    const FLUSH: Duration = Duration::from_millis(250);
+    // Time for a flush to run and commit after its tick, on a machine busy with the load.
+    const SLACK: Duration = Duration::from_millis(500);
+    const WORKERS: usize = 4;
+    let mock = mock::spawn(bind().await, MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, db_url) = serve_in(&dir, &mock, "250ms");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = serve.url("/v1/chat/completions");
+
+    // Steady traffic until the process dies; each worker notes when each answer arrived.
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                loop {
+                    let sent = client
+                        .post(&url)
+                        .bearer_auth(SERVED_KEY)
+                        .json(&chat_body("gpt-test", "one two three"))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == 200 => {
+                            if response.bytes().await.is_err() {
+                                break;
+                            }
+                            answered.push(Instant::now());
+                        }
+                        Ok(response) => panic!("unexpected status {}", response.status()),
+                        Err(_) => break,
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    // Several flush intervals of traffic, then the process dies mid-stride.
+    tokio::time::sleep(FLUSH * 8).await;
+    let killed_at = Instant::now();
+    serve.kill_9();
+    let mut answered = Vec::new();
+    for worker in workers {
+        let times = tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("a load worker did not notice the process was gone")
+            .unwrap();
+        answered.extend(times);
+    }
+
+    let left = left_in(&db_url).await;
+    assert_eq!(left.integrity, ["ok"]);
+    // Every answer older than a flush interval (and the flush's own time) was written.
+    let old_enough = answered
+        .iter()
+        .filter(|at| **at + FLUSH + SLACK <= killed_at)
+        .count() as i64;
+    assert!(old_enough > 0, "no traffic before the last interval");
+    assert!(
+        left.requests >= old_enough,
+        "{} requests in the rollups, {old_enough} answered more than {:?} before the kill",
+        left.requests,
+        FLUSH + SLACK
+    );
+    // Nothing invented: at most what was answered, plus one in flight per worker (recorded
+    // before its answer left).
+    assert!(left.requests <= answered.len() as i64 + WORKERS as i64);
+    // Each flush is one transaction: counters and log rows agree, to the token.
+    assert_eq!(left.log.len() as i64, left.requests);
+    assert_eq!(left.errors, 0);
+    assert_eq!(
+        (left.prompt_tokens, left.completion_tokens),
+        (3 * left.requests, 8 * left.requests)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_answered_request() {
+    const WORKERS: usize = 16;
+    let mock = mock::spawn(bind().await, MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval: what reaches the database is written by the final flush at shutdown.
+    let (serve, db_url) = serve_in(&dir, &mock, "1h");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = serve.url("/v1/chat/completions");
+
+    // Half the workers stream slowly, so requests are in flight when SIGTERM arrives.
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut answers: Vec<(u16, String)> = Vec::new();
+                let mut body = chat_body("gpt-test", "one two three");
+                if worker % 2 == 1 {
+                    body["stream"] = json!(true);
+                    body["mock"] = json!({"chunks": 8, "chunk_delay_ms": 40});
+                }
+                loop {
+                    let response = match client
+                        .post(&url)
+                        .bearer_auth(SERVED_KEY)
+                        .json(&body)
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response,
+                        // Refused or closed: the server has stopped taking requests.
+                        Err(_) => break,
+                    };
+                    let status = response.status().as_u16();
+                    let request_id = response.headers()["x-request-id"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    let text = response.text().await.expect("an answer was cut off");
+                    if worker % 2 == 1 && status == 200 {
+                        assert!(
+                            text.trim_end().ends_with("data: [DONE]"),
+                            "a stream was cut: {text}"
+                        );
+                    }
+                    answers.push((status, request_id));
+                }
+                answers
+            })
+        })
+        .collect();
+    let busy = eventually(Duration::from_secs(10), || async {
+        mock.request_count() >= 4 * WORKERS as u64
+    })
+    .await;
+    assert!(busy.is_some(), "the load never got going");
+    serve.terminate();
+    let mut serve = serve;
+    let (code, serve) = tokio::task::spawn_blocking(move || {
+        let code = serve.wait_exit(Duration::from_secs(20));
+        (code, serve)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code,
+        Some(0),
+        "serve did not exit cleanly:\n{}",
+        serve.output()
+    );
+    let mut answers = Vec::new();
+    for worker in workers {
+        let done = tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("a load worker hung after the shutdown")
+            .unwrap();
+        answers.extend(done);
+    }
+
+    let left = left_in(&db_url).await;
+    assert_eq!(left.integrity, ["ok"]);
+    let ok: Vec<&String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, id)| id)
+        .collect();
+    assert!(ok.len() >= 2 * WORKERS, "{} answers", ok.len());
+    let logged: std::collections::HashMap<&str, i64> = left
+        .log
+        .iter()
+        .map(|(id, status)| (id.as_str(), *status))
+        .collect();
+    for id in &ok {
+        assert_eq!(
+            logged.get(id.as_str()),
+            Some(&200),
+            "request {id} is not in the log"
+        );
+    }
+    // Every answer, and nothing else, is in the rollups and the log.
+    assert_eq!(left.requests, answers.len() as i64);
+    assert_eq!(left.log.len(), answers.len());
+    assert_eq!(left.errors, (answers.len() - ok.len()) as i64);
+    assert_eq!(left.completion_tokens, 8 * ok.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_overshoot_a_budget_by_no_more_than_the_reservation_rule_allows() {
+    let app = spawn_app().await;
+    // Every request is the same body, so each reserves the same estimate and uses the same tokens.
+    let mut body = chat_body("gpt-test", "one two three");
+    body["max_tokens"] = json!(16);
+    body["mock"] = json!({"latency_ms": 100});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let reservation = llmgate::limits::estimate_request_tokens(&bytes);
+    let send = |key: String| {
+        let request = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(bytes.clone());
+        async move { request.send().await.unwrap() }
+    };
+    let usage_of = |answer: Value| answer["usage"]["total_tokens"].as_u64().unwrap();
+    let used = usage_of(send(app.key.clone()).await.json().await.unwrap());
+    assert!(
+        used <= reservation,
+        "the bound below needs usage within the reservation: {used} > {reservation}"
+    );
+
+    // A budget with one token left after three requests.
+    let budget = 3 * used + 1;
+    let key = app
+        .create_key(NewKey {
+            name: "budgeted".into(),
+            budget_tokens: Some(budget),
+            ..NewKey::default()
+        })
+        .await;
+    for _ in 0..3 {
+        assert_eq!(send(key.clone()).await.status(), 200);
+    }
+
+    let answers = futures_util::future::join_all((0..64).map(|_| send(key.clone()))).await;
+    let mut spent_by_ok = 0;
+    let mut refused = 0;
+    for response in answers {
+        match response.status().as_u16() {
+            200 => spent_by_ok += usage_of(response.json().await.unwrap()),
+            429 => {
+                assert_error(response, 429, "insufficient_quota").await;
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused > 0 && spent_by_ok > 0, "{refused} refused");
+
+    app.flush_usage().await;
+    let token = app.admin_token().await;
+    let (_, by_key) = admin_get(&app, &token, "/admin/usage?group_by=key").await;
+    let line = by_key["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["key"] == "budgeted")
+        .unwrap()
+        .clone();
+    let spent =
+        line["prompt_tokens"].as_u64().unwrap() + line["completion_tokens"].as_u64().unwrap();
+    assert_eq!(
+        spent,
+        3 * used + spent_by_ok,
+        "the rollups hold what the answers reported"
+    );
+    assert_eq!(line["requests"].as_i64(), Some(3 + 64));
+    assert_eq!(line["errors"].as_i64(), Some(refused));
+    // The reservation rule: a request is admitted only while spent + reserved < budget, and
+    // reserves its estimate, which covers its usage. At the last admission, every earlier
+    // request was either settled (in `spent`) or reserved at least its usage, so the final
+    // spend stays below budget + the last request's usage <= budget + one reservation. The
+    // reservations in flight at that moment were already counted against the budget.
+    let overshoot = spent.saturating_sub(budget);
+    assert!(spent > budget, "one token left still admits a request");
+    assert!(
+        overshoot < used && overshoot < reservation,
+        "spent {spent} of {budget}: overshoot {overshoot} >= {used}"
+    );
+    // Once settled, the budget is spent: the next request is refused.
+    assert_error(send(key.clone()).await, 429, "insufficient_quota").await;
     app.stop().await;
 }
