@@ -181,6 +181,7 @@ impl App {
         let usage_stop = CancellationToken::new();
         let usage_writer = tokio::spawn(
             UsageWriter::new(&state.usage, state.db.clone())
+                .with_metrics(state.metrics.clone())
                 .run(settings.usage_flush_interval, usage_stop.clone()),
         );
         tasks.spawn(crate::usage::retention::run(

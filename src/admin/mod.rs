@@ -11,6 +11,7 @@ mod login;
 mod models;
 mod providers;
 mod upstreams;
+mod usage;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub use login::{AdminAuth, IssuedToken, LoginError, LoginThrottle, SetupError, T
 pub use models::{ModelCreate, ModelPatch, ModelView, RouteIn, RoutePatch, RouteView};
 pub use providers::{ProviderCreate, ProviderDeleted, ProviderPatch, ProviderView};
 pub use upstreams::{AccountUpstream, RouteUpstream, Upstream, UpstreamState, UpstreamsView, view};
+pub use usage::{Counts, LogRequest, LogView, UsageLine, UsageReport, UsageRequest};
 
 use crate::auth::KeyError;
 use crate::db::{Db, DbError, Page};

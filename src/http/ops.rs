@@ -61,6 +61,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
+    // Dropped log rows are counted by the recorder (one atomic add); copied here at scrape time.
+    metrics.request_log_dropped.reset();
+    metrics
+        .request_log_dropped
+        .inc_by(state.usage.dropped_rows());
     let (hits, misses) = state.keys.lookups();
     metrics.key_cache.with_label_values(&["hit"]).reset();
     metrics.key_cache.with_label_values(&["hit"]).inc_by(hits);

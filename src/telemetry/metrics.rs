@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric llmgate exports. Cloning is cheap (the metrics are `Arc`s inside).
@@ -27,8 +27,9 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     pub account_cooling: IntGaugeVec,
     pub key_cache: IntCounterVec,
-    pub usage_flush_duration: HistogramVec,
+    pub usage_flush_duration: Histogram,
     pub usage_flush_rows: HistogramVec,
+    pub usage_flush_errors: IntCounter,
     pub request_log_dropped: IntCounter,
 }
 
@@ -48,6 +49,11 @@ impl Metrics {
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let metric =
                 HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let unlabelled_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
             registry.register(Box::new(metric.clone()))?;
             Ok::<_, prometheus::Error>(metric)
         };
@@ -137,17 +143,20 @@ impl Metrics {
                 "Client key lookups by result (hit or miss).",
                 &["result"],
             )?,
-            usage_flush_duration: histogram(
+            usage_flush_duration: unlabelled_histogram(
                 "llmgate_usage_flush_duration_seconds",
-                "Duration of one usage writer flush (one transaction).",
-                &[],
+                "Duration of each usage writer flush that had something to write (one transaction).",
                 latency_buckets(),
             )?,
             usage_flush_rows: histogram(
                 "llmgate_usage_flush_rows",
-                "Rows written by one usage writer flush.",
-                &[],
+                "Rows written by each successful usage writer flush, by table (rollup or log).",
+                &["table"],
                 prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default(),
+            )?,
+            usage_flush_errors: single(
+                "llmgate_usage_flush_errors_total",
+                "Usage writer flushes that failed; their data is kept for the next flush.",
             )?,
             request_log_dropped: single(
                 "llmgate_request_log_dropped_total",

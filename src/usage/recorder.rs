@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::UsageEvent;
 use crate::db::{Db, DbError, RollupRow, UsageCounts};
+use crate::telemetry::metrics::Metrics;
 
 /// Shards of pending usage; a power of two. More than the cores of any machine this runs on
 /// keeps threads from sharing one.
@@ -254,6 +255,8 @@ pub struct UsageWriter {
     db: Db,
     /// What earlier flushes could not write, kept for the next one.
     unwritten: Arc<tokio::sync::Mutex<Unwritten>>,
+    /// Where flush durations, sizes and failures are reported, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -268,7 +271,15 @@ impl UsageWriter {
             recorder: recorder.clone(),
             db,
             unwritten: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Reports each flush that writes something to `metrics`: its duration, the rows it wrote
+    /// per table, and failures.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Writes everything recorded so far, in one transaction. On failure the data stays in
@@ -289,7 +300,26 @@ impl UsageWriter {
         // Ids follow time, as near as the recording threads allow.
         unwritten.rows.sort_by_key(|row| row.at_ms);
         let rollups = rollup_rows(&unwritten.rollups);
-        match self.db.write_usage(&rollups, &unwritten.rows).await {
+        let started = std::time::Instant::now();
+        let written = self.db.write_usage(&rollups, &unwritten.rows).await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .usage_flush_duration
+                .observe(started.elapsed().as_secs_f64());
+            match &written {
+                Ok(()) => {
+                    for (table, rows) in [("rollup", rollups.len()), ("log", unwritten.rows.len())]
+                    {
+                        metrics
+                            .usage_flush_rows
+                            .with_label_values(&[table])
+                            .observe(rows as f64);
+                    }
+                }
+                Err(_) => metrics.usage_flush_errors.inc(),
+            }
+        }
+        match written {
             Ok(()) => {
                 let report = FlushReport {
                     rollups: rollups.len(),
@@ -615,6 +645,37 @@ mod tests {
         let rows = totals(&db).await;
         assert_eq!(rows[0].counts.requests, 4);
         assert_eq!(log_rows(&db).await, 3);
+    }
+
+    #[tokio::test]
+    async fn flushes_report_their_duration_rows_and_failures() {
+        let (_dir, db) = temp_db().await;
+        let metrics = Metrics::new().unwrap();
+        let recorder = UsageRecorder::new(100);
+        let writer = UsageWriter::new(&recorder, db.clone()).with_metrics(metrics.clone());
+        // Nothing to write: nothing observed.
+        writer.flush_now().await.unwrap();
+        assert_eq!(metrics.usage_flush_duration.get_sample_count(), 0);
+
+        recorder.record(event(1, "gpt", None, 200));
+        recorder.record(event(1, "gpt", None, 200));
+        recorder.record(event(2, "gpt", None, 200));
+        writer.flush_now().await.unwrap();
+        let rows = |table: &str| {
+            let histogram = metrics.usage_flush_rows.with_label_values(&[table]);
+            (histogram.get_sample_count(), histogram.get_sample_sum())
+        };
+        assert_eq!(metrics.usage_flush_duration.get_sample_count(), 1);
+        assert_eq!(rows("rollup"), (1, 2.0));
+        assert_eq!(rows("log"), (1, 3.0));
+        assert_eq!(metrics.usage_flush_errors.get(), 0);
+
+        db.fail_log_inserts(true).await;
+        recorder.record(event(1, "gpt", None, 200));
+        assert!(writer.flush_now().await.is_err());
+        assert_eq!(metrics.usage_flush_duration.get_sample_count(), 2);
+        assert_eq!(metrics.usage_flush_errors.get(), 1);
+        assert_eq!(rows("log"), (1, 3.0), "a failed flush wrote nothing");
     }
 
     #[tokio::test]

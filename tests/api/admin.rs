@@ -2,9 +2,7 @@
 //! resource with its error paths, live changes in this and another process, secrets at rest,
 //! and secrets kept out of logs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -13,8 +11,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, TestOptions, UPSTREAM_KEY, assert_error, bind, chat_body, config_text, eventually,
-    spawn_app, spawn_with,
+    Serve, TestApp, TestOptions, UPSTREAM_KEY, assert_error, bind, chat_body, config_text,
+    eventually, spawn_app, spawn_with,
 };
 
 /// Sends an admin request and returns its status and JSON body (`Null` when there is none).
@@ -160,6 +158,8 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/keys/999999/rotate"),
     ("POST", "/admin/keys/999999/revoke"),
     ("GET", "/admin/upstreams"),
+    ("GET", "/admin/usage"),
+    ("GET", "/admin/logs"),
 ];
 
 #[tokio::test]
@@ -1061,115 +1061,6 @@ async fn upstreams_lists_each_route_and_account_with_its_state() {
     }
     assert!(!body.to_string().contains(UPSTREAM_KEY));
     app.stop().await;
-}
-
-/// A `llmgate serve` child process; killed if the test ends without stopping it.
-struct Serve {
-    child: Child,
-    addr: String,
-    /// Everything it wrote to stdout and stderr, line by line.
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(db_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(TestApp::bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", db_url])
-            .args(args)
-            .env("LLMGATE_LOG_FORMAT", "json")
-            // The address is read from the info-level "listening" line.
-            .env("LLMGATE_LOG", "info")
-            .env("LLMGATE_SHUTDOWN_GRACE", "5s")
-            .env_remove("LLMGATE_ADMIN_PASSWORD")
-            .env_remove("LLMGATE_JWT_SECRET")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (found, listening) = std::sync::mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("llmgate is listening")
-                    && let Ok(log) = serde_json::from_str::<Value>(&line)
-                    && let Some(addr) = log["addr"].as_str()
-                {
-                    let _ = found.send(addr.to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "serve did not start:\n{}",
-                    output.lock().unwrap().join("\n")
-                );
-            }
-        };
-        Self {
-            child,
-            addr,
-            output,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The first output line containing `text`, waiting for it up to 10 s.
-    fn wait_for(&self, text: &str) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(line) = self
-                .output
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(text))
-            {
-                return Some(line.clone());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Stops it with SIGTERM and returns everything it wrote.
-    fn stop(mut self) -> String {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Let the readers drain what is left in the pipes.
-        std::thread::sleep(Duration::from_millis(200));
-        self.output.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs `llmgate` with `args` and `envs` to completion (at most 30 s); exit code and output.

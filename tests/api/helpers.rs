@@ -1,6 +1,9 @@
 //! Spawning the app and its mock upstream for a test.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llmgate::app::App;
@@ -9,6 +12,7 @@ use llmgate::config_file;
 use llmgate::db::Db;
 use llmgate::mock::{self, MockConfig, MockHandle};
 use llmgate::settings::Settings;
+use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -284,4 +288,147 @@ pub async fn assert_error(
         "{body}"
     );
     body
+}
+
+/// A `llmgate serve` child process; killed if the test ends without stopping it.
+pub struct Serve {
+    child: Child,
+    addr: String,
+    /// Everything it wrote to stdout and stderr, line by line.
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    pub fn start(db_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(TestApp::bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", db_url])
+            .args(args)
+            .env("LLMGATE_LOG_FORMAT", "json")
+            // The address is read from the info-level "listening" line.
+            .env("LLMGATE_LOG", "info")
+            .env("LLMGATE_SHUTDOWN_GRACE", "5s")
+            .env_remove("LLMGATE_ADMIN_PASSWORD")
+            .env_remove("LLMGATE_JWT_SECRET")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (found, listening) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("llmgate is listening")
+                    && let Ok(log) = serde_json::from_str::<Value>(&line)
+                    && let Some(addr) = log["addr"].as_str()
+                {
+                    let _ = found.send(addr.to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match listening.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "serve did not start:\n{}",
+                    output.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Self {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The first output line containing `text`, waiting for it up to 10 s.
+    pub fn wait_for(&self, text: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(line) = self
+                .output
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(text))
+            {
+                return Some(line.clone());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Stops it with SIGTERM and returns everything it wrote.
+    pub fn stop(mut self) -> String {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the readers drain what is left in the pipes.
+        std::thread::sleep(Duration::from_millis(200));
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Serve {
+    /// Kills it with SIGKILL, as a crash or `kill -9` would, and waits for it to be gone.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits up to `limit` for it to exit; its exit code, or `None` if it is still running
+    /// (or died from a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything it wrote so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,6 +1,10 @@
 //! Operations: metrics after traffic, the overhead header, the one log line per request.
 
-use crate::helpers::{chat_body, spawn_app};
+use std::time::Duration;
+
+use llmgate::usage::{Usage, UsageEvent};
+
+use crate::helpers::{TestApp, TestOptions, chat_body, eventually, spawn_app, spawn_with};
 
 fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -97,4 +101,86 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The metrics text of `app`.
+async fn scrape(app: &TestApp) -> String {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_usage_writer_reports_its_flushes() {
+    let mut options = TestOptions::default();
+    options.settings.usage_flush_interval = Duration::from_millis(50);
+    let app = spawn_with(options).await;
+    let before = scrape(&app).await;
+    assert_eq!(
+        sample(&before, "llmgate_usage_flush_duration_seconds_count"),
+        0.0
+    );
+    for _ in 0..3 {
+        let response = app.chat(chat_body("gpt-test", "hi")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The app's own writer task flushes within its interval; its metrics show what it wrote.
+    let flushed = eventually(Duration::from_secs(5), || async {
+        sample(
+            &scrape(&app).await,
+            r#"llmgate_usage_flush_rows_sum{table="log"}"#,
+        ) >= 3.0
+    })
+    .await;
+    let text = scrape(&app).await;
+    assert!(flushed.is_some(), "no flush reported within 5 s:\n{text}");
+    assert_eq!(
+        sample(&text, r#"llmgate_usage_flush_rows_sum{table="log"}"#),
+        3.0
+    );
+    let flushes = sample(&text, "llmgate_usage_flush_duration_seconds_count");
+    assert!((1.0..=3.0).contains(&flushes), "{flushes} flushes");
+    assert_eq!(
+        sample(&text, r#"llmgate_usage_flush_rows_count{table="rollup"}"#),
+        flushes
+    );
+    assert!(sample(&text, "llmgate_usage_flush_duration_seconds_sum") > 0.0);
+    assert_eq!(sample(&text, "llmgate_usage_flush_errors_total"), 0.0);
+    assert_eq!(sample(&text, "llmgate_request_log_dropped_total"), 0.0);
+    promtool_accepts(&text);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_log_rows_beyond_the_queue_are_counted_as_dropped() {
+    let mut options = TestOptions::default();
+    options.settings.usage_queue = 2;
+    options.settings.usage_flush_interval = Duration::from_secs(3600);
+    let app = spawn_with(options).await;
+    // Recorded back to back, with no await between: the writer cannot empty the queue meanwhile.
+    for i in 0..5 {
+        app.usage.record(UsageEvent {
+            at_ms: llmgate::usage::now_ms(),
+            request_id: format!("req-{i}"),
+            key_id: 1,
+            model: "gpt-test".into(),
+            endpoint: "chat_completions",
+            stream: false,
+            provider: None,
+            route_id: None,
+            account_id: None,
+            status: 200,
+            attempts: 1,
+            latency_ms: 1,
+            ttfb_ms: None,
+            usage: Usage::default(),
+        });
+    }
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(&text, "llmgate_request_log_dropped_total"),
+        3.0,
+        "{text}"
+    );
+    app.stop().await;
 }

@@ -11,6 +11,7 @@ mod login;
 mod models;
 mod providers;
 mod upstreams;
+mod usage;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -62,6 +63,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/upstreams", get(upstreams::list))
+        .route("/usage", get(usage::totals))
+        .route("/logs", get(usage::logs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/login", post(login::login))
