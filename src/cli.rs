@@ -376,15 +376,13 @@ async fn key_usage(db: &Db) -> Result<(Vec<KeyRow>, HashMap<i64, String>), db::D
                 "monthly",
             ),
         };
-        if !spent_since.contains_key(&start) {
-            let spent = db.tokens_spent_since(start).await?;
-            spent_since.insert(start, spent);
-        }
-        let tokens = spent_since
-            .get(&start)
-            .and_then(|spent| spent.get(&row.id))
-            .copied()
-            .unwrap_or(0);
+        let spent = match spent_since.entry(start) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(db.tokens_spent_since(start).await?)
+            }
+        };
+        let tokens = spent.get(&row.id).copied().unwrap_or(0);
         used.insert(row.id, format!("{tokens}/{period}"));
     }
     Ok((rows, used))
