@@ -9,10 +9,17 @@
 //!             panic catching); extractors turn headers into a `ClientKey` and a body into bytes
 //! auth        client keys: hashing, the moka cache (negative entries included), expiry
 //! gateway     the use cases without axum: parse the few request fields we need, pick a target,
-//!             send upstream, relay the answer (streamed frame by frame, or whole)
+//!             send upstream, relay the answer (streamed frame by frame, or whole);
+//!             `gateway::dialect` decides per attempt whether the body passes through or is
+//!             translated, and how the answer goes back in the client's dialect
+//! translate   pure translators between OpenAI chat, Anthropic Messages and Gemini, whole bodies
+//!             and event streams fed chunk by chunk
+//! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
+//! usage       usage read from answers (or estimated), recorded in memory, written by one task
+//! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
 //! routing     the `Catalog`: an immutable snapshot of providers, accounts, models and routes
 //!             behind `ArcSwap`, rebuilt from the database when it changes
-//! providers   one file per upstream dialect: how to address and authenticate an upstream
+//! providers   the endpoints served, and how to address and authenticate each kind of upstream
 //! upstream    the one shared `reqwest::Client` and its tuning
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries
 //! config_file the TOML file: parse, `${VAR}` interpolation, validation, import into the database
@@ -29,7 +36,8 @@
 //! - Only `db` contains SQL. Only `http` knows axum. Only `error` writes error JSON.
 //! - There is one `reqwest::Client`, built in `upstream` and handed to providers; nothing else
 //!   opens upstream connections.
-//! - The request body reaches the upstream byte for byte, except the value of `model`.
+//! - The request body reaches an upstream of the client's own dialect byte for byte, except the
+//!   value of `model`; to another dialect it is translated, never silently trimmed.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
