@@ -590,16 +590,19 @@ async fn count_tokens_is_forwarded_to_anthropic_and_counted_locally_otherwise() 
         "system": "be brief",
         "messages": [{"role": "user", "content": "how many tokens is this"}],
     });
-    let response = app
-        .client
-        .post(app.url("/v1/messages/count_tokens"))
-        .header("x-api-key", &app.key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let counted: Value = response.json().await.unwrap();
+    let count = |body: Value| {
+        let request = app
+            .client
+            .post(app.url("/v1/messages/count_tokens"))
+            .header("x-api-key", &app.key)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let counted = count(body.clone()).await;
     let upstream = last_request_to(&app, "/v1/messages/count_tokens");
     let sent: Value = serde_json::from_slice(&upstream.body).unwrap();
     assert_eq!(sent["model"], "claude-upstream");
@@ -610,16 +613,7 @@ async fn count_tokens_is_forwarded_to_anthropic_and_counted_locally_otherwise() 
     let before = app.mock.request_count();
     let mut local = body.clone();
     local["model"] = json!("gpt-test");
-    let response = app
-        .client
-        .post(app.url("/v1/messages/count_tokens"))
-        .header("x-api-key", &app.key)
-        .json(&local)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let counted: Value = response.json().await.unwrap();
+    let counted = count(local).await;
     assert!(counted["input_tokens"].as_u64().unwrap() >= 8, "{counted}");
     assert_eq!(
         app.mock.request_count(),
