@@ -14,11 +14,11 @@ pub(super) fn build_request(
     request_id: &str,
 ) -> reqwest::RequestBuilder {
     let provider = &target.route.provider;
-    let mut url = String::with_capacity(provider.base_url.len() + 20);
-    url.push_str(&provider.base_url);
-    url.push_str(endpoint.path());
-    let mut request = client
-        .post(url)
+    let request = match provider.endpoint_url(endpoint) {
+        Some(url) => client.post(url.clone()),
+        None => client.post(format!("{}{}", provider.base_url, endpoint.path())),
+    };
+    let mut request = request
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header("x-request-id", request_id)
         .body(body);
