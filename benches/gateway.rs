@@ -17,7 +17,8 @@ use llmgate::auth::{KeyCache, NewKey, create_key};
 use llmgate::db::Db;
 use llmgate::gateway::RequestHead;
 use llmgate::routing::{
-    Account, Catalog, Health, HealthPolicy, Model, Provider, ProviderKind, Route, Strategy, Tried,
+    Account, Catalog, EndpointUrls, Health, HealthPolicy, Model, Provider, ProviderKind, Route,
+    Strategy, Tried,
 };
 use llmgate::secret::Secret;
 use llmgate::usage::StreamUsage;
@@ -79,6 +80,7 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
                 health: health.account(id, 0),
             })
             .collect(),
+        urls: EndpointUrls::default(),
     });
     Model {
         id: 1,

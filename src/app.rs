@@ -21,7 +21,7 @@ use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog};
 use crate::secret::{Secret, SecretCipher};
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::telemetry::metrics::Metrics;
 use crate::usage::{UsageRecorder, UsageWriter};
 
@@ -110,7 +110,7 @@ impl App {
         let seed = BudgetSeed::load(&db, chrono::Utc::now()).await?;
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
-        let state = AppState {
+        let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(
                 catalog.clone(),
@@ -129,7 +129,7 @@ impl App {
             max_body_bytes: settings.max_body_bytes,
             config_changed,
             admin,
-        };
+        });
         Ok(Self {
             listener,
             state,

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::RequestHead;
 use crate::error::ApiError;
-use crate::providers::{Dialect, Endpoint};
+use crate::providers::{Dialect, Endpoint, UpstreamUrl};
 use crate::routing::{ProviderKind, Target};
 use crate::translate::anthropic::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_error_body, anthropic_error_type_for,
@@ -35,7 +35,7 @@ use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
 pub(super) enum Call {
     /// Send `body` to `url`; `answer` says how the reply reaches the client.
     Upstream {
-        url: String,
+        url: UpstreamUrl,
         body: Bytes,
         answer: Answer,
         /// llmgate asked the upstream for the usage chunk the client did not ask for: drop it.
@@ -86,13 +86,9 @@ pub(super) fn prepare(
 ) -> Result<Call, Refused> {
     let provider = &target.route.provider;
     let upstream_model = target.route.upstream_model.as_str();
-    let url = |path: &str| {
-        let mut url = String::with_capacity(provider.base_url.len() + path.len());
-        url.push_str(&provider.base_url);
-        url.push_str(path);
-        url
-    };
-    let upstream = |url: String, body: Bytes, answer: Answer| Call::Upstream {
+    let url = |endpoint: Endpoint| UpstreamUrl::of(target, endpoint);
+    let gemini_url = |path: String| UpstreamUrl::Text(format!("{}{path}", provider.base_url));
+    let upstream = |url: UpstreamUrl, body: Bytes, answer: Answer| Call::Upstream {
         url,
         body,
         answer,
@@ -109,7 +105,7 @@ pub(super) fn prepare(
                 _ => (rewritten, false),
             };
             Call::Upstream {
-                url: url(endpoint.path()),
+                url: url(endpoint),
                 body,
                 answer: Answer::OpenAi,
                 filter_usage,
@@ -128,7 +124,7 @@ pub(super) fn prepare(
             let answer = Answer::MessagesToChat {
                 include_usage: call.include_usage,
             };
-            upstream(url("/messages"), translated, answer)
+            upstream(url(Endpoint::Messages), translated, answer)
         }
         (Dialect::OpenAi, ProviderKind::Gemini) => {
             let (translated, call) = chat_request_to_gemini(body)?;
@@ -136,15 +132,12 @@ pub(super) fn prepare(
                 include_usage: call.include_usage,
             };
             let path = gemini::endpoint_path(upstream_model, stream);
-            upstream(url(&path), translated, answer)
+            upstream(gemini_url(path), translated, answer)
         }
         (Dialect::Anthropic, ProviderKind::Anthropic) => {
-            let path = match endpoint {
-                Endpoint::CountTokens => "/messages/count_tokens",
-                _ => "/messages",
-            };
+            // Messages or CountTokens: Anthropic's paths are the endpoint's own.
             let rewritten = head.rewrite_model(body, upstream_model);
-            upstream(url(path), rewritten, Answer::Anthropic)
+            upstream(url(endpoint), rewritten, Answer::Anthropic)
         }
         (Dialect::Anthropic, kind) if endpoint == Endpoint::CountTokens => {
             // Neither OpenAI nor Gemini counts a Messages request: count it here, with the
@@ -158,12 +151,16 @@ pub(super) fn prepare(
         }
         (Dialect::Anthropic, ProviderKind::OpenAi) => {
             let translated = messages_request_to_chat(body, upstream_model)?;
-            upstream(url("/chat/completions"), translated, Answer::ChatToMessages)
+            upstream(
+                url(Endpoint::ChatCompletions),
+                translated,
+                Answer::ChatToMessages,
+            )
         }
         (Dialect::Anthropic, ProviderKind::Gemini) => {
             let (translated, _) = messages_request_to_gemini(body)?;
             let path = gemini::endpoint_path(upstream_model, stream);
-            upstream(url(&path), translated, Answer::GeminiToMessages)
+            upstream(gemini_url(path), translated, Answer::GeminiToMessages)
         }
     })
 }

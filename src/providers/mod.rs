@@ -18,6 +18,9 @@ pub enum Endpoint {
     CountTokens,
 }
 
+// Every endpoint has a slot in `Endpoint::COUNT`-sized tables.
+const _: () = assert!(Endpoint::CountTokens as usize + 1 == Endpoint::COUNT);
+
 /// The API a client speaks, which decides the shape of its answers and errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -26,7 +29,11 @@ pub enum Dialect {
 }
 
 impl Endpoint {
-    /// The path appended to an OpenAI-compatible provider's base URL.
+    /// How many endpoints there are (slots of a provider's cached URLs).
+    pub const COUNT: usize = 5;
+
+    /// The path appended to a provider's base URL for this endpoint (OpenAI's paths; Anthropic's
+    /// for `Messages` and `CountTokens`).
     pub fn path(self) -> &'static str {
         match self {
             Self::ChatCompletions => "/chat/completions",
@@ -93,19 +100,42 @@ pub struct ClientHeaders {
     pub anthropic_beta: Option<HeaderValue>,
 }
 
+/// Where one attempt goes.
+#[derive(Debug)]
+pub enum UpstreamUrl {
+    /// One of the provider's endpoint URLs, parsed once per catalog snapshot.
+    Parsed(reqwest::Url),
+    /// A URL made for this request (Gemini names the model in the path); the client parses it.
+    Text(String),
+}
+
+impl UpstreamUrl {
+    /// `base_url` + `endpoint`'s path of `target`'s provider, parsed once and then cloned.
+    pub fn of(target: Target<'_>, endpoint: Endpoint) -> Self {
+        let provider = &target.route.provider;
+        match provider.endpoint_url(endpoint) {
+            Some(url) => Self::Parsed(url.clone()),
+            None => Self::Text(format!("{}{}", provider.base_url, endpoint.path())),
+        }
+    }
+}
+
 /// Builds the upstream request for one attempt: `url` (already chosen for the provider's
 /// dialect), the account's credential in the provider's header, and `body`.
 pub fn build_request(
     client: &reqwest::Client,
     target: Target<'_>,
-    url: String,
+    url: UpstreamUrl,
     body: Bytes,
     request_id: &str,
     client_headers: &ClientHeaders,
 ) -> reqwest::RequestBuilder {
     let kind = target.route.provider.kind;
-    let mut request = client
-        .post(url)
+    let request = match url {
+        UpstreamUrl::Parsed(url) => client.post(url),
+        UpstreamUrl::Text(url) => client.post(url),
+    };
+    let mut request = request
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header("x-request-id", request_id)
         .body(body);

@@ -6,13 +6,14 @@ mod health;
 pub use health::{AccountHealth, Admission, CircuitState, Health, HealthPolicy, RouteHealth};
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rand::Rng;
 
 use crate::db::CatalogRows;
+use crate::providers::Endpoint;
 use crate::secret::{Secret, SecretCipher};
 
 /// The dialect an upstream speaks.
@@ -99,7 +100,32 @@ pub struct Provider {
     pub base_url: String,
     /// Enabled accounts only. An empty pool means the upstream needs no credential.
     pub accounts: Vec<Account>,
+    /// The endpoint URLs, parsed on first use: parsing one per request cost about 4% of the
+    /// CPU time of a proxied request.
+    pub urls: EndpointUrls,
 }
+
+impl Provider {
+    /// `base_url` followed by `endpoint`'s path, parsed once per catalog snapshot; `None` when
+    /// that is not a URL, or for an endpoint without a slot (the caller then builds the URL
+    /// text itself and lets the HTTP client parse or refuse it, as before).
+    pub fn endpoint_url(&self, endpoint: Endpoint) -> Option<&url::Url> {
+        self.urls
+            .0
+            .get(endpoint as usize)?
+            .get_or_init(|| {
+                let mut text = String::with_capacity(self.base_url.len() + 20);
+                text.push_str(&self.base_url);
+                text.push_str(endpoint.path());
+                url::Url::parse(&text).ok()
+            })
+            .as_ref()
+    }
+}
+
+/// A provider's parsed endpoint URLs, one slot per [`Endpoint`].
+#[derive(Debug, Default)]
+pub struct EndpointUrls([OnceLock<Option<url::Url>>; Endpoint::COUNT]);
 
 /// One upstream credential of a provider.
 #[derive(Debug)]
@@ -417,6 +443,7 @@ impl Catalog {
                     kind,
                     base_url: row.base_url.trim_end_matches('/').to_owned(),
                     accounts: accounts_by_provider.remove(&row.id).unwrap_or_default(),
+                    urls: EndpointUrls::default(),
                 }),
             );
         }
@@ -486,6 +513,7 @@ mod tests {
             kind: ProviderKind::OpenAi,
             base_url: "http://127.0.0.1:1/v1".into(),
             accounts,
+            urls: EndpointUrls::default(),
         })
     }
 
