@@ -23,10 +23,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
@@ -38,4 +35,18 @@ fn main() -> ExitCode {
     drop(runtime);
     telemetry.shutdown();
     code
+}
+
+/// A multi-thread runtime with a worker per usable core; on a single usable core (a pinned
+/// process, a one-CPU container), a current-thread runtime. With one core the multi-thread
+/// scheduler adds a worker thread beside the main one, and every accepted connection crosses
+/// between the two; the load bench measured that hand-off (see OPTIMIZATION.md).
+/// `TOKIO_WORKER_THREADS`, when set, still chooses the multi-thread runtime and its size.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if cores == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
 }
