@@ -53,6 +53,8 @@ pub struct Db {
     writer: SqlitePool,
     reader: SqlitePool,
     options: SqliteConnectOptions,
+    /// `sqlite::memory:`: no file (sqlx names it `file:sqlx-in-memory-N`, which is none).
+    in_memory: bool,
 }
 
 /// How many reader connections to keep.
@@ -77,7 +79,8 @@ impl Db {
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = if is_memory(url) {
+        let in_memory = is_memory(url);
+        let reader = if in_memory {
             // Every connection to `:memory:` is a database of its own: read through the writer.
             writer.clone()
         } else {
@@ -92,6 +95,7 @@ impl Db {
             writer,
             reader,
             options,
+            in_memory,
         })
     }
 
@@ -99,7 +103,8 @@ impl Db {
     pub fn path(&self) -> Option<PathBuf> {
         let filename = self.options.get_filename();
         let name = filename.to_string_lossy();
-        (!name.is_empty() && !name.contains(":memory:")).then(|| filename.to_path_buf())
+        (!self.in_memory && !name.is_empty() && !name.contains(":memory:"))
+            .then(|| filename.to_path_buf())
     }
 
     /// Whether the database answers a trivial query.
@@ -276,9 +281,18 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn an_in_memory_database_has_no_file() {
+        // sqlx names it `file:sqlx-in-memory-N`: a key file beside that would land in the
+        // working directory.
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        assert_eq!(db.path(), None);
+    }
+
+    #[tokio::test]
     async fn opening_creates_the_file_in_wal_mode_and_migrates() {
         let (dir, db) = temp_db().await;
         assert!(dir.path().join("test.db").exists());
+        assert_eq!(db.path(), Some(dir.path().join("test.db")));
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&db.writer)
             .await
