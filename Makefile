@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-micro soak
+	bench perf bench-summary bench-micro soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load
 
 perf: bench ## Same as bench
+
+bench-summary: ## Medians of every bench run under target/bench (llmgate beside nginx; needs jq)
+	bash benches/summary.sh target/bench/bench-*.json
 
 bench-micro: ## Criterion micro-benchmarks of the hot path (key lookup, routing, request head, SSE, usage)
 	$(CARGO) bench --locked --bench gateway --bench usage

@@ -328,12 +328,7 @@ impl Gateway {
             let budget = remaining / (model.max_attempts - attempts + 1);
             let route = target.route;
             let provider = &route.provider.name;
-            let attempt_span = tracing::info_span!(
-                "upstream_attempt",
-                provider = %provider,
-                route_id = route.id,
-                attempt = attempts,
-            );
+            let attempt_span = crate::telemetry::attempt_span(provider, route.id, attempts);
             let mut request = providers::build_request(
                 &self.client,
                 target,

@@ -42,7 +42,11 @@ pub fn init(
 ) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_new(filter.unwrap_or("info"))
         .map_err(|e| format!("LLMGATE_LOG: not a valid log filter ({e})"))?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: in a file or a log collector the escape codes are noise, and
+    // writing them cost a measurable share of the per-request log line (see OPTIMIZATION.md).
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format.unwrap_or("pretty") {
         "json" => Box::new(fmt.json().flatten_event(true)),
         "pretty" => Box::new(fmt.compact()),
@@ -102,6 +106,24 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 pub fn exporting_traces() -> bool {
     EXPORTING.load(Ordering::Relaxed)
+}
+
+/// The span of one upstream attempt, or a disabled span when nothing would use it: it is only
+/// exported (with `LLMGATE_OTLP_ENDPOINT`) or shown as the context of the HTTP client's own
+/// debug and trace events, and creating it on every attempt cost a few percent of a request's
+/// CPU time. llmgate itself logs nothing while an attempt is in flight.
+pub fn attempt_span(provider: &str, route_id: i64, attempt: u32) -> tracing::Span {
+    if exporting_traces() || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+    {
+        tracing::info_span!(
+            "upstream_attempt",
+            provider = %provider,
+            route_id,
+            attempt,
+        )
+    } else {
+        tracing::Span::none()
+    }
 }
 
 /// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to upstream request
