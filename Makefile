@@ -52,6 +52,16 @@ bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench
 
 perf: bench ## Same as bench
 
+bench-quick: ## Only c=64 chat, llmgate and nginx alternately for BENCH_ROUNDS rounds: medians of CPU/request
+	bash benches/setup.sh
+	$(CARGO) build --release --locked
+	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --quick
+
+profile: ## perf record of llmgate under the c=64 chat load: self and inclusive time by symbol in target/bench
+	bash benches/setup.sh
+	$(CARGO) build --release --locked
+	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --profile
+
 bench-summary: ## Medians of every bench run under target/bench (llmgate beside nginx; needs jq)
 	bash benches/summary.sh target/bench/bench-*.json
 

@@ -68,6 +68,8 @@ fn main() -> ExitCode {
         Mode::Soak
     } else if args.iter().any(|a| a == "--profile") {
         Mode::Profile
+    } else if args.iter().any(|a| a == "--quick") {
+        Mode::Quick
     } else {
         Mode::Bench
     };
@@ -90,6 +92,9 @@ enum Mode {
     Soak,
     /// The gateway under the c=64 chat load, sampled by `perf record`.
     Profile,
+    /// Only the c=64 chat phase, llmgate and nginx alternately for `BENCH_ROUNDS` rounds: the
+    /// quick loop of optimisation work.
+    Quick,
 }
 
 fn run(mode: Mode) -> Result<bool> {
@@ -110,6 +115,7 @@ fn run(mode: Mode) -> Result<bool> {
                 Mode::Bench => bench_run().await,
                 Mode::Soak => soak_run().await,
                 Mode::Profile => profile_run().await,
+                Mode::Quick => quick_run().await,
             }
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -378,14 +384,20 @@ fn child_pids(parent: u32) -> Vec<u32> {
 
 /// utime + stime of the processes, in clock ticks.
 fn cpu_ticks(pids: &[u32]) -> u64 {
+    let (user, system) = cpu_ticks_split(pids);
+    user + system
+}
+
+/// utime and stime of the processes, apart, in clock ticks.
+fn cpu_ticks_split(pids: &[u32]) -> (u64, u64) {
     pids.iter()
         .filter_map(|pid| {
             let fields = stat_fields(*pid)?;
             let utime: u64 = fields.get(11)?.parse().ok()?;
             let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
+            Some((utime, stime))
         })
-        .sum()
+        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds))
 }
 
 /// Busy and total clock ticks of each core so far, from `/proc/stat`.
@@ -1047,6 +1059,10 @@ struct Phase {
     max_gap_ms: f64,
     /// CPU time (utime + stime) of the server the client talks to, per counted request.
     server_cpu_us_per_request: f64,
+    /// The user-space part of it.
+    server_user_us_per_request: f64,
+    /// The kernel part of it.
+    server_system_us_per_request: f64,
     /// Peak RSS of that server during the phase, in MiB.
     server_peak_rss_mib: f64,
     /// Answers of any status including the warm-up.
@@ -1128,7 +1144,7 @@ async fn measure(
     let pids = server_pids.to_vec();
     let cpu_before = tokio::spawn(async move {
         tokio::time::sleep_until(warm_until).await;
-        (cpu_ticks(&pids), core_ticks())
+        (cpu_ticks_split(&pids), core_ticks())
     });
     let connections: Vec<_> = (0..concurrency)
         .map(|_| tokio::spawn(connection(Arc::clone(&target), warm_until, end, None)))
@@ -1137,7 +1153,7 @@ async fn measure(
     for connection in connections {
         tally.merge(connection.await?);
     }
-    let cpu_after = cpu_ticks(server_pids);
+    let cpu_after = cpu_ticks_split(server_pids);
     let cores_after = core_ticks();
     let (cpu_before, cores_before) = cpu_before.await?;
     let core_busy = busy_between(&cores_before, &cores_after);
@@ -1146,7 +1162,17 @@ async fn measure(
     tally.latencies.sort_unstable();
     tally.ttfbs.sort_unstable();
     let requests = tally.latencies.len() as u64;
-    let cpu_us = cpu_after.saturating_sub(cpu_before) as f64 * 1e6 / ticks_per_second as f64;
+    let tick_us = 1e6 / ticks_per_second as f64;
+    let user_us = cpu_after.0.saturating_sub(cpu_before.0) as f64 * tick_us;
+    let system_us = cpu_after.1.saturating_sub(cpu_before.1) as f64 * tick_us;
+    let cpu_us = user_us + system_us;
+    let per_request = |us: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            us / requests as f64
+        }
+    };
     let (gateway_peak, nginx_peak) = rss.peak(start, Instant::now());
     let peak = match target.via {
         Via::Llmgate => gateway_peak,
@@ -1171,11 +1197,9 @@ async fn measure(
         bad_streams: tally.bad_streams,
         stalls: tally.stalls,
         max_gap_ms: tally.max_gap.as_secs_f64() * 1000.0,
-        server_cpu_us_per_request: if requests == 0 {
-            0.0
-        } else {
-            cpu_us / requests as f64
-        },
+        server_cpu_us_per_request: per_request(cpu_us),
+        server_user_us_per_request: per_request(user_us),
+        server_system_us_per_request: per_request(system_us),
         server_peak_rss_mib: mib(peak),
         answered: tally.answered,
         proxy_core_foreign: if target.via == Via::Direct {
@@ -1575,6 +1599,9 @@ fn print_report(report: &Report) {
         row(&format!("chat c={c} CPU µs/req"), false, c, &|p| {
             format!("{:.1}", p.server_cpu_us_per_request)
         });
+        row("  of which kernel", false, c, &|p| {
+            format!("{:.1}", p.server_system_us_per_request)
+        });
     }
     for c in STREAM_LEVELS {
         row(&format!("stream c={c} TTFB p50 µs"), true, c, &|p| {
@@ -1911,6 +1938,86 @@ fn slope_per_second(points: &[(f64, f64)]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The quick comparison
+
+/// c=64 chat through llmgate and through nginx, alternately, `BENCH_ROUNDS` times (default 3);
+/// prints each round and the medians of CPU per request and throughput.
+async fn quick_run() -> Result<bool> {
+    let settings = Settings::from_env()?;
+    let machine = Machine::read();
+    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow!("BENCH_ROUNDS: '{v}' is not a positive whole number"))?,
+        Err(_) => 3,
+    };
+    let stack = Stack::start(&settings, true).await?;
+    let (front, _) = stack
+        .nginx_addrs
+        .ok_or_else(|| anyhow!("nginx did not start"))?;
+    let gateway_pid = stack.gateway.pid();
+    let nginx_pids = stack.nginx_pids();
+    let (rss, sampler) = RssLog::start(gateway_pid, nginx_pids.clone(), RSS_EVERY);
+    let ticks = machine.clock_ticks_per_second;
+    let mut gate = Vec::new();
+    let mut nginx = Vec::new();
+    for round in 1..=rounds {
+        let g = measure(
+            &Target::llmgate(stack.gateway_addr, false),
+            64,
+            settings.seconds,
+            &[gateway_pid],
+            ticks,
+            &rss,
+        )
+        .await?;
+        let n = measure(
+            &Target::nginx(front, false),
+            64,
+            settings.seconds,
+            &nginx_pids,
+            ticks,
+            &rss,
+        )
+        .await?;
+        println!(
+            "round {round}: llmgate {:.0} req/s {:.1} µs CPU/req ({:.1} kernel) · nginx {:.0} req/s {:.1} µs CPU/req ({:.1} kernel) · errors {}/{}",
+            g.rps,
+            g.server_cpu_us_per_request,
+            g.server_system_us_per_request,
+            n.rps,
+            n.server_cpu_us_per_request,
+            n.server_system_us_per_request,
+            g.errors,
+            n.errors,
+        );
+        gate.push(g);
+        nginx.push(n);
+    }
+    sampler.abort();
+    let median = |phases: &[Phase], f: fn(&Phase) -> f64| {
+        let mut values: Vec<f64> = phases.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let cpu = |p: &Phase| p.server_cpu_us_per_request;
+    let rps = |p: &Phase| p.rps;
+    println!(
+        "median of {rounds} at c=64 (commit {}): llmgate {:.1} µs CPU/req, {:.0} req/s · nginx {:.1} µs CPU/req, {:.0} req/s · CPU ratio {:.2}× · throughput ratio {:.2}×",
+        machine.commit,
+        median(&gate, cpu),
+        median(&gate, rps),
+        median(&nginx, cpu),
+        median(&nginx, rps),
+        median(&gate, cpu) / median(&nginx, cpu),
+        median(&gate, rps) / median(&nginx, rps),
+    );
+    Ok(gate.iter().chain(&nginx).all(|p| p.errors == 0))
+}
+
+// ---------------------------------------------------------------------------------------------
 // The profile
 
 /// Runs the c=64 chat load against the gateway for `BENCH_SECONDS` while `perf record` samples
@@ -1996,7 +2103,7 @@ async fn profile_run() -> Result<bool> {
         "2",
     ])?;
     let text = format!(
-        "llmgate profile · {} · commit {} · c=64 chat for {:.0} s: {:.0} req/s, {:.1} µs CPU/request\n\
+        "llmgate profile · {} · commit {} · c=64 chat for {:.0} s: {:.0} req/s, {:.1} µs CPU/request ({:.1} in the kernel)\n\
          perf record -e cpu-clock -F 499 --call-graph dwarf -p <llmgate>\n\n\
          == self time by symbol ==\n{flat}\n== inclusive time (children) by symbol ==\n{inclusive}",
         date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -2004,6 +2111,7 @@ async fn profile_run() -> Result<bool> {
         phase.seconds,
         phase.rps,
         phase.server_cpu_us_per_request,
+        phase.server_system_us_per_request,
     );
     let path = settings.out_dir.join(format!("profile-{stamp}.txt"));
     fs::write(&path, &text)?;
@@ -2013,9 +2121,10 @@ async fn profile_run() -> Result<bool> {
         .take(40)
         .collect();
     println!(
-        "c=64 chat: {:.0} req/s, {:.1} µs CPU/request\n\n{}\n\nwritten: {} (and {})",
+        "c=64 chat: {:.0} req/s, {:.1} µs CPU/request ({:.1} in the kernel)\n\n{}\n\nwritten: {} (and {})",
         phase.rps,
         phase.server_cpu_us_per_request,
+        phase.server_system_us_per_request,
         top.join("\n"),
         path.display(),
         data.display()

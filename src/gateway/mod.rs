@@ -145,14 +145,7 @@ impl Gateway {
             started,
             self.log_sample,
         );
-        let span = tracing::info_span!(
-            "request",
-            otel.name = endpoint.name(),
-            request_id,
-            key = %key.name,
-            model = tracing::field::Empty,
-            attempts = tracing::field::Empty,
-        );
+        let span = crate::telemetry::request_span(endpoint.name(), request_id, &key.name);
         let forwarded = self
             .forward(&mut done, key, endpoint, body, request_id, client_headers)
             .instrument(span.clone())
@@ -260,7 +253,7 @@ impl Gateway {
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let policy = *self.health.policy();
         let mut tried = Tried::default();
-        let mut failures = Failures::default();
+        let mut failures = Failures::new(request_id);
         let mut attempts = 0;
         let mut same_route = None;
 
@@ -601,8 +594,9 @@ impl Drop for InFlight {
 }
 
 /// What went wrong so far in one request's attempts, and what to answer if nothing succeeds.
-#[derive(Default)]
-struct Failures {
+struct Failures<'r> {
+    /// The request these failures belong to, named in the log.
+    request_id: &'r str,
     last: Option<ApiError>,
     /// The shortest `Retry-After` among upstream 429s.
     retry_after: Option<Duration>,
@@ -612,14 +606,28 @@ struct Failures {
     retryable: Option<(i64, Option<i64>)>,
 }
 
-impl Failures {
+impl<'r> Failures<'r> {
+    fn new(request_id: &'r str) -> Self {
+        Self {
+            request_id,
+            last: None,
+            retry_after: None,
+            only_rate_limits: None,
+            retryable: None,
+        }
+    }
+
     fn server_side(&mut self, target: Target<'_>, error: ApiError) {
         self.retryable = Some((target.route.id, target.account.map(|a| a.id)));
         self.other(error);
     }
 
     fn other(&mut self, error: ApiError) {
-        tracing::warn!(error = %error, "upstream attempt failed; trying the next candidate");
+        tracing::warn!(
+            request_id = self.request_id,
+            error = %error,
+            "upstream attempt failed; trying the next candidate"
+        );
         self.last = Some(error);
         self.only_rate_limits = Some(false);
     }

@@ -4,6 +4,7 @@
 //! OTLP/HTTP (JSON), and W3C trace context is propagated to upstreams.
 
 pub mod metrics;
+pub mod output;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,16 +21,19 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 #[derive(Debug, Default)]
 pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
+    logs: output::LogOutput,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered. Call once, before the process exits.
+    /// Writes the log lines and exports the spans still buffered. Call once, before the process
+    /// exits.
     pub fn shutdown(self) {
         if let Some(provider) = self.traces
             && let Err(error) = provider.shutdown()
         {
             tracing::warn!(%error, "could not flush the last trace spans");
         }
+        self.logs.flush();
     }
 }
 
@@ -44,8 +48,9 @@ pub fn init(
         .map_err(|e| format!("LLMGATE_LOG: not a valid log filter ({e})"))?;
     // Colours only on a terminal: in a file or a log collector the escape codes are noise, and
     // writing them cost a measurable share of the per-request log line (see OPTIMIZATION.md).
+    let logs = output::LogOutput::default();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(logs.clone())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format.unwrap_or("pretty") {
         "json" => Box::new(fmt.json().flatten_event(true)),
@@ -65,12 +70,17 @@ pub fn init(
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgate")));
     // An already installed subscriber (tests, embedding) is fine.
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
         .with(filter)
-        .try_init();
-    Ok(Telemetry { traces })
+        .try_init()
+        .is_ok();
+    if installed {
+        logs.spawn_flusher()
+            .map_err(|e| format!("cannot start the log writer thread ({e})"))?;
+    }
+    Ok(Telemetry { traces, logs })
 }
 
 /// Spans batched and sent to `{endpoint}/v1/traces` as OTLP/HTTP JSON.
@@ -106,6 +116,25 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 pub fn exporting_traces() -> bool {
     EXPORTING.load(Ordering::Relaxed)
+}
+
+/// The span of one request, or a disabled span when nothing would use it: like an attempt's,
+/// it is exported (with `LLMGATE_OTLP_ENDPOINT`) or gives context to debug events; the events
+/// llmgate logs inside a request at `info` and above name the request themselves.
+pub fn request_span(endpoint: &'static str, request_id: &str, key: &str) -> tracing::Span {
+    if exporting_traces() || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+    {
+        tracing::info_span!(
+            "request",
+            otel.name = endpoint,
+            request_id,
+            key = %key,
+            model = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    }
 }
 
 /// The span of one upstream attempt, or a disabled span when nothing would use it: it is only
