@@ -6,7 +6,13 @@ WORKDIR /src
 # The image needs no debug line tables (those are for profiling): a stripped binary is 15 MB.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols
+# jemalloc (the allocator) is built from C sources with make, which the slim image lacks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml/Cargo.lock change.
+# .cargo/config.toml carries the allocator's compiled-in options.
+COPY .cargo ./.cargo
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 RUN mkdir src \

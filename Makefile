@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-summary bench-micro soak
+	bench perf bench-quick bench-summary bench-micro soak profile profile-breakdown
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,10 @@ profile: ## perf record of llmgate under the c=64 chat load: self and inclusive 
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --profile
+	python3 benches/breakdown.py "$$(ls -t target/bench/profile-*.data | head -n 1)"
+
+profile-breakdown: ## Share of CPU by system call and by part of the request path, from the newest profile
+	python3 benches/breakdown.py "$$(ls -t target/bench/profile-*.data | head -n 1)"
 
 bench-summary: ## Medians of every bench run under target/bench (llmgate beside nginx; needs jq)
 	bash benches/summary.sh target/bench/bench-*.json

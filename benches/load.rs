@@ -1960,6 +1960,9 @@ async fn quick_run() -> Result<bool> {
     let gateway_pid = stack.gateway.pid();
     let nginx_pids = stack.nginx_pids();
     let (rss, sampler) = RssLog::start(gateway_pid, nginx_pids.clone(), RSS_EVERY);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib(&[gateway_pid]);
+    let started = Instant::now();
     let ticks = machine.clock_ticks_per_second;
     let mut gate = Vec::new();
     let mut nginx = Vec::new();
@@ -1996,7 +1999,16 @@ async fn quick_run() -> Result<bool> {
         gate.push(g);
         nginx.push(n);
     }
+    let (peak, _) = rss.peak(started, Instant::now());
     sampler.abort();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = rss_kib(&[gateway_pid]);
+    println!(
+        "llmgate RSS: idle {:.1} MiB, peak {:.1} MiB, 10 s after the load {:.1} MiB",
+        mib(idle),
+        mib(peak),
+        mib(after)
+    );
     let median = |phases: &[Phase], f: fn(&Phase) -> f64| {
         let mut values: Vec<f64> = phases.iter().map(f).collect();
         values.sort_by(f64::total_cmp);

@@ -4,11 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: the request path allocates and frees many small
+/// jemalloc rather than the system allocator: the request path allocates and frees many small
 /// buffers, which glibc's malloc served at about a tenth of the gateway's CPU, and glibc kept the
-/// peak of a load burst resident long after it (see OPTIMIZATION.md).
+/// peak of a load burst resident long after it (see OPTIMIZATION.md). Its options (a background
+/// purging thread, one-second decay) are compiled in: see `.cargo/config.toml`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = llmgate::cli::Cli::parse();
