@@ -2003,8 +2003,15 @@ async fn quick_run() -> Result<bool> {
     sampler.abort();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = rss_kib(&[gateway_pid]);
+    let parts = fs::read_to_string(format!("/proc/{gateway_pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Rss"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
     println!(
-        "llmgate RSS: idle {:.1} MiB, peak {:.1} MiB, 10 s after the load {:.1} MiB",
+        "llmgate RSS: idle {:.1} MiB, peak {:.1} MiB, 10 s after the load {:.1} MiB ({parts})",
         mib(idle),
         mib(peak),
         mib(after)
