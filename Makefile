@@ -58,6 +58,7 @@ bench-quick: ## Only c=64 chat, llmgate and nginx alternately for BENCH_ROUNDS r
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --quick
 
 profile: ## perf record of llmgate under the c=64 chat load: self and inclusive time by symbol in target/bench
+	@command -v perf >/dev/null || { echo "make profile needs perf (Debian package linux-perf)" >&2; exit 2; }
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --profile
