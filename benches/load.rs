@@ -1074,6 +1074,46 @@ struct Phase {
     proxy_core_foreign: f64,
 }
 
+/// The stack with nginx in front of the mocks, RSS sampled from the start, and llmgate's RSS
+/// once it answered its readiness requests and was left alone for a second.
+struct Compared {
+    stack: Stack,
+    /// nginx in front of the fast mock.
+    front: SocketAddr,
+    /// nginx in front of the paced mock.
+    paced_front: SocketAddr,
+    gateway_pid: u32,
+    nginx_pids: Vec<u32>,
+    rss: RssLog,
+    sampler: tokio::task::JoinHandle<()>,
+    /// llmgate's idle RSS, in KiB.
+    idle: u64,
+}
+
+impl Compared {
+    async fn start(settings: &Settings) -> Result<Self> {
+        let stack = Stack::start(settings, true).await?;
+        let (front, paced_front) = stack
+            .nginx_addrs
+            .ok_or_else(|| anyhow!("nginx did not start"))?;
+        let gateway_pid = stack.gateway.pid();
+        let nginx_pids = stack.nginx_pids();
+        let (rss, sampler) = RssLog::start(gateway_pid, nginx_pids.clone(), RSS_EVERY);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = rss_kib(&[gateway_pid]);
+        Ok(Self {
+            stack,
+            front,
+            paced_front,
+            gateway_pid,
+            nginx_pids,
+            rss,
+            sampler,
+            idle,
+        })
+    }
+}
+
 /// Samples RSS of the gateway and nginx in the background.
 #[derive(Clone, Default)]
 struct RssLog {
@@ -1280,17 +1320,16 @@ async fn bench_run() -> Result<bool> {
             "bench: warning: the load average is {load_before:.2}; other work on this machine disturbs the figures"
         );
     }
-    let mut stack = Stack::start(&settings, true).await?;
-    let (front, paced_front) = stack
-        .nginx_addrs
-        .ok_or_else(|| anyhow!("nginx did not start"))?;
-    let gateway_pid = stack.gateway.pid();
-    let nginx_pids = stack.nginx_pids();
-    let (rss, sampler) = RssLog::start(gateway_pid, nginx_pids.clone(), RSS_EVERY);
-
-    // Idle: started, answered its readiness requests, then left alone for a second.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_kib(&[gateway_pid]);
+    let Compared {
+        mut stack,
+        front,
+        paced_front,
+        gateway_pid,
+        nginx_pids,
+        rss,
+        sampler,
+        idle,
+    } = Compared::start(&settings).await?;
 
     let ticks = machine.clock_ticks_per_second;
     let mut phases = Vec::new();
@@ -1953,15 +1992,16 @@ async fn quick_run() -> Result<bool> {
             .ok_or_else(|| anyhow!("BENCH_ROUNDS: '{v}' is not a positive whole number"))?,
         Err(_) => 3,
     };
-    let stack = Stack::start(&settings, true).await?;
-    let (front, _) = stack
-        .nginx_addrs
-        .ok_or_else(|| anyhow!("nginx did not start"))?;
-    let gateway_pid = stack.gateway.pid();
-    let nginx_pids = stack.nginx_pids();
-    let (rss, sampler) = RssLog::start(gateway_pid, nginx_pids.clone(), RSS_EVERY);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_kib(&[gateway_pid]);
+    let Compared {
+        stack,
+        front,
+        gateway_pid,
+        nginx_pids,
+        rss,
+        sampler,
+        idle,
+        ..
+    } = Compared::start(&settings).await?;
     let started = Instant::now();
     let ticks = machine.clock_ticks_per_second;
     let mut gate = Vec::new();

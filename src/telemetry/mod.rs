@@ -118,12 +118,17 @@ pub fn exporting_traces() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// Whether request and attempt spans have a reader: an exporter, or debug logs that show them
+/// as the context of their events.
+fn spans_wanted() -> bool {
+    exporting_traces() || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+}
+
 /// The span of one request, or a disabled span when nothing would use it: like an attempt's,
 /// it is exported (with `LLMGATE_OTLP_ENDPOINT`) or gives context to debug events; the events
 /// llmgate logs inside a request at `info` and above name the request themselves.
 pub fn request_span(endpoint: &'static str, request_id: &str, key: &str) -> tracing::Span {
-    if exporting_traces() || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
-    {
+    if spans_wanted() {
         tracing::info_span!(
             "request",
             otel.name = endpoint,
@@ -142,8 +147,7 @@ pub fn request_span(endpoint: &'static str, request_id: &str, key: &str) -> trac
 /// debug and trace events, and creating it on every attempt cost a few percent of a request's
 /// CPU time. llmgate itself logs nothing while an attempt is in flight.
 pub fn attempt_span(provider: &str, route_id: i64, attempt: u32) -> tracing::Span {
-    if exporting_traces() || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
-    {
+    if spans_wanted() {
         tracing::info_span!(
             "upstream_attempt",
             provider = %provider,

@@ -374,7 +374,7 @@ async fn killing_and_restarting_an_upstream_under_load_loses_no_request() {
 
 #[tokio::test]
 async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
-    let (app, _backup) = spawn_pair(policy()).await;
+    let (app, backup) = spawn_pair(policy()).await;
     app.mock.set_config(MockConfig {
         fail_status: Some(500),
         ..MockConfig::default()
@@ -384,8 +384,17 @@ async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
     }
     let mut body = chat_body("pooled", "hi");
     body["mock"] = json!({"status_for_key": {POOL_ONE: 429}, "retry_after": 30});
-    for _ in 0..4 {
+    // Accounts are drawn at random: send until the first one has been tried (and refused) once.
+    for _ in 0..40 {
         ok_via(&app, body.clone()).await;
+        let tried_one = backup.requests().iter().any(|r| {
+            r.headers
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == format!("Bearer {POOL_ONE}").as_bytes())
+        });
+        if tried_one {
+            break;
+        }
     }
     let token = app.admin_token().await;
     let view: serde_json::Value = app
