@@ -20,6 +20,9 @@
     reason = "a benchmark reports its progress on stderr"
 )]
 
+#[path = "load/floor.rs"]
+mod floor;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
@@ -37,12 +40,20 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use floor::Floor;
+
+/// The allocator llmgate uses, so the floors compare like with like.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The gateway and nginx run here; the mocks and the load generator on `CLIENT_CORE`.
 const PROXY_CORE: usize = 0;
 const CLIENT_CORE: usize = 1;
 /// Connections of each non-streaming and streaming level.
 const CHAT_LEVELS: [usize; 3] = [1, 64, 256];
 const STREAM_LEVELS: [usize; 2] = [1, 256];
+/// Chat levels at which the floor proxies are measured too.
+const FLOOR_LEVELS: [usize; 2] = [1, 64];
 /// The paced mock: content chunks per stream and the delay before each.
 const STREAM_CHUNKS: usize = 32;
 const CHUNK_DELAY_MS: u64 = 10;
@@ -60,6 +71,15 @@ const UPSTREAM_KEY: &str = "sk-upstream-bench-account";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--floor-proxy") {
+        return match floor::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("floor proxy: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench targets without `--bench`: nothing to do.
         return ExitCode::SUCCESS;
@@ -470,6 +490,8 @@ struct Stack {
     gateway_addr: SocketAddr,
     /// nginx in front of the fast mock, and in front of the paced mock.
     nginx_addrs: Option<(SocketAddr, SocketAddr)>,
+    /// The floors in front of the fast mock (started with nginx).
+    floors: Vec<FloorProc>,
     /// Requests the gateway answered while the bench waited for it to be ready.
     gateway_answered: u64,
 }
@@ -561,6 +583,30 @@ impl Stack {
         } else {
             (None, None)
         };
+        let mut floors = Vec::new();
+        if with_nginx {
+            let exe = std::env::current_exe()?;
+            for (floor, name) in [
+                (Floor::AxumReqwest, "floor proxy (axum + reqwest)"),
+                (Floor::Hyper, "floor proxy (hyper)"),
+            ] {
+                let addr = loopback(free_port()?);
+                let proc = Proc::spawn(
+                    name,
+                    PROXY_CORE,
+                    &exe,
+                    &strings(&[
+                        "--floor-proxy",
+                        floor.arg(),
+                        &addr.to_string(),
+                        &mock_addr.to_string(),
+                    ]),
+                    &[],
+                    dir.path().join(format!("floor-{}.log", floor.arg())),
+                )?;
+                floors.push(FloorProc { floor, proc, addr });
+            }
+        }
 
         let mut stack = Self {
             dir,
@@ -572,6 +618,7 @@ impl Stack {
             paced_addr,
             gateway_addr,
             nginx_addrs,
+            floors,
             gateway_answered: 0,
         };
         stack.wait_ready().await?;
@@ -581,49 +628,21 @@ impl Stack {
     /// Waits until every server answers a real request correctly.
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut targets = vec![
-            (Target::direct(self.mock_addr, false), 0),
-            (Target::direct(self.paced_addr, true), 1),
-            (Target::llmgate(self.gateway_addr, false), 2),
-            (Target::llmgate(self.gateway_addr, true), 2),
-        ];
-        if let Some((front, paced_front)) = self.nginx_addrs {
-            targets.push((Target::nginx(front, false), 3));
-            targets.push((Target::nginx(paced_front, true), 3));
+        let direct = Target::direct(self.mock_addr, false);
+        wait_answering(&direct, &mut self.mock, deadline).await?;
+        let paced = Target::direct(self.paced_addr, true);
+        wait_answering(&paced, &mut self.paced, deadline).await?;
+        for stream in [false, true] {
+            let target = Target::llmgate(self.gateway_addr, stream);
+            self.gateway_answered += wait_answering(&target, &mut self.gateway, deadline).await?;
         }
-        for (target, proc_index) in targets {
-            loop {
-                let answer = one_request(&target).await;
-                if answer.is_ok() && target.via == Via::Llmgate {
-                    self.gateway_answered += 1;
-                }
-                let error = match answer {
-                    Ok(outcome) if outcome.status == StatusCode::OK && outcome.frames_ok => break,
-                    Ok(outcome) => anyhow!(
-                        "answered {} ({} data frames, {EXPECTED_FRAMES} expected)",
-                        outcome.status,
-                        outcome.frames
-                    ),
-                    Err(error) => error,
-                };
-                let process = match proc_index {
-                    0 => &mut self.mock,
-                    1 => &mut self.paced,
-                    2 => &mut self.gateway,
-                    _ => self.nginx.as_mut().unwrap_or(&mut self.gateway),
-                };
-                process.check_alive()?;
-                if Instant::now() > deadline {
-                    bail!(
-                        "{} at {} is not ready after 30 s: {error:#}; the end of its log ({}):\n{}",
-                        process.name,
-                        target.addr,
-                        process.log.display(),
-                        log_tail(&process.log)
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        if let (Some((front, paced_front)), Some(nginx)) = (self.nginx_addrs, &mut self.nginx) {
+            wait_answering(&Target::nginx(front, false), nginx, deadline).await?;
+            wait_answering(&Target::nginx(paced_front, true), nginx, deadline).await?;
+        }
+        for floor in &mut self.floors {
+            let target = Target::new(Via::floor(floor.floor), floor.addr, false);
+            wait_answering(&target, &mut floor.proc, deadline).await?;
         }
         Ok(())
     }
@@ -634,6 +653,45 @@ impl Stack {
             pids.extend(child_pids(nginx.pid()));
             pids
         })
+    }
+}
+
+/// A floor proxy the bench started, and where it listens.
+struct FloorProc {
+    floor: Floor,
+    proc: Proc,
+    addr: SocketAddr,
+}
+
+/// Sends `target`'s request until `process` answers it correctly; returns the answers it gave
+/// (any status), failing with the end of its log if it exits or is not ready by `deadline`.
+async fn wait_answering(target: &Target, process: &mut Proc, deadline: Instant) -> Result<u64> {
+    let mut answered = 0;
+    loop {
+        let answer = one_request(target).await;
+        answered += u64::from(answer.is_ok());
+        let error = match answer {
+            Ok(outcome) if outcome.status == StatusCode::OK && outcome.frames_ok => {
+                return Ok(answered);
+            }
+            Ok(outcome) => anyhow!(
+                "answered {} ({} data frames, {EXPECTED_FRAMES} expected)",
+                outcome.status,
+                outcome.frames
+            ),
+            Err(error) => error,
+        };
+        process.check_alive()?;
+        if Instant::now() > deadline {
+            bail!(
+                "{} at {} is not ready after 30 s: {error:#}; the end of its log ({}):\n{}",
+                process.name,
+                target.addr,
+                process.log.display(),
+                log_tail(&process.log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -751,6 +809,11 @@ enum Via {
     Llmgate,
     Nginx,
     Direct,
+    /// The floors (see `floor`): a bare proxy on axum + reqwest, and on hyper alone.
+    #[serde(rename = "floor-axum-reqwest")]
+    FloorAxumReqwest,
+    #[serde(rename = "floor-hyper")]
+    FloorHyper,
 }
 
 impl Via {
@@ -759,6 +822,15 @@ impl Via {
             Self::Llmgate => "llmgate",
             Self::Nginx => "nginx",
             Self::Direct => "direct",
+            Self::FloorAxumReqwest => "axum+reqwest",
+            Self::FloorHyper => "hyper",
+        }
+    }
+
+    fn floor(floor: Floor) -> Self {
+        match floor {
+            Floor::AxumReqwest => Self::FloorAxumReqwest,
+            Floor::Hyper => Self::FloorHyper,
         }
     }
 }
@@ -1217,7 +1289,7 @@ async fn measure(
     let peak = match target.via {
         Via::Llmgate => gateway_peak,
         Via::Nginx => nginx_peak,
-        Via::Direct => rss_kib(server_pids),
+        Via::Direct | Via::FloorAxumReqwest | Via::FloorHyper => rss_kib(server_pids),
     };
     Ok(Phase {
         via: target.via,
@@ -1337,8 +1409,8 @@ async fn bench_run() -> Result<bool> {
     for stream in [false, true] {
         let levels: &[usize] = if stream { &STREAM_LEVELS } else { &CHAT_LEVELS };
         for &concurrency in levels {
-            let targets = if stream {
-                [
+            let mut targets = if stream {
+                vec![
                     (Target::llmgate(stack.gateway_addr, true), vec![gateway_pid]),
                     (Target::nginx(paced_front, true), nginx_pids.clone()),
                     (
@@ -1347,7 +1419,7 @@ async fn bench_run() -> Result<bool> {
                     ),
                 ]
             } else {
-                [
+                vec![
                     (
                         Target::llmgate(stack.gateway_addr, false),
                         vec![gateway_pid],
@@ -1359,6 +1431,16 @@ async fn bench_run() -> Result<bool> {
                     ),
                 ]
             };
+            // The floors where the budget compares CPU and latency: what the libraries
+            // alone cost, beside what llmgate costs.
+            if !stream && FLOOR_LEVELS.contains(&concurrency) {
+                targets.extend(stack.floors.iter().map(|floor| {
+                    (
+                        Target::new(Via::floor(floor.floor), floor.addr, false),
+                        vec![floor.proc.pid()],
+                    )
+                }));
+            }
             for (target, pids) in targets {
                 let phase =
                     measure(&target, concurrency, settings.seconds, &pids, ticks, &rss).await?;
@@ -1605,20 +1687,23 @@ fn print_report(report: &Report) {
         report.date, m.cores, m.cpu, m.kernel, m.commit
     );
     println!(
-        "{} s per phase after {} s warm-up; llmgate and nginx on core {PROXY_CORE}, mock and load generator on core {CLIENT_CORE}\n",
+        "{} s per phase after {} s warm-up; llmgate, nginx and the floors on core {PROXY_CORE}, mock and load generator on core {CLIENT_CORE}\n\
+         floors: bare pass-through proxies (no auth, limits, routing, JSON, accounting or log) on axum + reqwest and on hyper alone\n",
         report.seconds_per_phase, report.warm_up_seconds
     );
     println!(
-        "{:<22} {:>12} {:>12} {:>12}",
-        "", "llmgate", "nginx", "direct"
+        "{:<22} {:>12} {:>12} {:>12} {:>13} {:>12}",
+        "", "llmgate", "nginx", "direct", "axum+reqwest", "hyper"
     );
     let row = |label: &str, stream: bool, c: usize, value: &dyn Fn(&Phase) -> String| {
         let cell = |via| find(&report.phases, via, stream, c).map_or("–".into(), value);
         println!(
-            "{label:<22} {:>12} {:>12} {:>12}",
+            "{label:<22} {:>12} {:>12} {:>12} {:>13} {:>12}",
             cell(Via::Llmgate),
             cell(Via::Nginx),
-            cell(Via::Direct)
+            cell(Via::Direct),
+            cell(Via::FloorAxumReqwest),
+            cell(Via::FloorHyper),
         );
     };
     let us = |v: f64| format!("{v:.0}");
@@ -2006,6 +2091,7 @@ async fn quick_run() -> Result<bool> {
     let ticks = machine.clock_ticks_per_second;
     let mut gate = Vec::new();
     let mut nginx = Vec::new();
+    let mut floors: Vec<Vec<Phase>> = vec![Vec::new(); stack.floors.len()];
     for round in 1..=rounds {
         let g = measure(
             &Target::llmgate(stack.gateway_addr, false),
@@ -2025,17 +2111,24 @@ async fn quick_run() -> Result<bool> {
             &rss,
         )
         .await?;
-        println!(
-            "round {round}: llmgate {:.0} req/s {:.1} µs CPU/req ({:.1} kernel) · nginx {:.0} req/s {:.1} µs CPU/req ({:.1} kernel) · errors {}/{}",
-            g.rps,
-            g.server_cpu_us_per_request,
-            g.server_system_us_per_request,
-            n.rps,
-            n.server_cpu_us_per_request,
-            n.server_system_us_per_request,
-            g.errors,
-            n.errors,
-        );
+        let mut line = format!("round {round}:");
+        for phase in [&g, &n] {
+            let _ = write!(line, " {} · ", quick_summary(phase));
+        }
+        for (floor, phases) in stack.floors.iter().zip(&mut floors) {
+            let phase = measure(
+                &Target::new(Via::floor(floor.floor), floor.addr, false),
+                64,
+                settings.seconds,
+                &[floor.proc.pid()],
+                ticks,
+                &rss,
+            )
+            .await?;
+            let _ = write!(line, " {} · ", quick_summary(&phase));
+            phases.push(phase);
+        }
+        println!("{}", line.trim_end_matches([' ', '·']));
         gate.push(g);
         nginx.push(n);
     }
@@ -2073,7 +2166,39 @@ async fn quick_run() -> Result<bool> {
         median(&gate, cpu) / median(&nginx, cpu),
         median(&gate, rps) / median(&nginx, rps),
     );
-    Ok(gate.iter().chain(&nginx).all(|p| p.errors == 0))
+    for phases in &floors {
+        if let Some(first) = phases.first() {
+            println!(
+                "floor {:<13} median {:.1} µs CPU/req, {:.0} req/s · llmgate/floor CPU {:.2}× · floor/nginx CPU {:.2}×",
+                first.via.name(),
+                median(phases, cpu),
+                median(phases, rps),
+                median(&gate, cpu) / median(phases, cpu),
+                median(phases, cpu) / median(&nginx, cpu),
+            );
+        }
+    }
+    Ok(gate
+        .iter()
+        .chain(&nginx)
+        .chain(floors.iter().flatten())
+        .all(|p| p.errors == 0))
+}
+
+/// One phase in a line of the quick run.
+fn quick_summary(phase: &Phase) -> String {
+    format!(
+        "{} {:.0} req/s {:.1} µs CPU/req ({:.1} kernel){}",
+        phase.via.name(),
+        phase.rps,
+        phase.server_cpu_us_per_request,
+        phase.server_system_us_per_request,
+        if phase.errors > 0 {
+            format!(", {} errors", phase.errors)
+        } else {
+            String::new()
+        }
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,207 @@
+//! The floors: the least a Rust proxy built on llmgate's stack can cost, measured in the same
+//! bench so llmgate's own overhead can be told apart from its libraries'.
+//!
+//! Each floor forwards a request to the mock exactly as received (path, `authorization`,
+//! `content-type`, body) and returns the answer's status, `content-type` and body: no key
+//! check, no limits, no routing, no JSON, no accounting, no log line. Both run on a
+//! current-thread runtime with jemalloc, as a pinned llmgate does.
+//!
+//! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names.
+//! - `hyper`: hyper's server connection and hyper-util's pooled client, without axum's router
+//!   and reqwest's layers.
+//!
+//! The bench starts a floor by running its own executable with `--floor-proxy KIND LISTEN
+//! UPSTREAM`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as PooledClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    AxumReqwest,
+    Hyper,
+}
+
+impl Floor {
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::AxumReqwest => "axum-reqwest",
+            Self::Hyper => "hyper",
+        }
+    }
+
+    fn parse(arg: &str) -> Result<Self> {
+        match arg {
+            "axum-reqwest" => Ok(Self::AxumReqwest),
+            "hyper" => Ok(Self::Hyper),
+            other => bail!("unknown floor '{other}' (axum-reqwest or hyper)"),
+        }
+    }
+}
+
+/// `--floor-proxy KIND LISTEN UPSTREAM`: serves until killed.
+pub fn main(args: &[String]) -> Result<()> {
+    let [kind, listen, upstream] = args else {
+        bail!("usage: --floor-proxy axum-reqwest|hyper LISTEN UPSTREAM");
+    };
+    let floor = Floor::parse(kind)?;
+    let listen: SocketAddr = listen.parse().context("LISTEN")?;
+    let upstream: SocketAddr = upstream.parse().context("UPSTREAM")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        match floor {
+            Floor::AxumReqwest => axum_reqwest(listener, upstream).await,
+            Floor::Hyper => hyper_only(listener, upstream).await,
+        }
+    })
+}
+
+async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+    use axum::extract::State;
+    use axum::serve::ListenerExt;
+
+    #[derive(Clone)]
+    struct Upstream {
+        client: reqwest::Client,
+        base: String,
+    }
+
+    async fn forward(
+        State(upstream): State<Upstream>,
+        request: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (parts, body) = request.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+            return status_only(StatusCode::BAD_REQUEST);
+        };
+        let mut outgoing = upstream
+            .client
+            .post(format!("{}{}", upstream.base, parts.uri.path()))
+            .body(body);
+        for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+            if let Some(value) = parts.headers.get(&name) {
+                outgoing = outgoing.header(name, value.clone());
+            }
+        }
+        let Ok(answer) = outgoing.send().await else {
+            return status_only(StatusCode::BAD_GATEWAY);
+        };
+        let status = answer.status();
+        let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+        let Ok(body) = answer.bytes().await else {
+            return status_only(StatusCode::BAD_GATEWAY);
+        };
+        let mut response = axum::response::Response::new(axum::body::Body::from(body));
+        *response.status_mut() = status;
+        if let Some(content_type) = content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        response
+    }
+
+    fn status_only(status: StatusCode) -> axum::response::Response {
+        let mut response = axum::response::Response::default();
+        *response.status_mut() = status;
+        response
+    }
+
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()?;
+    let app = axum::Router::new().fallback(forward).with_state(Upstream {
+        client,
+        base: format!("http://{upstream}"),
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn hyper_only(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: PooledClient<HttpConnector, Full<Bytes>> =
+        PooledClient::builder(TokioExecutor::new()).build(connector);
+    let authority = upstream.to_string();
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let client = client.clone();
+        let authority = authority.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                forward(client.clone(), authority.clone(), request)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(
+    client: PooledClient<HttpConnector, Full<Bytes>>,
+    authority: String,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Ok(status_only(StatusCode::BAD_REQUEST));
+    };
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(parts.uri.path())
+        .build()
+    else {
+        return Ok(status_only(StatusCode::BAD_REQUEST));
+    };
+    let mut outgoing = Request::new(Full::new(body));
+    *outgoing.method_mut() = parts.method;
+    *outgoing.uri_mut() = uri;
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(value) = parts.headers.get(&name) {
+            outgoing.headers_mut().insert(name, value.clone());
+        }
+    }
+    let Ok(answer) = client.request(outgoing).await else {
+        return Ok(status_only(StatusCode::BAD_GATEWAY));
+    };
+    let (parts, body) = answer.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Ok(status_only(StatusCode::BAD_GATEWAY));
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = parts.status;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(response)
+}
+
+fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
