@@ -588,6 +588,7 @@ impl Stack {
             let exe = std::env::current_exe()?;
             for (floor, name) in [
                 (Floor::AxumReqwest, "floor proxy (axum + reqwest)"),
+                (Floor::AxumHyper, "floor proxy (axum + hyper-util)"),
                 (Floor::Hyper, "floor proxy (hyper)"),
             ] {
                 let addr = loopback(free_port()?);
@@ -812,6 +813,8 @@ enum Via {
     /// The floors (see `floor`): a bare proxy on axum + reqwest, and on hyper alone.
     #[serde(rename = "floor-axum-reqwest")]
     FloorAxumReqwest,
+    #[serde(rename = "floor-axum-hyper")]
+    FloorAxumHyper,
     #[serde(rename = "floor-hyper")]
     FloorHyper,
 }
@@ -823,6 +826,7 @@ impl Via {
             Self::Nginx => "nginx",
             Self::Direct => "direct",
             Self::FloorAxumReqwest => "axum+reqwest",
+            Self::FloorAxumHyper => "axum+hyper",
             Self::FloorHyper => "hyper",
         }
     }
@@ -830,6 +834,7 @@ impl Via {
     fn floor(floor: Floor) -> Self {
         match floor {
             Floor::AxumReqwest => Self::FloorAxumReqwest,
+            Floor::AxumHyper => Self::FloorAxumHyper,
             Floor::Hyper => Self::FloorHyper,
         }
     }
@@ -1289,7 +1294,9 @@ async fn measure(
     let peak = match target.via {
         Via::Llmgate => gateway_peak,
         Via::Nginx => nginx_peak,
-        Via::Direct | Via::FloorAxumReqwest | Via::FloorHyper => rss_kib(server_pids),
+        Via::Direct | Via::FloorAxumReqwest | Via::FloorAxumHyper | Via::FloorHyper => {
+            rss_kib(server_pids)
+        }
     };
     Ok(Phase {
         via: target.via,
@@ -1688,21 +1695,22 @@ fn print_report(report: &Report) {
     );
     println!(
         "{} s per phase after {} s warm-up; llmgate, nginx and the floors on core {PROXY_CORE}, mock and load generator on core {CLIENT_CORE}\n\
-         floors: bare pass-through proxies (no auth, limits, routing, JSON, accounting or log) on axum + reqwest and on hyper alone\n",
+         floors: bare pass-through proxies (no auth, limits, routing, JSON, accounting or log) on axum + reqwest, axum + hyper-util, hyper alone\n",
         report.seconds_per_phase, report.warm_up_seconds
     );
     println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>13} {:>12}",
-        "", "llmgate", "nginx", "direct", "axum+reqwest", "hyper"
+        "{:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12}",
+        "", "llmgate", "nginx", "direct", "axum+reqwest", "axum+hyper", "hyper"
     );
     let row = |label: &str, stream: bool, c: usize, value: &dyn Fn(&Phase) -> String| {
         let cell = |via| find(&report.phases, via, stream, c).map_or("–".into(), value);
         println!(
-            "{label:<22} {:>12} {:>12} {:>12} {:>13} {:>12}",
+            "{label:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12}",
             cell(Via::Llmgate),
             cell(Via::Nginx),
             cell(Via::Direct),
             cell(Via::FloorAxumReqwest),
+            cell(Via::FloorAxumHyper),
             cell(Via::FloorHyper),
         );
     };

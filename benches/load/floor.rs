@@ -7,6 +7,8 @@
 //! current-thread runtime with jemalloc, as a pinned llmgate does.
 //!
 //! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names.
+//! - `axum-hyper`: axum's server and hyper-util's pooled client (what reqwest wraps): the
+//!   difference to `axum-reqwest` is reqwest's own layers.
 //! - `hyper`: hyper's server connection and hyper-util's pooled client, without axum's router
 //!   and reqwest's layers.
 //!
@@ -27,6 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Floor {
     AxumReqwest,
+    AxumHyper,
     Hyper,
 }
 
@@ -34,6 +37,7 @@ impl Floor {
     pub fn arg(self) -> &'static str {
         match self {
             Self::AxumReqwest => "axum-reqwest",
+            Self::AxumHyper => "axum-hyper",
             Self::Hyper => "hyper",
         }
     }
@@ -41,8 +45,9 @@ impl Floor {
     fn parse(arg: &str) -> Result<Self> {
         match arg {
             "axum-reqwest" => Ok(Self::AxumReqwest),
+            "axum-hyper" => Ok(Self::AxumHyper),
             "hyper" => Ok(Self::Hyper),
-            other => bail!("unknown floor '{other}' (axum-reqwest or hyper)"),
+            other => bail!("unknown floor '{other}' (axum-reqwest, axum-hyper or hyper)"),
         }
     }
 }
@@ -50,7 +55,7 @@ impl Floor {
 /// `--floor-proxy KIND LISTEN UPSTREAM`: serves until killed.
 pub fn main(args: &[String]) -> Result<()> {
     let [kind, listen, upstream] = args else {
-        bail!("usage: --floor-proxy axum-reqwest|hyper LISTEN UPSTREAM");
+        bail!("usage: --floor-proxy axum-reqwest|axum-hyper|hyper LISTEN UPSTREAM");
     };
     let floor = Floor::parse(kind)?;
     let listen: SocketAddr = listen.parse().context("LISTEN")?;
@@ -62,6 +67,7 @@ pub fn main(args: &[String]) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         match floor {
             Floor::AxumReqwest => axum_reqwest(listener, upstream).await,
+            Floor::AxumHyper => axum_hyper(listener, upstream).await,
             Floor::Hyper => hyper_only(listener, upstream).await,
         }
     })
@@ -133,11 +139,49 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
     Ok(())
 }
 
-async fn hyper_only(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+async fn axum_hyper(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    use axum::serve::ListenerExt;
+
+    #[derive(Clone)]
+    struct Upstream {
+        client: PooledClient<HttpConnector, Full<Bytes>>,
+        authority: String,
+    }
+
+    async fn handle(
+        State(upstream): State<Upstream>,
+        request: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (parts, body) = request.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let request = Request::from_parts(parts, body);
+        let Ok(response) = forward_bytes(&upstream.client, &upstream.authority, request).await;
+        response.into_response()
+    }
+
+    let app = axum::Router::new().fallback(handle).with_state(Upstream {
+        client: pooled_client(),
+        authority: upstream.to_string(),
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn pooled_client() -> PooledClient<HttpConnector, Full<Bytes>> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: PooledClient<HttpConnector, Full<Bytes>> =
-        PooledClient::builder(TokioExecutor::new()).build(connector);
+    PooledClient::builder(TokioExecutor::new()).build(connector)
+}
+
+async fn hyper_only(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+    let client = pooled_client();
     let authority = upstream.to_string();
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -164,9 +208,19 @@ async fn forward(
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return Ok(status_only(StatusCode::BAD_REQUEST));
     };
+    forward_bytes(&client, &authority, Request::from_parts(parts, body)).await
+}
+
+/// Sends `request` (its body read) to the upstream at `authority`; the answer, read whole.
+async fn forward_bytes(
+    client: &PooledClient<HttpConnector, Full<Bytes>>,
+    authority: &str,
+    request: Request<Bytes>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
     let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(authority.as_str())
+        .authority(authority)
         .path_and_query(parts.uri.path())
         .build()
     else {
