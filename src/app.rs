@@ -213,7 +213,9 @@ impl App {
         });
         let server = axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(router),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let grace = settings.shutdown_grace;

@@ -171,6 +171,12 @@ impl Answer {
         matches!(self, Self::OpenAi | Self::Anthropic)
     }
 
+    /// Whether the upstream's answer reaches the client as it is and in OpenAI's form, so its
+    /// usage is read from the body itself.
+    pub(super) fn is_openai_passthrough(self) -> bool {
+        matches!(self, Self::OpenAi)
+    }
+
     /// A whole successful answer for the client, and the answer in OpenAI's chat form for
     /// reading its usage (none for an Anthropic answer that is not a message, such as a token
     /// count).

@@ -26,7 +26,7 @@ use crate::limits::Limits;
 use crate::providers::{self, ClientHeaders, Endpoint};
 use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
 use crate::telemetry::metrics::Metrics;
-use crate::usage::{self, Usage, UsageRecorder};
+use crate::usage::{self, Usage, UsageRecorder, WholeAnswer};
 use dialect::{Answer, Call, Refused};
 
 /// Everything a proxied request needs, cheap to clone into each request.
@@ -158,17 +158,8 @@ impl Gateway {
                 status,
                 mut headers,
                 body,
-                usage_body,
             }) => {
                 done.status = status.as_u16();
-                if status.is_success() {
-                    done.usage = Some(if endpoint.generates() {
-                        let answer = usage_body.as_deref().unwrap_or_default();
-                        usage::usage_of_response(&done.model, &done.request, answer)
-                    } else {
-                        Usage::default()
-                    });
-                }
                 rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
                 done.finish();
@@ -238,7 +229,7 @@ impl Gateway {
         let stream = head.stream && endpoint.can_stream();
         // Limits are checked before any upstream work: a refusal costs the upstream nothing.
         let reserve = if endpoint.generates() {
-            crate::limits::estimate_request_tokens(&body)
+            head.reserve
         } else {
             0
         };
@@ -288,11 +279,11 @@ impl Gateway {
                             header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
                         );
+                        done.usage = Some(Usage::default());
                         return Ok(Forwarded::Complete {
                             status: StatusCode::OK,
                             headers,
                             body: answer,
-                            usage_body: None,
                         });
                     }
                     // A route this endpoint cannot use is passed over, like an unusable one.
@@ -335,13 +326,13 @@ impl Gateway {
                 crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
                 request = request.headers(trace_headers);
             }
-            if !stream {
-                request = request.timeout(budget);
-            }
+            // One deadline for the attempt: the response headers, and for a whole answer its
+            // body too (a stream's body is bounded by the read timeout between bytes instead).
+            let attempt_deadline = tokio::time::Instant::now() + budget;
             let in_flight = InFlight::start(&route.health);
             done.attempt(route.id, provider, target.account.map(|a| a.id));
             let sent = Instant::now();
-            let sent_result = tokio::time::timeout(budget, request.send())
+            let sent_result = tokio::time::timeout_at(attempt_deadline, request.send())
                 .instrument(attempt_span)
                 .await;
             done.upstream_wait += sent.elapsed();
@@ -393,9 +384,13 @@ impl Gateway {
             }
             if status.is_server_error() {
                 route.health.failed(route.id, self.health.now_ms(), &policy);
-                let detail = match response.bytes().await {
-                    Ok(body) => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
-                    Err(error) => error.to_string(),
+                let detail = match tokio::time::timeout_at(attempt_deadline, response.bytes()).await
+                {
+                    Ok(Ok(body)) => {
+                        String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
+                    }
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!("no complete body within {budget:?}"),
                 };
                 failures.server_side(
                     target,
@@ -445,30 +440,46 @@ impl Gateway {
             // Nothing has reached the client yet, so a body that fails to arrive, or a success
             // that is not JSON, still counts as the upstream's failure and moves on.
             let read = Instant::now();
-            let body_result = response.bytes().await;
+            let body_result = tokio::time::timeout_at(attempt_deadline, response.bytes()).await;
             done.upstream_wait += read.elapsed();
             let body = match body_result {
-                Ok(body) => body,
-                Err(error) => {
+                Ok(Ok(body)) => body,
+                Ok(Err(error)) => {
                     route.health.failed(route.id, self.health.now_ms(), &policy);
                     failures.server_side(target, upstream_error(provider, error));
                     continue;
                 }
+                Err(_) => {
+                    route.health.failed(route.id, self.health.now_ms(), &policy);
+                    failures.server_side(
+                        target,
+                        ApiError::UpstreamTimeout {
+                            detail: format!("{provider}: no complete answer within {budget:?}"),
+                        },
+                    );
+                    continue;
+                }
             };
-            if status.is_success()
-                && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
-            {
-                route.health.failed(route.id, self.health.now_ms(), &policy);
-                failures.server_side(
-                    target,
-                    ApiError::UpstreamFailed {
-                        detail: format!(
-                            "{provider} answered {status} with a body that is not JSON"
-                        ),
-                    },
-                );
-                continue;
-            }
+            let reported = if status.is_success() {
+                match usage::read_answer(&body) {
+                    WholeAnswer::Json(reported) => reported,
+                    WholeAnswer::NotJson => {
+                        route.health.failed(route.id, self.health.now_ms(), &policy);
+                        failures.server_side(
+                            target,
+                            ApiError::UpstreamFailed {
+                                detail: format!(
+                                    "{provider} answered {status} with a body that is not JSON"
+                                ),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let openai_answer = answer.is_openai_passthrough();
             // A success the translator cannot read is the upstream's failure too.
             let (body, usage_body) = if status.is_success() {
                 match answer.complete(body, &head.model) {
@@ -487,6 +498,16 @@ impl Gateway {
             } else {
                 (answer.error(status.as_u16(), body), None)
             };
+            if status.is_success() {
+                done.usage = Some(if !endpoint.generates() {
+                    Usage::default()
+                } else if let (true, Some(reported)) = (openai_answer, reported) {
+                    reported
+                } else {
+                    let answer = usage_body.as_deref().unwrap_or_default();
+                    usage::usage_of_response(&done.model, &done.request, answer)
+                });
+            }
             if !answer.is_passthrough() {
                 headers.insert(
                     header::CONTENT_TYPE,
@@ -502,7 +523,6 @@ impl Gateway {
                 status,
                 headers,
                 body,
-                usage_body,
             });
         }
         Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
@@ -541,12 +561,11 @@ impl Gateway {
 
 /// The answer of the attempt that succeeded, before it is reported and relayed.
 enum Forwarded {
+    /// A whole answer; its usage is already in the `Completion`.
     Complete {
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
-        /// The answer in OpenAI's chat form, to read its usage from.
-        usage_body: Option<Bytes>,
     },
     Stream {
         headers: HeaderMap,

@@ -6,15 +6,19 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
-/// The parts of a request body that routing needs.
+/// The parts of a request body that routing and limits need, read in one pass.
 #[derive(Debug)]
 pub struct RequestHead<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// The tokens to reserve against the key's limits (see
+    /// [`crate::limits::estimate_request_tokens`]).
+    pub reserve: u64,
     /// Where the JSON value of `model` (quotes included) sits in the body.
     model_span: Range<usize>,
 }
@@ -25,6 +29,32 @@ struct Fields<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
+    // Read for the token reservation; a value of the wrong type only makes it cautious.
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(default)]
+    messages: Option<IgnoredAny>,
+    #[serde(default)]
+    prompt: Option<IgnoredAny>,
+}
+
+impl Fields<'_> {
+    /// The completion cap the request sets: `Some(None)` for none, `None` when a cap is not a
+    /// whole number of tokens.
+    fn completion_cap(&self) -> Option<Option<u64>> {
+        let read = |raw: Option<&RawValue>| match raw {
+            None => Some(None),
+            Some(raw) => serde_json::from_str::<Option<u64>>(raw.get()).ok(),
+        };
+        let max_completion_tokens = read(self.max_completion_tokens)?;
+        let max_tokens = read(self.max_tokens)?;
+        let max_output_tokens = read(self.max_output_tokens)?;
+        Some(max_completion_tokens.or(max_tokens).or(max_output_tokens))
+    }
 }
 
 impl<'a> RequestHead<'a> {
@@ -67,9 +97,15 @@ impl<'a> RequestHead<'a> {
         if body.get(model_span.clone()) != Some(raw.get().as_bytes()) {
             return Err(ApiError::internal("model value is not a slice of the body"));
         }
+        let reserve = crate::limits::estimate_tokens(
+            body.len(),
+            fields.completion_cap(),
+            fields.messages.is_some() || fields.prompt.is_some(),
+        );
         Ok(Self {
             model,
             stream: fields.stream.unwrap_or(false),
+            reserve,
             model_span,
         })
     }
@@ -126,6 +162,29 @@ mod tests {
                 .unwrap()
                 .stream
         );
+    }
+
+    #[test]
+    fn the_reservation_read_in_the_same_pass_is_the_limits_estimate() {
+        for body in [
+            r#"{"model":"m","messages":[],"max_tokens":100}"#,
+            r#"{"model":"m","messages":[],"max_tokens":100,"max_completion_tokens":7}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","prompt":"once upon"}"#,
+            r#"{"model":"m","input":"embed me"}"#,
+            r#"{"model":"m","input":"x","max_output_tokens":9}"#,
+            r#"{"model":"m","messages":[],"max_tokens":null}"#,
+            r#"{"model":"m","input":"x","max_tokens":"lots"}"#,
+            r#"{"model":"m","messages":[],"max_tokens":-1,"max_completion_tokens":5}"#,
+            r#"{"model":"m","messages":null,"max_output_tokens":2.5}"#,
+        ] {
+            let head = RequestHead::parse(body.as_bytes()).unwrap();
+            assert_eq!(
+                head.reserve,
+                crate::limits::estimate_request_tokens(body.as_bytes()),
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The HTTP edge: the router and its one middleware stack. Only this module knows axum.
 //!
 //! The stack, outermost first:
-//! 0. arrival time, for latency and overhead figures;
-//! 1. request id: reuse the client's `x-request-id` or make one, and echo it on the response;
-//! 2. error rendering: 5xx bodies get the request id; every error is logged once, here;
-//! 3. panic catching: a handler panic becomes a 500 in the contract's shape;
-//! 4. the body limit used by the body extractor (413 while reading, never buffered past it).
+//! 1. the edge, one middleware: the arrival time (for latency and overhead figures); the
+//!    request id (the client's `x-request-id` or a new one, echoed on the response); error
+//!    rendering (5xx bodies get the request id; every error is logged once, here);
+//! 2. panic catching: a handler panic becomes a 500 in the contract's shape;
+//! 3. the body limit used by the body extractor (413 while reading, never buffered past it).
 
 mod admin;
 mod extract;
 mod ops;
 mod v1;
+
+use std::convert::Infallible;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -18,17 +20,22 @@ use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP service: every route behind the edge stack.
+pub fn router(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     let body_limit = state.max_body_bytes;
     let routes = Router::new()
         .route("/v1/chat/completions", post(v1::chat_completions))
@@ -50,29 +57,50 @@ pub fn router(state: AppState) -> Router {
 
 /// The middleware stack of the module docs, around any router (tests use it on their own).
 ///
-/// The stack wraps the router once, as one service, rather than through `Router::layer`, which
-/// wraps every route: axum clones a route's whole service for each call, so six layers there
-/// meant about twenty boxed clones (and as many state clones) per request.
-fn with_edge_layers(routes: Router, body_limit: usize) -> Router {
-    let edge = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn(stamp_start))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::from_fn(render_errors))
+/// The stack wraps the router once, as one service that is served as it is, rather than
+/// through `Router::layer`, which wraps every route: axum clones a route's whole service for
+/// each call, so six layers there meant about twenty boxed clones (and as many state clones)
+/// per request. The edge's three jobs share one middleware: each `from_fn` layer costs a
+/// boxed future and a clone of the service below it per request.
+fn with_edge_layers(
+    routes: Router,
+    body_limit: usize,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(edge))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a request handler panicked").into_response()
         }))
         .layer(DefaultBodyLimit::max(body_limit))
-        .service(routes);
-    Router::new().fallback_service(edge)
+        .service(routes)
 }
 
-/// Notes when the request arrived, before any other layer, for latency and overhead figures.
-async fn stamp_start(mut request: Request, next: Next) -> Response {
+/// Stamps the arrival time, makes sure the request has an id (echoed on the response) and
+/// renders errors.
+async fn edge(mut request: Request, next: Next) -> Response {
     request
         .extensions_mut()
         .insert(extract::RequestStart(std::time::Instant::now()));
-    next.run(request).await
+    let request_id = match request.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = new_request_id();
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let anthropic = request.uri().path().starts_with("/v1/messages");
+    let response = next.run(request).await;
+    let mut response = render_errors(response, &request_id, anthropic);
+    response
+        .headers_mut()
+        .entry(REQUEST_ID)
+        .or_insert(request_id);
+    response
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -85,15 +113,13 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 /// Logs every error response once and puts the request id into 5xx bodies, which is where the
 /// id is useful: the client quotes it, the operator finds the log line. Errors on Anthropic's
 /// endpoints (`/v1/messages…`) take Anthropic's shape, which its SDKs parse.
-async fn render_errors(request: Request, next: Next) -> Response {
-    let request_id = request_id_of(&request);
-    let anthropic = request.uri().path().starts_with("/v1/messages");
-    let mut response = next.run(request).await;
+fn render_errors(mut response: Response, request_id: &HeaderValue, anthropic: bool) -> Response {
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        let request_id = request_id.to_str().unwrap_or_default();
         let status = error.status();
         let shown_id = if status.is_server_error() {
             tracing::error!(request_id = %request_id, status = status.as_u16(), error = %error, "request failed");
-            Some(request_id.as_str())
+            Some(request_id)
         } else {
             tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %error, "request refused");
             None
@@ -117,25 +143,11 @@ async fn render_errors(request: Request, next: Next) -> Response {
     response
 }
 
-fn request_id_of(request: &Request) -> String {
-    request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Makes request ids for requests that arrive without one: `req_` and 96 random bits in hex.
-#[derive(Clone, Copy, Debug)]
-struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let bits: u128 = rand::random();
-        let id = format!("req_{:024x}", bits >> 32);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
-    }
+/// The id of a request that arrives without one: `req_` and 96 random bits in hex.
+fn new_request_id() -> HeaderValue {
+    let bits: u128 = rand::random();
+    let id = format!("req_{:024x}", bits >> 32);
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
 }
 
 #[cfg(test)]

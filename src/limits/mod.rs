@@ -48,21 +48,30 @@ pub fn estimate_request_tokens(body: &[u8]) -> u64 {
         #[serde(default)]
         prompt: Option<IgnoredAny>,
     }
-    let prompt = (body.len() as u64).div_ceil(4);
-    let completion = match serde_json::from_slice::<Fields>(body) {
-        Ok(fields) => {
-            let cap = fields
-                .max_completion_tokens
-                .or(fields.max_tokens)
-                .or(fields.max_output_tokens);
-            let generates = fields.messages.is_some() || fields.prompt.is_some();
-            cap.unwrap_or(if generates {
-                DEFAULT_COMPLETION_ESTIMATE
-            } else {
-                0
-            })
-        }
-        Err(_) => DEFAULT_COMPLETION_ESTIMATE,
+    match serde_json::from_slice::<Fields>(body) {
+        Ok(fields) => estimate_tokens(
+            body.len(),
+            Some(
+                fields
+                    .max_completion_tokens
+                    .or(fields.max_tokens)
+                    .or(fields.max_output_tokens),
+            ),
+            fields.messages.is_some() || fields.prompt.is_some(),
+        ),
+        Err(_) => estimate_tokens(body.len(), None, true),
+    }
+}
+
+/// [`estimate_request_tokens`] from fields already read: `cap` is the request's completion
+/// cap (`Some(None)` when it sets none, `None` when its fields could not be read) and
+/// `generates` whether it has `messages` or a `prompt`.
+pub fn estimate_tokens(body_len: usize, cap: Option<Option<u64>>, generates: bool) -> u64 {
+    let prompt = (body_len as u64).div_ceil(4);
+    let completion = match cap {
+        Some(Some(cap)) => cap,
+        Some(None) if !generates => 0,
+        Some(None) | None => DEFAULT_COMPLETION_ESTIMATE,
     };
     prompt.saturating_add(completion)
 }

@@ -144,6 +144,29 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
         .map(Usage::from)
 }
 
+/// A whole successful answer, read once: whether it is JSON at all, and what usage it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WholeAnswer {
+    /// Valid JSON; with the usage when it reports one in OpenAI's form.
+    Json(Option<Usage>),
+    NotJson,
+}
+
+/// Checks that `body` is JSON and reads its `usage` in the same pass (the usual case: an
+/// OpenAI answer). Only a body that is not an object with a readable `usage` is read twice.
+pub fn read_answer(body: &[u8]) -> WholeAnswer {
+    if starts_object(body)
+        && let Ok(envelope) = serde_json::from_slice::<Envelope>(body)
+    {
+        return WholeAnswer::Json(envelope.usage.map(Usage::from));
+    }
+    // Valid JSON of another shape (an array, a `usage` of an odd type) is still an answer.
+    match serde_json::from_slice::<IgnoredAny>(body) {
+        Ok(_) => WholeAnswer::Json(None),
+        Err(_) => WholeAnswer::NotJson,
+    }
+}
+
 /// Whether the first non-blank byte opens an object (serde would read an array as a struct).
 pub(super) fn starts_object(body: &[u8]) -> bool {
     body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -281,6 +304,23 @@ mod tests {
             cached_tokens: cached,
             reasoning_tokens: reasoning,
             estimated: false,
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_and_their_usage_read_in_one_call() {
+        let answer = |body: &str| read_answer(body.as_bytes());
+        assert_eq!(
+            answer(r#"{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3}}"#),
+            WholeAnswer::Json(Some(usage(2, 3, 5, 0, 0)))
+        );
+        assert_eq!(answer(r#"{"choices":[]}"#), WholeAnswer::Json(None));
+        // JSON of another shape is an answer without usage, never "not JSON".
+        assert_eq!(answer(r#"[{"usage":1}]"#), WholeAnswer::Json(None));
+        assert_eq!(answer(r#"{"usage":"odd"}"#), WholeAnswer::Json(None));
+        assert_eq!(answer(" 42 "), WholeAnswer::Json(None));
+        for broken in ["", "{", r#"{"usage":{}} trailing"#, "<html>busy</html>"] {
+            assert_eq!(answer(broken), WholeAnswer::NotJson, "{broken}");
         }
     }
 

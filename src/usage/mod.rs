@@ -13,7 +13,7 @@ pub mod retention;
 mod stream;
 
 pub use estimate::{Encoding, count_tokens, estimate_prompt_tokens, estimate_usage};
-pub use extract::{IncludeUsage, ensure_include_usage, from_body};
+pub use extract::{IncludeUsage, WholeAnswer, ensure_include_usage, from_body, read_answer};
 pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
 pub use stream::{StreamUsage, is_usage_only_chunk};
 

@@ -2,13 +2,40 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::json;
 
-/// What a spawned `serve` wrote to stderr, for failure messages.
-type ServeLog = Arc<Mutex<Vec<String>>>;
+/// What a spawned `serve` wrote to stderr, read by a thread as it comes.
+#[derive(Clone, Default)]
+struct ServeLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set when the reader saw the end of the pipe: the process exited and nothing is left.
+    ended: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl ServeLog {
+    fn lock(&self) -> std::sync::LockResult<MutexGuard<'_, Vec<String>>> {
+        self.lines.lock()
+    }
+
+    /// Every line, once the process has exited and its reader has read the last of them: log
+    /// lines are written in batches, the last ones at exit, so `wait()` alone can return first.
+    fn complete(&self) -> Vec<String> {
+        let (ended, changed) = &*self.ended;
+        let (ended, timeout) = changed
+            .wait_timeout_while(ended.lock().unwrap(), Duration::from_secs(10), |ended| {
+                !*ended
+            })
+            .unwrap();
+        assert!(
+            *ended && !timeout.timed_out(),
+            "stderr still open 10 s after exit"
+        );
+        self.lines.lock().unwrap().clone()
+    }
+}
 
 use crate::helpers::{TestApp, bind, config_text};
 
@@ -145,12 +172,18 @@ fn start_serve_with(
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe; keep it for failures.
-    let log = Arc::new(Mutex::new(seen));
+    let log = ServeLog {
+        lines: Arc::new(Mutex::new(seen)),
+        ..ServeLog::default()
+    };
     let sink = log.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
+        let (ended, changed) = &*sink.ended;
+        *ended.lock().unwrap() = true;
+        changed.notify_all();
     });
     (child, addr, log)
 }
@@ -287,8 +320,7 @@ async fn each_request_gets_one_structured_log_line_and_successes_can_be_sampled(
         }
         assert_eq!(terminate(&mut child), Some(0));
         let lines: Vec<serde_json::Value> = log
-            .lock()
-            .unwrap()
+            .complete()
             .iter()
             .filter_map(|line| serde_json::from_str(line).ok())
             .filter(|line: &serde_json::Value| line["target"] == "llmgate::request")
