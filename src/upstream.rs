@@ -20,6 +20,13 @@ pub fn build_client(settings: &UpstreamSettings) -> Result<reqwest::Client, Clie
         .tcp_nodelay(true)
         .tcp_keepalive(std::time::Duration::from_secs(30))
         .http2_adaptive_window(true)
+        // llmgate retries itself, on the next candidate and only before the first byte
+        // (gateway::forward). reqwest's own retry layer would otherwise copy every request's
+        // headers in case it retries an HTTP/2 refusal.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        // An upstream's redirect goes back to the client as it came: following it would
+        // replay a POST (and its credential) somewhere the operator did not configure.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("llmgate/", env!("CARGO_PKG_VERSION")));
     // Proxies come only from llmgate's own setting, never implicitly from HTTP_PROXY: a gateway
     // should not reroute its traffic because of a variable meant for something else.

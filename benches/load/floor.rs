@@ -124,9 +124,12 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
         response
     }
 
+    // The cheapest reqwest llmgate can have: its retry and redirect layers off, as llmgate's.
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .no_proxy()
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let app = axum::Router::new().fallback(forward).with_state(Upstream {
         client,

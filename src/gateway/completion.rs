@@ -202,11 +202,12 @@ impl Completion {
                 ttfb_ms = self.first_byte.map(|t| ms(t.duration_since(self.started))),
                 upstream_ms = ms(self.upstream_wait),
                 overhead_ms = ms(overhead),
+                // The exceptions appear only when they happen: every field costs formatting.
                 stream_error = self.stream_error.as_deref(),
-                client_gone = self.client_gone,
+                client_gone = self.client_gone.then_some(true),
                 prompt_tokens = usage.prompt_tokens,
                 completion_tokens = usage.completion_tokens,
-                estimated = usage.estimated,
+                estimated = usage.estimated.then_some(true),
                 "request"
             );
         }

@@ -6,6 +6,7 @@ mod relay;
 mod request;
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -401,6 +402,28 @@ impl Gateway {
                 continue;
             }
 
+            // The client never sees an upstream's redirect (it would have to resend through
+            // llmgate anyway): a route whose base URL redirects is misconfigured, and the
+            // next candidate may serve.
+            if status.is_redirection() {
+                route.health.failed(route.id, self.health.now_ms(), &policy);
+                let to = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map_or_else(String::new, |to| format!(" to '{to}'"));
+                failures.server_side(
+                    target,
+                    ApiError::UpstreamFailed {
+                        detail: format!(
+                            "{provider} answered {status}{to}; llmgate does not follow \
+                             redirects: set the provider's base_url to the final address"
+                        ),
+                    },
+                );
+                continue;
+            }
+
             // The upstream answered (success, or a client error that is the client's own).
             let mut headers = upstream_headers(response.headers());
             if let Ok(value) = HeaderValue::from_str(provider) {
@@ -581,18 +604,20 @@ enum Forwarded {
 /// OpenAI's `x-ratelimit-*` headers, for keys that have limits.
 fn rate_limit_headers(done: &Completion, headers: &mut HeaderMap) {
     if let Some(admission) = &done.admission {
-        for (name, value) in admission.status().header_pairs() {
-            headers.insert(name, value);
-        }
+        admission.status().apply(headers);
     }
 }
 
 /// `x-llmgate-overhead-ms`: the time llmgate itself added before the response started.
 const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-llmgate-overhead-ms");
 
+/// Milliseconds with three decimals, from whole microseconds (integer formatting: a float's
+/// costs several times more, on every response).
 fn overhead_value(overhead: Duration) -> HeaderValue {
-    HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let micros = overhead.as_micros();
+    let mut text = String::with_capacity(16);
+    let _ = write!(text, "{}.{:03}", micros / 1000, micros % 1000);
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
@@ -784,4 +809,24 @@ fn to_json(value: &impl Serialize) -> Bytes {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overhead_header_is_milliseconds_with_three_decimals() {
+        for (micros, expected) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_250, "1.250"),
+            (42_001, "42.001"),
+            (3_600_000_000, "3600000.000"),
+        ] {
+            assert_eq!(overhead_value(Duration::from_micros(micros)), expected);
+        }
+        // Below a microsecond rounds down, like the rest of the figure.
+        assert_eq!(overhead_value(Duration::from_nanos(999)), "0.000");
+    }
 }

@@ -145,9 +145,11 @@ fn render_errors(mut response: Response, request_id: &HeaderValue, anthropic: bo
 
 /// The id of a request that arrives without one: `req_` and 96 random bits in hex.
 fn new_request_id() -> HeaderValue {
-    let bits: u128 = rand::random();
-    let id = format!("req_{:024x}", bits >> 32);
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
+    let bits: [u8; 12] = rand::random();
+    let mut id = *b"req_000000000000000000000000";
+    // 12 bytes always fit the 24 hex digits after the prefix.
+    let _ = hex::encode_to_slice(bits, &mut id[4..]);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
 }
 
 #[cfg(test)]
@@ -159,6 +161,23 @@ mod tests {
 
     async fn explode() -> &'static str {
         panic!("boom")
+    }
+
+    #[test]
+    fn new_request_ids_are_the_prefix_and_96_random_bits_in_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 28, "{text}");
+            assert!(text.starts_with("req_"), "{text}");
+            assert!(
+                text[4..]
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Token buckets holding a per-minute allowance, and the `x-ratelimit-*` headers describing them.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -128,8 +129,18 @@ impl RateLimitStatus {
 
     /// Adds the headers to `headers`, replacing any of the same name (an upstream's own).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.header_pairs() {
-            headers.insert(name, value);
+        headers.reserve(6);
+        for (status, [limit, remaining, reset]) in [
+            (self.requests, REQUEST_HEADERS),
+            (self.tokens, TOKEN_HEADERS),
+        ] {
+            if let Some(status) = status {
+                headers.insert(limit, HeaderValue::from(status.limit));
+                headers.insert(remaining, HeaderValue::from(status.remaining));
+                let reset_value = HeaderValue::from_str(&format_reset(status.reset))
+                    .unwrap_or_else(|_| HeaderValue::from_static("0s"));
+                headers.insert(reset, reset_value);
+            }
         }
     }
 }
@@ -148,19 +159,20 @@ pub fn format_reset(duration: Duration) -> String {
     let minutes = ms / 60_000 % 60;
     let seconds = ms / 1000 % 60;
     let millis = ms % 1000;
-    let mut out = String::new();
+    // Writing into a String cannot fail; one buffer for the whole value.
+    let mut out = String::with_capacity(16);
     if hours > 0 {
-        out.push_str(&format!("{hours}h"));
+        let _ = write!(out, "{hours}h");
     }
     if hours > 0 || minutes > 0 {
-        out.push_str(&format!("{minutes}m"));
+        let _ = write!(out, "{minutes}m");
     }
-    if millis == 0 {
-        out.push_str(&format!("{seconds}s"));
-    } else {
-        let fraction = format!("{millis:03}");
-        out.push_str(&format!("{seconds}.{}s", fraction.trim_end_matches('0')));
+    let _ = write!(out, "{seconds}");
+    if millis > 0 {
+        let _ = write!(out, ".{millis:03}");
+        out.truncate(out.trim_end_matches('0').len());
     }
+    out.push('s');
     out
 }
 

@@ -191,3 +191,83 @@ async fn health_and_readiness_need_no_key() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_redirect_is_not_followed_and_the_next_route_serves() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::routing::post;
+
+    // An upstream whose endpoint redirects (307 keeps the method and body) to a path that
+    // would answer; llmgate must neither follow it nor pass the bare 307 on.
+    let followed = Arc::new(AtomicUsize::new(0));
+    let hits = followed.clone();
+    let redirecting = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/moved/chat/completions")],
+                )
+            }),
+        )
+        .route(
+            "/moved/chat/completions",
+            post(move || {
+                hits.fetch_add(1, Ordering::Relaxed);
+                async { axum::Json(json!({"choices": []})) }
+            }),
+        );
+    let listener = crate::helpers::bind().await;
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+    let extra = format!(
+        r#"
+[[providers]]
+name = "redirecting"
+kind = "openai"
+base_url = "{base}"
+
+[[models]]
+name = "moved"
+  [[models.routes]]
+  provider = "redirecting"
+  model = "x"
+
+[[models]]
+name = "moved-with-backup"
+  [[models.routes]]
+  provider = "redirecting"
+  model = "x"
+  [[models.routes]]
+  provider = "mock"
+  model = "mock-model"
+  priority = 1
+"#
+    );
+    let app = crate::helpers::spawn_with(crate::helpers::TestOptions {
+        extra_config: extra,
+        ..crate::helpers::TestOptions::default()
+    })
+    .await;
+
+    // The client gets a 502 (the redirect and its target are in the operator's log line).
+    let response = app.chat(chat_body("moved", "hi")).send().await.unwrap();
+    assert_error(response, 502, "upstream_error").await;
+
+    let response = app
+        .chat(chat_body("moved-with-backup", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmgate-route"], "mock");
+    assert_eq!(
+        followed.load(Ordering::Relaxed),
+        0,
+        "the redirect was followed"
+    );
+    app.stop().await;
+}
