@@ -52,7 +52,7 @@ bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench
 
 perf: bench ## Same as bench
 
-bench-quick: ## Only c=64 chat, llmgate and nginx alternately for BENCH_ROUNDS rounds: medians of CPU/request
+bench-quick: ## Only c=64 chat, llmgate, nginx and the floor proxies in turn for BENCH_ROUNDS rounds: medians of CPU/request
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --quick

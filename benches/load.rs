@@ -3,7 +3,8 @@
 //!
 //! It starts two `llmgate mock-upstream` processes (one fast, one paced for streams), the gateway
 //! with a bench config (auth, limits, two routes, usage accounting: everything on), and nginx as a
-//! reverse proxy to the same mocks. The gateway and nginx are pinned to core 0; the mocks and this
+//! reverse proxy to the same mocks, and three bare floor proxies (see `load/floor.rs`) in front of
+//! the fast mock. The gateway, nginx and the floors are pinned to core 0; the mocks and this
 //! program, the load generator, to core 1. Each phase is a closed loop of N keep-alive
 //! connections for a fixed time; every latency is kept, so percentiles are exact.
 //!
@@ -112,8 +113,8 @@ enum Mode {
     Soak,
     /// The gateway under the c=64 chat load, sampled by `perf record`.
     Profile,
-    /// Only the c=64 chat phase, llmgate and nginx alternately for `BENCH_ROUNDS` rounds: the
-    /// quick loop of optimisation work.
+    /// Only the c=64 chat phase, llmgate, nginx and the floor proxies in turn for
+    /// `BENCH_ROUNDS` rounds: the quick loop of optimisation work.
     Quick,
 }
 
@@ -1817,6 +1818,29 @@ fn print_report(report: &Report) {
             check.limit,
             if check.pass { "PASS" } else { "FAIL" }
         );
+    }
+    // The floors are no part of the budget; they say how much of the gap is the stack's.
+    let cpu64 = |via| find(&report.phases, via, false, 64).map(|p| p.server_cpu_us_per_request);
+    if let Some(nginx) = cpu64(Via::Nginx) {
+        let mut line = String::from("\nc=64 CPU/request ÷ nginx's:");
+        for via in [
+            Via::Llmgate,
+            Via::FloorAxumReqwest,
+            Via::FloorAxumHyper,
+            Via::FloorHyper,
+        ] {
+            if let Some(cpu) = cpu64(via) {
+                let _ = write!(line, " {} {:.2}×,", via.name(), cpu / nginx);
+            }
+        }
+        if let (Some(gate), Some(floor)) = (cpu64(Via::Llmgate), cpu64(Via::FloorAxumReqwest)) {
+            let _ = write!(
+                line,
+                " llmgate ÷ the axum+reqwest floor {:.2}×",
+                gate / floor
+            );
+        }
+        println!("{}", line.trim_end_matches(','));
     }
 }
 

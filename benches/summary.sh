@@ -24,7 +24,8 @@ jq -rs '
     "run", "commit",
     "cpu1_llm", "cpu1_ngx", "cpu64_llm", "cpu64_ngx", "cpu64_ratio", "rps64_ratio",
     "cpu256_llm", "cpu256_ngx", "p50_1_llm", "p50_1_ngx", "p99_1_llm", "p99_1_ngx",
-    "scpu256_llm", "scpu256_ngx", "ttfb1_added", "rss_idle", "rss_peak", "rss_after"
+    "scpu256_llm", "scpu256_ngx", "ttfb1_added", "rss_idle", "rss_peak", "rss_after",
+    "cpu64_floor", "llm_floor_ratio"
   ];
   [ .[] | . as $r | {
       run: $r.date, commit: $r.machine.commit,
@@ -43,10 +44,14 @@ jq -rs '
       scpu256_llm: phase($r; "llmgate"; true; 256).server_cpu_us_per_request,
       scpu256_ngx: phase($r; "nginx"; true; 256).server_cpu_us_per_request,
       ttfb1_added: (phase($r; "llmgate"; true; 1).ttfb_p50_us - phase($r; "direct"; true; 1).ttfb_p50_us),
-      rss_idle: $r.memory.idle_mib, rss_peak: $r.memory.peak_mib, rss_after: $r.memory.after_mib
+      rss_idle: $r.memory.idle_mib, rss_peak: $r.memory.peak_mib, rss_after: $r.memory.after_mib,
+      # The axum + reqwest floor proxy (runs before 9da841b have none).
+      cpu64_floor: (phase($r; "floor-axum-reqwest"; false; 64).server_cpu_us_per_request // null)
     } | . + { cpu64_ratio: (.cpu64_llm / .cpu64_ngx), rps64_ratio: (.rps64_llm / .rps64_ngx) }
+      | . + { llm_floor_ratio: (if .cpu64_floor then .cpu64_llm / .cpu64_floor else null end) }
   ] as $runs
   | (cols | @tsv),
-    ($runs[] | [ .[cols[]] ] | map(if type == "number" then r1 else . end) | @tsv),
-    ([ "median", "-" ] + [ cols[2:][] as $c | [ $runs[][$c] ] | median | r1 ] | @tsv)
+    ($runs[] | [ .[cols[]] ] | map(if type == "number" then r1 elif . == null then "-" else . end) | @tsv),
+    ([ "median", "-" ] + [ cols[2:][] as $c | [ $runs[][$c] | numbers ] | median
+                           | if . == null then "-" else r1 end ] | @tsv)
 ' "$@" | column -t -s $'\t'
