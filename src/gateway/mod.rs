@@ -25,7 +25,9 @@ use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::providers::{self, ClientHeaders, Endpoint};
-use crate::routing::{CircuitState, Health, Model, RouteHealth, SharedCatalog, Target, Tried};
+use crate::routing::{
+    CircuitState, Health, HealthPolicy, Model, RouteHealth, SharedCatalog, Target, Tried,
+};
 use crate::telemetry::metrics::Metrics;
 use crate::usage::{self, Usage, UsageRecorder, WholeAnswer};
 use dialect::{Answer, Call, Refused};
@@ -339,9 +341,10 @@ impl Gateway {
             done.upstream_wait += sent.elapsed();
             let response = match sent_result {
                 Err(_) => {
-                    route.health.failed(route.id, self.health.now_ms(), &policy);
-                    failures.server_side(
+                    self.route_failed(
                         target,
+                        &policy,
+                        &mut failures,
                         ApiError::UpstreamTimeout {
                             detail: format!("{provider}: no response headers within {budget:?}"),
                         },
@@ -349,8 +352,12 @@ impl Gateway {
                     continue;
                 }
                 Ok(Err(error)) => {
-                    route.health.failed(route.id, self.health.now_ms(), &policy);
-                    failures.server_side(target, upstream_error(provider, error));
+                    self.route_failed(
+                        target,
+                        &policy,
+                        &mut failures,
+                        upstream_error(provider, error),
+                    );
                     continue;
                 }
                 Ok(Ok(response)) => response,
@@ -384,7 +391,6 @@ impl Gateway {
                 continue;
             }
             if status.is_server_error() {
-                route.health.failed(route.id, self.health.now_ms(), &policy);
                 let detail = match tokio::time::timeout_at(attempt_deadline, response.bytes()).await
                 {
                     Ok(Ok(body)) => {
@@ -393,8 +399,10 @@ impl Gateway {
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => format!("no complete body within {budget:?}"),
                 };
-                failures.server_side(
+                self.route_failed(
                     target,
+                    &policy,
+                    &mut failures,
                     ApiError::UpstreamFailed {
                         detail: format!("{provider} answered {status}: {detail}"),
                     },
@@ -406,14 +414,15 @@ impl Gateway {
             // llmgate anyway): a route whose base URL redirects is misconfigured, and the
             // next candidate may serve.
             if status.is_redirection() {
-                route.health.failed(route.id, self.health.now_ms(), &policy);
                 let to = response
                     .headers()
                     .get(header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .map_or_else(String::new, |to| format!(" to '{to}'"));
-                failures.server_side(
+                self.route_failed(
                     target,
+                    &policy,
+                    &mut failures,
                     ApiError::UpstreamFailed {
                         detail: format!(
                             "{provider} answered {status}{to}; llmgate does not follow \
@@ -468,14 +477,19 @@ impl Gateway {
             let body = match body_result {
                 Ok(Ok(body)) => body,
                 Ok(Err(error)) => {
-                    route.health.failed(route.id, self.health.now_ms(), &policy);
-                    failures.server_side(target, upstream_error(provider, error));
+                    self.route_failed(
+                        target,
+                        &policy,
+                        &mut failures,
+                        upstream_error(provider, error),
+                    );
                     continue;
                 }
                 Err(_) => {
-                    route.health.failed(route.id, self.health.now_ms(), &policy);
-                    failures.server_side(
+                    self.route_failed(
                         target,
+                        &policy,
+                        &mut failures,
                         ApiError::UpstreamTimeout {
                             detail: format!("{provider}: no complete answer within {budget:?}"),
                         },
@@ -487,9 +501,10 @@ impl Gateway {
                 match usage::read_answer(&body) {
                     WholeAnswer::Json(reported) => reported,
                     WholeAnswer::NotJson => {
-                        route.health.failed(route.id, self.health.now_ms(), &policy);
-                        failures.server_side(
+                        self.route_failed(
                             target,
+                            &policy,
+                            &mut failures,
                             ApiError::UpstreamFailed {
                                 detail: format!(
                                     "{provider} answered {status} with a body that is not JSON"
@@ -508,9 +523,10 @@ impl Gateway {
                 match answer.complete(body, &head.model) {
                     Ok(translated) => translated,
                     Err(error) => {
-                        route.health.failed(route.id, self.health.now_ms(), &policy);
-                        failures.server_side(
+                        self.route_failed(
                             target,
+                            &policy,
+                            &mut failures,
                             ApiError::UpstreamFailed {
                                 detail: format!("{provider}: {error}"),
                             },
@@ -549,6 +565,20 @@ impl Gateway {
             });
         }
         Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
+    }
+
+    /// Counts a failure on the upstream's side against `target`'s route (its circuit) and
+    /// notes it for the answer, should no other candidate succeed.
+    fn route_failed(
+        &self,
+        target: Target<'_>,
+        policy: &HealthPolicy,
+        failures: &mut Failures<'_>,
+        error: ApiError,
+    ) {
+        let route = target.route;
+        route.health.failed(route.id, self.health.now_ms(), policy);
+        failures.server_side(target, error);
     }
 
     /// The current routing snapshot.

@@ -100,6 +100,9 @@ pub struct ClientHeaders {
     pub anthropic_beta: Option<HeaderValue>,
 }
 
+/// The request id, sent upstream as the client's request carried it (or as llmgate made it).
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Where one attempt goes.
 #[derive(Debug)]
 pub enum UpstreamUrl {
@@ -137,7 +140,7 @@ pub fn build_request(
     };
     let mut request = request
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header("x-request-id", request_id)
+        .header(REQUEST_ID, request_id)
         .body(body);
     if kind == ProviderKind::Anthropic {
         let version = client_headers
