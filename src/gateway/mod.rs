@@ -540,7 +540,7 @@ impl Gateway {
             if status.is_success() {
                 done.usage = Some(if !endpoint.generates() {
                     Usage::default()
-                } else if let (true, Some(reported)) = (openai_answer, reported) {
+                } else if let Some(reported) = reported.filter(|_| openai_answer) {
                     reported
                 } else {
                     let answer = usage_body.as_deref().unwrap_or_default();

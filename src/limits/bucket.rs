@@ -108,39 +108,36 @@ impl RateLimitStatus {
         self.requests.is_none() && self.tokens.is_none()
     }
 
-    /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, in that order.
-    pub fn header_pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut pairs = Vec::with_capacity(6);
-        for (status, names) in [
+    /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, in that order,
+    /// made as they are consumed.
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        [
             (self.requests, REQUEST_HEADERS),
             (self.tokens, TOKEN_HEADERS),
-        ] {
-            if let Some(status) = status {
-                let [limit, remaining, reset] = names;
-                pairs.push((limit, HeaderValue::from(status.limit)));
-                pairs.push((remaining, HeaderValue::from(status.remaining)));
-                let reset_value = HeaderValue::from_str(&format_reset(status.reset))
-                    .unwrap_or_else(|_| HeaderValue::from_static("0s"));
-                pairs.push((reset, reset_value));
-            }
-        }
-        pairs
+        ]
+        .into_iter()
+        .filter_map(|(status, names)| Some((status?, names)))
+        .flat_map(|(status, [limit, remaining, reset])| {
+            let reset_value = HeaderValue::from_str(&format_reset(status.reset))
+                .unwrap_or_else(|_| HeaderValue::from_static("0s"));
+            [
+                (limit, HeaderValue::from(status.limit)),
+                (remaining, HeaderValue::from(status.remaining)),
+                (reset, reset_value),
+            ]
+        })
+    }
+
+    /// [`Self::headers`], collected.
+    pub fn header_pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
+        self.headers().collect()
     }
 
     /// Adds the headers to `headers`, replacing any of the same name (an upstream's own).
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.reserve(6);
-        for (status, [limit, remaining, reset]) in [
-            (self.requests, REQUEST_HEADERS),
-            (self.tokens, TOKEN_HEADERS),
-        ] {
-            if let Some(status) = status {
-                headers.insert(limit, HeaderValue::from(status.limit));
-                headers.insert(remaining, HeaderValue::from(status.remaining));
-                let reset_value = HeaderValue::from_str(&format_reset(status.reset))
-                    .unwrap_or_else(|_| HeaderValue::from_static("0s"));
-                headers.insert(reset, reset_value);
-            }
+        for (name, value) in self.headers() {
+            headers.insert(name, value);
         }
     }
 }
