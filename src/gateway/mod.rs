@@ -339,28 +339,12 @@ impl Gateway {
                 .instrument(attempt_span)
                 .await;
             done.upstream_wait += sent.elapsed();
-            let response = match sent_result {
-                Err(_) => {
-                    self.route_failed(
-                        target,
-                        &policy,
-                        &mut failures,
-                        ApiError::UpstreamTimeout {
-                            detail: format!("{provider}: no response headers within {budget:?}"),
-                        },
-                    );
+            let response = match within(sent_result, provider, "no response headers", budget) {
+                Ok(response) => response,
+                Err(error) => {
+                    self.route_failed(target, &policy, &mut failures, error);
                     continue;
                 }
-                Ok(Err(error)) => {
-                    self.route_failed(
-                        target,
-                        &policy,
-                        &mut failures,
-                        upstream_error(provider, error),
-                    );
-                    continue;
-                }
-                Ok(Ok(response)) => response,
             };
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -474,26 +458,10 @@ impl Gateway {
             let read = Instant::now();
             let body_result = tokio::time::timeout_at(attempt_deadline, response.bytes()).await;
             done.upstream_wait += read.elapsed();
-            let body = match body_result {
-                Ok(Ok(body)) => body,
-                Ok(Err(error)) => {
-                    self.route_failed(
-                        target,
-                        &policy,
-                        &mut failures,
-                        upstream_error(provider, error),
-                    );
-                    continue;
-                }
-                Err(_) => {
-                    self.route_failed(
-                        target,
-                        &policy,
-                        &mut failures,
-                        ApiError::UpstreamTimeout {
-                            detail: format!("{provider}: no complete answer within {budget:?}"),
-                        },
-                    );
+            let body = match within(body_result, provider, "no complete answer", budget) {
+                Ok(body) => body,
+                Err(error) => {
+                    self.route_failed(target, &policy, &mut failures, error);
                     continue;
                 }
             };
@@ -796,6 +764,23 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .or_else(|| read("retry-after"))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
+}
+
+/// The outcome of an upstream step bounded by the attempt's deadline: its value, or the error
+/// that fails the attempt (`missing` names what did not arrive in `budget`).
+fn within<T>(
+    outcome: Result<Result<T, reqwest::Error>, tokio::time::error::Elapsed>,
+    provider: &str,
+    missing: &str,
+    budget: Duration,
+) -> Result<T, ApiError> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(upstream_error(provider, error)),
+        Err(_) => Err(ApiError::UpstreamTimeout {
+            detail: format!("{provider}: {missing} within {budget:?}"),
+        }),
+    }
 }
 
 fn upstream_error(provider: &str, error: reqwest::Error) -> ApiError {
