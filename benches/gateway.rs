@@ -17,11 +17,11 @@ use llmgate::auth::{KeyCache, NewKey, create_key};
 use llmgate::db::Db;
 use llmgate::gateway::RequestHead;
 use llmgate::routing::{
-    Account, Catalog, EndpointUrls, Health, HealthPolicy, Model, Provider, ProviderKind, Route,
-    Strategy, Tried,
+    Account, Catalog, EndpointUrls, Health, HealthPolicy, Model, Provider, Route, Tried,
 };
 use llmgate::secret::Secret;
 use llmgate::usage::StreamUsage;
+use llmgate::vocab::{ProviderKind, Strategy};
 
 /// The request the load bench sends.
 const SMALL_BODY: &[u8] = br#"{"model":"bench-model","messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"Summarise the benchmark in one short sentence, please."}],"temperature":0.2,"max_tokens":64}"#;

@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{App, StartError};
-use crate::auth::{self, BudgetWindow, KeyError, NewKey};
+use crate::auth::{self, KeyError, NewKey};
 use crate::config_file::{self, ConfigFile};
 use crate::db::{self, Db, KeyRow};
 use crate::settings::{Settings, parse_duration, parse_listen};
+use crate::vocab::BudgetWindow;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::translate::TranslateError;
+
 /// An error answered to a client in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 ///
 /// Messages of 4xx errors tell the client what to do. 5xx errors carry a generic message plus
@@ -345,6 +347,20 @@ fn retry_seconds(retry_after: Duration) -> u64 {
     retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
+impl From<TranslateError> for ApiError {
+    /// A request the translators refuse is the client's (400); an answer they cannot read is
+    /// the upstream's (502).
+    fn from(error: TranslateError) -> Self {
+        if error.is_client_error() {
+            ApiError::invalid_request(error.to_string())
+        } else {
+            ApiError::UpstreamFailed {
+                detail: error.to_string(),
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.render(None);
@@ -356,6 +372,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translation_errors_are_the_clients_or_the_upstreams() {
+        let upstream = TranslateError::UpstreamAnswer("no choices".into());
+        assert_eq!(ApiError::from(upstream).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            ApiError::from(TranslateError::Unsupported("x".into())).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
 
     fn check(error: ApiError, status: u16, kind: &str, code: &str) {
         let body: serde_json::Value =

@@ -65,3 +65,4 @@ pub mod telemetry;
 pub mod translate;
 pub mod upstream;
 pub mod usage;
+pub mod vocab;

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, List, nullable, time};
-use crate::auth::{self, BudgetWindow, KeyUpdate, NewKey};
+use crate::auth::{self, KeyUpdate, NewKey};
 use crate::db::{KeyRow, Page};
+use crate::vocab::BudgetWindow;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

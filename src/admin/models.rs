@@ -8,8 +8,8 @@ use super::{Admin, AdminError, List, check_name, check_positive, nullable, time}
 use crate::db::{
     ModelChanges, ModelRecord, NewModelRow, NewRouteRow, Page, RouteChanges, RouteRecord,
 };
-use crate::routing::Strategy;
 use crate::settings::parse_duration;
+use crate::vocab::Strategy;
 
 /// Upstream attempts per request, failover included: the config file's bounds.
 const MAX_ATTEMPTS: u32 = 10;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, List, MAX_URL_CHARS, check_name, time};
 use crate::db::{NewProviderRow, Page, ProviderChanges, ProviderDeletion, ProviderRecord};
-use crate::routing::ProviderKind;
+use crate::vocab::ProviderKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

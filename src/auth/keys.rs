@@ -5,8 +5,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use super::{BudgetWindow, KeyHash, display_prefix};
+use super::{KeyHash, display_prefix};
 use crate::db::{Db, DbError, KeyChanges, KeyRow, NewKeyRow};
+use crate::vocab::BudgetWindow;
 
 /// What every generated key starts with, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "sk-lg-";

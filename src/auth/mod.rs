@@ -1,37 +1,5 @@
 //! Client keys: generation, hashing, the lookup cache, and what a key allows.
 
-/// When a key's token budget starts again from zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BudgetWindow {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl BudgetWindow {
-    pub const ALL: &'static [BudgetWindow] = &[Self::Daily, Self::Weekly, Self::Monthly];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Daily => "daily",
-            Self::Weekly => "weekly",
-            Self::Monthly => "monthly",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|w| w.as_str() == name)
-    }
-
-    pub fn names() -> String {
-        Self::ALL
-            .iter()
-            .map(|w| w.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 mod cache;
 mod keys;
 
@@ -72,12 +40,5 @@ mod tests {
             KeyHash::of("abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn budget_windows_round_trip() {
-        for w in BudgetWindow::ALL {
-            assert_eq!(BudgetWindow::parse(w.as_str()), Some(*w));
-        }
     }
 }

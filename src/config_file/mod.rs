@@ -20,9 +20,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use toml::de::DeTable;
 
-use crate::auth::BudgetWindow;
-use crate::routing::{ProviderKind, Strategy};
 use crate::secret::Secret;
+use crate::vocab::BudgetWindow;
+use crate::vocab::{ProviderKind, Strategy};
 
 /// A validated config file. Every name it holds is unique within its kind, and every route
 /// names a provider declared in the same file.

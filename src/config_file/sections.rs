@@ -9,10 +9,10 @@ use toml::de::DeValue;
 
 use super::reader::{Located, Node, Reader};
 use super::{AccountSpec, ConfigFile, KeySpec, ModelSpec, ProviderSpec, RouteSpec, ServerSection};
-use crate::auth::BudgetWindow;
-use crate::routing::{ProviderKind, Strategy};
 use crate::secret::Secret;
 use crate::settings::parse_duration;
+use crate::vocab::BudgetWindow;
+use crate::vocab::{ProviderKind, Strategy};
 
 const TOP_KEYS: &[&str] = &["server", "providers", "models", "keys"];
 const SERVER_KEYS: &[&str] = &["listen", "database"];

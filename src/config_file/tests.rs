@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use super::{ConfigError, ConfigFile, ConfigProblem, load, parse};
-use crate::auth::BudgetWindow;
-use crate::routing::{ProviderKind, Strategy};
+use crate::vocab::BudgetWindow;
+use crate::vocab::{ProviderKind, Strategy};
 
 const OPENAI_KEY: &str = "sk-test-openai-secret-0001";
 const CI_KEY: &str = "llmgate-ci-key-secret-0123456789";

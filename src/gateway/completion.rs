@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::limits::Admission;
-use crate::providers::Endpoint;
 use crate::telemetry::metrics::{Metrics, status_class};
 use crate::usage::{Usage, UsageEvent, UsageRecorder};
+use crate::vocab::Endpoint;
 
 /// Accumulates what happens to one request and reports it when finished (or dropped: a client
 /// that goes away mid-stream still gets its request reported).

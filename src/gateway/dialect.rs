@@ -17,8 +17,8 @@ use bytes::Bytes;
 
 use super::RequestHead;
 use crate::error::ApiError;
-use crate::providers::{Dialect, Endpoint, UpstreamUrl};
-use crate::routing::{ProviderKind, Target};
+use crate::providers::UpstreamUrl;
+use crate::routing::Target;
 use crate::translate::anthropic::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_error_body, anthropic_error_type_for,
     chat_error_to_messages, chat_request_to_messages, chat_response_to_messages,
@@ -30,6 +30,7 @@ use crate::translate::gemini::{
 };
 use crate::translate::{TokenUsage, TranslateError, count_message_tokens_with, count_tokens_body};
 use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
+use crate::vocab::{Dialect, Endpoint, ProviderKind};
 
 /// What one attempt does with a target.
 pub(super) enum Call {

@@ -24,12 +24,13 @@ pub use request::RequestHead;
 use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::providers::{self, ClientHeaders, Endpoint};
+use crate::providers::{self, ClientHeaders};
 use crate::routing::{
     CircuitState, Health, HealthPolicy, Model, RouteHealth, SharedCatalog, Target, Tried,
 };
 use crate::telemetry::metrics::Metrics;
 use crate::usage::{self, Usage, UsageRecorder, WholeAnswer};
+use crate::vocab::Endpoint;
 use dialect::{Answer, Call, Refused};
 
 /// Everything a proxied request needs, cheap to clone into each request.

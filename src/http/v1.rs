@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use super::extract::{Authenticated, Body, RequestIdHeader, RequestStart};
 use crate::error::ApiError;
 use crate::gateway::Reply;
-use crate::providers::{ClientHeaders, Endpoint};
+use crate::providers::ClientHeaders;
 use crate::state::AppState;
+use crate::vocab::Endpoint;
 
 pub async fn chat_completions(
     State(state): State<AppState>,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
 
-use crate::auth::BudgetWindow;
 use crate::db::{Db, DbError};
+use crate::vocab::BudgetWindow;
 
 /// The first day of the window containing `today`: the day itself, its ISO week's Monday, or
 /// its month's first day. A budget without a window never resets: its "window" starts at the

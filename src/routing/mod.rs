@@ -13,82 +13,8 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 
 use crate::db::CatalogRows;
-use crate::providers::Endpoint;
 use crate::secret::{Secret, SecretCipher};
-
-/// The dialect an upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// OpenAI's API, or any API compatible with it (vLLM, Ollama, Together, Groq, …).
-    OpenAi,
-    /// Anthropic's Messages API (`{base_url}/messages`, `x-api-key`).
-    Anthropic,
-    /// Google's Gemini API (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`).
-    Gemini,
-}
-
-impl ProviderKind {
-    pub const ALL: &'static [ProviderKind] = &[
-        ProviderKind::OpenAi,
-        ProviderKind::Anthropic,
-        ProviderKind::Gemini,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Gemini => "gemini",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|kind| kind.as_str() == name)
-    }
-
-    /// The accepted names, for error messages.
-    pub fn names() -> String {
-        Self::ALL
-            .iter()
-            .map(|kind| kind.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// How a model spreads requests over the routes of one priority tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    #[default]
-    Weighted,
-    LeastBusy,
-    Latency,
-}
-
-impl Strategy {
-    pub const ALL: &'static [Strategy] =
-        &[Strategy::Weighted, Strategy::LeastBusy, Strategy::Latency];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Weighted => "weighted",
-            Self::LeastBusy => "least_busy",
-            Self::Latency => "latency",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| s.as_str() == name)
-    }
-
-    pub fn names() -> String {
-        Self::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
+use crate::vocab::{Endpoint, ProviderKind, Strategy};
 
 /// An upstream API endpoint and its pool of credentials.
 #[derive(Debug)]

@@ -3,8 +3,6 @@
 
 use http::StatusCode;
 
-use crate::error::ApiError;
-
 /// A body that could not be translated.
 ///
 /// Request errors are the client's: their messages say what to change. Upstream errors mean the
@@ -71,18 +69,6 @@ impl TranslateError {
     }
 }
 
-impl From<TranslateError> for ApiError {
-    fn from(error: TranslateError) -> Self {
-        if error.is_client_error() {
-            ApiError::invalid_request(error.to_string())
-        } else {
-            ApiError::UpstreamFailed {
-                detail: error.to_string(),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,10 +92,5 @@ mod tests {
         );
         let upstream = TranslateError::UpstreamAnswer("no choices".into());
         assert_eq!(upstream.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(ApiError::from(upstream).status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            ApiError::from(TranslateError::Unsupported("x".into())).status(),
-            StatusCode::BAD_REQUEST
-        );
     }
 }

@@ -133,7 +133,7 @@ async fn a_spent_budget_is_refused_with_insufficient_quota() {
         .create_key(NewKey {
             name: "budgeted".into(),
             budget_tokens: Some(30),
-            budget_window: Some(llmgate::auth::BudgetWindow::Daily),
+            budget_window: Some(llmgate::vocab::BudgetWindow::Daily),
             ..NewKey::default()
         })
         .await;
