@@ -2,25 +2,28 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// A credential (API key, password) kept in memory. Formatting it prints `[redacted]`, so it
-/// can sit inside structs that are logged or debug-printed without leaking.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// can sit inside structs that are logged or debug-printed without leaking, and its memory is
+/// zeroed when it is dropped (`secrecy`), so a freed credential does not linger in the heap.
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
 
     /// The plaintext; call only where the secret is put on the wire or hashed.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// A hint safe to show to operators, like `sk-…a1b2`: at most the first three and the last
     /// four characters, and nothing at all for short secrets.
     pub fn hint(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
+        let chars: Vec<char> = self.expose().chars().collect();
         if chars.len() < 12 {
             return "…".to_owned();
         }
@@ -29,6 +32,15 @@ impl Secret {
         format!("{head}…{tail}")
     }
 }
+
+/// Equal plaintexts; for configuration comparisons, never on a request's path.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,7 +56,7 @@ impl fmt::Display for Secret {
 
 impl<'de> serde::Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        String::deserialize(deserializer).map(Secret::new)
     }
 }
 
@@ -104,7 +116,7 @@ impl SecretCipher {
             .decrypt(aes_gcm::Nonce::from_slice(nonce), ciphertext)
             .map_err(|_| OpenError)?;
         String::from_utf8(plaintext)
-            .map(Secret)
+            .map(Secret::new)
             .map_err(|_| OpenError)
     }
 }

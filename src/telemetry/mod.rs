@@ -8,7 +8,6 @@ pub mod output;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry::propagation::Injector;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -162,19 +161,8 @@ pub fn attempt_span(provider: &str, route_id: i64, attempt: u32) -> tracing::Spa
 /// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to upstream request
 /// headers. Without a tracer installed, the propagator is a no-op and nothing is added.
 pub fn inject_trace_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    struct Headers<'a>(&'a mut http::HeaderMap);
-    impl Injector for Headers<'_> {
-        fn set(&mut self, key: &str, value: String) {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(key.as_bytes()),
-                http::HeaderValue::from_str(&value),
-            ) {
-                self.0.insert(name, value);
-            }
-        }
-    }
     let context = span.context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut Headers(headers));
+        propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
     });
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
+use tiktoken_rs::tokenizer::Tokenizer;
 
 use super::Usage;
 
@@ -23,21 +24,6 @@ pub enum Encoding {
     /// GPT-4o, GPT-4.1, GPT-5, the o-series — and any model not known to use another.
     O200k,
 }
-
-/// Name prefixes of models using `o200k_base`; checked before the `cl100k` ones, which would
-/// otherwise claim `gpt-4o` as a `gpt-4`.
-const O200K_PREFIXES: &[&str] = &[
-    "gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-oss", "chatgpt-", "o1", "o3", "o4", "codex",
-];
-const CL100K_PREFIXES: &[&str] = &[
-    "gpt-4",
-    "gpt-3.5",
-    "gpt-35",
-    "text-embedding-3",
-    "text-embedding-ada",
-    "davinci-002",
-    "babbage-002",
-];
 
 /// Longest text tokenized in one call. The tokenizer's regex backtracks; bounded pieces keep
 /// pathological inputs cheap. Longer texts are split at whitespace.
@@ -53,12 +39,18 @@ impl Encoding {
             .next()
             .unwrap_or(model)
             .to_ascii_lowercase();
-        if O200K_PREFIXES.iter().any(|p| name.starts_with(p)) {
-            Self::O200k
-        } else if CL100K_PREFIXES.iter().any(|p| name.starts_with(p)) {
-            Self::Cl100k
-        } else {
-            Self::O200k
+        // tiktoken-rs keeps OpenAI's own table of model names and prefixes. Only two
+        // vocabularies are compiled in: the retired GPT-3-era encodings count closest to
+        // `cl100k`, and names it does not know (other vendors' models) get `o200k`.
+        match tiktoken_rs::tokenizer::get_tokenizer(&name) {
+            Some(
+                Tokenizer::Cl100kBase
+                | Tokenizer::P50kBase
+                | Tokenizer::P50kEdit
+                | Tokenizer::R50kBase
+                | Tokenizer::Gpt2,
+            ) => Self::Cl100k,
+            Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) | None => Self::O200k,
         }
     }
 
@@ -272,6 +264,9 @@ mod tests {
         check("gpt-3.5-turbo", Encoding::Cl100k);
         check("azure/gpt-35-turbo", Encoding::Cl100k);
         check("text-embedding-3-small", Encoding::Cl100k);
+        check("gpt-4o-2024-08-06", Encoding::O200k);
+        check("ft:gpt-3.5-turbo:acme::abc", Encoding::Cl100k);
+        check("gpt-oss-120b", Encoding::O200k);
         check("llama-3-70b", Encoding::O200k);
         check("", Encoding::O200k);
     }
