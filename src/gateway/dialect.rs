@@ -22,13 +22,16 @@ use crate::routing::{ProviderKind, Target};
 use crate::translate::anthropic::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_error_body, anthropic_error_type_for,
     chat_error_to_messages, chat_request_to_messages, chat_response_to_messages,
-    messages_error_to_chat, messages_request_to_chat, messages_response_to_chat,
+    fold_system_messages, messages_error_to_chat, messages_request_to_chat,
+    messages_response_to_chat,
 };
 use crate::translate::gemini::{
     self, GeminiToChatStream, GeminiToMessagesStream, chat_request_to_gemini, gemini_error_to_chat,
     gemini_response_to_chat, messages_request_to_gemini,
 };
-use crate::translate::{TokenUsage, TranslateError, count_message_tokens_with, count_tokens_body};
+use crate::translate::{
+    TokenUsage, TranslateError, count_message_tokens, count_message_tokens_with, count_tokens_body,
+};
 use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
 
 /// What one attempt does with a target.
@@ -135,8 +138,11 @@ pub(super) fn prepare(
             upstream(gemini_url(path), translated, answer)
         }
         (Dialect::Anthropic, ProviderKind::Anthropic) => {
-            // Messages or CountTokens: Anthropic's paths are the endpoint's own.
+            // Messages or CountTokens: Anthropic's paths are the endpoint's own. A `system`
+            // message inside `messages` (Claude Code sends one) is folded into `system`, which
+            // is where Anthropic-compatible upstreams accept it.
             let rewritten = head.rewrite_model(body, upstream_model);
+            let rewritten = fold_system_messages(&rewritten)?.unwrap_or(rewritten);
             upstream(url(endpoint), rewritten, Answer::Anthropic)
         }
         (Dialect::Anthropic, kind) if endpoint == Endpoint::CountTokens => {
@@ -220,14 +226,23 @@ impl Answer {
         }
     }
 
-    /// The relay of a streamed answer.
-    pub(super) fn stream(self, public_model: &str, filter_usage: bool) -> StreamShape {
+    /// The relay of a streamed answer to `request`.
+    pub(super) fn stream(
+        self,
+        public_model: &str,
+        filter_usage: bool,
+        request: &[u8],
+    ) -> StreamShape {
+        // Anthropic clients read the prompt's size from `message_start`, which goes out before
+        // an OpenAI or Gemini upstream has counted it: they get llmgate's count meanwhile.
+        let input_estimate = || count_message_tokens(request).unwrap_or(0);
         match self {
             Self::OpenAi if filter_usage => StreamShape::OpenAi(StreamUsage::filtering()),
             Self::OpenAi => StreamShape::OpenAi(StreamUsage::new()),
-            Self::Anthropic => {
-                StreamShape::Anthropic(Box::new(MessagesToChatStream::new(public_model, true)))
-            }
+            Self::Anthropic => StreamShape::Anthropic(
+                Box::new(MessagesToChatStream::new(public_model, true)),
+                StreamUsage::new(),
+            ),
             Self::MessagesToChat { include_usage } => StreamShape::MessagesToChat(
                 Box::new(MessagesToChatStream::new(public_model, include_usage)),
                 StreamUsage::new(),
@@ -237,12 +252,14 @@ impl Answer {
                 StreamUsage::new(),
             ),
             Self::ChatToMessages => StreamShape::ChatToMessages(
-                Box::new(ChatToMessagesStream::new(public_model)),
+                Box::new(
+                    ChatToMessagesStream::new(public_model).with_input_estimate(input_estimate()),
+                ),
                 StreamUsage::new(),
             ),
-            Self::GeminiToMessages => {
-                StreamShape::GeminiToMessages(Box::new(GeminiToMessagesStream::new(public_model)))
-            }
+            Self::GeminiToMessages => StreamShape::GeminiToMessages(Box::new(
+                GeminiToMessagesStream::new(public_model).with_input_estimate(input_estimate()),
+            )),
         }
     }
 }
@@ -253,8 +270,9 @@ impl Answer {
 pub(super) enum StreamShape {
     /// OpenAI events, forwarded (the usage-only chunk possibly held back).
     OpenAi(StreamUsage),
-    /// Anthropic events, forwarded; the translator's output is dropped, only its usage is read.
-    Anthropic(Box<MessagesToChatStream>),
+    /// Anthropic events, forwarded; the translator's output is not sent, only read: its usage,
+    /// and its text for an estimate when the stream breaks.
+    Anthropic(Box<MessagesToChatStream>, StreamUsage),
     /// The chat output is watched.
     MessagesToChat(Box<MessagesToChatStream>, StreamUsage),
     /// The chat output is watched.
@@ -269,8 +287,8 @@ impl StreamShape {
     pub(super) fn push(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Self::OpenAi(scanner) => scanner.forward(chunk),
-            Self::Anthropic(watch) => {
-                watch.push(&chunk);
+            Self::Anthropic(watch, scanner) => {
+                scanner.observe(&watch.push(&chunk));
                 chunk
             }
             Self::MessagesToChat(translator, scanner) => {
@@ -295,8 +313,8 @@ impl StreamShape {
     pub(super) fn finish(&mut self) -> Bytes {
         match self {
             Self::OpenAi(scanner) => scanner.finish(),
-            Self::Anthropic(watch) => {
-                watch.finish();
+            Self::Anthropic(watch, scanner) => {
+                scanner.observe(&watch.finish());
                 Bytes::new()
             }
             Self::MessagesToChat(translator, scanner) => {
@@ -314,17 +332,20 @@ impl StreamShape {
         }
     }
 
-    /// The upstream broke mid-stream: the error event that ends the client's stream, in its
-    /// dialect.
+    /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error
+    /// event that ends the client's stream, in its dialect. An Anthropic client gets the
+    /// `error` event alone, on a translated route as on a forwarded one.
     pub(super) fn fail(&mut self, error: &ApiError, request_id: &str) -> Bytes {
         let message = error.client_message(Some(request_id));
+        let (status, kind, code) = error.status_type_code();
+        let anthropic_kind = anthropic_error_type_for(kind, Some(code), status.as_u16());
         match self {
             Self::OpenAi(_) | Self::MessagesToChat(..) | Self::GeminiToChat(..) => {
                 super::error_event(error, request_id)
             }
-            Self::Anthropic(_) => anthropic_error_event(error, request_id),
-            Self::ChatToMessages(translator, _) => translator.fail(&message),
-            Self::GeminiToMessages(translator) => translator.fail(&message),
+            Self::Anthropic(..) => anthropic_error_event(error, request_id),
+            Self::ChatToMessages(translator, _) => translator.fail(anthropic_kind, &message),
+            Self::GeminiToMessages(translator) => translator.fail(anthropic_kind, &message),
         }
     }
 
@@ -333,7 +354,7 @@ impl StreamShape {
     pub(super) fn usage(&self, model: &str, request: &[u8], completed: bool) -> Usage {
         let (reported, scanner) = match self {
             Self::OpenAi(scanner) => return scanner.usage_or_estimate(model, request),
-            Self::Anthropic(watch) => (watch.usage(), None),
+            Self::Anthropic(watch, scanner) => (watch.usage(), Some(scanner)),
             Self::MessagesToChat(translator, scanner) => (translator.usage(), Some(scanner)),
             Self::GeminiToChat(translator, scanner) => (translator.usage(), Some(scanner)),
             Self::ChatToMessages(translator, scanner) => (translator.usage(), Some(scanner)),
@@ -407,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_cut_translated_stream_estimates_the_completion_from_what_was_generated() {
-        let mut shape = Answer::ChatToMessages.stream("m", false);
+        let mut shape = Answer::ChatToMessages.stream("m", false, b"{}");
         let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\
                      \"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"hello there, general\"}}]}\n\n";
         let out = shape.push(Bytes::from(chunk));

@@ -45,6 +45,9 @@ pub struct ChatToMessagesStream {
     tool_blocks: Vec<(u32, usize)>,
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
+    /// The prompt's tokens as llmgate counted them, for `message_start` while the upstream has
+    /// reported none (OpenAI reports usage only at the end).
+    input_estimate: u64,
 }
 
 #[derive(Debug)]
@@ -175,7 +178,16 @@ impl ChatToMessagesStream {
             tool_blocks: Vec::new(),
             finish_reason: None,
             usage: None,
+            input_estimate: 0,
         }
+    }
+
+    /// Sets the `input_tokens` that `message_start` reports when the upstream has not said yet:
+    /// clients (Claude Code among them) read the prompt's size from that event.
+    #[must_use]
+    pub fn with_input_estimate(mut self, tokens: u64) -> Self {
+        self.input_estimate = tokens;
+        self
     }
 
     /// Feeds a chunk of the upstream's body as it arrived; returns the whole events it
@@ -207,11 +219,11 @@ impl ChatToMessagesStream {
         self.out.split().freeze()
     }
 
-    /// The upstream connection failed mid-stream: closes the open block and ends with an
-    /// `error` event carrying `message`.
-    pub fn fail(&mut self, message: &str) -> Bytes {
+    /// The stream failed mid-way (the upstream broke, or the gateway is stopping): ends it with
+    /// an `error` event of Anthropic's type `kind` carrying `message`.
+    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
         if !self.done {
-            self.abort("api_error", message);
+            self.abort(kind, message);
         }
         self.out.split().freeze()
     }
@@ -280,7 +292,13 @@ impl ChatToMessagesStream {
             return;
         }
         let id = message_id(upstream_id);
-        let usage = self.usage.map(UsageOut::from).unwrap_or_default();
+        let usage = self.usage.map_or(
+            UsageOut {
+                input_tokens: self.input_estimate,
+                ..UsageOut::default()
+            },
+            UsageOut::from,
+        );
         let start = MessageStart {
             kind: "message_start",
             message: MessageResponseOut {
@@ -505,16 +523,10 @@ impl ChatToMessagesStream {
         self.done = true;
     }
 
-    /// Closes the open block (so what the client accumulated stays well-formed) and ends the
-    /// stream with an `error` event.
+    /// Ends the stream with an `error` event and nothing else, as Anthropic's API does: an open
+    /// block stays open. Claude Code takes an `error` after a `content_block_stop` for a broken
+    /// answer it cannot retry, while a lone `error` makes it retry the request.
     fn abort(&mut self, kind: &str, message: &str) {
-        if self
-            .blocks
-            .get(self.active)
-            .is_some_and(|block| block.state == BlockState::Open)
-        {
-            self.close(self.active);
-        }
         let body = ErrorBody {
             kind: "error",
             error: ErrorDetail { kind, message },

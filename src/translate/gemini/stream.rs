@@ -250,8 +250,16 @@ impl GeminiToMessagesStream {
         out.freeze()
     }
 
-    pub fn fail(&mut self, message: &str) -> Bytes {
-        self.messages.fail(message)
+    /// Sets the `input_tokens` of `message_start` (see [`ChatToMessagesStream::with_input_estimate`]).
+    #[must_use]
+    pub fn with_input_estimate(mut self, tokens: u64) -> Self {
+        self.messages = self.messages.with_input_estimate(tokens);
+        self
+    }
+
+    /// Ends the stream with an `error` event of Anthropic's type `kind`.
+    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
+        self.messages.fail(kind, message)
     }
 
     pub fn usage(&self) -> Option<TokenUsage> {
