@@ -30,7 +30,8 @@ use crate::translate::gemini::{
     gemini_response_to_chat, messages_request_to_gemini,
 };
 use crate::translate::{
-    TokenUsage, TranslateError, count_message_tokens, count_message_tokens_with, count_tokens_body,
+    StreamFailure, TokenUsage, TranslateError, count_message_tokens, count_message_tokens_with,
+    count_tokens_body,
 };
 use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
 
@@ -309,27 +310,39 @@ impl StreamShape {
         }
     }
 
-    /// The upstream's body ended: what is left to send.
-    pub(super) fn finish(&mut self) -> Bytes {
-        match self {
-            Self::OpenAi(scanner) => scanner.finish(),
+    /// The upstream's body ended: what is left to send, and the failure the client's stream
+    /// ended with, if it did (an error the upstream sent, or an answer left unfinished), so the
+    /// request is recorded with the outcome the client saw.
+    pub(super) fn finish(&mut self, request_id: &str) -> (Bytes, Option<ApiError>) {
+        let (out, failure) = match self {
+            Self::OpenAi(scanner) => return (scanner.finish(), None),
             Self::Anthropic(watch, scanner) => {
                 scanner.observe(&watch.finish());
-                Bytes::new()
+                let failure = watch.failure();
+                // The upstream's own error event was forwarded; a stream that just stopped
+                // gets one, never a silent cut.
+                let out = match failure {
+                    Some(StreamFailure::Unfinished) => {
+                        anthropic_error_event(&failure_error(StreamFailure::Unfinished), request_id)
+                    }
+                    _ => Bytes::new(),
+                };
+                (out, failure)
             }
             Self::MessagesToChat(translator, scanner) => {
                 let out = translator.finish();
                 scanner.observe(&out);
-                out
+                (out, translator.failure())
             }
             Self::GeminiToChat(translator, scanner) => {
                 let out = translator.finish();
                 scanner.observe(&out);
-                out
+                (out, translator.failure())
             }
-            Self::ChatToMessages(translator, _) => translator.finish(),
-            Self::GeminiToMessages(translator) => translator.finish(),
-        }
+            Self::ChatToMessages(translator, _) => (translator.finish(), translator.failure()),
+            Self::GeminiToMessages(translator) => (translator.finish(), translator.failure()),
+        };
+        (out, failure.map(failure_error))
     }
 
     /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error
@@ -374,6 +387,17 @@ impl StreamShape {
             }
             None => usage::estimate_usage(model, request, generated),
         }
+    }
+}
+
+/// The error a stream that ended with `failure` is recorded with.
+fn failure_error(failure: StreamFailure) -> ApiError {
+    let detail = match failure {
+        StreamFailure::Upstream => "the upstream sent an error mid-stream",
+        StreamFailure::Unfinished => "the upstream ended the stream before the answer was complete",
+    };
+    ApiError::UpstreamFailed {
+        detail: detail.to_owned(),
     }
 }
 
@@ -436,5 +460,56 @@ mod tests {
         let usage = shape.usage("gpt-4o", br#"{"messages":[]}"#, false);
         assert!(usage.estimated);
         assert!(usage.completion_tokens >= 3, "{usage:?}");
+    }
+
+    const MESSAGE_START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+        event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"several words of an answer\"}}\n\n";
+
+    #[test]
+    fn a_forwarded_anthropic_stream_that_stops_short_ends_with_an_error_and_is_a_failure() {
+        // Stopped mid-answer: the client gets an error event, never a silent cut.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        assert_eq!(shape.push(Bytes::from(MESSAGE_START)), MESSAGE_START);
+        let (tail, failure) = shape.finish("req_1");
+        let tail = std::str::from_utf8(&tail).unwrap();
+        assert!(
+            tail.contains("event: error\n") && tail.contains("req_1"),
+            "{tail}"
+        );
+        assert_eq!(failure.map(|e| e.status().as_u16()), Some(502));
+        // The completion is estimated from the text so far, not the 1 of `message_start`.
+        let usage = shape.usage("m", b"{}", false);
+        assert!(usage.estimated && usage.completion_tokens > 1, "{usage:?}");
+
+        // The upstream's own error event was forwarded: nothing more, but still a failure.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n";
+        shape.push(Bytes::from(format!("{MESSAGE_START}{error}")));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty());
+        assert!(failure.is_some());
+
+        // A complete stream is no failure.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        shape.push(Bytes::from(format!(
+            "{MESSAGE_START}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":4}}}}\n\n\
+             event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        )));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty() && failure.is_none());
+        assert_eq!(shape.usage("m", b"{}", true).completion_tokens, 4);
+    }
+
+    #[test]
+    fn a_translated_stream_left_unfinished_is_recorded_as_a_failure() {
+        let mut shape = Answer::ChatToMessages.stream("m", false, b"{}");
+        let chunk =
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        shape.push(Bytes::from(chunk));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(std::str::from_utf8(&tail).unwrap().contains("event: error"));
+        assert!(failure.is_some());
     }
 }

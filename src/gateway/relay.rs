@@ -101,8 +101,12 @@ pub(super) fn relay(
                     return Some((Ok(event), None));
                 }
                 None => {
-                    let tail = state.shape.finish();
-                    state.completed = true;
+                    let (tail, failure) = state.shape.finish(&state.done.request_id);
+                    state.completed = failure.is_none();
+                    if let Some(error) = failure {
+                        state.done.status = error.status().as_u16();
+                        state.done.stream_error = Some(error.to_string());
+                    }
                     state.settle_usage();
                     state.done.finish();
                     return (!tail.is_empty()).then_some((Ok(tail), None));
