@@ -159,7 +159,8 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
-    /// within the grace period, stops the background tasks and closes the database.
+    /// within the grace period, ends those still open with an error event (recording them),
+    /// stops the background tasks, drains the usage writer and closes the database.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -206,6 +207,7 @@ impl App {
         });
 
         let db = state.db.clone();
+        let streams = state.gateway.open_streams().clone();
         let router = crate::http::router(state);
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             // Small SSE frames must leave at once, not wait for Nagle's algorithm.
@@ -227,9 +229,26 @@ impl App {
                 tokio::time::sleep(grace).await;
             }
         };
+        let server = std::future::IntoFuture::into_future(server);
+        tokio::pin!(server);
         tokio::select! {
-            served = server => served?,
-            () = grace_expired => tracing::warn!("shutdown grace period expired; closing remaining connections"),
+            served = &mut server => served?,
+            () = grace_expired => {
+                // Every stream still open gets its final error event and records its usage
+                // (estimated where the upstream reported none) before the writer drains: a
+                // request cut without a record would be lost from usage and budgets.
+                tracing::warn!("shutdown grace period expired; ending the remaining streams with an error");
+                streams.end_all();
+                if tokio::time::timeout(END_STREAMS_WAIT, streams.ended()).await.is_err() {
+                    tracing::error!("some streams did not end in time; their usage may be lost");
+                }
+                // Let the connections send those last events; what is still open after that
+                // is closed.
+                match tokio::time::timeout(END_STREAMS_WAIT, &mut server).await {
+                    Ok(served) => served?,
+                    Err(_) => tracing::warn!("closing the connections that are still open"),
+                }
+            }
         }
         stop.cancel();
         tasks.close();
@@ -244,6 +263,10 @@ impl App {
         Ok(())
     }
 }
+
+/// How long the shutdown waits, once the grace is over, for the streams it ended to record
+/// their requests, and then for their connections to send the last event.
+const END_STREAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Rebuilds the catalog from the database and swaps it in.
 async fn rebuild_catalog(

@@ -64,6 +64,9 @@ pub enum ApiError {
     },
     #[error("upstream timed out: {detail}")]
     UpstreamTimeout { detail: String },
+    /// The shutdown grace ended while this request was still being answered.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
     #[error("internal error: {detail}")]
     Internal { detail: String },
 }
@@ -186,6 +189,11 @@ impl ApiError {
             Self::UpstreamTimeout { .. } => {
                 (StatusCode::GATEWAY_TIMEOUT, "api_error", "upstream_timeout")
             }
+            Self::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "shutting_down",
+            ),
             Self::Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "api_error",
@@ -257,6 +265,9 @@ impl ApiError {
             Self::UpstreamTimeout { .. } => {
                 "The upstream provider did not answer in time. Retry the request later.".to_owned()
             }
+            Self::ShuttingDown => "The gateway is shutting down and ended this request before \
+                                   the upstream finished. Retry the request."
+                .to_owned(),
             Self::Internal { .. } => "The gateway hit an internal error.".to_owned(),
         };
         match request_id {
@@ -492,6 +503,7 @@ mod tests {
             "api_error",
             "upstream_timeout",
         );
+        check(ApiError::ShuttingDown, 503, "api_error", "shutting_down");
         check(ApiError::internal("x"), 500, "api_error", "internal_error");
     }
 

@@ -37,7 +37,12 @@
 //! - There is one `reqwest::Client`, built in `upstream` and handed to providers; nothing else
 //!   opens upstream connections.
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
-//!   value of `model`; to another dialect it is translated, never silently trimmed.
+//!   value of `model` (and, for an Anthropic upstream, `system`-role messages moved into
+//!   `system`, which it would refuse in `messages`); to another dialect it is translated, never
+//!   silently trimmed.
+//! - Every request is reported once, with one outcome: the log line, the request log and the
+//!   metrics agree; at shutdown, streams still open when the grace ends get an error event and
+//!   are recorded before the usage writer drains.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only

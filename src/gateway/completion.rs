@@ -38,7 +38,8 @@ pub struct Completion {
     /// When the response (headers) went to the client.
     pub first_byte: Option<Instant>,
     pub status: u16,
-    /// A stream that broke after it started (the client got an error event).
+    /// A stream that broke after it started (the client got an error event, and `status` is
+    /// that error's).
     pub stream_error: Option<String>,
     /// The client left before the response was complete.
     pub client_gone: bool,
@@ -172,12 +173,9 @@ impl Completion {
             provider: self.route.clone(),
             route_id: self.last_route,
             account_id: self.account_id,
-            // A stream that broke after it started is the upstream's failure.
-            status: if self.stream_error.is_some() {
-                502
-            } else {
-                self.status
-            },
+            // One outcome everywhere: a stream that broke after it started carries the status
+            // of its error event (502, 504, 503), here as in the log line and the metrics.
+            status: self.status,
             attempts: self.attempts,
             latency_ms: ms_u64(total),
             ttfb_ms: self

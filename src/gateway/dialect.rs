@@ -22,13 +22,17 @@ use crate::routing::Target;
 use crate::translate::anthropic::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_error_body, anthropic_error_type_for,
     chat_error_to_messages, chat_request_to_messages, chat_response_to_messages,
-    messages_error_to_chat, messages_request_to_chat, messages_response_to_chat,
+    fold_system_messages, messages_error_to_chat, messages_request_to_chat,
+    messages_response_to_chat,
 };
 use crate::translate::gemini::{
     self, GeminiToChatStream, GeminiToMessagesStream, chat_request_to_gemini, gemini_error_to_chat,
     gemini_response_to_chat, messages_request_to_gemini,
 };
-use crate::translate::{TokenUsage, TranslateError, count_message_tokens_with, count_tokens_body};
+use crate::translate::{
+    StreamFailure, TokenUsage, TranslateError, count_message_tokens, count_message_tokens_with,
+    count_tokens_body,
+};
 use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
 use crate::vocab::{Dialect, Endpoint, ProviderKind};
 
@@ -136,8 +140,11 @@ pub(super) fn prepare(
             upstream(gemini_url(path), translated, answer)
         }
         (Dialect::Anthropic, ProviderKind::Anthropic) => {
-            // Messages or CountTokens: Anthropic's paths are the endpoint's own.
+            // Messages or CountTokens: Anthropic's paths are the endpoint's own. A `system`
+            // message inside `messages` (Claude Code sends one) is folded into `system`, which
+            // is where Anthropic-compatible upstreams accept it.
             let rewritten = head.rewrite_model(body, upstream_model);
+            let rewritten = fold_system_messages(&rewritten)?.unwrap_or(rewritten);
             upstream(url(endpoint), rewritten, Answer::Anthropic)
         }
         (Dialect::Anthropic, kind) if endpoint == Endpoint::CountTokens => {
@@ -221,14 +228,23 @@ impl Answer {
         }
     }
 
-    /// The relay of a streamed answer.
-    pub(super) fn stream(self, public_model: &str, filter_usage: bool) -> StreamShape {
+    /// The relay of a streamed answer to `request`.
+    pub(super) fn stream(
+        self,
+        public_model: &str,
+        filter_usage: bool,
+        request: &[u8],
+    ) -> StreamShape {
+        // Anthropic clients read the prompt's size from `message_start`, which goes out before
+        // an OpenAI or Gemini upstream has counted it: they get llmgate's count meanwhile.
+        let input_estimate = || count_message_tokens(request).unwrap_or(0);
         match self {
             Self::OpenAi if filter_usage => StreamShape::OpenAi(StreamUsage::filtering()),
             Self::OpenAi => StreamShape::OpenAi(StreamUsage::new()),
-            Self::Anthropic => {
-                StreamShape::Anthropic(Box::new(MessagesToChatStream::new(public_model, true)))
-            }
+            Self::Anthropic => StreamShape::Anthropic(
+                Box::new(MessagesToChatStream::new(public_model, true)),
+                StreamUsage::new(),
+            ),
             Self::MessagesToChat { include_usage } => StreamShape::MessagesToChat(
                 Box::new(MessagesToChatStream::new(public_model, include_usage)),
                 StreamUsage::new(),
@@ -238,12 +254,14 @@ impl Answer {
                 StreamUsage::new(),
             ),
             Self::ChatToMessages => StreamShape::ChatToMessages(
-                Box::new(ChatToMessagesStream::new(public_model)),
+                Box::new(
+                    ChatToMessagesStream::new(public_model).with_input_estimate(input_estimate()),
+                ),
                 StreamUsage::new(),
             ),
-            Self::GeminiToMessages => {
-                StreamShape::GeminiToMessages(Box::new(GeminiToMessagesStream::new(public_model)))
-            }
+            Self::GeminiToMessages => StreamShape::GeminiToMessages(Box::new(
+                GeminiToMessagesStream::new(public_model).with_input_estimate(input_estimate()),
+            )),
         }
     }
 }
@@ -254,8 +272,9 @@ impl Answer {
 pub(super) enum StreamShape {
     /// OpenAI events, forwarded (the usage-only chunk possibly held back).
     OpenAi(StreamUsage),
-    /// Anthropic events, forwarded; the translator's output is dropped, only its usage is read.
-    Anthropic(Box<MessagesToChatStream>),
+    /// Anthropic events, forwarded; the translator's output is not sent, only read: its usage,
+    /// and its text for an estimate when the stream breaks.
+    Anthropic(Box<MessagesToChatStream>, StreamUsage),
     /// The chat output is watched.
     MessagesToChat(Box<MessagesToChatStream>, StreamUsage),
     /// The chat output is watched.
@@ -270,8 +289,8 @@ impl StreamShape {
     pub(super) fn push(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Self::OpenAi(scanner) => scanner.forward(chunk),
-            Self::Anthropic(watch) => {
-                watch.push(&chunk);
+            Self::Anthropic(watch, scanner) => {
+                scanner.observe(&watch.push(&chunk));
                 chunk
             }
             Self::MessagesToChat(translator, scanner) => {
@@ -292,40 +311,55 @@ impl StreamShape {
         }
     }
 
-    /// The upstream's body ended: what is left to send.
-    pub(super) fn finish(&mut self) -> Bytes {
-        match self {
-            Self::OpenAi(scanner) => scanner.finish(),
-            Self::Anthropic(watch) => {
-                watch.finish();
-                Bytes::new()
+    /// The upstream's body ended: what is left to send, and the failure the client's stream
+    /// ended with, if it did (an error the upstream sent, or an answer left unfinished), so the
+    /// request is recorded with the outcome the client saw.
+    pub(super) fn finish(&mut self, request_id: &str) -> (Bytes, Option<ApiError>) {
+        let (out, failure) = match self {
+            Self::OpenAi(scanner) => return (scanner.finish(), None),
+            Self::Anthropic(watch, scanner) => {
+                scanner.observe(&watch.finish());
+                let failure = watch.failure();
+                // The upstream's own error event was forwarded; a stream that just stopped
+                // gets one, never a silent cut.
+                let out = match failure {
+                    Some(StreamFailure::Unfinished) => {
+                        anthropic_error_event(&failure_error(StreamFailure::Unfinished), request_id)
+                    }
+                    _ => Bytes::new(),
+                };
+                (out, failure)
             }
             Self::MessagesToChat(translator, scanner) => {
                 let out = translator.finish();
                 scanner.observe(&out);
-                out
+                (out, translator.failure())
             }
             Self::GeminiToChat(translator, scanner) => {
                 let out = translator.finish();
                 scanner.observe(&out);
-                out
+                (out, translator.failure())
             }
-            Self::ChatToMessages(translator, _) => translator.finish(),
-            Self::GeminiToMessages(translator) => translator.finish(),
-        }
+            Self::ChatToMessages(translator, _) => (translator.finish(), translator.failure()),
+            Self::GeminiToMessages(translator) => (translator.finish(), translator.failure()),
+        };
+        (out, failure.map(failure_error))
     }
 
-    /// The upstream broke mid-stream: the error event that ends the client's stream, in its
-    /// dialect.
+    /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error
+    /// event that ends the client's stream, in its dialect. An Anthropic client gets the
+    /// `error` event alone, on a translated route as on a forwarded one.
     pub(super) fn fail(&mut self, error: &ApiError, request_id: &str) -> Bytes {
         let message = error.client_message(Some(request_id));
+        let (status, kind, code) = error.status_type_code();
+        let anthropic_kind = anthropic_error_type_for(kind, Some(code), status.as_u16());
         match self {
             Self::OpenAi(_) | Self::MessagesToChat(..) | Self::GeminiToChat(..) => {
                 super::error_event(error, request_id)
             }
-            Self::Anthropic(_) => anthropic_error_event(error, request_id),
-            Self::ChatToMessages(translator, _) => translator.fail(&message),
-            Self::GeminiToMessages(translator) => translator.fail(&message),
+            Self::Anthropic(..) => anthropic_error_event(error, request_id),
+            Self::ChatToMessages(translator, _) => translator.fail(anthropic_kind, &message),
+            Self::GeminiToMessages(translator) => translator.fail(anthropic_kind, &message),
         }
     }
 
@@ -334,7 +368,7 @@ impl StreamShape {
     pub(super) fn usage(&self, model: &str, request: &[u8], completed: bool) -> Usage {
         let (reported, scanner) = match self {
             Self::OpenAi(scanner) => return scanner.usage_or_estimate(model, request),
-            Self::Anthropic(watch) => (watch.usage(), None),
+            Self::Anthropic(watch, scanner) => (watch.usage(), Some(scanner)),
             Self::MessagesToChat(translator, scanner) => (translator.usage(), Some(scanner)),
             Self::GeminiToChat(translator, scanner) => (translator.usage(), Some(scanner)),
             Self::ChatToMessages(translator, scanner) => (translator.usage(), Some(scanner)),
@@ -354,6 +388,17 @@ impl StreamShape {
             }
             None => usage::estimate_usage(model, request, generated),
         }
+    }
+}
+
+/// The error a stream that ended with `failure` is recorded with.
+fn failure_error(failure: StreamFailure) -> ApiError {
+    let detail = match failure {
+        StreamFailure::Upstream => "the upstream sent an error mid-stream",
+        StreamFailure::Unfinished => "the upstream ended the stream before the answer was complete",
+    };
+    ApiError::UpstreamFailed {
+        detail: detail.to_owned(),
     }
 }
 
@@ -408,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_cut_translated_stream_estimates_the_completion_from_what_was_generated() {
-        let mut shape = Answer::ChatToMessages.stream("m", false);
+        let mut shape = Answer::ChatToMessages.stream("m", false, b"{}");
         let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\
                      \"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"hello there, general\"}}]}\n\n";
         let out = shape.push(Bytes::from(chunk));
@@ -416,5 +461,56 @@ mod tests {
         let usage = shape.usage("gpt-4o", br#"{"messages":[]}"#, false);
         assert!(usage.estimated);
         assert!(usage.completion_tokens >= 3, "{usage:?}");
+    }
+
+    const MESSAGE_START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+        event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"several words of an answer\"}}\n\n";
+
+    #[test]
+    fn a_forwarded_anthropic_stream_that_stops_short_ends_with_an_error_and_is_a_failure() {
+        // Stopped mid-answer: the client gets an error event, never a silent cut.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        assert_eq!(shape.push(Bytes::from(MESSAGE_START)), MESSAGE_START);
+        let (tail, failure) = shape.finish("req_1");
+        let tail = std::str::from_utf8(&tail).unwrap();
+        assert!(
+            tail.contains("event: error\n") && tail.contains("req_1"),
+            "{tail}"
+        );
+        assert_eq!(failure.map(|e| e.status().as_u16()), Some(502));
+        // The completion is estimated from the text so far, not the 1 of `message_start`.
+        let usage = shape.usage("m", b"{}", false);
+        assert!(usage.estimated && usage.completion_tokens > 1, "{usage:?}");
+
+        // The upstream's own error event was forwarded: nothing more, but still a failure.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n";
+        shape.push(Bytes::from(format!("{MESSAGE_START}{error}")));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty());
+        assert!(failure.is_some());
+
+        // A complete stream is no failure.
+        let mut shape = Answer::Anthropic.stream("m", false, b"{}");
+        shape.push(Bytes::from(format!(
+            "{MESSAGE_START}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":4}}}}\n\n\
+             event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        )));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty() && failure.is_none());
+        assert_eq!(shape.usage("m", b"{}", true).completion_tokens, 4);
+    }
+
+    #[test]
+    fn a_translated_stream_left_unfinished_is_recorded_as_a_failure() {
+        let mut shape = Answer::ChatToMessages.stream("m", false, b"{}");
+        let chunk =
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        shape.push(Bytes::from(chunk));
+        let (tail, failure) = shape.finish("req_1");
+        assert!(std::str::from_utf8(&tail).unwrap().contains("event: error"));
+        assert!(failure.is_some());
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 pub use completion::Completion;
-pub use relay::error_event;
+pub use relay::{OpenStreams, error_event};
 pub use request::RequestHead;
 
 use crate::auth::ClientKey;
@@ -47,6 +47,8 @@ pub struct Gateway {
     /// In-memory rate limits: keys' rpm/tpm/budgets, accounts' upstream rpm.
     limits: Limits,
     usage: UsageRecorder,
+    /// The streams being relayed, which the shutdown ends when its grace is over.
+    streams: OpenStreams,
 }
 
 /// What to send back to the client.
@@ -124,7 +126,13 @@ impl Gateway {
             log_sample,
             limits,
             usage,
+            streams: OpenStreams::default(),
         }
+    }
+
+    /// The streams being relayed, for the shutdown.
+    pub fn open_streams(&self) -> &OpenStreams {
+        &self.streams
     }
 
     /// Proxies one request body for `endpoint` on behalf of `key`, reporting it (metrics, log
@@ -150,10 +158,16 @@ impl Gateway {
             self.log_sample,
         );
         let span = crate::telemetry::request_span(endpoint.name(), request_id, &key.name);
-        let forwarded = self
+        let forward = self
             .forward(&mut done, key, endpoint, body, request_id, client_headers)
-            .instrument(span.clone())
-            .await;
+            .instrument(span.clone());
+        // A request still waiting on an upstream when the shutdown's grace ends is answered
+        // (and recorded) now, rather than cut with the connection later.
+        let forwarded = tokio::select! {
+            biased;
+            forwarded = forward => forwarded,
+            () = self.streams.ending() => Err(ApiError::ShuttingDown),
+        };
         span.record("model", done.model.as_str());
         span.record("attempts", done.attempts);
         done.first_byte = Some(Instant::now());
@@ -184,8 +198,8 @@ impl Gateway {
                 done.stream = true;
                 rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
-                let shape = answer.stream(&done.model, filter_usage);
-                let body = relay::relay(response, in_flight, shape, done);
+                let shape = answer.stream(&done.model, filter_usage, &done.request);
+                let body = relay::relay(response, in_flight, shape, done, &self.streams);
                 Ok(Reply::Stream {
                     headers,
                     body: Box::pin(body) as BoxStream<'static, _>,
@@ -217,6 +231,9 @@ impl Gateway {
     ) -> Result<Forwarded, ApiError> {
         let head = RequestHead::parse(&body)?;
         head.model.as_ref().clone_into(&mut done.model);
+        let stream = head.stream && endpoint.can_stream();
+        // A streamed request is recorded as one however it ends, before its first byte too.
+        done.stream = stream;
         if !key.allows_model(&head.model) {
             return Err(ApiError::ModelNotAllowed {
                 model: head.model.into_owned(),
@@ -230,7 +247,6 @@ impl Gateway {
             .ok_or_else(|| ApiError::ModelNotFound {
                 model: head.model.to_string(),
             })?;
-        let stream = head.stream && endpoint.can_stream();
         // Limits are checked before any upstream work: a refusal costs the upstream nothing.
         let reserve = if endpoint.generates() {
             head.reserve

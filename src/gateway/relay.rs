@@ -1,29 +1,65 @@
 //! Relaying an upstream event stream to the client frame by frame, ending it with an SSE error
-//! event (never a silent cut) when the upstream fails mid-stream.
+//! event (never a silent cut) when the upstream fails mid-stream or the shutdown's grace ends.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dialect::StreamShape;
 use super::{Completion, InFlight};
 use crate::error::ApiError;
 
+/// The streams being relayed, as one: the shutdown ends them all with an error event (their
+/// usage recorded) when its grace is over, then waits until each has been recorded.
+#[derive(Clone, Debug, Default)]
+pub struct OpenStreams {
+    stop: CancellationToken,
+    open: TaskTracker,
+}
+
+impl OpenStreams {
+    /// Ends every open stream (and every request still waiting on an upstream) with a
+    /// `shutting_down` error; streams started later end at once.
+    pub fn end_all(&self) {
+        self.stop.cancel();
+    }
+
+    /// Resolves once every stream has ended and recorded its request.
+    pub async fn ended(&self) {
+        self.open.close();
+        self.open.wait().await;
+    }
+
+    /// Resolves when [`end_all`](Self::end_all) is called.
+    pub(super) async fn ending(&self) {
+        self.stop.cancelled().await;
+    }
+}
+
 /// Forwards (or translates) every chunk as soon as it arrives. When the upstream errors
-/// (connection cut, read timeout), emits one error event in the client's dialect and ends. Dropping the returned stream (the
-/// client went away) drops the upstream response, which closes the upstream connection, and
-/// reports the request as abandoned.
+/// (connection cut, read timeout), or the shutdown ends every stream, emits one error event in
+/// the client's dialect and ends. Dropping the returned stream (the client went away) drops
+/// the upstream response, which closes the upstream connection, and reports the request as
+/// abandoned.
 pub(super) fn relay(
     upstream: reqwest::Response,
     in_flight: InFlight,
     shape: StreamShape,
     done: Completion,
+    streams: &OpenStreams,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
     done.metrics.open_streams.inc();
     let state = Relay {
         chunks,
+        // Made once per stream: polling it again costs no new registration.
+        stop: Box::pin(streams.stop.clone().cancelled_owned()),
+        _open: streams.open.token(),
         _in_flight: in_flight,
         shape,
         done,
@@ -32,7 +68,16 @@ pub(super) fn relay(
     stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         loop {
-            match state.chunks.next().await {
+            // The upstream first: a frame that is ready goes out without looking at the stop.
+            let next = tokio::select! {
+                biased;
+                next = state.chunks.next() => next,
+                () = &mut state.stop => {
+                    let event = state.end_with(ApiError::ShuttingDown);
+                    return Some((Ok(event), None));
+                }
+            };
+            match next {
                 Some(Ok(bytes)) => {
                     // Usage is read as frames pass; a same-dialect stream is forwarded as it came
                     // (but for the usage-only chunk the client did not ask for).
@@ -52,15 +97,16 @@ pub(super) fn relay(
                             detail: format!("upstream stream broke: {error}"),
                         }
                     };
-                    let event = state.shape.fail(&api_error, &state.done.request_id);
-                    state.done.stream_error = Some(api_error.to_string());
-                    state.settle_usage();
-                    state.done.finish();
+                    let event = state.end_with(api_error);
                     return Some((Ok(event), None));
                 }
                 None => {
-                    let tail = state.shape.finish();
-                    state.completed = true;
+                    let (tail, failure) = state.shape.finish(&state.done.request_id);
+                    state.completed = failure.is_none();
+                    if let Some(error) = failure {
+                        state.done.status = error.status().as_u16();
+                        state.done.stream_error = Some(error.to_string());
+                    }
                     state.settle_usage();
                     state.done.finish();
                     return (!tail.is_empty()).then_some((Ok(tail), None));
@@ -73,12 +119,17 @@ pub(super) fn relay(
 /// What a relayed stream holds until it ends.
 struct Relay {
     chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Resolves when the shutdown's grace is over.
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Keeps the route's in-flight count up for the life of the stream.
     _in_flight: InFlight,
     shape: StreamShape,
     done: Completion,
     /// The upstream's body ran to its end.
     completed: bool,
+    /// Keeps the shutdown waiting until this stream is recorded: the last field, so it is
+    /// dropped after `done` (fields drop in order).
+    _open: TaskTrackerToken,
 }
 
 impl Relay {
@@ -90,6 +141,18 @@ impl Relay {
                 .usage(&self.done.model, &self.done.request, self.completed);
             self.done.usage = Some(usage);
         }
+    }
+
+    /// Ends the stream with `error`: records it as the request's outcome (the same status in
+    /// the log line, the request log and the metrics) with the usage so far, and returns the
+    /// error event for the client.
+    fn end_with(&mut self, error: ApiError) -> Bytes {
+        let event = self.shape.fail(&error, &self.done.request_id);
+        self.done.status = error.status().as_u16();
+        self.done.stream_error = Some(error.to_string());
+        self.settle_usage();
+        self.done.finish();
+        event
     }
 }
 

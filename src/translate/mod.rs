@@ -51,6 +51,16 @@ mod tests;
 pub use error::TranslateError;
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 
+/// Why a translated stream ended without its answer complete (the client got an error event
+/// either way), so the request is recorded with the outcome the client saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFailure {
+    /// The upstream sent an error event or frame mid-stream.
+    Upstream,
+    /// The upstream's body ended before the answer was complete.
+    Unfinished,
+}
+
 /// Token counts in OpenAI's terms, whatever the upstream's dialect: `prompt_tokens` includes
 /// the cached ones, `completion_tokens` the reasoning ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::anthropic::{
     ChatToMessagesStream, MessagesToChatStream, chat_request_to_messages,
-    chat_response_to_messages, messages_request_to_chat,
+    chat_response_to_messages, fold_system_messages, messages_request_to_chat,
 };
 use super::gemini::{
     GeminiToChatStream, GeminiToMessagesStream, chat_request_to_gemini,
@@ -160,7 +160,7 @@ fn events(text: &str) -> Vec<(Option<&str>, &str)> {
 /// Replays Anthropic events the way the official SDK accumulates them, checking the event
 /// grammar on the way: `message_start` first; blocks started at the next index, one open at a
 /// time, deltas only to the open block; `message_delta` and `message_stop` after every block
-/// closed; or an `error` event last.
+/// closed; or an `error` event last, alone, as Anthropic sends it (a block may be left open).
 fn replay_anthropic(text: &str) -> Value {
     let mut message = Value::Null;
     let mut open: Option<usize> = None;
@@ -236,7 +236,6 @@ fn replay_anthropic(text: &str) -> Value {
                 ended = true;
             }
             "error" => {
-                assert_eq!(open, None, "an error left a block open");
                 message["error"] = event["error"].clone();
                 ended = true;
             }
@@ -434,11 +433,23 @@ fn a_stream_that_fails_gets_an_error_event_once() {
     let first = stream.push(
         b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n",
     );
-    let failed = stream.fail("connection reset");
-    let text = String::from_utf8([first, failed].concat()).unwrap();
+    let failed = stream.fail("overloaded_error", "connection reset");
+    let text = String::from_utf8([first, failed.clone()].concat()).unwrap();
     let message = replay_anthropic(&text);
     assert_eq!(message["error"]["message"], "connection reset");
-    assert!(stream.fail("again").is_empty() && stream.finish().is_empty());
+    assert_eq!(message["error"]["type"], "overloaded_error");
+    // Anthropic ends a failed stream with the error event alone, the open block left open:
+    // Claude Code retries such a stream, but not one whose block was stopped first.
+    let failed = String::from_utf8(failed.to_vec()).unwrap();
+    assert_eq!(
+        events(&failed)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
+        [Some("error")],
+        "{failed}"
+    );
+    assert!(stream.fail("api_error", "again").is_empty() && stream.finish().is_empty());
 
     // A stream with no frame at all ends with the error alone.
     let mut empty = ChatToMessagesStream::new("m");
@@ -878,8 +889,12 @@ fn bad_requests_are_client_errors_that_say_what_to_fix() {
         ),
         ("{}", "missing field `messages`"),
         (
-            r#"{"messages": [{"role": "system", "content": "x"}]}"#,
-            "messages[0].role is 'system'",
+            r#"{"messages": [{"role": "tool", "content": "x"}]}"#,
+            "messages[0].role is 'tool'",
+        ),
+        (
+            r#"{"messages": [{"role": "system", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}]}"#,
+            "messages[0].content[0] is a 'image' block; a system prompt takes only text blocks",
         ),
         (
             r#"{"messages": [{"role": "user", "content": 5}]}"#,
@@ -1178,4 +1193,106 @@ fn a_round_trip_through_both_request_translations_keeps_the_conversation() {
             "stop_sequences": ["Z"]
         })
     );
+}
+
+#[test]
+fn message_start_reports_the_estimated_prompt_until_the_upstream_counts_it() {
+    let start_usage = |stream: &mut ChatToMessagesStream, frame: &[u8]| {
+        let out = String::from_utf8(stream.push(frame).to_vec()).unwrap();
+        let (_, data) = events(&out)
+            .into_iter()
+            .find(|(name, _)| *name == Some("message_start"))
+            .unwrap();
+        serde_json::from_str::<Value>(data).unwrap()["message"]["usage"].clone()
+    };
+    let text =
+        b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n";
+    let mut estimated = ChatToMessagesStream::new("m").with_input_estimate(42);
+    assert_eq!(start_usage(&mut estimated, text)["input_tokens"], 42);
+    // A count the upstream already gave wins over the estimate.
+    let counted = b"data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":0}}\n\n";
+    let mut reported = ChatToMessagesStream::new("m").with_input_estimate(42);
+    assert_eq!(start_usage(&mut reported, counted)["input_tokens"], 7);
+}
+
+/// Claude Code's requests as it sends them, for a non-Claude model name (a `system` message
+/// inside `messages`, beside `context_management`, `output_config` and `thinking`) and for a
+/// Claude one, reach each kind of upstream in a form it accepts.
+#[test]
+fn claude_code_requests_reach_every_kind_of_upstream() {
+    let chat_fixtures = [
+        fixture!("anthropic/request_claude_code.json" => "anthropic/request_claude_code.chat.json"),
+        fixture!("anthropic/request_claude_code_claude.json" => "anthropic/request_claude_code_claude.chat.json"),
+    ];
+    for fixture in &chat_fixtures {
+        let chat = check_json(
+            fixture,
+            &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up").unwrap(),
+        );
+        // OpenAI takes `user` up to 64 characters; Claude Code's id is 150.
+        let user = chat["user"].as_str().unwrap();
+        assert_eq!(user.len(), 64, "{user}");
+        assert_eq!(chat["reasoning_effort"], "medium");
+        assert!(chat.get("context_management").is_none());
+    }
+    // The system message stays in place, after the first user turn.
+    let chat: Value = serde_json::from_slice(
+        &messages_request_to_chat(chat_fixtures[0].input.as_bytes(), "gpt-up").unwrap(),
+    )
+    .unwrap();
+    let roles: Vec<&str> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "system", "assistant", "tool", "user"]
+    );
+    assert!(
+        chat["messages"][2]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Available agent types")
+    );
+
+    for fixture in [
+        fixture!("anthropic/request_claude_code.json" => "anthropic/request_claude_code.gemini.json"),
+        fixture!("anthropic/request_claude_code_claude.json" => "anthropic/request_claude_code_claude.gemini.json"),
+    ] {
+        let (body, _) = messages_request_to_gemini(fixture.input.as_bytes()).unwrap();
+        check_json(&fixture, &body);
+    }
+    let (gemini, _) = messages_request_to_gemini(chat_fixtures[0].input.as_bytes()).unwrap();
+    let gemini: Value = serde_json::from_slice(&gemini).unwrap();
+    let instruction = gemini["systemInstruction"]["parts"].to_string();
+    assert!(
+        instruction.contains("Available agent types"),
+        "{instruction}"
+    );
+
+    // Anthropic: the system message joins `system`; a body without one is left alone.
+    let fixture = fixture!("anthropic/request_claude_code.json" => "anthropic/request_claude_code.anthropic.json");
+    let folded = fold_system_messages(fixture.input.as_bytes())
+        .unwrap()
+        .unwrap();
+    let folded = check_json(&fixture, &folded);
+    assert!(
+        folded["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["role"] == "user" || m["role"] == "assistant")
+    );
+    let system = folded["system"].as_array().unwrap();
+    assert_eq!(system.len(), 4);
+    assert!(
+        system[3]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Available agent types")
+    );
+    let claude = include_str!("fixtures/anthropic/request_claude_code_claude.json");
+    assert!(fold_system_messages(claude.as_bytes()).unwrap().is_none());
 }

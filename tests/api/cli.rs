@@ -530,3 +530,232 @@ async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propag
     );
     assert!(traceparent.contains(&attempt["spanId"].as_str().unwrap().to_lowercase()));
 }
+
+/// Streams longer than the shutdown grace are ended with an error event when it expires, and
+/// each is recorded (usage included, estimated where the upstream reported none) before the
+/// database closes.
+#[tokio::test]
+async fn streams_open_when_the_grace_ends_get_an_error_event_and_a_request_log_row() {
+    let mock = llmgate::mock::spawn(bind().await, llmgate::mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef\"\n",
+            config_text(&mock.base_url(), "")
+        ),
+    );
+    let (mut child, addr, log) = start_serve_with(
+        &dir,
+        &["--config", &config],
+        &[("LLMGATE_SHUTDOWN_GRACE", "1s")],
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Paced streams of 6 s, far longer than the grace; some report no usage at all.
+    let slow = |no_usage: bool| json!({"chunks": 60, "chunk_delay_ms": 100, "no_usage": no_usage});
+    let mut requests = Vec::new();
+    for i in 0..4 {
+        requests.push(
+            client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth("sk-test-key-0123456789abcdef")
+                .json(&json!({
+                    "model": "gpt-test", "stream": true,
+                    "messages": [{"role": "user", "content": "a long answer please"}],
+                    "mock": slow(i % 2 == 1),
+                })),
+        );
+    }
+    // One translated for an Anthropic client, whose error event takes Anthropic's shape.
+    requests.push(
+        client
+            .post(format!("http://{addr}/v1/messages"))
+            .header("x-api-key", "sk-test-key-0123456789abcdef")
+            .json(&json!({
+                "model": "gpt-test", "stream": true, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "a long answer please"}],
+                "mock": slow(false),
+            })),
+    );
+    let mut streams = Vec::new();
+    for request in requests {
+        let mut response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let first = response.chunk().await.unwrap().unwrap();
+        streams.push((response, String::from_utf8(first.to_vec()).unwrap()));
+    }
+
+    let pid = child.id().to_string();
+    let waiter = tokio::task::spawn_blocking(move || {
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap().code()
+    });
+    let read_all = streams
+        .into_iter()
+        .map(|(mut response, mut text)| async move {
+            while let Ok(Some(chunk)) = response.chunk().await {
+                text.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+            text
+        });
+    let texts = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(read_all),
+    )
+    .await
+    .expect("the streams were not ended after the grace");
+    for (i, text) in texts.iter().enumerate() {
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        let data: serde_json::Value = serde_json::from_str(
+            last.lines()
+                .find_map(|line| line.strip_prefix("data: "))
+                .unwrap_or_else(|| panic!("stream {i} has no final event: {text}")),
+        )
+        .unwrap();
+        if i == 4 {
+            assert!(last.starts_with("event: error"), "stream {i}: {last}");
+            assert_eq!(data["error"]["type"], "overloaded_error", "{last}");
+        } else {
+            assert_eq!(data["error"]["code"], "shutting_down", "stream {i}: {last}");
+        }
+        assert!(
+            !text.contains("[DONE]"),
+            "stream {i} ran to its end: {text}"
+        );
+    }
+    let code = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, Some(0), "{}", log.complete().join("\n"));
+
+    // Every stream has its row, with the status its error event carried.
+    let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let db = llmgate::db::Db::open(&db_url).await.unwrap();
+    let page = db
+        .log_page(&llmgate::db::LogQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.rows.len(), 5, "{:#?}", page.rows);
+    for row in &page.rows {
+        assert_eq!(row.status, 503, "{row:?}");
+        assert!(row.stream, "{row:?}");
+        // Cut before the upstream's usage chunk: estimated from what was generated.
+        assert!(row.estimated, "{row:?}");
+        assert!(
+            row.prompt_tokens > 0 && row.completion_tokens > 0,
+            "{row:?}"
+        );
+    }
+    db.close().await;
+}
+
+/// One outcome, recorded the same everywhere: a stream that broke mid-way or failed before its
+/// first byte has the same status and `stream` flag in its log line and its request-log row,
+/// and a broken pass-through stream's completion is estimated from what was generated.
+#[tokio::test]
+async fn a_failed_stream_has_one_outcome_in_the_log_line_and_the_request_log() {
+    let mock = llmgate::mock::spawn(bind().await, llmgate::mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "sk-test-key-0123456789abcdef";
+    let anthropic = format!(
+        "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [[providers.accounts]]\nname = \"c1\"\napi_key = \"sk-ant-upstream\"\n\
+         [[models]]\nname = \"claude-test\"\n[[models.routes]]\nprovider = \"claude\"\nmodel = \"claude-upstream\"\n",
+        mock.base_url()
+    );
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"{key}\"\n",
+            config_text(&mock.base_url(), &anthropic)
+        ),
+    );
+    let (mut child, addr, log) = start_serve(&dir, &["--config", &config]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let words = "one two three four five six seven eight nine ten eleven twelve";
+    let cases = [
+        (
+            "cut",
+            "/v1/chat/completions",
+            json!({"model": "gpt-test", "stream": true,
+                   "messages": [{"role": "user", "content": words}],
+                   "mock": {"chunks": 8, "cut_after": 3}}),
+        ),
+        (
+            "early",
+            "/v1/chat/completions",
+            json!({"model": "gpt-test", "stream": true,
+                   "messages": [{"role": "user", "content": words}],
+                   "mock": {"status": 500}}),
+        ),
+        (
+            "anthropic-cut",
+            "/v1/messages",
+            json!({"model": "claude-test", "stream": true, "max_tokens": 100,
+                   "messages": [{"role": "user", "content": words}],
+                   "mock": {"chunks": 8, "cut_after": 3}}),
+        ),
+    ];
+    for (id, path, body) in &cases {
+        let response = client
+            .post(format!("http://{addr}{path}"))
+            .bearer_auth(key)
+            .header("x-api-key", key)
+            .header("x-request-id", *id)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let _ = response.text().await;
+    }
+    assert_eq!(terminate(&mut child), Some(0));
+    let lines: Vec<serde_json::Value> = log
+        .complete()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line: &serde_json::Value| line["target"] == "llmgate::request")
+        .collect();
+    let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let db = llmgate::db::Db::open(&db_url).await.unwrap();
+    let rows = db
+        .log_page(&llmgate::db::LogQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .rows;
+    for (id, _, _) in &cases {
+        let row = rows
+            .iter()
+            .find(|row| row.request_id == *id)
+            .unwrap_or_else(|| panic!("no row for {id}: {rows:?}"));
+        let line = lines
+            .iter()
+            .find(|line| line["request_id"] == *id)
+            .unwrap_or_else(|| panic!("no log line for {id}: {lines:?}"));
+        assert_eq!(line["status"], row.status, "{id}: {line} vs {row:?}");
+        assert_eq!(row.status, 502, "{id}: {row:?}");
+        assert_eq!(line["stream"], true, "{id}: {line}");
+        assert!(row.stream, "{id}: {row:?}");
+    }
+    let broken = rows
+        .iter()
+        .find(|row| row.request_id == "anthropic-cut")
+        .unwrap();
+    assert!(
+        broken.estimated && broken.completion_tokens > 1,
+        "{broken:?}"
+    );
+    db.close().await;
+}

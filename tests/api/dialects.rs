@@ -552,7 +552,7 @@ async fn errors_on_the_messages_route_take_anthropics_shape() {
     check(400, "invalid_request_error")(
         send(messages_post(
             &app,
-            json!({"model": "gpt-test", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+            json!({"model": "gpt-test", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
         ))
         .await,
     );
@@ -694,7 +694,7 @@ async fn a_stream_cut_mid_answer_ends_with_an_error_event_in_the_clients_dialect
     assert_eq!(name.as_deref(), Some("error"), "{text}");
     let error: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(error["type"], "error");
-    // Messages → openai, translated: the open block is closed, then the error event.
+    // Messages → openai, translated: the error event alone, as Anthropic ends a stream.
     let mut body = messages_body("gpt-test", "one two three four");
     body["stream"] = json!(true);
     body["mock"] = json!({"chunks": 6, "cut_after": 2});
@@ -711,7 +711,7 @@ async fn a_stream_cut_mid_answer_ends_with_an_error_event_in_the_clients_dialect
         .collect();
     assert_eq!(
         names[names.len() - 2..],
-        ["content_block_stop", "error"],
+        ["content_block_delta", "error"],
         "{text}"
     );
     // Chat → anthropic, translated: an OpenAI error frame, never a silent cut.
@@ -735,5 +735,189 @@ async fn a_stream_cut_mid_answer_ends_with_an_error_event_in_the_clients_dialect
     let counts = usage_of(&app, "claude-test").await;
     assert_eq!(counts.requests, 2);
     assert!(counts.completion_tokens > 0);
+    app.stop().await;
+}
+
+/// Claude Code's request as it sends it for a non-Claude model name (a `system` message inside
+/// `messages`, `context_management`, `output_config`, `thinking`, cached system blocks, tools,
+/// a 150-character `metadata.user_id`), and for a Claude one.
+const CLAUDE_CODE_BODY: &str =
+    include_str!("../../src/translate/fixtures/anthropic/request_claude_code.json");
+const CLAUDE_CODE_CLAUDE_BODY: &str =
+    include_str!("../../src/translate/fixtures/anthropic/request_claude_code_claude.json");
+
+/// Claude Code reaches a model of every provider kind whatever the model's name: with a
+/// non-Claude name it sends a `system` message inside `messages`, which an OpenAI-compatible
+/// upstream gets in place, Gemini in its system instruction and Anthropic folded into `system`.
+#[tokio::test]
+async fn claude_code_reaches_every_kind_of_provider_with_claude_and_other_model_names() {
+    // Each public name (a Claude one and others, as a team might choose) routed to each kind.
+    let mut extra = String::new();
+    for (name, provider, upstream) in [
+        ("claude-sonnet-4-5-20250929", "claude", "claude-upstream"),
+        ("claude-opus-4-1", "mock", "mock-model"),
+        ("claude-haiku-4-5", "gem", "gemini-upstream"),
+        ("qwen3-coder", "claude", "claude-upstream"),
+        ("team-coder", "mock", "mock-model"),
+        ("glm-4.6", "gem", "gemini-upstream"),
+    ] {
+        extra.push_str(&format!(
+            "\n[[models]]\nname = \"{name}\"\n  [[models.routes]]\n  provider = \"{provider}\"\n  model = \"{upstream}\"\n"
+        ));
+    }
+    let app = spawn_with(TestOptions {
+        extra_config: format!(
+            r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{{mock}}"
+  [[providers.accounts]]
+  name = "c1"
+  api_key = "{CLAUDE_KEY}"
+
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{{mock_gemini}}"
+  [[providers.accounts]]
+  name = "g1"
+  api_key = "{GEMINI_KEY}"
+{extra}"#
+        ),
+        ..TestOptions::default()
+    })
+    .await;
+    let cases = [
+        (
+            "claude-sonnet-4-5-20250929",
+            CLAUDE_CODE_CLAUDE_BODY,
+            "/v1/messages",
+        ),
+        (
+            "claude-opus-4-1",
+            CLAUDE_CODE_CLAUDE_BODY,
+            "/v1/chat/completions",
+        ),
+        ("claude-haiku-4-5", CLAUDE_CODE_CLAUDE_BODY, "/v1beta/"),
+        ("qwen3-coder", CLAUDE_CODE_BODY, "/v1/messages"),
+        ("team-coder", CLAUDE_CODE_BODY, "/v1/chat/completions"),
+        ("glm-4.6", CLAUDE_CODE_BODY, "/v1beta/"),
+    ];
+    for (model, fixture, upstream_path) in cases {
+        for stream in [true, false] {
+            let mut body: Value = serde_json::from_str(fixture).unwrap();
+            body["model"] = json!(model);
+            body["stream"] = json!(stream);
+            body["mock"] = json!({"chunks": 3});
+            let response = messages_post(&app, body)
+                .header(
+                    "anthropic-beta",
+                    "context-management-2025-06-27,effort-2025-11-24",
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, 200, "{model} (stream {stream}): {text}");
+            if stream {
+                let names: Vec<String> = events(&text).into_iter().filter_map(|(n, _)| n).collect();
+                assert_eq!(
+                    names.first().map(String::as_str),
+                    Some("message_start"),
+                    "{model}: {text}"
+                );
+                assert_eq!(
+                    names.last().map(String::as_str),
+                    Some("message_stop"),
+                    "{model}: {text}"
+                );
+            } else {
+                let answer: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(answer["type"], "message", "{model}: {text}");
+            }
+            let sent: Value =
+                serde_json::from_slice(&last_request_to(&app, upstream_path).body).unwrap();
+            let agents = "Available agent types";
+            match upstream_path {
+                "/v1/messages" => {
+                    // Anthropic-compatible upstreams take only user and assistant turns.
+                    let roles: Vec<&str> = sent["messages"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["role"].as_str().unwrap())
+                        .collect();
+                    assert!(!roles.contains(&"system"), "{model}: {roles:?}");
+                    let system = sent["system"].to_string();
+                    assert_eq!(
+                        system.contains(agents),
+                        fixture == CLAUDE_CODE_BODY,
+                        "{system}"
+                    );
+                    // Everything else passes through, the client's cache breakpoints included.
+                    assert_eq!(
+                        sent["context_management"],
+                        json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]})
+                    );
+                    assert_eq!(
+                        sent["system"][1]["cache_control"],
+                        json!({"type": "ephemeral"})
+                    );
+                }
+                "/v1/chat/completions" => {
+                    assert!(sent["user"].as_str().unwrap().len() <= 64, "{sent}");
+                    let in_place = sent["messages"].as_array().unwrap().iter().any(|m| {
+                        m["role"] == "system"
+                            && m["content"].as_str().is_some_and(|c| c.starts_with(agents))
+                    });
+                    assert_eq!(in_place, fixture == CLAUDE_CODE_BODY, "{sent}");
+                }
+                _ => {
+                    let instruction = sent["systemInstruction"].to_string();
+                    assert_eq!(
+                        instruction.contains(agents),
+                        fixture == CLAUDE_CODE_BODY,
+                        "{instruction}"
+                    );
+                }
+            }
+        }
+    }
+    app.stop().await;
+}
+
+/// A translated stream that fails mid-answer ends the way Anthropic's do: with the `error`
+/// event alone, no `content_block_stop` before it (Claude Code then retries without
+/// streaming); its `message_start` carries the prompt's size, not zero.
+#[tokio::test]
+async fn a_failed_translated_messages_stream_ends_with_the_error_event_alone() {
+    let app = spawn_dialects().await;
+    for model in ["gpt-test", "gemini-test"] {
+        let mut body = messages_body(model, "one two three four five six seven eight");
+        body["stream"] = json!(true);
+        body["mock"] = json!({"chunks": 6, "cut_after": 2});
+        let text = messages_post(&app, body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events = events(&text);
+        let names: Vec<&str> = events.iter().filter_map(|(n, _)| n.as_deref()).collect();
+        assert_eq!(names.last(), Some(&"error"), "{model}: {text}");
+        assert_ne!(
+            names[names.len() - 2],
+            "content_block_stop",
+            "{model}: {text}"
+        );
+        let start: Value = serde_json::from_str(&events[0].1).unwrap();
+        assert!(
+            start["message"]["usage"]["input_tokens"].as_u64().unwrap() > 0,
+            "{model}: {text}"
+        );
+    }
     app.stop().await;
 }

@@ -64,7 +64,7 @@ pub fn anthropic_error_type_for(
         (_, Some("model_not_found" | "not_found")) => "not_found_error",
         (_, Some("request_too_large")) => "request_too_large",
         (_, Some("upstream_timeout")) => "timeout_error",
-        (_, Some("no_healthy_route")) => "overloaded_error",
+        (_, Some("no_healthy_route" | "shutting_down")) => "overloaded_error",
         _ => anthropic_error_type(status),
     }
 }

@@ -5,6 +5,7 @@
 //! | Anthropic | OpenAI |
 //! |---|---|
 //! | `system` (string, or text blocks joined with `\n`) | a first `system` message |
+//! | a `system`-role message inside `messages` (Claude Code sends one for non-Claude model names) | a `system` message in the same place |
 //! | user text / image (base64 → `data:` URL, url) / document (base64 PDF → `file` part, text → text) | `user` message; a lone text is plain string content |
 //! | user `tool_result` | one `tool` message each, before the rest of the user turn; text blocks joined with `\n`, `Error: ` in front when `is_error`; its images go into the following user message (tool messages carry text only) |
 //! | assistant text (concatenated) / `tool_use` (`arguments` = JSON text of `input`) | `assistant` message with `content` (null when only tools) and `tool_calls` |
@@ -12,10 +13,11 @@
 //! | `tools[].input_schema` | `tools[{type: function, function: {name, description, parameters}}]`; server tools (no `input_schema`) are refused with a 400 |
 //! | `tool_choice` auto / any / tool / none, `disable_parallel_tool_use` | `auto` / `required` / named function / `none`, `parallel_tool_calls: false` |
 //! | `max_tokens` | `max_completion_tokens` (OpenAI's reasoning models refuse `max_tokens`; every current OpenAI model takes the new name) |
-//! | `temperature`, `top_p`, `stop_sequences`, `metadata.user_id` | `temperature`, `top_p`, `stop`, `user` |
+//! | `temperature`, `top_p`, `stop_sequences` | `temperature`, `top_p`, `stop` |
+//! | `metadata.user_id` | `user`; one longer than OpenAI's 64 characters (Claude Code's are ~150) as its SHA-256 in hex |
 //! | `stream` | `stream` + `stream_options.include_usage: true` (the answer's usage is needed) |
-//! | `thinking` enabled with `budget_tokens` < 4096 / < 16384 / more | `reasoning_effort` low / medium / high |
-//! | `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, other top-level fields | left out: OpenAI has no equivalent |
+//! | `thinking` enabled with `budget_tokens` < 4096 / < 16384 / more | `reasoning_effort` low / medium / high; `output_config.effort` (low / medium / high, xhigh and max as high) takes precedence |
+//! | `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, `context_management`, other top-level fields | left out: OpenAI has no equivalent |
 //!
 //! Other block types (`search_result`, server-tool results, …) are refused with a 400 naming
 //! the block, never dropped.
@@ -66,6 +68,7 @@ mod error;
 mod request;
 mod response;
 mod stream;
+mod system;
 mod wire;
 
 pub use error::{
@@ -75,6 +78,7 @@ pub use error::{
 pub use request::{DEFAULT_MAX_TOKENS, chat_request_to_messages, messages_request_to_chat};
 pub use response::{chat_response_to_messages, messages_response_to_chat};
 pub use stream::{ChatToMessagesStream, MessagesToChatStream};
+pub use system::fold_system_messages;
 
 pub(crate) use wire::{Block, MessagesRequest};
 

@@ -37,7 +37,7 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
         serde_json::from_slice(body).map_err(TranslateError::request(MESSAGES_API))?;
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
     if let Some(system) = &request.system {
-        let text = system_text(system)?;
+        let text = system_text(system, "system")?;
         if !text.is_empty() {
             messages.push(chat_message("system", Some(ContentOut::Text(text))));
         }
@@ -46,13 +46,25 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
         match message.role.as_ref() {
             "user" => user_to_chat(message, at, &mut messages)?,
             "assistant" => messages.push(assistant_to_chat(message, at)?),
+            // Claude Code sends a `system` message inside `messages` when the model's name is
+            // not a Claude one (its list of agent types). Chat takes system messages anywhere,
+            // so it stays in place; Gemini's translation gathers it into the system instruction.
+            "system" => {
+                let text = system_text(&message.content, &format!("messages[{at}].content"))?;
+                if !text.is_empty() {
+                    messages.push(chat_message("system", Some(ContentOut::Text(text))));
+                }
+            }
             other => {
                 return Err(TranslateError::InvalidRequest(format!(
-                    "messages[{at}].role is '{other}'; the Messages API allows only 'user' and \
-                     'assistant' (a system prompt goes in 'system')."
+                    "messages[{at}].role is '{other}'; the Messages API allows only 'user', \
+                     'assistant' and 'system'."
                 )));
             }
         }
+    }
+    if request.context_management.is_some() {
+        tracing::debug!("left out 'context_management': the upstream's API has no context editing");
     }
     let tools = match &request.tools {
         Some(tools) if !tools.is_empty() => Some(
@@ -91,14 +103,44 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
             .metadata
             .as_ref()
             .and_then(|metadata| metadata.user_id.as_deref())
-            .map(Cow::Borrowed),
+            .map(openai_user),
         reasoning_effort: request.thinking.as_ref().and_then(|thinking| {
-            (thinking.kind == "enabled" || thinking.kind == "adaptive")
-                .then(|| effort_for_budget(thinking.budget_tokens))
+            (thinking.kind == "enabled" || thinking.kind == "adaptive").then(|| {
+                request
+                    .output_config
+                    .as_ref()
+                    .and_then(|config| config.effort.as_deref())
+                    .and_then(effort_named)
+                    .unwrap_or_else(|| effort_for_budget(thinking.budget_tokens))
+            })
         }),
         mock: request.mock,
     };
     Ok(to_bytes(&chat))
+}
+
+/// The longest `user` OpenAI accepts.
+const OPENAI_USER_MAX: usize = 64;
+
+/// OpenAI's `user` for an Anthropic `metadata.user_id`: as it is when it fits OpenAI's 64
+/// characters, else its SHA-256 in hex (64 characters). Claude Code's ids are about 150
+/// characters; the hash is stable, so the upstream still tells users apart, and names no one.
+fn openai_user(user_id: &str) -> Cow<'_, str> {
+    if user_id.chars().count() <= OPENAI_USER_MAX {
+        return Cow::Borrowed(user_id);
+    }
+    use sha2::Digest;
+    Cow::Owned(hex::encode(sha2::Sha256::digest(user_id.as_bytes())))
+}
+
+/// OpenAI's `reasoning_effort` for Anthropic's `output_config.effort`, when it has one.
+fn effort_named(effort: &str) -> Option<&'static str> {
+    match effort {
+        "low" => Some("low"),
+        "medium" => Some("medium"),
+        "high" | "xhigh" | "max" => Some("high"),
+        _ => None,
+    }
 }
 
 /// OpenAI's `reasoning_effort` for an Anthropic thinking budget (see the constants).
@@ -120,8 +162,9 @@ fn chat_message<'a>(role: &'static str, content: Option<ContentOut<'a>>) -> Chat
     }
 }
 
-/// The system prompt as one string; text blocks are joined with a newline.
-fn system_text<'r>(system: &'r TextOr<'_, Block<'_>>) -> Result<Cow<'r, str>> {
+/// A system prompt (at `path` in the request) as one string; text blocks are joined with a
+/// newline.
+fn system_text<'r>(system: &'r TextOr<'_, Block<'_>>, path: &str) -> Result<Cow<'r, str>> {
     match system {
         TextOr::Text(text) => Ok(Cow::Borrowed(text)),
         TextOr::List(blocks) => {
@@ -129,7 +172,7 @@ fn system_text<'r>(system: &'r TextOr<'_, Block<'_>>) -> Result<Cow<'r, str>> {
             for (at, block) in blocks.iter().enumerate() {
                 if block.kind != "text" {
                     return Err(TranslateError::InvalidRequest(format!(
-                        "system[{at}] is a '{}' block; the system prompt takes only text blocks.",
+                        "{path}[{at}] is a '{}' block; a system prompt takes only text blocks.",
                         block.kind
                     )));
                 }

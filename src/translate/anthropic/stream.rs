@@ -6,10 +6,10 @@ use serde::Serialize;
 use super::error::{ErrorBody, ErrorDetail, anthropic_error_type_for, openai_error_type_for};
 use super::response::{finish_reason, message_id, stop_reason};
 use super::wire::{EventIn, MessageResponseOut, UsageIn, UsageOut};
-use crate::translate::TokenUsage;
 use crate::translate::json::{JsonScan, anthropic_tool_id, is_empty_object, unix_now, write_event};
 use crate::translate::openai::{ChunkIn, ChunkWriter, FunctionDeltaOut, ToolCallDeltaOut};
 use crate::translate::sse::SseDecoder;
+use crate::translate::{StreamFailure, TokenUsage};
 
 /// The message of the error event that ends a stream the upstream left unfinished.
 const UNFINISHED: &str = "The upstream provider ended the stream before the answer was complete.";
@@ -45,6 +45,10 @@ pub struct ChatToMessagesStream {
     tool_blocks: Vec<(u32, usize)>,
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
+    /// The prompt's tokens as llmgate counted them, for `message_start` while the upstream has
+    /// reported none (OpenAI reports usage only at the end).
+    input_estimate: u64,
+    failure: Option<StreamFailure>,
 }
 
 #[derive(Debug)]
@@ -175,7 +179,17 @@ impl ChatToMessagesStream {
             tool_blocks: Vec::new(),
             finish_reason: None,
             usage: None,
+            input_estimate: 0,
+            failure: None,
         }
+    }
+
+    /// Sets the `input_tokens` that `message_start` reports when the upstream has not said yet:
+    /// clients (Claude Code among them) read the prompt's size from that event.
+    #[must_use]
+    pub fn with_input_estimate(mut self, tokens: u64) -> Self {
+        self.input_estimate = tokens;
+        self
     }
 
     /// Feeds a chunk of the upstream's body as it arrived; returns the whole events it
@@ -200,18 +214,18 @@ impl ChatToMessagesStream {
                 if self.finish_reason.is_some() {
                     self.end();
                 } else {
-                    self.abort("api_error", UNFINISHED);
+                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
                 }
             }
         }
         self.out.split().freeze()
     }
 
-    /// The upstream connection failed mid-stream: closes the open block and ends with an
-    /// `error` event carrying `message`.
-    pub fn fail(&mut self, message: &str) -> Bytes {
+    /// The stream failed mid-way (the upstream broke, or the gateway is stopping): ends it with
+    /// an `error` event of Anthropic's type `kind` carrying `message`.
+    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
         if !self.done {
-            self.abort("api_error", message);
+            self.abort(StreamFailure::Upstream, kind, message);
         }
         self.out.split().freeze()
     }
@@ -219,6 +233,11 @@ impl ChatToMessagesStream {
     /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage
+    }
+
+    /// Why the stream ended with an error event, if it did.
+    pub fn failure(&self) -> Option<StreamFailure> {
+        self.failure
     }
 
     fn frame(&mut self, data: &[u8]) {
@@ -238,7 +257,11 @@ impl ChatToMessagesStream {
         };
         if let Some(error) = &chunk.error {
             let kind = anthropic_error_type_for(error.kind.as_deref().unwrap_or(""), None, 500);
-            self.abort(kind, error.message.as_deref().unwrap_or(UNFINISHED));
+            self.abort(
+                StreamFailure::Upstream,
+                kind,
+                error.message.as_deref().unwrap_or(UNFINISHED),
+            );
             return;
         }
         if let Some(usage) = chunk.usage {
@@ -280,7 +303,13 @@ impl ChatToMessagesStream {
             return;
         }
         let id = message_id(upstream_id);
-        let usage = self.usage.map(UsageOut::from).unwrap_or_default();
+        let usage = self.usage.map_or(
+            UsageOut {
+                input_tokens: self.input_estimate,
+                ..UsageOut::default()
+            },
+            UsageOut::from,
+        );
         let start = MessageStart {
             kind: "message_start",
             message: MessageResponseOut {
@@ -505,16 +534,11 @@ impl ChatToMessagesStream {
         self.done = true;
     }
 
-    /// Closes the open block (so what the client accumulated stays well-formed) and ends the
-    /// stream with an `error` event.
-    fn abort(&mut self, kind: &str, message: &str) {
-        if self
-            .blocks
-            .get(self.active)
-            .is_some_and(|block| block.state == BlockState::Open)
-        {
-            self.close(self.active);
-        }
+    /// Ends the stream with an `error` event and nothing else, as Anthropic's API does: an open
+    /// block stays open. Claude Code takes an `error` after a `content_block_stop` for a broken
+    /// answer it cannot retry, while a lone `error` makes it retry the request.
+    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+        self.failure = Some(failure);
         let body = ErrorBody {
             kind: "error",
             error: ErrorDetail { kind, message },
@@ -543,6 +567,7 @@ pub struct MessagesToChatStream {
     finish_reason: Option<&'static str>,
     usage: UsageIn,
     usage_seen: bool,
+    failure: Option<StreamFailure>,
 }
 
 impl MessagesToChatStream {
@@ -568,6 +593,7 @@ impl MessagesToChatStream {
             finish_reason: None,
             usage: UsageIn::default(),
             usage_seen: false,
+            failure: None,
         }
     }
 
@@ -592,7 +618,7 @@ impl MessagesToChatStream {
                 if self.finish_reason.is_some() {
                     self.end();
                 } else {
-                    self.abort("api_error", UNFINISHED);
+                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
                 }
             }
         }
@@ -602,7 +628,7 @@ impl MessagesToChatStream {
     /// The upstream connection failed mid-stream: ends with an error frame carrying `message`.
     pub fn fail(&mut self, message: &str) -> Bytes {
         if !self.done {
-            self.abort("api_error", message);
+            self.abort(StreamFailure::Upstream, "api_error", message);
         }
         self.out.split().freeze()
     }
@@ -610,6 +636,11 @@ impl MessagesToChatStream {
     /// The usage reported so far (Anthropic sends the prompt side first, the output at the end).
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage_seen.then(|| TokenUsage::from(self.usage))
+    }
+
+    /// Why the stream ended with an error, if it did.
+    pub fn failure(&self) -> Option<StreamFailure> {
+        self.failure
     }
 
     fn event(&mut self, data: &[u8]) {
@@ -722,7 +753,7 @@ impl MessagesToChatStream {
                 let message = error
                     .and_then(|error| error.message.as_deref())
                     .unwrap_or(UNFINISHED);
-                self.abort(kind, message);
+                self.abort(StreamFailure::Upstream, kind, message);
             }
             // ping, and event types newer than this code.
             _ => {}
@@ -776,7 +807,8 @@ impl MessagesToChatStream {
     }
 
     /// Ends with an OpenAI-shaped error frame; `kind` is Anthropic's error type.
-    fn abort(&mut self, kind: &str, message: &str) {
+    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+        self.failure = Some(failure);
         let (kind, _) = openai_error_type_for(kind);
         ChunkWriter::error(&mut self.out, kind, message);
         self.done = true;

@@ -32,6 +32,12 @@ pub(crate) struct MessagesRequest<'a> {
     pub tool_choice: Option<ToolChoice<'a>>,
     #[serde(borrow)]
     pub thinking: Option<Thinking<'a>>,
+    /// `effort` steers how much a reasoning model thinks: it refines `reasoning_effort`.
+    #[serde(borrow)]
+    pub output_config: Option<OutputConfig<'a>>,
+    /// Anthropic's server-side context editing (Claude Code sends it): no other API has it, so
+    /// it is read only to say in the debug log that it was left out.
+    pub context_management: Option<serde::de::IgnoredAny>,
     /// The mock upstream's knobs, carried across translation so tests can steer any dialect.
     #[serde(borrow)]
     pub mock: Option<&'a RawValue>,
@@ -116,6 +122,12 @@ pub(crate) struct Thinking<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Cow<'a, str>,
     pub budget_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OutputConfig<'a> {
+    #[serde(borrow)]
+    pub effort: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

@@ -6,11 +6,11 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use super::response::{blocked_message, filtered_message, finish_reason, openai_error_type};
 use super::tool_call_id;
 use super::wire::GenerateContentResponse;
-use crate::translate::TokenUsage;
 use crate::translate::anthropic::ChatToMessagesStream;
 use crate::translate::json::unix_now;
 use crate::translate::openai::{ChunkWriter, DeltaOut, FunctionDeltaOut, ToolCallDeltaOut};
 use crate::translate::sse::SseDecoder;
+use crate::translate::{StreamFailure, TokenUsage};
 
 const UNFINISHED: &str = "The upstream provider ended the stream before the answer was complete.";
 
@@ -30,6 +30,7 @@ pub struct GeminiToChatStream {
     /// Per candidate index: whether its role went out, its tool calls so far, its finish.
     candidates: Vec<CandidateState>,
     usage: Option<TokenUsage>,
+    failure: Option<StreamFailure>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,6 +61,7 @@ impl GeminiToChatStream {
             started: false,
             candidates: Vec::new(),
             usage: None,
+            failure: None,
         }
     }
 
@@ -84,7 +86,7 @@ impl GeminiToChatStream {
                     self.chunks.end(&mut self.out, self.usage);
                     self.done = true;
                 } else {
-                    self.abort("api_error", UNFINISHED);
+                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
                 }
             }
         }
@@ -94,7 +96,7 @@ impl GeminiToChatStream {
     /// The upstream connection failed mid-stream: ends with an error frame carrying `message`.
     pub fn fail(&mut self, message: &str) -> Bytes {
         if !self.done {
-            self.abort("api_error", message);
+            self.abort(StreamFailure::Upstream, "api_error", message);
         }
         self.out.split().freeze()
     }
@@ -102,6 +104,11 @@ impl GeminiToChatStream {
     /// The usage of the last `usageMetadata` seen (Gemini repeats it, cumulative).
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage
+    }
+
+    /// Why the stream ended with an error frame, if it did.
+    pub fn failure(&self) -> Option<StreamFailure> {
+        self.failure
     }
 
     fn frame(&mut self, data: &[u8]) {
@@ -117,7 +124,11 @@ impl GeminiToChatStream {
         };
         if let Some(error) = &response.error {
             let (kind, _) = openai_error_type(error.code, error.status.as_deref());
-            self.abort(kind, error.message.as_deref().unwrap_or(UNFINISHED));
+            self.abort(
+                StreamFailure::Upstream,
+                kind,
+                error.message.as_deref().unwrap_or(UNFINISHED),
+            );
             return;
         }
         if !self.started {
@@ -215,7 +226,8 @@ impl GeminiToChatStream {
         self.chunks.delta(&mut self.out, index, delta);
     }
 
-    fn abort(&mut self, kind: &str, message: &str) {
+    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+        self.failure = Some(failure);
         ChunkWriter::error(&mut self.out, kind, message);
         self.done = true;
     }
@@ -250,11 +262,24 @@ impl GeminiToMessagesStream {
         out.freeze()
     }
 
-    pub fn fail(&mut self, message: &str) -> Bytes {
-        self.messages.fail(message)
+    /// Sets the `input_tokens` of `message_start` (see [`ChatToMessagesStream::with_input_estimate`]).
+    #[must_use]
+    pub fn with_input_estimate(mut self, tokens: u64) -> Self {
+        self.messages = self.messages.with_input_estimate(tokens);
+        self
+    }
+
+    /// Ends the stream with an `error` event of Anthropic's type `kind`.
+    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
+        self.messages.fail(kind, message)
     }
 
     pub fn usage(&self) -> Option<TokenUsage> {
         self.gemini.usage()
+    }
+
+    /// Why the stream ended with an error event, if it did.
+    pub fn failure(&self) -> Option<StreamFailure> {
+        self.gemini.failure().or(self.messages.failure())
     }
 }
