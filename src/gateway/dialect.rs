@@ -30,8 +30,7 @@ use crate::translate::gemini::{
     gemini_response_to_chat, messages_request_to_gemini,
 };
 use crate::translate::{
-    StreamFailure, TokenUsage, TranslateError, count_message_tokens, count_message_tokens_with,
-    count_tokens_body,
+    StreamFailure, TokenUsage, TranslateError, count_message_tokens_with, count_tokens_body,
 };
 use crate::usage::{self, Encoding, IncludeUsage, StreamUsage, Usage};
 use crate::vocab::{Dialect, Endpoint, ProviderKind};
@@ -236,8 +235,10 @@ impl Answer {
         request: &[u8],
     ) -> StreamShape {
         // Anthropic clients read the prompt's size from `message_start`, which goes out before
-        // an OpenAI or Gemini upstream has counted it: they get llmgate's count meanwhile.
-        let input_estimate = || count_message_tokens(request).unwrap_or(0);
+        // an OpenAI or Gemini upstream has counted it: they get llmgate's estimate meanwhile,
+        // the same four bytes per token the reservation took. Running the tokenizer here would
+        // block the runtime for milliseconds on a long agent prompt, before the first byte.
+        let input_estimate = || crate::limits::estimate_tokens(request.len(), Some(Some(0)), true);
         match self {
             Self::OpenAi if filter_usage => StreamShape::OpenAi(StreamUsage::filtering()),
             Self::OpenAi => StreamShape::OpenAi(StreamUsage::new()),
