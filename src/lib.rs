@@ -27,6 +27,8 @@
 //! app         builds the state, owns the background tasks, serves until shutdown
 //! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
 //!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
+//! untrusted   how text a client chose is escaped and shortened before it is echoed,
+//!             logged or recorded
 //! ```
 //!
 //! # Invariants
@@ -39,6 +41,8 @@
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
 //!   value of `model`; to another dialect it is translated, never silently trimmed.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
+//! - Text a client chose never reaches a log line unescaped, an error message or a record at
+//!   any length, or a metric label or rollup row unless it names a configured model.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
 //!   as an argon2 hash.
@@ -63,5 +67,6 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod translate;
+pub mod untrusted;
 pub mod upstream;
 pub mod usage;
