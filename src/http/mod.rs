@@ -92,13 +92,12 @@ async fn edge(mut request: Request, next: Next) -> Response {
             if let Some(refused) = refused {
                 // The id goes upstream, into logs and into the request log for weeks: one
                 // of unbounded length or with invisible bytes is replaced, not carried.
+                let bytes = refused.as_bytes();
+                let start = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
                 tracing::info!(
                     request_id = ?id,
-                    received_bytes = refused.len(),
-                    received = %crate::untrusted::excerpt(
-                        &String::from_utf8_lossy(refused.as_bytes()),
-                        crate::untrusted::ECHOED_CHARS,
-                    ),
+                    received_bytes = bytes.len(),
+                    received = %crate::untrusted::excerpt(&start, crate::untrusted::ECHOED_CHARS),
                     "replaced the client's x-request-id: it must be 1 to {MAX_REQUEST_ID_BYTES} \
                      visible ASCII characters"
                 );
