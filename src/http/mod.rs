@@ -2,8 +2,9 @@
 //!
 //! The stack, outermost first:
 //! 1. the edge, one middleware: the arrival time (for latency and overhead figures); the
-//!    request id (the client's `x-request-id` or a new one, echoed on the response); error
-//!    rendering (5xx bodies get the request id; every error is logged once, here);
+//!    request id (the client's `x-request-id` when it is 1 to 128 visible ASCII characters,
+//!    else a new one; echoed on the response); error rendering (5xx bodies get the request id;
+//!    every error is logged once, here);
 //! 2. panic catching: a handler panic becomes a 500 in the contract's shape;
 //! 3. the body limit used by the body extractor (413 while reading, never buffered past it).
 
