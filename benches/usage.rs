@@ -26,6 +26,7 @@ fn event(i: u64) -> UsageEvent {
         request_id: format!("01JNZ3{i:020}"),
         key_id: 1 + (i % 8) as i64,
         model: "gpt-4o-mini".into(),
+        model_configured: true,
         endpoint: "chat_completions",
         stream: true,
         provider: Some("openai".into()),

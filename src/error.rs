@@ -208,13 +208,17 @@ impl ApiError {
 
     /// The message the client reads. For 5xx it names no internal detail, only what happened in
     /// general and the request id to quote when reporting it.
+    ///
+    /// Messages may quote what the client sent (a parser's complaint quotes the offending
+    /// value); none is longer than [`MAX_MESSAGE_BYTES`], and the client's own values named
+    /// here (a model, a path) are echoed as an escaped excerpt.
     pub(crate) fn client_message(&self, request_id: Option<&str>) -> String {
         let generic = match self {
-            Self::InvalidRequest { message, .. } => return message.clone(),
+            Self::InvalidRequest { message, .. } => return capped(message),
             Self::InvalidApiKey(message)
             | Self::AdminUnauthorized(message)
             | Self::NotFound(message)
-            | Self::Conflict(message) => return message.clone(),
+            | Self::Conflict(message) => return capped(message),
             Self::WrongPassword => {
                 return "Wrong admin password. Use the password set in LLMGATE_ADMIN_PASSWORD, or \
                         the one printed when llmgate first started."
@@ -227,17 +231,20 @@ impl ApiError {
                 );
             }
             Self::ModelNotAllowed { model } => {
+                let model = echoed(model);
                 return format!(
                     "This API key is not allowed to use model '{model}'. Ask an administrator to \
                      add it to the key's model list, or use a model from GET /v1/models."
                 );
             }
             Self::ModelNotFound { model } => {
+                let model = echoed(model);
                 return format!(
                     "The model '{model}' does not exist. GET /v1/models lists the models this key may use."
                 );
             }
             Self::RouteNotFound { method, path } => {
+                let (method, path) = (echoed(method), echoed(path));
                 return format!(
                     "Unknown endpoint {method} {path}. See the API reference for the endpoints llmgate serves."
                 );
@@ -248,7 +255,7 @@ impl ApiError {
                      or ask the operator to raise LLMGATE_MAX_BODY_BYTES."
                 );
             }
-            Self::RateLimited { message, .. } => return message.clone(),
+            Self::RateLimited { message, .. } => return capped(message),
             Self::Limited(refusal) => return refusal.message(),
             Self::UpstreamFailed { .. } => {
                 "The upstream provider failed to answer. Retry the request later.".to_owned()
@@ -351,6 +358,20 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The longest message a client reads: past it, the middle of the message is left out (see
+/// [`crate::untrusted::shorten`]).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+fn capped(message: &str) -> String {
+    crate::untrusted::shorten(message, MAX_MESSAGE_BYTES).into_owned()
+}
+
+/// A client's value as a message quotes it: escaped, and cut after
+/// [`crate::untrusted::ECHOED_CHARS`] characters.
+fn echoed(value: &str) -> std::borrow::Cow<'_, str> {
+    crate::untrusted::excerpt(value, crate::untrusted::ECHOED_CHARS)
 }
 
 /// Whole seconds to wait, rounded up and at least 1, for `Retry-After`.
@@ -520,6 +541,45 @@ mod tests {
         }
         .render(None);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn messages_echo_client_values_capped_and_escaped() {
+        let huge = "m".repeat(1 << 20);
+        for error in [
+            ApiError::ModelNotFound {
+                model: huge.clone(),
+            },
+            ApiError::ModelNotAllowed {
+                model: huge.clone(),
+            },
+            ApiError::RouteNotFound {
+                method: "POST".into(),
+                path: format!("/v1/{huge}"),
+            },
+            ApiError::invalid_request(format!("messages[1].role is '{huge}'; use user.")),
+            ApiError::NotFound(huge.clone()),
+        ] {
+            let json = error.to_json(None);
+            assert!(json.len() < 2 * MAX_MESSAGE_BYTES, "{}", json.len());
+            let anthropic = error.to_anthropic_json(None);
+            assert!(
+                anthropic.len() < 2 * MAX_MESSAGE_BYTES,
+                "{}",
+                anthropic.len()
+            );
+        }
+        let message =
+            ApiError::invalid_request(format!("role is '{huge}'; use user.")).client_message(None);
+        assert!(
+            message.ends_with("'; use user."),
+            "the advice at the end is kept"
+        );
+        let forged = ApiError::ModelNotFound {
+            model: "x\n\u{1b}[2J".into(),
+        }
+        .client_message(None);
+        assert!(!forged.contains('\u{1b}'), "{forged}");
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! app         builds the state, owns the background tasks, serves until shutdown
 //! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
 //!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
+//! untrusted   how text a client chose is escaped and shortened before it is echoed,
+//!             logged or recorded
 //! ```
 //!
 //! # Invariants
@@ -44,6 +46,8 @@
 //!   metrics agree; at shutdown, streams still open when the grace ends get an error event and
 //!   are recorded before the usage writer drains.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
+//! - Text a client chose never reaches a log line unescaped, an error message or a record at
+//!   any length, or a metric label or rollup row unless it names a configured model.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
 //!   as an argon2 hash.
@@ -68,6 +72,7 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod translate;
+pub mod untrusted;
 pub mod upstream;
 pub mod usage;
 pub mod vocab;

@@ -426,6 +426,7 @@ mod tests {
             request_id: format!("req-{at_ms}"),
             key_id,
             model: model.into(),
+            model_configured: true,
             endpoint: "chat_completions",
             stream: at_ms % 2 == 0,
             provider: Some("p".into()),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::limits::Admission;
-use crate::telemetry::metrics::{Metrics, status_class};
+use crate::telemetry::metrics::{Metrics, UNKNOWN_MODEL, status_class};
 use crate::usage::{Usage, UsageEvent, UsageRecorder};
 use crate::vocab::Endpoint;
 
@@ -22,7 +22,12 @@ pub struct Completion {
     pub key_id: i64,
     /// The client's request body, to estimate usage when the upstream reports none.
     pub request: Bytes,
+    /// The model as logged and kept in the request log: a configured model's name, or an
+    /// escaped excerpt of a name that is not configured (see [`Completion::set_model`]).
     pub model: String,
+    /// Whether `model` names a configured model; only then is it a metrics label value and a
+    /// usage rollup row of its own.
+    pub model_configured: bool,
     pub stream: bool,
     pub started: Instant,
     /// Share of successful requests that get a log line (errors always do).
@@ -76,6 +81,7 @@ impl Completion {
             key_id,
             request,
             model: String::new(),
+            model_configured: false,
             stream: false,
             started,
             log_sample,
@@ -105,6 +111,27 @@ impl Completion {
         provider.clone_into(self.route.get_or_insert_with(String::new));
     }
 
+    /// Names the request's model, `configured` when the catalog has it. Any other name is the
+    /// client's choice at any length and with any bytes: only an escaped excerpt of it is kept.
+    pub fn set_model(&mut self, name: &str, configured: bool) {
+        self.model_configured = configured;
+        if configured {
+            name.clone_into(&mut self.model);
+        } else {
+            self.model =
+                crate::untrusted::excerpt(name, crate::untrusted::ECHOED_CHARS).into_owned();
+        }
+    }
+
+    /// The model's metrics label: a configured model's name, else [`UNKNOWN_MODEL`].
+    pub fn model_label(&self) -> &str {
+        if self.model_configured {
+            &self.model
+        } else {
+            UNKNOWN_MODEL
+        }
+    }
+
     /// Time llmgate itself added so far: elapsed time minus upstream waiting.
     pub fn overhead(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.upstream_wait)
@@ -122,7 +149,12 @@ impl Completion {
         let route = self.route.as_deref().unwrap_or("none");
         metrics
             .requests
-            .with_label_values(&[endpoint, &self.model, route, status_class(self.status)])
+            .with_label_values(&[
+                endpoint,
+                self.model_label(),
+                route,
+                status_class(self.status),
+            ])
             .inc();
         Metrics::observe(&metrics.request_duration, endpoint, total);
         Metrics::observe(&metrics.upstream_duration, endpoint, self.upstream_wait);
@@ -158,7 +190,7 @@ impl Completion {
             if tokens > 0 {
                 metrics
                     .tokens
-                    .with_label_values(&[self.model.as_str(), kind])
+                    .with_label_values(&[self.model_label(), kind])
                     .inc_by(tokens);
             }
         }
@@ -168,6 +200,7 @@ impl Completion {
             request_id: self.request_id.clone(),
             key_id: self.key_id,
             model: self.model.clone(),
+            model_configured: self.model_configured,
             endpoint,
             stream: self.stream,
             provider: self.route.clone(),

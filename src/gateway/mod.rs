@@ -229,29 +229,13 @@ impl Gateway {
         request_id: &str,
         client_headers: &ClientHeaders,
     ) -> Result<Forwarded, ApiError> {
-        let head = RequestHead::parse(&body)?;
-        head.model.as_ref().clone_into(&mut done.model);
-        let stream = head.stream && endpoint.can_stream();
-        // A streamed request is recorded as one however it ends, before its first byte too.
-        done.stream = stream;
-        if !key.allows_model(&head.model) {
-            return Err(ApiError::ModelNotAllowed {
-                model: head.model.into_owned(),
-            });
-        }
-        let model = self
-            .catalog
-            .load()
-            .model(&head.model)
-            .cloned()
-            .ok_or_else(|| ApiError::ModelNotFound {
-                model: head.model.to_string(),
-            })?;
-        // Limits are checked before any upstream work: a refusal costs the upstream nothing.
-        let reserve = if endpoint.generates() {
-            head.reserve
-        } else {
-            0
+        let head = RequestHead::parse(&body);
+        // Limits are checked before any upstream work, so a refusal costs the upstream
+        // nothing, and before the model is looked at, so a request refused for its body or
+        // its model still counts against the key's rate limit.
+        let reserve = match &head {
+            Ok(head) if endpoint.generates() => head.reserve,
+            _ => 0,
         };
         let admission = self.limits.admit(key, reserve).map_err(|refusal| {
             self.metrics
@@ -261,6 +245,20 @@ impl Gateway {
             ApiError::Limited(Box::new(refusal))
         })?;
         done.admission = Some(admission);
+        let head = head?;
+        let stream = head.stream && endpoint.can_stream();
+        // A streamed request is recorded as one however it ends, before its first byte too.
+        done.stream = stream;
+        let model = self.catalog.load().model(&head.model).cloned();
+        done.set_model(&head.model, model.is_some());
+        if !key.allows_model(&head.model) {
+            return Err(ApiError::ModelNotAllowed {
+                model: head.model.into_owned(),
+            });
+        }
+        let model = model.ok_or_else(|| ApiError::ModelNotFound {
+            model: head.model.to_string(),
+        })?;
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let policy = *self.health.policy();
         let mut tried = Tried::default();
@@ -308,7 +306,7 @@ impl Gateway {
                     }
                     // A route this endpoint cannot use is passed over, like an unusable one.
                     Err(Refused::Endpoint(why)) => {
-                        failures.other(ApiError::invalid_request(why));
+                        failures.passed_over(ApiError::invalid_request(why));
                         continue;
                     }
                     Err(Refused::Request(error)) => return Err(error.into()),
@@ -686,6 +684,19 @@ impl<'r> Failures<'r> {
             request_id = self.request_id,
             error = %error,
             "upstream attempt failed; trying the next candidate"
+        );
+        self.last = Some(error);
+        self.only_rate_limits = Some(false);
+    }
+
+    /// A candidate this request cannot use (its provider does not serve the endpoint): no
+    /// upstream failed, and should no candidate serve, the client is refused. So it is noted
+    /// at the level of a refusal, not warned about.
+    fn passed_over(&mut self, error: ApiError) {
+        tracing::debug!(
+            request_id = self.request_id,
+            error = %error,
+            "route passed over; trying the next candidate"
         );
         self.last = Some(error);
         self.only_rate_limits = Some(false);

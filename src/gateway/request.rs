@@ -11,6 +11,10 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+/// The longest model name a request may carry; a longer one is refused (400) before it is
+/// looked up, logged or counted.
+pub const MAX_MODEL_BYTES: usize = 256;
+
 /// The parts of a request body that routing and limits need, read in one pass.
 #[derive(Debug)]
 pub struct RequestHead<'a> {
@@ -68,7 +72,16 @@ impl<'a> RequestHead<'a> {
                 "The request body must be a JSON object with the fields of the OpenAI API.",
             ));
         }
-        let fields: Fields<'a> = serde_json::from_slice(body).map_err(|e| {
+        // JSON is UTF-8. The parser does not check the strings it skips, and a body is
+        // forwarded byte for byte, so it is checked whole here (a fast scan next to parsing).
+        let text = std::str::from_utf8(body).map_err(|e| {
+            ApiError::invalid_request(format!(
+                "The request body is not valid UTF-8: the byte at offset {} is not. Send JSON \
+                 encoded as UTF-8.",
+                e.valid_up_to()
+            ))
+        })?;
+        let fields: Fields<'a> = serde_json::from_str(text).map_err(|e| {
             let what = if e.is_data() {
                 "The request body must be a JSON object with the fields of the OpenAI API"
             } else {
@@ -89,6 +102,17 @@ impl<'a> RequestHead<'a> {
             return Err(ApiError::invalid_param(
                 "model",
                 "'model' is empty. Name one of the models from GET /v1/models.",
+            ));
+        }
+        // Checked before the name is copied, looked up or counted anywhere.
+        if model.len() > MAX_MODEL_BYTES {
+            return Err(ApiError::invalid_param(
+                "model",
+                format!(
+                    "'model' is {} bytes long; model names are at most {MAX_MODEL_BYTES} bytes. \
+                     Name one of the models from GET /v1/models.",
+                    model.len()
+                ),
             ));
         }
         let start = raw.get().as_ptr().addr().wrapping_sub(body.as_ptr().addr());
@@ -203,5 +227,37 @@ mod tests {
         check(r#"{"model":""}"#, "empty");
         check(r#"{"model":"m","stream":"yes"}"#, "boolean");
         check(r#"{"model":"m"} trailing"#, "trailing");
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_refused_naming_its_offset() {
+        // In a skipped field, where the parser does not look at string bytes.
+        let mut body = br#"{"model":"m","messages":[{"role":"user","content":"ab"#.to_vec();
+        let offset = body.len();
+        body.extend_from_slice(b"\xff\xfe\"}]}");
+        let error = RequestHead::parse(&body).unwrap_err();
+        assert_eq!(error.status().as_u16(), 400);
+        let text = error.to_json(None);
+        assert!(text.contains(&format!("offset {offset}")), "{text}");
+        assert!(text.contains("UTF-8"), "{text}");
+        // A truncated multi-byte character at the very end, too.
+        let mut cut = br#"{"model":"m"}"#.to_vec();
+        cut.push(0xc3);
+        assert!(RequestHead::parse(&cut).is_err());
+    }
+
+    #[test]
+    fn model_names_past_the_limit_are_refused_without_being_echoed() {
+        let longest = "m".repeat(MAX_MODEL_BYTES);
+        let body = format!(r#"{{"model":"{longest}"}}"#);
+        assert_eq!(RequestHead::parse(body.as_bytes()).unwrap().model, longest);
+        let huge = "m".repeat(1 << 20);
+        let body = format!(r#"{{"model":"{huge}"}}"#);
+        let error = RequestHead::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(error.status().as_u16(), 400);
+        let text = error.to_json(None);
+        assert!(text.len() < 400, "{text}");
+        assert!(text.contains("at most 256 bytes"), "{text}");
+        assert!(text.contains(r#""param":"model""#), "{text}");
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! The stack, outermost first:
 //! 1. the edge, one middleware: the arrival time (for latency and overhead figures); the
-//!    request id (the client's `x-request-id` or a new one, echoed on the response); error
-//!    rendering (5xx bodies get the request id; every error is logged once, here);
+//!    request id (the client's `x-request-id` when it is 1 to 128 visible ASCII characters,
+//!    else a new one; echoed on the response); error rendering (5xx bodies get the request id;
+//!    every error is logged once, here);
 //! 2. panic catching: a handler panic becomes a 500 in the contract's shape;
 //! 3. the body limit used by the body extractor (413 while reading, never buffered past it).
 
@@ -15,7 +16,7 @@ mod v1;
 use std::convert::Infallible;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -86,9 +87,22 @@ async fn edge(mut request: Request, next: Next) -> Response {
         .extensions_mut()
         .insert(extract::RequestStart(std::time::Instant::now()));
     let request_id = match request.headers().get(REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        refused => {
             let id = new_request_id();
+            if let Some(refused) = refused {
+                // The id goes upstream, into logs and into the request log for weeks: one
+                // of unbounded length or with invisible bytes is replaced, not carried.
+                let bytes = refused.as_bytes();
+                let start = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
+                tracing::info!(
+                    request_id = ?id,
+                    received_bytes = bytes.len(),
+                    received = %crate::untrusted::excerpt(&start, crate::untrusted::ECHOED_CHARS),
+                    "replaced the client's x-request-id: it must be 1 to {MAX_REQUEST_ID_BYTES} \
+                     visible ASCII characters"
+                );
+            }
             request.headers_mut().insert(REQUEST_ID, id.clone());
             id
         }
@@ -103,11 +117,47 @@ async fn edge(mut request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
+/// The longest `x-request-id` taken from a client; a longer one is replaced by a new id.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Whether a client's `x-request-id` is kept: 1 to [`MAX_REQUEST_ID_BYTES`] visible ASCII
+/// characters (no spaces, no control or non-ASCII bytes).
+fn acceptable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    (1..=MAX_REQUEST_ID_BYTES).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
+}
+
+/// Every unknown path or method: a 404 naming it. Under `/v1/` it is counted too (and the
+/// error rendering logs it at info), since a client calling an endpoint llmgate does not serve
+/// is a misconfiguration someone should see.
+async fn not_found(State(state): State<AppState>, method: Method, uri: Uri) -> ApiError {
+    if is_client_api(uri.path()) {
+        let method_label = match method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            // Methods are any token a client likes; labels stay a fixed set.
+            _ => "other",
+        };
+        state
+            .metrics
+            .unknown_endpoints
+            .with_label_values(&[method_label])
+            .inc();
+    }
     ApiError::RouteNotFound {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }
+}
+
+/// Whether `path` is under the client API, `/v1/`.
+fn is_client_api(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
 }
 
 /// Logs every error response once and puts the request id into 5xx bodies, which is where the
@@ -117,11 +167,17 @@ fn render_errors(mut response: Response, request_id: &HeaderValue, anthropic: bo
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let request_id = request_id.to_str().unwrap_or_default();
         let status = error.status();
+        let text = LoggedError(&error);
         let shown_id = if status.is_server_error() {
-            tracing::error!(request_id = %request_id, status = status.as_u16(), error = %error, "request failed");
+            tracing::error!(request_id = %request_id, status = status.as_u16(), error = %text, "request failed");
             Some(request_id)
+        } else if let ApiError::RouteNotFound { path, .. } = &error
+            && is_client_api(path)
+        {
+            tracing::info!(request_id = %request_id, status = status.as_u16(), error = %text, "unknown endpoint");
+            None
         } else {
-            tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %error, "request refused");
+            tracing::debug!(request_id = %request_id, status = status.as_u16(), error = %text, "request refused");
             None
         };
         if shown_id.is_none() && !anthropic {
@@ -141,6 +197,21 @@ fn render_errors(mut response: Response, request_id: &HeaderValue, anthropic: bo
         return rendered;
     }
     response
+}
+
+/// An error as its log line shows it: its text may quote what the client sent, so it is
+/// shortened like a client's message (and escaped by the log formatter). Formatted only when
+/// the line is written.
+struct LoggedError<'a>(&'a ApiError);
+
+impl std::fmt::Display for LoggedError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        f.write_str(&crate::untrusted::shorten(
+            &text,
+            crate::error::MAX_MESSAGE_BYTES,
+        ))
+    }
 }
 
 /// The id of a request that arrives without one: `req_` and 96 random bits in hex.

@@ -16,6 +16,7 @@ pub(super) struct Knobs {
     status: Option<u16>,
     retry_after: Option<u64>,
     latency_ms: Option<u64>,
+    #[serde(default, deserialize_with = "at_most::<_, MAX_CHUNKS>")]
     chunks: Option<usize>,
     chunk_delay_ms: Option<u64>,
     #[serde(default)]
@@ -29,12 +30,35 @@ pub(super) struct Knobs {
     #[serde(default)]
     status_for_key: std::collections::HashMap<String, u16>,
     /// When the request declares tools: answer with this many tool calls instead of text.
+    #[serde(default, deserialize_with = "at_most::<_, MAX_TOOL_CALLS>")]
     tool_calls: Option<usize>,
     /// Gemini only: the answer is stopped by the safety filter (`finishReason: SAFETY`).
     #[serde(default)]
     safety_block: bool,
     /// Report this many of the prompt tokens as read from the provider's cache.
     cached_tokens: Option<u64>,
+}
+
+/// The most content pieces of one answer (the `chunks` knob, and the config's): the answer is
+/// built whole before it is sent, so its size must not be the client's to choose.
+pub(super) const MAX_CHUNKS: usize = 4096;
+
+/// The most tool calls of one answer (the `tool_calls` knob); each is split into `chunks`
+/// fragments, so together they bound an answer to `MAX_TOOL_CALLS × MAX_CHUNKS` frames.
+pub(super) const MAX_TOOL_CALLS: usize = 16;
+
+/// A count knob with an upper bound: a larger value makes the request body invalid (400)
+/// rather than an allocation of any size.
+fn at_most<'de, D, const MAX: usize>(deserializer: D) -> Result<Option<usize>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<usize>::deserialize(deserializer)? {
+        Some(value) if value > MAX => Err(serde::de::Error::custom(format!(
+            "a mock knob is at most {MAX}, got {value}"
+        ))),
+        value => Ok(value),
+    }
 }
 
 /// How the mock answers one request.
@@ -85,7 +109,7 @@ impl Plan {
             latency: knobs
                 .latency_ms
                 .map_or(config.latency, Duration::from_millis),
-            chunks: knobs.chunks.unwrap_or(config.chunks).max(1),
+            chunks: knobs.chunks.unwrap_or(config.chunks).clamp(1, MAX_CHUNKS),
             chunk_delay: knobs
                 .chunk_delay_ms
                 .map_or(config.chunk_delay, Duration::from_millis),
@@ -205,6 +229,26 @@ mod tests {
             ),
             (3, true, 5)
         );
+    }
+
+    #[test]
+    fn counts_that_size_the_answer_are_bounded() {
+        let parse = |knobs: &str| serde_json::from_str::<Knobs>(knobs);
+        assert!(parse(&format!(r#"{{"chunks": {MAX_CHUNKS}}}"#)).is_ok());
+        assert!(parse(&format!(r#"{{"tool_calls": {MAX_TOOL_CALLS}}}"#)).is_ok());
+        for knobs in [
+            format!(r#"{{"chunks": {}}}"#, MAX_CHUNKS + 1),
+            format!(r#"{{"tool_calls": {}}}"#, MAX_TOOL_CALLS + 1),
+            r#"{"tool_calls": 18446744073709551615}"#.to_owned(),
+        ] {
+            let error = parse(&knobs).unwrap_err();
+            assert!(error.to_string().contains("at most"), "{knobs}: {error}");
+        }
+        let config = MockConfig {
+            chunks: usize::MAX,
+            ..MockConfig::default()
+        };
+        assert_eq!(Plan::new(&config, None, None).chunks, MAX_CHUNKS);
     }
 
     #[test]

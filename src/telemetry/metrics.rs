@@ -1,6 +1,7 @@
 //! Prometheus metrics: one registry per app, rendered in the text exposition format on
 //! `GET /metrics`. Label values are bounded: endpoints, model and provider names from the
-//! configuration, status classes, token kinds; never keys or request ids.
+//! configuration (a model name a client sent that is not configured is [`UNKNOWN_MODEL`]),
+//! status classes, token kinds; never keys, request ids or any other text a client chose.
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub struct Metrics {
     pub usage_flush_rows: HistogramVec,
     pub usage_flush_errors: IntCounter,
     pub request_log_dropped: IntCounter,
+    pub unknown_endpoints: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to about 100 s, in seconds.
@@ -162,6 +164,11 @@ impl Metrics {
                 "llmgate_request_log_dropped_total",
                 "Request log rows dropped because the queue was full (counters are never dropped).",
             )?,
+            unknown_endpoints: counter(
+                "llmgate_unknown_endpoint_requests_total",
+                "Requests under /v1/ to a path or method llmgate does not serve (answered 404).",
+                &["method"],
+            )?,
             registry,
         })
     }
@@ -180,6 +187,10 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 }
+
+/// The model label (and usage rollup model) of a request whose model is not a configured one:
+/// a client's name never becomes a label value or a rollup row of its own.
+pub const UNKNOWN_MODEL: &str = "unknown";
 
 /// The status class label of a status code: `2xx`, `4xx`, `5xx`.
 pub fn status_class(status: u16) -> &'static str {

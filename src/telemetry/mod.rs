@@ -3,6 +3,7 @@
 //! default, or `json`). With `LLMGATE_OTLP_ENDPOINT` set, spans are also exported over
 //! OTLP/HTTP (JSON), and W3C trace context is propagated to upstreams.
 
+mod fields;
 pub mod metrics;
 pub mod output;
 
@@ -48,12 +49,17 @@ pub fn init(
     // Colours only on a terminal: in a file or a log collector the escape codes are noise, and
     // writing them cost a measurable share of the per-request log line (see OPTIMIZATION.md).
     let logs = output::LogOutput::default();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(logs.clone())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format.unwrap_or("pretty") {
-        "json" => Box::new(fmt.json().flatten_event(true)),
-        "pretty" => Box::new(fmt.compact()),
+        "json" => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_writer(logs.clone())
+                .with_ansi(ansi)
+                .json()
+                .flatten_event(true),
+        ),
+        // Its fields are escaped: values a client chose must not forge lines.
+        "pretty" => Box::new(fields::pretty_layer(logs.clone(), ansi)),
         other => {
             return Err(format!(
                 "LLMGATE_LOG_FORMAT: '{other}' is not a log format; use pretty or json"

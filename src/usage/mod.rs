@@ -45,8 +45,13 @@ pub struct UsageEvent {
     pub at_ms: i64,
     pub request_id: String,
     pub key_id: i64,
-    /// The public model name the client asked for.
+    /// The public model name the client asked for: a configured model's name, or (when
+    /// `model_configured` is false) an escaped excerpt of what the client sent, kept in the
+    /// request log only.
     pub model: String,
+    /// Whether `model` is a configured model. Rollups count every other name under
+    /// [`crate::telemetry::metrics::UNKNOWN_MODEL`], so a client cannot add rows at will.
+    pub model_configured: bool,
     /// `chat_completions`, `completions` or `embeddings` (`Endpoint::name`).
     pub endpoint: &'static str,
     pub stream: bool,
@@ -68,6 +73,15 @@ pub struct UsageEvent {
 impl UsageEvent {
     pub fn is_error(&self) -> bool {
         self.status >= 400
+    }
+
+    /// The model its rollup row counts it under.
+    pub fn rollup_model(&self) -> &str {
+        if self.model_configured {
+            &self.model
+        } else {
+            crate::telemetry::metrics::UNKNOWN_MODEL
+        }
     }
 }
 

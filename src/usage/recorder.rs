@@ -189,7 +189,7 @@ impl UsageRecorder {
                 day,
                 event.key_id,
                 event.account_id.unwrap_or(0),
-                &event.model,
+                event.rollup_model(),
                 &counts,
             );
             if keep_row {
@@ -425,6 +425,7 @@ mod tests {
             request_id: "r".into(),
             key_id,
             model: model.into(),
+            model_configured: true,
             endpoint: "chat_completions",
             stream: false,
             provider: Some("p".into()),

@@ -78,6 +78,7 @@ mod tests {
                 request_id: i.to_string(),
                 key_id: 1,
                 model: "m".into(),
+                model_configured: true,
                 endpoint: "embeddings",
                 stream: false,
                 provider: None,

@@ -298,6 +298,16 @@ pub struct Serve {
     output: Arc<Mutex<Vec<String>>>,
 }
 
+/// The address in the "llmgate is listening" line, in the `json` format or (when a test sets
+/// `LLMGATE_LOG_FORMAT=pretty`) the `pretty` one, where it reads `addr=127.0.0.1:PORT`.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(log) = serde_json::from_str::<Value>(line) {
+        return log["addr"].as_str().map(str::to_owned);
+    }
+    let (_, rest) = line.split_once("addr=")?;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
 impl Serve {
     pub fn start(db_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(TestApp::bin())
@@ -321,10 +331,9 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("llmgate is listening")
-                    && let Ok(log) = serde_json::from_str::<Value>(&line)
-                    && let Some(addr) = log["addr"].as_str()
+                    && let Some(addr) = listening_addr(&line)
                 {
-                    let _ = found.send(addr.to_owned());
+                    let _ = found.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }

@@ -10,6 +10,7 @@
 mod admin;
 mod cli;
 mod dialects;
+mod edge;
 mod errors;
 mod helpers;
 mod keys;

@@ -49,7 +49,8 @@ async fn metrics_move_with_traffic_and_responses_carry_the_overhead() {
     let text = response.text().await.unwrap();
     let ok = r#"llmgate_requests_total{endpoint="chat_completions",model="gpt-test",route="mock",status_class="2xx"}"#;
     assert_eq!(sample(&text, ok), 4.0, "{text}");
-    let missing = r#"llmgate_requests_total{endpoint="chat_completions",model="no-such-model",route="none",status_class="4xx"}"#;
+    // A name that is not configured is counted under one fixed label.
+    let missing = r#"llmgate_requests_total{endpoint="chat_completions",model="unknown",route="none",status_class="4xx"}"#;
     assert_eq!(sample(&text, missing), 1.0, "{text}");
     assert_eq!(
         sample(
@@ -164,6 +165,7 @@ async fn request_log_rows_beyond_the_queue_are_counted_as_dropped() {
             request_id: format!("req-{i}"),
             key_id: 1,
             model: "gpt-test".into(),
+            model_configured: true,
             endpoint: "chat_completions",
             stream: false,
             provider: None,

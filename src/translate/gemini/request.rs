@@ -85,7 +85,13 @@ pub fn chat_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall)> {
                     Ok(FunctionDeclarationOut {
                         name: Cow::Borrowed(&function.name),
                         description: function.description.as_deref().map(Cow::Borrowed),
-                        parameters: function.parameters.and_then(schema::parameters),
+                        parameters: match function.parameters {
+                            Some(parameters) => schema::parameters(
+                                parameters,
+                                &format!("tools[{at}].function.parameters"),
+                            )?,
+                            None => None,
+                        },
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -130,7 +136,8 @@ pub fn chat_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall)> {
                 .json_schema
                 .as_ref()
                 .and_then(|json| json.schema)
-                .and_then(schema::response_schema),
+                .map(|schema| schema::response_schema(schema, "response_format.json_schema.schema"))
+                .transpose()?,
         ),
         Some(format) if format.kind == "json_object" => (Some("application/json"), None),
         _ => (None, None),

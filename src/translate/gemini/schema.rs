@@ -21,6 +21,8 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::translate::TranslateError;
+
 /// The keywords of Gemini's `Schema` object.
 const KEYWORDS: &[&str] = &[
     "type",
@@ -49,24 +51,36 @@ const KEYWORDS: &[&str] = &[
 
 const FORMATS: &[&str] = &["enum", "date-time", "int32", "int64", "float", "double"];
 
-/// A function's parameters for Gemini: `None` when the schema is not JSON or describes an
-/// object without properties.
-pub(crate) fn parameters(schema: &RawValue) -> Option<Value> {
-    let mut value: Value = serde_json::from_str(schema.get()).ok()?;
+/// A function's parameters for Gemini (`field` names them in the request, for the error):
+/// `None` when the schema describes an object without properties. A schema that cannot be read
+/// is refused rather than left out: the function would reach the model without its parameters.
+pub(crate) fn parameters(schema: &RawValue, field: &str) -> Result<Option<Value>, TranslateError> {
+    let mut value = read(schema, field)?;
     clean(&mut value);
     let is_empty_object = value.as_object().is_some_and(|schema| {
         schema.get("type").and_then(Value::as_str) == Some("object")
             && !schema.contains_key("properties")
             && !schema.contains_key("anyOf")
     });
-    (!is_empty_object).then_some(value)
+    Ok((!is_empty_object).then_some(value))
 }
 
-/// A `responseSchema` for Gemini.
-pub(crate) fn response_schema(schema: &RawValue) -> Option<Value> {
-    let mut value: Value = serde_json::from_str(schema.get()).ok()?;
+/// A `responseSchema` for Gemini, or the reason `field` cannot be read.
+pub(crate) fn response_schema(schema: &RawValue, field: &str) -> Result<Value, TranslateError> {
+    let mut value = read(schema, field)?;
     clean(&mut value);
-    Some(value)
+    Ok(value)
+}
+
+/// The schema as a tree. The request was parsed without building one, so this is where a
+/// schema nested deeper than the parser allows (128 levels) is found.
+fn read(schema: &RawValue, field: &str) -> Result<Value, TranslateError> {
+    serde_json::from_str(schema.get()).map_err(|error| {
+        TranslateError::InvalidRequest(format!(
+            "{field} could not be read for this model's provider (Gemini): {error}. Send a \
+             schema nested less deeply."
+        ))
+    })
 }
 
 fn clean(schema: &mut Value) {
@@ -186,7 +200,7 @@ mod tests {
             "required": ["type", "ghost"],
             "$defs": {"x": {}}
         });
-        let cleaned = parameters(&raw(&schema)).unwrap();
+        let cleaned = parameters(&raw(&schema), "p").unwrap().unwrap();
         assert_eq!(
             cleaned,
             json!({
@@ -208,11 +222,59 @@ mod tests {
     #[test]
     fn parameters_of_an_empty_object_are_left_out() {
         let empty = json!({"type": "object", "properties": {}, "additionalProperties": false});
-        assert_eq!(parameters(&raw(&empty)), None);
-        assert_eq!(parameters(&raw(&json!({"type": "object"}))), None);
+        assert_eq!(parameters(&raw(&empty), "p").unwrap(), None);
         assert_eq!(
-            response_schema(&raw(&json!({"type": "object", "properties": {}}))),
-            Some(json!({"type": "object"}))
+            parameters(&raw(&json!({"type": "object"})), "p").unwrap(),
+            None
         );
+        assert_eq!(
+            response_schema(&raw(&json!({"type": "object", "properties": {}})), "r").unwrap(),
+            json!({"type": "object"})
+        );
+    }
+
+    /// A schema `depth` objects deep: `{"type":"object","properties":{"a":{…}}}`.
+    fn nested_schema(depth: usize) -> String {
+        let mut schema = r#"{"type":"string"}"#.to_owned();
+        for _ in 0..depth {
+            schema = format!(r#"{{"type":"object","properties":{{"a":{schema}}}}}"#);
+        }
+        schema
+    }
+
+    #[test]
+    fn schemas_deeper_than_the_parser_reads_are_refused_not_dropped() {
+        let deep = nested_schema(100);
+        let tools = format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],
+                "tools":[{{"type":"function","function":{{"name":"f","parameters":{deep}}}}}]}}"#
+        );
+        let error = crate::translate::gemini::chat_request_to_gemini(tools.as_bytes())
+            .expect_err("a schema that cannot be read is refused");
+        assert!(error.is_client_error(), "{error}");
+        assert!(
+            error.to_string().contains("tools[0].function.parameters"),
+            "{error}"
+        );
+        let format = format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],
+                "response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{deep}}}}}}}"#
+        );
+        let error = crate::translate::gemini::chat_request_to_gemini(format.as_bytes())
+            .expect_err("a response schema that cannot be read is refused");
+        assert!(error.is_client_error(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("response_format.json_schema.schema"),
+            "{error}"
+        );
+        // Within the limit, it is translated.
+        let shallow = nested_schema(20);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],
+                "tools":[{{"type":"function","function":{{"name":"f","parameters":{shallow}}}}}]}}"#
+        );
+        assert!(crate::translate::gemini::chat_request_to_gemini(body.as_bytes()).is_ok());
     }
 }
