@@ -92,6 +92,8 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::translate::json::compact_json;
+
 pub use request::responses_request_to_chat;
 pub use response::{chat_error_to_responses, chat_response_to_responses};
 pub use store::{InputItemsQuery, input_items_page, stored_turn};
@@ -170,11 +172,11 @@ fn raw(literal: &str) -> Box<RawValue> {
     RawValue::from_string(literal.to_owned()).unwrap_or_else(|_| Box::<RawValue>::default())
 }
 
-/// A member of the request as sent, unless absent or `null`.
+/// A member of the request as sent (on one line), unless absent or `null`.
 fn raw_or(value: Option<&RawValue>, default: &str) -> Box<RawValue> {
     value
         .filter(|value| value.get() != "null")
-        .map_or_else(|| raw(default), RawValue::to_owned)
+        .map_or_else(|| raw(default), |value| raw(&compact_json(value.get())))
 }
 
 impl Echo {
@@ -183,7 +185,7 @@ impl Echo {
             instructions: request
                 .instructions
                 .filter(|value| value.get() != "null")
-                .map(RawValue::to_owned),
+                .map(|value| raw(&compact_json(value.get()))),
             max_output_tokens: request.max_output_tokens,
             metadata: raw_or(request.metadata, "{}"),
             parallel_tool_calls: request.parallel_tool_calls.unwrap_or(true),

@@ -583,6 +583,13 @@ fn tool_choice<'a>(
             name,
             namespace,
         }) => {
+            if kind == "allowed_tools" {
+                return Err(TranslateError::Unsupported(
+                    "'tool_choice' of type 'allowed_tools' cannot be translated for this model's \
+                     provider; offer only the allowed tools and use \"auto\" or \"required\"."
+                        .into(),
+                ));
+            }
             if kind != "function" {
                 return Err(match name {
                     Some(name) => forced_hosted(&format!("the '{kind}' tool '{name}'")),

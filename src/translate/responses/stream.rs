@@ -231,12 +231,10 @@ impl ChatToResponsesStream {
         if self.done {
             return;
         }
+        // `[DONE]` is the upstream's own clean end, even from a server that sent no
+        // `finish_reason` before it.
         if data.trim_ascii() == b"[DONE]" {
-            if self.finish_reason.is_some() {
-                self.end();
-            } else {
-                self.abort("server_error", UNFINISHED);
-            }
+            self.end();
             return;
         }
         let chunk: ChunkIn<'_> = match serde_json::from_slice(data) {
@@ -629,6 +627,13 @@ impl ChatToResponsesStream {
     fn end(&mut self) {
         self.start();
         let (status, incomplete) = status_for(self.finish_reason.as_deref());
+        let item_status = match incomplete {
+            Some(_) => ItemStatus::Incomplete,
+            None => ItemStatus::Completed,
+        };
+        for index in 0..self.items.len() {
+            self.close(index, item_status);
+        }
         let output: Vec<OutputItem> = self.items.iter().map(|entry| entry.item.clone()).collect();
         let kind = if incomplete.is_some() {
             "response.incomplete"

@@ -241,6 +241,11 @@ fn tool_choices_map_and_forcing_a_hosted_tool_is_refused() {
         (r#""tools":[]"#, r#""required""#, "offers no tools"),
         (tools, r#"{"type":"function","name":"nope"}"#, "'nope'"),
         (tools, r#""sometimes""#, "\"sometimes\""),
+        (
+            tools,
+            r#"{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"f"}]}"#,
+            "'allowed_tools'",
+        ),
     ];
     for (tools, choice, says) in refused {
         let body = format!(r#"{{"model":"m","input":"x",{tools},"tool_choice":{choice}}}"#);
@@ -486,6 +491,10 @@ fn replay(text: &str) -> Value {
             "an event after the terminal one: {frame}"
         );
         let (event_line, data_line) = frame.split_once('\n').unwrap();
+        assert!(
+            !data_line.contains('\n'),
+            "an event of more than two lines: {frame}"
+        );
         let name = event_line.strip_prefix("event: ").unwrap();
         let event: Value = serde_json::from_str(data_line.strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(event["type"], name, "{frame}");
@@ -724,6 +733,15 @@ fn a_stream_cut_or_failing_ends_with_response_failed() {
     let response = replay(&text);
     assert_eq!(response["error"]["message"], "connection reset");
     assert!(stream.usage().is_none());
+
+    // `[DONE]` ends a stream cleanly even without a `finish_reason` before it.
+    let text = feed(
+        ChatToResponsesStream::new(&plain_call(), ID, CREATED),
+        &[b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n"],
+    );
+    let response = replay(&text);
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["output"][0]["content"][0]["text"], "Hi");
 
     // An upstream that closes without a single frame still gets a whole event stream.
     let response = replay(&feed(
