@@ -885,3 +885,150 @@ fn input_items_are_listed_in_pages() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the gateway chains and what Codex reads.
+
+#[test]
+fn translated_requests_chain_into_the_anthropic_and_gemini_translators() {
+    let requests = [
+        include_str!("../fixtures/responses/request_codex.json"),
+        include_str!("../fixtures/responses/request_items.json"),
+    ];
+    for request in requests {
+        let (chat, _) = responses_request_to_chat(request.as_bytes(), &[]).unwrap();
+        let (messages, _) =
+            crate::translate::anthropic::chat_request_to_messages(&chat, "claude-up").unwrap();
+        let messages: Value = serde_json::from_slice(&messages).unwrap();
+        assert!(
+            messages["messages"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        );
+        let (gemini, _) = crate::translate::gemini::chat_request_to_gemini(&chat).unwrap();
+        let gemini: Value = serde_json::from_slice(&gemini).unwrap();
+        assert!(gemini["contents"].as_array().is_some_and(|c| !c.is_empty()));
+    }
+}
+
+/// The members Codex reads from a Responses stream (codex-rs `sse/responses.rs` and the
+/// protocol's `ResponseItem`): a `response.completed` whose `response` has a string `id` and,
+/// when present, a usage with `input_tokens`, `output_tokens` and `total_tokens`; and
+/// `response.output_item.done` items it can read as messages, function calls and reasoning.
+#[expect(
+    dead_code,
+    reason = "the structs mirror what Codex reads; that they deserialize is the check"
+)]
+mod codex {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Event {
+        #[serde(rename = "type")]
+        pub kind: String,
+        pub response: Option<Completed>,
+        pub item: Option<Item>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Completed {
+        pub id: String,
+        pub usage: Option<Usage>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Usage {
+        pub input_tokens: i64,
+        pub output_tokens: i64,
+        pub total_tokens: i64,
+        pub input_tokens_details: Option<CachedTokens>,
+        pub output_tokens_details: Option<ReasoningTokens>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct CachedTokens {
+        pub cached_tokens: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ReasoningTokens {
+        pub reasoning_tokens: i64,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Item {
+        Message {
+            role: String,
+            content: Vec<Content>,
+        },
+        Reasoning {
+            summary: Vec<Summary>,
+            encrypted_content: Option<String>,
+        },
+        FunctionCall {
+            name: String,
+            namespace: Option<String>,
+            arguments: String,
+            call_id: String,
+        },
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Content {
+        OutputText { text: String },
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Summary {
+        SummaryText { text: String },
+    }
+}
+
+#[test]
+fn codex_reads_the_items_and_the_completion_of_a_translated_stream() {
+    let cases = [
+        (
+            include_str!("../fixtures/responses/stream_namespace.expected.sse"),
+            2,
+        ),
+        (
+            include_str!("../fixtures/responses/stream_tools_interleaved.sse"),
+            4,
+        ),
+        (include_str!("../fixtures/responses/stream_text.sse"), 1),
+    ];
+    for (stream, items) in cases {
+        let mut done = Vec::new();
+        let mut completed = None;
+        for frame in stream.split_terminator("\n\n") {
+            let data = frame.split_once("\ndata: ").unwrap().1;
+            let event: codex::Event = serde_json::from_str(data).unwrap();
+            match event.kind.as_str() {
+                "response.output_item.done" => done.push(event.item.unwrap()),
+                "response.completed" => completed = event.response,
+                _ => {}
+            }
+        }
+        assert_eq!(done.len(), items, "{stream}");
+        let completed = completed.unwrap();
+        assert_eq!(completed.id, ID);
+        let usage = completed.usage.unwrap();
+        assert_eq!(usage.total_tokens, usage.input_tokens + usage.output_tokens);
+        assert!(usage.input_tokens_details.is_some() && usage.output_tokens_details.is_some());
+        for item in &done {
+            if let codex::Item::FunctionCall { arguments, .. } = item {
+                serde_json::from_str::<Value>(arguments).unwrap();
+            }
+        }
+        if stream.contains("spawn_agent") {
+            assert!(matches!(
+                &done[0],
+                codex::Item::FunctionCall { name, namespace: Some(namespace), call_id, .. }
+                    if name == "spawn_agent" && namespace == "multi_agent_v1" && call_id == "call_sp"
+            ));
+        }
+    }
+}
