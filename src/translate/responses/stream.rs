@@ -5,11 +5,12 @@ use serde::Serialize;
 
 use super::response::failure_code;
 use super::wire::{
-    ChatErrorBody, ItemStatus, OutputItem, OutputText, ResponseError, SummaryText, UsageOut,
+    ChatErrorBody, IncompleteDetails, ItemStatus, OutputItem, OutputText, ResponseError,
+    SummaryText, UsageOut,
 };
 use super::{ResponseOut, ResponsesCall, call_id, item_id, status_for};
 use crate::translate::TokenUsage;
-use crate::translate::json::{JsonScan, write_event};
+use crate::translate::json::{JsonScan, to_bytes, write_event};
 use crate::translate::openai::ChunkIn;
 use crate::translate::sse::SseDecoder;
 
@@ -35,12 +36,9 @@ const UNFINISHED: &str = "The upstream provider ended the stream before the answ
 /// Only choice 0 is translated (Responses has no `n`).
 #[derive(Debug)]
 pub struct ChatToResponsesStream {
-    call: ResponsesCall,
-    id: String,
-    created_at: i64,
+    meta: Meta,
     decoder: SseDecoder,
-    out: BytesMut,
-    sequence: u64,
+    events: EventWriter,
     started: bool,
     done: bool,
     items: Vec<StreamItem>,
@@ -51,6 +49,58 @@ pub struct ChatToResponsesStream {
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
     response: Option<Bytes>,
+}
+
+/// What every `response` object of the stream carries.
+#[derive(Debug)]
+struct Meta {
+    call: ResponsesCall,
+    id: String,
+    created_at: i64,
+}
+
+impl Meta {
+    fn response<'s>(
+        &'s self,
+        usage: Option<TokenUsage>,
+        status: &'static str,
+        error: Option<&'s ResponseError>,
+        incomplete: Option<IncompleteDetails>,
+        output: &'s [OutputItem],
+    ) -> ResponseOut<'s> {
+        ResponseOut {
+            id: &self.id,
+            object: "response",
+            created_at: self.created_at,
+            status,
+            background: false,
+            error,
+            incomplete_details: incomplete,
+            model: &self.call.model,
+            output,
+            usage: usage.map(UsageOut::from),
+            echo: &self.call.echo,
+        }
+    }
+}
+
+/// Writes events with their sequence numbers.
+#[derive(Debug)]
+struct EventWriter {
+    out: BytesMut,
+    sequence: u64,
+}
+
+impl EventWriter {
+    fn emit<T: Serialize>(&mut self, kind: &str, body: T) {
+        let event = Event {
+            kind,
+            sequence_number: self.sequence,
+            body,
+        };
+        write_event(&mut self.out, Some(kind), &event);
+        self.sequence += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -161,12 +211,16 @@ impl ChatToResponsesStream {
     /// response id (`resp_…`), `created_at` in Unix seconds.
     pub fn new(call: &ResponsesCall, id: &str, created_at: i64) -> Self {
         Self {
-            call: call.clone(),
-            id: id.to_owned(),
-            created_at,
+            meta: Meta {
+                call: call.clone(),
+                id: id.to_owned(),
+                created_at,
+            },
             decoder: SseDecoder::default(),
-            out: BytesMut::with_capacity(1024),
-            sequence: 0,
+            events: EventWriter {
+                out: BytesMut::with_capacity(1024),
+                sequence: 0,
+            },
             started: false,
             done: false,
             items: Vec::new(),
@@ -186,7 +240,7 @@ impl ChatToResponsesStream {
             decoder.feed(chunk, &mut |_, data| self.frame(data));
             self.decoder = decoder;
         }
-        self.out.split().freeze()
+        self.events.out.split().freeze()
     }
 
     /// The upstream's body ended. A stream that reported its finish (even without `[DONE]`)
@@ -204,7 +258,7 @@ impl ChatToResponsesStream {
                 }
             }
         }
-        self.out.split().freeze()
+        self.events.out.split().freeze()
     }
 
     /// The upstream connection failed mid-stream: ends with `response.failed` carrying
@@ -213,7 +267,7 @@ impl ChatToResponsesStream {
         if !self.done {
             self.abort("server_error", message);
         }
-        self.out.split().freeze()
+        self.events.out.split().freeze()
     }
 
     /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
@@ -297,62 +351,16 @@ impl ChatToResponsesStream {
         }
     }
 
-    fn emit<T: Serialize>(&mut self, kind: &str, body: T) {
-        let event = Event {
-            kind,
-            sequence_number: self.sequence,
-            body,
-        };
-        write_event(&mut self.out, Some(kind), &event);
-        self.sequence += 1;
-    }
-
     /// `response.created` and `response.in_progress`, once.
     fn start(&mut self) {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
         for kind in ["response.created", "response.in_progress"] {
-            let body = self.response_body("in_progress", None, None, &[]);
-            let bytes = {
-                let mut out = BytesMut::new();
-                write_event(
-                    &mut out,
-                    Some(kind),
-                    &Event {
-                        kind,
-                        sequence_number: self.sequence,
-                        body,
-                    },
-                );
-                out
-            };
-            self.out.extend_from_slice(&bytes);
-            self.sequence += 1;
-        }
-    }
-
-    fn response_body<'s>(
-        &'s self,
-        status: &'static str,
-        error: Option<&'s ResponseError>,
-        incomplete: Option<super::wire::IncompleteDetails>,
-        output: &'s [OutputItem],
-    ) -> ResponseBody<'s> {
-        ResponseBody {
-            response: ResponseOut {
-                id: &self.id,
-                object: "response",
-                created_at: self.created_at,
-                status,
-                background: false,
-                error,
-                incomplete_details: incomplete,
-                model: &self.call.model,
-                output,
-                usage: self.usage.map(UsageOut::from),
-                echo: &self.call.echo,
-            },
+            let response = self
+                .meta
+                .response(self.usage, "in_progress", None, None, &[]);
+            self.events.emit(kind, ResponseBody { response });
         }
     }
 
@@ -375,7 +383,7 @@ impl ChatToResponsesStream {
             arguments: JsonScan::default(),
         });
         let item = self.items[index].item.clone();
-        self.emit(
+        self.events.emit(
             "response.output_item.added",
             ItemBody {
                 output_index: index,
@@ -384,7 +392,7 @@ impl ChatToResponsesStream {
         );
         let item_id = id_of(&item);
         match &item {
-            OutputItem::Message { .. } => self.emit(
+            OutputItem::Message { .. } => self.events.emit(
                 "response.content_part.added",
                 PartBody {
                     item_id,
@@ -393,7 +401,7 @@ impl ChatToResponsesStream {
                     part: &OutputText::new(String::new()),
                 },
             ),
-            OutputItem::Reasoning { .. } => self.emit(
+            OutputItem::Reasoning { .. } => self.events.emit(
                 "response.reasoning_summary_part.added",
                 SummaryPartBody {
                     item_id,
@@ -417,11 +425,11 @@ impl ChatToResponsesStream {
                 let index = self.items.len();
                 let item = match kind {
                     TextKind::Reasoning => OutputItem::Reasoning {
-                        id: item_id("rs", &self.id, index),
+                        id: item_id("rs", &self.meta.id, index),
                         summary: Vec::new(),
                     },
                     TextKind::Message => OutputItem::Message {
-                        id: item_id("msg", &self.id, index),
+                        id: item_id("msg", &self.meta.id, index),
                         status: ItemStatus::InProgress,
                         role: "assistant",
                         content: Vec::new(),
@@ -433,9 +441,9 @@ impl ChatToResponsesStream {
             }
         };
         self.items[index].text.push_str(delta);
-        let item_id = item_id(kind.prefix(), &self.id, index);
+        let item_id = item_id(kind.prefix(), &self.meta.id, index);
         match kind {
-            TextKind::Message => self.emit(
+            TextKind::Message => self.events.emit(
                 "response.output_text.delta",
                 TextDeltaBody {
                     item_id: &item_id,
@@ -445,7 +453,7 @@ impl ChatToResponsesStream {
                     logprobs: [],
                 },
             ),
-            TextKind::Reasoning => self.emit(
+            TextKind::Reasoning => self.events.emit(
                 "response.reasoning_summary_text.delta",
                 SummaryDeltaBody {
                     item_id: &item_id,
@@ -462,12 +470,12 @@ impl ChatToResponsesStream {
             Some(&(_, index)) => index,
             None => {
                 let index = self.items.len();
-                let (name, namespace) = self.call.function(name.unwrap_or(""));
+                let (name, namespace) = self.meta.call.function(name.unwrap_or(""));
                 let item = OutputItem::FunctionCall {
-                    id: item_id("fc", &self.id, index),
+                    id: item_id("fc", &self.meta.id, index),
                     status: ItemStatus::InProgress,
                     arguments: String::new(),
-                    call_id: call_id(id, &self.id, index),
+                    call_id: call_id(id, &self.meta.id, index),
                     name,
                     namespace,
                 };
@@ -492,8 +500,8 @@ impl ChatToResponsesStream {
         }
         item.text.push_str(arguments);
         item.arguments.feed(arguments);
-        let item_id = item_id("fc", &self.id, index);
-        self.emit(
+        let item_id = item_id("fc", &self.meta.id, index);
+        self.events.emit(
             "response.function_call_arguments.delta",
             ArgumentsDeltaBody {
                 item_id: &item_id,
@@ -514,8 +522,8 @@ impl ChatToResponsesStream {
             && self.items[index].text.trim().is_empty()
         {
             self.items[index].text.push_str("{}");
-            let item_id = item_id("fc", &self.id, index);
-            self.emit(
+            let item_id = item_id("fc", &self.meta.id, index);
+            self.events.emit(
                 "response.function_call_arguments.delta",
                 ArgumentsDeltaBody {
                     item_id: &item_id,
@@ -534,7 +542,7 @@ impl ChatToResponsesStream {
         let item_id = id_of(&item).to_owned();
         let done = match item {
             OutputItem::Message { id, role, .. } => {
-                self.emit(
+                self.events.emit(
                     "response.output_text.done",
                     TextDoneBody {
                         item_id: &item_id,
@@ -545,7 +553,7 @@ impl ChatToResponsesStream {
                     },
                 );
                 let part = OutputText::new(text);
-                self.emit(
+                self.events.emit(
                     "response.content_part.done",
                     PartBody {
                         item_id: &item_id,
@@ -562,7 +570,7 @@ impl ChatToResponsesStream {
                 }
             }
             OutputItem::Reasoning { id, .. } => {
-                self.emit(
+                self.events.emit(
                     "response.reasoning_summary_text.done",
                     SummaryDoneBody {
                         item_id: &item_id,
@@ -572,7 +580,7 @@ impl ChatToResponsesStream {
                     },
                 );
                 let part = SummaryText::new(text);
-                self.emit(
+                self.events.emit(
                     "response.reasoning_summary_part.done",
                     SummaryPartBody {
                         item_id: &item_id,
@@ -593,7 +601,7 @@ impl ChatToResponsesStream {
                 namespace,
                 ..
             } => {
-                self.emit(
+                self.events.emit(
                     "response.function_call_arguments.done",
                     ArgumentsDoneBody {
                         item_id: &item_id,
@@ -612,7 +620,7 @@ impl ChatToResponsesStream {
                 }
             }
         };
-        self.emit(
+        self.events.emit(
             "response.output_item.done",
             ItemBody {
                 output_index: index,
@@ -670,24 +678,14 @@ impl ChatToResponsesStream {
         kind: &str,
         status: &'static str,
         error: Option<&ResponseError>,
-        incomplete: Option<super::wire::IncompleteDetails>,
+        incomplete: Option<IncompleteDetails>,
         output: &[OutputItem],
     ) {
-        let body = self.response_body(status, error, incomplete, output);
-        let mut event = BytesMut::new();
-        write_event(
-            &mut event,
-            Some(kind),
-            &Event {
-                kind,
-                sequence_number: self.sequence,
-                body: &body,
-            },
-        );
-        let response = crate::translate::json::to_bytes(&body.response);
-        self.sequence += 1;
-        self.out.extend_from_slice(&event);
-        self.response = Some(response);
+        let response = self
+            .meta
+            .response(self.usage, status, error, incomplete, output);
+        self.response = Some(to_bytes(&response));
+        self.events.emit(kind, ResponseBody { response });
         self.done = true;
     }
 }
