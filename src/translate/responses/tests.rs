@@ -1032,3 +1032,45 @@ fn codex_reads_the_items_and_the_completion_of_a_translated_stream() {
         }
     }
 }
+
+#[test]
+fn items_follow_the_upstream_s_order_and_missing_ids_and_arguments_are_filled() {
+    let frames = [
+        r#"{"choices":[{"index":0,"delta":{"reasoning":"Hmm."}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"Checking."}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"ping"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"Also: "}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"refusal":"no."}}]}"#,
+        r#"{"choices":[{"index":1,"delta":{"content":"other choice"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "[DONE]",
+    ];
+    let body: String = frames
+        .iter()
+        .map(|frame| format!("data: {frame}\n\n"))
+        .collect();
+    let text = feed(
+        ChatToResponsesStream::new(&plain_call(), ID, CREATED),
+        &[body.as_bytes()],
+    );
+    let response = replay(&text);
+    let summary: Vec<(&str, &str)> = response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["type"].as_str().unwrap(), item["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("reasoning", "rs_test_0"),
+            ("message", "msg_test_1"),
+            ("function_call", "fc_test_2"),
+            ("message", "msg_test_3"),
+        ]
+    );
+    assert_eq!(response["output"][2]["call_id"], "call_test_2");
+    assert_eq!(response["output"][2]["arguments"], "{}");
+    assert_eq!(response["output"][3]["content"][0]["text"], "Also: no.");
+    assert_eq!(response["usage"], Value::Null);
+}
