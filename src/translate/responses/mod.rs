@@ -21,6 +21,7 @@
 //! | `function_call` with a `namespace` | the tool call named `namespace__name` (see Namespaces) |
 //! | `function_call_output` (string, or `input_text` / `input_image` parts) | a `tool` message; texts joined; images go into a `user` message after the run of tool messages (chat's tool messages carry text only) |
 //! | `reasoning` items (summaries, `encrypted_content`) | left out: chat takes no reasoning back, and only OpenAI can read `encrypted_content` |
+//! | items' `id`, `status`, a message's `phase` | left out: chat has no item identity |
 //! | other item types (`item_reference`, hosted tools' calls, `custom_tool_call`, …) | refused with a 400 naming the item |
 //! | `tools`: `{"type": "function", "name", "description", "parameters", "strict"}` | `{"type": "function", "function": {"name", "description", "parameters", "strict"}}` |
 //! | `tools`: `{"type": "namespace", "name", "description", "tools": [functions]}` | each function as `namespace__name`, its description prefixed with the namespace's |
