@@ -202,6 +202,40 @@ pub(crate) fn to_bytes(value: &impl Serialize) -> bytes::Bytes {
     out.freeze()
 }
 
+/// A JSON text without the whitespace between its tokens, so that it fits on one line: a raw
+/// value echoed from a pretty-printed request into a server-sent event's `data:` line must not
+/// carry the request's newlines (they would end the line). Strings keep their content (JSON
+/// strings hold no raw newlines).
+pub(crate) fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .bytes()
+        .any(|byte| matches!(byte, b'\n' | b'\r' | b'\t' | b' '))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Seconds since the Unix epoch, for `created`.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -258,6 +292,15 @@ mod tests {
             }
             assert_eq!(scan.complete(), *complete, "{fragments:?}");
         }
+    }
+
+    #[test]
+    fn compact_json_drops_whitespace_between_tokens_only() {
+        assert_eq!(
+            compact_json("{\n  \"a b\": [1, \"x\\\" y\"],\r\n\t\"c\": {}\n}"),
+            "{\"a b\":[1,\"x\\\" y\"],\"c\":{}}"
+        );
+        assert!(matches!(compact_json("{\"a\":1}"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `/v1/chat/completions` → anthropic | [`anthropic::chat_request_to_messages`] | [`anthropic::messages_response_to_chat`] | [`anthropic::MessagesToChatStream`] | [`anthropic::messages_error_to_chat`] |
 //! | `/v1/chat/completions` → gemini | [`gemini::chat_request_to_gemini`] | [`gemini::gemini_response_to_chat`] | [`gemini::GeminiToChatStream`] | [`gemini::gemini_error_to_chat`] |
 //! | `/v1/messages` → gemini | [`gemini::messages_request_to_gemini`] | [`gemini::gemini_response_to_messages`] | [`gemini::GeminiToMessagesStream`] | [`gemini::gemini_error_to_chat`] then [`anthropic::chat_error_to_messages`] |
+//! | `/v1/responses` → openai (and, chained with the chat rows above, anthropic and gemini) | [`responses::responses_request_to_chat`] | [`responses::chat_response_to_responses`] | [`responses::ChatToResponsesStream`] | [`responses::chat_error_to_responses`] |
 //!
 //! Same-dialect routes need none of this: the body passes through with only `model` rewritten.
 //! Errors llmgate itself answers on `/v1/messages` take Anthropic's shape through
@@ -42,6 +43,7 @@ mod error;
 pub mod gemini;
 mod json;
 mod openai;
+pub mod responses;
 mod sse;
 mod tokens;
 
