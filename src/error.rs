@@ -3,8 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use crate::translate::TranslateError;
@@ -318,45 +317,27 @@ impl ApiError {
         )
     }
 
-    /// Like [`ApiError::render`], with the body in Anthropic's shape.
-    pub fn render_anthropic(&self, request_id: Option<&str>) -> Response {
-        let mut response = self.render(request_id);
-        *response.body_mut() = axum::body::Body::from(self.to_anthropic_json(request_id));
-        response
-    }
-
-    /// A complete response for this error. The error itself rides along as an extension, so
-    /// the error-rendering middleware can log it and add the request id to 5xx bodies.
-    pub fn render(&self, request_id: Option<&str>) -> Response {
-        let mut response = (
-            self.status(),
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            self.to_json(request_id),
-        )
-            .into_response();
-        if let Self::RateLimited { retry_after, .. } | Self::TooManyLoginAttempts { retry_after } =
-            self
-        {
-            response.headers_mut().insert(
+    /// Sets the headers an answer with this error carries: `Retry-After` where the wait is
+    /// known, and the key's rate-limit headers when its limits refused the request.
+    pub fn set_headers(&self, headers: &mut HeaderMap) {
+        let retry_after = match self {
+            Self::RateLimited { retry_after, .. } | Self::TooManyLoginAttempts { retry_after } => {
+                Some(*retry_after)
+            }
+            Self::Limited(refusal) => {
+                for (name, value) in refusal.header_pairs() {
+                    headers.insert(name, value);
+                }
+                refusal.retry_after()
+            }
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
+            headers.insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(retry_seconds(*retry_after)),
+                HeaderValue::from(retry_seconds(retry_after)),
             );
         }
-        if let Self::Limited(refusal) = self {
-            if let Some(retry_after) = refusal.retry_after() {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_seconds(retry_after)),
-                );
-            }
-            for (name, value) in refusal.header_pairs() {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        response
     }
 }
 
@@ -390,14 +371,6 @@ impl From<TranslateError> for ApiError {
                 detail: error.to_string(),
             }
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = self.render(None);
-        response.extensions_mut().insert(self);
-        response
     }
 }
 
@@ -536,11 +509,12 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(body["error"]["param"], "routes[1].weight");
-        let response = ApiError::TooManyLoginAttempts {
+        let mut headers = HeaderMap::new();
+        ApiError::TooManyLoginAttempts {
             retry_after: Duration::from_millis(1500),
         }
-        .render(None);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        .set_headers(&mut headers);
+        assert_eq!(headers[header::RETRY_AFTER], "2");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod admin;
 mod extract;
 mod ops;
+mod respond;
 mod v1;
 
 use std::convert::Infallible;
@@ -183,11 +184,7 @@ fn render_errors(mut response: Response, request_id: &HeaderValue, anthropic: bo
         if shown_id.is_none() && !anthropic {
             return response;
         }
-        let mut rendered = if anthropic {
-            error.render_anthropic(shown_id)
-        } else {
-            error.render(shown_id)
-        };
+        let mut rendered = respond::error_response(&error, shown_id, anthropic);
         // The length, if the inner router set one, was the old body's.
         for (name, value) in response.headers() {
             if name != header::CONTENT_LENGTH {
