@@ -24,6 +24,8 @@
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries
 //! config_file the TOML file: parse, `${VAR}` interpolation, validation, import into the database
 //! mock        the mock upstream behind `llmgate mock-upstream`, used by tests, demo and benches
+//! names       the one check of object names (visible, single-line, no bidi overrides), used
+//!             by the admin API, the CLI and the config file alike
 //! app         builds the state, owns the background tasks, serves until shutdown
 //! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
 //!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
@@ -56,6 +58,7 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod mock;
+pub mod names;
 pub mod providers;
 pub mod routing;
 pub mod secret;
