@@ -40,6 +40,9 @@ enum Command {
     /// Manage client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage admin sessions.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Write a consistent snapshot of the database to FILE while the gateway keeps running.
     Backup {
         /// Where to write the snapshot; must not exist yet.
@@ -103,6 +106,13 @@ enum KeysCommand {
     List,
     /// Revoke a key by name or id.
     Revoke { name_or_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// End every admin token issued so far, on every server sharing the database (within a
+    /// second); everyone logs in again.
+    LogoutAll,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +196,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(error) => usage_error(&error.to_string()),
         },
         Command::Keys(command) => keys(command, database).await,
+        Command::Admin(AdminCommand::LogoutAll) => logout_all(database).await,
         Command::Backup { file } => backup(&file, database).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
         Command::Healthcheck { listen } => healthcheck(&listen).await,
@@ -341,6 +352,25 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
             }
             Err(error) => key_error(&error),
         },
+    };
+    db.close().await;
+    code
+}
+
+async fn logout_all(database: Option<String>) -> ExitCode {
+    let db = match open_db(database.as_deref()).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let code = match crate::admin::logout_all(&db).await {
+        Ok(_) => {
+            say(
+                "every earlier admin token is refused (running servers apply it within a second); \
+                 log in again with POST /admin/login",
+            );
+            OK
+        }
+        Err(error) => failure(&format!("cannot end the admin tokens: {error}")),
     };
     db.close().await;
     code

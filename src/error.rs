@@ -42,6 +42,9 @@ pub enum ApiError {
     RouteNotFound { method: String, path: String },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A body of `/admin/login` (or a password change) beyond its few kilobytes.
+    #[error("login body exceeds {limit} bytes")]
+    LoginTooLarge { limit: usize },
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -153,7 +156,7 @@ impl ApiError {
             Self::RouteNotFound { .. } => {
                 (StatusCode::NOT_FOUND, "invalid_request_error", "not_found")
             }
-            Self::PayloadTooLarge { .. } => (
+            Self::PayloadTooLarge { .. } | Self::LoginTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "request_too_large",
@@ -236,6 +239,12 @@ impl ApiError {
                 return format!(
                     "The request body is larger than the limit of {limit} bytes. Send a smaller request \
                      or ask the operator to raise LLMGATE_MAX_BODY_BYTES."
+                );
+            }
+            Self::LoginTooLarge { limit } => {
+                return format!(
+                    "The request body is larger than the limit of {limit} bytes for logins. Send \
+                     only the JSON object with the password."
                 );
             }
             Self::RateLimited { message, .. } => return message.clone(),

@@ -20,7 +20,10 @@ use tokio::sync::Notify;
 
 pub use accounts::{AccountCreate, AccountPatch, AccountView};
 pub use keys::{KeyCreate, KeyPatch, KeyView};
-pub use login::{AdminAuth, IssuedToken, LoginError, LoginThrottle, SetupError, TokenError, setup};
+pub use login::{
+    AdminAuth, IssuedToken, LoginError, LoginThrottle, MAX_PASSWORD_CHARS, SetupError, TokenError,
+    logout_all, setup,
+};
 pub use models::{ModelCreate, ModelPatch, ModelView, RouteIn, RoutePatch, RouteView};
 pub use providers::{ProviderCreate, ProviderDeleted, ProviderPatch, ProviderView};
 pub use upstreams::{AccountUpstream, RouteUpstream, Upstream, UpstreamState, UpstreamsView, view};

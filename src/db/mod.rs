@@ -189,6 +189,8 @@ impl Db {
 pub struct ChangeVersions {
     pub catalog: i64,
     pub keys: i64,
+    /// The generation of admin tokens (moved on by a password change or a logout of all).
+    pub admin_tokens: i64,
 }
 
 /// Detects configuration changes made by this or any other process, cheaply enough to poll
@@ -235,6 +237,7 @@ async fn read_versions<'e>(
         match domain.as_str() {
             "catalog" => versions.catalog = version,
             "keys" => versions.keys = version,
+            "admin_tokens" => versions.admin_tokens = version,
             _ => {}
         }
     }
@@ -327,6 +330,55 @@ pub(crate) mod tests {
         let next = watcher.poll().await.unwrap().unwrap();
         assert_eq!(next.catalog, first.catalog + 1);
         assert_eq!(next.keys, first.keys);
+    }
+
+    #[tokio::test]
+    async fn migration_3_shortens_the_key_prefixes_stored_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let pool = SqlitePool::connect_with(connect_options(&url).unwrap())
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|migration| migration.version < 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        // Keys as they were listed before: their first twelve characters.
+        let keys = [
+            "sk-lg-AbCdEfGhIjKlMnOp",
+            "sk-team-0123456789abcdefghijklmn",
+            "0123456789abcdef0123456789abcdef",
+            "SK-LG-0123456789abcdef0123456789",
+            "ééééééééééééééééééééééééééééééééé",
+            "sk-lg-abc",
+        ];
+        for (id, key) in keys.iter().enumerate() {
+            let old_prefix: String = key.chars().take(12).collect();
+            sqlx::query(
+                "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, 0, 0)",
+            )
+            .bind(id as i64)
+            .bind(format!("k{id}"))
+            .bind(format!("h{id}"))
+            .bind(old_prefix)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let db = Db::open(&url).await.unwrap();
+        for (id, key) in keys.iter().enumerate() {
+            let row = db.key_by_id(id as i64).await.unwrap().unwrap();
+            assert_eq!(row.prefix, crate::auth::display_prefix(key), "{key}");
+        }
+        assert_eq!(db.admin_token_generation().await.unwrap(), 0);
     }
 
     #[tokio::test]
