@@ -45,7 +45,8 @@ enum Command {
     Admin(AdminCommand),
     /// Write a consistent snapshot of the database to FILE while the gateway keeps running.
     Backup {
-        /// Where to write the snapshot; must not exist yet.
+        /// Where to write the snapshot (0600): a plain path that does not exist yet, not a
+        /// symbolic link or a file: URI.
         file: PathBuf,
     },
     /// Run a fast mock OpenAI-compatible upstream, for demos, tests and benchmarks.
@@ -463,21 +464,18 @@ async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
         Ok(db) => db,
         Err(code) => return code,
     };
-    if file.exists() {
-        return usage_error(&format!(
-            "{} already exists; choose a new file",
-            file.display()
-        ));
-    }
     let code = match db.backup_to(file).await {
         Ok(()) => {
             say(&format!(
-                "wrote a consistent snapshot to {}",
+                "wrote a consistent snapshot to {} (readable by its owner only)",
                 file.display()
             ));
             OK
         }
-        Err(error) => failure(&format!("backup failed: {error}")),
+        Err(error @ db::BackupError::Refused(_)) => {
+            usage_error(&format!("backup refused: {error}"))
+        }
+        Err(error @ db::BackupError::Failed(_)) => failure(&format!("backup failed: {error}")),
     };
     db.close().await;
     code

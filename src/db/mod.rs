@@ -63,13 +63,21 @@ const READERS: u32 = 4;
 impl Db {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     ///
-    /// `url` may be `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a plain file path.
+    /// `url` may be `sqlite://path`, `sqlite:path`, `sqlite::memory:` (or `?mode=memory`) or a
+    /// plain file path; SQLite URI filenames (`sqlite://file:…`) are refused. A database file
+    /// llmgate creates is its owner's only (0600), and so are its `-wal` and `-shm` files.
     pub async fn open(url: &str) -> Result<Self, DbError> {
         let options = connect_options(url)?;
         let open_error = |source| DbError::Open {
             url: url.to_owned(),
             source,
         };
+        let in_memory = is_memory(url);
+        if !in_memory {
+            create_private(options.get_filename())
+                .await
+                .map_err(|error| open_error(sqlx::Error::Io(error)))?;
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -79,7 +87,6 @@ impl Db {
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let in_memory = is_memory(url);
         let reader = if in_memory {
             // Every connection to `:memory:` is a database of its own: read through the writer.
             writer.clone()
@@ -158,13 +165,64 @@ impl Db {
     }
 
     /// Writes a consistent snapshot of the database to `file` (`VACUUM INTO`), while other
-    /// connections keep reading and writing.
-    pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), DbError> {
-        let target = file.to_string_lossy().into_owned();
-        sqlx::query("VACUUM INTO ?")
+    /// connections keep reading and writing. The snapshot is its owner's only (0600): llmgate
+    /// creates the file itself, empty, before SQLite fills it, which also refuses a file that
+    /// exists or a symbolic link (dangling or not) at `file` rather than writing through it.
+    pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), BackupError> {
+        if self.path().is_none() {
+            return Err(BackupError::Refused(
+                "the database is in memory: it has nothing to back up; give the --database \
+                 of a file"
+                    .into(),
+            ));
+        }
+        let shown = file.display();
+        let target = file.to_str().ok_or_else(|| {
+            BackupError::Refused(format!("{shown}: the snapshot's path must be valid UTF-8"))
+        })?;
+        // Connections open with URI filenames allowed: SQLite would read `file:…?mode=memory`
+        // as an in-memory database and write nothing.
+        if target.starts_with("file:") {
+            return Err(BackupError::Refused(format!(
+                "{shown} would be read by SQLite as a URI, not a file name; give a plain path \
+                 (like ./{shown})"
+            )));
+        }
+        match tokio::fs::symlink_metadata(file).await {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(BackupError::Refused(format!(
+                    "{shown} is a symbolic link; refusing to write through it: choose a new file"
+                )));
+            }
+            Ok(_) => {
+                return Err(BackupError::Refused(format!(
+                    "{shown} already exists; choose a new file"
+                )));
+            }
+            Err(_) => {}
+        }
+        let mut options = tokio::fs::OpenOptions::new();
+        // `create_new` is O_CREAT | O_EXCL, which never follows a symbolic link: a link made
+        // after the check above is refused here.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        if let Err(error) = options.open(file).await {
+            return Err(if error.kind() == std::io::ErrorKind::AlreadyExists {
+                BackupError::Refused(format!("{shown} already exists; choose a new file"))
+            } else {
+                BackupError::Failed(format!("cannot create {shown}: {error}"))
+            });
+        }
+        let written = sqlx::query("VACUUM INTO ?")
             .bind(target)
             .execute(&self.reader)
-            .await?;
+            .await;
+        if let Err(error) = written {
+            // Leave no empty or partial snapshot that could be mistaken for one.
+            let _ = tokio::fs::remove_file(file).await;
+            return Err(BackupError::Failed(error.to_string()));
+        }
         Ok(())
     }
 
@@ -181,6 +239,55 @@ impl Db {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts)")
             .fetch_one(&self.writer)
             .await?)
+    }
+}
+
+/// Why `llmgate backup` wrote no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The operator's to fix: an in-memory database, a target that exists, is a link, or
+    /// would be read as a URI.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Creates the database file, empty and readable by its owner only, unless it exists. SQLite
+/// would create it with the process's umask (0644, usually), and gives the `-wal` and `-shm`
+/// files the mode of the database file: creating it first with 0600 makes all three private,
+/// before any data is written, and without changing the umask, which is shared by every thread
+/// of the process.
+async fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_readable_by_others(path).await;
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Databases created by earlier versions were readable by every user of the machine; say so
+/// rather than change the mode of a file the operator may have set on purpose.
+async fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = tokio::fs::metadata(path).await {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the database file is readable by other users; `chmod 600` it (and its -wal \
+                 and -shm files) unless they need it"
+            );
+        }
     }
 }
 
@@ -244,8 +351,13 @@ async fn read_versions<'e>(
     Ok(versions)
 }
 
+/// Whether `url` names an in-memory database: `sqlite::memory:`, or `mode=memory` in its query.
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:")
+        || url.split_once('?').is_some_and(|(_, query)| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .any(|(name, value)| name == "mode" && value == "memory")
+        })
 }
 
 fn connect_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
@@ -254,6 +366,23 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
     } else {
         format!("sqlite://{url}")
     };
+    // sqlx opens connections with URI filenames allowed, so SQLite would read `file:x.db?…`
+    // by its own rules (another file, or memory) while llmgate put the key file beside a
+    // file named `file:x.db`.
+    let location = normalized
+        .strip_prefix("sqlite://")
+        .or_else(|| normalized.strip_prefix("sqlite:"))
+        .unwrap_or(&normalized);
+    if location.starts_with("file:") {
+        return Err(DbError::InvalidUrl {
+            url: url.to_owned(),
+            source: sqlx::Error::Configuration(
+                "SQLite URI filenames (file:…) are not supported; give a path, like \
+                 sqlite://llmgate.db"
+                    .into(),
+            ),
+        });
+    }
     let options =
         SqliteConnectOptions::from_str(&normalized).map_err(|source| DbError::InvalidUrl {
             url: url.to_owned(),
@@ -289,6 +418,59 @@ pub(crate) mod tests {
         // working directory.
         let db = Db::open("sqlite::memory:").await.unwrap();
         assert_eq!(db.path(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_is_memory_however_it_is_asked_for_and_uri_filenames_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("named.db");
+        let db = Db::open(&format!("sqlite://{}?mode=memory", named.display()))
+            .await
+            .unwrap();
+        assert_eq!(db.path(), None);
+        assert!(!named.exists(), "an in-memory database leaves no file");
+        for url in [
+            "sqlite://file:x.db",
+            "sqlite:file:x.db?mode=memory",
+            "file:x.db",
+        ] {
+            assert!(
+                matches!(Db::open(url).await, Err(DbError::InvalidUrl { .. })),
+                "{url}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_created_database_and_its_snapshots_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let (dir, db) = temp_db().await;
+        db.put_setting("x", "1").await.unwrap();
+        for name in ["test.db", "test.db-wal", "test.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        let snapshot = dir.path().join("snapshot.db");
+        db.backup_to(&snapshot).await.unwrap();
+        assert_eq!(mode(&snapshot), 0o600);
+        assert!(matches!(
+            db.backup_to(&snapshot).await,
+            Err(BackupError::Refused(m)) if m.contains("already exists")
+        ));
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(dir.path().join("nowhere.db"), &link).unwrap();
+        assert!(matches!(
+            db.backup_to(&link).await,
+            Err(BackupError::Refused(m)) if m.contains("symbolic link")
+        ));
+        assert!(!dir.path().join("nowhere.db").exists());
+        let memory = Db::open("sqlite::memory:").await.unwrap();
+        assert!(matches!(
+            memory.backup_to(&dir.path().join("m.db")).await,
+            Err(BackupError::Refused(m)) if m.contains("in memory")
+        ));
     }
 
     #[tokio::test]
