@@ -444,6 +444,12 @@ mod tests {
             "request_too_large",
         );
         check(
+            ApiError::LoginTooLarge { limit: 1 },
+            413,
+            "invalid_request_error",
+            "request_too_large",
+        );
+        check(
             ApiError::RateLimited {
                 message: "slow".into(),
                 retry_after: Duration::from_secs(1),
