@@ -46,6 +46,10 @@
 //!   as an argon2 hash.
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
 //!   shutdown.
+//! - Files llmgate creates (the database and its `-wal`/`-shm`, the key file, backups) are
+//!   readable by their owner only: llmgate creates each one 0600 before anything is written.
+//! - Admin tokens are revoked by generation, never one by one: a token of an earlier generation
+//!   than the database's is refused by every process within its change-poll interval.
 
 pub mod admin;
 pub mod app;
