@@ -67,7 +67,7 @@ const WARM_UP: Duration = Duration::from_secs(1);
 /// How often the gateway's RSS is sampled during the bench, and during the soak.
 const RSS_EVERY: Duration = Duration::from_millis(100);
 const SOAK_RSS_EVERY: Duration = Duration::from_secs(5);
-const KEY: &str = "sk-bench-0123456789abcdef";
+const KEY: &str = "sk-bench-0123456789abcdef0123456789";
 const UPSTREAM_KEY: &str = "sk-upstream-bench-account";
 
 fn main() -> ExitCode {

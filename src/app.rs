@@ -314,6 +314,7 @@ async fn watch_changes(
         // Entries loaded before this version was seen are stale; `fetch_max` keeps this cheap
         // and idempotent, so it runs on every observation, the first included.
         state.keys.keys_changed(versions.keys);
+        state.admin.auth().tokens_changed(versions.admin_tokens);
         // The first observation also rebuilds: something may have changed between start-up
         // and the first poll.
         if seen.is_none_or(|applied: crate::db::ChangeVersions| applied.catalog != versions.catalog)

@@ -41,9 +41,13 @@ enum Command {
     /// Manage client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage admin sessions.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Write a consistent snapshot of the database to FILE while the gateway keeps running.
     Backup {
-        /// Where to write the snapshot; must not exist yet.
+        /// Where to write the snapshot (0600): a plain path that does not exist yet, not a
+        /// symbolic link or a file: URI.
         file: PathBuf,
     },
     /// Run a fast mock OpenAI-compatible upstream, for demos, tests and benchmarks.
@@ -104,6 +108,13 @@ enum KeysCommand {
     List,
     /// Revoke a key by name or id.
     Revoke { name_or_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// End every admin token issued so far, on every server sharing the database (within a
+    /// second); everyone logs in again.
+    LogoutAll,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +198,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(error) => usage_error(&error.to_string()),
         },
         Command::Keys(command) => keys(command, database).await,
+        Command::Admin(AdminCommand::LogoutAll) => logout_all(database).await,
         Command::Backup { file } => backup(&file, database).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
         Command::Healthcheck { listen } => healthcheck(&listen).await,
@@ -347,6 +359,25 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
     code
 }
 
+async fn logout_all(database: Option<String>) -> ExitCode {
+    let db = match open_db(database.as_deref()).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let code = match crate::admin::logout_all(&db).await {
+        Ok(_) => {
+            say(
+                "every earlier admin token is refused (running servers apply it within a second); \
+                 log in again with POST /admin/login",
+            );
+            OK
+        }
+        Err(error) => failure(&format!("cannot end the admin tokens: {error}")),
+    };
+    db.close().await;
+    code
+}
+
 fn key_error(error: &KeyError) -> ExitCode {
     match error {
         KeyError::Invalid { .. } | KeyError::Conflict(_) | KeyError::NotFound(_) => {
@@ -434,21 +465,18 @@ async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
         Ok(db) => db,
         Err(code) => return code,
     };
-    if file.exists() {
-        return usage_error(&format!(
-            "{} already exists; choose a new file",
-            file.display()
-        ));
-    }
     let code = match db.backup_to(file).await {
         Ok(()) => {
             say(&format!(
-                "wrote a consistent snapshot to {}",
+                "wrote a consistent snapshot to {} (readable by its owner only)",
                 file.display()
             ));
             OK
         }
-        Err(error) => failure(&format!("backup failed: {error}")),
+        Err(error @ db::BackupError::Refused(_)) => {
+            usage_error(&format!("backup refused: {error}"))
+        }
+        Err(error @ db::BackupError::Failed(_)) => failure(&format!("backup failed: {error}")),
     };
     db.close().await;
     code

@@ -43,6 +43,9 @@ pub enum ApiError {
     RouteNotFound { method: String, path: String },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A body of `/admin/login` (or a password change) beyond its few kilobytes.
+    #[error("login body exceeds {limit} bytes")]
+    LoginTooLarge { limit: usize },
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -157,7 +160,7 @@ impl ApiError {
             Self::RouteNotFound { .. } => {
                 (StatusCode::NOT_FOUND, "invalid_request_error", "not_found")
             }
-            Self::PayloadTooLarge { .. } => (
+            Self::PayloadTooLarge { .. } | Self::LoginTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "request_too_large",
@@ -252,6 +255,12 @@ impl ApiError {
                 return format!(
                     "The request body is larger than the limit of {limit} bytes. Send a smaller request \
                      or ask the operator to raise LLMGATE_MAX_BODY_BYTES."
+                );
+            }
+            Self::LoginTooLarge { limit } => {
+                return format!(
+                    "The request body is larger than the limit of {limit} bytes for logins. Send \
+                     only the JSON object with the password."
                 );
             }
             Self::RateLimited { message, .. } => return capped(message),
@@ -461,6 +470,12 @@ mod tests {
         );
         check(
             ApiError::PayloadTooLarge { limit: 1 },
+            413,
+            "invalid_request_error",
+            "request_too_large",
+        );
+        check(
+            ApiError::LoginTooLarge { limit: 1 },
             413,
             "invalid_request_error",
             "request_too_large",

@@ -24,6 +24,8 @@
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries
 //! config_file the TOML file: parse, `${VAR}` interpolation, validation, import into the database
 //! mock        the mock upstream behind `llmgate mock-upstream`, used by tests, demo and benches
+//! names       the one check of object names (visible, single-line, no bidi overrides), used
+//!             by the admin API, the CLI and the config file alike
 //! app         builds the state, owns the background tasks, serves until shutdown
 //! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
 //!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
@@ -53,6 +55,10 @@
 //!   as an argon2 hash.
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
 //!   shutdown.
+//! - Files llmgate creates (the database and its `-wal`/`-shm`, the key file, backups) are
+//!   readable by their owner only: llmgate creates each one 0600 before anything is written.
+//! - Admin tokens are revoked by generation, never one by one: a token of an earlier generation
+//!   than the database's is refused by every process within its change-poll interval.
 
 pub mod admin;
 pub mod app;
@@ -65,6 +71,7 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod mock;
+pub mod names;
 pub mod providers;
 pub mod routing;
 pub mod secret;

@@ -1,9 +1,17 @@
 //! Admin login: the password (only its argon2 hash is stored), the secret signing admin tokens
-//! (HS256 JWTs), and the throttle on failed logins per client address.
+//! (HS256 JWTs), the generation that ends every earlier token, and the throttle on failed
+//! logins per client address.
+//!
+//! Tokens are revoked all at once, never one by one: each carries the generation of admin
+//! tokens it was issued in (a counter in the database), and is refused once the generation has
+//! moved on. A password change (through the API, or a new `LLMGATE_ADMIN_PASSWORD` at start-up)
+//! and `llmgate admin logout-all` move it on; every serving process reads it with its other
+//! change counters, so a revocation reaches all of them within their poll interval.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,6 +32,8 @@ const PASSWORD_SETTING: &str = "admin_password_hash";
 const TOKEN_SECRET_SETTING: &str = "admin_jwt_secret";
 
 const MIN_PASSWORD_CHARS: usize = 12;
+/// Longest admin password: beyond any passphrase, and within the login body's few kilobytes.
+pub const MAX_PASSWORD_CHARS: usize = 256;
 /// HS256 wants a key of at least its hash size.
 const MIN_TOKEN_SECRET_BYTES: usize = 32;
 const ISSUER: &str = "llmgate";
@@ -52,6 +62,14 @@ pub enum LoginError {
     WrongPassword,
     #[error("too many failed logins")]
     Throttled { retry_after: Duration },
+    /// A new password that does not meet the rules; the message says which.
+    #[error("{0}")]
+    WeakPassword(String),
+    /// The password is `LLMGATE_ADMIN_PASSWORD`'s, which would win again at the next start.
+    #[error(
+        "the admin password is set by LLMGATE_ADMIN_PASSWORD; change it there and restart llmgate"
+    )]
+    SetByEnvironment,
     #[error(transparent)]
     Store(#[from] DbError),
     #[error("{0}")]
@@ -69,6 +87,11 @@ pub enum TokenError {
     Invalid,
     #[error("The admin token has expired. Log in again with POST /admin/login.")]
     Expired,
+    #[error(
+        "This admin token was ended by an admin password change or `llmgate admin logout-all`; \
+         log in again with POST /admin/login."
+    )]
+    Revoked,
 }
 
 /// A token issued by a login.
@@ -84,6 +107,10 @@ struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
+    /// The generation of admin tokens the token was issued in. Tokens from before generations
+    /// existed carry none and count as generation 0, so they last until the first change.
+    #[serde(rename = "gen", default)]
+    generation: i64,
 }
 
 /// Issues and checks admin tokens, and checks the admin password. Cheap to clone.
@@ -99,6 +126,10 @@ struct Inner {
     validation: Validation,
     ttl: Duration,
     throttle: LoginThrottle,
+    /// The newest generation of admin tokens this process has seen; only ever grows.
+    generation: AtomicI64,
+    /// Whether `LLMGATE_ADMIN_PASSWORD` sets the password (it then cannot be changed here).
+    password_from_environment: bool,
 }
 
 impl fmt::Debug for AdminAuth {
@@ -121,14 +152,35 @@ pub async fn setup(
 ) -> Result<(AdminAuth, Option<Secret>), SetupError> {
     let generated = match &settings.admin_password {
         Some(password) => {
-            if password.expose().chars().count() < MIN_PASSWORD_CHARS {
-                return Err(SetupError::Invalid(format!(
-                    "LLMGATE_ADMIN_PASSWORD must be at least {MIN_PASSWORD_CHARS} characters long; \
-                     choose a longer one, or unset it to have a strong one generated"
-                )));
+            check_new_password(password).map_err(|why| {
+                SetupError::Invalid(format!(
+                    "LLMGATE_ADMIN_PASSWORD {why}; choose another, or unset it to have a strong \
+                     one generated"
+                ))
+            })?;
+            let stored = db.get_setting(PASSWORD_SETTING).await?;
+            let same = match stored.clone() {
+                Some(stored) => password_matches(password.clone(), stored).await?,
+                None => false,
+            };
+            match stored {
+                // The same password as before: its tokens stay valid (and the hash as it is).
+                Some(_) if same => {}
+                // A new password ends every token issued under the old one.
+                Some(_) => {
+                    let hash = hash_password(password.clone()).await?;
+                    db.put_setting_ending_admin_tokens(PASSWORD_SETTING, &hash)
+                        .await?;
+                    tracing::info!(
+                        "LLMGATE_ADMIN_PASSWORD changed the admin password; earlier admin tokens \
+                         are refused"
+                    );
+                }
+                None => {
+                    db.put_setting(PASSWORD_SETTING, &hash_password(password.clone()).await?)
+                        .await?;
+                }
             }
-            db.put_setting(PASSWORD_SETTING, &hash_password(password.clone()).await?)
-                .await?;
             None
         }
         None if db.get_setting(PASSWORD_SETTING).await?.is_some() => None,
@@ -153,6 +205,8 @@ pub async fn setup(
             validation,
             ttl: settings.admin_token_ttl,
             throttle: LoginThrottle::new(LOGIN_FAILURES, LOGIN_WINDOW),
+            generation: AtomicI64::new(db.admin_token_generation().await?),
+            password_from_environment: settings.admin_password.is_some(),
         }),
     };
     Ok((auth, generated))
@@ -215,7 +269,54 @@ async fn hash_password(password: Secret) -> Result<String, SetupError> {
     .map_err(|e| SetupError::Failed(format!("cannot hash the admin password: {e}")))?
 }
 
+/// Whether `password` is the one whose hash is `stored`; slow on purpose, so off the async
+/// threads.
+async fn password_matches(password: Secret, stored: String) -> Result<bool, SetupError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(password.expose().as_bytes(), stored.as_str())
+            .is_ok()
+    })
+    .await
+    .map_err(|e| SetupError::Failed(format!("cannot check the admin password: {e}")))
+}
+
+/// The rules for a password an operator chooses; the error ends a sentence naming it.
+fn check_new_password(password: &Secret) -> Result<(), String> {
+    let chars = password.expose().chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "must be at least {MIN_PASSWORD_CHARS} characters long"
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(format!(
+            "must be at most {MAX_PASSWORD_CHARS} characters long"
+        ));
+    }
+    Ok(())
+}
+
+/// Ends every admin token issued so far, on every process sharing `db` (within their poll
+/// interval); returns the new generation. What `llmgate admin logout-all` does.
+pub async fn logout_all(db: &Db) -> Result<i64, DbError> {
+    let generation = db.advance_admin_token_generation().await?;
+    tracing::info!(generation, "every earlier admin token is refused");
+    Ok(generation)
+}
+
 impl AdminAuth {
+    /// Refuses at once a login from an address that is throttled, without counting it: the
+    /// HTTP side asks before it reads the request's body, so a throttled address cannot make
+    /// llmgate read or parse anything.
+    pub async fn check_throttle(&self, client: IpAddr) -> Result<(), LoginError> {
+        self.inner
+            .throttle
+            .check(client, Instant::now())
+            .await
+            .map_err(|retry_after| LoginError::Throttled { retry_after })
+    }
+
     /// Checks `password` for a login from `client` and issues a token. After
     /// [`LOGIN_FAILURES`] failures from one address within [`LOGIN_WINDOW`], its logins are
     /// refused, right password included, until the oldest failure leaves the window.
@@ -226,22 +327,77 @@ impl AdminAuth {
             .begin(client, Instant::now())
             .await
             .map_err(|retry_after| LoginError::Throttled { retry_after })?;
-        let Some(stored) = inner.db.get_setting(PASSWORD_SETTING).await? else {
-            return Err(LoginError::Failed("no admin password is stored".into()));
-        };
-        let matches = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.expose().as_bytes(), stored.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(|e| LoginError::Failed(format!("cannot check the admin password: {e}")))?;
-        if !matches {
+        if !self.password_is(password).await? {
             tracing::warn!(%client, "failed admin login");
             return Err(LoginError::WrongPassword);
         }
         inner.throttle.succeeded(client).await;
         self.issue(Utc::now())
+    }
+
+    /// Replaces the admin password, for a request from `client` that knows the current one
+    /// (a stolen token alone cannot lock the operator out; wrong guesses count against the
+    /// address like failed logins). Every token issued before is refused from now on, on every
+    /// process; the answer is a new token.
+    pub async fn change_password(
+        &self,
+        current: Secret,
+        new: Secret,
+        client: IpAddr,
+    ) -> Result<IssuedToken, LoginError> {
+        let inner = &self.inner;
+        if inner.password_from_environment {
+            return Err(LoginError::SetByEnvironment);
+        }
+        check_new_password(&new).map_err(LoginError::WeakPassword)?;
+        inner
+            .throttle
+            .begin(client, Instant::now())
+            .await
+            .map_err(|retry_after| LoginError::Throttled { retry_after })?;
+        if !self.password_is(current).await? {
+            tracing::warn!(%client, "failed admin password change: wrong current password");
+            return Err(LoginError::WrongPassword);
+        }
+        inner.throttle.succeeded(client).await;
+        let hash = hash_password(new).await.map_err(|error| match error {
+            SetupError::Store(error) => LoginError::Store(error),
+            other => LoginError::Failed(other.to_string()),
+        })?;
+        let generation = inner
+            .db
+            .put_setting_ending_admin_tokens(PASSWORD_SETTING, &hash)
+            .await?;
+        self.tokens_changed(generation);
+        tracing::info!(%client, "admin password changed; earlier admin tokens are refused");
+        self.issue(Utc::now())
+    }
+
+    /// Ends every admin token issued so far, here at once and on other processes within
+    /// their poll interval.
+    pub async fn logout_all(&self) -> Result<(), DbError> {
+        let generation = logout_all(&self.inner.db).await?;
+        self.tokens_changed(generation);
+        Ok(())
+    }
+
+    /// Takes note of the generation of admin tokens read from the database: tokens of earlier
+    /// generations are refused from now on. Generations only grow, so a late reading never
+    /// brings revoked tokens back.
+    pub fn tokens_changed(&self, generation: i64) {
+        self.inner
+            .generation
+            .fetch_max(generation, Ordering::Relaxed);
+    }
+
+    /// Whether `password` is the stored admin password.
+    async fn password_is(&self, password: Secret) -> Result<bool, LoginError> {
+        let Some(stored) = self.inner.db.get_setting(PASSWORD_SETTING).await? else {
+            return Err(LoginError::Failed("no admin password is stored".into()));
+        };
+        password_matches(password, stored)
+            .await
+            .map_err(|e| LoginError::Failed(e.to_string()))
     }
 
     /// A token issued at `now`, valid for the configured lifetime.
@@ -254,6 +410,7 @@ impl AdminAuth {
             sub: SUBJECT.into(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            generation: self.inner.generation.load(Ordering::Relaxed),
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -268,11 +425,16 @@ impl AdminAuth {
     }
 
     /// Checks a presented admin token: signed with this secret, issued by llmgate for the
-    /// admin, not expired.
+    /// admin, not expired, and of the current generation. A token of a later generation than
+    /// this process has seen yet was issued by another process after a change this one will
+    /// read within its poll interval: it is taken.
     pub fn verify(&self, token: &str) -> Result<(), TokenError> {
         match jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation) {
-            Ok(data) if data.claims.sub == SUBJECT => Ok(()),
-            Ok(_) => Err(TokenError::Invalid),
+            Ok(data) if data.claims.sub != SUBJECT => Err(TokenError::Invalid),
+            Ok(data) if data.claims.generation < self.inner.generation.load(Ordering::Relaxed) => {
+                Err(TokenError::Revoked)
+            }
+            Ok(_) => Ok(()),
             Err(error) if matches!(error.kind(), ErrorKind::ExpiredSignature) => {
                 Err(TokenError::Expired)
             }
@@ -324,6 +486,25 @@ impl LoginThrottle {
         }
         log.push_back(now);
         Ok(())
+    }
+
+    /// Whether `client` may try at `now`, without counting an attempt: how long it must wait
+    /// otherwise. An address never seen is not remembered by asking.
+    pub async fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Some(log) = self.failures.get(&client).await else {
+            return Ok(());
+        };
+        let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        let recent: Vec<&Instant> = log
+            .iter()
+            .filter(|at| now.saturating_duration_since(**at) < self.window)
+            .collect();
+        match recent.first() {
+            Some(oldest) if recent.len() >= self.limit => {
+                Err((**oldest + self.window).saturating_duration_since(now))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A successful login forgets the address's failures.
@@ -459,6 +640,126 @@ mod tests {
         assert!(matches!(
             setup(&weak, &db, &cipher).await,
             Err(SetupError::Invalid(m)) if m.contains("LLMGATE_JWT_SECRET")
+        ));
+    }
+
+    #[tokio::test]
+    async fn checking_the_throttle_counts_nothing() {
+        let throttle = LoginThrottle::new(2, Duration::from_secs(60));
+        let client: IpAddr = [10, 0, 0, 1].into();
+        let start = Instant::now();
+        for _ in 0..10 {
+            assert!(throttle.check(client, start).await.is_ok());
+        }
+        throttle.begin(client, start).await.unwrap();
+        assert!(throttle.check(client, start).await.is_ok());
+        throttle.begin(client, start).await.unwrap();
+        assert_eq!(
+            throttle
+                .check(client, start + Duration::from_secs(20))
+                .await,
+            Err(Duration::from_secs(40))
+        );
+        assert!(
+            throttle
+                .check(client, start + Duration::from_secs(60))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_password_at_start_up_ends_earlier_tokens_and_the_same_one_keeps_them() {
+        let (_dir, db) = temp_db().await;
+        let cipher = cipher();
+        let with = |password: &str| Settings {
+            admin_password: Some(Secret::new(password)),
+            ..Settings::default()
+        };
+        let (auth, _) = setup(&with("the-first-password"), &db, &cipher)
+            .await
+            .unwrap();
+        let token = auth.issue(Utc::now()).unwrap().token;
+        let (again, _) = setup(&with("the-first-password"), &db, &cipher)
+            .await
+            .unwrap();
+        assert_eq!(again.verify(token.expose()), Ok(()));
+        let (changed, _) = setup(&with("the-second-password"), &db, &cipher)
+            .await
+            .unwrap();
+        assert_eq!(changed.verify(token.expose()), Err(TokenError::Revoked));
+        let fresh = changed.issue(Utc::now()).unwrap().token;
+        assert_eq!(changed.verify(fresh.expose()), Ok(()));
+        // The process that issued the old token learns of the change from the database.
+        assert_eq!(auth.verify(token.expose()), Ok(()));
+        auth.tokens_changed(db.admin_token_generation().await.unwrap());
+        assert_eq!(auth.verify(token.expose()), Err(TokenError::Revoked));
+        // A token of a generation this process has not seen yet was issued after a change.
+        assert_eq!(auth.verify(fresh.expose()), Ok(()));
+        let long = with(&"x".repeat(MAX_PASSWORD_CHARS + 1));
+        assert!(matches!(
+            setup(&long, &db, &cipher).await,
+            Err(SetupError::Invalid(m)) if m.contains("at most")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_change_needs_the_current_one_and_ends_every_earlier_token() {
+        let (_dir, db) = temp_db().await;
+        let cipher = cipher();
+        let (auth, generated) = setup(&Settings::default(), &db, &cipher).await.unwrap();
+        let current = generated.unwrap();
+        let client: IpAddr = [127, 0, 0, 1].into();
+        let old = auth.login(current.clone(), client).await.unwrap().token;
+        assert!(matches!(
+            auth.change_password(
+                Secret::new("not-the-password"),
+                Secret::new("new-password-1"),
+                client
+            )
+            .await,
+            Err(LoginError::WrongPassword)
+        ));
+        assert!(matches!(
+            auth.change_password(current.clone(), Secret::new("short"), client)
+                .await,
+            Err(LoginError::WeakPassword(m)) if m.contains("12 characters")
+        ));
+        assert_eq!(auth.verify(old.expose()), Ok(()));
+        let new = auth
+            .change_password(current.clone(), Secret::new("new-password-1"), client)
+            .await
+            .unwrap()
+            .token;
+        assert_eq!(auth.verify(old.expose()), Err(TokenError::Revoked));
+        assert_eq!(auth.verify(new.expose()), Ok(()));
+        assert!(matches!(
+            auth.login(current, client).await,
+            Err(LoginError::WrongPassword)
+        ));
+        assert!(
+            auth.login(Secret::new("new-password-1"), client)
+                .await
+                .is_ok()
+        );
+
+        auth.logout_all().await.unwrap();
+        assert_eq!(auth.verify(new.expose()), Err(TokenError::Revoked));
+
+        // A password that LLMGATE_ADMIN_PASSWORD sets is changed there, not here.
+        let managed = Settings {
+            admin_password: Some(Secret::new("new-password-1")),
+            ..Settings::default()
+        };
+        let (auth, _) = setup(&managed, &db, &cipher).await.unwrap();
+        assert!(matches!(
+            auth.change_password(
+                Secret::new("new-password-1"),
+                Secret::new("new-password-2"),
+                client
+            )
+            .await,
+            Err(LoginError::SetByEnvironment)
         ));
     }
 }

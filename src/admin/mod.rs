@@ -20,7 +20,10 @@ use tokio::sync::Notify;
 
 pub use accounts::{AccountCreate, AccountPatch, AccountView};
 pub use keys::{KeyCreate, KeyPatch, KeyView};
-pub use login::{AdminAuth, IssuedToken, LoginError, LoginThrottle, SetupError, TokenError, setup};
+pub use login::{
+    AdminAuth, IssuedToken, LoginError, LoginThrottle, MAX_PASSWORD_CHARS, SetupError, TokenError,
+    logout_all, setup,
+};
 pub use models::{ModelCreate, ModelPatch, ModelView, RouteIn, RoutePatch, RouteView};
 pub use providers::{ProviderCreate, ProviderDeleted, ProviderPatch, ProviderView};
 pub use upstreams::{AccountUpstream, RouteUpstream, Upstream, UpstreamState, UpstreamsView, view};
@@ -126,7 +129,7 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 /// Longest accepted name of anything (providers, accounts, models, keys, upstream models).
-pub const MAX_NAME_CHARS: usize = 128;
+pub use crate::names::MAX_NAME_CHARS;
 /// Longest accepted URL.
 pub const MAX_URL_CHARS: usize = 2048;
 /// Longest accepted upstream credential.
@@ -210,25 +213,11 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-/// A trimmed name: not blank, at most [`MAX_NAME_CHARS`], no control characters.
+/// A name, by the one rule of [`crate::names::check_name`], trimmed.
 fn check_name(field: &str, value: &str) -> Result<String, AdminError> {
-    let name = value.trim();
-    if name.is_empty() {
-        return Err(AdminError::invalid(field, "must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AdminError::invalid(
-            field,
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AdminError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(name.to_owned())
+    crate::names::check_name(value)
+        .map(str::to_owned)
+        .map_err(|problem| AdminError::invalid(field, problem.to_string()))
 }
 
 /// At least 1 (weights and limits; omit or disable rather than set 0).
@@ -278,7 +267,7 @@ mod tests {
     #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(check_name("name", "  a ").unwrap(), "a");
-        for bad in ["", "   ", "a\nb"] {
+        for bad in ["", "   ", "a\nb", "\u{200B}", "a\u{202E}b"] {
             assert!(check_name("name", bad).is_err(), "{bad:?}");
         }
         assert!(check_name("name", &"x".repeat(MAX_NAME_CHARS)).is_ok());

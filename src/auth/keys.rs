@@ -7,6 +7,7 @@ use rand::Rng;
 
 use super::{KeyHash, display_prefix};
 use crate::db::{Db, DbError, KeyChanges, KeyRow, NewKeyRow};
+use crate::names::check_name;
 use crate::vocab::BudgetWindow;
 
 /// What every generated key starts with, so leaked keys are easy to recognise and scan for.
@@ -131,32 +132,16 @@ fn invalid(field: &'static str, message: impl Into<String>) -> KeyError {
     }
 }
 
-/// Longest key name, and longest model name in a key's allow-list.
-const MAX_NAME_CHARS: usize = 128;
-
 /// Checks a key's settings, as created or as they would be after an update. An expiry in the
 /// past is refused only when it is being set (`check_expiry`): an expired key can still be
-/// renamed or disabled.
+/// renamed or disabled. The key's name and the model names of its allow-list follow the one
+/// rule for names ([`crate::names::check_name`]).
 fn validate(new: &NewKey, check_expiry: bool) -> Result<(), KeyError> {
-    let name = new.name.trim();
-    if name.is_empty() {
-        return Err(invalid("name", "must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(invalid(
-            "name",
-            "must be at most 128 characters, without control characters",
-        ));
-    }
+    check_name(&new.name).map_err(|problem| invalid("name", problem.to_string()))?;
     if let Some(models) = &new.models {
-        if models.iter().any(|m| m.trim().is_empty()) {
-            return Err(invalid("models", "model names must not be empty"));
-        }
-        if models.iter().any(|m| m.chars().count() > MAX_NAME_CHARS) {
-            return Err(invalid(
-                "models",
-                "model names must be at most 128 characters",
-            ));
+        for model in models {
+            check_name(model)
+                .map_err(|problem| invalid("models", format!("model names {problem}")))?;
         }
     }
     if new.rpm == Some(0) {

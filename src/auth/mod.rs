@@ -25,9 +25,29 @@ impl KeyHash {
     }
 }
 
-/// The first characters of a key, enough to recognise it in a listing and useless to an attacker.
+/// Characters of a key's secret part shown in listings: enough to tell a handful of keys
+/// apart, and only 24 bits of a key that holds at least 32 characters.
+const SHOWN_SECRET_CHARS: usize = 4;
+
+/// Well-known heads of keys, which say what kind of key it is and nothing about its secret.
+const PUBLIC_HEADS: &[&str] = &[keys::KEY_PREFIX, "sk-"];
+
+/// How a key is shown in listings: its well-known head, if it has one (`sk-lg-`, `sk-`), and
+/// the next four characters, like `sk-lg-Ab3x`. Listings are read by more people than keys
+/// are: a leaked listing must leave nearly all of each key to guess.
 pub fn display_prefix(plaintext: &str) -> String {
-    plaintext.chars().take(12).collect()
+    let head = PUBLIC_HEADS
+        .iter()
+        .find(|head| plaintext.starts_with(**head))
+        .map_or("", |head| head);
+    let secret = plaintext.get(head.len()..).unwrap_or_default();
+    secret
+        .chars()
+        .take(SHOWN_SECRET_CHARS)
+        .fold(head.to_owned(), |mut shown, c| {
+            shown.push(c);
+            shown
+        })
 }
 
 #[cfg(test)]
@@ -41,4 +61,17 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
+
+    #[test]
+    fn listings_show_a_public_head_and_four_characters() {
+        assert_eq!(display_prefix("sk-lg-AbCdEfGhIjKlMnOp"), "sk-lg-AbCd");
+        assert_eq!(display_prefix("sk-proj-0123456789abcdef"), "sk-proj");
+        assert_eq!(display_prefix("0123456789abcdef0123456789abcdef"), "0123");
+        assert_eq!(display_prefix("ééééééé"), "éééé");
+        assert_eq!(display_prefix("sk-"), "sk-");
+        let generated = generate_key();
+        assert_eq!(display_prefix(&generated).len(), keys::KEY_PREFIX.len() + 4);
+        assert!(generated.starts_with(&display_prefix(&generated)));
+    }
+
 }

@@ -88,7 +88,7 @@ pub struct RouteSpec {
 #[derive(Debug)]
 pub struct KeySpec {
     pub name: String,
-    /// The plaintext, at least 16 characters; stored only as a hash.
+    /// The plaintext, at least 32 characters; stored only as a hash.
     pub key: Secret,
     /// The allowed models; `None` allows all.
     pub models: Option<Vec<String>>,

@@ -200,6 +200,31 @@ impl<'a> Reader<'a> {
         self.non_blank(text)
     }
 
+    /// A required name, checked by the one rule for names ([`crate::names::check_name`]) and
+    /// trimmed like the admin API trims it.
+    pub(super) fn required_name(
+        &mut self,
+        node: &Node<'_, '_>,
+        key: &str,
+    ) -> Option<Located<String>> {
+        let text = self.required_string(node, key)?;
+        self.name(text)
+    }
+
+    /// A name read elsewhere (an array element), checked like [`Reader::required_name`].
+    pub(super) fn name(&mut self, text: Located<String>) -> Option<Located<String>> {
+        match crate::names::check_name(&text.value) {
+            Ok(name) => Some(Located {
+                value: name.to_owned(),
+                ..text
+            }),
+            Err(problem) => {
+                self.problem_at(&text, problem.to_string());
+                None
+            }
+        }
+    }
+
     pub(super) fn non_blank(&mut self, text: Located<String>) -> Option<Located<String>> {
         if text.value.trim().is_empty() {
             self.problem_at(&text, "must not be empty");

@@ -31,7 +31,9 @@ const KEY_KEYS: &[&str] = &[
     "expires_at",
 ];
 
-const MIN_KEY_CHARS: usize = 16;
+/// A key in the file is chosen by a person, not generated: 32 characters keep it out of reach
+/// of guessing even with its listed prefix known (`openssl rand -base64 32` gives 44).
+const MIN_KEY_CHARS: usize = 32;
 const MAX_ATTEMPTS: u32 = 10;
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -268,7 +270,7 @@ fn read_model(
 
 fn read_route(r: &mut Reader<'_>, node: Node<'_, '_>, providers: &Names) -> Option<RouteSpec> {
     r.known_keys(&node, ROUTE_KEYS);
-    let provider = r.required_text(&node, "provider").and_then(|provider| {
+    let provider = r.required_name(&node, "provider").and_then(|provider| {
         if providers.contains(&provider.value) {
             return Some(provider.value);
         }
@@ -287,7 +289,7 @@ fn read_route(r: &mut Reader<'_>, node: Node<'_, '_>, providers: &Names) -> Opti
         r.problem_at(&provider, message);
         None
     });
-    let model = r.required_text(&node, "model").map(|model| model.value);
+    let model = r.required_name(&node, "model").map(|model| model.value);
     let weight = r
         .integer(&node, "weight", 1, u32::MAX)
         .map_or(1, |w| w.value);
@@ -310,7 +312,10 @@ fn read_key(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Option
         if key.value.chars().count() < MIN_KEY_CHARS {
             r.problem_at(
                 &key,
-                format!("must be at least {MIN_KEY_CHARS} characters long"),
+                format!(
+                    "must be at least {MIN_KEY_CHARS} characters long; generate one with \
+                     `openssl rand -base64 32`"
+                ),
             );
             return None;
         }
@@ -320,7 +325,7 @@ fn read_key(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Option
         models
             .into_iter()
             .flatten()
-            .filter_map(|model| r.non_blank(model))
+            .filter_map(|model| r.name(model))
             .map(|model| model.value)
             .collect()
     });
@@ -387,13 +392,14 @@ fn read_expires_at(r: &mut Reader<'_>, node: &Node<'_, '_>) -> Option<DateTime<U
     }
 }
 
-/// The required, non-blank `name` of an entry, checked for uniqueness among its kind.
+/// The required `name` of an entry, checked by the rule for names and for uniqueness among its
+/// kind.
 fn read_name(
     r: &mut Reader<'_>,
     node: &Node<'_, '_>,
     names: &mut Names,
 ) -> Option<Located<String>> {
-    let mut name = r.required_text(node, "name")?;
+    let mut name = r.required_name(node, "name")?;
     // Read before the entry's path knows its name; a duplicate is easier to find named.
     name.path = node.path.named(&name.value).key("name");
     names.claim(r, &name);

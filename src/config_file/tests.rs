@@ -210,7 +210,7 @@ fn optional_values_take_their_defaults() {
 
         [[keys]]
         name = "dev"
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         "#,
     );
     let provider = &config.providers[0];
@@ -221,7 +221,7 @@ fn optional_values_take_their_defaults() {
     assert_eq!((model.max_attempts, model.timeout), (3, None));
     assert_eq!((model.routes[0].weight, model.routes[0].priority), (1, 0));
     let key = &config.keys[0];
-    assert_eq!(key.key.expose(), "0123456789abcdef");
+    assert_eq!(key.key.expose(), "0123456789abcdef0123456789abcdef");
     assert!(key.models.is_none() && key.rpm.is_none() && key.tpm.is_none());
     assert!(key.budget_tokens.is_none() && key.budget_window.is_none() && key.expires_at.is_none());
 }
@@ -269,7 +269,7 @@ fn every_setting_is_read() {
 
         [[keys]]
         name = "k"
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         models = []
         budget_tokens = 1
         budget_window = "daily"
@@ -399,7 +399,7 @@ fn type_errors_point_at_the_value() {
         [models.gpt]
         [[keys]]
         name = 7
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         models = "gpt-4o"
         expires_at = 2027-01-01
         "#,
@@ -451,7 +451,7 @@ fn unknown_keys_are_errors_everywhere() {
           wieght = 2
         [[keys]]
         name = "k"
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         budget = 5
         "#,
         r#"
@@ -682,22 +682,22 @@ fn key_rules() {
 
         [[keys]]
         name = "a"
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         budget_window = "hourly"
         expires_at = 2027-01-01T00:00:00
 
         [[keys]]
         name = "b"
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         budget_window = "weekly"
 
         [[keys]]
-        key = "0123456789abcdef"
+        key = "0123456789abcdef0123456789abcdef"
         [[keys]]
         name = "c"
         "#,
         r#"
-        keys[0] "a" .key (line 3): must be at least 16 characters long
+        keys[0] "a" .key (line 3): must be at least 32 characters long; generate one with `openssl rand -base64 32`
         keys[0] "a" .models[1] (line 4): must not be empty
         keys[0] "a" .models[2] (line 4): must not be empty
         keys[0] "a" .rpm (line 5): must be at least 1
@@ -712,20 +712,20 @@ fn key_rules() {
         keys[4] "c" (line 23): missing key "key"
         "#,
     );
-    // A key of exactly 16 characters is long enough, counted in characters, not bytes.
+    // A key of exactly 32 characters is long enough, counted in characters, not bytes.
     check(
         r#"
         [[keys]]
         name = "k"
-        key = "ééééééééééééééé"
+        key = "ééééééééééééééééééééééééééééééé"
         "#,
-        r#"keys[0] "k" .key (line 3): must be at least 16 characters long"#,
+        r#"keys[0] "k" .key (line 3): must be at least 32 characters long; generate one with `openssl rand -base64 32`"#,
     );
     check(
         r#"
         [[keys]]
         name = "k"
-        key = "éééééééééééééééé"
+        key = "éééééééééééééééééééééééééééééééé"
         "#,
         "ok",
     );
@@ -856,7 +856,7 @@ fn every_problem_is_reported_in_file_order() {
         server.listen (line 2): "nope" is not a socket address; write it like 127.0.0.1:8080
         models[0] "m" .max_attempts (line 13): must be at most 10
         models[0] "m" .routes[0].provider (line 15): unknown provider "nowhere"; declared providers: openai, backup
-        keys[0] "k" .key (line 20): must be at least 16 characters long
+        keys[0] "k" .key (line 20): must be at least 32 characters long; generate one with `openssl rand -base64 32`
         providers[2] "openai" (line 22): missing key "kind"
         providers[2] "openai" (line 22): missing key "base_url"
         providers[2] "openai" .name (line 23): duplicate provider name "openai"; the first is at line 4
@@ -945,5 +945,40 @@ fn load_reads_the_file_or_reports_it_unreadable() {
             "{}: server.listen (line 2): expected a string, found an integer",
             path.display()
         )
+    );
+}
+
+#[test]
+fn names_follow_the_one_rule_for_names() {
+    // TOML escapes keep the invisible characters visible in this file.
+    check(
+        r#"
+        [[providers]]
+        name = "\u200B"
+        kind = "openai"
+        base_url = "http://127.0.0.1:1/v1"
+          [[providers.accounts]]
+          name = "a\u202Eb"
+          api_key = "k"
+
+        [[models]]
+        name = " padded "
+          [[models.routes]]
+          provider = "\u2066p\u2069"
+          model = "x\ny"
+
+        [[keys]]
+        name = "\uFEFF\u200E"
+        key = "0123456789abcdef0123456789abcdef"
+        models = ["ok", "\u200D"]
+        "#,
+        r#"
+        providers[0].name (line 2): must contain a visible character; this name is only invisible formatting characters (like U+200B ZERO WIDTH SPACE)
+        providers[0].accounts[0].name (line 6): must not contain bidirectional override or isolate characters (found U+202E): they make a name display in another order than it is stored
+        models[0] "padded" .routes[0].provider (line 12): must not contain bidirectional override or isolate characters (found U+2066): they make a name display in another order than it is stored
+        models[0] "padded" .routes[0].model (line 13): must not contain control characters (found U+000A); use a single line of text
+        keys[0].name (line 16): must contain a visible character; this name is only invisible formatting characters (like U+200B ZERO WIDTH SPACE)
+        keys[0].models[1] (line 18): must contain a visible character; this name is only invisible formatting characters (like U+200B ZERO WIDTH SPACE)
+        "#,
     );
 }

@@ -696,6 +696,59 @@ impl Db {
     }
 }
 
+/// The change counter that is the generation of admin tokens.
+const ADMIN_TOKENS: &str = "admin_tokens";
+
+impl Db {
+    /// The current generation of admin tokens (see migration 0003).
+    pub async fn admin_token_generation(&self) -> Result<i64, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM change_versions WHERE domain = ?")
+                .bind(ADMIN_TOKENS)
+                .fetch_one(&self.writer)
+                .await?,
+        )
+    }
+
+    /// Moves the generation of admin tokens on, so every token issued before is refused;
+    /// returns the new generation.
+    pub async fn advance_admin_token_generation(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE change_versions SET version = version + 1 WHERE domain = ? RETURNING version",
+        )
+        .bind(ADMIN_TOKENS)
+        .fetch_one(&self.writer)
+        .await?)
+    }
+
+    /// Stores `value` under the setting `name` and moves the generation of admin tokens on, in
+    /// one transaction: a new admin password and the end of the tokens issued under the old
+    /// one are one change. Returns the new generation.
+    pub async fn put_setting_ending_admin_tokens(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<i64, DbError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        let generation = sqlx::query_scalar(
+            "UPDATE change_versions SET version = version + 1 WHERE domain = ? RETURNING version",
+        )
+        .bind(ADMIN_TOKENS)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+}
+
 /// Inserts a route of `model_id`, or updates the one with the same provider and upstream
 /// model; returns its id.
 async fn upsert_route(
@@ -1010,6 +1063,21 @@ mod tests {
         );
         assert!(db.delete_key(row.id).await.unwrap());
         assert!(db.key_by_id(row.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_admin_token_generation_moves_on_alone_or_with_a_setting() {
+        let (_dir, db) = temp_db().await;
+        assert_eq!(db.admin_token_generation().await.unwrap(), 0);
+        assert_eq!(db.advance_admin_token_generation().await.unwrap(), 1);
+        assert_eq!(
+            db.put_setting_ending_admin_tokens("p", "hash")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(db.get_setting("p").await.unwrap().as_deref(), Some("hash"));
+        assert_eq!(db.admin_token_generation().await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -347,7 +347,7 @@ name = "m2"
 
 [[keys]]
 name = "k1"
-key = "sk-config-key-0123456789"
+key = "sk-config-key-0123456789abcdefghij"
 "#;
 
     const SMALLER: &str = r#"

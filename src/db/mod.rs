@@ -63,13 +63,21 @@ const READERS: u32 = 4;
 impl Db {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     ///
-    /// `url` may be `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a plain file path.
+    /// `url` may be `sqlite://path`, `sqlite:path`, `sqlite::memory:` (or `?mode=memory`) or a
+    /// plain file path; SQLite URI filenames (`sqlite://file:…`) are refused. A database file
+    /// llmgate creates is its owner's only (0600), and so are its `-wal` and `-shm` files.
     pub async fn open(url: &str) -> Result<Self, DbError> {
         let options = connect_options(url)?;
         let open_error = |source| DbError::Open {
             url: url.to_owned(),
             source,
         };
+        let in_memory = is_memory(url);
+        if !in_memory {
+            create_private(options.get_filename())
+                .await
+                .map_err(|error| open_error(sqlx::Error::Io(error)))?;
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -79,7 +87,6 @@ impl Db {
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let in_memory = is_memory(url);
         let reader = if in_memory {
             // Every connection to `:memory:` is a database of its own: read through the writer.
             writer.clone()
@@ -158,13 +165,64 @@ impl Db {
     }
 
     /// Writes a consistent snapshot of the database to `file` (`VACUUM INTO`), while other
-    /// connections keep reading and writing.
-    pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), DbError> {
-        let target = file.to_string_lossy().into_owned();
-        sqlx::query("VACUUM INTO ?")
+    /// connections keep reading and writing. The snapshot is its owner's only (0600): llmgate
+    /// creates the file itself, empty, before SQLite fills it, which also refuses a file that
+    /// exists or a symbolic link (dangling or not) at `file` rather than writing through it.
+    pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), BackupError> {
+        if self.path().is_none() {
+            return Err(BackupError::Refused(
+                "the database is in memory: it has nothing to back up; give the --database \
+                 of a file"
+                    .into(),
+            ));
+        }
+        let shown = file.display();
+        let target = file.to_str().ok_or_else(|| {
+            BackupError::Refused(format!("{shown}: the snapshot's path must be valid UTF-8"))
+        })?;
+        // Connections open with URI filenames allowed: SQLite would read `file:…?mode=memory`
+        // as an in-memory database and write nothing.
+        if target.starts_with("file:") {
+            return Err(BackupError::Refused(format!(
+                "{shown} would be read by SQLite as a URI, not a file name; give a plain path \
+                 (like ./{shown})"
+            )));
+        }
+        match tokio::fs::symlink_metadata(file).await {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(BackupError::Refused(format!(
+                    "{shown} is a symbolic link; refusing to write through it: choose a new file"
+                )));
+            }
+            Ok(_) => {
+                return Err(BackupError::Refused(format!(
+                    "{shown} already exists; choose a new file"
+                )));
+            }
+            Err(_) => {}
+        }
+        let mut options = tokio::fs::OpenOptions::new();
+        // `create_new` is O_CREAT | O_EXCL, which never follows a symbolic link: a link made
+        // after the check above is refused here.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        if let Err(error) = options.open(file).await {
+            return Err(if error.kind() == std::io::ErrorKind::AlreadyExists {
+                BackupError::Refused(format!("{shown} already exists; choose a new file"))
+            } else {
+                BackupError::Failed(format!("cannot create {shown}: {error}"))
+            });
+        }
+        let written = sqlx::query("VACUUM INTO ?")
             .bind(target)
             .execute(&self.reader)
-            .await?;
+            .await;
+        if let Err(error) = written {
+            // Leave no empty or partial snapshot that could be mistaken for one.
+            let _ = tokio::fs::remove_file(file).await;
+            return Err(BackupError::Failed(error.to_string()));
+        }
         Ok(())
     }
 
@@ -184,11 +242,62 @@ impl Db {
     }
 }
 
+/// Why `llmgate backup` wrote no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The operator's to fix: an in-memory database, a target that exists, is a link, or
+    /// would be read as a URI.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Creates the database file, empty and readable by its owner only, unless it exists. SQLite
+/// would create it with the process's umask (0644, usually), and gives the `-wal` and `-shm`
+/// files the mode of the database file: creating it first with 0600 makes all three private,
+/// before any data is written, and without changing the umask, which is shared by every thread
+/// of the process.
+async fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_readable_by_others(path).await;
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Databases created by earlier versions were readable by every user of the machine; say so
+/// rather than change the mode of a file the operator may have set on purpose.
+async fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = tokio::fs::metadata(path).await {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the database file is readable by other users; `chmod 600` it (and its -wal \
+                 and -shm files) unless they need it"
+            );
+        }
+    }
+}
+
 /// The versions of the configuration domains, as counted by the database's triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChangeVersions {
     pub catalog: i64,
     pub keys: i64,
+    /// The generation of admin tokens (moved on by a password change or a logout of all).
+    pub admin_tokens: i64,
 }
 
 /// Detects configuration changes made by this or any other process, cheaply enough to poll
@@ -235,14 +344,20 @@ async fn read_versions<'e>(
         match domain.as_str() {
             "catalog" => versions.catalog = version,
             "keys" => versions.keys = version,
+            "admin_tokens" => versions.admin_tokens = version,
             _ => {}
         }
     }
     Ok(versions)
 }
 
+/// Whether `url` names an in-memory database: `sqlite::memory:`, or `mode=memory` in its query.
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:")
+        || url.split_once('?').is_some_and(|(_, query)| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .any(|(name, value)| name == "mode" && value == "memory")
+        })
 }
 
 fn connect_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
@@ -251,6 +366,23 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
     } else {
         format!("sqlite://{url}")
     };
+    // sqlx opens connections with URI filenames allowed, so SQLite would read `file:x.db?…`
+    // by its own rules (another file, or memory) while llmgate put the key file beside a
+    // file named `file:x.db`.
+    let location = normalized
+        .strip_prefix("sqlite://")
+        .or_else(|| normalized.strip_prefix("sqlite:"))
+        .unwrap_or(&normalized);
+    if location.starts_with("file:") {
+        return Err(DbError::InvalidUrl {
+            url: url.to_owned(),
+            source: sqlx::Error::Configuration(
+                "SQLite URI filenames (file:…) are not supported; give a path, like \
+                 sqlite://llmgate.db"
+                    .into(),
+            ),
+        });
+    }
     let options =
         SqliteConnectOptions::from_str(&normalized).map_err(|source| DbError::InvalidUrl {
             url: url.to_owned(),
@@ -286,6 +418,59 @@ pub(crate) mod tests {
         // working directory.
         let db = Db::open("sqlite::memory:").await.unwrap();
         assert_eq!(db.path(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_is_memory_however_it_is_asked_for_and_uri_filenames_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("named.db");
+        let db = Db::open(&format!("sqlite://{}?mode=memory", named.display()))
+            .await
+            .unwrap();
+        assert_eq!(db.path(), None);
+        assert!(!named.exists(), "an in-memory database leaves no file");
+        for url in [
+            "sqlite://file:x.db",
+            "sqlite:file:x.db?mode=memory",
+            "file:x.db",
+        ] {
+            assert!(
+                matches!(Db::open(url).await, Err(DbError::InvalidUrl { .. })),
+                "{url}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_created_database_and_its_snapshots_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let (dir, db) = temp_db().await;
+        db.put_setting("x", "1").await.unwrap();
+        for name in ["test.db", "test.db-wal", "test.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        let snapshot = dir.path().join("snapshot.db");
+        db.backup_to(&snapshot).await.unwrap();
+        assert_eq!(mode(&snapshot), 0o600);
+        assert!(matches!(
+            db.backup_to(&snapshot).await,
+            Err(BackupError::Refused(m)) if m.contains("already exists")
+        ));
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(dir.path().join("nowhere.db"), &link).unwrap();
+        assert!(matches!(
+            db.backup_to(&link).await,
+            Err(BackupError::Refused(m)) if m.contains("symbolic link")
+        ));
+        assert!(!dir.path().join("nowhere.db").exists());
+        let memory = Db::open("sqlite::memory:").await.unwrap();
+        assert!(matches!(
+            memory.backup_to(&dir.path().join("m.db")).await,
+            Err(BackupError::Refused(m)) if m.contains("in memory")
+        ));
     }
 
     #[tokio::test]
@@ -327,6 +512,55 @@ pub(crate) mod tests {
         let next = watcher.poll().await.unwrap().unwrap();
         assert_eq!(next.catalog, first.catalog + 1);
         assert_eq!(next.keys, first.keys);
+    }
+
+    #[tokio::test]
+    async fn migration_3_shortens_the_key_prefixes_stored_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let pool = SqlitePool::connect_with(connect_options(&url).unwrap())
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|migration| migration.version < 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        // Keys as they were listed before: their first twelve characters.
+        let keys = [
+            "sk-lg-AbCdEfGhIjKlMnOp",
+            "sk-team-0123456789abcdefghijklmn",
+            "0123456789abcdef0123456789abcdef",
+            "SK-LG-0123456789abcdef0123456789",
+            "ééééééééééééééééééééééééééééééééé",
+            "sk-lg-abc",
+        ];
+        for (id, key) in keys.iter().enumerate() {
+            let old_prefix: String = key.chars().take(12).collect();
+            sqlx::query(
+                "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, 0, 0)",
+            )
+            .bind(id as i64)
+            .bind(format!("k{id}"))
+            .bind(format!("h{id}"))
+            .bind(old_prefix)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let db = Db::open(&url).await.unwrap();
+        for (id, key) in keys.iter().enumerate() {
+            let row = db.key_by_id(id as i64).await.unwrap().unwrap();
+            assert_eq!(row.prefix, crate::auth::display_prefix(key), "{key}");
+        }
+        assert_eq!(db.admin_token_generation().await.unwrap(), 0);
     }
 
     #[tokio::test]

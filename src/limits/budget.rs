@@ -1,5 +1,6 @@
-//! Token budgets: UTC calendar windows, the spend of the current one, and its rebuild from the
-//! usage rollups at start-up.
+//! Token budgets: UTC calendar windows, the spend of the current one, the admission rule (a
+//! request runs only when its whole reservation fits), and the rebuild of spend from the usage
+//! rollups at start-up.
 
 use std::collections::HashMap;
 
@@ -73,9 +74,18 @@ impl Budget {
         }
     }
 
-    /// Whether spend and reservations in flight have reached the limit.
-    pub fn exhausted(&self) -> bool {
-        self.spent.saturating_add(self.reserved) >= self.limit
+    /// Tokens neither spent in this window nor reserved by requests in flight.
+    pub fn left(&self) -> u64 {
+        self.limit
+            .saturating_sub(self.spent.saturating_add(self.reserved))
+    }
+
+    /// Whether a request reserving `estimate` tokens fits in what is left: spent, reserved
+    /// and this reservation together within the limit. The budget is a hard cap on what
+    /// requests may reserve; spend passes the limit only by usage beyond a reservation (a
+    /// request that uses more than it reserved, see `crate::limits::estimate_tokens`).
+    pub fn admits(&self, estimate: u64) -> bool {
+        estimate <= self.left()
     }
 
     pub fn resets_at(&self) -> Option<DateTime<Utc>> {
@@ -185,6 +195,28 @@ mod tests {
             Some("2025-03-07T00:00:00Z"),
         );
         check(None, "2025-03-05T12:00:00Z", None);
+    }
+
+    #[test]
+    fn a_request_is_admitted_only_when_its_whole_reservation_fits() {
+        let now = at("2025-03-05T12:00:00Z");
+        let mut budget = Budget::new(300, None, 0, now);
+        assert!(
+            !budget.admits(1030),
+            "a reservation beyond the whole budget"
+        );
+        assert!(budget.admits(300));
+        budget.reserved = 200;
+        budget.spent = 50;
+        assert_eq!(budget.left(), 50);
+        assert!(budget.admits(50));
+        assert!(!budget.admits(51));
+        // Usage beyond a reservation may take spend past the limit; nothing is left then.
+        budget.reserved = 0;
+        budget.spent = 320;
+        assert_eq!(budget.left(), 0);
+        assert!(!budget.admits(1));
+        assert!(budget.admits(0));
     }
 
     #[test]

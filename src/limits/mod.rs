@@ -127,9 +127,14 @@ pub enum Refusal {
         requested: u64,
         status: RateLimitStatus,
     },
-    /// The key's token budget is used up until `resets_at` (never, without a window).
+    /// The key's token budget has less left than the request may use (nothing, once it is
+    /// used up) until `resets_at` (never, without a window).
     BudgetExhausted {
         budget: u64,
+        /// Tokens neither spent nor reserved by requests in flight.
+        left: u64,
+        /// Tokens the request asked to reserve.
+        requested: u64,
         resets_at: Option<DateTime<Utc>>,
         retry_after: Option<Duration>,
     },
@@ -195,16 +200,38 @@ impl Refusal {
             }
             Self::BudgetExhausted {
                 budget,
-                resets_at: Some(at),
+                left: 0,
+                resets_at,
                 ..
             } => format!(
-                "The token budget of this key ({budget} tokens) is used up; it resets at {}.",
-                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                "The token budget of this key ({budget} tokens) is used up; {}.",
+                budget_reset(*resets_at)
             ),
-            Self::BudgetExhausted { budget, .. } => format!(
-                "The token budget of this key ({budget} tokens) is used up; it does not reset."
+            Self::BudgetExhausted {
+                budget,
+                left,
+                requested,
+                resets_at,
+                ..
+            } => format!(
+                "The token budget of this key ({budget} tokens) has {left} tokens left, and this \
+                 request may use up to {requested} (its prompt plus max_tokens, or \
+                 {DEFAULT_COMPLETION_ESTIMATE} completion tokens when it sets none). Set a lower \
+                 max_tokens, or retry once requests in flight finish; {}.",
+                budget_reset(*resets_at)
             ),
         }
+    }
+}
+
+/// When a budget starts again, as the end of a sentence.
+fn budget_reset(resets_at: Option<DateTime<Utc>>) -> String {
+    match resets_at {
+        Some(at) => format!(
+            "it resets at {}",
+            at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        None => "it does not reset".to_owned(),
     }
 }
 
@@ -231,7 +258,11 @@ impl Limits {
 
     /// Admits a request of `key` expected to use `estimate` tokens (see
     /// [`estimate_request_tokens`]), or refuses it. All of the key's limits are checked before
-    /// any is charged: a refused request costs nothing. The returned [`Admission`] holds the
+    /// any is charged: a refused request costs nothing. The budget admits a request only when
+    /// its whole estimate fits beside what the window spent and what requests in flight
+    /// reserved, so spend passes the budget only by usage beyond a reservation: a prompt that
+    /// holds more tokens than a quarter of its bytes, or an answer longer than the completion
+    /// cap the request declared (or the 1024-token default without one). The returned [`Admission`] holds the
     /// reservation until settled (or dropped).
     pub fn admit(&self, key: &ClientKey, estimate: u64) -> Result<Admission, Refusal> {
         if key.rpm.is_none() && key.tpm.is_none() && key.budget_tokens.is_none() {
@@ -246,10 +277,12 @@ impl Limits {
 
         if let Some(budget) = state.budget.as_mut() {
             budget.roll(clock.unix_seconds(), || clock.now());
-            if budget.exhausted() {
+            if !budget.admits(estimate) {
                 let resets_at = budget.resets_at();
                 return Err(Refusal::BudgetExhausted {
                     budget: budget.limit,
+                    left: budget.left(),
+                    requested: estimate,
                     resets_at,
                     retry_after: resets_at
                         .map(|at| (at - clock.now()).to_std().unwrap_or(Duration::ZERO)),

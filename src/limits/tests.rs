@@ -205,6 +205,8 @@ fn budgets_trip_and_reset_with_their_window() {
             refusal,
             Refusal::BudgetExhausted {
                 budget: 100,
+                left: 0,
+                requested: 10,
                 resets_at: Some(at(reset)),
                 retry_after: Some((at(reset) - at("2025-03-05T23:59:00Z")).to_std().unwrap()),
             },
@@ -301,13 +303,13 @@ async fn seeds_are_read_from_the_rollups() {
 }
 
 #[test]
-fn concurrent_admissions_overshoot_by_no_more_than_the_reservations_in_flight() {
-    let budget = 10_000;
+fn concurrent_admissions_never_reserve_past_the_budget() {
+    let budget = 10_050;
     let estimate = 100;
     let limits = Limits::new();
     limits.seed_budgets(BudgetSeed {
         today: Utc::now().date_naive(),
-        lifetime: HashMap::from([(1, budget - 1000)]),
+        lifetime: HashMap::from([(1, budget - 1050)]),
         ..BudgetSeed::default()
     });
     let key = ClientKey {
@@ -334,12 +336,12 @@ fn concurrent_admissions_overshoot_by_no_more_than_the_reservations_in_flight() 
     assert_eq!(reserved, 0);
     assert_eq!(
         spent,
-        budget - 1000 + admitted.load(Ordering::Relaxed) * estimate
+        budget - 1050 + admitted.load(Ordering::Relaxed) * estimate
     );
-    // Admission stops once spend plus reservations reach the budget: the last admitted
-    // request may cross it by at most its own reservation.
-    assert!(spent >= budget, "{spent}");
-    assert!(spent < budget + estimate, "{spent}");
+    // Requests are admitted only while their whole reservation fits: ten of the 1050 tokens
+    // left, and the 50 after them are too few for another.
+    assert_eq!(admitted.load(Ordering::Relaxed), 10);
+    assert_eq!(spent, budget - 50);
 }
 
 #[tokio::test]
@@ -356,21 +358,38 @@ async fn sixty_four_tasks_against_a_nearly_spent_budget() {
         budget_tokens: Some(budget),
         ..key(1)
     };
-    // All 64 ask before any settles: at most two fit in the 400 left (by reservation).
-    let admissions: Vec<_> = (0..64)
-        .filter_map(|_| limits.admit(&key, estimate).ok())
-        .collect();
-    assert_eq!(admissions.len(), 2);
+    // All 64 ask before any settles: one reservation fits in the 400 left, a second does not.
+    let mut refusals = Vec::new();
+    let mut admissions = Vec::new();
+    for _ in 0..64 {
+        match limits.admit(&key, estimate) {
+            Ok(admission) => admissions.push(admission),
+            Err(refusal) => refusals.push(refusal),
+        }
+    }
+    assert_eq!(admissions.len(), 1);
+    assert!(refusals.iter().all(|r| r.code() == "insufficient_quota"));
+    assert!(matches!(
+        refusals[0],
+        Refusal::BudgetExhausted {
+            left: 100,
+            requested: 300,
+            ..
+        }
+    ));
+    assert!(refusals[0].message().contains("has 100 tokens left"));
     let mut tasks = Vec::new();
     for admission in admissions {
-        // They use twice what they reserved: the overshoot is what was in flight.
+        // It uses twice what it reserved: the overshoot is its usage beyond its reservation.
         tasks.push(tokio::spawn(async move { admission.settle(2 * estimate) }));
     }
     for task in tasks {
         task.await.unwrap();
     }
     let (spent, _) = limits.budget_spent(&key).unwrap();
-    assert_eq!(spent, budget - 400 + 4 * estimate);
+    assert_eq!(spent, budget - 400 + 2 * estimate);
+    // The overshoot is bounded by the usage beyond the reservation (300 here).
+    assert!(spent - budget <= estimate, "{spent}");
     assert!(limits.admit(&key, 1).is_err());
 }
 

@@ -160,6 +160,7 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/upstreams"),
     ("GET", "/admin/usage"),
     ("GET", "/admin/logs"),
+    ("POST", "/admin/password"),
 ];
 
 #[tokio::test]

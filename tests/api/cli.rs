@@ -237,7 +237,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
         &dir,
         "c.toml",
         &format!(
-            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef\"\n",
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef-0123456\"\n",
             config_text(&mock.base_url(), "")
         ),
     );
@@ -245,7 +245,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut response = client
         .post(format!("http://{addr}/v1/chat/completions"))
-        .bearer_auth("sk-test-key-0123456789abcdef")
+        .bearer_auth("sk-test-key-0123456789abcdef-0123456")
         .json(&json!({
             "model": "gpt-test", "stream": true,
             "messages": [{"role": "user", "content": "finish me"}],
@@ -292,7 +292,7 @@ async fn each_request_gets_one_structured_log_line_and_successes_can_be_sampled(
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = "sk-test-key-log-0123456789";
+    let key = "sk-test-key-log-0123456789-abcdefgh";
     let config = write(
         &dir,
         "c.toml",
@@ -466,7 +466,7 @@ async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propag
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = "sk-test-key-trace-0123456789";
+    let key = "sk-test-key-trace-0123456789-abcdef";
     let config = write(
         &dir,
         "c.toml",

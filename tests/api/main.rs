@@ -8,6 +8,7 @@
 )]
 
 mod admin;
+mod admin_hardening;
 mod cli;
 mod dialects;
 mod edge;

@@ -65,6 +65,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/upstreams", get(upstreams::list))
         .route("/usage", get(usage::totals))
         .route("/logs", get(usage::logs))
+        .route("/password", post(login::change_password))
+        .route("/logout-all", post(login::logout_all))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/login", post(login::login))
