@@ -237,7 +237,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
         &dir,
         "c.toml",
         &format!(
-            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef-0123456\"\n",
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef0123456789-0123456\"\n",
             config_text(&mock.base_url(), "")
         ),
     );
@@ -245,7 +245,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut response = client
         .post(format!("http://{addr}/v1/chat/completions"))
-        .bearer_auth("sk-test-key-0123456789abcdef-0123456")
+        .bearer_auth("sk-test-key-0123456789abcdef0123456789-0123456")
         .json(&json!({
             "model": "gpt-test", "stream": true,
             "messages": [{"role": "user", "content": "finish me"}],
@@ -544,7 +544,7 @@ async fn streams_open_when_the_grace_ends_get_an_error_event_and_a_request_log_r
         &dir,
         "c.toml",
         &format!(
-            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef\"\n",
+            "{}\n[[keys]]\nname = \"k\"\nkey = \"sk-test-key-0123456789abcdef0123456789\"\n",
             config_text(&mock.base_url(), "")
         ),
     );
@@ -561,7 +561,7 @@ async fn streams_open_when_the_grace_ends_get_an_error_event_and_a_request_log_r
         requests.push(
             client
                 .post(format!("http://{addr}/v1/chat/completions"))
-                .bearer_auth("sk-test-key-0123456789abcdef")
+                .bearer_auth("sk-test-key-0123456789abcdef0123456789")
                 .json(&json!({
                     "model": "gpt-test", "stream": true,
                     "messages": [{"role": "user", "content": "a long answer please"}],
@@ -573,7 +573,7 @@ async fn streams_open_when_the_grace_ends_get_an_error_event_and_a_request_log_r
     requests.push(
         client
             .post(format!("http://{addr}/v1/messages"))
-            .header("x-api-key", "sk-test-key-0123456789abcdef")
+            .header("x-api-key", "sk-test-key-0123456789abcdef0123456789")
             .json(&json!({
                 "model": "gpt-test", "stream": true, "max_tokens": 100,
                 "messages": [{"role": "user", "content": "a long answer please"}],
@@ -665,7 +665,7 @@ async fn a_failed_stream_has_one_outcome_in_the_log_line_and_the_request_log() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = "sk-test-key-0123456789abcdef";
+    let key = "sk-test-key-0123456789abcdef0123456789";
     let anthropic = format!(
         "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
          [[providers.accounts]]\nname = \"c1\"\napi_key = \"sk-ant-upstream\"\n\
