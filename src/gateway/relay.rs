@@ -2,6 +2,7 @@
 //! event (never a silent cut) when the upstream fails mid-stream.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
@@ -9,6 +10,16 @@ use futures_util::{Stream, StreamExt, stream};
 use super::dialect::StreamShape;
 use super::{Completion, InFlight};
 use crate::error::ApiError;
+use crate::routing::Health;
+use crate::translate::EventLimit;
+
+/// What bounds a relayed stream: the largest event it may carry, and the health registry that
+/// counts one past it against the route.
+pub(super) struct StreamGuard {
+    pub health: Arc<Health>,
+    /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`.
+    pub max_event: usize,
+}
 
 /// Forwards (or translates) every chunk as soon as it arrives. When the upstream errors
 /// (connection cut, read timeout), emits one error event in the client's dialect and ends. Dropping the returned stream (the
@@ -19,12 +30,15 @@ pub(super) fn relay(
     in_flight: InFlight,
     shape: StreamShape,
     done: Completion,
+    guard: StreamGuard,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
     done.metrics.open_streams.inc();
     let state = Relay {
         chunks,
-        _in_flight: in_flight,
+        in_flight,
+        limit: EventLimit::new(guard.max_event),
+        health: guard.health,
         shape,
         done,
         completed: false,
@@ -34,6 +48,20 @@ pub(super) fn relay(
         loop {
             match state.chunks.next().await {
                 Some(Ok(bytes)) => {
+                    // An event past the limit would grow the decoders' buffers without bound:
+                    // the stream ends there, as the upstream's failure, and its memory goes.
+                    if let Err(too_large) = state.limit.check(&bytes) {
+                        state.in_flight.route_failed(&state.health);
+                        let api_error = ApiError::UpstreamTooLarge {
+                            provider: state.done.route.clone().unwrap_or_default(),
+                            limit: too_large.limit,
+                        };
+                        let event = state.shape.fail(&api_error, &state.done.request_id);
+                        state.done.stream_error = Some(api_error.to_string());
+                        state.settle_usage();
+                        state.done.finish();
+                        return Some((Ok(event), None));
+                    }
                     // Usage is read as frames pass; a same-dialect stream is forwarded as it came
                     // (but for the usage-only chunk the client did not ask for).
                     let out = state.shape.push(bytes);
@@ -74,7 +102,10 @@ pub(super) fn relay(
 struct Relay {
     chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     /// Keeps the route's in-flight count up for the life of the stream.
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// Bounds one event of the upstream's stream.
+    limit: EventLimit,
+    health: Arc<Health>,
     shape: StreamShape,
     done: Completion,
     /// The upstream's body ran to its end.

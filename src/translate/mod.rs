@@ -49,6 +49,7 @@ mod tokens;
 mod tests;
 
 pub use error::TranslateError;
+pub(crate) use sse::EventLimit;
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 
 /// Token counts in OpenAI's terms, whatever the upstream's dialect: `prompt_tokens` includes
