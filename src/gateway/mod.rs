@@ -385,7 +385,7 @@ impl Gateway {
                     request_id,
                     provider = provider.as_str(),
                     whole_account,
-                    body = %String::from_utf8_lossy(&body),
+                    body = %outcome::excerpt(&body),
                     "upstream answered 429"
                 );
                 failures.rate_limited(retry_after.unwrap_or(policy.default_cooldown));
@@ -596,7 +596,13 @@ impl Gateway {
     ) {
         let route = target.route;
         route.health.failed(route.id, self.health.now_ms(), policy);
-        failures.server_side(target, error);
+        if matches!(error, ApiError::UpstreamTooLarge { .. }) {
+            // The same request would bring the same oversized answer: another route may
+            // serve, this target is not retried.
+            failures.other(error);
+        } else {
+            failures.server_side(target, error);
+        }
     }
 
     /// The current routing snapshot.
@@ -684,8 +690,8 @@ impl InFlight {
         }
     }
 
-    /// Counts a failure of the upstream's after its answer started (a stream that broke its
-    /// limits) against the route's circuit.
+    /// Counts a failure on the upstream's side that came after its answer started (a stream
+    /// event past the limit) against the route's circuit.
     fn route_failed(&self, health: &Health) {
         self.route
             .failed(self.route_id, health.now_ms(), health.policy());

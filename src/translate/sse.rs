@@ -6,7 +6,8 @@
 /// a blank line dispatches the event; `data` lines join with `\n`; `:` lines are comments).
 ///
 /// Only an unfinished line is buffered between chunks; data and event-name buffers are reused
-/// from one event to the next.
+/// from one event to the next. Neither is bounded here: a stream read from an upstream goes
+/// through an [`EventLimit`] first, which ends it before one event outgrows the limit.
 #[derive(Debug, Default)]
 pub(crate) struct SseDecoder {
     /// The start of a line whose end has not arrived yet.
