@@ -39,6 +39,10 @@
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
 //!   value of `model`; to another dialect it is translated, never silently trimmed.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
+//! - An upstream's error answer (non-2xx) is logged or relayed only through
+//!   `secret::redact_credentials`.
+//! - No upstream answer is buffered past `LLMGATE_MAX_UPSTREAM_BODY_BYTES`, whole or as one
+//!   event of a stream.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
 //!   as an argon2 hash.
