@@ -97,6 +97,11 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
                 weight: 1,
                 priority: 0,
                 health: health.route(id),
+                account_cooldowns: provider
+                    .accounts
+                    .iter()
+                    .map(|account| health.model_cooldown(account.id, &format!("mock-{id}")))
+                    .collect(),
             })
             .collect(),
     }

@@ -121,6 +121,7 @@ impl App {
                 settings.log_sample,
                 limits,
                 usage.clone(),
+                settings.upstream.max_body_bytes,
             ),
             usage,
             health,

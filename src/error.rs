@@ -57,6 +57,10 @@ pub enum ApiError {
     Limited(Box<crate::limits::Refusal>),
     #[error("upstream failed: {detail}")]
     UpstreamFailed { detail: String },
+    /// An upstream answer (or one event of a streamed answer) larger than
+    /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`: the attempt failed on the upstream's side.
+    #[error("upstream answer larger than {limit} bytes from {provider}")]
+    UpstreamTooLarge { provider: String, limit: usize },
     #[error("no healthy route for model '{model}' after {tried} attempts: {detail}")]
     NoHealthyRoute {
         model: String,
@@ -183,6 +187,11 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, kind, code)
             }
             Self::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
+            Self::UpstreamTooLarge { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "upstream_answer_too_large",
+            ),
             Self::NoHealthyRoute { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",
@@ -268,6 +277,11 @@ impl ApiError {
             Self::UpstreamFailed { .. } => {
                 "The upstream provider failed to answer. Retry the request later.".to_owned()
             }
+            Self::UpstreamTooLarge { limit, .. } => format!(
+                "The upstream provider's answer is larger than llmgate's limit of {limit} bytes \
+                 (LLMGATE_MAX_UPSTREAM_BODY_BYTES). Ask for a smaller answer (fewer inputs, a \
+                 lower max_tokens), or ask the operator to raise the limit."
+            ),
             Self::NoHealthyRoute {
                 model, tried: 0, ..
             } => format!(
@@ -495,6 +509,15 @@ mod tests {
             502,
             "api_error",
             "upstream_error",
+        );
+        check(
+            ApiError::UpstreamTooLarge {
+                provider: "p".into(),
+                limit: 1,
+            },
+            502,
+            "api_error",
+            "upstream_answer_too_large",
         );
         check(
             ApiError::NoHealthyRoute {

@@ -1,5 +1,8 @@
-//! `Secret`: a string that never shows itself in `Debug` or `Display` output.
+//! `Secret`: a string that never shows itself in `Debug` or `Display` output; and
+//! [`redact_credentials`], which hides credentials in text from elsewhere before it is logged
+//! or relayed.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -127,9 +130,144 @@ impl fmt::Debug for SecretCipher {
     }
 }
 
+/// What stands in for a credential in redacted text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Prefixes of well-known kinds of credentials, with how many token characters must follow for
+/// the text to be taken as one (shorter runs are ordinary words like `sk-learn`).
+const CREDENTIAL_SHAPES: &[(&[u8], usize)] = &[
+    // OpenAI (`sk-…`, `sk-proj-…`), Anthropic (`sk-ant-…`) and many OpenAI-compatible APIs.
+    (b"sk-", 16),
+    // Google API keys (Gemini, Vertex).
+    (b"AIza", 30),
+    // AWS access key ids, long-lived and temporary.
+    (b"AKIA", 16),
+    (b"ASIA", 16),
+    // Groq, xAI, Hugging Face.
+    (b"gsk_", 20),
+    (b"xai-", 20),
+    (b"hf_", 20),
+];
+
+/// The shortest configured credential hidden by its value: a shorter one (a test key like
+/// `k`) would hide ordinary letters.
+const MIN_KNOWN_LEN: usize = 8;
+
+/// The shortest token after `Bearer ` that is hidden.
+const MIN_BEARER_LEN: usize = 8;
+
+fn is_key_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+}
+
+fn is_token_char(byte: u8) -> bool {
+    is_key_char(byte) || matches!(byte, b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// `text` with every credential in it replaced by `[redacted]`: each of `known` (the
+/// credentials configured for the upstream that wrote the text), anything shaped like a
+/// well-known kind of API key (`sk-…`, `AIza…`, `AKIA…`, …), and the token after `Bearer `.
+///
+/// Used on every upstream error body before it is logged or relayed to a client, since some
+/// upstreams echo the credential they were sent. Only credential characters are replaced, so
+/// JSON stays JSON. Borrows `text` when there is nothing to hide.
+pub fn redact_credentials<'t>(text: &'t [u8], known: &[&str]) -> Cow<'t, [u8]> {
+    let mut hidden: Vec<(usize, usize)> = Vec::new();
+    for secret in known.iter().filter(|s| s.len() >= MIN_KNOWN_LEN) {
+        for start in memchr::memmem::find_iter(text, secret.as_bytes()) {
+            hidden.push((start, start + secret.len()));
+        }
+    }
+    let run =
+        |from: usize, token: fn(u8) -> bool| text[from..].iter().take_while(|b| token(**b)).count();
+    for start in 0..text.len() {
+        if start > 0 && is_key_char(text[start - 1]) {
+            continue;
+        }
+        let rest = &text[start..];
+        for (prefix, min_len) in CREDENTIAL_SHAPES {
+            if rest.starts_with(prefix) {
+                let len = run(start + prefix.len(), is_key_char);
+                if len >= *min_len {
+                    hidden.push((start, start + prefix.len() + len));
+                }
+            }
+        }
+        if rest.len() > 7 && rest[..6].eq_ignore_ascii_case(b"bearer") && rest[6] == b' ' {
+            let token = start + 6 + rest[6..].iter().take_while(|b| **b == b' ').count();
+            let len = run(token, is_token_char);
+            if len >= MIN_BEARER_LEN {
+                hidden.push((token, token + len));
+            }
+        }
+    }
+    if hidden.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    hidden.sort_unstable();
+    let mut out = Vec::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in hidden {
+        if end <= copied {
+            continue;
+        }
+        if start >= copied {
+            out.extend_from_slice(&text[copied..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+        }
+        copied = end;
+    }
+    out.extend_from_slice(&text[copied..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Secret, SecretCipher};
+    use super::{Secret, SecretCipher, redact_credentials};
+
+    fn redacted(text: &str, known: &[&str]) -> String {
+        String::from_utf8(redact_credentials(text.as_bytes(), known).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn credentials_are_hidden_from_upstream_text() {
+        for (text, known, expected) in [
+            (
+                r#"{"error":{"message":"Incorrect API key provided: my-own-key-1234."}}"#,
+                &["my-own-key-1234"][..],
+                r#"{"error":{"message":"Incorrect API key provided: [redacted]."}}"#,
+            ),
+            (
+                "key sk-proj-abcdefghijklmnop1234 and sk-ant-api03-AAAAAAAAAAAAAAAAAAAA_bb",
+                &[],
+                "key [redacted] and [redacted]",
+            ),
+            (
+                "got Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl, and x-goog AIzaSyA1234567890abcdefghijklmnopqrstu",
+                &[],
+                "got Authorization: Bearer [redacted], and x-goog [redacted]",
+            ),
+            ("AKIAIOSFODNN7EXAMPLE signed", &[], "[redacted] signed"),
+            // Ordinary words that only look alike stay.
+            (
+                "task-queue-for-the-day sk-learn bearer of news mask-abcdefghijklmnopqrstu",
+                &["k"],
+                "task-queue-for-the-day sk-learn bearer of news mask-abcdefghijklmnopqrstu",
+            ),
+            // A known credential inside a credential-shaped one: hidden once.
+            (
+                "sk-upstream-account-secret-1!",
+                &["sk-upstream-account-secret-1", "account-secret"],
+                "[redacted]!",
+            ),
+        ] {
+            assert_eq!(redacted(text, known), expected, "{text}");
+        }
+        assert!(matches!(
+            redact_credentials(b"nothing here", &["sk-upstream-account-secret-1"]),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn sealed_values_open_only_under_their_key() {

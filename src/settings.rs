@@ -68,7 +68,16 @@ pub struct UpstreamSettings {
     pub pool_max_idle_per_host: usize,
     /// An HTTP(S) proxy for upstream traffic (`LLMGATE_UPSTREAM_PROXY`); none by default.
     pub proxy: Option<String>,
+    /// Largest upstream answer read whole, and largest line or event of a streamed one
+    /// (`LLMGATE_MAX_UPSTREAM_BODY_BYTES`, default 64 MiB); past it the attempt fails with 502.
+    pub max_body_bytes: usize,
 }
+
+/// The default cap on a buffered upstream answer. Embeddings are the largest answers a
+/// gateway buffers: a batch of 2,048 inputs (OpenAI's most) of 3,072-dimensional vectors is
+/// about 6.3 M floats, some 40 MB as JSON text with full precision; 64 MiB fits it with room,
+/// and stays far below what would strain the process.
+pub const DEFAULT_MAX_UPSTREAM_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -80,6 +89,7 @@ impl Default for UpstreamSettings {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
             proxy: None,
+            max_body_bytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES,
         }
     }
 }
@@ -187,6 +197,10 @@ impl Settings {
         };
         count("LLMGATE_MAX_BODY_BYTES", &mut settings.max_body_bytes);
         count("LLMGATE_USAGE_QUEUE", &mut settings.usage_queue);
+        count(
+            "LLMGATE_MAX_UPSTREAM_BODY_BYTES",
+            &mut settings.upstream.max_body_bytes,
+        );
         let mut failures = settings.health.circuit_failures as usize;
         count("LLMGATE_CIRCUIT_FAILURES", &mut failures);
         settings.health.circuit_failures = u32::try_from(failures).unwrap_or(u32::MAX);
@@ -244,12 +258,15 @@ mod tests {
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
         assert_eq!(settings.usage_queue, 65_536);
         assert_eq!(settings.log_retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(settings.upstream.max_body_bytes, 64 * 1024 * 1024);
         let usage = |name: &str| match name {
             "LLMGATE_USAGE_QUEUE" => Some("1000".to_owned()),
             "LLMGATE_LOG_RETENTION" => Some("7d".to_owned()),
+            "LLMGATE_MAX_UPSTREAM_BODY_BYTES" => Some("1048576".to_owned()),
             _ => None,
         };
         let settings = Settings::from_env(&usage).unwrap();
+        assert_eq!(settings.upstream.max_body_bytes, 1 << 20);
         assert_eq!(settings.usage_queue, 1000);
         assert_eq!(settings.log_retention, Duration::from_secs(7 * 24 * 3600));
 

@@ -1,5 +1,8 @@
 //! The one shared upstream HTTP client: a keep-alive pool, `TCP_NODELAY`, connect and read
-//! timeouts. Providers receive it; nothing else builds a client.
+//! timeouts. Providers receive it; nothing else builds a client. Also how a whole answer is read
+//! from it: never more than a cap.
+
+use bytes::{Bytes, BytesMut};
 
 use crate::settings::UpstreamSettings;
 
@@ -35,4 +38,71 @@ pub fn build_client(settings: &UpstreamSettings) -> Result<reqwest::Client, Clie
         None => builder.no_proxy(),
     };
     Ok(builder.build()?)
+}
+
+/// Why a buffered upstream answer could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The answer is longer than the cap (`LLMGATE_MAX_UPSTREAM_BODY_BYTES`).
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error(transparent)]
+    Read(#[from] reqwest::Error),
+}
+
+/// Reads a whole (non-streamed) answer of at most `limit` bytes. A declared `Content-Length`
+/// over the limit fails before reading anything; otherwise reading stops as soon as the limit
+/// is passed, and what was read is dropped with the connection, so memory goes back at once.
+///
+/// An answer that arrives in one chunk is returned without a copy, as `bytes()` would.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    let too_large = BodyError::TooLarge { limit };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large);
+    }
+    let Some(first) = response.chunk().await? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() > limit {
+        return Err(too_large);
+    }
+    let Some(second) = response.chunk().await? else {
+        return Ok(first);
+    };
+    let declared = response
+        .content_length()
+        .and_then(|length| usize::try_from(length).ok());
+    let mut body =
+        BytesMut::with_capacity(declared.unwrap_or(first.len() + second.len()).min(limit));
+    body.extend_from_slice(&first);
+    drop(first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+        next = response.chunk().await?;
+    }
+    Ok(body.freeze())
+}
+
+/// Reads at most `limit` bytes of an error answer, for its message and its kind: the rest is
+/// left unread (an error body that long says nothing more worth reading).
+pub async fn read_error_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, reqwest::Error> {
+    let mut body = BytesMut::new();
+    while body.len() < limit {
+        let Some(chunk) = response.chunk().await? else {
+            break;
+        };
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(body.freeze())
 }

@@ -26,7 +26,10 @@ pub use login::{
 };
 pub use models::{ModelCreate, ModelPatch, ModelView, RouteIn, RoutePatch, RouteView};
 pub use providers::{ProviderCreate, ProviderDeleted, ProviderPatch, ProviderView};
-pub use upstreams::{AccountUpstream, RouteUpstream, Upstream, UpstreamState, UpstreamsView, view};
+pub use upstreams::{
+    AccountUpstream, ModelCooldownState, RouteUpstream, Upstream, UpstreamState, UpstreamsView,
+    view,
+};
 pub use usage::{Counts, LogRequest, LogView, UsageLine, UsageReport, UsageRequest};
 
 use crate::auth::KeyError;

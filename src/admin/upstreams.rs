@@ -2,6 +2,9 @@
 //!
 //! The state fields live in one struct, [`UpstreamState`], filled by the function the caller
 //! passes to [`view`]; until health tracking reports into it, every upstream reads healthy.
+//! Upstream 429s cool an account for one upstream model at a time: each account lists those
+//! cooldowns in `model_cooldowns`, while its own `healthy` and `cooldown_until` say whether the
+//! account as a whole is usable (credential accepted, not out of quota).
 
 use serde::Serialize;
 
@@ -27,6 +30,16 @@ impl Default for UpstreamState {
             recent_errors: 0,
         }
     }
+}
+
+/// One upstream model an account is cooling down for after that model's upstream 429s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelCooldownState {
+    pub upstream_model: String,
+    /// RFC 3339 time until which the account is not sent requests for this model.
+    pub cooldown_until: Option<String>,
+    /// 429s for this model since it last answered.
+    pub recent_errors: u32,
 }
 
 /// Which upstream a state is asked for.
@@ -62,6 +75,8 @@ pub struct AccountUpstream {
     pub api_key_hint: String,
     #[serde(flatten)]
     pub state: UpstreamState,
+    /// The upstream models this account is cooling down for now.
+    pub model_cooldowns: Vec<ModelCooldownState>,
 }
 
 /// `GET /admin/upstreams`: `{"routes": [...], "accounts": [...]}`.
@@ -71,8 +86,13 @@ pub struct UpstreamsView {
     pub accounts: Vec<AccountUpstream>,
 }
 
-/// Builds the view from the stored rows and the live state of each upstream.
-pub fn view(rows: UpstreamRows, state_of: impl Fn(Upstream) -> UpstreamState) -> UpstreamsView {
+/// Builds the view from the stored rows, the live state of each upstream, and the per-model
+/// cooldowns of each account (by account id).
+pub fn view(
+    rows: UpstreamRows,
+    state_of: impl Fn(Upstream) -> UpstreamState,
+    model_cooldowns_of: impl Fn(i64) -> Vec<ModelCooldownState>,
+) -> UpstreamsView {
     UpstreamsView {
         routes: rows
             .routes
@@ -93,6 +113,7 @@ pub fn view(rows: UpstreamRows, state_of: impl Fn(Upstream) -> UpstreamState) ->
             .into_iter()
             .map(|a: AccountRecord| AccountUpstream {
                 state: state_of(Upstream::Account(a.id)),
+                model_cooldowns: model_cooldowns_of(a.id),
                 id: a.id,
                 provider: a.provider,
                 name: a.name,
@@ -106,12 +127,18 @@ pub fn view(rows: UpstreamRows, state_of: impl Fn(Upstream) -> UpstreamState) ->
 }
 
 impl Admin {
-    /// Every route and account with its live state as `state_of` reports it.
+    /// Every route and account with its live state as `state_of` and `model_cooldowns_of`
+    /// report it.
     pub async fn upstreams(
         &self,
         state_of: impl Fn(Upstream) -> UpstreamState,
+        model_cooldowns_of: impl Fn(i64) -> Vec<ModelCooldownState>,
     ) -> Result<UpstreamsView, AdminError> {
-        Ok(view(self.db.upstream_rows().await?, state_of))
+        Ok(view(
+            self.db.upstream_rows().await?,
+            state_of,
+            model_cooldowns_of,
+        ))
     }
 }
 
@@ -149,14 +176,24 @@ mod tests {
                 updated_at: 0,
             }],
         };
-        let view = view(rows, |upstream| match upstream {
-            Upstream::Account(7) => UpstreamState {
-                healthy: false,
-                cooldown_until: Some("2030-01-01T00:00:00Z".into()),
-                recent_errors: 3,
+        let view = view(
+            rows,
+            |upstream| match upstream {
+                Upstream::Account(7) => UpstreamState {
+                    healthy: false,
+                    cooldown_until: Some("2030-01-01T00:00:00Z".into()),
+                    recent_errors: 3,
+                },
+                _ => UpstreamState::default(),
             },
-            _ => UpstreamState::default(),
-        });
+            |account| {
+                vec![ModelCooldownState {
+                    upstream_model: format!("up-{account}"),
+                    cooldown_until: Some("2030-01-01T00:00:00Z".into()),
+                    recent_errors: 1,
+                }]
+            },
+        );
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["routes"][0]["upstream_model"], "up");
         assert_eq!(json["routes"][0]["healthy"], true);
@@ -164,5 +201,9 @@ mod tests {
         assert_eq!(json["accounts"][0]["api_key_hint"], "sk-…1234");
         assert_eq!(json["accounts"][0]["healthy"], false);
         assert_eq!(json["accounts"][0]["recent_errors"], 3);
+        assert_eq!(
+            json["accounts"][0]["model_cooldowns"][0]["upstream_model"],
+            "up-7"
+        );
     }
 }

@@ -73,5 +73,4 @@ mod tests {
         assert_eq!(display_prefix(&generated).len(), keys::KEY_PREFIX.len() + 4);
         assert!(generated.starts_with(&display_prefix(&generated)));
     }
-
 }

@@ -2,6 +2,7 @@
 
 mod completion;
 mod dialect;
+mod outcome;
 mod relay;
 mod request;
 
@@ -29,6 +30,7 @@ use crate::routing::{
     CircuitState, Health, HealthPolicy, Model, RouteHealth, SharedCatalog, Target, Tried,
 };
 use crate::telemetry::metrics::Metrics;
+use crate::upstream;
 use crate::usage::{self, Usage, UsageRecorder, WholeAnswer};
 use crate::vocab::Endpoint;
 use dialect::{Answer, Call, Refused};
@@ -49,6 +51,9 @@ pub struct Gateway {
     usage: UsageRecorder,
     /// The streams being relayed, which the shutdown ends when its grace is over.
     streams: OpenStreams,
+    /// Largest upstream answer read whole, and largest event of a streamed one
+    /// (`LLMGATE_MAX_UPSTREAM_BODY_BYTES`).
+    max_upstream_body: usize,
 }
 
 /// What to send back to the client.
@@ -116,6 +121,7 @@ impl Gateway {
         log_sample: f64,
         limits: Limits,
         usage: UsageRecorder,
+        max_upstream_body: usize,
     ) -> Self {
         Self {
             catalog,
@@ -127,6 +133,7 @@ impl Gateway {
             limits,
             usage,
             streams: OpenStreams::default(),
+            max_upstream_body,
         }
     }
 
@@ -199,7 +206,11 @@ impl Gateway {
                 rate_limit_headers(&done, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(done.overhead()));
                 let shape = answer.stream(&done.model, filter_usage, &done.request);
-                let body = relay::relay(response, in_flight, shape, done, &self.streams);
+                let guard = relay::StreamGuard {
+                    health: self.health.clone(),
+                    max_event: self.max_upstream_body,
+                };
+                let body = relay::relay(response, in_flight, shape, done, &self.streams, guard);
                 Ok(Reply::Stream {
                     headers,
                     body: Box::pin(body) as BoxStream<'static, _>,
@@ -347,7 +358,7 @@ impl Gateway {
             // One deadline for the attempt: the response headers, and for a whole answer its
             // body too (a stream's body is bounded by the read timeout between bytes instead).
             let attempt_deadline = tokio::time::Instant::now() + budget;
-            let in_flight = InFlight::start(&route.health);
+            let in_flight = InFlight::start(route);
             done.attempt(route.id, provider, target.account.map(|a| a.id));
             let sent = Instant::now();
             let sent_result = tokio::time::timeout_at(attempt_deadline, request.send())
@@ -364,14 +375,34 @@ impl Gateway {
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let retry_after = retry_after(response.headers());
+                let body = self.error_body(response, target, attempt_deadline).await;
+                // Providers limit each model of an account separately: a 429 cools the pair
+                // (account, upstream model) unless the upstream says the account itself is
+                // out, which cools every model of it.
+                let whole_account = outcome::account_exhausted(&body);
                 if let Some(account) = target.account {
-                    account.health.rate_limited(
-                        account.id,
-                        self.health.now_ms(),
-                        retry_after,
-                        &policy,
-                    );
+                    let now = self.health.now_ms();
+                    if whole_account {
+                        account
+                            .health
+                            .exhausted(account.id, now, retry_after, &policy);
+                    } else if let Some(cooldown) = route.model_cooldown(account) {
+                        cooldown.rate_limited(
+                            account.id,
+                            &route.upstream_model,
+                            now,
+                            retry_after,
+                            &policy,
+                        );
+                    }
                 }
+                tracing::debug!(
+                    request_id,
+                    provider = provider.as_str(),
+                    whole_account,
+                    body = %outcome::excerpt(&body),
+                    "upstream answered 429"
+                );
                 failures.rate_limited(retry_after.unwrap_or(policy.default_cooldown));
                 same_route = Some(route.id);
                 continue;
@@ -380,30 +411,28 @@ impl Gateway {
                 && let Some(account) = target.account
             {
                 account.health.rejected(account.id);
+                let body = self.error_body(response, target, attempt_deadline).await;
                 failures.other(ApiError::UpstreamFailed {
                     detail: format!(
-                        "{provider} refused the credential of account '{}' ({status})",
-                        account.name
+                        "{provider} refused the credential of account '{}' ({status}): {}",
+                        account.name,
+                        outcome::excerpt(&body)
                     ),
                 });
                 same_route = Some(route.id);
                 continue;
             }
             if status.is_server_error() {
-                let detail = match tokio::time::timeout_at(attempt_deadline, response.bytes()).await
-                {
-                    Ok(Ok(body)) => {
-                        String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
-                    }
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_) => format!("no complete body within {budget:?}"),
-                };
+                let body = self.error_body(response, target, attempt_deadline).await;
                 self.route_failed(
                     target,
                     &policy,
                     &mut failures,
                     ApiError::UpstreamFailed {
-                        detail: format!("{provider} answered {status}: {detail}"),
+                        detail: format!(
+                            "{provider} answered {status}: {}",
+                            outcome::excerpt(&body)
+                        ),
                     },
                 );
                 continue;
@@ -447,10 +476,7 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if status.is_success() && stream && is_event_stream {
-                route.health.succeeded(route.id, sent.elapsed());
-                if let Some(account) = target.account {
-                    account.health.succeeded();
-                }
+                target_succeeded(target, sent.elapsed());
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream"),
@@ -471,14 +497,25 @@ impl Gateway {
             // Nothing has reached the client yet, so a body that fails to arrive, or a success
             // that is not JSON, still counts as the upstream's failure and moves on.
             let read = Instant::now();
-            let body_result = tokio::time::timeout_at(attempt_deadline, response.bytes()).await;
+            let body_result = tokio::time::timeout_at(
+                attempt_deadline,
+                upstream::read_body(response, self.max_upstream_body),
+            )
+            .await;
             done.upstream_wait += read.elapsed();
-            let body = match within(body_result, provider, "no complete answer", budget) {
+            let body = match within_body(body_result, provider, budget) {
                 Ok(body) => body,
                 Err(error) => {
                     self.route_failed(target, &policy, &mut failures, error);
                     continue;
                 }
+            };
+            // An error answer may echo the credential it was sent: hidden before it is relayed
+            // (and logged as the request's outcome).
+            let body = if status.is_success() {
+                body
+            } else {
+                outcome::redacted(body, target)
             };
             let reported = if status.is_success() {
                 match usage::read_answer(&body) {
@@ -536,10 +573,7 @@ impl Gateway {
                     HeaderValue::from_static("application/json"),
                 );
             }
-            route.health.succeeded(route.id, sent.elapsed());
-            if let Some(account) = target.account {
-                account.health.succeeded();
-            }
+            target_succeeded(target, sent.elapsed());
             drop(in_flight);
             return Ok(Forwarded::Complete {
                 status,
@@ -548,6 +582,22 @@ impl Gateway {
             });
         }
         Err(failures.into_error(&model, attempts, tried.routes(), self.health.now_ms()))
+    }
+
+    /// The start of an error answer (at most [`outcome::ERROR_BODY_LIMIT`] bytes, read within
+    /// the attempt's deadline), with the credentials in it hidden; empty when it does not
+    /// arrive.
+    async fn error_body(
+        &self,
+        response: reqwest::Response,
+        target: Target<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Bytes {
+        let read = upstream::read_error_body(response, outcome::ERROR_BODY_LIMIT);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(body)) => outcome::redacted(body, target),
+            Ok(Err(_)) | Err(_) => Bytes::new(),
+        }
     }
 
     /// Counts a failure on the upstream's side against `target`'s route (its circuit) and
@@ -561,7 +611,13 @@ impl Gateway {
     ) {
         let route = target.route;
         route.health.failed(route.id, self.health.now_ms(), policy);
-        failures.server_side(target, error);
+        if matches!(error, ApiError::UpstreamTooLarge { .. }) {
+            // The same request would bring the same oversized answer: another route may
+            // serve, this target is not retried.
+            failures.other(error);
+        } else {
+            failures.server_side(target, error);
+        }
     }
 
     /// The current routing snapshot.
@@ -635,18 +691,31 @@ fn overhead_value(overhead: Duration) -> HeaderValue {
 
 /// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
 /// carries it to the end of the stream.
-pub(crate) struct InFlight(Arc<RouteHealth>);
+pub(crate) struct InFlight {
+    route: Arc<RouteHealth>,
+    route_id: i64,
+}
 
 impl InFlight {
-    fn start(route: &Arc<RouteHealth>) -> Self {
-        route.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(route.clone())
+    fn start(route: &crate::routing::Route) -> Self {
+        route.health.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            route: route.health.clone(),
+            route_id: route.id,
+        }
+    }
+
+    /// Counts a failure on the upstream's side that came after its answer started (a stream
+    /// event past the limit) against the route's circuit.
+    fn route_failed(&self, health: &Health) {
+        self.route
+            .failed(self.route_id, health.now_ms(), health.policy());
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.route.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -721,7 +790,7 @@ impl<'r> Failures<'r> {
                     .provider
                     .accounts
                     .iter()
-                    .find(|a| a.id == id && a.health.usable(now))?,
+                    .find(|a| a.id == id && route.account_usable(a, now))?,
             ),
             None => None,
         };
@@ -808,6 +877,37 @@ fn within<T>(
         Err(_) => Err(ApiError::UpstreamTimeout {
             detail: format!("{provider}: {missing} within {budget:?}"),
         }),
+    }
+}
+
+/// Like [`within`], for a whole answer read under the cap.
+fn within_body(
+    outcome: Result<Result<Bytes, upstream::BodyError>, tokio::time::error::Elapsed>,
+    provider: &str,
+    budget: Duration,
+) -> Result<Bytes, ApiError> {
+    match outcome {
+        Ok(Err(upstream::BodyError::TooLarge { limit })) => Err(ApiError::UpstreamTooLarge {
+            provider: provider.to_owned(),
+            limit,
+        }),
+        Ok(Err(upstream::BodyError::Read(error))) => Err(upstream_error(provider, error)),
+        Ok(Ok(body)) => Ok(body),
+        Err(_) => Err(ApiError::UpstreamTimeout {
+            detail: format!("{provider}: no complete answer within {budget:?}"),
+        }),
+    }
+}
+
+/// Records an answered attempt on its route, account and (account, upstream model) pair.
+fn target_succeeded(target: Target<'_>, latency: Duration) {
+    let route = target.route;
+    route.health.succeeded(route.id, latency);
+    if let Some(account) = target.account {
+        account.health.succeeded();
+        if let Some(cooldown) = route.model_cooldown(account) {
+            cooldown.succeeded();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
@@ -13,6 +14,16 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::dialect::StreamShape;
 use super::{Completion, InFlight};
 use crate::error::ApiError;
+use crate::routing::Health;
+use crate::translate::EventLimit;
+
+/// What bounds a relayed stream: the largest event it may carry, and the health registry that
+/// counts one past it against the route.
+pub(super) struct StreamGuard {
+    pub health: Arc<Health>,
+    /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`.
+    pub max_event: usize,
+}
 
 /// The streams being relayed, as one: the shutdown ends them all with an error event (their
 /// usage recorded) when its grace is over, then waits until each has been recorded.
@@ -52,6 +63,7 @@ pub(super) fn relay(
     shape: StreamShape,
     done: Completion,
     streams: &OpenStreams,
+    guard: StreamGuard,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
     done.metrics.open_streams.inc();
@@ -60,7 +72,9 @@ pub(super) fn relay(
         // Made once per stream: polling it again costs no new registration.
         stop: Box::pin(streams.stop.clone().cancelled_owned()),
         _open: streams.open.token(),
-        _in_flight: in_flight,
+        in_flight,
+        limit: EventLimit::new(guard.max_event),
+        health: guard.health,
         shape,
         done,
         completed: false,
@@ -79,6 +93,17 @@ pub(super) fn relay(
             };
             match next {
                 Some(Ok(bytes)) => {
+                    // An event past the limit would grow the decoders' buffers without bound:
+                    // the stream ends there, as the upstream's failure, and its memory goes.
+                    if let Err(too_large) = state.limit.check(&bytes) {
+                        state.in_flight.route_failed(&state.health);
+                        let api_error = ApiError::UpstreamTooLarge {
+                            provider: state.done.route.clone().unwrap_or_default(),
+                            limit: too_large.limit,
+                        };
+                        let event = state.end_with(api_error);
+                        return Some((Ok(event), None));
+                    }
                     // Usage is read as frames pass; a same-dialect stream is forwarded as it came
                     // (but for the usage-only chunk the client did not ask for).
                     let out = state.shape.push(bytes);
@@ -122,7 +147,10 @@ struct Relay {
     /// Resolves when the shutdown's grace is over.
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Keeps the route's in-flight count up for the life of the stream.
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// Bounds one event of the upstream's stream.
+    limit: EventLimit,
+    health: Arc<Health>,
     shape: StreamShape,
     done: Completion,
     /// The upstream's body ran to its end.

@@ -46,17 +46,24 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 .circuit_state
                 .with_label_values(&[&model.name, &route.provider.name, &route.id.to_string()])
                 .set(value);
-            for account in &route.provider.accounts {
+            // One series per (account, upstream model) pair, the grain of upstream limits.
+            for (account, cooldown) in route.accounts() {
                 let value = if account.health.is_invalid() {
                     2
                 } else if account.health.cooling_until(now).is_some() {
+                    3
+                } else if cooldown.cooling_until(now).is_some() {
                     1
                 } else {
                     0
                 };
                 metrics
                     .account_cooling
-                    .with_label_values(&[&route.provider.name, &account.name])
+                    .with_label_values(&[
+                        &route.provider.name,
+                        &account.name,
+                        &route.upstream_model,
+                    ])
                     .set(value);
             }
         }

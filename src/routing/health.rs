@@ -1,7 +1,9 @@
-//! Live health of routes (circuit breakers, in-flight counts, latency) and accounts (cooldowns
-//! after upstream 429s, invalid credentials). It lives outside the catalog and is keyed by id,
-//! so it survives catalog rebuilds; the catalog holds `Arc`s into it, so the hot path touches
-//! only atomics and, on failures, one short-lived lock.
+//! Live health of routes (circuit breakers, in-flight counts, latency), accounts (invalid
+//! credentials, an account-wide cooldown when the upstream says the account is out of quota)
+//! and pairs of an account and an upstream model (cooldowns after upstream 429s: providers
+//! limit each model separately). It lives outside the catalog and is keyed by id, so it
+//! survives catalog rebuilds; the catalog holds `Arc`s into it, so the hot path touches only
+//! atomics and, on failures, one short-lived lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -18,9 +20,10 @@ pub struct HealthPolicy {
     pub failure_window: Duration,
     /// How long an open circuit stays open before a probe is let through.
     pub circuit_cooldown: Duration,
-    /// Account cooldown after a 429 that carries no `Retry-After`.
+    /// Cooldown of an (account, upstream model) pair after a 429 that carries no `Retry-After`.
     pub default_cooldown: Duration,
-    /// Bounds on a cooldown taken from `Retry-After`.
+    /// Bounds on a cooldown taken from `Retry-After`; also how long a whole account rests when
+    /// the upstream says it is out of quota without saying for how long.
     pub max_cooldown: Duration,
 }
 
@@ -50,6 +53,8 @@ pub struct Health {
     epoch_unix_ms: i64,
     routes: Mutex<HashMap<i64, Arc<RouteHealth>>>,
     accounts: Mutex<HashMap<i64, Arc<AccountHealth>>>,
+    /// Per account id and upstream model name.
+    model_cooldowns: Mutex<HashMap<(i64, String), Arc<ModelCooldown>>>,
 }
 
 impl Health {
@@ -60,6 +65,7 @@ impl Health {
             epoch_unix_ms: chrono::Utc::now().timestamp_millis(),
             routes: Mutex::default(),
             accounts: Mutex::default(),
+            model_cooldowns: Mutex::default(),
         })
     }
 
@@ -98,6 +104,39 @@ impl Health {
         health
     }
 
+    /// The cooldown of account `account_id` for `upstream_model`, created on first use. Routes
+    /// of different public models that name the same upstream model share it, as they share
+    /// the provider's limit.
+    pub fn model_cooldown(&self, account_id: i64, upstream_model: &str) -> Arc<ModelCooldown> {
+        let mut cooldowns = self
+            .model_cooldowns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cooldowns
+            .entry((account_id, upstream_model.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// The upstream models account `account_id` is cooling down for at `now`, with when each
+    /// cooldown ends and the 429s counted since the pair last answered, sorted by model.
+    pub fn cooling_models(&self, account_id: i64, now: i64) -> Vec<(String, i64, u32)> {
+        let cooldowns = self
+            .model_cooldowns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut cooling: Vec<(String, i64, u32)> = cooldowns
+            .iter()
+            .filter(|((account, _), _)| *account == account_id)
+            .filter_map(|((_, model), cooldown)| {
+                let until = cooldown.cooling_until(now)?;
+                Some((model.clone(), until, cooldown.recent_errors()))
+            })
+            .collect();
+        cooling.sort();
+        cooling
+    }
+
     /// The state of route `id`, if any request has touched it.
     pub fn peek_route(&self, id: i64) -> Option<Arc<RouteHealth>> {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,8 +149,17 @@ impl Health {
         accounts.get(&id).cloned()
     }
 
-    /// Forgets state of routes and accounts that no longer exist.
-    pub fn retain(&self, route_ids: &[i64], account_ids: &[i64]) {
+    /// Forgets state of routes, accounts and (account, upstream model) pairs that no longer
+    /// exist.
+    pub fn retain(&self, route_ids: &[i64], account_ids: &[i64], pairs: &[(i64, &str)]) {
+        self.model_cooldowns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(account, model), _| {
+                pairs
+                    .iter()
+                    .any(|(a, m)| a == account && *m == model.as_str())
+            });
         self.routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -278,11 +326,43 @@ fn cooldown_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// Cooldown and validity of one upstream credential.
+/// A cooldown: until when (process ms) something is skipped. Starting one never shortens one
+/// that runs longer.
+#[derive(Debug, Default)]
+struct Cooldown(AtomicI64);
+
+impl Cooldown {
+    fn cooling_until(&self, now: i64) -> Option<i64> {
+        let until = self.0.load(Ordering::Acquire);
+        (until > now).then_some(until)
+    }
+
+    /// Cools down from `now` for `retry_after` (bounded by the policy, with up to 10% jitter so
+    /// that many requests do not all come back at once) or `default`. Returns the cooldown
+    /// applied and whether none was running before.
+    fn start(
+        &self,
+        now: i64,
+        retry_after: Option<Duration>,
+        default: Duration,
+        policy: &HealthPolicy,
+    ) -> (Duration, bool) {
+        let base = retry_after
+            .unwrap_or(default)
+            .clamp(Duration::from_millis(100), policy.max_cooldown);
+        let jitter = base.mul_f64(rand::rng().random_range(0.0..0.1));
+        let cooldown = base + jitter;
+        let until = now + cooldown_ms(cooldown);
+        (cooldown, self.0.fetch_max(until, Ordering::AcqRel) <= now)
+    }
+}
+
+/// Validity of one upstream credential, and its account-wide cooldown (the upstream said the
+/// account itself is out of quota, whatever the model).
 #[derive(Debug, Default)]
 pub struct AccountHealth {
-    /// Until when (process ms) the account is skipped after an upstream 429.
-    cooldown_until: AtomicI64,
+    /// Until when (process ms) the whole account is skipped.
+    cooldown: Cooldown,
     /// The upstream refused the credential (401/403).
     invalid: AtomicBool,
     generation: AtomicI64,
@@ -291,17 +371,16 @@ pub struct AccountHealth {
 
 impl AccountHealth {
     pub fn usable(&self, now: i64) -> bool {
-        !self.invalid.load(Ordering::Acquire) && self.cooldown_until.load(Ordering::Acquire) <= now
+        !self.invalid.load(Ordering::Acquire) && self.cooldown.cooling_until(now).is_none()
     }
 
     pub fn is_invalid(&self) -> bool {
         self.invalid.load(Ordering::Acquire)
     }
 
-    /// When the cooldown ends (process ms), if one is running at `now`.
+    /// When the account-wide cooldown ends (process ms), if one is running at `now`.
     pub fn cooling_until(&self, now: i64) -> Option<i64> {
-        let until = self.cooldown_until.load(Ordering::Acquire);
-        (until > now).then_some(until)
+        self.cooldown.cooling_until(now)
     }
 
     pub fn recent_errors(&self) -> u32 {
@@ -312,9 +391,10 @@ impl AccountHealth {
         self.recent_errors.store(0, Ordering::Release);
     }
 
-    /// An upstream 429: cool down for `retry_after` (bounded, with up to 10% jitter) or the
-    /// default. Returns the cooldown applied.
-    pub fn rate_limited(
+    /// The upstream said the account itself is out (OpenAI's `insufficient_quota`): every
+    /// model of it rests for `retry_after` or, since quota does not come back by itself within
+    /// seconds, the policy's longest cooldown. Returns the cooldown applied.
+    pub fn exhausted(
         &self,
         account_id: i64,
         now: i64,
@@ -322,14 +402,11 @@ impl AccountHealth {
         policy: &HealthPolicy,
     ) -> Duration {
         self.recent_errors.fetch_add(1, Ordering::AcqRel);
-        let base = retry_after
-            .unwrap_or(policy.default_cooldown)
-            .clamp(Duration::from_millis(100), policy.max_cooldown);
-        let jitter = base.mul_f64(rand::rng().random_range(0.0..0.1));
-        let cooldown = base + jitter;
-        let until = now + cooldown_ms(cooldown);
-        if self.cooldown_until.fetch_max(until, Ordering::AcqRel) <= now {
-            tracing::warn!(account_id, cooldown = ?cooldown, "upstream rate-limited the account; cooling down");
+        let (cooldown, started) =
+            self.cooldown
+                .start(now, retry_after, policy.max_cooldown, policy);
+        if started {
+            tracing::warn!(account_id, cooldown = ?cooldown, "upstream says the account is out of quota; every model of it cools down");
         }
         cooldown
     }
@@ -343,6 +420,56 @@ impl AccountHealth {
                 "upstream refused the account's credential; account marked invalid"
             );
         }
+    }
+}
+
+/// The cooldown of one account for one upstream model, after that model's upstream 429s.
+#[derive(Debug, Default)]
+pub struct ModelCooldown {
+    cooldown: Cooldown,
+    recent_errors: AtomicU32,
+}
+
+impl ModelCooldown {
+    pub fn usable(&self, now: i64) -> bool {
+        self.cooldown.cooling_until(now).is_none()
+    }
+
+    /// When the cooldown ends (process ms), if one is running at `now`.
+    pub fn cooling_until(&self, now: i64) -> Option<i64> {
+        self.cooldown.cooling_until(now)
+    }
+
+    /// 429s since the pair last answered.
+    pub fn recent_errors(&self) -> u32 {
+        self.recent_errors.load(Ordering::Acquire)
+    }
+
+    pub fn succeeded(&self) {
+        if self.recent_errors.load(Ordering::Relaxed) != 0 {
+            self.recent_errors.store(0, Ordering::Release);
+        }
+    }
+
+    /// An upstream 429 for this model: the pair cools down for `retry_after` (bounded, with up
+    /// to 10% jitter) or the default; the account's other models are untouched. Returns the
+    /// cooldown applied.
+    pub fn rate_limited(
+        &self,
+        account_id: i64,
+        upstream_model: &str,
+        now: i64,
+        retry_after: Option<Duration>,
+        policy: &HealthPolicy,
+    ) -> Duration {
+        self.recent_errors.fetch_add(1, Ordering::AcqRel);
+        let (cooldown, started) =
+            self.cooldown
+                .start(now, retry_after, policy.default_cooldown, policy);
+        if started {
+            tracing::warn!(account_id, upstream_model, cooldown = ?cooldown, "upstream rate-limited the account for this model; cooling down");
+        }
+        cooldown
     }
 }
 
@@ -404,14 +531,36 @@ mod tests {
     }
 
     #[test]
-    fn accounts_cool_down_after_429_and_stay_invalid_after_401_until_changed() {
+    fn a_429_cools_one_model_of_an_account_and_quota_exhaustion_the_whole_account() {
         let p = HealthPolicy::default();
         let health = Health::new(p);
         let account = health.account(7, 100);
-        let cooldown = account.rate_limited(7, 1_000, Some(Duration::from_secs(2)), &p);
+        let model_a = health.model_cooldown(7, "up-a");
+        let model_b = health.model_cooldown(7, "up-b");
+        assert!(Arc::ptr_eq(&model_a, &health.model_cooldown(7, "up-a")));
+        let cooldown = model_a.rate_limited(7, "up-a", 1_000, Some(Duration::from_secs(2)), &p);
         assert!(cooldown >= Duration::from_secs(2) && cooldown <= Duration::from_millis(2_200));
-        assert!(!account.usable(2_000));
-        assert!(account.usable(1_000 + 2_201));
+        assert!(!model_a.usable(2_000));
+        assert!(model_a.usable(1_000 + 2_201));
+        assert!(model_b.usable(2_000) && account.usable(2_000));
+        assert_eq!(health.cooling_models(7, 2_000).len(), 1);
+        assert_eq!(health.cooling_models(7, 2_000)[0].0, "up-a");
+
+        // Out of quota: every model waits, for the longest cooldown when no Retry-After says.
+        let rest = account.exhausted(7, 5_000, None, &p);
+        assert!(rest >= p.max_cooldown);
+        assert!(!account.usable(5_000 + 299_000));
+        assert!(account.usable(5_000 + 331_000));
+
+        health.retain(&[], &[7], &[(7, "up-b")]);
+        assert!(health.cooling_models(7, 2_000).is_empty());
+    }
+
+    #[test]
+    fn accounts_stay_invalid_after_401_until_changed() {
+        let p = HealthPolicy::default();
+        let health = Health::new(p);
+        let account = health.account(7, 100);
 
         account.rejected(7);
         assert!(!account.usable(i64::MAX / 2));
@@ -435,7 +584,7 @@ mod tests {
         let health = Health::new(HealthPolicy::default());
         health.route(1).failed(1, 5, health.policy());
         assert_eq!(health.route(1).recent_errors(), 1);
-        health.retain(&[], &[]);
+        health.retain(&[], &[], &[]);
         assert_eq!(health.route(1).recent_errors(), 0);
     }
 }

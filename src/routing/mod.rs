@@ -3,7 +3,9 @@
 
 mod health;
 
-pub use health::{AccountHealth, Admission, CircuitState, Health, HealthPolicy, RouteHealth};
+pub use health::{
+    AccountHealth, Admission, CircuitState, Health, HealthPolicy, ModelCooldown, RouteHealth,
+};
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -73,6 +75,35 @@ pub struct Route {
     pub weight: u32,
     pub priority: u32,
     pub health: Arc<RouteHealth>,
+    /// The cooldown of each of the provider's accounts for this route's upstream model, in the
+    /// order of `provider.accounts`: upstream 429s limit one model of an account, not all.
+    pub account_cooldowns: Vec<Arc<ModelCooldown>>,
+}
+
+impl Route {
+    /// The provider's accounts, each with its cooldown for this route's upstream model.
+    pub fn accounts(&self) -> impl Iterator<Item = (&Account, &ModelCooldown)> {
+        self.provider
+            .accounts
+            .iter()
+            .zip(self.account_cooldowns.iter().map(Arc::as_ref))
+    }
+
+    /// The cooldown of `account` for this route's upstream model.
+    pub fn model_cooldown(&self, account: &Account) -> Option<&ModelCooldown> {
+        self.accounts()
+            .find(|(a, _)| a.id == account.id)
+            .map(|(_, cooldown)| cooldown)
+    }
+
+    /// Whether `account` may serve this route at `now`: its credential is valid and neither
+    /// the account nor its pair with this upstream model is cooling down.
+    pub fn account_usable(&self, account: &Account, now: i64) -> bool {
+        account.health.usable(now)
+            && self
+                .model_cooldown(account)
+                .is_none_or(|cooldown| cooldown.usable(now))
+    }
 }
 
 /// A public model as clients name it, with its enabled routes sorted by priority.
@@ -218,19 +249,23 @@ impl Model {
     }
 
     /// When the earliest cooling account of this model becomes usable again, if every account
-    /// that could serve it is cooling down after upstream 429s.
+    /// that could serve it is cooling down after upstream 429s (for the route's upstream model,
+    /// or as a whole).
     pub fn all_cooling_until(&self, now: i64) -> Option<i64> {
         let mut earliest: Option<i64> = None;
         for route in &self.routes {
-            let accounts = &route.provider.accounts;
-            if accounts.is_empty() {
+            if route.provider.accounts.is_empty() {
                 return None;
             }
-            for account in accounts {
+            for (account, cooldown) in route.accounts() {
                 if account.health.is_invalid() {
                     continue;
                 }
-                match account.health.cooling_until(now) {
+                let until = account
+                    .health
+                    .cooling_until(now)
+                    .max(cooldown.cooling_until(now));
+                match until {
                     Some(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
                     None => return None,
                 }
@@ -241,15 +276,18 @@ impl Model {
 }
 
 /// An account of the route's provider for the next attempt: weighted among usable, untried
-/// ones. `Some(None)` for a provider that needs no credential; `None` when no account is usable.
+/// ones (not cooling down for the route's upstream model, nor as a whole). `Some(None)` for a
+/// provider that needs no credential; `None` when no account is usable.
 fn pick_account<'a>(route: &'a Route, now: i64, tried: &Tried) -> Option<Option<&'a Account>> {
-    let accounts = &route.provider.accounts;
-    if accounts.is_empty() {
+    if route.provider.accounts.is_empty() {
         return Some(None);
     }
-    let usable: Vec<&Account> = accounts
-        .iter()
-        .filter(|a| a.health.usable(now) && !tried.accounts.contains(&a.id))
+    let usable: Vec<&Account> = route
+        .accounts()
+        .filter(|(a, cooldown)| {
+            a.health.usable(now) && cooldown.usable(now) && !tried.accounts.contains(&a.id)
+        })
+        .map(|(a, _)| a)
         .collect();
     pick_weighted(&usable, |a| a.weight).map(|a| Some(*a))
 }
@@ -331,10 +369,22 @@ impl Catalog {
         health: &Health,
     ) -> (Self, Vec<SkippedRow>) {
         let mut skipped = Vec::new();
+        let pairs: Vec<(i64, &str)> = rows
+            .routes
+            .iter()
+            .flat_map(|route| {
+                rows.accounts
+                    .iter()
+                    .filter(|account| account.provider_id == route.provider_id)
+                    .map(|account| (account.id, route.upstream_model.as_str()))
+            })
+            .collect();
         health.retain(
             &rows.routes.iter().map(|r| r.id).collect::<Vec<_>>(),
             &rows.accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
+            &pairs,
         );
+        drop(pairs);
         let mut accounts_by_provider: HashMap<i64, Vec<Account>> = HashMap::new();
         for row in rows.accounts.into_iter().filter(|a| a.enabled) {
             match cipher.open(&row.api_key) {
@@ -376,6 +426,11 @@ impl Catalog {
         let mut routes_by_model: HashMap<i64, Vec<Route>> = HashMap::new();
         for row in rows.routes.into_iter().filter(|r| r.enabled) {
             if let Some(provider) = providers.get(&row.provider_id) {
+                let account_cooldowns = provider
+                    .accounts
+                    .iter()
+                    .map(|account| health.model_cooldown(account.id, &row.upstream_model))
+                    .collect();
                 routes_by_model
                     .entry(row.model_id)
                     .or_default()
@@ -386,6 +441,7 @@ impl Catalog {
                         weight: clamp_u32(row.weight),
                         priority: clamp_u32(row.priority),
                         health: health.route(row.id),
+                        account_cooldowns,
                     });
             }
         }
@@ -451,6 +507,7 @@ mod tests {
             weight,
             priority,
             health: Arc::default(),
+            account_cooldowns: provider.accounts.iter().map(|_| Arc::default()).collect(),
         }
     }
 
@@ -569,7 +626,7 @@ mod tests {
         let fresh = Tried::default();
         p.accounts[0]
             .health
-            .rate_limited(1, 0, Some(std::time::Duration::from_secs(5)), &policy());
+            .exhausted(1, 0, Some(std::time::Duration::from_secs(5)), &policy());
         for _ in 0..50 {
             let t = m.next_target(0, &policy(), &fresh, None).unwrap();
             assert_eq!(t.account.unwrap().id, 2);
@@ -577,6 +634,38 @@ mod tests {
         p.accounts[1].health.rejected(2);
         assert!(m.next_target(0, &policy(), &fresh, None).is_none());
         assert!(m.all_cooling_until(0).is_some());
+    }
+
+    #[test]
+    fn a_429_for_one_upstream_model_leaves_the_accounts_other_models_served() {
+        let p = provider("p", vec![account(1, 1)]);
+        let limited = model(Strategy::Weighted, vec![route(1, &p, 1, 0)]);
+        let other = model(Strategy::Weighted, vec![route(2, &p, 1, 0)]);
+        let target = limited
+            .next_target(0, &policy(), &Tried::default(), None)
+            .unwrap();
+        target
+            .route
+            .model_cooldown(target.account.unwrap())
+            .unwrap()
+            .rate_limited(
+                1,
+                "up-1",
+                0,
+                Some(std::time::Duration::from_secs(5)),
+                &policy(),
+            );
+        assert!(
+            limited
+                .next_target(0, &policy(), &Tried::default(), None)
+                .is_none()
+        );
+        assert!(limited.all_cooling_until(0).is_some());
+        let served = other
+            .next_target(0, &policy(), &Tried::default(), None)
+            .unwrap();
+        assert_eq!(served.account.unwrap().id, 1);
+        assert!(other.all_cooling_until(0).is_none());
     }
 
     #[test]

@@ -137,8 +137,10 @@ impl Metrics {
             )?,
             account_cooling: gauges(
                 "llmgate_account_unavailable",
-                "Accounts skipped now: 1 cooling down after an upstream 429, 2 invalid credential.",
-                &["provider", "account"],
+                "Whether each account serves each upstream model now: 0 yes, 1 cooling down after \
+                 an upstream 429 for that model, 2 invalid credential, 3 the whole account \
+                 cooling down (out of quota).",
+                &["provider", "account", "upstream_model"],
             )?,
             key_cache: counter(
                 "llmgate_key_cache_lookups_total",

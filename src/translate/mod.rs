@@ -51,6 +51,7 @@ mod tokens;
 mod tests;
 
 pub use error::TranslateError;
+pub(crate) use sse::EventLimit;
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 
 /// Why a translated stream ended without its answer complete (the client got an error event

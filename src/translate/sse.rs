@@ -1,11 +1,13 @@
 //! A server-sent events decoder fed arbitrary byte chunks: frames may be split anywhere (inside
-//! a line, between `\r` and `\n`, inside a UTF-8 character) or arrive several per chunk.
+//! a line, between `\r` and `\n`, inside a UTF-8 character) or arrive several per chunk; and
+//! the cap on how big one event of such a stream may grow.
 
 /// Decodes an event stream incrementally (the WHATWG rules: lines end in `\n`, `\r\n` or `\r`;
 /// a blank line dispatches the event; `data` lines join with `\n`; `:` lines are comments).
 ///
 /// Only an unfinished line is buffered between chunks; data and event-name buffers are reused
-/// from one event to the next.
+/// from one event to the next. Neither is bounded here: a stream read from an upstream goes
+/// through an [`EventLimit`] first, which ends it before one event outgrows the limit.
 #[derive(Debug, Default)]
 pub(crate) struct SseDecoder {
     /// The start of a line whose end has not arrived yet.
@@ -99,6 +101,85 @@ impl SseDecoder {
     }
 }
 
+/// Bounds one event of a stream (its lines and their line breaks, up to the blank line that
+/// ends it) to `max` bytes, whatever decoder reads the stream after it: a decoder buffers at
+/// most one unfinished line and one event's data, so this bounds its memory too.
+///
+/// Fed the same chunks as the decoder, before it; it copies nothing and keeps three numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventLimit {
+    max: usize,
+    /// Bytes of the event being read so far, the unfinished line included.
+    event: usize,
+    /// Whether the line being read has any byte yet (a line break on an empty line ends the
+    /// event).
+    line_started: bool,
+    /// The previous chunk ended with `\r`: a `\n` that starts this one ends no new line.
+    after_cr: bool,
+}
+
+/// An event grew past the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an upstream stream event is larger than {limit} bytes")]
+pub struct EventTooLarge {
+    pub limit: usize,
+}
+
+impl EventLimit {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            event: 0,
+            line_started: false,
+            after_cr: false,
+        }
+    }
+
+    /// Counts `chunk`; fails once the event being read is longer than the limit.
+    pub(crate) fn check(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        let mut start = 0;
+        if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
+            start = 1;
+            self.event += 1;
+        }
+        let mut pos = start;
+        for end in memchr::memchr2_iter(b'\n', b'\r', &chunk[start..]).map(|i| i + start) {
+            if end < pos {
+                // The `\n` of a `\r\n` already counted.
+                continue;
+            }
+            let blank = end == pos && !self.line_started;
+            let mut next = end + 1;
+            if chunk[end] == b'\r' {
+                match chunk.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+            if blank {
+                self.event = 0;
+            } else {
+                self.event += next - pos;
+                // Checked line by line: a whole event in one chunk is as big as a split one.
+                if self.event > self.max {
+                    return Err(EventTooLarge { limit: self.max });
+                }
+            }
+            self.line_started = false;
+            pos = next;
+        }
+        if pos < chunk.len() {
+            self.event += chunk.len() - pos;
+            self.line_started = true;
+        }
+        if self.event > self.max {
+            return Err(EventTooLarge { limit: self.max });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +218,34 @@ mod tests {
             let bytes: Vec<&[u8]> = stream.chunks(1).collect();
             assert_eq!(decode(&bytes), expected);
         }
+    }
+
+    #[test]
+    fn the_event_limit_counts_one_event_across_chunks_and_resets_at_its_blank_line() {
+        let event: &[u8] = b"data: 0123456789\r\ndata: 0123456789\r\n\r\n";
+        // 36 bytes before the blank line: a limit of 40 passes any number of such events,
+        // split anywhere.
+        for split in 0..=event.len() {
+            let mut limit = EventLimit::new(40);
+            for _ in 0..5 {
+                let (a, b) = event.split_at(split);
+                assert_eq!(limit.check(a), Ok(()), "split at {split}");
+                assert_eq!(limit.check(b), Ok(()), "split at {split}");
+            }
+        }
+        let mut limit = EventLimit::new(30);
+        assert_eq!(limit.check(event), Err(EventTooLarge { limit: 30 }));
+        // One line without an end, chunk after chunk.
+        let mut limit = EventLimit::new(1000);
+        let part = [b'x'; 300];
+        assert!(limit.check(b"data: ").is_ok());
+        assert!(limit.check(&part).is_ok() && limit.check(&part).is_ok());
+        assert!(limit.check(&part).is_ok());
+        assert_eq!(limit.check(&part), Err(EventTooLarge { limit: 1000 }));
+        // Many short lines with no blank line between them are one event.
+        let mut limit = EventLimit::new(100);
+        let results: Vec<bool> = (0..20).map(|_| limit.check(b"data: 1\n").is_ok()).collect();
+        assert!(results[..12].iter().all(|ok| *ok) && !results[19]);
     }
 
     #[test]

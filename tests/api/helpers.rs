@@ -441,3 +441,48 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// What a scripted upstream was asked: the body's `model` and the request headers.
+pub type ScriptedAnswer =
+    dyn Fn(&str, &axum::http::HeaderMap) -> axum::response::Response + Send + Sync + 'static;
+
+/// An upstream whose every answer the test writes, for answers the mock does not imitate
+/// (hostile sizes, provider-specific error bodies). `answer` gets the upstream model the
+/// request names and its headers. Returns its `/v1` base URL and a count of requests.
+pub async fn spawn_scripted(
+    answer: impl Fn(&str, &axum::http::HeaderMap) -> axum::response::Response + Send + Sync + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let answer: Arc<ScriptedAnswer> = Arc::new(answer);
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let answer = answer.clone();
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+                answer(request["model"].as_str().unwrap_or_default(), &headers)
+            }
+        },
+    );
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/v1"), count)
+}
+
+/// A minimal OpenAI chat completion answering `model`.
+pub fn chat_answer(model: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    axum::Json(serde_json::json!({
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    }))
+    .into_response()
+}

@@ -19,4 +19,5 @@ mod ops;
 mod proxy;
 mod routing;
 mod streaming;
+mod upstream;
 mod usage;

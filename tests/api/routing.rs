@@ -420,8 +420,11 @@ async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
         .iter()
         .find(|a| a["name"] == "one")
         .unwrap();
-    assert_eq!(cooling["healthy"], false, "{cooling}");
-    assert!(cooling["cooldown_until"].is_string(), "{cooling}");
+    // A 429 limits the account for one upstream model: the account itself stays usable.
+    assert_eq!(cooling["healthy"], true, "{cooling}");
+    let cooldowns = cooling["model_cooldowns"].as_array().unwrap();
+    assert_eq!(cooldowns[0]["upstream_model"], "p", "{cooling}");
+    assert!(cooldowns[0]["cooldown_until"].is_string(), "{cooling}");
     let fine = view["accounts"]
         .as_array()
         .unwrap()
@@ -429,6 +432,7 @@ async fn admin_upstreams_explains_open_circuits_and_cooling_accounts() {
         .find(|a| a["name"] == "two")
         .unwrap();
     assert_eq!(fine["healthy"], true, "{fine}");
+    assert_eq!(fine["model_cooldowns"], serde_json::json!([]), "{fine}");
     app.stop().await;
 }
 

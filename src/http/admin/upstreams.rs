@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 
-use crate::admin::{Upstream, UpstreamState, UpstreamsView};
+use crate::admin::{ModelCooldownState, Upstream, UpstreamState, UpstreamsView};
 use crate::error::ApiError;
 use crate::routing::CircuitState;
 use crate::state::AppState;
@@ -41,5 +41,20 @@ pub async fn list(
             })
             .unwrap_or_default(),
     };
-    Ok(Json(state.admin.upstreams(state_of).await?))
+    let model_cooldowns_of = |account_id: i64| {
+        health
+            .cooling_models(account_id, now)
+            .into_iter()
+            .map(
+                |(upstream_model, until, recent_errors)| ModelCooldownState {
+                    upstream_model,
+                    cooldown_until: rfc3339(until),
+                    recent_errors,
+                },
+            )
+            .collect()
+    };
+    Ok(Json(
+        state.admin.upstreams(state_of, model_cooldowns_of).await?,
+    ))
 }
