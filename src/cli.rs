@@ -12,6 +12,7 @@ use crate::app::{App, StartError};
 use crate::auth::{self, KeyError, NewKey};
 use crate::config_file::{self, ConfigFile};
 use crate::db::{self, Db, KeyRow};
+use crate::pricing;
 use crate::settings::{Settings, parse_duration, parse_listen};
 use crate::vocab::BudgetWindow;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Manage admin sessions.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// What llmgate knows about upstream models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Write a consistent snapshot of the database to FILE while the gateway keeps running.
     Backup {
         /// Where to write the snapshot (0600): a plain path that does not exist yet, not a
@@ -115,6 +119,16 @@ enum AdminCommand {
     /// End every admin token issued so far, on every server sharing the database (within a
     /// second); everyone logs in again.
     LogoutAll,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Print the built-in catalog of well-known upstream models (prices in USD per million
+    /// tokens, limits, capabilities), or the entry an upstream model NAME matches.
+    Catalog {
+        /// An upstream model name, like gpt-4o-2024-08-06 or openai/gpt-4o.
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +213,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Keys(command) => keys(command, database).await,
         Command::Admin(AdminCommand::LogoutAll) => logout_all(database).await,
+        Command::Models(ModelsCommand::Catalog { name }) => models_catalog(name.as_deref()),
         Command::Backup { file } => backup(&file, database).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
         Command::Healthcheck { listen } => healthcheck(&listen).await,
@@ -460,6 +475,143 @@ fn key_table(rows: &[KeyRow], used: &HashMap<i64, String>, now: i64) -> String {
     lines.join("\n")
 }
 
+/// `models catalog [NAME]`: reads only the catalog compiled into the binary, never the database.
+fn models_catalog(name: Option<&str>) -> ExitCode {
+    let catalog = match pricing::catalog() {
+        Ok(catalog) => catalog,
+        Err(error) => return failure(&error.to_string()),
+    };
+    match name {
+        None => {
+            say(&catalog_table(catalog.entries()));
+            OK
+        }
+        Some(name) => match catalog.lookup(name) {
+            Some(found) => {
+                say(&catalog_entry(name, found));
+                OK
+            }
+            None => failure(&format!(
+                "'{name}' is not in the catalog; `llmgate models catalog` lists the models it \
+                 knows, and a route can carry its own prices"
+            )),
+        },
+    }
+}
+
+fn price_or_dash(price: Option<pricing::Price>) -> String {
+    price.map_or("-".to_owned(), |price| price.to_string())
+}
+
+/// The `models catalog` table: one line per model, prices in USD per million tokens.
+fn catalog_table(entries: &[pricing::ModelEntry]) -> String {
+    let row = |cells: [&str; 9]| {
+        format!(
+            "{:<28} {:<10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8]
+        )
+    };
+    let mut lines = vec![row([
+        "MODEL",
+        "PROVIDER",
+        "INPUT",
+        "CACHED",
+        "WRITE",
+        "OUTPUT",
+        "CONTEXT",
+        "MAX OUT",
+        "CAPABILITIES",
+    ])];
+    for entry in entries {
+        let prices = entry.prices;
+        let capabilities = entry.capabilities.names().join(",");
+        lines.push(row([
+            &entry.name,
+            &entry.provider,
+            &prices.input.to_string(),
+            &price_or_dash(prices.cached_input),
+            &price_or_dash(prices.cache_write),
+            &prices.output.to_string(),
+            &entry.context_window.to_string(),
+            &entry.max_output_tokens.to_string(),
+            if capabilities.is_empty() {
+                "-"
+            } else {
+                &capabilities
+            },
+        ]));
+    }
+    lines.push(format!(
+        "\n{} models. Prices are USD per million tokens (WRITE: Anthropic's 5-minute cache write); \
+         `llmgate models catalog NAME` shows one with its source.",
+        entries.len()
+    ));
+    lines.join("\n")
+}
+
+/// One entry as `models catalog NAME` prints it, saying how NAME reached it.
+fn catalog_entry(name: &str, found: pricing::Match<'_>) -> String {
+    let entry = found.entry;
+    let prices = entry.prices;
+    let per_million = |price: Option<pricing::Price>| {
+        price.map_or("-".to_owned(), |p| format!("${p} per million tokens"))
+    };
+    let matched = if found.exact {
+        format!("{name} (exact)")
+    } else {
+        format!(
+            "{name} → {} (a dated snapshot or version of it)",
+            entry.name
+        )
+    };
+    let mut lines = vec![
+        matched,
+        format!("  {:<16}{}", "model", entry.name),
+        format!("  {:<16}{}", "provider", entry.provider),
+        format!("  {:<16}{}", "input", per_million(Some(prices.input))),
+        format!(
+            "  {:<16}{}",
+            "cached input",
+            per_million(prices.cached_input)
+        ),
+        format!("  {:<16}{}", "cache write", per_million(prices.cache_write)),
+        format!("  {:<16}{}", "output", per_million(Some(prices.output))),
+        format!("  {:<16}{} tokens", "context window", entry.context_window),
+        format!("  {:<16}{} tokens", "max output", entry.max_output_tokens),
+        format!(
+            "  {:<16}{}",
+            "capabilities",
+            match entry.capabilities.names().join(", ") {
+                names if names.is_empty() => "-".to_owned(),
+                names => names,
+            }
+        ),
+    ];
+    if !entry.aliases.is_empty() {
+        lines.push(format!(
+            "  {:<16}{}",
+            "also known as",
+            entry.aliases.join(", ")
+        ));
+    }
+    if let Some(note) = &entry.note {
+        lines.push(format!("  {:<16}{note}", "note"));
+    }
+    lines.push(format!(
+        "  {:<16}{} (read {})",
+        "source", entry.source, entry.read_on
+    ));
+    lines.join("\n")
+}
+
 async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
     let db = match open_db(database.as_deref()).await {
         Ok(db) => db,
@@ -566,6 +718,48 @@ mod tests {
         assert_eq!(rpm, Some(5));
         assert_eq!(expires_in, Some(Duration::from_secs(30 * 86400)));
         assert!(Cli::try_parse_from(["llmgate", "keys", "create"]).is_err());
+    }
+
+    #[test]
+    fn the_catalog_command_parses_with_and_without_a_name() {
+        let cli = Cli::try_parse_from(["llmgate", "models", "catalog"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Models(ModelsCommand::Catalog { name: None })
+        ));
+        let cli = Cli::try_parse_from(["llmgate", "models", "catalog", "gpt-4o"]).unwrap();
+        let Command::Models(ModelsCommand::Catalog { name }) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(name.as_deref(), Some("gpt-4o"));
+    }
+
+    #[test]
+    fn the_catalog_table_and_entry_show_prices_limits_and_source() {
+        let catalog = pricing::catalog().unwrap();
+        let table = catalog_table(catalog.entries());
+        assert_eq!(table.lines().count(), catalog.entries().len() + 3);
+        let gpt_4o = table
+            .lines()
+            .find(|line| line.starts_with("gpt-4o "))
+            .unwrap();
+        for cell in [
+            "openai",
+            "2.50",
+            "1.25",
+            "10.00",
+            "128000",
+            "16384",
+            "tools,vision,json_schema",
+        ] {
+            assert!(gpt_4o.contains(cell), "{cell} in {gpt_4o}");
+        }
+        let found = catalog.lookup("gpt-4o-2024-08-06").unwrap();
+        let entry = catalog_entry("gpt-4o-2024-08-06", found);
+        assert!(entry.starts_with("gpt-4o-2024-08-06 → gpt-4o "), "{entry}");
+        assert!(entry.contains("$2.50 per million tokens"));
+        assert!(entry.contains("cache write     -"));
+        assert!(entry.contains("(read 2026-12-07)"));
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
 //! usage       usage read from answers (or estimated), recorded in memory, written by one task
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
+//! pricing     the built-in catalog of well-known upstream models (prices per million tokens,
+//!             limits, capabilities) read from `pricing/models.toml`, and the exact cost of a
+//!             request's tokens; it imports nothing of the crate
 //! routing     the `Catalog`: an immutable snapshot of providers, accounts, models and routes
 //!             behind `ArcSwap`, rebuilt from the database when it changes
 //! providers   the endpoints served, and how to address and authenticate each kind of upstream
@@ -76,6 +79,7 @@ pub mod http;
 pub mod limits;
 pub mod mock;
 pub mod names;
+pub mod pricing;
 pub mod providers;
 pub mod routing;
 pub mod secret;

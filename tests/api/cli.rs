@@ -136,6 +136,76 @@ fn migrate_creates_the_database() {
     assert!(path.exists());
 }
 
+#[test]
+fn models_catalog_lists_known_models_and_resolves_a_snapshot_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(TestApp::bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("LLMGATE_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+
+    let all = run(&["models", "catalog"]);
+    let stdout = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(
+        all.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert!(stdout.starts_with("MODEL"), "{stdout}");
+    for name in [
+        "gpt-4o-mini ",
+        "claude-sonnet-4-5 ",
+        "gemini-2.5-pro ",
+        "gpt-oss-120b ",
+    ] {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(name)),
+            "{name} missing"
+        );
+    }
+    assert!(stdout.lines().count() > 50);
+
+    let one = run(&["models", "catalog", "openai/gpt-4o-2024-08-06"]);
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    assert_eq!(
+        one.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert!(
+        stdout.starts_with("openai/gpt-4o-2024-08-06 → gpt-4o "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("16384 tokens"), "{stdout}");
+    assert!(stdout.contains("$10.00 per million tokens"), "{stdout}");
+    assert!(stdout.contains("source"), "{stdout}");
+
+    // A sibling model is its own entry, never its neighbour's prices.
+    let mini = run(&["models", "catalog", "gpt-4o-mini"]);
+    let stdout = String::from_utf8_lossy(&mini.stdout);
+    assert!(stdout.starts_with("gpt-4o-mini (exact)"), "{stdout}");
+    assert!(stdout.contains("$0.15 per million tokens"), "{stdout}");
+    assert!(!stdout.contains("$2.50"), "{stdout}");
+
+    let unknown = run(&["models", "catalog", "gpt-4o-audio-preview"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(unknown.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("'gpt-4o-audio-preview' is not in the catalog"),
+        "{stderr}"
+    );
+
+    // Reading the compiled-in catalog never opens (or creates) a database.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 /// Starts `llmgate serve` with `args`, returning the child and the address it listens on.
 fn start_serve(dir: &tempfile::TempDir, args: &[&str]) -> (Child, String, ServeLog) {
     start_serve_with(dir, args, &[])
