@@ -345,7 +345,7 @@ class AnthropicSdk(unittest.TestCase):
             )
         with self.assertRaises(anthropic.BadRequestError):
             self.client().messages.create(
-                model="gpt-mock", max_tokens=10, messages=[{"role": "system", "content": "x"}]
+                model="gpt-mock", max_tokens=10, messages=[{"role": "tool", "content": "x"}]
             )
 
 
