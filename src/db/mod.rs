@@ -5,7 +5,7 @@
 mod admin;
 mod catalog;
 mod import;
-mod keys;
+mod client_keys;
 mod usage;
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub use admin::{
 };
 pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteRow};
 pub use import::ImportReport;
-pub use keys::{KeyRow, NewKeyRow};
+pub use client_keys::{KeyRow, NewKeyRow};
 pub use usage::{
     LogPage, LogQuery, LogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery, UsageTotals,
 };

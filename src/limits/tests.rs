@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::vocab::BudgetWindow;
 
 fn key(id: i64) -> ClientKey {
