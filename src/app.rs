@@ -11,12 +11,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, SetupError};
 use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
+use crate::clock::Clock;
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
 use crate::limits::{BudgetSeed, Limits};
 use crate::mock::{self, MockConfig, MockHandle};
-use crate::clock::Clock;
 use crate::routing::{Catalog, Health, SharedCatalog, rebuild_catalog};
 use crate::secret::{KeyFileError, Secret, SecretCipher, load_cipher};
 use crate::settings::Settings;
@@ -87,7 +87,7 @@ impl App {
                 KeyFileError::Failed(why) => StartError::Failed(anyhow::anyhow!(why)),
             })?;
         if let Some(config) = config {
-            let report = db.import_config(config, &cipher).await?;
+            let report = crate::config_file::import(&db, config, &cipher).await?;
             tracing::info!(?report, "imported the config file");
         }
         let demo = if settings.demo {

@@ -70,7 +70,10 @@ mod tests {
         assert_eq!(display_prefix("ééééééé"), "éééé");
         assert_eq!(display_prefix("sk-"), "sk-");
         let generated = generate_key();
-        assert_eq!(display_prefix(&generated).len(), client_keys::KEY_PREFIX.len() + 4);
+        assert_eq!(
+            display_prefix(&generated).len(),
+            client_keys::KEY_PREFIX.len() + 4
+        );
         assert!(generated.starts_with(&display_prefix(&generated)));
     }
 }

@@ -21,7 +21,6 @@ use serde::de::IgnoredAny;
 pub use bucket::{BucketStatus, RateLimitStatus, format_reset};
 pub use budget::{BudgetSeed, window_end, window_start};
 
-
 use crate::auth::ClientKey;
 use crate::clock::Clock;
 use bucket::Bucket;

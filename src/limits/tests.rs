@@ -290,7 +290,7 @@ async fn seeds_are_read_from_the_rollups() {
             row("2025-03-04", 100),
             row("2025-03-05", 1000),
         ],
-        &[],
+        &[] as &[crate::db::NewLogRow<'_>],
     )
     .await
     .unwrap();

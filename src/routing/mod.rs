@@ -5,7 +5,7 @@ mod health;
 mod refresh;
 
 pub use health::{
-    AccountHealth, CircuitVerdict, CircuitState, Health, HealthPolicy, ModelCooldown, RouteHealth,
+    AccountHealth, CircuitState, CircuitVerdict, Health, HealthPolicy, ModelCooldown, RouteHealth,
 };
 pub use refresh::rebuild_catalog;
 

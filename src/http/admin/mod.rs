@@ -58,7 +58,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/keys", get(client_keys::list).post(client_keys::create))
         .route(
             "/keys/{id}",
-            get(client_keys::get).patch(client_keys::update).delete(client_keys::delete),
+            get(client_keys::get)
+                .patch(client_keys::update)
+                .delete(client_keys::delete),
         )
         .route("/keys/{id}/rotate", post(client_keys::rotate))
         .route("/keys/{id}/revoke", post(client_keys::revoke))
