@@ -224,18 +224,7 @@ impl App {
 
         let db = state.db.clone();
         let streams = state.gateway.open_streams().clone();
-        let router = crate::http::router(state);
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Small SSE frames must leave at once, not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(router),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = crate::http::serve(listener, state, stop.clone());
         let grace = settings.shutdown_grace;
         let grace_expired = {
             let stop = stop.clone();
@@ -245,7 +234,6 @@ impl App {
                 tokio::time::sleep(grace).await;
             }
         };
-        let server = std::future::IntoFuture::into_future(server);
         tokio::pin!(server);
         tokio::select! {
             served = &mut server => served?,
