@@ -196,6 +196,10 @@ impl App {
         // The usage writer drains on stop: it is stopped only after the server has finished
         // every in-flight request, so nothing recorded is lost.
         let usage_stop = CancellationToken::new();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the usage writer outlives the TaskTracker: it drains after the tracked tasks stop, and is awaited below"
+        )]
         let usage_writer = tokio::spawn(
             UsageWriter::new(&state.usage, state.db.clone())
                 .with_metrics(state.metrics.clone())
@@ -217,6 +221,10 @@ impl App {
         ));
 
         let trigger = stop.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the task that starts the shutdown cannot be one the shutdown drains; it holds no data"
+        )]
         tokio::spawn(async move {
             shutdown.await;
             trigger.cancel();

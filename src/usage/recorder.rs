@@ -435,6 +435,10 @@ fn day_of(days: i64) -> Option<NaiveDate> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests record from tasks and threads of their own"
+)]
 mod tests {
     use super::*;
     use crate::db::tests::temp_db;
