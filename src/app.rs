@@ -122,7 +122,7 @@ impl App {
         );
         // Budgets survive restarts: what each key spent in its window is read back once.
         let seed = BudgetSeed::load(&db, clock.now()).await?;
-        let limits = Limits::with_clock(clock);
+        let limits = Limits::with_clock(clock.clone());
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
         let state = AppState::new(Shared {
@@ -145,6 +145,7 @@ impl App {
             max_body_bytes: settings.max_body_bytes,
             config_changed,
             admin,
+            clock,
         });
         Ok(Self {
             listener,
@@ -208,6 +209,7 @@ impl App {
         tasks.spawn(crate::usage::retention::run(
             state.db.clone(),
             settings.log_retention,
+            state.clock.clone(),
             stop.clone(),
         ));
         let watcher = state.db.change_watcher().await?;

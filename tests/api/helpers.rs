@@ -167,7 +167,16 @@ pub async fn bind() -> tokio::net::TcpListener {
 }
 
 impl TestApp {
-    /// Moves the app's manual clock (cooldowns, circuits, limits) forward by `by`.
+    /// The calendar time on the app's manual clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("spawned with `manual_clock: true`");
+        Clock::Manual(clock.clone()).now()
+    }
+
+    /// Moves the app's manual clock (cooldowns, circuits, limits, key expiry) forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.clock
             .as_ref()
