@@ -17,6 +17,10 @@
 //! variables reach the gateway unchanged.
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![expect(
+    clippy::disallowed_methods,
+    reason = "the load generator is a client with tasks of its own, not part of llmgate"
+)]
+#![expect(
     clippy::print_stderr,
     reason = "a benchmark reports its progress on stderr"
 )]

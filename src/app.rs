@@ -2,24 +2,23 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use base64::Engine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, SetupError};
 use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
+use crate::clock::Clock;
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::Gateway;
 use crate::limits::{BudgetSeed, Limits};
 use crate::mock::{self, MockConfig, MockHandle};
-use crate::routing::{Catalog, Health, SharedCatalog};
-use crate::secret::{Secret, SecretCipher};
+use crate::routing::{Catalog, Health, SharedCatalog, rebuild_catalog};
+use crate::secret::{KeyFileError, Secret, SecretCipher, load_cipher};
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
 use crate::telemetry::metrics::Metrics;
@@ -69,10 +68,26 @@ impl App {
         settings: Settings,
         config: Option<&ConfigFile>,
     ) -> Result<Self, StartError> {
+        Self::build_with_clock(settings, config, Clock::System).await
+    }
+
+    /// As [`build`](Self::build), with limits and health measured on `clock` (a manual one in
+    /// tests, which then advance it instead of sleeping through a cooldown).
+    pub async fn build_with_clock(
+        settings: Settings,
+        config: Option<&ConfigFile>,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
         let db = Db::open(&settings.database_url).await?;
-        let cipher = load_cipher(&settings, &db).await?;
+        let cipher = load_cipher(settings.encryption_key.as_ref(), &db)
+            .await
+            .map_err(|error| match error {
+                KeyFileError::Invalid(why) => StartError::Invalid(why),
+                KeyFileError::Store(error) => StartError::from(error),
+                KeyFileError::Failed(why) => StartError::Failed(anyhow::anyhow!(why)),
+            })?;
         if let Some(config) = config {
-            let report = db.import_config(config, &cipher).await?;
+            let report = crate::config_file::import(&db, config, &cipher).await?;
             tracing::info!(?report, "imported the config file");
         }
         let demo = if settings.demo {
@@ -82,7 +97,7 @@ impl App {
         };
 
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
-        let health = Health::new(settings.health);
+        let health = Health::with_clock(settings.health, clock.clone());
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("cannot define metrics: {e}"))?;
         rebuild_catalog(&db, &catalog, &cipher, &health).await?;
         let client = crate::upstream::build_client(&settings.upstream)
@@ -106,8 +121,8 @@ impl App {
             admin_auth,
         );
         // Budgets survive restarts: what each key spent in its window is read back once.
-        let limits = Limits::new();
-        let seed = BudgetSeed::load(&db, chrono::Utc::now()).await?;
+        let seed = BudgetSeed::load(&db, clock.now()).await?;
+        let limits = Limits::with_clock(clock.clone());
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
         let state = AppState::new(Shared {
@@ -130,6 +145,7 @@ impl App {
             max_body_bytes: settings.max_body_bytes,
             config_changed,
             admin,
+            clock,
         });
         Ok(Self {
             listener,
@@ -181,6 +197,10 @@ impl App {
         // The usage writer drains on stop: it is stopped only after the server has finished
         // every in-flight request, so nothing recorded is lost.
         let usage_stop = CancellationToken::new();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the usage writer outlives the TaskTracker: it drains after the tracked tasks stop, and is awaited below"
+        )]
         let usage_writer = tokio::spawn(
             UsageWriter::new(&state.usage, state.db.clone())
                 .with_metrics(state.metrics.clone())
@@ -189,6 +209,7 @@ impl App {
         tasks.spawn(crate::usage::retention::run(
             state.db.clone(),
             settings.log_retention,
+            state.clock.clone(),
             stop.clone(),
         ));
         let watcher = state.db.change_watcher().await?;
@@ -202,6 +223,10 @@ impl App {
         ));
 
         let trigger = stop.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the task that starts the shutdown cannot be one the shutdown drains; it holds no data"
+        )]
         tokio::spawn(async move {
             shutdown.await;
             trigger.cancel();
@@ -209,18 +234,7 @@ impl App {
 
         let db = state.db.clone();
         let streams = state.gateway.open_streams().clone();
-        let router = crate::http::router(state);
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Small SSE frames must leave at once, not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(router),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = crate::http::serve(listener, state, stop.clone());
         let grace = settings.shutdown_grace;
         let grace_expired = {
             let stop = stop.clone();
@@ -230,7 +244,6 @@ impl App {
                 tokio::time::sleep(grace).await;
             }
         };
-        let server = std::future::IntoFuture::into_future(server);
         tokio::pin!(server);
         tokio::select! {
             served = &mut server => served?,
@@ -268,22 +281,6 @@ impl App {
 /// How long the shutdown waits, once the grace is over, for the streams it ended to record
 /// their requests, and then for their connections to send the last event.
 const END_STREAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Rebuilds the catalog from the database and swaps it in.
-async fn rebuild_catalog(
-    db: &Db,
-    catalog: &SharedCatalog,
-    cipher: &SecretCipher,
-    health: &Health,
-) -> Result<(), DbError> {
-    let rows = db.load_catalog().await?;
-    let (next, skipped) = Catalog::from_rows(rows, cipher, health);
-    for row in skipped {
-        tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
-    }
-    catalog.store(Arc::new(next));
-    Ok(())
-}
 
 /// Polls the database for changes made by this or any other process, and applies them: a new
 /// catalog snapshot, or stale key-cache entries.
@@ -335,103 +332,6 @@ async fn watch_changes(
             }
         }
     }
-}
-
-const ENCRYPTION_CHECK: &str = "encryption_check";
-const ENCRYPTION_CHECK_TEXT: &str = "llmgate encryption check";
-
-/// The cipher for upstream credentials: from `LLMGATE_ENCRYPTION_KEY`, else from the key file
-/// beside the database (created on first start). Refuses a key that does not open what the
-/// database already holds, rather than serving with unusable credentials.
-async fn load_cipher(settings: &Settings, db: &Db) -> Result<SecretCipher, StartError> {
-    let key = match &settings.encryption_key {
-        Some(encoded) => decode_key(encoded.expose())
-            .map_err(|why| StartError::Invalid(format!("LLMGATE_ENCRYPTION_KEY: {why}")))?,
-        None => match db.path() {
-            Some(path) => key_from_file(&key_file_for(&path), db).await?,
-            // An in-memory database dies with the process, and so may its key.
-            None => SecretCipher::generate_key(),
-        },
-    };
-    let cipher = SecretCipher::new(&key);
-    match db.get_setting(ENCRYPTION_CHECK).await? {
-        Some(sealed) => {
-            let opens = base64::engine::general_purpose::STANDARD
-                .decode(sealed)
-                .ok()
-                .and_then(|bytes| cipher.open(&bytes).ok())
-                .is_some_and(|text| text.expose() == ENCRYPTION_CHECK_TEXT);
-            if !opens {
-                return Err(StartError::Invalid(
-                    "the encryption key does not match the one this database was written with: \
-                     set LLMGATE_ENCRYPTION_KEY (or restore the key file beside the database) to the original key"
-                        .into(),
-                ));
-            }
-        }
-        None => {
-            let sealed = base64::engine::general_purpose::STANDARD
-                .encode(cipher.seal(ENCRYPTION_CHECK_TEXT));
-            db.put_setting(ENCRYPTION_CHECK, &sealed).await?;
-        }
-    }
-    Ok(cipher)
-}
-
-fn decode_key(encoded: &str) -> Result<[u8; 32], String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| "not valid base64".to_owned())?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("must be 32 bytes once decoded, found {}", bytes.len()))
-}
-
-/// `llmgate.db` → `llmgate.db.key`.
-pub fn key_file_for(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".key");
-    PathBuf::from(name)
-}
-
-async fn key_from_file(path: &Path, db: &Db) -> Result<[u8; 32], StartError> {
-    match tokio::fs::read_to_string(path).await {
-        Ok(text) => decode_key(&text)
-            .map_err(|why| StartError::Invalid(format!("{}: {why}", path.display()))),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if db.has_sealed_secrets().await? {
-                return Err(StartError::Invalid(format!(
-                    "the database holds encrypted credentials but the key file {} is missing: \
-                     restore it or set LLMGATE_ENCRYPTION_KEY",
-                    path.display()
-                )));
-            }
-            let key = SecretCipher::generate_key();
-            write_private(path, &base64::engine::general_purpose::STANDARD.encode(key)).map_err(
-                |e| anyhow::anyhow!("cannot write the key file {}: {e}", path.display()),
-            )?;
-            tracing::warn!(
-                path = %path.display(),
-                "generated an encryption key for upstream credentials; back it up with the database, \
-                 or set LLMGATE_ENCRYPTION_KEY"
-            );
-            Ok(key)
-        }
-        Err(error) => {
-            Err(anyhow::anyhow!("cannot read the key file {}: {error}", path.display()).into())
-        }
-    }
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// Starts the in-process mock upstream and registers the demo provider, model and key.

@@ -71,6 +71,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config_file;
 pub mod db;
 pub mod error;

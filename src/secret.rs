@@ -2,10 +2,14 @@
 //! [`redact_credentials`], which hides credentials in text from elsewhere before it is logged
 //! or relayed.
 
+mod key_file;
+
 use std::borrow::Cow;
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
+
+pub use key_file::{KeyFileError, key_file_for, load_cipher};
 
 /// A credential (API key, password) kept in memory. Formatting it prints `[redacted]`, so it
 /// can sit inside structs that are logged or debug-printed without leaking, and its memory is

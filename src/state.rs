@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use crate::admin::Admin;
 use crate::auth::KeyCache;
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::gateway::Gateway;
 use crate::routing::Health;
@@ -51,4 +52,6 @@ pub struct Shared {
     pub config_changed: Arc<Notify>,
     /// The admin plane's use cases and login; it wakes `config_changed` after every write.
     pub admin: Admin,
+    /// The clock key expiry is judged on (the one limits and health use).
+    pub clock: Clock,
 }

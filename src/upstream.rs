@@ -14,6 +14,10 @@ pub struct ClientError(#[from] reqwest::Error);
 ///
 /// There is no total timeout here: a streamed answer may legitimately last minutes. The read
 /// timeout bounds silence between two bytes; non-streaming calls add a per-request deadline.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the one place the upstream client is built"
+)]
 pub fn build_client(settings: &UpstreamSettings) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)

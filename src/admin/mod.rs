@@ -6,7 +6,7 @@
 //! applies it at once and others within their poll interval.
 
 mod accounts;
-mod keys;
+mod client_keys;
 mod login;
 mod models;
 mod providers;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 use tokio::sync::Notify;
 
 pub use accounts::{AccountCreate, AccountPatch, AccountView};
-pub use keys::{KeyCreate, KeyPatch, KeyView};
+pub use client_keys::{KeyCreate, KeyPatch, KeyView};
 pub use login::{
     AdminAuth, IssuedToken, LoginError, LoginThrottle, MAX_PASSWORD_CHARS, SetupError, TokenError,
     logout_all, setup,

@@ -1,10 +1,10 @@
 //! Client keys: generation, hashing, the lookup cache, and what a key allows.
 
 mod cache;
-mod keys;
+mod client_keys;
 
 pub use cache::{AuthError, KeyCache};
-pub use keys::{
+pub use client_keys::{
     ClientKey, KeyError, KeyUpdate, NewKey, create_key, delete_key, generate_key, key_status,
     revoke_key, revoke_key_id, rotate_key, update_key,
 };
@@ -30,7 +30,7 @@ impl KeyHash {
 const SHOWN_SECRET_CHARS: usize = 4;
 
 /// Well-known heads of keys, which say what kind of key it is and nothing about its secret.
-const PUBLIC_HEADS: &[&str] = &[keys::KEY_PREFIX, "sk-"];
+const PUBLIC_HEADS: &[&str] = &[client_keys::KEY_PREFIX, "sk-"];
 
 /// How a key is shown in listings: its well-known head, if it has one (`sk-lg-`, `sk-`), and
 /// the next four characters, like `sk-lg-Ab3x`. Listings are read by more people than keys
@@ -70,7 +70,10 @@ mod tests {
         assert_eq!(display_prefix("ééééééé"), "éééé");
         assert_eq!(display_prefix("sk-"), "sk-");
         let generated = generate_key();
-        assert_eq!(display_prefix(&generated).len(), keys::KEY_PREFIX.len() + 4);
+        assert_eq!(
+            display_prefix(&generated).len(),
+            client_keys::KEY_PREFIX.len() + 4
+        );
         assert!(generated.starts_with(&display_prefix(&generated)));
     }
 }

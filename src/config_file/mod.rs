@@ -1,11 +1,12 @@
-//! The TOML config file: parsing, `${VAR}` interpolation and validation into plain specs that
-//! `db::import` writes to the database.
+//! The TOML config file: parsing, `${VAR}` interpolation and validation into plain specs, and
+//! their preparation as rows (`import`) that `db` writes to the database.
 //!
 //! Every problem in a file is reported at once, each with a location people can find:
 //! `models[1] "gpt-4o" .routes[0].provider (line 23)` — the path of the value, the object's
 //! name where it has one, and the line. Syntax errors stop the parser, so there is at most one,
 //! located as `line 3, column 10`. Problem messages never contain a secret.
 
+mod import;
 mod interpolate;
 mod reader;
 mod sections;
@@ -19,6 +20,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use toml::de::DeTable;
+
+pub use import::{import, import_rows};
 
 use crate::secret::Secret;
 use crate::vocab::BudgetWindow;

@@ -7,7 +7,7 @@
 
 use sqlx::FromRow;
 
-use super::keys::COLUMNS as KEY_COLUMNS;
+use super::client_keys::COLUMNS as KEY_COLUMNS;
 use super::{Db, DbError, KeyRow, now};
 
 /// One page of a listing: rows with an id above `after`, at most `limit` of them.

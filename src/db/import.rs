@@ -1,10 +1,69 @@
-//! Importing a validated config file: one transaction that creates or updates what the file
-//! names and removes what an earlier import created and the file no longer names.
+//! Importing prepared config rows: one transaction that creates or updates what the file
+//! names and removes what an earlier import created and the file no longer names. The rows
+//! arrive prepared (keys hashed, credentials sealed) by `config_file::import`.
 
 use super::{Db, DbError, now};
-use crate::auth::KeyHash;
-use crate::config_file::ConfigFile;
-use crate::secret::SecretCipher;
+use crate::vocab::{BudgetWindow, ProviderKind, Strategy};
+
+/// Everything a config file declares, as rows ready to store.
+#[derive(Debug, Default)]
+pub struct ImportRows {
+    pub providers: Vec<ImportProvider>,
+    pub models: Vec<ImportModel>,
+    pub keys: Vec<ImportKey>,
+}
+
+#[derive(Debug)]
+pub struct ImportProvider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub accounts: Vec<ImportAccount>,
+}
+
+#[derive(Debug)]
+pub struct ImportAccount {
+    pub name: String,
+    /// The credential sealed with the `SecretCipher`.
+    pub sealed_api_key: Vec<u8>,
+    pub api_key_hint: String,
+    pub weight: u32,
+    pub rpm: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct ImportModel {
+    pub name: String,
+    pub strategy: Strategy,
+    pub max_attempts: u32,
+    pub timeout_ms: Option<i64>,
+    pub routes: Vec<ImportRoute>,
+}
+
+#[derive(Debug)]
+pub struct ImportRoute {
+    /// The provider's name: one of the file's, or one already stored.
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+    pub priority: u32,
+}
+
+#[derive(Debug)]
+pub struct ImportKey {
+    pub name: String,
+    /// `KeyHash::to_hex` of the plaintext.
+    pub key_hash: String,
+    /// `auth::display_prefix` of the plaintext.
+    pub prefix: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub budget_tokens: Option<u64>,
+    pub budget_window: Option<BudgetWindow>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
 
 /// What an import changed, for the start-up log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,11 +78,7 @@ pub struct ImportReport {
 
 impl Db {
     /// Applies `config` atomically: on any error nothing is changed.
-    pub async fn import_config(
-        &self,
-        config: &ConfigFile,
-        cipher: &SecretCipher,
-    ) -> Result<ImportReport, DbError> {
+    pub async fn import_config(&self, config: &ImportRows) -> Result<ImportReport, DbError> {
         let now = now();
         let mut report = ImportReport::default();
         let mut tx = self.writer.begin().await?;
@@ -58,8 +113,8 @@ impl Db {
                 )
                 .bind(provider_id)
                 .bind(&account.name)
-                .bind(cipher.seal(account.api_key.expose()))
-                .bind(account.api_key.hint())
+                .bind(&account.sealed_api_key)
+                .bind(&account.api_key_hint)
                 .bind(i64::from(account.weight))
                 .bind(account.rpm.map(i64::from))
                 .bind(now)
@@ -92,7 +147,7 @@ impl Db {
             .bind(&model.name)
             .bind(model.strategy.as_str())
             .bind(i64::from(model.max_attempts))
-            .bind(model.timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)))
+            .bind(model.timeout_ms)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
@@ -150,7 +205,6 @@ impl Db {
 
         let mut key_names = Vec::with_capacity(config.keys.len());
         for key in &config.keys {
-            let hash = KeyHash::of(key.key.expose());
             sqlx::query(
                 "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
                      budget_window, expires_at, source, created_at, updated_at)
@@ -162,8 +216,8 @@ impl Db {
                      source = 'config', updated_at = excluded.updated_at",
             )
             .bind(&key.name)
-            .bind(hash.to_hex())
-            .bind(crate::auth::display_prefix(key.key.expose()))
+            .bind(&key.key_hash)
+            .bind(&key.prefix)
             .bind(key.models.as_ref().map(|models| json_list(models)))
             .bind(key.rpm.map(i64::from))
             .bind(key.tpm.map(i64::from))
@@ -172,7 +226,7 @@ impl Db {
                     .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             )
             .bind(key.budget_window.map(|w| w.as_str()))
-            .bind(key.expires_at.map(|t| t.timestamp()))
+            .bind(key.expires_at)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -307,9 +361,11 @@ mod tests {
     use super::*;
     use crate::config_file;
     use crate::db::tests::temp_db;
+    use crate::secret::SecretCipher;
 
-    fn config(text: &str) -> ConfigFile {
-        config_file::parse(text, &|_| None).unwrap()
+    /// The rows `config_file` prepares from `text`.
+    fn config(text: &str, cipher: &SecretCipher) -> ImportRows {
+        config_file::import_rows(&config_file::parse(text, &|_| None).unwrap(), cipher)
     }
 
     const FULL: &str = r#"
@@ -382,7 +438,7 @@ max_attempts = 2
     async fn imports_update_by_name_and_remove_only_what_an_import_created() {
         let (_dir, db) = temp_db().await;
         let cipher = SecretCipher::new(&SecretCipher::generate_key());
-        let report = db.import_config(&config(FULL), &cipher).await.unwrap();
+        let report = db.import_config(&config(FULL, &cipher)).await.unwrap();
         assert_eq!(
             (
                 report.providers,
@@ -415,10 +471,10 @@ max_attempts = 2
         .unwrap();
 
         // Importing the same file again changes nothing structurally.
-        db.import_config(&config(FULL), &cipher).await.unwrap();
+        db.import_config(&config(FULL, &cipher)).await.unwrap();
         assert_eq!(names(&db, "routes").await, ["up-1", "up-2", "up-3"]);
 
-        let report = db.import_config(&config(SMALLER), &cipher).await.unwrap();
+        let report = db.import_config(&config(SMALLER, &cipher)).await.unwrap();
         assert!(report.removed > 0);
         assert_eq!(names(&db, "providers").await, ["p1"]);
         assert_eq!(names(&db, "accounts").await, ["a1"]);
@@ -450,7 +506,7 @@ max_attempts = 2
     async fn a_failing_import_changes_nothing() {
         let (_dir, db) = temp_db().await;
         let cipher = SecretCipher::new(&SecretCipher::generate_key());
-        db.import_config(&config(FULL), &cipher).await.unwrap();
+        db.import_config(&config(FULL, &cipher)).await.unwrap();
         // An API-created route keeps provider p2 in use; a file dropping p2 must fail whole.
         sqlx::query(
             "INSERT INTO models (name, source, created_at, updated_at) VALUES ('api-model', 'api', 0, 0);
@@ -461,7 +517,7 @@ max_attempts = 2
         .await
         .unwrap();
         let error = db
-            .import_config(&config(SMALLER), &cipher)
+            .import_config(&config(SMALLER, &cipher))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("p2"), "{error}");

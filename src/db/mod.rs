@@ -4,8 +4,8 @@
 
 mod admin;
 mod catalog;
+mod client_keys;
 mod import;
-mod keys;
 mod usage;
 
 use std::path::PathBuf;
@@ -21,10 +21,13 @@ pub use admin::{
     ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
 };
 pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteRow};
-pub use import::ImportReport;
-pub use keys::{KeyRow, NewKeyRow};
+pub use client_keys::{KeyRow, NewKeyRow};
+pub use import::{
+    ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,
+};
 pub use usage::{
-    LogPage, LogQuery, LogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery, UsageTotals,
+    AsLogRow, LogPage, LogQuery, LogRow, NewLogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery,
+    UsageTotals,
 };
 
 /// The default database URL: `llmgate.db` in the working directory.

@@ -9,7 +9,6 @@ use chrono::NaiveDate;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Db, DbError};
-use crate::usage::UsageEvent;
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement.
 const ROLLUP_CHUNK: usize = 500;
@@ -128,6 +127,41 @@ pub struct LogRow {
     pub estimated: bool,
 }
 
+/// One request log row to append, borrowed from the caller's record of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLogRow<'a> {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub request_id: &'a str,
+    pub key_id: i64,
+    pub model: &'a str,
+    pub endpoint: &'static str,
+    pub stream: bool,
+    pub provider: Option<&'a str>,
+    pub route_id: Option<i64>,
+    pub account_id: Option<i64>,
+    pub status: u16,
+    pub attempts: u32,
+    pub latency_ms: u64,
+    pub ttfb_ms: Option<u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub estimated: bool,
+}
+
+/// A record the request log can store: it lends its fields as a [`NewLogRow`] (no copy).
+pub trait AsLogRow {
+    fn log_row(&self) -> NewLogRow<'_>;
+}
+
+impl AsLogRow for NewLogRow<'_> {
+    fn log_row(&self) -> NewLogRow<'_> {
+        *self
+    }
+}
+
 /// A page of log rows, and the cursor of the next page when there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
@@ -146,10 +180,10 @@ fn int(value: u64) -> i64 {
 impl Db {
     /// Adds `rollups` to the daily counters and appends `log` rows, in one transaction: either
     /// all of it is stored or none.
-    pub async fn write_usage(
+    pub async fn write_usage<R: AsLogRow + Sync>(
         &self,
         rollups: &[RollupRow],
-        log: &[UsageEvent],
+        log: &[R],
     ) -> Result<(), DbError> {
         if rollups.is_empty() && log.is_empty() {
             return Ok(());
@@ -195,25 +229,25 @@ impl Db {
                      provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
                      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated) ",
             );
-            sql.push_values(chunk, |mut row, e| {
+            sql.push_values(chunk.iter().map(AsLogRow::log_row), |mut row, e| {
                 row.push_bind(e.at_ms)
-                    .push_bind(&e.request_id)
+                    .push_bind(e.request_id)
                     .push_bind(e.key_id)
-                    .push_bind(&e.model)
+                    .push_bind(e.model)
                     .push_bind(e.endpoint)
                     .push_bind(e.stream)
-                    .push_bind(&e.provider)
+                    .push_bind(e.provider)
                     .push_bind(e.route_id)
                     .push_bind(e.account_id)
                     .push_bind(i64::from(e.status))
                     .push_bind(i64::from(e.attempts))
                     .push_bind(int(e.latency_ms))
                     .push_bind(e.ttfb_ms.map(int))
-                    .push_bind(int(e.usage.prompt_tokens))
-                    .push_bind(int(e.usage.completion_tokens))
-                    .push_bind(int(e.usage.cached_tokens))
-                    .push_bind(int(e.usage.reasoning_tokens))
-                    .push_bind(e.usage.estimated);
+                    .push_bind(int(e.prompt_tokens))
+                    .push_bind(int(e.completion_tokens))
+                    .push_bind(int(e.cached_tokens))
+                    .push_bind(int(e.reasoning_tokens))
+                    .push_bind(e.estimated);
             });
             // Only the full-chunk statement is kept prepared: the last chunk of a flush has any
             // length, each length is a statement of its own, and sqlx's cache kept up to a
@@ -393,6 +427,7 @@ mod tests {
     use super::*;
     use crate::db::tests::temp_db;
     use crate::usage::Usage;
+    use crate::usage::UsageEvent;
 
     fn day(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -469,14 +504,17 @@ mod tests {
                 rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1)),
                 rollup("2025-01-02", 2, "emb", 0, counts(4, 40, 0)),
             ],
-            &[],
+            &[] as &[UsageEvent],
         )
         .await
         .unwrap();
         // Upserting the same row again adds to it.
-        db.write_usage(&[rollup("2025-01-01", 1, "gpt", 5, counts(2, 10, 20))], &[])
-            .await
-            .unwrap();
+        db.write_usage(
+            &[rollup("2025-01-01", 1, "gpt", 5, counts(2, 10, 20))],
+            &[] as &[UsageEvent],
+        )
+        .await
+        .unwrap();
 
         let totals = |group_by: &[UsageGroup], from: Option<&str>, to: Option<&str>| {
             let query = UsageQuery {
@@ -567,7 +605,7 @@ mod tests {
                 rollup("2025-01-05", 1, "emb", 0, counts(1, 1, 0)),
                 rollup("2025-01-06", 2, "gpt", 0, counts(1, 7, 0)),
             ],
-            &[],
+            &[] as &[UsageEvent],
         )
         .await
         .unwrap();

@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Authenticated {
             presented_key(parts).ok_or(ApiError::InvalidApiKey(AuthError::Missing.to_string()))?;
         match state
             .keys
-            .authenticate(key, chrono::Utc::now().timestamp())
+            .authenticate(key, state.clock.unix_seconds())
             .await
         {
             Ok(key) => Ok(Self(key)),

@@ -15,13 +15,17 @@ mod respond;
 mod v1;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -29,6 +33,27 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Serves `state` on `listener` until `stop` is cancelled, then stops accepting and resolves
+/// once the in-flight requests have finished (the caller bounds that wait with its grace).
+pub fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) -> impl Future<Output = std::io::Result<()>> + Send {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Small SSE frames must leave at once, not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(router(
+            state,
+        )),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned());
+    std::future::IntoFuture::into_future(server)
+}
 
 /// The whole HTTP service: every route behind the edge stack.
 pub fn router(
@@ -39,12 +64,10 @@ pub fn router(
 + Sync
 + 'static {
     let body_limit = state.max_body_bytes;
-    let routes = Router::new()
-        .route("/v1/chat/completions", post(v1::chat_completions))
-        .route("/v1/completions", post(v1::completions))
-        .route("/v1/embeddings", post(v1::embeddings))
-        .route("/v1/messages", post(v1::messages))
-        .route("/v1/messages/count_tokens", post(v1::count_tokens))
+    let proxied = v1::PROXIED.iter().fold(Router::new(), |routes, &endpoint| {
+        routes.route(endpoint.public_path(), v1::proxied(endpoint))
+    });
+    let routes = proxied
         .route("/v1/models", get(v1::list_models))
         .route("/v1/models/{*id}", get(v1::get_model))
         .route("/healthz", get(ops::healthz))

@@ -1,116 +1,82 @@
 //! The OpenAI-compatible client API: thin handlers that extract, call the gateway, reply.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::body::Body as ResponseBody;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use bytes::Bytes;
 
 use super::extract::{Authenticated, Body, RequestIdHeader, RequestStart};
+use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::gateway::Reply;
 use crate::providers::ClientHeaders;
 use crate::state::AppState;
-use crate::vocab::Endpoint;
+use crate::vocab::{Dialect, Endpoint};
 
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    RequestStart(started): RequestStart,
-    RequestIdHeader(request_id): RequestIdHeader,
-    Authenticated(key): Authenticated,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    proxy(
-        &state,
-        &key,
-        started,
-        Endpoint::ChatCompletions,
-        body,
-        &request_id,
-        ClientHeaders::default(),
+/// The endpoints proxied upstream, each served by [`proxied`] at its public path. Adding one
+/// adds a line here.
+pub const PROXIED: &[Endpoint] = &[
+    Endpoint::ChatCompletions,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+    // Anthropic's Messages API, to a provider of any kind.
+    Endpoint::Messages,
+    // Forwarded to Anthropic providers, counted here otherwise.
+    Endpoint::CountTokens,
+];
+
+/// The one handler of the proxied endpoints, with `endpoint` as data.
+pub fn proxied(endpoint: Endpoint) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, request: ProxyRequest| async move {
+            proxy(&state, endpoint, request).await
+        },
     )
-    .await
 }
 
-pub async fn completions(
-    State(state): State<AppState>,
-    RequestStart(started): RequestStart,
-    RequestIdHeader(request_id): RequestIdHeader,
-    Authenticated(key): Authenticated,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    proxy(
-        &state,
-        &key,
-        started,
-        Endpoint::Completions,
-        body,
-        &request_id,
-        ClientHeaders::default(),
-    )
-    .await
+/// What a proxied request brings, read in this order (so a missing key is refused before the
+/// body is read): when it arrived, its id, its key, the client headers an upstream of its own
+/// dialect gets, and the size-limited body.
+pub struct ProxyRequest {
+    started: std::time::Instant,
+    request_id: String,
+    key: Arc<ClientKey>,
+    anthropic_headers: ClientHeaders,
+    body: Bytes,
 }
 
-pub async fn embeddings(
-    State(state): State<AppState>,
-    RequestStart(started): RequestStart,
-    RequestIdHeader(request_id): RequestIdHeader,
-    Authenticated(key): Authenticated,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    proxy(
-        &state,
-        &key,
-        started,
-        Endpoint::Embeddings,
-        body,
-        &request_id,
-        ClientHeaders::default(),
-    )
-    .await
+impl FromRequest<AppState> for ProxyRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let RequestStart(started) =
+            infallible(RequestStart::from_request_parts(&mut parts, state).await);
+        let RequestIdHeader(request_id) =
+            infallible(RequestIdHeader::from_request_parts(&mut parts, state).await);
+        let Authenticated(key) = Authenticated::from_request_parts(&mut parts, state).await?;
+        let anthropic_headers = anthropic_headers(&parts.headers);
+        let Body(body) = Body::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(Self {
+            started,
+            request_id,
+            key,
+            anthropic_headers,
+            body,
+        })
+    }
 }
 
-/// `POST /v1/messages`: Anthropic's Messages API, to a provider of any kind.
-pub async fn messages(
-    State(state): State<AppState>,
-    RequestStart(started): RequestStart,
-    RequestIdHeader(request_id): RequestIdHeader,
-    Authenticated(key): Authenticated,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    let client_headers = anthropic_headers(&headers);
-    proxy(
-        &state,
-        &key,
-        started,
-        Endpoint::Messages,
-        body,
-        &request_id,
-        client_headers,
-    )
-    .await
-}
-
-/// `POST /v1/messages/count_tokens`: forwarded to Anthropic providers, counted here otherwise.
-pub async fn count_tokens(
-    State(state): State<AppState>,
-    RequestStart(started): RequestStart,
-    RequestIdHeader(request_id): RequestIdHeader,
-    Authenticated(key): Authenticated,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    let client_headers = anthropic_headers(&headers);
-    proxy(
-        &state,
-        &key,
-        started,
-        Endpoint::CountTokens,
-        body,
-        &request_id,
-        client_headers,
-    )
-    .await
+fn infallible<T>(extracted: Result<T, Infallible>) -> T {
+    match extracted {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
 }
 
 fn anthropic_headers(headers: &HeaderMap) -> ClientHeaders {
@@ -122,16 +88,24 @@ fn anthropic_headers(headers: &HeaderMap) -> ClientHeaders {
 
 async fn proxy(
     state: &AppState,
-    key: &crate::auth::ClientKey,
-    started: std::time::Instant,
     endpoint: Endpoint,
-    body: bytes::Bytes,
-    request_id: &str,
-    client_headers: ClientHeaders,
+    request: ProxyRequest,
 ) -> Result<Response, ApiError> {
+    // Only a client of Anthropic's dialect speaks for its own upstream's headers.
+    let client_headers = match endpoint.dialect() {
+        Dialect::Anthropic => request.anthropic_headers,
+        Dialect::OpenAi => ClientHeaders::default(),
+    };
     let reply = state
         .gateway
-        .proxy(key, endpoint, body, request_id, started, &client_headers)
+        .proxy(
+            &request.key,
+            endpoint,
+            request.body,
+            &request.request_id,
+            request.started,
+            &client_headers,
+        )
         .await?;
     Ok(match reply {
         Reply::Complete {

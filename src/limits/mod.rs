@@ -7,7 +7,6 @@
 
 mod bucket;
 mod budget;
-mod clock;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,9 +20,9 @@ use serde::de::IgnoredAny;
 
 pub use bucket::{BucketStatus, RateLimitStatus, format_reset};
 pub use budget::{BudgetSeed, window_end, window_start};
-pub use clock::{Clock, ManualClock};
 
 use crate::auth::ClientKey;
+use crate::clock::Clock;
 use bucket::Bucket;
 use budget::Budget;
 

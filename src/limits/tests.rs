@@ -1,7 +1,13 @@
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests spawn their own tasks and clients"
+)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::vocab::BudgetWindow;
 
 fn key(id: i64) -> ClientKey {
@@ -289,7 +295,7 @@ async fn seeds_are_read_from_the_rollups() {
             row("2025-03-04", 100),
             row("2025-03-05", 1000),
         ],
-        &[],
+        &[] as &[crate::db::NewLogRow<'_>],
     )
     .await
     .unwrap();

@@ -169,6 +169,10 @@ pub async fn spawn(listener: TcpListener, config: MockConfig) -> io::Result<Mock
     let state = Arc::new(MockState::new(config));
     let stopped = state.shutdown.clone().cancelled_owned();
     let served = run(listener, Arc::clone(&state), stopped);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the mock upstream (tests, demo, benches) is stopped by dropping its handle, not by the App"
+    )]
     tokio::spawn(async move {
         if let Err(error) = served.await {
             tracing::error!(%error, "the mock upstream stopped");

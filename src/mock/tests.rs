@@ -1,5 +1,10 @@
 //! Tests of the mock upstream over real HTTP on 127.0.0.1.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests spawn their own tasks and clients"
+)]
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};

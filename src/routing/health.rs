@@ -8,9 +8,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
+
+use crate::clock::Clock;
 
 /// Tuning of circuit breakers and cooldowns.
 #[derive(Debug, Clone, Copy)]
@@ -39,17 +41,17 @@ impl Default for HealthPolicy {
     }
 }
 
-/// Milliseconds on a clock private to this process (monotonic).
-fn now_ms(epoch: Instant) -> i64 {
-    i64::try_from(epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+/// Milliseconds on the monotonic reading of `clock` (private to this process).
+fn now_ms(clock: &Clock) -> i64 {
+    i64::try_from(clock.monotonic_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The registry of health state, shared by the gateway, the catalog builder and the admin API.
 #[derive(Debug)]
 pub struct Health {
     policy: HealthPolicy,
-    epoch: Instant,
-    /// Wall-clock time of `epoch`, to report instants as Unix times.
+    clock: Clock,
+    /// Wall-clock time of the monotonic reading 0, to report instants as Unix times.
     epoch_unix_ms: i64,
     routes: Mutex<HashMap<i64, Arc<RouteHealth>>>,
     accounts: Mutex<HashMap<i64, Arc<AccountHealth>>>,
@@ -59,10 +61,16 @@ pub struct Health {
 
 impl Health {
     pub fn new(policy: HealthPolicy) -> Arc<Self> {
+        Self::with_clock(policy, Clock::System)
+    }
+
+    /// Health measured on `clock` (a manual one in tests).
+    pub fn with_clock(policy: HealthPolicy, clock: Clock) -> Arc<Self> {
+        let epoch_unix_ms = clock.now().timestamp_millis() - now_ms(&clock);
         Arc::new(Self {
             policy,
-            epoch: Instant::now(),
-            epoch_unix_ms: chrono::Utc::now().timestamp_millis(),
+            clock,
+            epoch_unix_ms,
             routes: Mutex::default(),
             accounts: Mutex::default(),
             model_cooldowns: Mutex::default(),
@@ -74,7 +82,7 @@ impl Health {
     }
 
     pub fn now_ms(&self) -> i64 {
-        now_ms(self.epoch)
+        now_ms(&self.clock)
     }
 
     /// A process-clock instant as Unix milliseconds, for reports.
@@ -196,7 +204,7 @@ struct FailureWindow {
 
 /// Whether a route may be tried now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub enum CircuitVerdict {
     /// Closed circuit.
     Open,
     /// Half-open: this attempt is the single probe.
@@ -216,13 +224,13 @@ pub enum CircuitState {
 
 impl RouteHealth {
     /// Asks to send an attempt through this route at `now` (process ms).
-    pub fn admit(&self, now: i64, policy: &HealthPolicy) -> Admission {
+    pub fn admit(&self, now: i64, policy: &HealthPolicy) -> CircuitVerdict {
         let open_until = self.open_until.load(Ordering::Acquire);
         if open_until == 0 {
-            return Admission::Open;
+            return CircuitVerdict::Open;
         }
         if now < open_until {
-            return Admission::Refused;
+            return CircuitVerdict::Refused;
         }
         // Half-open: one probe at a time. A probe that never reported (its request was
         // abandoned) is replaced after another cooldown.
@@ -234,9 +242,9 @@ impl RouteHealth {
                 .compare_exchange(started, now.max(1), Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            return Admission::Probe;
+            return CircuitVerdict::Probe;
         }
-        Admission::Refused
+        CircuitVerdict::Refused
     }
 
     pub fn circuit(&self, now: i64) -> CircuitState {
@@ -492,20 +500,20 @@ mod tests {
         let route = RouteHealth::default();
         route.failed(1, 1_000, &p);
         route.failed(1, 2_000, &p);
-        assert_eq!(route.admit(2_100, &p), Admission::Open);
+        assert_eq!(route.admit(2_100, &p), CircuitVerdict::Open);
         route.failed(1, 3_000, &p);
         assert_eq!(route.circuit(3_000), CircuitState::Open);
-        assert_eq!(route.admit(7_999, &p), Admission::Refused);
+        assert_eq!(route.admit(7_999, &p), CircuitVerdict::Refused);
         // After the cooldown: exactly one probe.
-        assert_eq!(route.admit(8_000, &p), Admission::Probe);
-        assert_eq!(route.admit(8_001, &p), Admission::Refused);
+        assert_eq!(route.admit(8_000, &p), CircuitVerdict::Probe);
+        assert_eq!(route.admit(8_001, &p), CircuitVerdict::Refused);
         // The probe fails: open again for a full cooldown.
         route.failed(1, 8_100, &p);
-        assert_eq!(route.admit(13_000, &p), Admission::Refused);
-        assert_eq!(route.admit(13_100, &p), Admission::Probe);
+        assert_eq!(route.admit(13_000, &p), CircuitVerdict::Refused);
+        assert_eq!(route.admit(13_100, &p), CircuitVerdict::Probe);
         route.succeeded(1, Duration::from_millis(5));
         assert_eq!(route.circuit(13_200), CircuitState::Closed);
-        assert_eq!(route.admit(13_200, &p), Admission::Open);
+        assert_eq!(route.admit(13_200, &p), CircuitVerdict::Open);
     }
 
     #[test]
@@ -525,9 +533,9 @@ mod tests {
         for t in [1, 2, 3] {
             route.failed(1, t, &p);
         }
-        assert_eq!(route.admit(6_000, &p), Admission::Probe);
-        assert_eq!(route.admit(10_000, &p), Admission::Refused);
-        assert_eq!(route.admit(11_001, &p), Admission::Probe);
+        assert_eq!(route.admit(6_000, &p), CircuitVerdict::Probe);
+        assert_eq!(route.admit(10_000, &p), CircuitVerdict::Refused);
+        assert_eq!(route.admit(11_001, &p), CircuitVerdict::Probe);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! choice of upstream targets for a request's attempts (priority tiers, strategies, health).
 
 mod health;
+mod refresh;
 
 pub use health::{
-    AccountHealth, Admission, CircuitState, Health, HealthPolicy, ModelCooldown, RouteHealth,
+    AccountHealth, CircuitState, CircuitVerdict, Health, HealthPolicy, ModelCooldown, RouteHealth,
 };
+pub use refresh::rebuild_catalog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -223,7 +225,7 @@ impl Model {
                 let Some(route) = self.strategy.choose(&candidates) else {
                     break;
                 };
-                if route.health.admit(now, policy) == Admission::Refused {
+                if route.health.admit(now, policy) == CircuitVerdict::Refused {
                     // Another request holds the half-open probe.
                     refused.push(route.id);
                     continue;

@@ -17,8 +17,33 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::UsageEvent;
-use crate::db::{Db, DbError, RollupRow, UsageCounts};
+use crate::db::{AsLogRow, Db, DbError, NewLogRow, RollupRow, UsageCounts};
 use crate::telemetry::metrics::Metrics;
+
+impl AsLogRow for UsageEvent {
+    fn log_row(&self) -> NewLogRow<'_> {
+        NewLogRow {
+            at_ms: self.at_ms,
+            request_id: &self.request_id,
+            key_id: self.key_id,
+            model: &self.model,
+            endpoint: self.endpoint,
+            stream: self.stream,
+            provider: self.provider.as_deref(),
+            route_id: self.route_id,
+            account_id: self.account_id,
+            status: self.status,
+            attempts: self.attempts,
+            latency_ms: self.latency_ms,
+            ttfb_ms: self.ttfb_ms,
+            prompt_tokens: self.usage.prompt_tokens,
+            completion_tokens: self.usage.completion_tokens,
+            cached_tokens: self.usage.cached_tokens,
+            reasoning_tokens: self.usage.reasoning_tokens,
+            estimated: self.usage.estimated,
+        }
+    }
+}
 
 /// Shards of pending usage; a power of two. More than the cores of any machine this runs on
 /// keeps threads from sharing one.
@@ -410,6 +435,10 @@ fn day_of(days: i64) -> Option<NaiveDate> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests record from tasks and threads of their own"
+)]
 mod tests {
     use super::*;
     use crate::db::tests::temp_db;

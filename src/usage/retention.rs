@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::db::{Db, DbError};
 
 /// The default of `LLMGATE_LOG_RETENTION`.
@@ -40,7 +41,7 @@ pub async fn purge(
 }
 
 /// Purges at start and then every ten minutes, until `stop`.
-pub async fn run(db: Db, retention: Duration, stop: CancellationToken) {
+pub async fn run(db: Db, retention: Duration, clock: Clock, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -48,7 +49,8 @@ pub async fn run(db: Db, retention: Duration, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match purge(&db, retention, super::now_ms(), &stop).await {
+        let now_ms = clock.now().timestamp_millis();
+        match purge(&db, retention, now_ms, &stop).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted request log rows past their retention"),
             Err(error) => tracing::warn!(%error, "cannot delete old request log rows; will retry"),

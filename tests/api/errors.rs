@@ -55,15 +55,20 @@ async fn missing_unknown_and_revoked_keys_are_401() {
 
 #[tokio::test]
 async fn expired_keys_are_401() {
-    let app = spawn_app().await;
+    let app = spawn_with(TestOptions {
+        manual_clock: true,
+        ..TestOptions::default()
+    })
+    .await;
     let key = app
         .create_key(NewKey {
             name: "short-lived".into(),
-            expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
+            // Far enough ahead on the wall clock too, which the key's creation checks.
+            expires_at: Some(app.now() + chrono::Duration::hours(1)),
             ..NewKey::default()
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.advance(Duration::from_secs(3600) + Duration::from_millis(100));
     let response = app
         .client
         .post(app.url("/v1/chat/completions"))

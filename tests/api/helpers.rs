@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use llmgate::app::App;
 use llmgate::auth::{NewKey, create_key};
+use llmgate::clock::{Clock, ManualClock};
 use llmgate::config_file;
 use llmgate::db::Db;
 use llmgate::mock::{self, MockConfig, MockHandle};
@@ -31,6 +32,8 @@ pub struct TestApp {
     pub usage: llmgate::usage::UsageRecorder,
     /// The admin password: the one the options set, else the one generated at start-up.
     pub admin_password: String,
+    /// The clock limits and health are measured on, when the options asked for a manual one.
+    clock: Option<Arc<ManualClock>>,
     _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -43,6 +46,8 @@ pub struct TestOptions {
     /// `{mock_gemini}` are replaced by the mock's OpenAI/Anthropic and Gemini base URLs.
     pub extra_config: String,
     pub mock: MockConfig,
+    /// Measure limits and health on a manual clock that the test moves with `advance`.
+    pub manual_clock: bool,
 }
 
 impl Default for TestOptions {
@@ -56,6 +61,7 @@ impl Default for TestOptions {
             },
             extra_config: String::new(),
             mock: MockConfig::default(),
+            manual_clock: false,
         }
     }
 }
@@ -109,7 +115,15 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
     let mut settings = options.settings;
     settings.database_url = db_url.clone();
     let chosen_password = settings.admin_password.clone();
-    let app = App::build(settings, Some(&config)).await.unwrap();
+    let (clock, handle) = if options.manual_clock {
+        let (clock, handle) = Clock::manual(chrono::Utc::now());
+        (clock, Some(handle))
+    } else {
+        (Clock::System, None)
+    };
+    let app = App::build_with_clock(settings, Some(&config), clock)
+        .await
+        .unwrap();
     let admin_password = match (app.generated_admin_password(), chosen_password) {
         (Some(generated), _) => generated.expose().to_owned(),
         (None, Some(chosen)) => chosen.expose().to_owned(),
@@ -141,6 +155,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
         db,
         usage,
         admin_password,
+        clock: handle,
         _dir: dir,
         stop: Some(stop),
         task: Some(task),
@@ -152,6 +167,23 @@ pub async fn bind() -> tokio::net::TcpListener {
 }
 
 impl TestApp {
+    /// The calendar time on the app's manual clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("spawned with `manual_clock: true`");
+        Clock::Manual(clock.clone()).now()
+    }
+
+    /// Moves the app's manual clock (cooldowns, circuits, limits, key expiry) forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("spawned with `manual_clock: true`")
+            .advance(by);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

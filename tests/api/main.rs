@@ -6,6 +6,10 @@
     clippy::expect_used,
     reason = "a failed unwrap is a failed test, with its location"
 )]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests spawn their own tasks, and clients that speak to llmgate as a client would"
+)]
 
 mod admin;
 mod admin_hardening;

@@ -16,7 +16,12 @@ const POOL_TWO: &str = "sk-pool-account-two-0002";
 /// A second mock (`backup`) and models over both upstreams:
 /// `dual` (mock first, backup as fallback), `split` (3:1 weights), `fast` (latency strategy),
 /// `idle` (least_busy), `pooled` (one route, two accounts), `deadline` (1.5 s deadline).
+/// The pair on a manual clock: cooldowns and circuits end when the test advances it.
 async fn spawn_pair(policy: HealthPolicy) -> (TestApp, MockHandle) {
+    spawn_pair_on(policy, true).await
+}
+
+async fn spawn_pair_on(policy: HealthPolicy, manual_clock: bool) -> (TestApp, MockHandle) {
     let backup = mock::spawn(bind().await, MockConfig::default())
         .await
         .unwrap();
@@ -114,6 +119,7 @@ timeout = "1500ms"
     );
     let mut options = TestOptions {
         extra_config: extra,
+        manual_clock,
         ..TestOptions::default()
     };
     options.settings.health = policy;
@@ -170,14 +176,14 @@ async fn a_failing_route_fails_over_opens_its_circuit_and_gets_probed_after_the_
     assert_eq!(backup.request_count(), 7);
 
     // After the cooldown one probe goes through; it fails and the circuit re-opens.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.advance(Duration::from_millis(700));
     ok_via(&app, chat_body("dual", "hi")).await;
     ok_via(&app, chat_body("dual", "hi")).await;
     assert_eq!(app.mock.request_count(), 3);
 
     // The upstream recovers: the next probe succeeds and closes the circuit.
     app.mock.set_config(MockConfig::default());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.advance(Duration::from_millis(700));
     assert_eq!(
         ok_via(&app, chat_body("dual", "hi")).await,
         ("mock".into(), "1".into())
@@ -220,7 +226,7 @@ async fn a_rate_limited_account_is_skipped_until_its_cooldown_ends() {
     assert_eq!(seen[POOL_TWO], 10);
 
     // Once the cooldown (1 s + jitter) has passed, the first account serves again.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    app.advance(Duration::from_millis(1300));
     for _ in 0..20 {
         ok_via(&app, chat_body("pooled", "hi")).await;
     }
@@ -246,7 +252,7 @@ async fn an_account_whose_credential_is_refused_is_marked_invalid() {
     let seen = accounts_seen(&backup);
     assert!(seen.get(POOL_ONE).copied().unwrap_or(0) <= 1, "{seen:?}");
     // Still skipped long after: invalid lasts until an operator changes the account.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.advance(Duration::from_millis(700));
     for _ in 0..5 {
         ok_via(&app, chat_body("pooled", "hi")).await;
     }
@@ -336,7 +342,8 @@ async fn latency_and_least_busy_prefer_the_faster_upstream() {
 
 #[tokio::test]
 async fn killing_and_restarting_an_upstream_under_load_loses_no_request() {
-    let (app, backup) = spawn_pair(policy()).await;
+    // Under real load on the real clock: the restarted upstream is probed as time passes.
+    let (app, backup) = spawn_pair_on(policy(), false).await;
     let backup_addr = backup.addr();
     let app = std::sync::Arc::new(app);
     let stop_at = Instant::now() + Duration::from_secs(3);

@@ -6,7 +6,7 @@
 //! the field (like `routes[0].weight`), and nothing changes.
 
 mod accounts;
-mod keys;
+mod client_keys;
 mod login;
 mod models;
 mod providers;
@@ -55,13 +55,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/routes/{id}",
             get(models::get_route).patch(models::update_route),
         )
-        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys", get(client_keys::list).post(client_keys::create))
         .route(
             "/keys/{id}",
-            get(keys::get).patch(keys::update).delete(keys::delete),
+            get(client_keys::get)
+                .patch(client_keys::update)
+                .delete(client_keys::delete),
         )
-        .route("/keys/{id}/rotate", post(keys::rotate))
-        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/{id}/rotate", post(client_keys::rotate))
+        .route("/keys/{id}/revoke", post(client_keys::revoke))
         .route("/upstreams", get(upstreams::list))
         .route("/usage", get(usage::totals))
         .route("/logs", get(usage::logs))

@@ -1,4 +1,6 @@
-//! The time limits are measured in: the system clocks, or a manual clock tests move by hand.
+//! The time behaviour is measured in (rate limits, budget windows, cooldowns, circuits): the
+//! system clocks, or a manual clock tests move by hand. `limits` and `routing::health` take
+//! the one `Clock` the app was built with, so a test advances it instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -6,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-/// A monotonic clock for token buckets and a calendar clock for budget windows.
+/// A monotonic clock (token buckets, cooldowns, circuits) and a calendar clock (budget windows).
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]

@@ -1,0 +1,84 @@
+//! Preparing a config file for the database: account credentials sealed with the
+//! `SecretCipher`, client keys hashed, durations and times in the units stored. `db` then
+//! writes the rows in one transaction.
+
+use crate::auth::{KeyHash, display_prefix};
+use crate::db::{
+    Db, DbError, ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute,
+    ImportRows,
+};
+use crate::secret::SecretCipher;
+
+use super::ConfigFile;
+
+/// Applies `config` atomically: on any error nothing is changed.
+pub async fn import(
+    db: &Db,
+    config: &ConfigFile,
+    cipher: &SecretCipher,
+) -> Result<ImportReport, DbError> {
+    db.import_config(&import_rows(config, cipher)).await
+}
+
+/// The rows `config` stores: credentials sealed with `cipher`, key plaintexts hashed.
+pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
+    ImportRows {
+        providers: config
+            .providers
+            .iter()
+            .map(|provider| ImportProvider {
+                name: provider.name.clone(),
+                kind: provider.kind,
+                base_url: provider.base_url.clone(),
+                accounts: provider
+                    .accounts
+                    .iter()
+                    .map(|account| ImportAccount {
+                        name: account.name.clone(),
+                        sealed_api_key: cipher.seal(account.api_key.expose()),
+                        api_key_hint: account.api_key.hint(),
+                        weight: account.weight,
+                        rpm: account.rpm,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        models: config
+            .models
+            .iter()
+            .map(|model| ImportModel {
+                name: model.name.clone(),
+                strategy: model.strategy,
+                max_attempts: model.max_attempts,
+                timeout_ms: model
+                    .timeout
+                    .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+                routes: model
+                    .routes
+                    .iter()
+                    .map(|route| ImportRoute {
+                        provider: route.provider.clone(),
+                        model: route.model.clone(),
+                        weight: route.weight,
+                        priority: route.priority,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        keys: config
+            .keys
+            .iter()
+            .map(|key| ImportKey {
+                name: key.name.clone(),
+                key_hash: KeyHash::of(key.key.expose()).to_hex(),
+                prefix: display_prefix(key.key.expose()),
+                models: key.models.clone(),
+                rpm: key.rpm,
+                tpm: key.tpm,
+                budget_tokens: key.budget_tokens,
+                budget_window: key.budget_window,
+                expires_at: key.expires_at.map(|t| t.timestamp()),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,24 @@
+//! Refreshing the catalog: a new snapshot built from the database and swapped in, with the
+//! health registry carried over (it is keyed by id, so it survives every rebuild).
+
+use std::sync::Arc;
+
+use super::{Catalog, Health, SharedCatalog};
+use crate::db::{Db, DbError};
+use crate::secret::SecretCipher;
+
+/// Rebuilds the catalog from the database and swaps it in.
+pub async fn rebuild_catalog(
+    db: &Db,
+    catalog: &SharedCatalog,
+    cipher: &SecretCipher,
+    health: &Health,
+) -> Result<(), DbError> {
+    let rows = db.load_catalog().await?;
+    let (next, skipped) = Catalog::from_rows(rows, cipher, health);
+    for row in skipped {
+        tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
+    }
+    catalog.store(Arc::new(next));
+    Ok(())
+}
