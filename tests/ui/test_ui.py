@@ -1,0 +1,244 @@
+"""The web console in headless Chromium against a real `llmgate serve --demo`.
+
+Logs in, sees the dashboard with the usage of real requests, creates a key and uses it, revokes
+it and sees it refused, changes a route's weight, browses the request log, and fails on any
+console error or failed page load. Saves screenshots of the main pages to docs/screenshots/.
+Everything listens on 127.0.0.1; the gateway is stopped at the end.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+BINARY = os.environ.get("LLMGATE_BIN", "target/debug/llmgate")
+CHROMIUM = os.environ.get("LLMGATE_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "ui-test-admin-password-0123"
+SHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "screenshots")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, deadline=30.0):
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def chat(base, key, text="Hello from the browser test"):
+    """A chat completion with `key`; answers (status, body)."""
+    request = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        data=json.dumps({"model": "demo-echo", "messages": [{"role": "user", "content": text}]}).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+class Gateway:
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        env = dict(
+            os.environ,
+            LLMGATE_LOG="warn",
+            LLMGATE_ADMIN_PASSWORD=PASSWORD,
+            LLMGATE_USAGE_FLUSH_INTERVAL="200ms",
+        )
+        self.process = subprocess.Popen(
+            [
+                BINARY, "serve", "--demo",
+                "--listen", f"127.0.0.1:{self.port}",
+                "--database", f"sqlite://{self.dir.name}/llmgate.db",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.demo_key = None
+        found = threading.Event()
+
+        def read():
+            for line in self.process.stdout:
+                match = re.search(r"demo key \(shown once\): (\S+)", line)
+                if match:
+                    self.demo_key = match.group(1)
+                    found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        wait_ready(f"{self.base}/readyz")
+        if not found.wait(15):
+            raise RuntimeError("serve --demo printed no demo key")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.dir.cleanup()
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    gateway = Gateway()
+    problems = []
+    try:
+        # Real traffic for the dashboard: a few answers and one refusal (an unknown model).
+        for i in range(5):
+            status, body = chat(gateway.base, gateway.demo_key, f"warm-up {i}")
+            check(status == 200, f"demo chat failed: {status} {body}")
+        status, _ = chat(gateway.base, "sk-not-a-key-0000000000000000")
+        check(status == 401, f"an unknown key answered {status}")
+        time.sleep(0.6)  # one usage flush
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run",
+                ],
+            )
+            context = browser.new_context(viewport={"width": 1280, "height": 860})
+            page = context.new_page()
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+            outside = []
+            page.on("request", lambda r: not r.url.startswith(gateway.base) and outside.append(r.url))
+            ready = lambda name: page.wait_for_selector(f'#page[data-ready="{name}"]', timeout=10000)
+
+            # `/` redirects to the console, which asks for the password.
+            page.goto(gateway.base + "/")
+            check(page.url.endswith("/ui/"), f"/ landed on {page.url}")
+            expect(page.locator("#login")).to_be_visible()
+            page.screenshot(path=os.path.join(SHOTS, "login.png"))
+
+            # A wrong password is refused in place.
+            page.fill("#password", "not the password at all")
+            page.click("#login-form button")
+            expect(page.locator("#login-error")).to_contain_text("Wrong admin password")
+            problems[:] = [p for p in problems if "401" not in p]  # the refused login itself
+
+            page.fill("#password", PASSWORD)
+            page.click("#login-form button")
+            ready("dashboard")
+            cookies = {c["name"]: c for c in context.cookies()}
+            check(cookies["llmgate_session"]["httpOnly"], "the session cookie is not HttpOnly")
+            check(cookies["llmgate_session"]["sameSite"] == "Strict", "the session cookie is not SameSite=Strict")
+            check(not cookies["llmgate_csrf"]["httpOnly"], "the CSRF cookie must be readable by the page")
+
+            # The dashboard shows this week's real requests (5 answered by the demo model).
+            requests = page.locator(".stat").first.locator("strong")
+            check(int(requests.inner_text().replace(",", "")) >= 5, f"dashboard requests: {requests.inner_text()}")
+            expect(page.locator("svg.chart").first).to_be_visible()
+            check(page.locator("svg.chart .bar title").count() > 0, "chart bars carry no hover numbers")
+            expect(page.get_by_text("demo-echo").first).to_be_visible()
+            page.screenshot(path=os.path.join(SHOTS, "dashboard.png"), full_page=True)
+            page.click('.segmented button:has-text("Last hour")')
+            ready("dashboard")
+            expect(page.locator(".stat").first.locator("strong")).not_to_have_text("0")
+
+            # Keys: create one, see its plaintext once, use it, revoke it, see it refused.
+            page.click('nav a[data-page="keys"]')
+            ready("keys")
+            page.fill('#create-key input[name="name"]', "browser-test")
+            page.fill('#create-key input[name="rpm"]', "60")
+            page.click('#create-key button[type="submit"]')
+            expect(page.locator("#key-created")).to_be_visible()
+            plaintext = page.input_value("#new-key")
+            check(plaintext.startswith("sk-"), f"the new key looks wrong: {plaintext!r}")
+            expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("active")
+            page.screenshot(path=os.path.join(SHOTS, "keys.png"), full_page=True)
+            status, body = chat(gateway.base, plaintext, "with the key the console made")
+            check(status == 200, f"the new key was refused: {status} {body}")
+            row = page.locator('tr[data-key="browser-test"]')
+            row.get_by_role("button", name="Revoke key browser-test").click()
+            row.get_by_role("button", name="Revoke key browser-test").click()  # confirm
+            expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("revoked")
+            status, body = chat(gateway.base, plaintext, "after revoking")
+            check(status == 401, f"a revoked key answered {status}: {body}")
+
+            # Providers & models: change the demo route's weight, and see it kept.
+            page.click('nav a[data-page="providers"]')
+            ready("providers")
+            route = page.locator('section[data-model="demo-echo"] tr[data-route]').first
+            route.locator('input[type="number"]').first.fill("7")
+            route.get_by_role("button", name="Save").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved")
+            expect(page.locator('section[data-model="demo-echo"] tr[data-route] input[type="number"]').first).to_have_value("7")
+            page.screenshot(path=os.path.join(SHOTS, "providers.png"), full_page=True)
+
+            page.click('nav a[data-page="upstreams"]')
+            ready("upstreams")
+            expect(page.locator("table").first).to_contain_text("demo-echo")
+            page.screenshot(path=os.path.join(SHOTS, "upstreams.png"), full_page=True)
+
+            # The request log: every request so far, the revoked key's filter, one detail.
+            page.click('nav a[data-page="logs"]')
+            ready("logs")
+            expect(page.locator("tbody tr").first).to_be_visible()
+            page.fill('#log-filters input[name="key"]', "browser-test")
+            page.click('#log-filters button[type="submit"]')
+            expect(page.locator("tbody tr").first).to_contain_text("browser-test")
+            page.locator("tbody tr").first.get_by_role("button", name="Details").click()
+            expect(page.locator("#log-detail")).to_contain_text("demo-echo")
+            page.screenshot(path=os.path.join(SHOTS, "logs.png"), full_page=True)
+
+            # A phone-width look at the dashboard.
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.click('nav a[data-page="dashboard"]')
+            ready("dashboard")
+            page.screenshot(path=os.path.join(SHOTS, "dashboard-phone.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 860})
+
+            # Logging out clears the session: the API refuses the browser afterwards.
+            page.click("#logout")
+            expect(page.locator("#login")).to_be_visible()
+            names = {c["name"] for c in context.cookies()}
+            check("llmgate_session" not in names, f"logout left the session cookie: {names}")
+
+            check(not outside, f"the console requested other origins: {outside}")
+            browser.close()
+    finally:
+        gateway.stop()
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise SystemExit(f"{len(problems)} browser problem(s)")
+    print("ui: ok (screenshots in docs/screenshots/)")
+
+
+if __name__ == "__main__":
+    main()
