@@ -74,8 +74,20 @@ async function logout() {
   }
 }
 
+// Ends every admin token (every browser's session and every API token), then this one's cookies.
+async function logoutAll() {
+  try {
+    await api("POST", "/admin/logout-all");
+    await api("DELETE", "/admin/session");
+    showLogin("Every admin session and token has ended.");
+  } catch (error) {
+    showLogin(error.message);
+  }
+}
+
 whenUnauthorized(() => showLogin("Your session has ended. Log in again."));
 byId("login-form").addEventListener("submit", login);
 byId("logout").addEventListener("click", logout);
+byId("logout-all").addEventListener("click", logoutAll);
 window.addEventListener("hashchange", () => route());
 route();

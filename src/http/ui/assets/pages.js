@@ -290,7 +290,11 @@ export async function keys(root) {
 
   async function refresh() {
     await guarded(list, async () => {
-      const page = await get("/admin/keys?limit=1000");
+      const [page, usage] = await Promise.all([
+        get("/admin/keys?limit=1000"),
+        get(`/admin/usage${query({ from: daysAgo(29), to: today(), group_by: "key" })}`),
+      ]);
+      const usageOf = new Map(usage.data.map((line) => [line.key_id, line]));
       if (page.data.length === 0) {
         list.replaceChildren(empty("No keys yet — create one below."));
         return;
@@ -326,10 +330,12 @@ export async function keys(root) {
           h("td", {}, key.models ? key.models.join(", ") : "all"),
           h("td", {}, limits.join(", ") || "none"),
           h("td", {}, key.expires_at ? shortTime(key.expires_at) : "never"),
+          h("td", { class: "num" }, formatNumber(usageOf.get(key.id)?.requests ?? 0)),
+          h("td", { class: "num" }, formatNumber((usageOf.get(key.id)?.prompt_tokens ?? 0) + (usageOf.get(key.id)?.completion_tokens ?? 0))),
           h("td", {}, actions),
         );
       });
-      list.replaceChildren(table(["name", "key", "status", "models", "limits", "expires", ""], rows));
+      list.replaceChildren(table(["name", "key", "status", "models", "limits", "expires", "requests (30 d)", "tokens (30 d)", ""], rows));
     });
   }
 
