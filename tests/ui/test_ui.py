@@ -45,10 +45,15 @@ def wait_ready(url, deadline=30.0):
 
 
 def chat(base, key, text="Hello from the browser test"):
-    """A chat completion with `key`; answers (status, body)."""
+    """A chat completion of demo-echo with `key`; answers (status, body)."""
+    return chat_model(base, key, "demo-echo", text)
+
+
+def chat_model(base, key, model, text="Hello"):
+    """A chat completion of `model` with `key`; answers (status, body)."""
     request = urllib.request.Request(
         f"{base}/v1/chat/completions",
-        data=json.dumps({"model": "demo-echo", "messages": [{"role": "user", "content": text}]}).encode(),
+        data=json.dumps({"model": model, "messages": [{"role": "user", "content": text}]}).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     try:
@@ -173,6 +178,14 @@ def main():
             # Keys: create one, see its plaintext once, use it, revoke it, see it refused.
             page.click('nav a[data-page="keys"]')
             ready("keys")
+            # The page is keyboard reachable: Tab gets from the top to the form's submit button.
+            page.locator("body").focus()
+            for _ in range(60):
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.textContent") == "Create key":
+                    break
+            else:
+                raise AssertionError("Tab never reached the Create key button")
             page.fill('#create-key input[name="name"]', "browser-test")
             page.fill('#create-key input[name="rpm"]', "60")
             page.click('#create-key button[type="submit"]')
@@ -198,6 +211,26 @@ def main():
             route.get_by_role("button", name="Save").click()
             expect(page.locator(".status .ok")).to_contain_text("Saved")
             expect(page.locator('section[data-model="demo-echo"] tr[data-route] input[type="number"]').first).to_have_value("7")
+            # An API refusal is shown in place: a provider name that is taken.
+            provider_form = page.locator("form.inline").first
+            provider_form.locator('input[name="name"]').fill("demo")
+            provider_form.locator('input[name="base_url"]').fill("http://127.0.0.1:9/v1")
+            provider_form.get_by_role("button", name="Add provider").click()
+            expect(page.locator(".status .error")).to_be_visible()
+            problems[:] = [p for p in problems if "409" not in p]  # the refusal itself
+            # A new model, routed to the demo upstream, serves requests within a second or so.
+            model_form = page.locator("#create-model")
+            model_form.locator('input[name="name"]').fill("browser-model")
+            model_form.locator('input[name="model"]').fill("demo-echo")
+            model_form.get_by_role("button", name="Add model").click()
+            expect(page.locator('section[data-model="browser-model"]')).to_be_visible()
+            deadline = time.monotonic() + 5
+            while True:
+                status, body = chat_model(gateway.base, gateway.demo_key, "browser-model")
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            check(status == 200, f"the model added in the console does not serve: {status} {body}")
             page.screenshot(path=os.path.join(SHOTS, "providers.png"), full_page=True)
 
             page.click('nav a[data-page="upstreams"]')

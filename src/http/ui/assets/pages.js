@@ -390,10 +390,13 @@ export async function providers(root) {
           h("td", {}, h("code", {}, a.api_key_hint)),
           h("td", { class: "num" }, a.weight),
           h("td", {}, badge(a.enabled ? "enabled" : "disabled")),
-          h("td", {}, action(a.enabled ? "Disable" : "Enable", status, async () => {
-            await api("PATCH", `/admin/accounts/${a.id}`, { enabled: !a.enabled });
-            await refresh();
-          })),
+          h("td", {}, h("div", { class: "actions" },
+            action(a.enabled ? "Disable" : "Enable", status, async () => {
+              await api("PATCH", `/admin/accounts/${a.id}`, { enabled: !a.enabled });
+              await refresh();
+            }),
+            rotateCredential(a, status, refresh),
+          )),
         ),
       );
       const modelSections = modelPage.data.map((m) =>
@@ -413,7 +416,8 @@ export async function providers(root) {
         h("section", { class: "card" }, h("h2", {}, "Providers"), providerRows.length ? table(["name", "kind", "base URL", "source"], providerRows) : empty("No providers yet — add one below."), providerForm(status, refresh)),
         h("section", { class: "card" }, h("h2", {}, "Accounts"), accountRows.length ? table(["provider", "name", "key", "weight", "state", ""], accountRows) : empty("No accounts yet — add one below."), accountForm(providerPage.data, status, refresh)),
         h("h2", {}, "Models and their routes"),
-        ...(modelSections.length ? modelSections : [empty("No models yet.")]),
+        ...(modelSections.length ? modelSections : [empty("No models yet — add one below.")]),
+        modelForm(providerPage.data, status, refresh),
       );
     });
   }
@@ -449,6 +453,55 @@ function routeRow(route, status, refresh) {
       ),
     ),
   );
+}
+
+// "Rotate key": an inline field for the account's new credential (write-only, like the API).
+function rotateCredential(account, status, refresh) {
+  const wrap = h("span", { class: "actions" });
+  const open = h("button", { type: "button" }, "Rotate key");
+  open.addEventListener("click", () => {
+    const field = h("input", { type: "password", class: "medium", autocomplete: "off", "aria-label": `New API key for ${account.provider}/${account.name}` });
+    const save = action("Set", status, async () => {
+      if (!field.value) throw new Error("Enter the new API key first.");
+      await api("PATCH", `/admin/accounts/${account.id}`, { api_key: field.value });
+      await refresh();
+      status.replaceChildren(h("p", { class: "ok" }, `New key set for ${account.provider}/${account.name}.`));
+    });
+    wrap.replaceChildren(field, save);
+    field.focus();
+  });
+  wrap.append(open);
+  return wrap;
+}
+
+function modelForm(providerList, status, refresh) {
+  const form = h(
+    "form",
+    { class: "card form-grid", id: "create-model" },
+    h("h2", {}, "Add a model"),
+    h("label", {}, "Public name", h("input", { name: "name", required: true, autocomplete: "off" })),
+    h("label", {}, "Strategy", h("select", { name: "strategy" }, ["weighted", "least_busy", "latency"].map((k) => h("option", { value: k }, k)))),
+    h("label", {}, "Route: provider", h("select", { name: "provider", required: true }, providerList.map((p) => h("option", { value: p.name }, p.name)))),
+    h("label", {}, "Route: upstream model", h("input", { name: "model", required: true, autocomplete: "off" })),
+    h("label", {}, "Route: weight", h("input", { name: "weight", type: "number", min: 0, value: 1 })),
+    h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Add model")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = new FormData(form);
+    status.replaceChildren();
+    try {
+      await api("POST", "/admin/models", {
+        name: fields.get("name").trim(),
+        strategy: fields.get("strategy"),
+        routes: [{ provider: fields.get("provider"), model: fields.get("model").trim(), weight: Number(fields.get("weight") || 1) }],
+      });
+      await refresh();
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  return form;
 }
 
 function providerForm(status, refresh) {
