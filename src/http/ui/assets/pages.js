@@ -115,12 +115,12 @@ function stat(label, value, note) {
   return h("div", { class: "stat card" }, h("span", { class: "label" }, label), h("strong", {}, value), note ? h("span", { class: "note" }, note) : null);
 }
 
-function topList(title, lines, nameOf) {
+function topList(title, lines, nameOf, none = "No requests in this range.") {
   const sorted = [...lines].sort((a, b) => b.requests - a.requests).slice(0, 5);
   const rows = sorted.map((line) =>
     h("tr", {}, h("td", {}, nameOf(line)), h("td", { class: "num" }, formatNumber(line.requests)), h("td", { class: "num" }, formatNumber(line.errors)), h("td", { class: "num" }, formatNumber(line.prompt_tokens + line.completion_tokens))),
   );
-  return h("section", { class: "card" }, h("h2", {}, title), rows.length ? table(["name", "requests", "errors", "tokens"], rows) : empty("No requests in this range."));
+  return h("section", { class: "card" }, h("h2", {}, title), rows.length ? table(["name", "requests", "errors", "tokens"], rows) : empty(none));
 }
 
 // Usage of the last hour, from the request log (the rollups are by day): its newest 1000 rows.
@@ -156,21 +156,40 @@ async function lastHour() {
     add(keys, row.key || `key ${row.key_id}`, row);
     add(models, row.model, row);
   }
+  const accounts = new Map();
+  for (const row of rows) if (row.provider) add(accounts, `${row.provider}/${row.account ?? "–"}`, row);
   return {
     series: [...buckets.values()].map((b) => ({ ...b, label: b.name })),
     keys: [...keys.values()],
     models: [...models.values()],
+    accounts: [...accounts.values()],
+    sample: rows,
     partial: page.next_cursor !== null,
   };
 }
 
+const LATENCY_SAMPLE = 500;
+
+// The p-th percentile (0..100) of numbers, or null for none.
+function percentile(values, p) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const ms = (value) => (value === null ? "–" : `${value.toLocaleString("en-US")} ms`);
+
 async function rollups(range) {
   const days = { day: 0, week: 6, month: 29 }[range];
   const span = { from: daysAgo(days), to: today() };
-  const [byDay, byKey, byModel] = await Promise.all([
+  // Totals come from the daily rollups; latency from the newest rows of the request log only,
+  // so the page costs the same however long the log is.
+  const [byDay, byKey, byModel, byAccount, sample] = await Promise.all([
     get(`/admin/usage${query({ ...span, group_by: "day" })}`),
     get(`/admin/usage${query({ ...span, group_by: "key" })}`),
     get(`/admin/usage${query({ ...span, group_by: "model" })}`),
+    get(`/admin/usage${query({ ...span, group_by: "account" })}`),
+    get(`/admin/logs${query({ from: span.from, limit: LATENCY_SAMPLE })}`),
   ]);
   // Every day of the range gets a bar, with or without traffic.
   const lines = new Map(byDay.data.map((line) => [line.day, line]));
@@ -184,6 +203,8 @@ async function rollups(range) {
     series,
     keys: byKey.data.map((line) => ({ ...line, name: line.key ?? `deleted key ${line.key_id ?? ""}` })),
     models: byModel.data.map((line) => ({ ...line, name: line.model })),
+    accounts: byAccount.data.filter((line) => line.provider).map((line) => ({ ...line, name: `${line.provider}/${line.account ?? "–"}` })),
+    sample: sample.data,
     partial: false,
   };
 }
@@ -208,6 +229,9 @@ export async function dashboard(root) {
   await guarded(body, async () => {
     const data = dashboardRange === "hour" ? await lastHour() : await rollups(dashboardRange);
     const sum = totals(data.series);
+    const latencies = data.sample.map((row) => row.latency_ms);
+    const ttfbs = data.sample.filter((row) => row.ttfb_ms !== null).map((row) => row.ttfb_ms);
+    const latencyNote = data.sample.length ? `over the newest ${data.sample.length} requests` : "no requests";
     // The cards' inner width: the charts are drawn at the size they are shown.
     const width = body.clientWidth - 38;
     const errorRate = sum.requests ? `${((sum.errors / sum.requests) * 100).toFixed(1)}% of requests` : "no requests";
@@ -231,11 +255,13 @@ export async function dashboard(root) {
         stat("Errors", formatNumber(sum.errors), errorRate),
         stat("Tokens", formatNumber(sum.prompt_tokens + sum.completion_tokens), `${formatNumber(sum.prompt_tokens)} prompt · ${formatNumber(sum.completion_tokens)} completion`),
         sum.cost_usd !== null ? stat("Cost", `$${sum.cost_usd.toFixed(2)}`) : null,
+        stat("Latency p50 / p95", `${ms(percentile(latencies, 50))} / ${ms(percentile(latencies, 95))}`, latencyNote),
+        stat("Time to first byte p50 / p95", `${ms(percentile(ttfbs, 50))} / ${ms(percentile(ttfbs, 95))}`, latencyNote),
       ),
       data.partial ? h("p", { class: "hint" }, "More than 1000 requests in the last hour: the figures cover the newest 1000.") : null,
       h("section", { class: "card" }, h("h2", {}, "Requests"), barChart(points, { name: "requests", partName: "errors", width })),
       h("section", { class: "card" }, h("h2", {}, "Tokens"), barChart(tokenPoints, { name: "prompt", partName: "completion", partClass: "part alt", width })),
-      h("div", { class: "columns" }, topList("Busiest keys", data.keys, (l) => l.name), topList("Busiest models", data.models, (l) => l.name)),
+      h("div", { class: "columns" }, topList("Busiest keys", data.keys, (l) => l.name), topList("Busiest models", data.models, (l) => l.name), topList("Busiest accounts", data.accounts, (l) => l.name, "No request reached a provider account in this range (keyless providers, like the demo, have none).")),
     );
   });
 }
