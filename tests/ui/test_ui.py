@@ -194,6 +194,12 @@ def main():
             check(plaintext.startswith("sk-"), f"the new key looks wrong: {plaintext!r}")
             expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("active")
             page.screenshot(path=os.path.join(SHOTS, "keys.png"), full_page=True)
+            # Edit its limits inline.
+            page.get_by_role("button", name="Edit key browser-test").click()
+            editor = page.get_by_role("form", name="Edit key browser-test")
+            editor.locator('input[name="rpm"]').fill("120")
+            editor.get_by_role("button", name="Save").click()
+            expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("120 rpm")
             status, body = chat(gateway.base, plaintext, "with the key the console made")
             check(status == 200, f"the new key was refused: {status} {body}")
             row = page.locator('tr[data-key="browser-test"]')

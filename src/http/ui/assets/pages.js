@@ -329,6 +329,7 @@ export async function keys(root) {
         const actions = h("div", { class: "actions" });
         if (key.status !== "revoked") {
           actions.append(
+            h("button", { type: "button", "aria-label": `Edit key ${key.name}`, onclick: (event) => editKey(event.target.closest("tr"), key, status, refresh) }, "Edit"),
             action(key.enabled ? "Disable" : "Enable", status, async () => {
               await api("PATCH", `/admin/keys/${key.id}`, { enabled: !key.enabled });
               await refresh();
@@ -367,6 +368,48 @@ export async function keys(root) {
 
   root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Keys")), created, status, h("section", { class: "card" }, list), form);
   await refresh();
+}
+
+// An inline form under a key's row: its name, models, limits and expiry. An emptied field is
+// sent as null, which clears the limit.
+function editKey(row, key, status, refresh) {
+  if (row.nextElementSibling && row.nextElementSibling.classList.contains("editor")) {
+    row.nextElementSibling.remove();
+    return;
+  }
+  const form = h(
+    "form",
+    { class: "form-grid", "aria-label": `Edit key ${key.name}` },
+    h("label", {}, "Name", h("input", { name: "name", value: key.name, required: true })),
+    h("label", {}, "Models (empty: all)", h("input", { name: "models", value: key.models ? key.models.join(", ") : "" })),
+    h("label", {}, "Requests per minute", h("input", { name: "rpm", type: "number", min: 1, value: key.rpm ?? "" })),
+    h("label", {}, "Tokens per minute", h("input", { name: "tpm", type: "number", min: 1, value: key.tpm ?? "" })),
+    h("label", {}, "Expires on (UTC)", h("input", { name: "expires_at", type: "date", value: key.expires_at ? key.expires_at.slice(0, 10) : "" })),
+    h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Save"), h("button", { type: "button", class: "quiet", onclick: () => editor.remove() }, "Cancel")),
+  );
+  const editor = h("tr", { class: "editor" }, h("td", { colspan: 9 }, form));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = new FormData(form);
+    const models = fields.get("models").split(",").map((m) => m.trim()).filter(Boolean);
+    const patch = {
+      name: fields.get("name").trim(),
+      models: models.length ? models : null,
+      rpm: numberOrNull(fields.get("rpm")) ?? null,
+      tpm: numberOrNull(fields.get("tpm")) ?? null,
+      expires_at: fields.get("expires_at") ? `${fields.get("expires_at")}T23:59:59Z` : null,
+    };
+    status.replaceChildren();
+    try {
+      await api("PATCH", `/admin/keys/${key.id}`, patch);
+      await refresh();
+      status.replaceChildren(h("p", { class: "ok" }, `Saved key ${patch.name}.`));
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  row.after(editor);
+  form.querySelector("input").focus();
 }
 
 function shownOnce(key) {
