@@ -119,7 +119,8 @@ def main():
     problems = []
     try:
         # Real traffic for the dashboard: a few answers and one refusal (an unknown model).
-        for i in range(5):
+        # 55 of them: more than one page (50 rows) of the request log.
+        for i in range(55):
             status, body = chat(gateway.base, gateway.demo_key, f"warm-up {i}")
             check(status == 200, f"demo chat failed: {status} {body}")
         status, _ = chat(gateway.base, "sk-not-a-key-0000000000000000")
@@ -166,7 +167,7 @@ def main():
 
             # The dashboard shows this week's real requests (5 answered by the demo model).
             requests = page.locator(".stat").first.locator("strong")
-            check(int(requests.inner_text().replace(",", "")) >= 5, f"dashboard requests: {requests.inner_text()}")
+            check(int(requests.inner_text().replace(",", "")) >= 55, f"dashboard requests: {requests.inner_text()}")
             expect(page.locator("svg.chart").first).to_be_visible()
             check(page.locator("svg.chart .bar title").count() > 0, "chart bars carry no hover numbers")
             expect(page.get_by_text("demo-echo").first).to_be_visible()
@@ -247,7 +248,13 @@ def main():
             # The request log: every request so far, the revoked key's filter, one detail.
             page.click('nav a[data-page="logs"]')
             ready("logs")
-            expect(page.locator("tbody tr").first).to_be_visible()
+            expect(page.locator("tbody tr")).to_have_count(50)
+            newest = page.locator("tbody tr").first.text_content()
+            page.click("#older")
+            expect(page.locator("tbody tr").first).not_to_have_text(newest)
+            check(page.locator("tbody tr").count() < 50, "the second page is not the rest of the log")
+            page.get_by_role("button", name="Newer").click()
+            expect(page.locator("tbody tr").first).to_have_text(newest)
             page.fill('#log-filters input[name="key"]', "browser-test")
             page.click('#log-filters button[type="submit"]')
             expect(page.locator("tbody tr").first).to_contain_text("browser-test")
