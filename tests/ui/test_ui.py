@@ -218,6 +218,12 @@ def main():
             route.get_by_role("button", name="Save").click()
             expect(page.locator(".status .ok")).to_contain_text("Saved")
             expect(page.locator('section[data-model="demo-echo"] tr[data-route] input[type="number"]').first).to_have_value("7")
+            # Save the provider's base URL (unchanged, so the demo keeps working).
+            provider_row = page.locator('tr[data-provider="demo"]')
+            demo_url = provider_row.locator('input[type="url"]').input_value()
+            provider_row.get_by_role("button", name="Save provider demo").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved provider demo")
+            expect(page.locator('tr[data-provider="demo"] input[type="url"]')).to_have_value(demo_url)
             # An API refusal is shown in place: a provider name that is taken.
             provider_form = page.locator("form.inline").first
             provider_form.locator('input[name="name"]').fill("demo")
@@ -238,6 +244,22 @@ def main():
                     break
                 time.sleep(0.2)
             check(status == 200, f"the model added in the console does not serve: {status} {body}")
+            # An account: add it, re-weight it, rotate its credential (shown only as a hint).
+            account_form = page.locator("form.inline").nth(1)
+            account_form.locator('input[name="name"]').fill("browser-account")
+            account_form.locator('input[name="api_key"]').fill("sk-browser-account-secret-0001")
+            account_form.get_by_role("button", name="Add account").click()
+            expect(page.locator("table").nth(1)).to_contain_text("browser-account")
+            check("sk-browser-account-secret-0001" not in page.content(), "the account's key is shown")
+            page.get_by_label("Weight of account demo/browser-account").fill("3")
+            page.get_by_role("button", name="Save account demo/browser-account").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved account demo/browser-account")
+            expect(page.get_by_label("Weight of account demo/browser-account")).to_have_value("3")
+            page.get_by_role("button", name="Rotate key").click()
+            page.get_by_label("New API key for demo/browser-account").fill("sk-browser-account-secret-0002")
+            page.get_by_role("button", name="Set", exact=True).click()
+            expect(page.locator(".status .ok")).to_contain_text("New key set")
+            expect(page.locator("table").nth(1)).to_contain_text("0002")
             page.screenshot(path=os.path.join(SHOTS, "providers.png"), full_page=True)
 
             page.click('nav a[data-page="upstreams"]')

@@ -449,25 +449,46 @@ export async function providers(root) {
         get("/admin/accounts?limit=1000"),
         get("/admin/models?limit=1000"),
       ]);
-      const providerRows = providerPage.data.map((p) => h("tr", {}, h("td", {}, p.name), h("td", {}, p.kind), h("td", {}, h("code", {}, p.base_url)), h("td", {}, p.source)));
-      const accountRows = accountPage.data.map((a) =>
-        h(
+      const providerRows = providerPage.data.map((p) => {
+        const url = h("input", { type: "url", value: p.base_url, class: "wide", "aria-label": `Base URL of ${p.name}` });
+        return h(
+          "tr",
+          { "data-provider": p.name },
+          h("td", {}, p.name),
+          h("td", {}, p.kind),
+          h("td", {}, url),
+          h("td", {}, p.source),
+          h("td", {}, h("div", { class: "actions" }, action("Save", status, async () => {
+            await api("PATCH", `/admin/providers/${p.id}`, { base_url: url.value.trim() });
+            await refresh();
+            status.replaceChildren(h("p", { class: "ok" }, `Saved provider ${p.name}.`));
+          }, { "aria-label": `Save provider ${p.name}` }))),
+        );
+      });
+      const accountRows = accountPage.data.map((a) => {
+        const accountWeight = h("input", { type: "number", min: 0, value: a.weight, class: "small", "aria-label": `Weight of account ${a.provider}/${a.name}` });
+        return h(
           "tr",
           {},
           h("td", {}, a.provider),
           h("td", {}, a.name),
           h("td", {}, h("code", {}, a.api_key_hint)),
-          h("td", { class: "num" }, a.weight),
+          h("td", {}, accountWeight),
           h("td", {}, badge(a.enabled ? "enabled" : "disabled")),
           h("td", {}, h("div", { class: "actions" },
+            action("Save", status, async () => {
+              await api("PATCH", `/admin/accounts/${a.id}`, { weight: Number(accountWeight.value) });
+              await refresh();
+              status.replaceChildren(h("p", { class: "ok" }, `Saved account ${a.provider}/${a.name}.`));
+            }, { "aria-label": `Save account ${a.provider}/${a.name}` }),
             action(a.enabled ? "Disable" : "Enable", status, async () => {
               await api("PATCH", `/admin/accounts/${a.id}`, { enabled: !a.enabled });
               await refresh();
             }),
             rotateCredential(a, status, refresh),
           )),
-        ),
-      );
+        );
+      });
       const modelSections = modelPage.data.map((m) =>
         h(
           "section",
@@ -482,7 +503,7 @@ export async function providers(root) {
         ),
       );
       fill(body,
-        h("section", { class: "card" }, h("h2", {}, "Providers"), providerRows.length ? table(["name", "kind", "base URL", "source"], providerRows) : empty("No providers yet — add one below."), providerForm(status, refresh)),
+        h("section", { class: "card" }, h("h2", {}, "Providers"), providerRows.length ? table(["name", "kind", "base URL", "source", ""], providerRows) : empty("No providers yet — add one below."), providerForm(status, refresh)),
         h("section", { class: "card" }, h("h2", {}, "Accounts"), accountRows.length ? table(["provider", "name", "key", "weight", "state", ""], accountRows) : empty("No accounts yet — add one below."), accountForm(providerPage.data, status, refresh)),
         h("h2", {}, "Models and their routes"),
         ...(modelSections.length ? modelSections : [empty("No models yet — add one below.")]),
