@@ -244,6 +244,11 @@ def main():
                     break
                 time.sleep(0.2)
             check(status == 200, f"the model added in the console does not serve: {status} {body}")
+            # The new model's strategy.
+            page.get_by_label("Strategy of browser-model").select_option("least_busy")
+            page.get_by_role("button", name="Save model browser-model").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved model browser-model")
+            expect(page.locator('section[data-model="browser-model"] h3')).to_contain_text("least_busy")
             # An account: add it, re-weight it, rotate its credential (shown only as a hint).
             account_form = page.locator("form.inline").nth(1)
             account_form.locator('input[name="name"]').fill("browser-account")

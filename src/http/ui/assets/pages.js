@@ -494,6 +494,7 @@ export async function providers(root) {
           "section",
           { class: "card", "data-model": m.name },
           h("h3", {}, m.name, " ", h("span", { class: "note" }, `${m.strategy}, up to ${m.max_attempts} attempts${m.timeout ? `, timeout ${m.timeout}` : ""}`)),
+          modelSettings(m, status, refresh),
           m.routes.length
             ? table(
                 ["provider", "upstream model", "weight", "priority", "state", ""],
@@ -545,6 +546,25 @@ function routeRow(route, status, refresh) {
   );
 }
 
+// A model's strategy and attempts, changed in place.
+function modelSettings(model, status, refresh) {
+  const strategy = h("select", { "aria-label": `Strategy of ${model.name}` }, STRATEGIES.map((k) => h("option", { value: k, selected: k === model.strategy }, k)));
+  const attempts = h("input", { type: "number", min: 1, value: model.max_attempts, class: "small", "aria-label": `Most attempts for ${model.name}` });
+  return h(
+    "div",
+    { class: "inline-settings" },
+    h("label", {}, "Strategy", strategy),
+    h("label", {}, "Most attempts", attempts),
+    h("div", { class: "actions" }, action("Save", status, async () => {
+      await api("PATCH", `/admin/models/${model.id}`, { strategy: strategy.value, max_attempts: Number(attempts.value) });
+      await refresh();
+      status.replaceChildren(h("p", { class: "ok" }, `Saved model ${model.name}.`));
+    }, { "aria-label": `Save model ${model.name}` })),
+  );
+}
+
+const STRATEGIES = ["weighted", "least_busy", "latency"];
+
 // "Rotate key": an inline field for the account's new credential (write-only, like the API).
 function rotateCredential(account, status, refresh) {
   const wrap = h("span", { class: "actions" });
@@ -570,7 +590,7 @@ function modelForm(providerList, status, refresh) {
     { class: "card form-grid", id: "create-model" },
     h("h2", {}, "Add a model"),
     h("label", {}, "Public name", h("input", { name: "name", required: true, autocomplete: "off" })),
-    h("label", {}, "Strategy", h("select", { name: "strategy" }, ["weighted", "least_busy", "latency"].map((k) => h("option", { value: k }, k)))),
+    h("label", {}, "Strategy", h("select", { name: "strategy" }, STRATEGIES.map((k) => h("option", { value: k }, k)))),
     h("label", {}, "Route: provider", h("select", { name: "provider", required: true }, providerList.map((p) => h("option", { value: p.name }, p.name)))),
     h("label", {}, "Route: upstream model", h("input", { name: "model", required: true, autocomplete: "off" })),
     h("label", {}, "Route: weight", h("input", { name: "weight", type: "number", min: 0, value: 1 })),
