@@ -117,6 +117,7 @@ def main():
     os.makedirs(SHOTS, exist_ok=True)
     gateway = Gateway()
     problems = []
+    timings = []
     try:
         # Real traffic for the dashboard: a few answers and one refusal (an unknown model).
         # 55 of them: more than one page (50 rows) of the request log.
@@ -172,6 +173,12 @@ def main():
             check(page.locator("svg.chart .bar title").count() > 0, "chart bars carry no hover numbers")
             expect(page.get_by_text("demo-echo").first).to_be_visible()
             page.screenshot(path=os.path.join(SHOTS, "dashboard.png"), full_page=True)
+            # How long the 30-day dashboard takes to render (printed, not asserted).
+            started = time.monotonic()
+            page.click('.segmented button:has-text("Last 30 days")')
+            page.wait_for_selector('.segmented button[aria-pressed="true"]:has-text("Last 30 days")')
+            ready("dashboard")
+            timings.append(f"30-day dashboard rendered in {(time.monotonic() - started) * 1000:.0f} ms")
             page.click('.segmented button:has-text("Last hour")')
             ready("dashboard")
             expect(page.locator(".stat").first.locator("strong")).not_to_have_text("0")
@@ -310,6 +317,8 @@ def main():
         for problem in problems:
             print(problem, file=sys.stderr)
         raise SystemExit(f"{len(problems)} browser problem(s)")
+    for timing in timings:
+        print(f"ui: {timing}")
     print("ui: ok (screenshots in docs/screenshots/)")
 
 

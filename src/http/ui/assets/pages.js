@@ -210,6 +210,8 @@ async function rollups(range) {
 }
 
 export async function dashboard(root) {
+  // Tests and scripts wait for data-ready; a range change re-renders without a route change.
+  delete root.dataset.ready;
   const body = h("div", { class: "stack" }, h("p", { class: "loading" }, "Loading usage…"));
   const picker = h(
     "div",
@@ -264,6 +266,7 @@ export async function dashboard(root) {
       h("div", { class: "columns" }, topList("Busiest keys", data.keys, (l) => l.name), topList("Busiest models", data.models, (l) => l.name), topList("Busiest accounts", data.accounts, (l) => l.name, "No request reached a provider account in this range (keyless providers, like the demo, have none).")),
     );
   });
+  root.dataset.ready = "dashboard";
 }
 
 // ---------------------------------------------------------------- keys
