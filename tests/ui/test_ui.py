@@ -208,6 +208,16 @@ def main():
             editor.locator('input[name="rpm"]').fill("120")
             editor.get_by_role("button", name="Save").click()
             expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("120 rpm")
+            # Rotate it: a new plaintext, shown once; the old one stops working.
+            page.get_by_role("button", name="Rotate key browser-test").click()
+            page.get_by_role("button", name="Rotate key browser-test").click()  # confirm
+            expect(page.locator("#key-created h2")).to_contain_text("rotated")
+            old_plaintext, plaintext = plaintext, page.input_value("#new-key")
+            check(plaintext != old_plaintext and plaintext.startswith("sk-"), "rotation gave no new key")
+            deadline = time.monotonic() + 5
+            while chat(gateway.base, old_plaintext, "old key")[0] != 401 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            check(chat(gateway.base, old_plaintext, "old key")[0] == 401, "the rotated-away key still works")
             status, body = chat(gateway.base, plaintext, "with the key the console made")
             check(status == 200, f"the new key was refused: {status} {body}")
             row = page.locator('tr[data-key="browser-test"]')
@@ -216,6 +226,13 @@ def main():
             expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("revoked")
             status, body = chat(gateway.base, plaintext, "after revoking")
             check(status == 401, f"a revoked key answered {status}: {body}")
+            # A throwaway key, deleted.
+            page.fill('#create-key input[name="name"]', "throwaway")
+            page.click('#create-key button[type="submit"]')
+            expect(page.locator('tr[data-key="throwaway"]')).to_be_visible()
+            page.get_by_role("button", name="Delete key throwaway").click()
+            page.get_by_role("button", name="Delete key throwaway").click()  # confirm
+            expect(page.locator('tr[data-key="throwaway"]')).to_have_count(0)
 
             # Providers & models: change the demo route's weight, and see it kept.
             page.click('nav a[data-page="providers"]')

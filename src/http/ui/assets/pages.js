@@ -60,6 +60,20 @@ function action(label, status, work, attributes = {}) {
   return button;
 }
 
+// A button for an action that cannot be undone: the first press asks (the button turns red
+// and says so), the second does it.
+function confirmed(label, confirmLabel, status, work, attributes = {}) {
+  return action(label, status, async (button) => {
+    if (button.dataset.armed !== "yes") {
+      button.dataset.armed = "yes";
+      button.textContent = confirmLabel;
+      button.classList.add("danger");
+      return;
+    }
+    await work(button);
+  }, attributes);
+}
+
 function table(headings, rows, caption) {
   return h(
     "div",
@@ -337,19 +351,23 @@ export async function keys(root) {
               await api("PATCH", `/admin/keys/${key.id}`, { enabled: !key.enabled });
               await refresh();
             }),
-            action("Revoke", status, async (button) => {
-              // Revoking is final: the first press asks, the second does it.
-              if (button.dataset.armed !== "yes") {
-                button.dataset.armed = "yes";
-                button.textContent = "Confirm revoke";
-                button.classList.add("danger");
-                return;
-              }
+            confirmed("Rotate", "Confirm rotate", status, async () => {
+              const rotated = await api("POST", `/admin/keys/${key.id}/rotate`);
+              created.replaceChildren(shownOnce(rotated, "rotated"));
+              await refresh();
+            }, { "aria-label": `Rotate key ${key.name}` }),
+            confirmed("Revoke", "Confirm revoke", status, async () => {
               await api("POST", `/admin/keys/${key.id}/revoke`);
               await refresh();
             }, { "aria-label": `Revoke key ${key.name}` }),
           );
         }
+        actions.append(
+          confirmed("Delete", "Confirm delete", status, async () => {
+            await api("DELETE", `/admin/keys/${key.id}`);
+            await refresh();
+          }, { "aria-label": `Delete key ${key.name}` }),
+        );
         const limits = [key.rpm ? `${key.rpm} rpm` : null, key.tpm ? `${key.tpm} tpm` : null, key.budget_tokens ? `${formatNumber(key.budget_tokens)} tokens/${key.budget_window || "window"}` : null].filter(Boolean);
         return h(
           "tr",
@@ -415,7 +433,7 @@ function editKey(row, key, status, refresh) {
   form.querySelector("input").focus();
 }
 
-function shownOnce(key) {
+function shownOnce(key, what = "created") {
   const field = h("input", { readonly: true, value: key.key, id: "new-key", "aria-label": "The new key" });
   const copied = h("span", { class: "note", "aria-live": "polite" });
   const copy = h("button", { type: "button" }, "Copy");
@@ -431,7 +449,7 @@ function shownOnce(key) {
   return h(
     "section",
     { class: "card notice", id: "key-created" },
-    h("h2", {}, `Key “${key.name}” created`),
+    h("h2", {}, `Key “${key.name}” ${what}`),
     h("p", {}, "Copy it now: this is the only time it is shown."),
     h("div", { class: "copy-row" }, field, copy),
     copied,
