@@ -18,10 +18,11 @@ build: ## Build the release binary (target/release/llmgate)
 run: build ## Run the gateway (default: with the demo upstream; RUN_ARGS='--config llmgate.toml' for yours)
 	$(BIN) serve $(RUN_ARGS)
 
-test: ## Run every test: unit, integration, and the Python SDK suite (tools installed by tests/setup.sh)
+test: ## Run every test: unit, integration, the Python SDK suite and the web console in Chromium (tools installed by tests/setup.sh)
 	bash tests/setup.sh
 	$(CARGO) test --locked --all-targets
 	bash tests/sdk/run.sh
+	bash tests/ui/run.sh
 
 check: ## Formatting, lints and tests: what CI runs
 	$(CARGO) fmt --all -- --check

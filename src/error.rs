@@ -25,6 +25,9 @@ pub enum ApiError {
     /// A missing, malformed, expired or wrongly signed admin token.
     #[error("{0}")]
     AdminUnauthorized(String),
+    /// A state change made with the web console's session cookie but without its CSRF token.
+    #[error("{0}")]
+    CsrfRefused(String),
     #[error("wrong admin password")]
     WrongPassword,
     #[error("too many failed logins; retry in {retry_after:?}")]
@@ -139,6 +142,11 @@ impl ApiError {
                 "invalid_request_error",
                 "invalid_admin_token",
             ),
+            Self::CsrfRefused(_) => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "invalid_csrf_token",
+            ),
             Self::WrongPassword => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
@@ -228,6 +236,7 @@ impl ApiError {
             Self::InvalidRequest { message, .. } => return capped(message),
             Self::InvalidApiKey(message)
             | Self::AdminUnauthorized(message)
+            | Self::CsrfRefused(message)
             | Self::NotFound(message)
             | Self::Conflict(message) => return capped(message),
             Self::WrongPassword => {

@@ -12,6 +12,7 @@ mod admin;
 mod extract;
 mod ops;
 mod respond;
+mod ui;
 mod v1;
 
 use std::convert::Infallible;
@@ -74,6 +75,7 @@ pub fn router(
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/admin", admin::router(&state))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state);

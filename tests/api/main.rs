@@ -12,6 +12,7 @@
 )]
 
 mod admin;
+mod admin_console;
 mod admin_hardening;
 mod cli;
 mod dialects;

@@ -104,7 +104,7 @@ pub async fn logout_all(State(state): State<AppState>) -> Result<Response, ApiEr
     Ok(Json(serde_json::json!({"logged_out": true})).into_response())
 }
 
-fn login_error(error: LoginError) -> ApiError {
+pub(super) fn login_error(error: LoginError) -> ApiError {
     match error {
         LoginError::WrongPassword => ApiError::WrongPassword,
         LoginError::Throttled { retry_after } => ApiError::TooManyLoginAttempts { retry_after },
@@ -121,7 +121,7 @@ fn login_error(error: LoginError) -> ApiError {
 
 /// The body of a login, read up to [`LOGIN_BODY_LIMIT`] bytes: a longer one is refused as soon
 /// as its `Content-Length` says so, or its bytes cross the limit.
-async fn small_body(request: Request) -> Result<Bytes, ApiError> {
+pub(super) async fn small_body(request: Request) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::LoginTooLarge {
         limit: LOGIN_BODY_LIMIT,
     };
@@ -149,7 +149,7 @@ async fn small_body(request: Request) -> Result<Bytes, ApiError> {
 
 /// The client's IP address, from the connection. Requests served without connection info
 /// (in-process tests) share the unspecified address.
-pub struct ClientAddr(std::net::IpAddr);
+pub struct ClientAddr(pub(super) std::net::IpAddr);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;

@@ -10,6 +10,7 @@ mod client_keys;
 mod login;
 mod models;
 mod providers;
+mod session;
 mod upstreams;
 mod usage;
 
@@ -72,6 +73,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/login", post(login::login))
+        .route("/session", post(session::login).delete(session::logout))
         .merge(protected)
 }
 
@@ -79,36 +81,54 @@ async fn require_admin(_admin: AdminSession, request: Request, next: Next) -> Re
     next.run(request).await
 }
 
-/// Proof that the request carries a valid, unexpired admin token.
+/// Proof that the request carries a valid, unexpired admin token: in `Authorization: Bearer`,
+/// or in the web console's session cookie. A state change made with the cookie must also carry
+/// the session's CSRF token (see [`session`]); one made with the header needs none, since no
+/// browser adds that header on its own.
 pub struct AdminSession;
 
 impl FromRequestParts<AppState> for AdminSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let unauthorized = |e: TokenError| ApiError::AdminUnauthorized(e.to_string());
+        let auth = state.admin.auth();
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let (scheme, token) = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().split_once(' '))
+                .ok_or(TokenError::Invalid)
+                .map_err(unauthorized)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(unauthorized(TokenError::Invalid));
+            }
+            return auth
+                .verify(token.trim())
+                .map(|()| Self)
+                .map_err(unauthorized);
+        }
+        let token = session::cookie(&parts.headers, session::SESSION_COOKIE)
             .ok_or(TokenError::Missing)
-            .and_then(|value| {
-                let (scheme, token) = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.trim().split_once(' '))
-                    .ok_or(TokenError::Invalid)?;
-                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-                    Ok(token.trim())
-                } else {
-                    Err(TokenError::Invalid)
-                }
-            })
-            .map_err(|e| ApiError::AdminUnauthorized(e.to_string()))?;
-        state
-            .admin
-            .auth()
-            .verify(token)
-            .map(|()| Self)
-            .map_err(|e| ApiError::AdminUnauthorized(e.to_string()))
+            .map_err(unauthorized)?;
+        auth.verify(token).map_err(unauthorized)?;
+        if !parts.method.is_safe() {
+            let sent = parts
+                .headers
+                .get(session::CSRF_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            if !session::csrf_matches(token, sent.trim()) {
+                return Err(ApiError::CsrfRefused(format!(
+                    "A change made with the web console's session cookie needs its CSRF token in \
+                     the {} header (the value of the {} cookie). Reload the console, or use \
+                     Authorization: Bearer instead.",
+                    session::CSRF_HEADER,
+                    session::CSRF_COOKIE
+                )));
+            }
+        }
+        Ok(Self)
     }
 }
 
