@@ -9,7 +9,6 @@ mod request;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,15 +25,14 @@ use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::providers::{self, ClientHeaders, UpstreamUrl};
-use crate::routing::{
-    CircuitState, Health, HealthPolicy, Model, RouteHealth, SharedCatalog, Target, Tried,
-};
+use crate::routing::{CircuitState, Health, HealthPolicy, Model, SharedCatalog, Target, Tried};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream;
 use crate::usage::{self, Usage, UsageRecorder};
 use crate::vocab::Endpoint;
 use dialect::{Answer, Call, Refused};
 use outcome::{Head, LimitScope, Outcome, RouteFailure};
+use relay::InFlight;
 
 /// Everything a proxied request needs, cheap to clone into each request.
 #[derive(Clone, Debug)]
@@ -396,7 +394,7 @@ impl Gateway {
         request: &Requested<'_, '_>,
         turn: Turn<'_>,
         send: Send,
-    ) -> Outcome {
+    ) -> Outcome<Forwarded> {
         let Turn {
             target,
             number,
@@ -450,14 +448,14 @@ impl Gateway {
             Head::Redirect => outcome::redirected(provider, status, response.headers()),
             Head::Answer => {
                 let pending = Pending {
+                    turn,
                     answer: send.answer,
                     filter_usage: send.filter_usage,
                     in_flight,
                     sent,
                     deadline,
                 };
-                self.answered(record, request, turn, response, pending)
-                    .await
+                self.answered(record, request, response, pending).await
             }
         }
     }
@@ -469,15 +467,10 @@ impl Gateway {
         &self,
         record: &mut RequestRecord,
         request: &Requested<'_, '_>,
-        turn: Turn<'_>,
         response: reqwest::Response,
-        pending: Pending,
-    ) -> Outcome {
-        let Turn {
-            target,
-            number,
-            budget,
-        } = turn;
+        pending: Pending<'_>,
+    ) -> Outcome<Forwarded> {
+        let target = pending.turn.target;
         let provider = target.route.provider.name.as_str();
         let status = response.status();
         let mut headers = upstream_headers(response.headers());
@@ -486,7 +479,7 @@ impl Gateway {
         }
         headers.insert(
             HeaderName::from_static("x-llmgate-attempts"),
-            HeaderValue::from(number),
+            HeaderValue::from(pending.turn.number),
         );
         let is_event_stream = response
             .headers()
@@ -521,7 +514,7 @@ impl Gateway {
         )
         .await;
         record.waited(read.elapsed());
-        let body = match outcome::read(result, provider, budget) {
+        let body = match outcome::read(result, provider, pending.turn.budget) {
             Ok(body) => body,
             Err(failed) => return failed.into(),
         };
@@ -685,7 +678,8 @@ struct Turn<'m> {
 }
 
 /// An attempt whose upstream answered, until its answer is handed on.
-struct Pending {
+struct Pending<'m> {
+    turn: Turn<'m>,
     answer: Answer,
     filter_usage: bool,
     in_flight: InFlight,
@@ -836,36 +830,6 @@ fn overhead_value(overhead: Duration) -> HeaderValue {
     let mut text = String::with_capacity(16);
     let _ = write!(text, "{}.{:03}", micros / 1000, micros % 1000);
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-/// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
-/// carries it to the end of the stream.
-pub(crate) struct InFlight {
-    route: Arc<RouteHealth>,
-    route_id: i64,
-}
-
-impl InFlight {
-    fn start(route: &crate::routing::Route) -> Self {
-        route.health.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self {
-            route: route.health.clone(),
-            route_id: route.id,
-        }
-    }
-
-    /// Counts a failure on the upstream's side that came after its answer started (a stream
-    /// event past the limit) against the route's circuit.
-    fn route_failed(&self, health: &Health) {
-        self.route
-            .failed(self.route_id, health.now_ms(), health.policy());
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.route.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// What went wrong so far in one request's attempts, and what to answer if nothing succeeds.

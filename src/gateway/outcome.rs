@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
-use super::Forwarded;
 use crate::error::ApiError;
 use crate::routing::Target;
 use crate::secret::redact_credentials;
@@ -18,11 +17,12 @@ use crate::translate::EventLimit;
 use crate::upstream::BodyError;
 use crate::usage::{self, Usage, WholeAnswer};
 
-/// What one attempt came to, and so what the attempt loop does next.
-pub(super) enum Outcome {
+/// What one attempt came to, and so what the attempt loop does next; `A` is the answer handed
+/// on to the client.
+pub(super) enum Outcome<A> {
     /// The upstream answered (a success, or an error that is the client's own): the answer
     /// goes to the client.
-    Answered(Forwarded),
+    Answered(A),
     /// A 429: the account (or one model of it) cools, and another account of the route is
     /// tried.
     AccountLimited {
@@ -53,7 +53,7 @@ pub(super) struct RouteFailure {
     pub retry_same: bool,
 }
 
-impl From<RouteFailure> for Outcome {
+impl<A> From<RouteFailure> for Outcome<A> {
     fn from(failure: RouteFailure) -> Self {
         Self::RouteFailed(failure)
     }
@@ -136,7 +136,7 @@ pub(super) fn read(
 }
 
 /// A 429 that asked to wait `retry_after`, with its (redacted) `body`.
-pub(super) fn rate_limited(retry_after: Option<Duration>, body: Bytes) -> Outcome {
+pub(super) fn rate_limited<A>(retry_after: Option<Duration>, body: Bytes) -> Outcome<A> {
     // Providers limit each model of an account separately, unless the upstream says the
     // account itself is out.
     let scope = if account_exhausted(&body) {
@@ -152,14 +152,14 @@ pub(super) fn rate_limited(retry_after: Option<Duration>, body: Bytes) -> Outcom
 }
 
 /// A 5xx with its (redacted) `body`.
-pub(super) fn server_error(provider: &str, status: StatusCode, body: &[u8]) -> Outcome {
+pub(super) fn server_error<A>(provider: &str, status: StatusCode, body: &[u8]) -> Outcome<A> {
     Outcome::from(route_failed(ApiError::UpstreamFailed {
         detail: format!("{provider} answered {status}: {}", excerpt(body)),
     }))
 }
 
 /// A 3xx: the route is misconfigured, and the next candidate may serve.
-pub(super) fn redirected(provider: &str, status: StatusCode, headers: &HeaderMap) -> Outcome {
+pub(super) fn redirected<A>(provider: &str, status: StatusCode, headers: &HeaderMap) -> Outcome<A> {
     Outcome::from(redirect(provider, status, headers))
 }
 
@@ -192,7 +192,7 @@ pub(super) fn answered(
 }
 
 /// A success the translator cannot read: the upstream's failure too.
-pub(super) fn unreadable(provider: &str, error: impl Display) -> Outcome {
+pub(super) fn unreadable<A>(provider: &str, error: impl Display) -> Outcome<A> {
     Outcome::from(route_failed(ApiError::UpstreamFailed {
         detail: format!("{provider}: {error}"),
     }))
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
-        let scope = |body: &'static [u8]| match rate_limited(None, Bytes::from_static(body)) {
+        let scope = |body: &'static [u8]| match rate_limited::<()>(None, Bytes::from_static(body)) {
             Outcome::AccountLimited { scope, .. } => scope,
             _ => panic!("a 429 limits the account"),
         };

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
@@ -13,9 +14,9 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dialect::StreamShape;
 use super::outcome::{self, StreamItem};
-use super::{InFlight, RequestRecord};
+use super::record::RequestRecord;
 use crate::error::ApiError;
-use crate::routing::Health;
+use crate::routing::{Health, RouteHealth};
 use crate::translate::EventLimit;
 
 /// What bounds a relayed stream: the largest event it may carry, and the health registry that
@@ -172,6 +173,36 @@ impl Drop for Relay {
         // A client that left mid-stream: record what was generated so far.
         self.settle_usage();
         self.done.metrics().open_streams.dec();
+    }
+}
+
+/// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
+/// carries it to the end of the stream.
+pub(super) struct InFlight {
+    route: Arc<RouteHealth>,
+    route_id: i64,
+}
+
+impl InFlight {
+    pub(super) fn start(route: &crate::routing::Route) -> Self {
+        route.health.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            route: route.health.clone(),
+            route_id: route.id,
+        }
+    }
+
+    /// Counts a failure on the upstream's side that came after its answer started (a stream
+    /// event past the limit) against the route's circuit.
+    fn route_failed(&self, health: &Health) {
+        self.route
+            .failed(self.route_id, health.now_ms(), health.policy());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.route.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
