@@ -247,31 +247,22 @@ impl Gateway {
         let stream = head.stream && ask.endpoint.can_stream();
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let mut attempts = Attempts::new(&model, *self.health.policy(), deadline, ask.request_id);
+        let request = Requested {
+            ask,
+            model: &head.model,
+            stream,
+        };
         while let Some(target) = self.next_target(&mut attempts).await {
-            let send = match dialect::prepare(target, ask.endpoint, &body, &head, stream) {
-                Ok(Call::Upstream {
-                    url,
-                    body,
-                    answer,
-                    filter_usage,
-                }) => Send {
-                    url,
-                    body,
-                    answer,
-                    filter_usage,
-                },
-                Ok(Call::Local(answer)) => {
+            let send = match prepare(target, ask.endpoint, &body, &head, stream)? {
+                Prepared::Send(send) => send,
+                Prepared::Local(answer) => {
                     record.used(Usage::default());
                     return Ok(Forwarded::local(answer));
                 }
-                // A route this endpoint cannot use is passed over, like an unusable one.
-                Err(Refused::Endpoint(why)) => {
-                    attempts
-                        .failures
-                        .passed_over(ApiError::invalid_request(why));
+                Prepared::PassedOver(error) => {
+                    attempts.failures.passed_over(error);
                     continue;
                 }
-                Err(Refused::Request(error)) => return Err(error.into()),
             };
             // An account at its configured upstream `rpm` is skipped like a cooling one: the
             // next pick goes to another account or route, and costs no attempt.
@@ -281,11 +272,6 @@ impl Gateway {
             }
             let Some(turn) = attempts.begin(target) else {
                 break;
-            };
-            let request = Requested {
-                ask,
-                model: &head.model,
-                stream,
             };
             match self.attempt(record, &request, turn, send).await {
                 Outcome::Answered(forwarded) => return Ok(forwarded),
@@ -658,6 +644,44 @@ struct Requested<'r, 'a> {
     model: &'r str,
     /// The client asked for a stream, and the endpoint can give one.
     stream: bool,
+}
+
+/// What the request becomes for one target.
+enum Prepared {
+    /// An upstream call.
+    Send(Send),
+    /// llmgate answers itself, with this JSON body.
+    Local(Bytes),
+    /// This kind of provider cannot serve the endpoint: the route is passed over, like an
+    /// unusable one, and this is the answer should no other serve.
+    PassedOver(ApiError),
+}
+
+/// The request for `target` in its provider's dialect; an error when the request cannot be
+/// expressed there (the client's).
+fn prepare(
+    target: Target<'_>,
+    endpoint: Endpoint,
+    body: &Bytes,
+    head: &RequestHead<'_>,
+    stream: bool,
+) -> Result<Prepared, ApiError> {
+    match dialect::prepare(target, endpoint, body, head, stream) {
+        Ok(Call::Upstream {
+            url,
+            body,
+            answer,
+            filter_usage,
+        }) => Ok(Prepared::Send(Send {
+            url,
+            body,
+            answer,
+            filter_usage,
+        })),
+        Ok(Call::Local(answer)) => Ok(Prepared::Local(answer)),
+        Err(Refused::Endpoint(why)) => Ok(Prepared::PassedOver(ApiError::invalid_request(why))),
+        Err(Refused::Request(error)) => Err(error.into()),
+    }
 }
 
 /// What one attempt sends, and how its answer reaches the client (from [`dialect::prepare`]).
