@@ -14,7 +14,7 @@ use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::clock::Clock;
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, GatewayParts};
 use crate::limits::{BudgetSeed, Limits};
 use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog, rebuild_catalog};
@@ -127,17 +127,17 @@ impl App {
         let usage = UsageRecorder::new(settings.usage_queue);
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
-            gateway: Gateway::new(
-                catalog.clone(),
-                health.clone(),
+            gateway: Gateway::new(GatewayParts {
+                catalog: catalog.clone(),
+                health: health.clone(),
                 client,
-                settings.request_timeout,
-                metrics.clone(),
-                settings.log_sample,
+                request_timeout: settings.request_timeout,
+                metrics: metrics.clone(),
+                log_sample: settings.log_sample,
                 limits,
-                usage.clone(),
-                settings.upstream.max_body_bytes,
-            ),
+                usage: usage.clone(),
+                max_upstream_body: settings.upstream.max_body_bytes,
+            }),
             usage,
             health,
             metrics,

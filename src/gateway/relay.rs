@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
@@ -12,9 +13,10 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dialect::StreamShape;
-use super::{Completion, InFlight};
+use super::outcome::{self, StreamItem};
+use super::record::RequestRecord;
 use crate::error::ApiError;
-use crate::routing::Health;
+use crate::routing::{Health, RouteHealth};
 use crate::translate::EventLimit;
 
 /// What bounds a relayed stream: the largest event it may carry, and the health registry that
@@ -61,12 +63,12 @@ pub(super) fn relay(
     upstream: reqwest::Response,
     in_flight: InFlight,
     shape: StreamShape,
-    done: Completion,
+    done: RequestRecord,
     streams: &OpenStreams,
     guard: StreamGuard,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let chunks = upstream.bytes_stream().boxed();
-    done.metrics.open_streams.inc();
+    done.metrics().open_streams.inc();
     let state = Relay {
         chunks,
         // Made once per stream: polling it again costs no new registration.
@@ -91,46 +93,32 @@ pub(super) fn relay(
                     return Some((Ok(event), None));
                 }
             };
-            match next {
-                Some(Ok(bytes)) => {
-                    // An event past the limit would grow the decoders' buffers without bound:
-                    // the stream ends there, as the upstream's failure, and its memory goes.
-                    if let Err(too_large) = state.limit.check(&bytes) {
-                        state.in_flight.route_failed(&state.health);
-                        let api_error = ApiError::UpstreamTooLarge {
-                            provider: state.done.route.clone().unwrap_or_default(),
-                            limit: too_large.limit,
-                        };
-                        let event = state.end_with(api_error);
-                        return Some((Ok(event), None));
-                    }
-                    // Usage is read as frames pass; a same-dialect stream is forwarded as it came
-                    // (but for the usage-only chunk the client did not ask for).
+            let provider = state.done.provider();
+            match outcome::of_stream(next, &mut state.limit, provider) {
+                // Usage is read as frames pass; a same-dialect stream is forwarded as it came
+                // (but for the usage-only chunk the client did not ask for).
+                StreamItem::Frames(bytes) => {
                     let out = state.shape.push(bytes);
                     if out.is_empty() {
                         continue;
                     }
                     return Some((Ok(out), Some(state)));
                 }
-                Some(Err(error)) => {
-                    let api_error = if error.is_timeout() {
-                        ApiError::UpstreamTimeout {
-                            detail: format!("upstream fell silent mid-stream: {error}"),
-                        }
-                    } else {
-                        ApiError::UpstreamFailed {
-                            detail: format!("upstream stream broke: {error}"),
-                        }
-                    };
-                    let event = state.end_with(api_error);
+                StreamItem::Failed {
+                    error,
+                    route_failed,
+                } => {
+                    if route_failed {
+                        state.in_flight.route_failed(&state.health);
+                    }
+                    let event = state.end_with(error);
                     return Some((Ok(event), None));
                 }
-                None => {
-                    let (tail, failure) = state.shape.finish(&state.done.request_id);
+                StreamItem::Ended => {
+                    let (tail, failure) = state.shape.finish(state.done.request_id());
                     state.completed = failure.is_none();
                     if let Some(error) = failure {
-                        state.done.status = error.status().as_u16();
-                        state.done.stream_error = Some(error.to_string());
+                        state.done.stream_failed(&error);
                     }
                     state.settle_usage();
                     state.done.finish();
@@ -152,7 +140,7 @@ struct Relay {
     limit: EventLimit,
     health: Arc<Health>,
     shape: StreamShape,
-    done: Completion,
+    done: RequestRecord,
     /// The upstream's body ran to its end.
     completed: bool,
     /// Keeps the shutdown waiting until this stream is recorded: the last field, so it is
@@ -163,21 +151,17 @@ struct Relay {
 impl Relay {
     /// The usage of the stream so far: as reported, or estimated from what was generated.
     fn settle_usage(&mut self) {
-        if self.done.usage.is_none() {
-            let usage = self
-                .shape
-                .usage(&self.done.model, &self.done.request, self.completed);
-            self.done.usage = Some(usage);
-        }
+        let (shape, completed) = (&self.shape, self.completed);
+        self.done
+            .used_or(|model, request| shape.usage(model, request, completed));
     }
 
     /// Ends the stream with `error`: records it as the request's outcome (the same status in
     /// the log line, the request log and the metrics) with the usage so far, and returns the
     /// error event for the client.
     fn end_with(&mut self, error: ApiError) -> Bytes {
-        let event = self.shape.fail(&error, &self.done.request_id);
-        self.done.status = error.status().as_u16();
-        self.done.stream_error = Some(error.to_string());
+        let event = self.shape.fail(&error, self.done.request_id());
+        self.done.stream_failed(&error);
         self.settle_usage();
         self.done.finish();
         event
@@ -188,7 +172,37 @@ impl Drop for Relay {
     fn drop(&mut self) {
         // A client that left mid-stream: record what was generated so far.
         self.settle_usage();
-        self.done.metrics.open_streams.dec();
+        self.done.metrics().open_streams.dec();
+    }
+}
+
+/// Counts a request in flight on a route (for `least_busy`) until dropped; a streamed reply
+/// carries it to the end of the stream.
+pub(super) struct InFlight {
+    route: Arc<RouteHealth>,
+    route_id: i64,
+}
+
+impl InFlight {
+    pub(super) fn start(route: &crate::routing::Route) -> Self {
+        route.health.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            route: route.health.clone(),
+            route_id: route.id,
+        }
+    }
+
+    /// Counts a failure on the upstream's side that came after its answer started (a stream
+    /// event past the limit) against the route's circuit.
+    fn route_failed(&self, health: &Health) {
+        self.route
+            .failed(self.route_id, health.now_ms(), health.policy());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.route.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,90 +1,109 @@
-//! `Completion`: the facts of one proxied request, reported exactly once when it is over —
-//! as metrics and as one structured log line.
+//! `RequestRecord`: the facts of one proxied request, reported exactly once when it is over —
+//! as metrics, one usage row and one structured log line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::StatusCode;
 
+use crate::error::ApiError;
 use crate::limits::Admission;
+use crate::routing::Target;
 use crate::telemetry::metrics::{Metrics, UNKNOWN_MODEL, status_class};
 use crate::usage::{Usage, UsageEvent, UsageRecorder};
 use crate::vocab::Endpoint;
 
-/// Accumulates what happens to one request and reports it when finished (or dropped: a client
-/// that goes away mid-stream still gets its request reported).
-#[derive(Debug)]
-pub struct Completion {
+/// Where a finished record goes, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Reporting {
     pub metrics: Metrics,
-    pub endpoint: Endpoint,
-    pub request_id: String,
-    pub key_name: Arc<str>,
-    pub key_id: i64,
-    /// The client's request body, to estimate usage when the upstream reports none.
-    pub request: Bytes,
-    /// The model as logged and kept in the request log: a configured model's name, or an
-    /// escaped excerpt of a name that is not configured (see [`Completion::set_model`]).
-    pub model: String,
-    /// Whether `model` names a configured model; only then is it a metrics label value and a
-    /// usage rollup row of its own.
-    pub model_configured: bool,
-    pub stream: bool,
-    pub started: Instant,
+    pub usage: UsageRecorder,
     /// Share of successful requests that get a log line (errors always do).
     pub log_sample: f64,
+}
+
+/// What a request is, known when it arrives.
+#[derive(Debug)]
+pub struct Arrival<'a> {
+    pub endpoint: Endpoint,
+    pub request_id: &'a str,
+    pub key_name: Arc<str>,
+    pub key_id: i64,
+    /// The client's request body.
+    pub body: Bytes,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// Accumulates what happens to one request and reports it when finished (or dropped: a client
+/// that goes away mid-stream still gets its request reported).
+///
+/// Written only through its methods, each named for a step of the request: [`open`](Self::open)
+/// on arrival, [`admitted`](Self::admitted), [`named`](Self::named),
+/// [`attempt`](Self::attempt) and [`waited`](Self::waited) while it is forwarded,
+/// [`used`](Self::used) when its usage is known, [`replied`](Self::replied) when the response
+/// starts, and [`failed`](Self::failed) / [`finish`](Self::finish) when it is over.
+#[derive(Debug)]
+pub struct RequestRecord {
+    metrics: Metrics,
+    endpoint: Endpoint,
+    request_id: String,
+    key_name: Arc<str>,
+    key_id: i64,
+    /// The client's request body, to estimate usage when the upstream reports none.
+    request: Bytes,
+    /// The model as logged and kept in the request log: a configured model's name, or an
+    /// escaped excerpt of a name that is not configured (see [`RequestRecord::named`]).
+    model: String,
+    /// Whether `model` names a configured model; only then is it a metrics label value and a
+    /// usage rollup row of its own.
+    model_configured: bool,
+    stream: bool,
+    started: Instant,
+    /// Share of successful requests that get a log line (errors always do).
+    log_sample: f64,
     /// Provider of the route that answered (or last failed).
-    pub route: Option<String>,
-    pub first_route: Option<i64>,
-    pub last_route: Option<i64>,
-    pub account_id: Option<i64>,
-    pub attempts: u32,
+    route: Option<String>,
+    first_route: Option<i64>,
+    last_route: Option<i64>,
+    account_id: Option<i64>,
+    attempts: u32,
     /// Time spent waiting on upstreams, over all attempts.
-    pub upstream_wait: Duration,
+    upstream_wait: Duration,
     /// When the response (headers) went to the client.
-    pub first_byte: Option<Instant>,
-    pub status: u16,
+    first_byte: Option<Instant>,
+    status: u16,
     /// A stream that broke after it started (the client got an error event, and `status` is
     /// that error's).
-    pub stream_error: Option<String>,
+    stream_error: Option<String>,
     /// The client left before the response was complete.
-    pub client_gone: bool,
+    client_gone: bool,
     /// Tokens used, once known (reported or estimated).
-    pub usage: Option<Usage>,
+    usage: Option<Usage>,
     /// The key's rate-limit and budget reservation, settled with the usage when reported.
-    pub admission: Option<Admission>,
+    admission: Option<Admission>,
     recorder: UsageRecorder,
     reported: bool,
 }
 
-impl Completion {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor for the facts known at arrival"
-    )]
-    pub fn start(
-        metrics: Metrics,
-        recorder: UsageRecorder,
-        endpoint: Endpoint,
-        request_id: &str,
-        key_name: Arc<str>,
-        key_id: i64,
-        request: Bytes,
-        started: Instant,
-        log_sample: f64,
-    ) -> Self {
+impl RequestRecord {
+    /// The record of a request that just arrived: counted in flight until it is reported.
+    pub fn open(reporting: &Reporting, arrival: Arrival<'_>) -> Self {
+        let metrics = reporting.metrics.clone();
         metrics.in_flight.inc();
         Self {
             metrics,
-            endpoint,
-            request_id: request_id.to_owned(),
-            key_name,
-            key_id,
-            request,
+            endpoint: arrival.endpoint,
+            request_id: arrival.request_id.to_owned(),
+            key_name: arrival.key_name,
+            key_id: arrival.key_id,
+            request: arrival.body,
             model: String::new(),
             model_configured: false,
             stream: false,
-            started,
-            log_sample,
+            started: arrival.started,
+            log_sample: reporting.log_sample,
             route: None,
             first_route: None,
             last_route: None,
@@ -97,23 +116,104 @@ impl Completion {
             client_gone: false,
             usage: None,
             admission: None,
-            recorder,
+            recorder: reporting.usage.clone(),
             reported: false,
         }
     }
 
-    /// Notes an attempt through `route_id` of provider `provider` with `account_id`.
-    pub fn attempt(&mut self, route_id: i64, provider: &str, account_id: Option<i64>) {
-        self.attempts += 1;
-        self.account_id = account_id;
-        self.first_route.get_or_insert(route_id);
-        self.last_route = Some(route_id);
-        provider.clone_into(self.route.get_or_insert_with(String::new));
+    /// The key's limits let the request in: `admission` is settled with its usage.
+    pub fn admitted(&mut self, admission: Admission) {
+        self.admission = Some(admission);
     }
 
-    /// Names the request's model, `configured` when the catalog has it. Any other name is the
-    /// client's choice at any length and with any bytes: only an escaped excerpt of it is kept.
-    pub fn set_model(&mut self, name: &str, configured: bool) {
+    /// The key's rate-limit state, for the `x-ratelimit-*` headers (keys that have limits).
+    pub fn admission(&self) -> Option<&Admission> {
+        self.admission.as_ref()
+    }
+
+    /// Notes an attempt at `target`.
+    pub fn attempt(&mut self, target: Target<'_>) {
+        let route = target.route;
+        self.attempts += 1;
+        self.account_id = target.account.map(|a| a.id);
+        self.first_route.get_or_insert(route.id);
+        self.last_route = Some(route.id);
+        route
+            .provider
+            .name
+            .clone_into(self.route.get_or_insert_with(String::new));
+    }
+
+    /// Adds `wait` to the time spent waiting on upstreams.
+    pub fn waited(&mut self, wait: Duration) {
+        self.upstream_wait += wait;
+    }
+
+    /// The tokens the request used, once known.
+    pub fn used(&mut self, usage: Usage) {
+        self.usage = Some(usage);
+    }
+
+    /// The usage so far, or else `estimate(model, request)`'s.
+    pub fn used_or(&mut self, estimate: impl FnOnce(&str, &[u8]) -> Usage) {
+        if self.usage.is_none() {
+            self.usage = Some(estimate(&self.model, &self.request));
+        }
+    }
+
+    /// The response starts now, with `status`.
+    pub fn replied(&mut self, status: StatusCode) {
+        self.first_byte = Some(Instant::now());
+        self.status = status.as_u16();
+    }
+
+    /// The request is answered with `error` (no upstream answer reached the client), and
+    /// reported.
+    pub fn failed(&mut self, error: &ApiError) {
+        self.replied(error.status());
+        self.finish();
+    }
+
+    /// A stream that had started ends with `error` (the client got its error event): recorded
+    /// as the request's outcome, the same status in the log line, the usage row and the metrics.
+    pub fn stream_failed(&mut self, error: &ApiError) {
+        self.status = error.status().as_u16();
+        self.stream_error = Some(error.to_string());
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The request's body as the client sent it.
+    pub fn request(&self) -> &Bytes {
+        &self.request
+    }
+
+    /// The model as logged.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The provider of the route that answered (or last failed).
+    pub fn provider(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Names the request's model, `configured` when the catalog has it, and whether it is
+    /// streamed (a streamed request is recorded as one however it ends, before its first byte
+    /// too). Any other name is the client's choice at any length and with any bytes: only an
+    /// escaped excerpt of it is kept.
+    pub fn named(&mut self, name: &str, configured: bool, stream: bool) {
+        self.stream = stream;
         self.model_configured = configured;
         if configured {
             name.clone_into(&mut self.model);
@@ -245,7 +345,7 @@ impl Completion {
     }
 }
 
-impl Drop for Completion {
+impl Drop for RequestRecord {
     fn drop(&mut self) {
         if !self.reported {
             // Dropped without an explicit finish: the client went away (or the task was
