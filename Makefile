@@ -6,7 +6,7 @@ DB_URL  ?= sqlite://llmgate.db
 RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test check fmt clippy test-coverage db-backup docker-build docker-run clean \
+.PHONY: help build run test screenshots check fmt clippy test-coverage db-backup docker-build docker-run clean \
 	bench perf bench-quick bench-summary bench-micro soak profile profile-breakdown
 
 help: ## List the targets
@@ -23,6 +23,10 @@ test: ## Run every test: unit, integration, the Python SDK suite and the web con
 	$(CARGO) test --locked --all-targets
 	bash tests/sdk/run.sh
 	bash tests/ui/run.sh
+
+screenshots: ## Refresh the README's screenshots of the web console (docs/screenshots/) with the browser test
+	bash tests/setup.sh
+	LLMGATE_UI_SCREENSHOTS=$(CURDIR)/docs/screenshots bash tests/ui/run.sh
 
 check: ## Formatting, lints and tests: what CI runs
 	$(CARGO) fmt --all -- --check

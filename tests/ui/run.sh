@@ -2,7 +2,7 @@
 # The web console in a real headless browser: Debian's Chromium (installed by tests/setup.sh)
 # driven by Playwright from PyPI, in a virtualenv under target/ (created once; Playwright's own
 # browser download is never used). Run by `make test` after the SDK suite. Screenshots go to
-# docs/screenshots/.
+# target/ui-screenshots/ (docs/screenshots/ with `make screenshots`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=target/ui-venv
