@@ -5,15 +5,21 @@
 //! One chat request flows through these modules, top to bottom:
 //!
 //! ```text
-//! http        axum router and its single middleware stack (request id, error rendering,
-//!             panic catching); extractors turn headers into a `ClientKey` and a body into bytes
+//! http        the axum edge: the router and its one middleware stack (request id, error
+//!             rendering, panic catching), extractors (`ClientKey`, the body), one handler for
+//!             every proxied endpoint, the admin API and the web console (`/ui/`); serves the
+//!             listener until shutdown (`http::serve`); the only place an `ApiError` becomes a
+//!             response (`http::respond`)
 //! auth        client keys: hashing, the moka cache (negative entries included), expiry
 //! gateway     the use cases without axum: parse the few request fields we need, pick a target,
 //!             send upstream, relay the answer (streamed frame by frame, or whole);
 //!             `gateway::dialect` decides per attempt whether the body passes through or is
-//!             translated, and how the answer goes back in the client's dialect
-//! translate   pure translators between OpenAI chat, Anthropic Messages and Gemini, whole bodies
-//!             and event streams fed chunk by chunk
+//!             translated, and how the answer goes back in the client's dialect;
+//!             `gateway::attempts` holds one request's way through its targets (next target,
+//!             backoff, failures, the final error); `gateway::outcome` decides what an
+//!             upstream's answer means; `gateway::record` is the request's record, reported once
+//! translate   pure translators between OpenAI chat, Anthropic Messages, Gemini and the
+//!             Responses API, whole bodies and event streams fed chunk by chunk
 //! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
 //! usage       usage read from answers (or estimated), recorded in memory, written by one task
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
@@ -22,16 +28,26 @@
 //!             request's tokens; it imports nothing of the crate
 //! routing     the `Catalog`: an immutable snapshot of providers, accounts, models and routes
 //!             behind `ArcSwap`, rebuilt from the database when it changes
-//! providers   the endpoints served, and how to address and authenticate each kind of upstream
+//!             (`routing::rebuild_catalog`)
+//! providers   how to address and authenticate each kind of upstream
 //! upstream    the one shared `reqwest::Client` and its tuning
-//! db          the only module with SQL: pools (one writer, a read pool), migrations, queries
-//! config_file the TOML file: parse, `${VAR}` interpolation, validation, import into the database
+//! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
+//!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports
+//!             nothing of the crate but `vocab`
+//! config_file the TOML file: parse, `${VAR}` interpolation, validation, preparation of its rows
+//!             for import
 //! mock        the mock upstream behind `llmgate mock-upstream`, used by tests, demo and benches
-//! names       the one check of object names (visible, single-line, no bidi overrides), used
-//!             by the admin API, the CLI and the config file alike
-//! app         builds the state, owns the background tasks, serves until shutdown
+//! app         builds the state, owns the background tasks, runs until shutdown
 //! admin       the admin plane without axum: login and tokens, validation, sealing secrets,
 //!             writes that wake the change watcher (`http::admin` is its thin HTTP side)
+//! secret      `Secret`, the `SecretCipher`, the key file beside the database, credential
+//!             redaction
+//! vocab       the closed sets of names every layer speaks of: endpoints, dialects, provider
+//!             kinds, strategies, budget windows
+//! clock       the one clock (monotonic and calendar) that limits, health, key expiry and
+//!             retention read; a manual one in tests
+//! names       the one check of object names (visible, single-line, no bidi overrides), used
+//!             by the admin API, the CLI and the config file alike
 //! untrusted   how text a client chose is escaped and shortened before it is echoed,
 //!             logged or recorded
 //! ```
@@ -42,13 +58,13 @@
 //!   and the database is read only on a key-cache miss (once per key, single-flight).
 //! - Only `db` contains SQL. Only `http` knows axum. Only `error` writes error JSON.
 //! - There is one `reqwest::Client`, built in `upstream` and handed to providers; nothing else
-//!   opens upstream connections.
+//!   opens upstream connections (`clippy.toml` refuses building another).
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
 //!   value of `model` (and, for an Anthropic upstream, `system`-role messages moved into
 //!   `system`, which it would refuse in `messages`); to another dialect it is translated, never
 //!   silently trimmed.
-//! - Every request is reported once, with one outcome: the log line, the request log and the
-//!   metrics agree; at shutdown, streams still open when the grace ends get an error event and
+//! - Every request is reported once, with one outcome, through its `RequestRecord` (changed only
+//!   by its named methods): the log line, the request log and the metrics agree; at shutdown, streams still open when the grace ends get an error event and
 //!   are recorded before the usage writer drains.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
 //! - Text a client chose never reaches a log line unescaped, an error message or a record at
@@ -61,7 +77,16 @@
 //!   with the `SecretCipher`), key plaintexts are shown once, the admin password is stored only
 //!   as an argon2 hash.
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
-//!   shutdown.
+//!   shutdown; `clippy.toml` refuses `tokio::spawn` and `std::thread::spawn` elsewhere.
+//! - Modules are layered, and `tests/architecture.rs` holds the ranks: vocab, clock, untrusted,
+//!   names, pricing < db, telemetry < secret, auth, usage < routing, limits, translate <
+//!   providers, settings, error, mock < config_file, upstream < gateway, admin < state < http <
+//!   app < cli; no module imports one of its own rank or above.
+//! - Behaviour that depends on time (limits, cooldowns, circuits, key expiry, retention) reads
+//!   the App's `Clock`; no test sleeps to wait for a cooldown.
+//! - What an upstream's answer (or silence) means is decided only in `gateway::outcome`: the
+//!   attempt loop and the stream relay both ask it, and neither classifies a status, a timeout
+//!   or a cut inline.
 //! - Files llmgate creates (the database and its `-wal`/`-shm`, the key file, backups) are
 //!   readable by their owner only: llmgate creates each one 0600 before anything is written.
 //! - Admin tokens are revoked by generation, never one by one: a token of an earlier generation
