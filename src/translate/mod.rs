@@ -46,15 +46,14 @@ pub mod gemini;
 mod json;
 mod openai;
 pub mod responses;
-mod sse;
 mod stream;
 mod tokens;
 
 #[cfg(test)]
 mod tests;
 
+pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
-pub(crate) use sse::EventLimit;
 pub use stream::Chain;
 pub(crate) use stream::StreamTranslator;
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};

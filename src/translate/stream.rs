@@ -6,7 +6,7 @@
 use bytes::{BufMut as _, Bytes, BytesMut};
 
 use super::StreamFailure;
-use super::sse::SseDecoder;
+use crate::sse::SseDecoder;
 use crate::usage::Usage;
 
 /// The message of the error event that ends a stream the upstream left unfinished.

@@ -6,10 +6,10 @@ use serde::Serialize;
 use super::error::{ErrorBody, ErrorDetail, anthropic_error_type_for, openai_error_type_for};
 use super::response::{finish_reason, message_id, stop_reason};
 use super::wire::{EventIn, MessageResponseOut, UsageIn, UsageOut};
+use crate::sse::SseDecoder;
 use crate::translate::StreamFailure;
 use crate::translate::json::{JsonScan, anthropic_tool_id, is_empty_object, unix_now, write_event};
 use crate::translate::openai::{ChunkIn, ChunkWriter, FunctionDeltaOut, ToolCallDeltaOut};
-use crate::translate::sse::SseDecoder;
 use crate::translate::stream::{EventTranslator, UNFINISHED};
 use crate::usage::Usage;
 

@@ -6,11 +6,11 @@ use bytes::BytesMut;
 use super::response::{blocked_message, filtered_message, finish_reason, openai_error_type};
 use super::tool_call_id;
 use super::wire::GenerateContentResponse;
+use crate::sse::SseDecoder;
 use crate::translate::StreamFailure;
 use crate::translate::anthropic::ChatToMessagesStream;
 use crate::translate::json::unix_now;
 use crate::translate::openai::{ChunkWriter, DeltaOut, FunctionDeltaOut, ToolCallDeltaOut};
-use crate::translate::sse::SseDecoder;
 use crate::translate::stream::{Chain, EventTranslator, UNFINISHED};
 use crate::usage::Usage;
 

@@ -9,10 +9,10 @@ use super::wire::{
     SummaryText, UsageOut,
 };
 use super::{ResponseOut, ResponsesCall, call_id, item_id, status_for};
+use crate::sse::SseDecoder;
 use crate::translate::StreamFailure;
 use crate::translate::json::{JsonScan, to_bytes, write_event};
 use crate::translate::openai::ChunkIn;
-use crate::translate::sse::SseDecoder;
 use crate::translate::stream::{EventTranslator, UNFINISHED};
 use crate::usage::Usage;
 
