@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Call, Ingress, Provider, Refused, anthropic_error_event};
+use super::{Call, Client, Ingress, Provider, Refused, anthropic_error_event};
 use crate::error::ApiError;
 use crate::gateway::RequestHead;
 use crate::providers::UpstreamUrl;
@@ -66,10 +66,23 @@ impl Ingress for Messages {
         )
     }
 
-    fn request_to_chat(&self, body: &Bytes, upstream_model: &str) -> Result<Bytes, TranslateError> {
-        messages_request_to_chat(body, upstream_model)
+    fn request_to_chat(
+        &self,
+        body: &Bytes,
+        upstream_model: &str,
+    ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
+        Ok((
+            messages_request_to_chat(body, upstream_model)?,
+            Box::new(Messages),
+        ))
     }
 
+    fn client(&self) -> Box<dyn Client> {
+        Box::new(Messages)
+    }
+}
+
+impl Client for Messages {
     fn answer_from_chat(&self, chat: Bytes, public_model: &str) -> Result<Bytes, TranslateError> {
         chat_response_to_messages(&chat, public_model)
     }

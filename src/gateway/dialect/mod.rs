@@ -77,9 +77,22 @@ trait Ingress: Sync {
         body: &[u8],
     ) -> Option<Result<Call, Refused>>;
 
-    /// The request in OpenAI chat form, naming `upstream_model`.
-    fn request_to_chat(&self, body: &Bytes, upstream_model: &str) -> Result<Bytes, TranslateError>;
+    /// The request in OpenAI chat form, naming `upstream_model`, and how its answer goes back.
+    fn request_to_chat(
+        &self,
+        body: &Bytes,
+        upstream_model: &str,
+    ) -> Result<(Bytes, Box<dyn Client>), TranslateError>;
 
+    /// How the answer to a request that passed through goes back (for the error events
+    /// llmgate itself writes).
+    fn client(&self) -> Box<dyn Client>;
+}
+
+/// The client's side of one request: how a chat answer goes back in the client's dialect.
+/// (Chat and Messages need nothing of the request: they are unit types, whose box allocates
+/// nothing.)
+trait Client: Send + Sync {
     /// A whole chat answer in this dialect.
     fn answer_from_chat(&self, chat: Bytes, public_model: &str) -> Result<Bytes, TranslateError>;
 
@@ -159,9 +172,8 @@ impl From<TranslateError> for Refused {
 }
 
 /// How the upstream's answer becomes the client's.
-#[derive(Clone, Copy)]
 pub(super) struct Answer {
-    ingress: &'static dyn Ingress,
+    client: Box<dyn Client>,
     provider: &'static dyn Provider,
     /// The provider speaks the client's dialect: its answer is forwarded as received.
     passthrough: bool,
@@ -169,19 +181,6 @@ pub(super) struct Answer {
     openai: bool,
     /// The client asked for the usage chunk.
     include_usage: bool,
-}
-
-impl Answer {
-    fn new(dialect: Dialect, kind: ProviderKind, include_usage: bool) -> Self {
-        let ingress = ingress(dialect);
-        Self {
-            ingress,
-            provider: provider(kind),
-            passthrough: ingress.native() == Some(kind),
-            openai: kind == ProviderKind::OpenAi,
-            include_usage,
-        }
-    }
 }
 
 /// The call for `target`, for a request on `endpoint` whose head is `head`.
@@ -194,12 +193,17 @@ pub(super) fn prepare(
 ) -> Result<Call, Refused> {
     let kind = target.route.provider.kind;
     let upstream_model = target.route.upstream_model.as_str();
-    let answer = Answer::new(endpoint.dialect(), kind, true);
-    if answer.passthrough {
-        let (body, filter_usage) =
-            answer
-                .ingress
-                .pass_through(body, head, upstream_model, stream)?;
+    let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind));
+    let openai = kind == ProviderKind::OpenAi;
+    if ingress.native() == Some(kind) {
+        let (body, filter_usage) = ingress.pass_through(body, head, upstream_model, stream)?;
+        let answer = Answer {
+            client: ingress.client(),
+            provider,
+            passthrough: true,
+            openai,
+            include_usage: true,
+        };
         return Ok(Call::Upstream {
             url: UpstreamUrl::of(target, endpoint),
             body,
@@ -207,31 +211,35 @@ pub(super) fn prepare(
             filter_usage,
         });
     }
-    if let Some(call) = answer.ingress.elsewhere(endpoint, target, body) {
+    if let Some(call) = ingress.elsewhere(endpoint, target, body) {
         return call;
     }
-    let chat = answer.ingress.request_to_chat(body, upstream_model)?;
-    let (body, include_usage) = answer.provider.request_from_chat(chat, upstream_model)?;
+    let (chat, client) = ingress.request_to_chat(body, upstream_model)?;
+    let (body, include_usage) = provider.request_from_chat(chat, upstream_model)?;
+    let answer = Answer {
+        client,
+        provider,
+        passthrough: false,
+        openai,
+        include_usage,
+    };
     Ok(Call::Upstream {
-        url: answer.provider.url(target, stream),
+        url: provider.url(target, stream),
         body,
-        answer: Answer {
-            include_usage,
-            ..answer
-        },
+        answer,
         filter_usage: false,
     })
 }
 
 impl Answer {
     /// Whether the client gets the upstream's bytes unchanged.
-    pub(super) fn is_passthrough(self) -> bool {
+    pub(super) fn is_passthrough(&self) -> bool {
         self.passthrough
     }
 
     /// Whether the upstream's answer reaches the client as it is and in OpenAI's form, so its
     /// usage is read from the body itself.
-    pub(super) fn is_openai_passthrough(self) -> bool {
+    pub(super) fn is_openai_passthrough(&self) -> bool {
         self.passthrough && self.openai
     }
 
@@ -239,7 +247,7 @@ impl Answer {
     /// reading its usage (none for an Anthropic answer that is not a message, such as a token
     /// count).
     pub(super) fn complete(
-        self,
+        &self,
         body: Bytes,
         public_model: &str,
     ) -> Result<(Bytes, Option<Bytes>), TranslateError> {
@@ -251,17 +259,17 @@ impl Answer {
             return Ok((body, chat));
         }
         let chat = self.provider.answer_to_chat(body, public_model)?;
-        let answer = self.ingress.answer_from_chat(chat.clone(), public_model)?;
+        let answer = self.client.answer_from_chat(chat.clone(), public_model)?;
         Ok((answer, Some(chat)))
     }
 
     /// An upstream error body (a 4xx that is the client's own) in the client's dialect.
-    pub(super) fn error(self, status: u16, body: Bytes) -> Bytes {
+    pub(super) fn error(&self, status: u16, body: Bytes) -> Bytes {
         if self.passthrough {
             return body;
         }
         let chat = self.provider.error_to_chat(status, body);
-        self.ingress.error_from_chat(status, chat)
+        self.client.error_from_chat(status, chat)
     }
 
     /// The relay of a streamed answer to `request`.
@@ -271,36 +279,41 @@ impl Answer {
         filter_usage: bool,
         request: &[u8],
     ) -> StreamShape {
-        let mut shape = StreamShape {
-            ingress: self.ingress,
-            translator: None,
-            scanner: StreamUsage::new(),
-            watch: Watch::Output,
-            forwarded: self.passthrough,
-        };
-        if self.passthrough {
+        let mut scanner = StreamUsage::new();
+        let (translator, watch) = if self.passthrough {
             // The upstream's events are the client's; when they are not chat, a translator
             // reads them aside, for their usage and their text.
-            shape.translator = self.provider.stream_to_chat(public_model, true);
-            if shape.translator.is_none() && filter_usage {
-                shape.scanner = StreamUsage::filtering();
+            let watch = self.provider.stream_to_chat(public_model, true);
+            if watch.is_none() && filter_usage {
+                scanner = StreamUsage::filtering();
             }
-            return shape;
-        }
-        let upstream = self
-            .provider
-            .stream_to_chat(public_model, self.include_usage);
-        let client = self.ingress.stream_from_chat(public_model, request);
-        (shape.translator, shape.watch) = match (upstream, client) {
-            (Some(upstream), None) => (Some(upstream), Watch::Output),
-            (None, Some(client)) => (Some(client), Watch::Input),
-            // No scanner on the chat in the middle: it would parse every frame a third time.
-            (Some(first), Some(second)) => {
-                (Some(Box::new(Chain { first, second }) as _), Watch::Nothing)
+            (watch, Watch::Output)
+        } else {
+            let upstream = self
+                .provider
+                .stream_to_chat(public_model, self.include_usage);
+            match (
+                upstream,
+                self.client.stream_from_chat(public_model, request),
+            ) {
+                (Some(upstream), None) => (Some(upstream), Watch::Output),
+                (None, Some(client)) => (Some(client), Watch::Input),
+                // No scanner on the chat in the middle: it would parse every frame a third
+                // time.
+                (Some(first), Some(second)) => {
+                    let chain: Box<dyn StreamTranslator> = Box::new(Chain { first, second });
+                    (Some(chain), Watch::Nothing)
+                }
+                (None, None) => (None, Watch::Output),
             }
-            (None, None) => (None, Watch::Output),
         };
-        shape
+        StreamShape {
+            client: self.client,
+            translator,
+            scanner,
+            watch,
+            forwarded: self.passthrough,
+        }
     }
 }
 
@@ -319,7 +332,7 @@ enum Watch {
 /// its usage read as it passes. Where a translator sits, a [`StreamUsage`] watches whichever
 /// side is in OpenAI's form, for the generated text an estimate needs when the stream is cut.
 pub(super) struct StreamShape {
-    ingress: &'static dyn Ingress,
+    client: Box<dyn Client>,
     /// `None`: the upstream's events are chat, and the scanner alone reads them.
     translator: Option<Box<dyn StreamTranslator>>,
     scanner: StreamUsage,
@@ -362,7 +375,7 @@ impl StreamShape {
             // The upstream's own error event was forwarded; a stream that just stopped gets
             // one, never a silent cut.
             out = match failure {
-                Some(StreamFailure::Unfinished) => self.ingress.error_event(
+                Some(StreamFailure::Unfinished) => self.client.error_event(
                     &failure_error(StreamFailure::Unfinished),
                     request_id,
                     None,
@@ -380,7 +393,7 @@ impl StreamShape {
             Some(translator) if !self.forwarded => Some(translator.as_mut() as _),
             _ => None,
         };
-        self.ingress.error_event(error, request_id, translator)
+        self.client.error_event(error, request_id, translator)
     }
 
     /// The usage of the stream: as reported when it ran to its end; otherwise what was reported
@@ -439,6 +452,20 @@ pub(super) fn anthropic_error_event(error: &ApiError, request_id: &str) -> Bytes
 mod tests {
     use super::*;
 
+    impl Answer {
+        /// The answer of a provider of `kind` to a client of `dialect`, as `prepare` makes it.
+        fn new(dialect: Dialect, kind: ProviderKind) -> Self {
+            let ingress = ingress(dialect);
+            Self {
+                client: ingress.client(),
+                provider: provider(kind),
+                passthrough: ingress.native() == Some(kind),
+                openai: kind == ProviderKind::OpenAi,
+                include_usage: true,
+            }
+        }
+    }
+
     #[test]
     fn an_anthropic_error_event_carries_the_request_id_and_the_matching_type() {
         let error = ApiError::UpstreamTimeout {
@@ -460,7 +487,7 @@ mod tests {
     #[test]
     fn a_cut_translated_stream_estimates_the_completion_from_what_was_generated() {
         let mut shape =
-            Answer::new(Dialect::Anthropic, ProviderKind::OpenAi, true).stream("m", false, b"{}");
+            Answer::new(Dialect::Anthropic, ProviderKind::OpenAi).stream("m", false, b"{}");
         let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\
                      \"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"hello there, general\"}}]}\n\n";
         let out = shape.push(Bytes::from(chunk));
@@ -477,8 +504,8 @@ mod tests {
     #[test]
     fn a_forwarded_anthropic_stream_that_stops_short_ends_with_an_error_and_is_a_failure() {
         // Stopped mid-answer: the client gets an error event, never a silent cut.
-        let mut shape = Answer::new(Dialect::Anthropic, ProviderKind::Anthropic, true)
-            .stream("m", false, b"{}");
+        let mut shape =
+            Answer::new(Dialect::Anthropic, ProviderKind::Anthropic).stream("m", false, b"{}");
         assert_eq!(shape.push(Bytes::from(MESSAGE_START)), MESSAGE_START);
         let (tail, failure) = shape.finish("req_1");
         let tail = std::str::from_utf8(&tail).unwrap();
@@ -492,8 +519,8 @@ mod tests {
         assert!(usage.estimated && usage.completion_tokens > 1, "{usage:?}");
 
         // The upstream's own error event was forwarded: nothing more, but still a failure.
-        let mut shape = Answer::new(Dialect::Anthropic, ProviderKind::Anthropic, true)
-            .stream("m", false, b"{}");
+        let mut shape =
+            Answer::new(Dialect::Anthropic, ProviderKind::Anthropic).stream("m", false, b"{}");
         let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n";
         shape.push(Bytes::from(format!("{MESSAGE_START}{error}")));
         let (tail, failure) = shape.finish("req_1");
@@ -501,8 +528,8 @@ mod tests {
         assert!(failure.is_some());
 
         // A complete stream is no failure.
-        let mut shape = Answer::new(Dialect::Anthropic, ProviderKind::Anthropic, true)
-            .stream("m", false, b"{}");
+        let mut shape =
+            Answer::new(Dialect::Anthropic, ProviderKind::Anthropic).stream("m", false, b"{}");
         shape.push(Bytes::from(format!(
             "{MESSAGE_START}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
              event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":4}}}}\n\n\
@@ -516,7 +543,7 @@ mod tests {
     #[test]
     fn a_translated_stream_left_unfinished_is_recorded_as_a_failure() {
         let mut shape =
-            Answer::new(Dialect::Anthropic, ProviderKind::OpenAi, true).stream("m", false, b"{}");
+            Answer::new(Dialect::Anthropic, ProviderKind::OpenAi).stream("m", false, b"{}");
         let chunk =
             "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
         shape.push(Bytes::from(chunk));

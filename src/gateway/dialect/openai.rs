@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{Call, Ingress, Provider, Refused};
+use super::{Call, Client, Ingress, Provider, Refused};
 use crate::error::ApiError;
 use crate::gateway::RequestHead;
 use crate::providers::UpstreamUrl;
@@ -62,11 +62,17 @@ impl Ingress for Chat {
         &self,
         body: &Bytes,
         _upstream_model: &str,
-    ) -> Result<Bytes, TranslateError> {
+    ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         // The translation to the provider's dialect names the upstream model itself.
-        Ok(body.clone())
+        Ok((body.clone(), Box::new(Chat)))
     }
 
+    fn client(&self) -> Box<dyn Client> {
+        Box::new(Chat)
+    }
+}
+
+impl Client for Chat {
     fn answer_from_chat(&self, chat: Bytes, _public_model: &str) -> Result<Bytes, TranslateError> {
         Ok(chat)
     }
