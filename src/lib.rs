@@ -84,7 +84,7 @@ pub mod providers;
 pub mod routing;
 pub mod secret;
 pub mod settings;
-pub mod sse;
+mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod translate;

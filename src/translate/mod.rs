@@ -54,8 +54,7 @@ mod tests;
 
 pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
-pub use stream::Chain;
-pub(crate) use stream::StreamTranslator;
+pub use stream::{Chain, StreamTranslator};
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 
 /// Why a translated stream ended without its answer complete (the client got an error event

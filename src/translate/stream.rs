@@ -20,7 +20,7 @@ pub(crate) const UNFINISHED: &str =
 /// returns the closing events (a normal end if the upstream had finished its answer, else an
 /// error event); `fail(kind, message)` when the upstream connection breaks returns an error
 /// event. The stream ends once: after the end, all three return nothing.
-pub(crate) trait StreamTranslator: Send {
+pub trait StreamTranslator: Send {
     /// Feeds one chunk of the upstream's body as it arrived.
     fn push(&mut self, chunk: &[u8]) -> Bytes;
     /// The upstream's body ended.
