@@ -110,6 +110,7 @@ pub mod providers;
 pub mod routing;
 pub mod secret;
 pub mod settings;
+mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod translate;

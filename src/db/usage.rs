@@ -476,6 +476,7 @@ mod tests {
                 completion_tokens: 7,
                 total_tokens: 12,
                 cached_tokens: 1,
+                cache_creation_tokens: 0,
                 reasoning_tokens: 0,
                 estimated: false,
             },

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::{MockConfig, MockHandle, spawn};
+use crate::translate::StreamTranslator as _;
 
 async fn start(config: MockConfig) -> MockHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -777,9 +778,10 @@ async fn a_message_stream_has_anthropics_exact_event_sequence() {
     assert!(chat.ends_with("data: [DONE]\n\n"), "{chat}");
     assert_eq!(
         translator.usage(),
-        Some(crate::translate::TokenUsage {
+        Some(crate::usage::Usage {
             prompt_tokens: 4,
             completion_tokens: 3,
+            total_tokens: 7,
             ..Default::default()
         })
     );

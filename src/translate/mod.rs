@@ -18,13 +18,15 @@
 //!
 //! # Streams
 //!
-//! Every stream translator has the same life: `push(chunk)` for each chunk of the upstream
-//! body as it arrives (frames may be split anywhere, or several may share a chunk) returns the
-//! whole output frames it completed, possibly none; `finish()` when the upstream body ends
-//! returns the closing frames (a normal end if the upstream had finished its answer, else an
-//! error event); `fail(message)` when the upstream connection breaks returns an error event.
-//! After the end, all three return nothing. `usage()` gives the usage the upstream reported, for
-//! accounting, without parsing the output again.
+//! Every stream translator implements [`StreamTranslator`], with the same life: `push(chunk)`
+//! for each chunk of the upstream body as it arrives (frames may be split anywhere, or several
+//! may share a chunk) returns the whole output frames it completed, possibly none; `finish()`
+//! when the upstream body ends returns the closing frames (a normal end if the upstream had
+//! finished its answer, else an error event); `fail(kind, message)` when the upstream connection
+//! breaks returns an error event. After the end, all three return nothing. `usage()` gives the
+//! usage the upstream reported, for accounting, without parsing the output again. A translator
+//! writes only what is its dialect's own (what an event means, how a finished answer closes, how
+//! an error event looks); that life is written once, and [`Chain`] puts two in a row.
 //!
 //! # Conventions
 //!
@@ -44,14 +46,15 @@ pub mod gemini;
 mod json;
 mod openai;
 pub mod responses;
-mod sse;
+mod stream;
 mod tokens;
 
 #[cfg(test)]
 mod tests;
 
+pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
-pub(crate) use sse::EventLimit;
+pub use stream::{Chain, StreamTranslator};
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 
 /// Why a translated stream ended without its answer complete (the client got an error event
@@ -62,20 +65,6 @@ pub enum StreamFailure {
     Upstream,
     /// The upstream's body ended before the answer was complete.
     Unfinished,
-}
-
-/// Token counts in OpenAI's terms, whatever the upstream's dialect: `prompt_tokens` includes
-/// the cached ones, `completion_tokens` the reasoning ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Prompt tokens read from the provider's cache.
-    pub cached_tokens: u64,
-    /// Prompt tokens written to the provider's cache (Anthropic reports them).
-    pub cache_creation_tokens: u64,
-    /// Completion tokens spent on reasoning.
-    pub reasoning_tokens: u64,
 }
 
 /// What the caller needs to know about a translated chat request to handle the answer.

@@ -7,8 +7,8 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::TokenUsage;
 use super::json::{TextOr, write_event};
+use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // Requests, read.
@@ -379,7 +379,7 @@ pub(crate) struct CompletionDetails {
     pub reasoning_tokens: Option<u64>,
 }
 
-impl From<UsageIn> for TokenUsage {
+impl From<UsageIn> for Usage {
     fn from(usage: UsageIn) -> Self {
         Self {
             prompt_tokens: usage.prompt_tokens,
@@ -393,7 +393,9 @@ impl From<UsageIn> for TokenUsage {
                 .completion_tokens_details
                 .and_then(|details| details.reasoning_tokens)
                 .unwrap_or(0),
+            ..Self::default()
         }
+        .totalled()
     }
 }
 
@@ -522,10 +524,10 @@ pub(crate) struct CompletionDetailsOut {
     pub reasoning_tokens: u64,
 }
 
-impl From<TokenUsage> for UsageOut {
+impl From<Usage> for UsageOut {
     /// `prompt_tokens_details` appears when some prompt tokens were cached,
     /// `completion_tokens_details` when some completion tokens were reasoning.
-    fn from(usage: TokenUsage) -> Self {
+    fn from(usage: Usage) -> Self {
         Self {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
@@ -690,7 +692,7 @@ impl ChunkWriter {
     }
 
     /// The usage chunk (when the client asked for it) and `[DONE]`.
-    pub fn end(&self, out: &mut BytesMut, usage: Option<TokenUsage>) {
+    pub fn end(&self, out: &mut BytesMut, usage: Option<Usage>) {
         if self.include_usage
             && let Some(usage) = usage
         {

@@ -19,7 +19,8 @@ use super::gemini::{
     GeminiToChatStream, GeminiToMessagesStream, chat_request_to_gemini,
     gemini_response_to_messages, messages_request_to_gemini,
 };
-use super::{ChatCall, TokenUsage, TranslateError};
+use super::{ChatCall, StreamTranslator, TranslateError};
+use crate::usage::Usage;
 
 /// The `created` every test translator stamps, so outputs are reproducible.
 const CREATED: u64 = 1_700_000_000;
@@ -73,31 +74,8 @@ fn check_json(fixture: &Fixture, actual: &[u8]) -> Value {
     actual
 }
 
-trait Translator {
-    fn push(&mut self, chunk: &[u8]) -> Bytes;
-    fn finish(&mut self) -> Bytes;
-}
-
-macro_rules! translator {
-    ($type:ty) => {
-        impl Translator for $type {
-            fn push(&mut self, chunk: &[u8]) -> Bytes {
-                <$type>::push(self, chunk)
-            }
-            fn finish(&mut self) -> Bytes {
-                <$type>::finish(self)
-            }
-        }
-    };
-}
-
-translator!(ChatToMessagesStream);
-translator!(MessagesToChatStream);
-translator!(GeminiToChatStream);
-translator!(GeminiToMessagesStream);
-
 /// Feeds `chunks` and the end of the stream; every returned piece must be whole frames.
-fn feed<T: Translator>(mut translator: T, chunks: &[&[u8]]) -> String {
+fn feed<T: StreamTranslator>(mut translator: T, chunks: &[&[u8]]) -> String {
     let mut out = Vec::new();
     let mut pieces: Vec<Bytes> = chunks.iter().map(|chunk| translator.push(chunk)).collect();
     pieces.push(translator.finish());
@@ -118,7 +96,7 @@ fn feed<T: Translator>(mut translator: T, chunks: &[&[u8]]) -> String {
 
 /// Runs a stream fixture whole, split at every byte, and byte by byte, and compares the output
 /// with the expected twin.
-fn check_stream<T: Translator>(fixture: &Fixture, make: impl Fn() -> T) -> String {
+fn check_stream<T: StreamTranslator>(fixture: &Fixture, make: impl Fn() -> T) -> String {
     let input = fixture.input.as_bytes();
     let whole = feed(make(), &[input]);
     for split in 0..=input.len() {
@@ -433,7 +411,7 @@ fn a_stream_that_fails_gets_an_error_event_once() {
     let first = stream.push(
         b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n",
     );
-    let failed = stream.fail("overloaded_error", "connection reset");
+    let failed = stream.fail(Some("overloaded_error"), "connection reset");
     let text = String::from_utf8([first, failed.clone()].concat()).unwrap();
     let message = replay_anthropic(&text);
     assert_eq!(message["error"]["message"], "connection reset");
@@ -449,7 +427,7 @@ fn a_stream_that_fails_gets_an_error_event_once() {
         [Some("error")],
         "{failed}"
     );
-    assert!(stream.fail("api_error", "again").is_empty() && stream.finish().is_empty());
+    assert!(stream.fail(Some("api_error"), "again").is_empty() && stream.finish().is_empty());
 
     // A stream with no frame at all ends with the error alone.
     let mut empty = ChatToMessagesStream::new("m");
@@ -1089,47 +1067,51 @@ fn usage_maps_between_the_three_dialects() {
     use super::gemini::UsageMetadata;
     use super::openai::UsageIn as ChatUsage;
 
-    let cases: [(Value, TokenUsage); 3] = [
+    let cases: [(Value, Usage); 3] = [
         (
             json!({"openai": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 5}}}),
-            TokenUsage {
+            Usage {
                 prompt_tokens: 100,
                 completion_tokens: 20,
                 cached_tokens: 60,
                 cache_creation_tokens: 0,
                 reasoning_tokens: 5,
+                total_tokens: 120,
+                estimated: false,
             },
         ),
         (
             json!({"anthropic": {"input_tokens": 10, "cache_read_input_tokens": 60, "cache_creation_input_tokens": 30, "output_tokens": 20}}),
-            TokenUsage {
+            Usage {
                 prompt_tokens: 100,
                 completion_tokens: 20,
                 cached_tokens: 60,
                 cache_creation_tokens: 30,
                 reasoning_tokens: 0,
+                total_tokens: 120,
+                estimated: false,
             },
         ),
         (
             json!({"gemini": {"promptTokenCount": 90, "toolUsePromptTokenCount": 10, "candidatesTokenCount": 15, "thoughtsTokenCount": 5, "cachedContentTokenCount": 60}}),
-            TokenUsage {
+            Usage {
                 prompt_tokens: 100,
                 completion_tokens: 20,
                 cached_tokens: 60,
                 cache_creation_tokens: 0,
                 reasoning_tokens: 5,
+                total_tokens: 120,
+                estimated: false,
             },
         ),
     ];
     for (input, expected) in &cases {
         let usage = if let Some(value) = input.get("openai") {
-            TokenUsage::from(serde_json::from_value::<ChatUsage>(value.clone()).unwrap())
+            Usage::from(serde_json::from_value::<ChatUsage>(value.clone()).unwrap())
         } else if let Some(value) = input.get("anthropic") {
-            TokenUsage::from(serde_json::from_value::<AnthropicUsage>(value.clone()).unwrap())
+            Usage::from(serde_json::from_value::<AnthropicUsage>(value.clone()).unwrap())
         } else {
-            TokenUsage::from(
-                serde_json::from_value::<UsageMetadata>(input["gemini"].clone()).unwrap(),
-            )
+            Usage::from(serde_json::from_value::<UsageMetadata>(input["gemini"].clone()).unwrap())
         };
         assert_eq!(usage, *expected, "{input}");
     }

@@ -242,6 +242,7 @@ pub fn estimate_usage(model: &str, request: &[u8], generated: &str) -> Usage {
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
         cached_tokens: 0,
+        cache_creation_tokens: 0,
         reasoning_tokens: 0,
         estimated: true,
     }
@@ -333,6 +334,7 @@ mod tests {
                 completion_tokens: 2,
                 total_tokens: 4,
                 cached_tokens: 0,
+                cache_creation_tokens: 0,
                 reasoning_tokens: 0,
                 estimated: true,
             }

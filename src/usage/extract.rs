@@ -74,6 +74,7 @@ impl From<WireUsage> for Usage {
             completion_tokens,
             total_tokens,
             cached_tokens,
+            cache_creation_tokens: 0,
             reasoning_tokens,
             estimated: false,
         }
@@ -302,6 +303,7 @@ mod tests {
             completion_tokens: c,
             total_tokens: t,
             cached_tokens: cached,
+            cache_creation_tokens: 0,
             reasoning_tokens: reasoning,
             estimated: false,
         }

@@ -17,7 +17,10 @@ pub use extract::{IncludeUsage, WholeAnswer, ensure_include_usage, from_body, re
 pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
 pub use stream::{StreamUsage, is_usage_only_chunk};
 
-/// Tokens used by one request, as the upstream reported them or as llmgate estimated them.
+/// Tokens used by one request, as the upstream reported them or as llmgate estimated them, in
+/// OpenAI's terms whatever the upstream's dialect: `prompt_tokens` includes the cached ones,
+/// `completion_tokens` the reasoning ones. The translators, the accounting and the request log
+/// all count with this one type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -25,6 +28,9 @@ pub struct Usage {
     pub total_tokens: u64,
     /// Prompt tokens served from the upstream's prompt cache (part of `prompt_tokens`).
     pub cached_tokens: u64,
+    /// Prompt tokens written to the upstream's prompt cache (part of `prompt_tokens`; Anthropic
+    /// reports them). Not recorded: the translators carry them from one dialect to another.
+    pub cache_creation_tokens: u64,
     /// Reasoning tokens (part of `completion_tokens`).
     pub reasoning_tokens: u64,
     /// Counted by llmgate's tokenizer because the upstream reported nothing.
@@ -35,6 +41,14 @@ impl Usage {
     /// The tokens that count against rate limits and budgets: prompt plus completion.
     pub fn tokens(&self) -> u64 {
         self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// The same counts with `total_tokens` set to prompt plus completion (as an upstream's
+    /// answer is read: its own total is not trusted).
+    #[must_use]
+    pub fn totalled(mut self) -> Self {
+        self.total_tokens = self.tokens();
+        self
     }
 }
 

@@ -469,6 +469,7 @@ mod tests {
                 completion_tokens: 4,
                 total_tokens: 7,
                 cached_tokens: 1,
+                cache_creation_tokens: 0,
                 reasoning_tokens: 2,
                 estimated: status == 201,
             },

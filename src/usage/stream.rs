@@ -13,6 +13,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::extract::WireUsage;
 use super::{Usage, estimate};
+use crate::sse::{self, Line, Lines};
 
 /// Longest line kept for parsing. A longer data line is forwarded but not read: its text is
 /// counted by length instead.
@@ -21,8 +22,6 @@ const MAX_LINE: usize = 4 << 20;
 const MAX_TEXT: usize = 1 << 20;
 /// An event bigger than this cannot be a usage-only chunk, so it is no longer held back.
 const MAX_HELD: usize = 16 << 10;
-/// How much of an overlong line is kept: enough for its field name.
-const FIELD_HEAD: usize = 8;
 
 /// Scans a relayed event stream. Feed every upstream chunk, in order, through
 /// [`forward`](Self::forward) (or [`observe`](Self::observe) when nothing is filtered), then call
@@ -232,17 +231,10 @@ impl Output {
     }
 }
 
-/// The server-sent-events line reader and what it learned.
+/// What the stream's lines (read by the one SSE line reader) told so far.
 #[derive(Debug, Default)]
 struct Scanner {
-    /// The start of a line whose end has not arrived yet.
-    line: Vec<u8>,
-    /// The carried line outgrew `MAX_LINE`: only its first bytes are kept (to know its field).
-    line_overflow: bool,
-    /// How long the overflowing line is.
-    line_overflow_bytes: u64,
-    /// The last chunk ended with `\r`: a `\n` starting the next one is part of that line break.
-    skip_lf: bool,
+    lines: Lines,
     /// The data of the event being read (its `data:` lines joined with `\n`).
     data: Vec<u8>,
     has_data: bool,
@@ -259,92 +251,25 @@ impl Scanner {
     /// Reads the lines of `chunk`, calling `event_end(offset, usage_only)` at each blank line
     /// with the offset just past it.
     fn scan(&mut self, chunk: &[u8], mut event_end: impl FnMut(usize, bool)) {
-        if chunk.is_empty() {
-            return;
-        }
-        let mut pos = 0;
-        if std::mem::take(&mut self.skip_lf) && chunk.first() == Some(&b'\n') {
-            pos = 1;
-        }
-        while pos < chunk.len() {
-            let Some(found) = memchr::memchr2(b'\n', b'\r', &chunk[pos..]) else {
-                self.carry(&chunk[pos..]);
-                break;
-            };
-            let end = pos + found;
-            let mut next = end + 1;
-            if chunk[end] == b'\r' {
-                match chunk.get(next) {
-                    Some(b'\n') => next += 1,
-                    Some(_) => {}
-                    None => self.skip_lf = true,
-                }
-            }
-            let ended = if self.line.is_empty() && !self.line_overflow {
-                self.read_line(&chunk[pos..end])
-            } else {
-                self.carry(&chunk[pos..end]);
-                self.read_carried_line()
-            };
-            if let Some(usage_only) = ended {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(chunk, MAX_LINE, |line, next| {
+            if let Some(usage_only) = self.read_line(line) {
                 event_end(next, usage_only);
             }
-            pos = next;
-        }
-    }
-
-    /// Keeps the start of a line whose end is in a later chunk.
-    fn carry(&mut self, part: &[u8]) {
-        if self.line_overflow {
-            self.line_overflow_bytes += part.len() as u64;
-            return;
-        }
-        if self.line.len() + part.len() <= MAX_LINE {
-            self.line.extend_from_slice(part);
-            return;
-        }
-        // Keep the field name, so the line is still known for what it is.
-        self.line_overflow = true;
-        self.line_overflow_bytes = (self.line.len() + part.len()) as u64;
-        let head = FIELD_HEAD.min(self.line.len() + part.len());
-        if self.line.len() < head {
-            let missing = head - self.line.len();
-            self.line.extend_from_slice(&part[..missing]);
-        }
-        self.line.truncate(head);
-    }
-
-    /// Reads the line carried in `self.line`, keeping the buffer for the next one.
-    fn read_carried_line(&mut self) -> Option<bool> {
-        let line = std::mem::take(&mut self.line);
-        let ended = self.read_line(&line);
-        self.line = line;
-        self.line.clear();
-        self.line_overflow = false;
-        ended
+        });
+        self.lines = lines;
     }
 
     /// Handles one complete line; `Some(usage_only)` when it ends an event.
-    fn read_line(&mut self, line: &[u8]) -> Option<bool> {
-        if line.is_empty() {
+    fn read_line(&mut self, line: Line<'_>) -> Option<bool> {
+        if line.bytes.is_empty() && line.overflow.is_none() {
             return Some(self.dispatch());
         }
-        if line[0] == b':' {
-            return None;
-        }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &[][..]),
-        };
-        if field == b"data" {
-            if self.line_overflow || self.data.len() + value.len() >= MAX_LINE {
+        if let Some((b"data", value)) = sse::field(line.bytes) {
+            if line.overflow.is_some() || self.data.len() + value.len() >= MAX_LINE {
                 // Too long to parse: its text is only counted, at a guess of all of it.
                 self.data_overflow = true;
-                self.text_overflow += self.line_overflow_bytes.max(value.len() as u64);
-                self.line_overflow_bytes = 0;
+                self.text_overflow += line.overflow.unwrap_or(0).max(value.len() as u64);
                 self.has_data = true;
                 return None;
             }
@@ -388,10 +313,11 @@ impl Scanner {
 
     /// The stream ended: a pending line and event count as complete.
     fn finish(&mut self) -> bool {
-        self.skip_lf = false;
-        if !self.line.is_empty() || self.line_overflow {
-            self.read_carried_line();
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.finish(|line| {
+            self.read_line(line);
+        });
+        self.lines = lines;
         self.dispatch()
     }
 }

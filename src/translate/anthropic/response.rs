@@ -6,12 +6,13 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::wire::{BlockOut, MessageResponseOut, MessagesResponse, UsageOut};
+use crate::translate::TranslateError;
 use crate::translate::json::{TextOr, anthropic_tool_id, arguments_object, to_bytes, unix_now};
 use crate::translate::openai::{
     AssistantOut, ChatCompletionOut, ChatResponse, ChoiceOut, FunctionCallOut, ToolCallOut,
     UsageOut as ChatUsageOut,
 };
-use crate::translate::{TokenUsage, TranslateError};
+use crate::usage::Usage;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -104,7 +105,7 @@ pub fn chat_response_to_messages(body: &[u8], public_model: &str) -> Result<Byte
             });
         }
     }
-    let usage = response.usage.map(TokenUsage::from).unwrap_or_default();
+    let usage = response.usage.map(Usage::from).unwrap_or_default();
     let id = message_id(response.id.as_deref());
     let message = MessageResponseOut {
         id: &id,
@@ -175,7 +176,7 @@ pub(crate) fn messages_response_to_chat_at(
         }],
         usage: response
             .usage
-            .map(|usage| ChatUsageOut::from(TokenUsage::from(usage))),
+            .map(|usage| ChatUsageOut::from(Usage::from(usage))),
     };
     Ok(to_bytes(&completion))
 }

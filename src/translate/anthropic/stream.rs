@@ -1,18 +1,17 @@
 //! Streams: OpenAI `chat.completion.chunk` frames → Anthropic Messages events, and back.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 
 use super::error::{ErrorBody, ErrorDetail, anthropic_error_type_for, openai_error_type_for};
 use super::response::{finish_reason, message_id, stop_reason};
 use super::wire::{EventIn, MessageResponseOut, UsageIn, UsageOut};
+use crate::sse::SseDecoder;
+use crate::translate::StreamFailure;
 use crate::translate::json::{JsonScan, anthropic_tool_id, is_empty_object, unix_now, write_event};
 use crate::translate::openai::{ChunkIn, ChunkWriter, FunctionDeltaOut, ToolCallDeltaOut};
-use crate::translate::sse::SseDecoder;
-use crate::translate::{StreamFailure, TokenUsage};
-
-/// The message of the error event that ends a stream the upstream left unfinished.
-const UNFINISHED: &str = "The upstream provider ended the stream before the answer was complete.";
+use crate::translate::stream::{EventTranslator, UNFINISHED};
+use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // OpenAI chunks → Anthropic events.
@@ -44,7 +43,7 @@ pub struct ChatToMessagesStream {
     /// OpenAI tool-call index → position in `blocks`.
     tool_blocks: Vec<(u32, usize)>,
     finish_reason: Option<String>,
-    usage: Option<TokenUsage>,
+    usage: Option<Usage>,
     /// The prompt's tokens as llmgate counted them, for `message_start` while the upstream has
     /// reported none (OpenAI reports usage only at the end).
     input_estimate: u64,
@@ -192,54 +191,6 @@ impl ChatToMessagesStream {
         self
     }
 
-    /// Feeds a chunk of the upstream's body as it arrived; returns the whole events it
-    /// completes (possibly none).
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.feed(chunk, &mut |_, data| self.frame(data));
-            self.decoder = decoder;
-        }
-        self.out.split().freeze()
-    }
-
-    /// The upstream's body ended. A stream that reported its finish (even without `[DONE]`)
-    /// is closed normally; one cut before that gets its open block closed and an `error`
-    /// event.
-    pub fn finish(&mut self) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.finish(&mut |_, data| self.frame(data));
-            if !self.done {
-                if self.finish_reason.is_some() {
-                    self.end();
-                } else {
-                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
-                }
-            }
-        }
-        self.out.split().freeze()
-    }
-
-    /// The stream failed mid-way (the upstream broke, or the gateway is stopping): ends it with
-    /// an `error` event of Anthropic's type `kind` carrying `message`.
-    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
-        if !self.done {
-            self.abort(StreamFailure::Upstream, kind, message);
-        }
-        self.out.split().freeze()
-    }
-
-    /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage
-    }
-
-    /// Why the stream ended with an error event, if it did.
-    pub fn failure(&self) -> Option<StreamFailure> {
-        self.failure
-    }
-
     fn frame(&mut self, data: &[u8]) {
         if self.done {
             return;
@@ -257,7 +208,7 @@ impl ChatToMessagesStream {
         };
         if let Some(error) = &chunk.error {
             let kind = anthropic_error_type_for(error.kind.as_deref().unwrap_or(""), None, 500);
-            self.abort(
+            self.write_error(
                 StreamFailure::Upstream,
                 kind,
                 error.message.as_deref().unwrap_or(UNFINISHED),
@@ -537,7 +488,7 @@ impl ChatToMessagesStream {
     /// Ends the stream with an `error` event and nothing else, as Anthropic's API does: an open
     /// block stays open. Claude Code takes an `error` after a `content_block_stop` for a broken
     /// answer it cannot retry, while a lone `error` makes it retry the request.
-    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+    fn write_error(&mut self, failure: StreamFailure, kind: &str, message: &str) {
         self.failure = Some(failure);
         let body = ErrorBody {
             kind: "error",
@@ -545,6 +496,47 @@ impl ChatToMessagesStream {
         };
         write_event(&mut self.out, Some("error"), &body);
         self.done = true;
+    }
+}
+
+impl EventTranslator for ChatToMessagesStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn event(&mut self, _name: &str, data: &[u8]) {
+        self.frame(data);
+    }
+
+    /// A stream that reported its finish (even without `[DONE]`) is closed normally; one cut
+    /// before that gets its open block closed and an `error` event.
+    fn close(&mut self) -> bool {
+        if self.finish_reason.is_some() {
+            self.end();
+        }
+        self.done
+    }
+
+    /// An `error` event of Anthropic's type `kind` (`api_error` by default).
+    fn abort(&mut self, failure: StreamFailure, kind: Option<&str>, message: &str) {
+        self.write_error(failure, kind.unwrap_or("api_error"), message);
+    }
+
+    /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn stream_failure(&self) -> Option<StreamFailure> {
+        self.failure
     }
 }
 
@@ -597,53 +589,7 @@ impl MessagesToChatStream {
         }
     }
 
-    /// Feeds a chunk of the upstream's body as it arrived; returns the whole frames it
-    /// completes (possibly none).
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.feed(chunk, &mut |_, data| self.event(data));
-            self.decoder = decoder;
-        }
-        self.out.split().freeze()
-    }
-
-    /// The upstream's body ended: a stream that reported its stop reason is completed (usage,
-    /// `[DONE]`); one cut before that ends with an error frame.
-    pub fn finish(&mut self) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.finish(&mut |_, data| self.event(data));
-            if !self.done {
-                if self.finish_reason.is_some() {
-                    self.end();
-                } else {
-                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
-                }
-            }
-        }
-        self.out.split().freeze()
-    }
-
-    /// The upstream connection failed mid-stream: ends with an error frame carrying `message`.
-    pub fn fail(&mut self, message: &str) -> Bytes {
-        if !self.done {
-            self.abort(StreamFailure::Upstream, "api_error", message);
-        }
-        self.out.split().freeze()
-    }
-
-    /// The usage reported so far (Anthropic sends the prompt side first, the output at the end).
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage_seen.then(|| TokenUsage::from(self.usage))
-    }
-
-    /// Why the stream ended with an error, if it did.
-    pub fn failure(&self) -> Option<StreamFailure> {
-        self.failure
-    }
-
-    fn event(&mut self, data: &[u8]) {
+    fn frame(&mut self, data: &[u8]) {
         if self.done {
             return;
         }
@@ -753,7 +699,7 @@ impl MessagesToChatStream {
                 let message = error
                     .and_then(|error| error.message.as_deref())
                     .unwrap_or(UNFINISHED);
-                self.abort(StreamFailure::Upstream, kind, message);
+                self.write_error(StreamFailure::Upstream, kind, message);
             }
             // ping, and event types newer than this code.
             _ => {}
@@ -801,16 +747,64 @@ impl MessagesToChatStream {
             self.finish_reason = Some("stop");
             self.chunks.finish(&mut self.out, 0, "stop");
         }
-        let usage = self.usage();
+        let usage = self.reported_usage();
         self.chunks.end(&mut self.out, usage);
         self.done = true;
     }
 
     /// Ends with an OpenAI-shaped error frame; `kind` is Anthropic's error type.
-    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+    fn write_error(&mut self, failure: StreamFailure, kind: &str, message: &str) {
         self.failure = Some(failure);
         let (kind, _) = openai_error_type_for(kind);
         ChunkWriter::error(&mut self.out, kind, message);
         self.done = true;
+    }
+}
+
+impl EventTranslator for MessagesToChatStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn event(&mut self, _name: &str, data: &[u8]) {
+        self.frame(data);
+    }
+
+    /// A stream that reported its stop reason is completed (usage, `[DONE]`).
+    fn close(&mut self) -> bool {
+        if self.finish_reason.is_some() {
+            self.end();
+        }
+        self.done
+    }
+
+    /// An error frame of OpenAI's type `kind` (by default the one Anthropic's `api_error` maps
+    /// to).
+    fn abort(&mut self, failure: StreamFailure, kind: Option<&str>, message: &str) {
+        match kind {
+            Some(kind) => {
+                self.failure = Some(failure);
+                ChunkWriter::error(&mut self.out, kind, message);
+                self.done = true;
+            }
+            None => self.write_error(failure, "api_error", message),
+        }
+    }
+
+    /// The usage reported so far (Anthropic sends the prompt side first, the output at the end).
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage_seen.then(|| Usage::from(self.usage))
+    }
+
+    fn stream_failure(&self) -> Option<StreamFailure> {
+        self.failure
     }
 }

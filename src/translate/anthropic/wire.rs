@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::translate::TokenUsage;
 use crate::translate::json::TextOr;
+use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // Read.
@@ -164,7 +164,7 @@ impl UsageIn {
     }
 }
 
-impl From<UsageIn> for TokenUsage {
+impl From<UsageIn> for Usage {
     /// OpenAI counts every prompt token in `prompt_tokens`; Anthropic splits them into fresh,
     /// cache-read and cache-written.
     fn from(usage: UsageIn) -> Self {
@@ -176,7 +176,9 @@ impl From<UsageIn> for TokenUsage {
             cached_tokens: cached,
             cache_creation_tokens: created,
             reasoning_tokens: 0,
+            ..Self::default()
         }
+        .totalled()
     }
 }
 
@@ -412,8 +414,8 @@ pub(crate) struct UsageOut {
     pub cache_read_input_tokens: u64,
 }
 
-impl From<TokenUsage> for UsageOut {
-    fn from(usage: TokenUsage) -> Self {
+impl From<Usage> for UsageOut {
+    fn from(usage: Usage) -> Self {
         Self {
             input_tokens: usage
                 .prompt_tokens

@@ -7,12 +7,13 @@ use bytes::Bytes;
 
 use super::tool_call_id;
 use super::wire::{Candidate, ErrorBodyIn, GenerateContentResponse, PromptFeedback};
+use crate::translate::TranslateError;
 use crate::translate::json::{to_bytes, unix_now};
 use crate::translate::openai::{
     AssistantOut, ChatCompletionOut, ChoiceOut, ErrorBodyOut, ErrorOut, FunctionCallOut,
     ToolCallOut, UsageOut,
 };
-use crate::translate::{TokenUsage, TranslateError};
+use crate::usage::Usage;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -125,7 +126,7 @@ pub(crate) fn gemini_response_to_chat_at(
         choices,
         usage: response
             .usage_metadata
-            .map(|usage| UsageOut::from(TokenUsage::from(usage))),
+            .map(|usage| UsageOut::from(Usage::from(usage))),
     };
     Ok(to_bytes(&completion))
 }

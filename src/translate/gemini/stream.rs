@@ -1,18 +1,18 @@
 //! Streams: Gemini `streamGenerateContent?alt=sse` frames → OpenAI `chat.completion.chunk`
 //! frames, and through them to Anthropic events.
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::response::{blocked_message, filtered_message, finish_reason, openai_error_type};
 use super::tool_call_id;
 use super::wire::GenerateContentResponse;
+use crate::sse::SseDecoder;
+use crate::translate::StreamFailure;
 use crate::translate::anthropic::ChatToMessagesStream;
 use crate::translate::json::unix_now;
 use crate::translate::openai::{ChunkWriter, DeltaOut, FunctionDeltaOut, ToolCallDeltaOut};
-use crate::translate::sse::SseDecoder;
-use crate::translate::{StreamFailure, TokenUsage};
-
-const UNFINISHED: &str = "The upstream provider ended the stream before the answer was complete.";
+use crate::translate::stream::{Chain, EventTranslator, UNFINISHED};
+use crate::usage::Usage;
 
 /// Turns a Gemini stream into chat chunks: per candidate (choice) the role first, then text and
 /// thought deltas as they come, each function call as one tool-call chunk (Gemini sends calls
@@ -29,7 +29,7 @@ pub struct GeminiToChatStream {
     started: bool,
     /// Per candidate index: whether its role went out, its tool calls so far, its finish.
     candidates: Vec<CandidateState>,
-    usage: Option<TokenUsage>,
+    usage: Option<Usage>,
     failure: Option<StreamFailure>,
 }
 
@@ -65,52 +65,6 @@ impl GeminiToChatStream {
         }
     }
 
-    /// Feeds a chunk of the upstream's body as it arrived; returns the whole frames it
-    /// completes (possibly none).
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.feed(chunk, &mut |_, data| self.frame(data));
-            self.decoder = decoder;
-        }
-        self.out.split().freeze()
-    }
-
-    /// The upstream's body ended: usage and `[DONE]` if a candidate finished, else an error.
-    pub fn finish(&mut self) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.finish(&mut |_, data| self.frame(data));
-            if !self.done {
-                if self.candidates.iter().any(|candidate| candidate.finished) {
-                    self.chunks.end(&mut self.out, self.usage);
-                    self.done = true;
-                } else {
-                    self.abort(StreamFailure::Unfinished, "api_error", UNFINISHED);
-                }
-            }
-        }
-        self.out.split().freeze()
-    }
-
-    /// The upstream connection failed mid-stream: ends with an error frame carrying `message`.
-    pub fn fail(&mut self, message: &str) -> Bytes {
-        if !self.done {
-            self.abort(StreamFailure::Upstream, "api_error", message);
-        }
-        self.out.split().freeze()
-    }
-
-    /// The usage of the last `usageMetadata` seen (Gemini repeats it, cumulative).
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage
-    }
-
-    /// Why the stream ended with an error frame, if it did.
-    pub fn failure(&self) -> Option<StreamFailure> {
-        self.failure
-    }
-
     fn frame(&mut self, data: &[u8]) {
         if self.done {
             return;
@@ -124,7 +78,7 @@ impl GeminiToChatStream {
         };
         if let Some(error) = &response.error {
             let (kind, _) = openai_error_type(error.code, error.status.as_deref());
-            self.abort(
+            self.write_error(
                 StreamFailure::Upstream,
                 kind,
                 error.message.as_deref().unwrap_or(UNFINISHED),
@@ -226,60 +180,71 @@ impl GeminiToChatStream {
         self.chunks.delta(&mut self.out, index, delta);
     }
 
-    fn abort(&mut self, failure: StreamFailure, kind: &str, message: &str) {
+    fn write_error(&mut self, failure: StreamFailure, kind: &str, message: &str) {
         self.failure = Some(failure);
         ChunkWriter::error(&mut self.out, kind, message);
         self.done = true;
     }
 }
 
+impl EventTranslator for GeminiToChatStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn event(&mut self, _name: &str, data: &[u8]) {
+        self.frame(data);
+    }
+
+    /// Usage and `[DONE]` if a candidate finished.
+    fn close(&mut self) -> bool {
+        if self.candidates.iter().any(|candidate| candidate.finished) {
+            self.chunks.end(&mut self.out, self.usage);
+            self.done = true;
+        }
+        self.done
+    }
+
+    /// An error frame of OpenAI's type `kind` (`api_error` by default).
+    fn abort(&mut self, failure: StreamFailure, kind: Option<&str>, message: &str) {
+        self.write_error(failure, kind.unwrap_or("api_error"), message);
+    }
+
+    /// The usage of the last `usageMetadata` seen (Gemini repeats it, cumulative).
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn stream_failure(&self) -> Option<StreamFailure> {
+        self.failure
+    }
+}
+
 /// Gemini stream → Anthropic events, for a client of `/v1/messages` routed to a Gemini
 /// provider: the Gemini translator's chat chunks are fed straight into
 /// [`ChatToMessagesStream`].
-#[derive(Debug)]
-pub struct GeminiToMessagesStream {
-    gemini: GeminiToChatStream,
-    messages: ChatToMessagesStream,
-}
+pub type GeminiToMessagesStream = Chain<GeminiToChatStream, ChatToMessagesStream>;
 
 impl GeminiToMessagesStream {
     pub fn new(public_model: &str) -> Self {
-        Self {
-            gemini: GeminiToChatStream::new(public_model, true),
-            messages: ChatToMessagesStream::new(public_model),
+        Chain {
+            first: GeminiToChatStream::new(public_model, true),
+            second: ChatToMessagesStream::new(public_model),
         }
-    }
-
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        let chat = self.gemini.push(chunk);
-        self.messages.push(&chat)
-    }
-
-    pub fn finish(&mut self) -> Bytes {
-        let chat = self.gemini.finish();
-        let mut out = BytesMut::from(self.messages.push(&chat));
-        out.put(self.messages.finish());
-        out.freeze()
     }
 
     /// Sets the `input_tokens` of `message_start` (see [`ChatToMessagesStream::with_input_estimate`]).
     #[must_use]
     pub fn with_input_estimate(mut self, tokens: u64) -> Self {
-        self.messages = self.messages.with_input_estimate(tokens);
+        self.second = self.second.with_input_estimate(tokens);
         self
-    }
-
-    /// Ends the stream with an `error` event of Anthropic's type `kind`.
-    pub fn fail(&mut self, kind: &str, message: &str) -> Bytes {
-        self.messages.fail(kind, message)
-    }
-
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.gemini.usage()
-    }
-
-    /// Why the stream ended with an error event, if it did.
-    pub fn failure(&self) -> Option<StreamFailure> {
-        self.gemini.failure().or(self.messages.failure())
     }
 }

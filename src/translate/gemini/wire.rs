@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::translate::TokenUsage;
+use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // Requests, written.
@@ -248,7 +248,7 @@ pub(crate) struct UsageMetadata {
     pub tool_use_prompt_token_count: Option<u64>,
 }
 
-impl From<UsageMetadata> for TokenUsage {
+impl From<UsageMetadata> for Usage {
     /// OpenAI counts reasoning inside `completion_tokens` and tool-use prompts inside
     /// `prompt_tokens`.
     fn from(usage: UsageMetadata) -> Self {
@@ -260,7 +260,9 @@ impl From<UsageMetadata> for TokenUsage {
             cached_tokens: usage.cached_content_token_count.unwrap_or(0),
             cache_creation_tokens: 0,
             reasoning_tokens: thoughts,
+            ..Self::default()
         }
+        .totalled()
     }
 }
 

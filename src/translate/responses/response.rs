@@ -4,9 +4,10 @@ use bytes::Bytes;
 
 use super::wire::{ChatErrorBody, ItemStatus, OutputItem, OutputText, SummaryText, UsageOut};
 use super::{ResponseOut, ResponsesCall, call_id, item_id, status_for};
+use crate::translate::TranslateError;
 use crate::translate::json::{TextOr, to_bytes};
 use crate::translate::openai::{ChatResponse, ErrorBodyOut, ErrorOut};
-use crate::translate::{TokenUsage, TranslateError};
+use crate::usage::Usage;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -81,7 +82,7 @@ pub fn chat_response_to_responses(
     }
     let usage = response
         .usage
-        .map(|usage| UsageOut::from(TokenUsage::from(usage)));
+        .map(|usage| UsageOut::from(Usage::from(usage)));
     let body = ResponseOut {
         id,
         object: "response",

@@ -9,13 +9,12 @@ use super::wire::{
     SummaryText, UsageOut,
 };
 use super::{ResponseOut, ResponsesCall, call_id, item_id, status_for};
-use crate::translate::TokenUsage;
+use crate::sse::SseDecoder;
+use crate::translate::StreamFailure;
 use crate::translate::json::{JsonScan, to_bytes, write_event};
 use crate::translate::openai::ChunkIn;
-use crate::translate::sse::SseDecoder;
-
-/// The message of the `response.failed` that ends a stream the upstream left unfinished.
-const UNFINISHED: &str = "The upstream provider ended the stream before the answer was complete.";
+use crate::translate::stream::{EventTranslator, UNFINISHED};
+use crate::usage::Usage;
 
 /// Turns an OpenAI-compatible upstream's chat stream into the Responses event stream, as
 /// OpenAI sends it: `response.created`, `response.in_progress`, per output item
@@ -47,8 +46,10 @@ pub struct ChatToResponsesStream {
     /// Chat tool-call index → output index.
     tools: Vec<(u32, usize)>,
     finish_reason: Option<String>,
-    usage: Option<TokenUsage>,
+    usage: Option<Usage>,
     response: Option<Bytes>,
+    /// Why the stream ended with `response.failed`, if it did.
+    failure: Option<StreamFailure>,
 }
 
 /// What every `response` object of the stream carries.
@@ -62,7 +63,7 @@ struct Meta {
 impl Meta {
     fn response<'s>(
         &'s self,
-        usage: Option<TokenUsage>,
+        usage: Option<Usage>,
         status: &'static str,
         error: Option<&'s ResponseError>,
         incomplete: Option<IncompleteDetails>,
@@ -198,6 +199,49 @@ struct ArgumentsDoneBody<'a> {
     arguments: &'a str,
 }
 
+impl EventTranslator for ChatToResponsesStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.events.out
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn event(&mut self, _name: &str, data: &[u8]) {
+        self.frame(data);
+    }
+
+    /// A stream that reported its finish (even without `[DONE]`) ends with
+    /// `response.completed` or `response.incomplete`; one cut before that with
+    /// `response.failed`.
+    fn close(&mut self) -> bool {
+        if self.finish_reason.is_some() {
+            self.end();
+        }
+        self.done
+    }
+
+    /// `response.failed` with the error code `kind` (`server_error` by default).
+    fn abort(&mut self, failure: StreamFailure, kind: Option<&str>, message: &str) {
+        self.failure = Some(failure);
+        self.write_error(kind.unwrap_or("server_error"), message);
+    }
+
+    /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn stream_failure(&self) -> Option<StreamFailure> {
+        self.failure
+    }
+}
+
 fn id_of(item: &OutputItem) -> &str {
     match item {
         OutputItem::Reasoning { id, .. }
@@ -229,50 +273,8 @@ impl ChatToResponsesStream {
             finish_reason: None,
             usage: None,
             response: None,
+            failure: None,
         }
-    }
-
-    /// Feeds a chunk of the upstream's body as it arrived; returns the whole events it
-    /// completes (possibly none).
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.feed(chunk, &mut |_, data| self.frame(data));
-            self.decoder = decoder;
-        }
-        self.events.out.split().freeze()
-    }
-
-    /// The upstream's body ended. A stream that reported its finish (even without `[DONE]`)
-    /// ends with `response.completed` or `response.incomplete`; one cut before that with
-    /// `response.failed`.
-    pub fn finish(&mut self) -> Bytes {
-        if !self.done {
-            let mut decoder = std::mem::take(&mut self.decoder);
-            decoder.finish(&mut |_, data| self.frame(data));
-            if !self.done {
-                if self.finish_reason.is_some() {
-                    self.end();
-                } else {
-                    self.abort("server_error", UNFINISHED);
-                }
-            }
-        }
-        self.events.out.split().freeze()
-    }
-
-    /// The upstream connection failed mid-stream: ends with `response.failed` carrying
-    /// `message`.
-    pub fn fail(&mut self, message: &str) -> Bytes {
-        if !self.done {
-            self.abort("server_error", message);
-        }
-        self.events.out.split().freeze()
-    }
-
-    /// The usage the upstream reported, once it has (OpenAI reports it in the last chunk).
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage
     }
 
     /// The final `response` object, as the last event carried it (completed, incomplete or
@@ -306,7 +308,8 @@ impl ChatToResponsesStream {
                 .and_then(|body| body.error.code.as_ref())
                 .and_then(|code| code.as_str());
             let code = failure_code(error.kind.as_deref(), code);
-            self.abort(code, error.message.as_deref().unwrap_or(UNFINISHED));
+            self.failure = Some(StreamFailure::Upstream);
+            self.write_error(code, error.message.as_deref().unwrap_or(UNFINISHED));
             return;
         }
         self.start();
@@ -653,7 +656,7 @@ impl ChatToResponsesStream {
 
     /// Ends with `response.failed` carrying `code` and `message`. Items still open are left
     /// without `.done` events and are `incomplete` in the failed response.
-    fn abort(&mut self, code: &str, message: &str) {
+    fn write_error(&mut self, code: &str, message: &str) {
         self.start();
         let output: Vec<OutputItem> = self
             .items

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::translate::TokenUsage;
+use crate::translate::StreamTranslator as _;
+use crate::usage::Usage;
 
 const CREATED: i64 = 1_700_000_000;
 const ID: &str = "resp_test";
@@ -433,7 +434,7 @@ fn feed(mut stream: ChatToResponsesStream, chunks: &[&[u8]]) -> String {
     assert!(
         stream.push(b"data: [DONE]\n\n").is_empty()
             && stream.finish().is_empty()
-            && stream.fail("late").is_empty(),
+            && stream.fail(None, "late").is_empty(),
         "a finished translator still produced output"
     );
     String::from_utf8(out).unwrap()
@@ -727,8 +728,8 @@ fn a_stream_cut_or_failing_ends_with_response_failed() {
     let mut stream = ChatToResponsesStream::new(&plain_call(), ID, CREATED);
     let first =
         stream.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n");
-    let failed = stream.fail("connection reset");
-    assert!(stream.fail("again").is_empty() && stream.finish().is_empty());
+    let failed = stream.fail(None, "connection reset");
+    assert!(stream.fail(None, "again").is_empty() && stream.finish().is_empty());
     let text = String::from_utf8([first, failed].concat()).unwrap();
     let response = replay(&text);
     assert_eq!(response["error"]["message"], "connection reset");
@@ -787,11 +788,12 @@ fn the_stream_reports_usage_for_accounting() {
     stream.finish();
     assert_eq!(
         stream.usage(),
-        Some(TokenUsage {
+        Some(Usage {
             prompt_tokens: 5,
             completion_tokens: 40,
+            total_tokens: 45,
             reasoning_tokens: 38,
-            ..TokenUsage::default()
+            ..Usage::default()
         })
     );
 }

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::translate::TokenUsage;
 use crate::translate::json::TextOr;
 use crate::translate::openai::{ChatMessageOut, StreamOptionsOut};
+use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // Requests, read.
@@ -417,10 +417,10 @@ pub(crate) struct OutputDetails {
     pub reasoning_tokens: u64,
 }
 
-impl From<TokenUsage> for UsageOut {
+impl From<Usage> for UsageOut {
     /// Responses counts like Chat Completions: `input_tokens` includes the cached ones,
     /// `output_tokens` the reasoning ones.
-    fn from(usage: TokenUsage) -> Self {
+    fn from(usage: Usage) -> Self {
         Self {
             input_tokens: usage.prompt_tokens,
             input_tokens_details: InputDetails {

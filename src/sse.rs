@@ -1,65 +1,168 @@
-//! A server-sent events decoder fed arbitrary byte chunks: frames may be split anywhere (inside
-//! a line, between `\r` and `\n`, inside a UTF-8 character) or arrive several per chunk; and
-//! the cap on how big one event of such a stream may grow.
+//! Server-sent events, read from byte chunks as they arrive: frames may be split anywhere
+//! (inside a line, between `\r` and `\n`, inside a UTF-8 character) or arrive several per
+//! chunk. [`Lines`] splits them into lines (the one line reader: the stream translators and
+//! the usage scanner both read through it), [`SseDecoder`] assembles lines into events, and
+//! [`EventLimit`] caps how big one event of such a stream may grow.
 
-/// Decodes an event stream incrementally (the WHATWG rules: lines end in `\n`, `\r\n` or `\r`;
-/// a blank line dispatches the event; `data` lines join with `\n`; `:` lines are comments).
+/// Splits an event stream fed in arbitrary chunks into lines (the WHATWG rules: a line ends in
+/// `\n`, `\r\n` or `\r`). A line that begins and ends within one chunk is passed as a slice
+/// of it, with no copy; only the start of a line whose end has not arrived is kept, up to the
+/// `max_line` bytes the caller allows: past that, only its first [`FIELD_HEAD`] bytes (enough
+/// for its field name) are kept and its length is counted.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The carried line outgrew `max_line`: its length so far.
+    overflow: Option<u64>,
+    /// The previous chunk ended with `\r`: a `\n` that starts this one ends no new line.
+    after_cr: bool,
+}
+
+/// How much of an overlong line [`Lines`] keeps: enough for its field name.
+pub(crate) const FIELD_HEAD: usize = 8;
+
+/// One line, without its line break.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Line<'a> {
+    pub bytes: &'a [u8],
+    /// The line was longer than allowed: only its first bytes are in `bytes`, and this is its
+    /// length.
+    pub overflow: Option<u64>,
+}
+
+impl Lines {
+    /// Reads `chunk`, calling `on_line(line, end)` for each line it completes, `end` being the
+    /// offset in `chunk` just past the line's break.
+    pub(crate) fn feed(
+        &mut self,
+        chunk: &[u8],
+        max_line: usize,
+        mut on_line: impl FnMut(Line<'_>, usize),
+    ) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut pos = 0;
+        if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
+            pos = 1;
+        }
+        while pos < chunk.len() {
+            let Some(found) = memchr::memchr2(b'\n', b'\r', &chunk[pos..]) else {
+                self.carry(&chunk[pos..], max_line);
+                break;
+            };
+            let end = pos + found;
+            let mut next = end + 1;
+            if chunk[end] == b'\r' {
+                match chunk.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+            if self.partial.is_empty() && self.overflow.is_none() {
+                on_line(
+                    Line {
+                        bytes: &chunk[pos..end],
+                        overflow: None,
+                    },
+                    next,
+                );
+            } else {
+                self.carry(&chunk[pos..end], max_line);
+                self.carried_line(|line| on_line(line, next));
+            }
+            pos = next;
+        }
+    }
+
+    /// The stream ended: an unfinished last line, if any, is read as if it were ended.
+    pub(crate) fn finish(&mut self, on_line: impl FnOnce(Line<'_>)) {
+        self.after_cr = false;
+        if !self.partial.is_empty() || self.overflow.is_some() {
+            self.carried_line(on_line);
+        }
+    }
+
+    /// Passes the line carried in `partial` on, keeping the buffer for the next one.
+    fn carried_line(&mut self, on_line: impl FnOnce(Line<'_>)) {
+        let partial = std::mem::take(&mut self.partial);
+        on_line(Line {
+            bytes: &partial,
+            overflow: self.overflow.take(),
+        });
+        self.partial = partial;
+        self.partial.clear();
+    }
+
+    /// Keeps the start of a line whose end is in a later chunk.
+    fn carry(&mut self, part: &[u8], max_line: usize) {
+        if let Some(length) = self.overflow.as_mut() {
+            *length += part.len() as u64;
+            return;
+        }
+        let length = self.partial.len() + part.len();
+        if length <= max_line {
+            self.partial.extend_from_slice(part);
+            return;
+        }
+        // Keep the field name, so the line is still known for what it is.
+        self.overflow = Some(length as u64);
+        let head = FIELD_HEAD.min(length);
+        if self.partial.len() < head {
+            let missing = head - self.partial.len();
+            self.partial.extend_from_slice(&part[..missing]);
+        }
+        self.partial.truncate(head);
+    }
+}
+
+/// A line's field and value (`data: x` → `data`, `x`; one space after the colon is not part
+/// of the value); `None` for a comment line (`:` first) or an empty one.
+pub(crate) fn field(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    if line.first().is_none_or(|first| *first == b':') {
+        return None;
+    }
+    Some(match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let value = &line[colon + 1..];
+            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &b""[..]),
+    })
+}
+
+/// Decodes an event stream incrementally (lines through [`Lines`]; a blank line dispatches the
+/// event; `data` lines join with `\n`; `:` lines are comments).
 ///
 /// Only an unfinished line is buffered between chunks; data and event-name buffers are reused
 /// from one event to the next. Neither is bounded here: a stream read from an upstream goes
 /// through an [`EventLimit`] first, which ends it before one event outgrows the limit.
 #[derive(Debug, Default)]
 pub(crate) struct SseDecoder {
-    /// The start of a line whose end has not arrived yet.
-    partial: Vec<u8>,
+    lines: Lines,
     event: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
-    /// The previous chunk ended with `\r`: a `\n` that starts this one ends no new line.
-    after_cr: bool,
 }
 
 impl SseDecoder {
     /// Feeds one chunk, calling `on_event(event_name, data)` for each event it completes
     /// (`event_name` is empty for unnamed events).
-    pub fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
-        if self.after_cr {
-            self.after_cr = false;
-            if let Some(rest) = chunk.strip_prefix(b"\n") {
-                chunk = rest;
-            }
-        }
-        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
-            let (line, rest) = chunk.split_at(end);
-            if self.partial.is_empty() {
-                self.line(line, on_event);
-            } else {
-                let mut whole = std::mem::take(&mut self.partial);
-                whole.extend_from_slice(line);
-                self.line(&whole, on_event);
-                whole.clear();
-                self.partial = whole;
-            }
-            chunk = &rest[1..];
-            if rest[0] == b'\r' {
-                match chunk.first() {
-                    Some(b'\n') => chunk = &chunk[1..],
-                    Some(_) => {}
-                    None => self.after_cr = true,
-                }
-            }
-        }
-        self.partial.extend_from_slice(chunk);
+    pub fn feed(&mut self, chunk: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(chunk, usize::MAX, |line, _| self.line(line.bytes, on_event));
+        self.lines = lines;
     }
 
     /// Ends the stream: an unfinished last line is read as if it were ended, and an event
     /// still pending is dispatched. (The standard would drop it; upstreams that omit the final
     /// blank line after `data: [DONE]` exist, and a torn JSON frame fails to parse anyway.)
     pub fn finish(&mut self, on_event: &mut impl FnMut(&str, &[u8])) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line, on_event);
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.finish(|line| self.line(line.bytes, on_event));
+        self.lines = lines;
         self.line(b"", on_event);
     }
 
@@ -74,25 +177,15 @@ impl SseDecoder {
             self.has_data = false;
             return;
         }
-        if line[0] == b':' {
-            return;
-        }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &b""[..]),
-        };
-        match field {
-            b"data" => {
+        match field(line) {
+            Some((b"data", value)) => {
                 if self.has_data {
                     self.data.push(b'\n');
                 }
                 self.data.extend_from_slice(value);
                 self.has_data = true;
             }
-            b"event" => {
+            Some((b"event", value)) => {
                 self.event.clear();
                 self.event.extend_from_slice(value);
             }
@@ -246,6 +339,31 @@ mod tests {
         let mut limit = EventLimit::new(100);
         let results: Vec<bool> = (0..20).map(|_| limit.check(b"data: 1\n").is_ok()).collect();
         assert!(results[..12].iter().all(|ok| *ok) && !results[19]);
+    }
+
+    #[test]
+    fn lines_are_slices_of_the_chunk_and_an_overlong_carried_line_keeps_its_head_and_length() {
+        let mut lines = Lines::default();
+        let chunk: &[u8] = b"data: 1\r\n\ndata: 0123456789";
+        let mut seen = Vec::new();
+        lines.feed(chunk, 12, |line, end| {
+            // Whole lines of the chunk are passed as they are, with no copy.
+            assert!(chunk.as_ptr_range().contains(&line.bytes.as_ptr()) || line.bytes.is_empty());
+            seen.push((line.bytes.to_vec(), line.overflow, end));
+        });
+        assert_eq!(
+            seen,
+            [(b"data: 1".to_vec(), None, 9), (Vec::new(), None, 10)]
+        );
+        let mut seen = Vec::new();
+        lines.feed(b"0123456789\n", 12, |line, end| {
+            seen.push((line.bytes.to_vec(), line.overflow, end));
+        });
+        assert_eq!(seen, [(b"data: 01".to_vec(), Some(26), 11)]);
+        let mut last = None;
+        lines.feed(b"data: x", 12, |_, _| unreachable!());
+        lines.finish(|line| last = Some(line.bytes.to_vec()));
+        assert_eq!(last.as_deref(), Some(&b"data: x"[..]));
     }
 
     #[test]
