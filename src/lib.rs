@@ -13,13 +13,15 @@
 //! auth        client keys: hashing, the moka cache (negative entries included), expiry
 //! gateway     the use cases without axum: parse the few request fields we need, pick a target,
 //!             send upstream, relay the answer (streamed frame by frame, or whole);
-//!             `gateway::dialect` decides per attempt whether the body passes through or is
-//!             translated, and how the answer goes back in the client's dialect;
+//!             `gateway::dialect` dispatches each attempt through an `Ingress` (what the client
+//!             speaks) and a `Provider` (what the upstream speaks), one file per dialect, with
+//!             OpenAI chat between two dialects and the body passed through when both agree;
 //!             `gateway::attempts` holds one request's way through its targets (next target,
 //!             backoff, failures, the final error); `gateway::outcome` decides what an
 //!             upstream's answer means; `gateway::record` is the request's record, reported once
 //! translate   pure translators between OpenAI chat, Anthropic Messages, Gemini and the
-//!             Responses API, whole bodies and event streams fed chunk by chunk
+//!             Responses API, whole bodies and event streams fed chunk by chunk; every stream
+//!             translator is a `translate::StreamTranslator`
 //! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
 //! usage       usage read from answers (or estimated), recorded in memory, written by one task
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
@@ -48,6 +50,7 @@
 //!             retention read; a manual one in tests
 //! names       the one check of object names (visible, single-line, no bidi overrides), used
 //!             by the admin API, the CLI and the config file alike
+//! sse         the one server-sent-events line reader and decoder, and the per-event size cap
 //! untrusted   how text a client chose is escaped and shortened before it is echoed,
 //!             logged or recorded
 //! ```
@@ -79,11 +82,15 @@
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
 //!   shutdown; `clippy.toml` refuses `tokio::spawn` and `std::thread::spawn` elsewhere.
 //! - Modules are layered, and `tests/architecture.rs` holds the ranks: vocab, clock, untrusted,
-//!   names, pricing < db, telemetry < secret, auth, usage < routing, limits, translate <
+//!   names, pricing, sse < db, telemetry < secret, auth, usage < routing, limits, translate <
 //!   providers, settings, error, mock < config_file, upstream < gateway, admin < state < http <
 //!   app < cli; no module imports one of its own rank or above.
 //! - Behaviour that depends on time (limits, cooldowns, circuits, key expiry, retention) reads
 //!   the App's `Clock`; no test sleeps to wait for a cooldown.
+//! - A dialect is a type: adding one adds a file under `gateway/dialect/` and one line in its
+//!   registry; every stream translator ends once (finish or fail) through one shared
+//!   implementation. Token counts have one type, `usage::Usage`, from the translators to the
+//!   request log.
 //! - What an upstream's answer (or silence) means is decided only in `gateway::outcome`: the
 //!   attempt loop and the stream relay both ask it, and neither classifies a status, a timeout
 //!   or a cut inline.
