@@ -16,6 +16,9 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct ClientHeaders {
     pub anthropic_version: Option<HeaderValue>,
     pub anthropic_beta: Option<HeaderValue>,
+    /// The trace the client's request belongs to (`traceparent`), when traces are exported:
+    /// the request's span continues it, and the upstream attempts with it.
+    pub trace_parent: Option<opentelemetry::Context>,
 }
 
 /// The request id, sent upstream as the client's request carried it (or as llmgate made it).

@@ -169,7 +169,12 @@ impl Gateway {
                 started,
             },
         );
-        let span = crate::telemetry::request_span(endpoint.name(), request_id, &key.name);
+        let span = crate::telemetry::request_span(
+            endpoint.name(),
+            request_id,
+            &key.name,
+            client_headers.trace_parent.as_ref(),
+        );
         let ask = Ask {
             endpoint,
             request_id,

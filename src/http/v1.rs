@@ -46,7 +46,7 @@ pub struct ProxyRequest {
     started: std::time::Instant,
     request_id: String,
     key: Arc<ClientKey>,
-    anthropic_headers: ClientHeaders,
+    client_headers: ClientHeaders,
     body: Bytes,
 }
 
@@ -60,13 +60,13 @@ impl FromRequest<AppState> for ProxyRequest {
         let RequestIdHeader(request_id) =
             infallible(RequestIdHeader::from_request_parts(&mut parts, state).await);
         let Authenticated(key) = Authenticated::from_request_parts(&mut parts, state).await?;
-        let anthropic_headers = anthropic_headers(&parts.headers);
+        let client_headers = client_headers(&parts.headers);
         let Body(body) = Body::from_request(Request::from_parts(parts, body), state).await?;
         Ok(Self {
             started,
             request_id,
             key,
-            anthropic_headers,
+            client_headers,
             body,
         })
     }
@@ -79,10 +79,11 @@ fn infallible<T>(extracted: Result<T, Infallible>) -> T {
     }
 }
 
-fn anthropic_headers(headers: &HeaderMap) -> ClientHeaders {
+fn client_headers(headers: &HeaderMap) -> ClientHeaders {
     ClientHeaders {
         anthropic_version: headers.get("anthropic-version").cloned(),
         anthropic_beta: headers.get("anthropic-beta").cloned(),
+        trace_parent: crate::telemetry::remote_parent(headers),
     }
 }
 
@@ -91,10 +92,14 @@ async fn proxy(
     endpoint: Endpoint,
     request: ProxyRequest,
 ) -> Result<Response, ApiError> {
-    // Only a client of Anthropic's dialect speaks for its own upstream's headers.
+    // Only a client of Anthropic's dialect speaks for its own upstream's headers; any client's
+    // trace is continued.
     let client_headers = match endpoint.dialect() {
-        Dialect::Anthropic => request.anthropic_headers,
-        Dialect::OpenAi => ClientHeaders::default(),
+        Dialect::Anthropic => request.client_headers,
+        Dialect::OpenAi => ClientHeaders {
+            trace_parent: request.client_headers.trace_parent,
+            ..ClientHeaders::default()
+        },
     };
     let reply = state
         .gateway

@@ -132,19 +132,44 @@ fn spans_wanted() -> bool {
 /// The span of one request, or a disabled span when nothing would use it: like an attempt's,
 /// it is exported (with `LLMGATE_OTLP_ENDPOINT`) or gives context to debug events; the events
 /// llmgate logs inside a request at `info` and above name the request themselves.
-pub fn request_span(endpoint: &'static str, request_id: &str, key: &str) -> tracing::Span {
+///
+/// `parent` is the trace context the client's request carried (see [`remote_parent`]): the
+/// request's span continues the client's trace instead of starting a new one.
+pub fn request_span(
+    endpoint: &'static str,
+    request_id: &str,
+    key: &str,
+    parent: Option<&opentelemetry::Context>,
+) -> tracing::Span {
     if spans_wanted() {
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             otel.name = endpoint,
             request_id,
             key = %key,
             model = tracing::field::Empty,
             attempts = tracing::field::Empty,
-        )
+        );
+        if let Some(parent) = parent {
+            // Without a tracer the span has no OpenTelemetry data to attach it to; nothing
+            // is lost, as nothing would be exported.
+            let _ = span.set_parent(parent.clone());
+        }
+        span
     } else {
         tracing::Span::none()
     }
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) of a client's request, when traces are
+/// exported and the request carried one; `None` costs nothing otherwise.
+pub fn remote_parent(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
+    if !exporting_traces() || !headers.contains_key("traceparent") {
+        return None;
+    }
+    Some(opentelemetry::global::get_text_map_propagator(
+        |propagator| propagator.extract(&opentelemetry_http::HeaderExtractor(headers)),
+    ))
 }
 
 /// The span of one upstream attempt, or a disabled span when nothing would use it: it is only

@@ -511,7 +511,7 @@ async fn backup_while_writing_gives_a_consistent_database_that_can_be_served() {
 }
 
 #[tokio::test]
-async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propagate_upstream() {
+async fn traces_continue_the_clients_trace_reach_an_otlp_receiver_and_propagate_upstream() {
     use axum::routing::post;
     // A minimal OTLP/HTTP JSON receiver that keeps every export it gets.
     let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
@@ -551,9 +551,12 @@ async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propag
         &[("LLMGATE_OTLP_ENDPOINT", &otlp)],
     );
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // The client's own trace, which the request's span continues.
+    let (client_trace, client_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let response = client
         .post(format!("http://{addr}/v1/chat/completions"))
         .bearer_auth(key)
+        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
         .json(&crate::helpers::chat_body("gpt-test", "trace me"))
         .send()
         .await
@@ -588,6 +591,9 @@ async fn traces_reach_an_otlp_receiver_with_request_and_attempt_spans_and_propag
         .unwrap_or_else(|| panic!("no attempt span in {spans:?}"));
     assert_eq!(attempt["traceId"], request["traceId"]);
     assert_eq!(attempt["parentSpanId"], request["spanId"]);
+    let hex = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_lowercase();
+    assert_eq!(hex(&request["traceId"]), client_trace, "the client's trace goes on");
+    assert_eq!(hex(&request["parentSpanId"]), client_span);
 
     let traceparent = mock.requests()[0].headers["traceparent"]
         .to_str()
