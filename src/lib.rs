@@ -72,8 +72,8 @@
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
 //! - Text a client chose never reaches a log line unescaped, an error message or a record at
 //!   any length, or a metric label or rollup row unless it names a configured model.
-//! - An upstream's error answer (non-2xx) is logged or relayed only through
-//!   `secret::redact_credentials`.
+//! - An upstream's error answer (non-2xx, or an error event inside a stream) is logged or
+//!   relayed only through `secret::redact_credentials`.
 //! - No upstream answer is buffered past `LLMGATE_MAX_UPSTREAM_BODY_BYTES`, whole or as one
 //!   event of a stream.
 //! - The admin API never returns a stored secret: account credentials are write-only (sealed

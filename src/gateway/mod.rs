@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::providers::{self, ClientHeaders, UpstreamUrl};
 use crate::routing::{Health, Model, SharedCatalog, Target};
+use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream;
 use crate::usage::{self, Usage, UsageRecorder};
@@ -214,11 +215,14 @@ impl Gateway {
                 in_flight,
                 answer,
                 filter_usage,
+                credential,
             }) => {
                 record.replied(StatusCode::OK);
                 rate_limit_headers(&record, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(record.overhead()));
-                let shape = answer.stream(record.model(), filter_usage, record.request());
+                let shape = answer
+                    .stream(record.model(), filter_usage, record.request())
+                    .hiding(credential);
                 let guard = relay::StreamGuard {
                     health: self.health.clone(),
                     max_event: self.max_upstream_body,
@@ -465,6 +469,7 @@ impl Gateway {
                 in_flight: pending.in_flight,
                 answer: pending.answer,
                 filter_usage: pending.filter_usage,
+                credential: target.account.map(|account| account.api_key.clone()),
             });
         }
         // Nothing has reached the client yet, so a body that fails to arrive, or a success
@@ -587,6 +592,8 @@ enum Forwarded {
         answer: Answer,
         /// Drop the usage-only chunk: llmgate asked for it, the client did not.
         filter_usage: bool,
+        /// The answering account's credential, hidden in any error event of the stream.
+        credential: Option<Secret>,
     },
 }
 

@@ -301,8 +301,14 @@ fn account_exhausted(body: &[u8]) -> bool {
 /// like a credential. The one place an upstream error answer is cleaned, before it reaches a
 /// log line or a client.
 pub(super) fn redacted(body: Bytes, target: Target<'_>) -> Bytes {
-    let known: &[&str] = match target.account {
-        Some(account) => &[account.api_key.expose()],
+    hidden(body, target.account.map(|account| account.api_key.expose()))
+}
+
+/// `body` with `credential` (the account's, when it has one) and anything shaped like a
+/// credential hidden: for [`redacted`], and for an error event an upstream sends mid-stream.
+pub(super) fn hidden(body: Bytes, credential: Option<&str>) -> Bytes {
+    let known: &[&str] = match &credential {
+        Some(credential) => std::slice::from_ref(credential),
         None => &[],
     };
     match redact_credentials(&body, known) {

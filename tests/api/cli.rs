@@ -592,7 +592,11 @@ async fn traces_continue_the_clients_trace_reach_an_otlp_receiver_and_propagate_
     assert_eq!(attempt["traceId"], request["traceId"]);
     assert_eq!(attempt["parentSpanId"], request["spanId"]);
     let hex = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_lowercase();
-    assert_eq!(hex(&request["traceId"]), client_trace, "the client's trace goes on");
+    assert_eq!(
+        hex(&request["traceId"]),
+        client_trace,
+        "the client's trace goes on"
+    );
     assert_eq!(hex(&request["parentSpanId"]), client_span);
 
     let traceparent = mock.requests()[0].headers["traceparent"]

@@ -398,3 +398,71 @@ async fn credentials_in_upstream_error_bodies_reach_neither_the_client_nor_the_l
     assert!(!log.contains(ECHOED_KEY), "{log}");
     assert!(!log.contains("sk-proj-abcdefghijklmnopqrstu1234"), "{log}");
 }
+
+/// A stream that starts well and then carries an error event quoting the request's
+/// credential, as a careless upstream might.
+fn echoing_stream(headers: &HeaderMap) -> axum::response::Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let error = json!({"error": {
+        "message": format!("stream failed for '{auth}'; try sk-proj-abcdefghijklmnopqrstu1234"),
+        "type": "server_error", "param": null, "code": null
+    }});
+    let body = format!(
+        "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\
+         \"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"hello\"}}}}]}}\n\n\
+         data: {error}\n\n"
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        body,
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn credentials_in_an_upstream_error_event_mid_stream_never_reach_the_client() {
+    let (base_url, _) = spawn_scripted(|_, headers| echoing_stream(headers)).await;
+    let app = spawn_with(TestOptions {
+        extra_config: scripted_models(&base_url, ECHOED_KEY, &[("echo-stream", "up-stream")]),
+        ..TestOptions::default()
+    })
+    .await;
+    // Forwarded as it came (chat), and translated (Messages).
+    let chat = app
+        .chat(json!({"model": "echo-stream", "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let messages = app
+        .post(
+            "/v1/messages",
+            json!({"model": "echo-stream", "stream": true, "max_tokens": 10,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for body in [&chat, &messages] {
+        assert!(body.contains("hello"), "the stream started: {body}");
+        assert!(
+            body.contains("error"),
+            "and ended with an error event: {body}"
+        );
+        assert!(!body.contains(ECHOED_KEY), "{body}");
+        assert!(
+            !body.contains("sk-proj-abcdefghijklmnopqrstu1234"),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}

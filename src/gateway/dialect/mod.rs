@@ -26,10 +26,11 @@ mod openai;
 
 use bytes::Bytes;
 
-use super::RequestHead;
+use super::{RequestHead, outcome};
 use crate::error::ApiError;
 use crate::providers::UpstreamUrl;
 use crate::routing::Target;
+use crate::secret::Secret;
 use crate::translate::anthropic::{anthropic_error_body, anthropic_error_type_for};
 use crate::translate::{Chain, StreamFailure, StreamTranslator, TranslateError};
 use crate::usage::{self, StreamUsage, Usage};
@@ -313,6 +314,7 @@ impl Answer {
             scanner,
             watch,
             forwarded: self.passthrough,
+            credential: None,
         }
     }
 }
@@ -340,15 +342,31 @@ pub(super) struct StreamShape {
     /// The upstream's events are forwarded as received: the translator's output is not sent,
     /// only read: its usage, and its text for an estimate when the stream breaks.
     forwarded: bool,
+    /// The credential of the account that answers, hidden (with anything shaped like one) in
+    /// an error event the upstream sends mid-stream.
+    credential: Option<Secret>,
 }
 
 impl StreamShape {
+    /// Hides `credential` in the upstream's error events (see [`outcome::hidden`]).
+    pub(super) fn hiding(mut self, credential: Option<Secret>) -> Self {
+        self.credential = credential;
+        self
+    }
+
     /// What to send the client for one chunk of the upstream's body (possibly nothing yet).
     pub(super) fn push(&mut self, chunk: Bytes) -> Bytes {
         let Some(translator) = self.translator.as_mut() else {
-            // OpenAI events, forwarded (the usage-only chunk possibly held back).
-            return self.scanner.forward(chunk);
+            // OpenAI events, forwarded (the usage-only chunk possibly held back). An error
+            // frame, `data: {"error": …}`, is the upstream's error answer: its credentials are
+            // hidden. Inside generated text the quotes are escaped, so text never matches.
+            let out = self.scanner.forward(chunk);
+            if memchr::memmem::find(&out, br#"{"error""#).is_some() {
+                return self.hide(out);
+            }
+            return out;
         };
+        let failed_before = translator.failure().is_some();
         if self.watch == Watch::Input {
             self.scanner.observe(&chunk);
         }
@@ -356,7 +374,14 @@ impl StreamShape {
         if self.watch == Watch::Output {
             self.scanner.observe(&out);
         }
-        if self.forwarded { chunk } else { out }
+        // The chunk that carried the upstream's error event, as sent or as translated.
+        let failed_now = !failed_before && translator.failure().is_some();
+        let out = if self.forwarded { chunk } else { out };
+        if failed_now { self.hide(out) } else { out }
+    }
+
+    fn hide(&self, out: Bytes) -> Bytes {
+        outcome::hidden(out, self.credential.as_ref().map(Secret::expose))
     }
 
     /// The upstream's body ended: what is left to send, and the failure the client's stream
