@@ -226,9 +226,13 @@ pub(crate) struct ChatRequestOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormatOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_effort: Option<&'static str>,
+    pub reasoning_effort: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mock: Option<&'a RawValue>,
 }
@@ -303,6 +307,8 @@ pub(crate) struct FunctionDefinitionOut<'a> {
     pub description: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -319,6 +325,25 @@ pub(crate) enum ToolChoiceOut<'a> {
 #[derive(Serialize)]
 pub(crate) struct NamedFunctionOut<'a> {
     pub name: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ResponseFormatOut<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaOut<'a>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct JsonSchemaOut<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,27 +25,39 @@ use crate::usage::Usage;
 /// The `created` every test translator stamps, so outputs are reproducible.
 const CREATED: u64 = 1_700_000_000;
 
-struct Fixture {
-    input: &'static str,
-    expected_path: &'static str,
-    expected: &'static str,
+/// An input under `fixtures/` and the output it should give. Shared with the other
+/// translators' fixture tests (`responses::tests`).
+pub(super) struct Fixture {
+    pub(super) input: &'static str,
+    pub(super) expected_path: &'static str,
+    pub(super) expected: &'static str,
 }
 
 macro_rules! fixture {
     ($input:literal => $expected:literal) => {
-        Fixture {
-            input: include_str!(concat!("fixtures/", $input)),
+        $crate::translate::tests::Fixture {
+            input: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/translate/fixtures/",
+                $input
+            )),
             expected_path: $expected,
-            expected: include_str!(concat!("fixtures/", $expected)),
+            expected: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/translate/fixtures/",
+                $expected
+            )),
         }
     };
 }
+pub(super) use fixture;
 
-fn blessing() -> bool {
+/// `LLMGATE_BLESS` is set: expected outputs are rewritten, not compared.
+pub(super) fn blessing() -> bool {
     std::env::var_os("LLMGATE_BLESS").is_some()
 }
 
-fn bless(path: &str, text: &str) {
+pub(super) fn bless(path: &str, text: &str) {
     let path = format!(
         "{}/src/translate/fixtures/{path}",
         env!("CARGO_MANIFEST_DIR")
@@ -54,7 +66,7 @@ fn bless(path: &str, text: &str) {
 }
 
 /// Compares a JSON output with the fixture's expected JSON (key order aside).
-fn check_json(fixture: &Fixture, actual: &[u8]) -> Value {
+pub(super) fn check_json(fixture: &Fixture, actual: &[u8]) -> Value {
     let actual: Value = serde_json::from_slice(actual).unwrap();
     if blessing() {
         bless(

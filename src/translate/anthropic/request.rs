@@ -114,6 +114,8 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
                     .unwrap_or_else(|| effort_for_budget(thinking.budget_tokens))
             })
         }),
+        response_format: None,
+        prompt_cache_key: None,
         mock: request.mock,
     };
     Ok(to_bytes(&chat))
@@ -434,6 +436,7 @@ fn tool_to_chat<'r>(tool: &'r Tool<'_>, at: usize) -> Result<ChatToolOut<'r>> {
             name: Cow::Borrowed(&tool.name),
             description: tool.description.as_deref().map(Cow::Borrowed),
             parameters: Some(schema),
+            strict: None,
         },
     })
 }

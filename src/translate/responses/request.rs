@@ -6,16 +6,16 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::wire::{
-    ChatFunctionOut, ChatRequestOut, ChatToolChoiceOut, ChatToolOut, InputItem, InputPart,
-    JsonSchemaOut, NamedFunctionOut, NamedToolChoice, ReasoningConfig, ResponseFormatOut,
-    ResponsesRequest, TextConfig, TextFormat, Tool, ToolChoice,
+    InputItem, InputPart, NamedToolChoice, ReasoningConfig, ResponsesRequest, TextConfig,
+    TextFormat, Tool, ToolChoice,
 };
 use super::{Echo, NAMESPACE_SEPARATOR, NamespacedFunction, ResponsesCall, StoredTurnIn};
 use crate::translate::TranslateError;
 use crate::translate::json::{TextOr, data_url, to_bytes};
 use crate::translate::openai::{
-    ChatMessageOut, ContentOut, FileOut, FunctionCallOut, PartOut, StreamOptionsOut, ToolCallOut,
-    UrlOut,
+    ChatMessageOut, ChatRequestOut, ChatToolOut, ContentOut, FileOut, FunctionCallOut,
+    FunctionDefinitionOut, JsonSchemaOut, NamedFunctionOut, PartOut, ResponseFormatOut,
+    StreamOptionsOut, ToolCallOut, ToolChoiceOut, UrlOut,
 };
 
 const RESPONSES_API: &str = "OpenAI Responses";
@@ -92,6 +92,7 @@ pub fn responses_request_to_chat(body: &[u8], history: &[&[u8]]) -> Result<(Byte
         max_completion_tokens: request.max_output_tokens,
         temperature: request.temperature,
         top_p: request.top_p,
+        stop: None,
         stream: stream.then_some(true),
         stream_options: stream.then_some(StreamOptionsOut {
             include_usage: true,
@@ -109,7 +110,7 @@ pub fn responses_request_to_chat(body: &[u8], history: &[&[u8]]) -> Result<(Byte
         reasoning_effort: reasoning
             .as_ref()
             .and_then(|reasoning| reasoning.effort.as_deref()),
-        user: request.user.as_deref(),
+        user: request.user.as_deref().map(Cow::Borrowed),
         prompt_cache_key: request.prompt_cache_key.as_deref(),
         mock: request.mock,
     };
@@ -534,7 +535,7 @@ fn function_to_chat<'a>(
     };
     ChatToolOut {
         kind: "function",
-        function: ChatFunctionOut {
+        function: FunctionDefinitionOut {
             name,
             description,
             parameters: tool.parameters,
@@ -547,7 +548,7 @@ fn function_to_chat<'a>(
 fn tool_choice<'a>(
     raw: Option<&'a RawValue>,
     tools: &Tools<'_>,
-) -> Result<Option<ChatToolChoiceOut<'a>>> {
+) -> Result<Option<ToolChoiceOut<'a>>> {
     let Some(raw) = raw.filter(|raw| raw.get() != "null") else {
         return Ok(None);
     };
@@ -565,15 +566,15 @@ fn tool_choice<'a>(
     };
     match choice {
         ToolChoice::Mode(mode) => match mode.as_ref() {
-            "auto" => Ok(Some(ChatToolChoiceOut::Mode("auto"))),
-            "none" => Ok(Some(ChatToolChoiceOut::Mode("none"))),
+            "auto" => Ok(Some(ToolChoiceOut::Mode("auto"))),
+            "none" => Ok(Some(ToolChoiceOut::Mode("none"))),
             "required" if tools.chat.is_empty() && !tools.dropped.is_empty() => Err(forced_hosted(
                 &format!("one of {}", tools.dropped.join(", ")),
             )),
             "required" if tools.chat.is_empty() => Err(TranslateError::InvalidRequest(
                 "'tool_choice' is \"required\" but the request offers no tools.".into(),
             )),
-            "required" => Ok(Some(ChatToolChoiceOut::Mode("required"))),
+            "required" => Ok(Some(ToolChoiceOut::Mode("required"))),
             other => Err(TranslateError::InvalidRequest(format!(
                 "'tool_choice' is \"{other}\"; use \"auto\", \"none\" or \"required\"."
             ))),
@@ -615,7 +616,7 @@ fn tool_choice<'a>(
                      request's function tools."
                 )));
             }
-            Ok(Some(ChatToolChoiceOut::Named {
+            Ok(Some(ToolChoiceOut::Named {
                 kind: "function",
                 function: NamedFunctionOut { name: chat_name },
             }))

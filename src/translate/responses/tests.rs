@@ -14,59 +14,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::translate::StreamTranslator as _;
+use crate::translate::tests::{Fixture, bless, blessing, check_json, fixture};
 use crate::usage::Usage;
 
 const CREATED: i64 = 1_700_000_000;
 const ID: &str = "resp_test";
-
-struct Fixture {
-    input: &'static str,
-    expected_path: &'static str,
-    expected: &'static str,
-}
-
-macro_rules! fixture {
-    ($input:literal => $expected:literal) => {
-        Fixture {
-            input: include_str!(concat!("../fixtures/", $input)),
-            expected_path: $expected,
-            expected: include_str!(concat!("../fixtures/", $expected)),
-        }
-    };
-}
-
-fn blessing() -> bool {
-    std::env::var_os("LLMGATE_BLESS").is_some()
-}
-
-fn bless(path: &str, text: &str) {
-    let path = format!(
-        "{}/src/translate/fixtures/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-/// Compares a JSON output with the fixture's expected JSON (key order aside).
-fn check_json(fixture: &Fixture, actual: &[u8]) -> Value {
-    let actual: Value = serde_json::from_slice(actual).unwrap();
-    if blessing() {
-        bless(
-            fixture.expected_path,
-            &(serde_json::to_string_pretty(&actual).unwrap() + "\n"),
-        );
-        return actual;
-    }
-    let expected: Value = serde_json::from_str(fixture.expected).unwrap();
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs; actual:\n{}",
-        fixture.expected_path,
-        serde_json::to_string_pretty(&actual).unwrap()
-    );
-    actual
-}
 
 fn call_for(request: &str) -> ResponsesCall {
     responses_request_to_chat(request.as_bytes(), &[])

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::translate::json::TextOr;
-use crate::translate::openai::{ChatMessageOut, StreamOptionsOut};
 use crate::usage::Usage;
 
 // ---------------------------------------------------------------------------------------------
@@ -196,94 +195,6 @@ pub(crate) struct TextFormat<'a> {
 pub(crate) struct ReasoningConfig<'a> {
     #[serde(borrow)]
     pub effort: Option<Cow<'a, str>>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Chat requests, written (the members `openai::ChatRequestOut` does not have).
-
-#[derive(Serialize)]
-pub(crate) struct ChatRequestOut<'a> {
-    pub model: &'a str,
-    pub messages: Vec<ChatMessageOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_completion_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream_options: Option<StreamOptionsOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tools: Option<Vec<ChatToolOut<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<ChatToolChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_format: Option<ResponseFormatOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_effort: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_cache_key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mock: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct ChatToolOut<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: ChatFunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct ChatFunctionOut<'a> {
-    pub name: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(crate) enum ChatToolChoiceOut<'a> {
-    Mode(&'static str),
-    Named {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: NamedFunctionOut<'a>,
-    },
-}
-
-#[derive(Serialize)]
-pub(crate) struct NamedFunctionOut<'a> {
-    pub name: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct ResponseFormatOut<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub json_schema: Option<JsonSchemaOut<'a>>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct JsonSchemaOut<'a> {
-    pub name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schema: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
