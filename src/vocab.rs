@@ -85,21 +85,25 @@ pub enum Endpoint {
     Messages,
     /// Anthropic's `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// OpenAI's Responses API, `POST /v1/responses`.
+    Responses,
 }
 
 // Every endpoint has a slot in `Endpoint::COUNT`-sized tables.
-const _: () = assert!(Endpoint::CountTokens as usize + 1 == Endpoint::COUNT);
+const _: () = assert!(Endpoint::Responses as usize + 1 == Endpoint::COUNT);
 
 /// The API a client speaks, which decides the shape of its answers and errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    /// OpenAI's Responses API: OpenAI's error shape, its own answers and events.
+    Responses,
 }
 
 impl Endpoint {
     /// How many endpoints there are (slots of a provider's cached URLs).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// The path appended to a provider's base URL for this endpoint (OpenAI's paths; Anthropic's
     /// for `Messages` and `CountTokens`).
@@ -110,6 +114,7 @@ impl Endpoint {
             Self::Embeddings => "/embeddings",
             Self::Messages => "/messages",
             Self::CountTokens => "/messages/count_tokens",
+            Self::Responses => "/responses",
         }
     }
 
@@ -121,6 +126,7 @@ impl Endpoint {
             Self::Embeddings => "/v1/embeddings",
             Self::Messages => "/v1/messages",
             Self::CountTokens => "/v1/messages/count_tokens",
+            Self::Responses => "/v1/responses",
         }
     }
 
@@ -132,6 +138,7 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Messages => "messages",
             Self::CountTokens => "count_tokens",
+            Self::Responses => "responses",
         }
     }
 
@@ -139,7 +146,7 @@ impl Endpoint {
     pub fn can_stream(self) -> bool {
         matches!(
             self,
-            Self::ChatCompletions | Self::Completions | Self::Messages
+            Self::ChatCompletions | Self::Completions | Self::Messages | Self::Responses
         )
     }
 
@@ -148,6 +155,7 @@ impl Endpoint {
         match self {
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::ChatCompletions | Self::Completions | Self::Embeddings => Dialect::OpenAi,
+            Self::Responses => Dialect::Responses,
         }
     }
 

@@ -313,6 +313,7 @@ impl Gateway {
     ) -> Result<(RequestHead<'b>, Arc<Model>), ApiError> {
         let head = RequestHead::parse(body);
         let reserve = match &head {
+            Ok(head) if endpoint == Endpoint::Responses => head.generating_reserve,
             Ok(head) if endpoint.generates() => head.reserve,
             _ => 0,
         };
@@ -447,6 +448,7 @@ impl Gateway {
             HeaderName::from_static("x-llmgate-attempts"),
             HeaderValue::from(pending.turn.number),
         );
+        pending.answer.headers(&mut headers);
         let is_event_stream = response
             .headers()
             .get(header::CONTENT_TYPE)

@@ -23,6 +23,9 @@ pub struct RequestHead<'a> {
     /// The tokens to reserve against the key's limits (see
     /// [`crate::limits::estimate_request_tokens`]).
     pub reserve: u64,
+    /// The reservation of a request whose endpoint always generates (`/v1/responses`, whose
+    /// `input` does not say so): a default completion when it sets no cap.
+    pub generating_reserve: u64,
     /// Where the JSON value of `model` (quotes included) sits in the body.
     model_span: Range<usize>,
 }
@@ -121,15 +124,18 @@ impl<'a> RequestHead<'a> {
         if body.get(model_span.clone()) != Some(raw.get().as_bytes()) {
             return Err(ApiError::internal("model value is not a slice of the body"));
         }
+        let cap = fields.completion_cap();
         let reserve = crate::limits::estimate_tokens(
             body.len(),
-            fields.completion_cap(),
+            cap,
             fields.messages.is_some() || fields.prompt.is_some(),
         );
+        let generating_reserve = crate::limits::estimate_tokens(body.len(), cap, true);
         Ok(Self {
             model,
             stream: fields.stream.unwrap_or(false),
             reserve,
+            generating_reserve,
             model_span,
         })
     }

@@ -28,6 +28,8 @@ pub const PROXIED: &[Endpoint] = &[
     Endpoint::Messages,
     // Forwarded to Anthropic providers, counted here otherwise.
     Endpoint::CountTokens,
+    // OpenAI's Responses API, translated to chat for a provider of any kind.
+    Endpoint::Responses,
 ];
 
 /// The one handler of the proxied endpoints, with `endpoint` as data.
@@ -96,7 +98,7 @@ async fn proxy(
     // trace is continued.
     let client_headers = match endpoint.dialect() {
         Dialect::Anthropic => request.client_headers,
-        Dialect::OpenAi => ClientHeaders {
+        Dialect::OpenAi | Dialect::Responses => ClientHeaders {
             trace_parent: request.client_headers.trace_parent,
             ..ClientHeaders::default()
         },

@@ -22,6 +22,7 @@ mod helpers;
 mod keys;
 mod ops;
 mod proxy;
+mod responses;
 mod routing;
 mod streaming;
 mod upstream;

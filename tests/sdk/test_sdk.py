@@ -261,6 +261,83 @@ class OpenAiSdkAcrossProviders(unittest.TestCase):
                 self.assertTrue(second.choices[0].message.content)
 
 
+WEATHER_TOOL_RESPONSES = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+class OpenAiResponsesSdk(unittest.TestCase):
+    """The OpenAI SDK's `responses.create` on /v1/responses, for a chat and an Anthropic upstream."""
+
+    def client(self):
+        return openai.OpenAI(base_url=GATEWAY.base + "/v1", api_key=KEY, max_retries=0)
+
+    def test_responses_streamed_and_not(self):
+        for model in ["gpt-mock", "claude-mock"]:
+            with self.subTest(model=model):
+                reply = self.client().responses.create(
+                    model=model, instructions="be brief", input="Hello there"
+                )
+                self.assertTrue(reply.id.startswith("resp_"))
+                self.assertEqual(reply.status, "completed")
+                self.assertEqual(reply.output_text, "echo: Hello there")
+                self.assertGreater(reply.usage.input_tokens, 0)
+                self.assertGreater(reply.usage.output_tokens, 0)
+                stream = self.client().responses.create(
+                    model=model, input="Stream this", stream=True
+                )
+                text, kinds, done = "", [], None
+                for event in stream:
+                    kinds.append(event.type)
+                    if event.type == "response.output_text.delta":
+                        text += event.delta
+                    if event.type == "response.completed":
+                        done = event.response
+                self.assertEqual(kinds[0], "response.created")
+                self.assertEqual(kinds[-1], "response.completed")
+                self.assertEqual(text, "echo: Stream this")
+                self.assertGreater(done.usage.output_tokens, 0)
+
+    def test_tool_call_round_trip(self):
+        for model in ["gpt-mock", "claude-mock"]:
+            with self.subTest(model=model):
+                client = self.client()
+                first = client.responses.create(
+                    model=model,
+                    input=[{"role": "user", "content": "Weather in Paris?"}],
+                    tools=[WEATHER_TOOL_RESPONSES],
+                    extra_body={"mock": {"tool_calls": 1}},
+                )
+                calls = [item for item in first.output if item.type == "function_call"]
+                self.assertEqual(calls[0].name, "get_weather")
+                json.loads(calls[0].arguments)
+                second = client.responses.create(
+                    model=model,
+                    input=[
+                        {"role": "user", "content": "Weather in Paris?"},
+                        {
+                            "type": "function_call",
+                            "call_id": calls[0].call_id,
+                            "name": calls[0].name,
+                            "arguments": calls[0].arguments,
+                        },
+                        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"},
+                    ],
+                    tools=[WEATHER_TOOL_RESPONSES],
+                )
+                self.assertEqual(second.status, "completed")
+                self.assertTrue(second.output_text)
+
+    def test_previous_response_id_is_refused_until_responses_are_stored(self):
+        with self.assertRaises(openai.BadRequestError):
+            self.client().responses.create(
+                model="gpt-mock", input="x", previous_response_id="resp_unknown"
+            )
+
+
 class AnthropicSdk(unittest.TestCase):
     """The Anthropic SDK on /v1/messages, against openai, anthropic and gemini upstreams."""
 

@@ -23,6 +23,7 @@
 mod anthropic;
 mod gemini;
 mod openai;
+mod responses;
 
 use bytes::Bytes;
 
@@ -41,6 +42,7 @@ fn ingress(dialect: Dialect) -> &'static dyn Ingress {
     match dialect {
         Dialect::OpenAi => &openai::Chat,
         Dialect::Anthropic => &anthropic::Messages,
+        Dialect::Responses => &responses::Responses,
     }
 }
 
@@ -116,6 +118,9 @@ trait Client: Send + Sync {
         request_id: &str,
         translator: Option<&mut dyn StreamTranslator>,
     ) -> Bytes;
+
+    /// Headers this dialect adds to the answer (none by default).
+    fn headers(&self, _headers: &mut http::HeaderMap) {}
 }
 
 /// The upstream's side of a dialect: its requests from and its answers to OpenAI chat.
@@ -233,6 +238,11 @@ pub(super) fn prepare(
 }
 
 impl Answer {
+    /// Adds the client dialect's own headers to the answer's.
+    pub(super) fn headers(&self, headers: &mut http::HeaderMap) {
+        self.client.headers(headers);
+    }
+
     /// Whether the client gets the upstream's bytes unchanged.
     pub(super) fn is_passthrough(&self) -> bool {
         self.passthrough
