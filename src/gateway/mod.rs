@@ -312,11 +312,7 @@ impl Gateway {
         body: &'b Bytes,
     ) -> Result<(RequestHead<'b>, Arc<Model>), ApiError> {
         let head = RequestHead::parse(body);
-        let reserve = match &head {
-            Ok(head) if endpoint == Endpoint::Responses => head.generating_reserve,
-            Ok(head) if endpoint.generates() => head.reserve,
-            _ => 0,
-        };
+        let reserve = head.as_ref().map_or(0, |head| head.reserve(endpoint));
         let admission = self.limits.admit(key, reserve).map_err(|refusal| {
             self.reporting
                 .metrics

@@ -10,6 +10,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::vocab::Endpoint;
 
 /// The longest model name a request may carry; a longer one is refused (400) before it is
 /// looked up, logged or counted.
@@ -20,12 +21,11 @@ pub const MAX_MODEL_BYTES: usize = 256;
 pub struct RequestHead<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
-    /// The tokens to reserve against the key's limits (see
-    /// [`crate::limits::estimate_request_tokens`]).
-    pub reserve: u64,
-    /// The reservation of a request whose endpoint always generates (`/v1/responses`, whose
-    /// `input` does not say so): a default completion when it sets no cap.
-    pub generating_reserve: u64,
+    /// What the reservation is made of: the body's length, the completion cap it sets, and
+    /// whether it holds a prompt that generates (`messages` or `prompt`).
+    body_len: usize,
+    cap: Option<Option<u64>>,
+    has_prompt: bool,
     /// Where the JSON value of `model` (quotes included) sits in the body.
     model_span: Range<usize>,
 }
@@ -124,20 +124,27 @@ impl<'a> RequestHead<'a> {
         if body.get(model_span.clone()) != Some(raw.get().as_bytes()) {
             return Err(ApiError::internal("model value is not a slice of the body"));
         }
-        let cap = fields.completion_cap();
-        let reserve = crate::limits::estimate_tokens(
-            body.len(),
-            cap,
-            fields.messages.is_some() || fields.prompt.is_some(),
-        );
-        let generating_reserve = crate::limits::estimate_tokens(body.len(), cap, true);
         Ok(Self {
             model,
             stream: fields.stream.unwrap_or(false),
-            reserve,
-            generating_reserve,
+            body_len: body.len(),
+            cap: fields.completion_cap(),
+            has_prompt: fields.messages.is_some() || fields.prompt.is_some(),
             model_span,
         })
+    }
+
+    /// The tokens to reserve against the key's limits for this request on `endpoint` (see
+    /// [`crate::limits::estimate_request_tokens`]): none for a token count; a default
+    /// completion for a Responses request that sets no cap, whose `input` (also an embedding's
+    /// field) does not say that it generates.
+    pub fn reserve(&self, endpoint: Endpoint) -> u64 {
+        let generates = match endpoint {
+            Endpoint::CountTokens => return 0,
+            Endpoint::Responses => true,
+            _ => self.has_prompt,
+        };
+        crate::limits::estimate_tokens(self.body_len, self.cap, generates)
     }
 
     /// The body with `model`'s value replaced by `upstream_model`; all other bytes are kept.
@@ -210,7 +217,7 @@ mod tests {
         ] {
             let head = RequestHead::parse(body.as_bytes()).unwrap();
             assert_eq!(
-                head.reserve,
+                head.reserve(Endpoint::ChatCompletions),
                 crate::limits::estimate_request_tokens(body.as_bytes()),
                 "{body}"
             );
