@@ -87,7 +87,7 @@ pub(super) fn check_json(fixture: &Fixture, actual: &[u8]) -> Value {
 }
 
 /// Feeds `chunks` and the end of the stream; every returned piece must be whole frames.
-fn feed<T: StreamTranslator>(mut translator: T, chunks: &[&[u8]]) -> String {
+pub(super) fn feed<T: StreamTranslator>(mut translator: T, chunks: &[&[u8]]) -> String {
     let mut out = Vec::new();
     let mut pieces: Vec<Bytes> = chunks.iter().map(|chunk| translator.push(chunk)).collect();
     pieces.push(translator.finish());
@@ -100,7 +100,9 @@ fn feed<T: StreamTranslator>(mut translator: T, chunks: &[&[u8]]) -> String {
         out.extend_from_slice(&piece);
     }
     assert!(
-        translator.push(b"data: [DONE]\n\n").is_empty() && translator.finish().is_empty(),
+        translator.push(b"data: [DONE]\n\n").is_empty()
+            && translator.finish().is_empty()
+            && translator.fail(None, "late").is_empty(),
         "a finished translator still produced output"
     );
     String::from_utf8(out).unwrap()
@@ -108,7 +110,7 @@ fn feed<T: StreamTranslator>(mut translator: T, chunks: &[&[u8]]) -> String {
 
 /// Runs a stream fixture whole, split at every byte, and byte by byte, and compares the output
 /// with the expected twin.
-fn check_stream<T: StreamTranslator>(fixture: &Fixture, make: impl Fn() -> T) -> String {
+pub(super) fn check_stream<T: StreamTranslator>(fixture: &Fixture, make: impl Fn() -> T) -> String {
     let input = fixture.input.as_bytes();
     let whole = feed(make(), &[input]);
     for split in 0..=input.len() {

@@ -9,12 +9,11 @@
 //! `LLMGATE_BLESS=1 cargo test translate::responses` rewrites the expected files from the
 //! current output; review the diff before committing it.
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::translate::StreamTranslator as _;
-use crate::translate::tests::{Fixture, bless, blessing, check_json, fixture};
+use crate::translate::tests::{Fixture, check_json, feed, fixture};
 use crate::usage::Usage;
 
 const CREATED: i64 = 1_700_000_000;
@@ -370,54 +369,12 @@ fn upstream_errors_keep_openai_s_error_shape() {
 // ---------------------------------------------------------------------------------------------
 // Streams.
 
-/// Feeds `chunks` and the end of the stream; every returned piece must be whole events.
-fn feed(mut stream: ChatToResponsesStream, chunks: &[&[u8]]) -> String {
-    let mut out = Vec::new();
-    let mut pieces: Vec<Bytes> = chunks.iter().map(|chunk| stream.push(chunk)).collect();
-    pieces.push(stream.finish());
-    for piece in pieces {
-        assert!(
-            piece.is_empty() || piece.ends_with(b"\n\n"),
-            "a piece that is not whole events: {:?}",
-            String::from_utf8_lossy(&piece)
-        );
-        out.extend_from_slice(&piece);
-    }
-    assert!(
-        stream.push(b"data: [DONE]\n\n").is_empty()
-            && stream.finish().is_empty()
-            && stream.fail(None, "late").is_empty(),
-        "a finished translator still produced output"
-    );
-    String::from_utf8(out).unwrap()
-}
-
 /// Runs a stream fixture whole, split at every byte, and byte by byte; compares the output with
 /// the expected file and replays it. Returns the final response the replay saw.
 fn check_stream(fixture: &Fixture, call: &ResponsesCall) -> Value {
     let make = || ChatToResponsesStream::new(call, ID, CREATED);
     let input = fixture.input.as_bytes();
-    let whole = feed(make(), &[input]);
-    for split in 0..=input.len() {
-        let (a, b) = input.split_at(split);
-        let split_output = feed(make(), &[a, b]);
-        assert!(
-            split_output == whole,
-            "split at byte {split} changed the output of {}:\n{split_output}",
-            fixture.expected_path
-        );
-    }
-    let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    assert_eq!(feed(make(), &bytes), whole, "byte by byte");
-    if blessing() {
-        bless(fixture.expected_path, &whole);
-    } else {
-        assert!(
-            whole == fixture.expected,
-            "{} differs; actual:\n{whole}",
-            fixture.expected_path
-        );
-    }
+    let whole = crate::translate::tests::check_stream(fixture, make);
     let response = replay(&whole);
     let mut stream = make();
     stream.push(input);
