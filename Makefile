@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test screenshots check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-quick bench-summary bench-micro soak profile profile-breakdown
+	bench perf bench-quick bench-instructions bench-summary bench-micro soak profile profile-breakdown
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,7 @@ db-backup: build ## Snapshot the live database to backups/llmgate-<UTC time>.db
 	$(BIN) backup --database $(DB_URL) backups/llmgate-$$(date -u +%Y%m%dT%H%M%SZ).db
 
 BENCH_SECONDS ?= 10
+BENCH_REQUESTS ?= 2000
 SOAK_SECONDS  ?= 600
 
 bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench/*.json (BENCH_SECONDS per phase)
@@ -71,6 +72,10 @@ profile: ## perf record of llmgate under the c=64 chat load: self and inclusive 
 
 profile-breakdown: ## Share of CPU by system call and by part of the request path, from the newest profile
 	python3 benches/breakdown.py "$$(ls -t target/bench/profile-*.data | head -n 1)"
+
+bench-instructions: ## Instructions, system calls and context switches per chat request (callgrind, perf stat): steady on a busy machine
+	$(CARGO) build --release --locked
+	bash benches/instructions.sh target/release/llmgate $(BENCH_REQUESTS)
 
 bench-summary: ## Medians of every bench run under target/bench (llmgate beside nginx; needs jq)
 	bash benches/summary.sh target/bench/bench-*.json

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Work per chat request that a busy machine does not disturb: user-space instructions counted by
+# valgrind's callgrind, and system calls and context switches counted by `perf stat` (software
+# events and tracepoints, which work in VMs without hardware counters).
+#
+#   benches/instructions.sh BIN [REQUESTS]     (or: make bench-instructions)
+#
+# Starts `BIN mock-upstream` and `BIN serve` (the bench's chat model with two routes, a key with
+# limits, the request log on) on loopback ports, warms up with 500 requests, then sends REQUESTS
+# (default 2000) chat requests over 4 keep-alive connections twice: once under callgrind, once
+# under `perf stat`. Compare two commits by building each one's release binary and running this
+# on both, alternately. Needs valgrind and perf (Debian packages valgrind, linux-perf) and python3.
+set -euo pipefail
+
+bin=$(realpath "${1:?usage: benches/instructions.sh BIN [REQUESTS]}")
+requests=${2:-2000}
+for tool in valgrind callgrind_annotate perf python3 curl; do
+  command -v "$tool" >/dev/null || { echo "benches/instructions.sh needs $tool" >&2; exit 2; }
+done
+
+dir=$(mktemp -d /tmp/llmgate-instructions-XXXXXX)
+key="sk-bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mock_port=$(free_port)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+cat >"$dir/llmgate.toml" <<EOF
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "http://127.0.0.1:$mock_port/v1"
+  [[providers.accounts]]
+  name = "a1"
+  api_key = "sk-upstream-instructions"
+
+[[models]]
+name = "bench-model"
+  [[models.routes]]
+  provider = "mock"
+  model = "mock-a"
+  [[models.routes]]
+  provider = "mock"
+  model = "mock-b"
+
+[[keys]]
+name = "bench"
+key = "$key"
+rpm = 4000000000
+tpm = 4000000000
+EOF
+
+# The client: REQUESTS chat requests over 4 keep-alive connections; any non-200 stops the run.
+cat >"$dir/client.py" <<'EOF'
+import http.client, json, sys, threading
+port, total, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+body = json.dumps({"model": "bench-model", "messages": [
+    {"role": "system", "content": "You are a concise assistant."},
+    {"role": "user", "content": "Summarise the benchmark in one short sentence, please."}],
+    "temperature": 0.2, "max_tokens": 64})
+headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+failed = []
+def connection(count):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for _ in range(count):
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        answer = conn.getresponse()
+        answer.read()
+        if answer.status != 200:
+            failed.append(answer.status)
+            return
+threads = [threading.Thread(target=connection, args=(total // 4,)) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+sys.exit(f"non-200 answers: {failed}" if failed else 0)
+EOF
+
+"$bin" mock-upstream --listen "127.0.0.1:$mock_port" >"$dir/mock.log" 2>&1 &
+pids+=($!)
+
+# Starts the gateway (under the given wrapper command, if any) and waits until it answers.
+start_gateway() {
+  local port=$1; shift
+  LLMGATE_LOG=warn "$@" "$bin" serve --config "$dir/llmgate.toml" --listen "127.0.0.1:$port" \
+    --database "sqlite://$dir/llmgate-$port.db" >"$dir/gateway-$port.log" 2>&1 &
+  gateway=$!
+  pids+=("$gateway")
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return 0
+    kill -0 "$gateway" 2>/dev/null || { cat "$dir/gateway-$port.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "the gateway did not answer /healthz" >&2
+  exit 1
+}
+stop_gateway() {
+  kill -INT "$gateway"
+  wait "$gateway" 2>/dev/null || true
+}
+
+# 1. Instructions, under callgrind: counting starts after the warm-up.
+port=$(free_port)
+start_gateway "$port" valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+  --collect-atstart=yes --dump-instr=no
+python3 "$dir/client.py" "$port" 500 "$key"
+callgrind_control --zero "$gateway" >/dev/null
+python3 "$dir/client.py" "$port" "$requests" "$key"
+callgrind_control --dump "$gateway" >/dev/null
+stop_gateway
+profile=$(ls -S "$dir"/callgrind.out* | head -n 1)
+instructions=$(callgrind_annotate "$profile" 2>/dev/null \
+  | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+
+# 2. System calls and context switches, under perf stat, after the same warm-up.
+port=$(free_port)
+start_gateway "$port"
+python3 "$dir/client.py" "$port" 500 "$key"
+calls=(writev recvfrom epoll_wait futex write pwrite64)
+events=raw_syscalls:sys_enter,context-switches$(printf ',syscalls:sys_enter_%s' "${calls[@]}")
+perf stat -x, -e "$events" -p "$gateway" -o "$dir/perf.stat" &
+perf_pid=$!
+sleep 0.5
+python3 "$dir/client.py" "$port" "$requests" "$key"
+kill -INT "$perf_pid"
+wait "$perf_pid" || true
+stop_gateway
+syscalls=$(awk -F, '/sys_enter/ { print $1 }' "$dir/perf.stat")
+switches=$(awk -F, '/context-switches/ { print $1 }' "$dir/perf.stat")
+
+awk -v n="$requests" -v i="$instructions" -v s="$syscalls" -v c="$switches" -v b="$bin" 'BEGIN {
+  printf "%s: %d requests: %.0f instructions, %.2f system calls, %.2f context switches per request\n",
+    b, n, i / n, s / n, c / n }'
+awk -F, -v n="$requests" '/syscalls:sys_enter_/ {
+  sub("syscalls:sys_enter_", "", $3); printf "  %-12s %.2f per request\n", $3, $1 / n }' "$dir/perf.stat"
+echo "callgrind profile kept in $profile (callgrind_annotate --inclusive=yes it)"
