@@ -46,6 +46,7 @@ pub mod gemini;
 mod json;
 mod openai;
 pub mod responses;
+mod shape;
 mod stream;
 mod tokens;
 
@@ -54,6 +55,7 @@ mod tests;
 
 pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
+pub use shape::{shape_chat_body, shape_messages_body};
 pub use stream::{Chain, StreamTranslator};
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 

@@ -75,6 +75,7 @@ pub use error::{
     anthropic_error_body, anthropic_error_type, anthropic_error_type_for, chat_error_to_messages,
     messages_error_to_chat, openai_error_type_for,
 };
+pub(crate) use request::MIN_THINKING_BUDGET;
 pub use request::{DEFAULT_MAX_TOKENS, chat_request_to_messages, messages_request_to_chat};
 pub use response::{chat_response_to_messages, messages_response_to_chat};
 pub use stream::{ChatToMessagesStream, MessagesToChatStream};

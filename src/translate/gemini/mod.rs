@@ -61,6 +61,7 @@ pub(crate) use wire::UsageMetadata;
 
 use super::anthropic::{chat_response_to_messages, messages_request_to_chat};
 use super::{ChatCall, TranslateError};
+use crate::pricing::ModelLimits;
 
 /// What the caller needs to know about a translated request: Gemini streams on another URL.
 pub type GeminiCall = ChatCall;
@@ -77,9 +78,12 @@ pub fn endpoint_path(model: &str, stream: bool) -> String {
 }
 
 /// An Anthropic Messages request for a Gemini provider (by way of the chat form).
-pub fn messages_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall), TranslateError> {
-    let chat = messages_request_to_chat(body, "")?;
-    chat_request_to_gemini(&chat)
+pub fn messages_request_to_gemini(
+    body: &[u8],
+    limits: ModelLimits,
+) -> Result<(Bytes, GeminiCall), TranslateError> {
+    let chat = messages_request_to_chat(body, "", limits)?;
+    chat_request_to_gemini(&chat, limits)
 }
 
 /// A Gemini answer as an Anthropic message named `public_model` (by way of the chat form).
