@@ -200,6 +200,25 @@ impl TestApp {
         self.post("/v1/chat/completions", body)
     }
 
+    /// A POST of `body` exactly as given (the bytes a client wrote), with the test key.
+    pub fn post_bytes(&self, path: &str, body: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+    }
+
+    /// The last request the mock upstream received on a path starting with `path_prefix`.
+    pub fn last_upstream_request(&self, path_prefix: &str) -> llmgate::mock::RecordedRequest {
+        self.mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|request| request.path.starts_with(path_prefix))
+            .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"))
+    }
+
     /// Logs in as the admin and returns the token.
     pub async fn admin_token(&self) -> String {
         let response = self
