@@ -11,7 +11,7 @@
 //!
 //! | client endpoint → provider kind | request | answer |
 //! |---|---|---|
-//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched | forwarded as received |
+//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched (but what is shaped, below) | forwarded as received |
 //! | chat → anthropic / gemini | translated ([`crate::translate`]) | translated back |
 //! | Messages → openai / gemini | translated | translated back |
 //! | count_tokens → anthropic | forwarded to `/messages/count_tokens` | forwarded |
@@ -19,6 +19,12 @@
 //!
 //! Completions and embeddings exist only in OpenAI's API: a route to another kind is skipped
 //! for them, as if it were not there.
+//!
+//! Every attempt is shaped to its route's upstream model ([`crate::routing::Route::model_limits`]):
+//! the request's head says, from the fields it read anyway, what the request asks beyond them
+//! ([`RequestHead::shaping`]); translators take the limits and write within them, and a body
+//! that passes through is edited in place only when the head says something must change. The
+//! answer then carries `x-llmgate-shaped`, and a debug line is logged.
 
 mod anthropic;
 mod gemini;

@@ -12,9 +12,9 @@
 //! | `tool` messages | `functionResponse` parts in a user turn, named after the earlier call with that id; a JSON-object content is the response, other content `{"content": text}` |
 //! | `tools` | `tools[0].functionDeclarations`, parameters cleaned to Gemini's schema subset (see `schema`) |
 //! | `tool_choice` auto / required / none / named | `toolConfig.functionCallingConfig.mode` AUTO / ANY / NONE / ANY + `allowedFunctionNames` |
-//! | `temperature`, `top_p`, `max_completion_tokens` (or `max_tokens`), `stop`, `n`, `presence_penalty`, `frequency_penalty`, `seed` | `generationConfig` |
+//! | `temperature`, `top_p`, `max_completion_tokens` (or `max_tokens`, lowered to the model's maximum), `stop`, `n`, `presence_penalty`, `frequency_penalty`, `seed` | `generationConfig` |
 //! | `response_format` json_object / json_schema | `responseMimeType: application/json` (+ `responseSchema`) |
-//! | `reasoning_effort` none,minimal / low / medium / high | `thinkingConfig.thinkingBudget` 0 / 1024 / 8192 / 24576 |
+//! | `reasoning_effort` none,minimal / low / medium / high | `thinkingConfig.thinkingBudget` 0 / 1024 / 8192 / 24576; none for a model without thinking |
 //!
 //! Dropped: `logprobs`, `user`, `stream_options` (Gemini always reports usage), `parallel_tool_calls`.
 //! The model is not in the body but in the URL: [`endpoint_path`].
