@@ -379,11 +379,6 @@ mod tests {
         }
     }
 
-    const GPT_4O: ModelLimits = ModelLimits {
-        max_output_tokens: Some(16_384),
-        reasoning: Some(false),
-    };
-
     fn shaping(endpoint: Endpoint, body: &str, limits: ModelLimits) -> String {
         RequestHead::parse(body.as_bytes())
             .unwrap()
@@ -395,17 +390,17 @@ mod tests {
     fn shaping_names_the_clients_own_fields_beyond_the_routes_limits() {
         let claude_code = r#"{"model":"claude-sonnet-4-5","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999},"messages":[]}"#;
         assert_eq!(
-            shaping(Endpoint::Messages, claude_code, GPT_4O),
+            shaping(Endpoint::Messages, claude_code, ModelLimits::of("gpt-4o")),
             "max_tokens=16384, thinking=dropped"
         );
         let chat = r#"{"model":"m","max_tokens":20000,"max_completion_tokens":32000,"reasoning_effort":"high"}"#;
         assert_eq!(
-            shaping(Endpoint::ChatCompletions, chat, GPT_4O),
+            shaping(Endpoint::ChatCompletions, chat, ModelLimits::of("gpt-4o")),
             "max_tokens=16384, max_completion_tokens=16384, reasoning_effort=dropped"
         );
         let codex = r#"{"model":"gpt-5-codex","input":[],"reasoning":{"effort":"medium","summary":"auto"}}"#;
         assert_eq!(
-            shaping(Endpoint::Responses, codex, GPT_4O),
+            shaping(Endpoint::Responses, codex, ModelLimits::of("gpt-4o")),
             "reasoning=dropped"
         );
         // A field of another dialect means nothing here.
@@ -413,7 +408,7 @@ mod tests {
             shaping(
                 Endpoint::Responses,
                 r#"{"model":"m","max_tokens":99999,"reasoning_effort":"high"}"#,
-                GPT_4O
+                ModelLimits::of("gpt-4o")
             ),
             ""
         );
@@ -430,8 +425,14 @@ mod tests {
         let opus_4 = ModelLimits::of("claude-opus-4-20250514");
         assert!(head.shaping(Endpoint::Messages, opus_4).is_empty());
         // Not a generating request of a dialect that is shaped.
-        assert!(head.shaping(Endpoint::CountTokens, GPT_4O).is_empty());
-        assert!(head.shaping(Endpoint::Completions, GPT_4O).is_empty());
+        assert!(
+            head.shaping(Endpoint::CountTokens, ModelLimits::of("gpt-4o"))
+                .is_empty()
+        );
+        assert!(
+            head.shaping(Endpoint::Completions, ModelLimits::of("gpt-4o"))
+                .is_empty()
+        );
         // Settings that ask for no reasoning, and caps that are no whole number.
         for (endpoint, body) in [
             (
@@ -451,7 +452,11 @@ mod tests {
                 r#"{"model":"m","max_tokens":16384}"#,
             ),
         ] {
-            assert_eq!(shaping(endpoint, body, GPT_4O), "", "{body}");
+            assert_eq!(
+                shaping(endpoint, body, ModelLimits::of("gpt-4o")),
+                "",
+                "{body}"
+            );
         }
     }
 

@@ -270,18 +270,12 @@ mod tests {
 
     use super::*;
 
-    const GPT_4O: ModelLimits = ModelLimits {
-        max_output_tokens: Some(16_384),
-        reasoning: Some(false),
-    };
-    const HAIKU_3_5: ModelLimits = ModelLimits {
-        max_output_tokens: Some(8_192),
-        reasoning: Some(false),
-    };
-    const OPUS_4: ModelLimits = ModelLimits {
-        max_output_tokens: Some(32_000),
-        reasoning: Some(true),
-    };
+    /// The catalog's limits of `model`.
+    fn of(model: &str) -> ModelLimits {
+        let limits = ModelLimits::of(model);
+        assert_ne!(limits, ModelLimits::UNKNOWN, "{model}");
+        limits
+    }
 
     fn chat(body: &str, limits: ModelLimits) -> Option<String> {
         shape_chat_body(body.as_bytes(), limits)
@@ -299,13 +293,13 @@ mod tests {
     fn a_chat_body_is_edited_in_place_and_every_other_byte_is_kept() {
         let body = "{\n  \"model\" : \"gpt-4o\",\n  \"max_tokens\": 32000 ,\"temperature\":2.50,\n  \"reasoning_effort\" : \"high\",\n  \"x_unknown\": {\"a\": [1, \"ü\"]}\n}";
         assert_eq!(
-            chat(body, GPT_4O).unwrap(),
+            chat(body, of("gpt-4o")).unwrap(),
             "{\n  \"model\" : \"gpt-4o\",\n  \"max_tokens\": 16384 ,\"temperature\":2.50,\n  \"x_unknown\": {\"a\": [1, \"ü\"]}\n}"
         );
         // Both caps, where a client sends both.
         let both = r#"{"max_completion_tokens":20000,"model":"m","max_tokens":100}"#;
         assert_eq!(
-            chat(both, GPT_4O).unwrap(),
+            chat(both, of("gpt-4o")).unwrap(),
             r#"{"max_completion_tokens":16384,"model":"m","max_tokens":100}"#
         );
     }
@@ -331,7 +325,7 @@ mod tests {
                 r#"{"n":1}"#,
             ),
         ] {
-            let out = chat(body, GPT_4O).unwrap();
+            let out = chat(body, of("gpt-4o")).unwrap();
             assert_eq!(out, expected, "{body}");
             serde_json::from_str::<Value>(&out).unwrap();
         }
@@ -340,7 +334,7 @@ mod tests {
     #[test]
     fn a_chat_body_within_limits_or_for_an_unknown_model_is_not_rewritten() {
         let body = r#"{"model":"m","max_tokens":16384,"reasoning_effort":null,"messages":[]}"#;
-        assert_eq!(chat(body, GPT_4O), None);
+        assert_eq!(chat(body, of("gpt-4o")), None);
         let asks_more = r#"{"model":"m","max_tokens":100000,"reasoning_effort":"high"}"#;
         assert_eq!(chat(asks_more, ModelLimits::UNKNOWN), None);
         // A reasoning model keeps its effort.
@@ -350,8 +344,8 @@ mod tests {
         };
         assert_eq!(chat(asks_more, o3), None);
         // A cap that is not a whole number of tokens is the upstream's to refuse.
-        assert_eq!(chat(r#"{"max_tokens":"lots"}"#, GPT_4O), None);
-        assert_eq!(chat(r#"{"max_tokens":-1}"#, GPT_4O), None);
+        assert_eq!(chat(r#"{"max_tokens":"lots"}"#, of("gpt-4o")), None);
+        assert_eq!(chat(r#"{"max_tokens":-1}"#, of("gpt-4o")), None);
     }
 
     #[test]
@@ -359,11 +353,11 @@ mod tests {
         let claude_code = r#"{"model":"claude-x","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999},"stream":true}"#;
         // No reasoning: thinking left out.
         assert_eq!(
-            messages(claude_code, HAIKU_3_5).unwrap(),
+            messages(claude_code, of("claude-3-5-haiku")).unwrap(),
             r#"{"model":"claude-x","max_tokens":8192,"stream":true}"#
         );
         // Within the maximum: untouched.
-        assert_eq!(messages(claude_code, OPUS_4), None);
+        assert_eq!(messages(claude_code, of("claude-opus-4")), None);
         // Lowered: the budget goes just under the new max_tokens, its other members kept.
         let sonnet_16k = ModelLimits {
             max_output_tokens: Some(16_000),
@@ -388,7 +382,7 @@ mod tests {
         assert_eq!(messages(big, tiny).unwrap(), r#"{"max_tokens":1000}"#);
         // Thinking disabled is taken by every model; adaptive thinking has no budget to fit.
         let disabled = r#"{"max_tokens":100,"thinking":{"type":"disabled"}}"#;
-        assert_eq!(messages(disabled, HAIKU_3_5), None);
+        assert_eq!(messages(disabled, of("claude-3-5-haiku")), None);
         let adaptive = r#"{"max_tokens":64000,"thinking":{"type":"adaptive"}}"#;
         assert_eq!(
             messages(adaptive, sonnet_16k).unwrap(),
@@ -400,7 +394,7 @@ mod tests {
     #[test]
     fn claude_codes_request_to_an_older_claude_changes_only_those_bytes() {
         let body = include_str!("fixtures/anthropic/request_claude_code_claude.json");
-        let shaped = messages(body, HAIKU_3_5).unwrap();
+        let shaped = messages(body, of("claude-3-5-haiku")).unwrap();
         // The original with `thinking` (and the comma before it) cut out and 32000 lowered.
         let start = body.find(",\n  \"thinking\"").unwrap();
         let end = start + body[start..].find('}').unwrap() + 1;

@@ -1325,16 +1325,6 @@ fn claude_code_requests_reach_every_kind_of_upstream() {
 // ---------------------------------------------------------------------------------------------
 // Shaping to the upstream model's limits.
 
-/// gpt-4o: 16,384 output tokens, no reasoning.
-const GPT_4O: ModelLimits = ModelLimits {
-    max_output_tokens: Some(16_384),
-    reasoning: Some(false),
-};
-/// gemini-2.0-flash: 8,192 output tokens, no thinking.
-const GEMINI_2_0_FLASH: ModelLimits = ModelLimits {
-    max_output_tokens: Some(8_192),
-    reasoning: Some(false),
-};
 /// A thinking model with a 16,000-token maximum.
 const THINKING_16K: ModelLimits = ModelLimits {
     max_output_tokens: Some(16_000),
@@ -1350,7 +1340,9 @@ fn json_of(body: &[u8]) -> Value {
 #[test]
 fn claude_codes_request_is_shaped_to_a_smaller_model_of_every_other_dialect() {
     let claude_code = include_str!("fixtures/anthropic/request_claude_code.json").as_bytes();
-    let chat = json_of(&messages_request_to_chat(claude_code, "gpt-4o", GPT_4O).unwrap());
+    let chat = json_of(
+        &messages_request_to_chat(claude_code, "gpt-4o", ModelLimits::of("gpt-4o")).unwrap(),
+    );
     assert_eq!(chat["max_completion_tokens"], 16_384);
     assert!(chat.get("max_tokens").is_none());
     assert!(chat.get("reasoning_effort").is_none());
@@ -1362,15 +1354,13 @@ fn claude_codes_request_is_shaped_to_a_smaller_model_of_every_other_dialect() {
     unshaped.as_object_mut().unwrap().remove("reasoning_effort");
     assert_eq!(chat, unshaped);
 
-    let (gemini, _) = messages_request_to_gemini(claude_code, GEMINI_2_0_FLASH).unwrap();
+    let (gemini, _) =
+        messages_request_to_gemini(claude_code, ModelLimits::of("gemini-2.0-flash")).unwrap();
     let config = &json_of(&gemini)["generationConfig"];
     assert_eq!(config["maxOutputTokens"], 8_192);
     assert!(config.get("thinkingConfig").is_none(), "{config}");
     // A Gemini model that thinks keeps its thinking budget; one with room keeps the cap.
-    let gemini_2_5 = ModelLimits {
-        max_output_tokens: Some(65_536),
-        reasoning: Some(true),
-    };
+    let gemini_2_5 = ModelLimits::of("gemini-2.5-flash");
     let (gemini, _) = messages_request_to_gemini(claude_code, gemini_2_5).unwrap();
     let config = &json_of(&gemini)["generationConfig"];
     assert_eq!(config["maxOutputTokens"], 32_000);
@@ -1387,10 +1377,7 @@ fn a_chat_request_is_shaped_by_the_anthropic_and_gemini_translators() {
         "temperature": 0.5,
     })
     .to_string();
-    let haiku_3_5 = ModelLimits {
-        max_output_tokens: Some(8_192),
-        reasoning: Some(false),
-    };
+    let haiku_3_5 = ModelLimits::of("claude-3-5-haiku");
     let (out, _) =
         chat_request_to_messages(body.as_bytes(), "claude-3-5-haiku", haiku_3_5).unwrap();
     let messages = json_of(&out);
@@ -1417,7 +1404,8 @@ fn a_chat_request_is_shaped_by_the_anthropic_and_gemini_translators() {
     let (out, _) = chat_request_to_messages(no_cap.as_bytes(), "m", small).unwrap();
     assert_eq!(json_of(&out)["max_tokens"], 2_048);
 
-    let (out, _) = chat_request_to_gemini(body.as_bytes(), GEMINI_2_0_FLASH).unwrap();
+    let (out, _) =
+        chat_request_to_gemini(body.as_bytes(), ModelLimits::of("gemini-2.0-flash")).unwrap();
     let config = &json_of(&out)["generationConfig"];
     assert_eq!(config["maxOutputTokens"], 8_192);
     assert!(config.get("thinkingConfig").is_none(), "{config}");

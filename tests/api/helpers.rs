@@ -39,6 +39,26 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Extra config declaring an anthropic provider (`claude`) and a gemini provider (`gem`), both
+/// served by the mock, for `TestOptions::extra_config`.
+pub const CLAUDE_AND_GEMINI_PROVIDERS: &str = r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{mock}"
+  [[providers.accounts]]
+  name = "c1"
+  api_key = "sk-ant-upstream-claude-0001"
+
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{mock_gemini}"
+  [[providers.accounts]]
+  name = "g1"
+  api_key = "gm-upstream-gemini-0002"
+"#;
+
 /// How to build a test app; `Default` gives one model `gpt-test` routed to the mock.
 pub struct TestOptions {
     pub settings: Settings,
@@ -217,6 +237,11 @@ impl TestApp {
             .rev()
             .find(|request| request.path.starts_with(path_prefix))
             .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"))
+    }
+
+    /// The JSON body of [`Self::last_upstream_request`].
+    pub fn last_upstream_json(&self, path_prefix: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.last_upstream_request(path_prefix).body).unwrap()
     }
 
     /// Logs in as the admin and returns the token.

@@ -1,10 +1,7 @@
 //! Requests shaped to the route's upstream model, as the upstream receives them: Claude Code's
 //! and Codex's own request bodies sent to routes whose models take fewer output tokens or no
 //! reasoning, of every dialect; a model the catalog does not know gets the client's bytes.
-
-use serde_json::Value;
-
-use crate::helpers::{TestApp, TestOptions, spawn_with};
+use crate::helpers::{CLAUDE_AND_GEMINI_PROVIDERS, TestApp, TestOptions, spawn_with};
 
 /// Claude Code's request as it sends it for a Claude model: `max_tokens: 32000` and thinking
 /// with a budget of 31,999 tokens, streamed.
@@ -21,23 +18,7 @@ const CODEX_MODEL: &str = "\"model\": \"gpt-5-codex\"";
 /// (32,000, thinking) at an anthropic one, gemini-2.0-flash (8,192, no thinking) at a gemini
 /// one, and two models the catalog does not know.
 async fn spawn_routes() -> TestApp {
-    let extra = r#"
-[[providers]]
-name = "claude"
-kind = "anthropic"
-base_url = "{mock}"
-  [[providers.accounts]]
-  name = "c1"
-  api_key = "sk-ant-upstream-claude-0001"
-
-[[providers]]
-name = "gem"
-kind = "gemini"
-base_url = "{mock_gemini}"
-  [[providers.accounts]]
-  name = "g1"
-  api_key = "gm-upstream-gemini-0002"
-
+    let models = r#"
 [[models]]
 name = "to-gpt-4o"
   [[models.routes]]
@@ -75,7 +56,7 @@ name = "to-finetune"
   model = "ft:my-finetune"
 "#;
     spawn_with(TestOptions {
-        extra_config: extra.to_owned(),
+        extra_config: format!("{CLAUDE_AND_GEMINI_PROVIDERS}{models}"),
         ..TestOptions::default()
     })
     .await
@@ -112,8 +93,19 @@ async fn send(app: &TestApp, path: &str, body: &str) -> Option<String> {
     shaped
 }
 
-fn upstream_json(app: &TestApp, path_prefix: &str) -> Value {
-    serde_json::from_slice(&app.last_upstream_request(path_prefix).body).unwrap()
+/// Sends `body` to `path` and checks that it reached the upstream untouched but for the model
+/// name (`public` replaced by `upstream`), with no `x-llmgate-shaped` on the answer.
+async fn assert_untouched(app: &TestApp, path: &str, body: &str, public: &str, upstream: &str) {
+    assert_eq!(send(app, path, body).await, None, "{body}");
+    let upstream_path = match path {
+        "/v1/messages" => "/v1/messages",
+        _ => "/v1/chat/completions",
+    };
+    let received = app.last_upstream_request(upstream_path).body;
+    assert_eq!(
+        std::str::from_utf8(&received).unwrap(),
+        body.replacen(&format!("\"{public}\""), &format!("\"{upstream}\""), 1)
+    );
 }
 
 #[tokio::test]
@@ -124,7 +116,7 @@ async fn claude_codes_request_to_gpt_4o_asks_for_16384_tokens_and_no_reasoning()
         shaped.as_deref(),
         Some("max_tokens=16384, thinking=dropped")
     );
-    let chat = upstream_json(&app, "/v1/chat/completions");
+    let chat = app.last_upstream_json("/v1/chat/completions");
     assert_eq!(chat["model"], "gpt-4o");
     assert_eq!(chat["max_completion_tokens"], 16_384);
     assert!(chat.get("max_tokens").is_none(), "{chat}");
@@ -161,19 +153,21 @@ async fn a_lowered_anthropic_cap_keeps_the_thinking_budget_under_it() {
         .replacen("\"budget_tokens\": 31999", "\"budget_tokens\": 48000", 1);
     let shaped = send(&app, "/v1/messages", &body).await;
     assert_eq!(shaped.as_deref(), Some("max_tokens=32000"));
-    let messages = upstream_json(&app, "/v1/messages");
+    let messages = app.last_upstream_json("/v1/messages");
     assert_eq!(messages["max_tokens"], 32_000);
     assert_eq!(messages["thinking"]["type"], "enabled");
     assert_eq!(messages["thinking"]["budget_tokens"], 31_999);
 
     // Claude Code's own request fits this model: it reaches it untouched but the name.
     let body = claude_code_for("to-opus-4");
-    assert_eq!(send(&app, "/v1/messages", &body).await, None);
-    let received = app.last_upstream_request("/v1/messages").body;
-    assert_eq!(
-        std::str::from_utf8(&received).unwrap(),
-        body.replacen("\"to-opus-4\"", "\"claude-opus-4-20250514\"", 1)
-    );
+    assert_untouched(
+        &app,
+        "/v1/messages",
+        &body,
+        "to-opus-4",
+        "claude-opus-4-20250514",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -182,7 +176,7 @@ async fn codexs_request_to_gpt_4o_chat_has_no_reasoning_effort() {
     let app = spawn_routes().await;
     let shaped = send(&app, "/v1/responses", &codex_for("to-gpt-4o")).await;
     assert_eq!(shaped.as_deref(), Some("reasoning=dropped"));
-    let chat = upstream_json(&app, "/v1/chat/completions");
+    let chat = app.last_upstream_json("/v1/chat/completions");
     assert_eq!(chat["model"], "gpt-4o");
     assert!(chat.get("reasoning_effort").is_none(), "{chat}");
     // Codex sets no cap, and none is invented.
@@ -200,7 +194,7 @@ async fn codexs_request_to_gpt_4o_chat_has_no_reasoning_effort() {
         Some("max_output_tokens=16384, reasoning=dropped")
     );
     assert_eq!(
-        upstream_json(&app, "/v1/chat/completions")["max_completion_tokens"],
+        app.last_upstream_json("/v1/chat/completions")["max_completion_tokens"],
         16_384
     );
     app.stop().await;
@@ -211,14 +205,14 @@ async fn requests_to_gemini_2_0_flash_carry_no_thinking_budget() {
     let app = spawn_routes().await;
     let shaped = send(&app, "/v1/messages", &claude_code_for("to-flash")).await;
     assert_eq!(shaped.as_deref(), Some("max_tokens=8192, thinking=dropped"));
-    let gemini = upstream_json(&app, "/v1beta/models/gemini-2.0-flash:");
+    let gemini = app.last_upstream_json("/v1beta/models/gemini-2.0-flash:");
     let config = &gemini["generationConfig"];
     assert_eq!(config["maxOutputTokens"], 8_192);
     assert!(config.get("thinkingConfig").is_none(), "{config}");
 
     let shaped = send(&app, "/v1/responses", &codex_for("to-flash")).await;
     assert_eq!(shaped.as_deref(), Some("reasoning=dropped"));
-    let gemini = upstream_json(&app, "/v1beta/models/gemini-2.0-flash:");
+    let gemini = app.last_upstream_json("/v1beta/models/gemini-2.0-flash:");
     assert!(
         gemini["generationConfig"].get("thinkingConfig").is_none(),
         "{gemini}"
@@ -230,28 +224,27 @@ async fn requests_to_gemini_2_0_flash_carry_no_thinking_budget() {
 async fn a_model_the_catalog_does_not_know_gets_the_clients_bytes() {
     let app = spawn_routes().await;
     let body = claude_code_for("to-custom-claude");
-    assert_eq!(send(&app, "/v1/messages", &body).await, None);
-    let received = app.last_upstream_request("/v1/messages").body;
-    assert_eq!(
-        std::str::from_utf8(&received).unwrap(),
-        body.replacen("\"to-custom-claude\"", "\"claude-in-house-proxy\"", 1)
-    );
+    assert_untouched(
+        &app,
+        "/v1/messages",
+        &body,
+        "to-custom-claude",
+        "claude-in-house-proxy",
+    )
+    .await;
 
     let chat = "{\"model\":\"to-finetune\",\"max_tokens\":1000000,\"reasoning_effort\":\"high\",\n\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-    assert_eq!(send(&app, "/v1/chat/completions", chat).await, None);
-    let received = app.last_upstream_request("/v1/chat/completions").body;
-    assert_eq!(
-        std::str::from_utf8(&received).unwrap(),
-        chat.replacen("\"to-finetune\"", "\"ft:my-finetune\"", 1)
-    );
+    assert_untouched(
+        &app,
+        "/v1/chat/completions",
+        chat,
+        "to-finetune",
+        "ft:my-finetune",
+    )
+    .await;
 
     // A known model, asked for what it takes: the bytes are the client's too.
     let within = "{\"model\":\"to-gpt-4o\", \"max_tokens\": 16384, \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-    assert_eq!(send(&app, "/v1/chat/completions", within).await, None);
-    let received = app.last_upstream_request("/v1/chat/completions").body;
-    assert_eq!(
-        std::str::from_utf8(&received).unwrap(),
-        within.replacen("\"to-gpt-4o\"", "\"gpt-4o\"", 1)
-    );
+    assert_untouched(&app, "/v1/chat/completions", within, "to-gpt-4o", "gpt-4o").await;
     app.stop().await;
 }

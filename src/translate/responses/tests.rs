@@ -92,10 +92,7 @@ fn a_codex_request_becomes_a_chat_request() {
 #[test]
 fn a_codex_request_to_a_model_without_reasoning_is_shaped() {
     let codex = include_str!("../fixtures/responses/request_codex.json");
-    let gpt_4o = ModelLimits {
-        max_output_tokens: Some(16_384),
-        reasoning: Some(false),
-    };
+    let gpt_4o = ModelLimits::of("gpt-4o");
     let (chat, _) = responses_request_to_chat(codex.as_bytes(), &[], gpt_4o).unwrap();
     let chat: Value = serde_json::from_slice(&chat).unwrap();
     assert!(chat.get("reasoning_effort").is_none(), "{chat}");
