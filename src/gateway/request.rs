@@ -197,26 +197,29 @@ impl<'a> RequestHead<'a> {
             return shaping;
         }
         let asks = &self.asks;
-        let (caps, reasoning): (&[(&'static str, Option<u64>)], _) = match endpoint {
+        // Each dialect's caps, and its reasoning setting with the test of whether it asks for
+        // reasoning (run only for a model without it: a thinking model costs no look inside).
+        type Asks = fn(&RawValue) -> bool;
+        type Cap = (&'static str, Option<u64>);
+        type Setting<'h> = Option<(&'static str, &'h RawValue, Asks)>;
+        let (caps, reasoning): (&[Cap], Setting<'_>) = match endpoint {
             Endpoint::ChatCompletions => (
                 &[
                     ("max_tokens", asks.max_tokens),
                     ("max_completion_tokens", asks.max_completion_tokens),
                 ],
                 asks.reasoning_effort
-                    .map(|effort| ("reasoning_effort", effort)),
+                    .map(|effort| ("reasoning_effort", effort, (|_| true) as Asks)),
             ),
             Endpoint::Messages => (
                 &[("max_tokens", asks.max_tokens)],
                 asks.thinking
-                    .filter(|thinking| enables_thinking(thinking))
-                    .map(|thinking| ("thinking", thinking)),
+                    .map(|thinking| ("thinking", thinking, enables_thinking as Asks)),
             ),
             Endpoint::Responses => (
                 &[("max_output_tokens", asks.max_output_tokens)],
                 asks.reasoning
-                    .filter(|reasoning| sets_effort(reasoning))
-                    .map(|reasoning| ("reasoning", reasoning)),
+                    .map(|reasoning| ("reasoning", reasoning, sets_effort as Asks)),
             ),
             Endpoint::Completions | Endpoint::Embeddings | Endpoint::CountTokens => {
                 return shaping;
@@ -232,8 +235,9 @@ impl<'a> RequestHead<'a> {
                 });
             }
         }
-        if let Some((field, _)) = reasoning
-            && !limits.takes_reasoning()
+        if !limits.takes_reasoning()
+            && let Some((field, value, asks_reasoning)) = reasoning
+            && asks_reasoning(value)
         {
             shaping.changes.push(Change::Dropped { field });
         }
