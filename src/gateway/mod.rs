@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 pub use record::{Arrival, Reporting, RequestRecord};
 pub use relay::{OpenStreams, error_event};
-pub use request::RequestHead;
+pub use request::{RequestHead, Shaping};
 
 use crate::auth::ClientKey;
 use crate::error::ApiError;

@@ -10,6 +10,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::pricing::ModelLimits;
 use crate::vocab::Endpoint;
 
 /// The longest model name a request may carry; a longer one is refused (400) before it is
@@ -28,6 +29,24 @@ pub struct RequestHead<'a> {
     has_prompt: bool,
     /// Where the JSON value of `model` (quotes included) sits in the body.
     model_span: Range<usize>,
+    /// What the request asks of the upstream model that a route may not give.
+    asks: ModelAsks<'a>,
+}
+
+/// The output caps and reasoning settings a request sets, by the names the dialects give
+/// them, read in the same pass as the rest of the head: whether a request needs shaping for
+/// its route is decided from these alone, without another look at the body.
+#[derive(Debug, Default)]
+struct ModelAsks<'a> {
+    /// Each cap, where it is a whole number of tokens (any other value is never shaped).
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    /// Chat's effort, Responses' `reasoning` object, Anthropic's `thinking`, as sent; `None`
+    /// when absent or `null`.
+    reasoning_effort: Option<&'a RawValue>,
+    reasoning: Option<&'a RawValue>,
+    thinking: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -43,13 +62,33 @@ struct Fields<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_effort: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    thinking: Option<&'a RawValue>,
     #[serde(default)]
     messages: Option<IgnoredAny>,
     #[serde(default)]
     prompt: Option<IgnoredAny>,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// What the request asks of the upstream model (see [`ModelAsks`]).
+    fn asks(&self) -> ModelAsks<'a> {
+        let whole =
+            |raw: Option<&RawValue>| raw.and_then(|raw| serde_json::from_str(raw.get()).ok());
+        ModelAsks {
+            max_tokens: whole(self.max_tokens),
+            max_completion_tokens: whole(self.max_completion_tokens),
+            max_output_tokens: whole(self.max_output_tokens),
+            reasoning_effort: self.reasoning_effort,
+            reasoning: self.reasoning,
+            thinking: self.thinking,
+        }
+    }
+
     /// The completion cap the request sets: `Some(None)` for none, `None` when a cap is not a
     /// whole number of tokens.
     fn completion_cap(&self) -> Option<Option<u64>> {
@@ -131,6 +170,7 @@ impl<'a> RequestHead<'a> {
             cap: fields.completion_cap(),
             has_prompt: fields.messages.is_some() || fields.prompt.is_some(),
             model_span,
+            asks: fields.asks(),
         })
     }
 
@@ -147,6 +187,63 @@ impl<'a> RequestHead<'a> {
         crate::limits::estimate_tokens(self.body_len, self.cap, generates)
     }
 
+    /// What this request on `endpoint` asks beyond what a route's upstream model takes
+    /// (`limits`), and so is shaped for it: caps above the model's maximum, a reasoning
+    /// setting for a model without reasoning. Empty, at the cost of a few comparisons, for a
+    /// request within the limits or a model the catalog does not know.
+    pub fn shaping(&self, endpoint: Endpoint, limits: ModelLimits) -> Shaping {
+        let mut shaping = Shaping::default();
+        if limits == ModelLimits::UNKNOWN {
+            return shaping;
+        }
+        let asks = &self.asks;
+        // Each dialect's caps, and its reasoning setting with the test of whether it asks for
+        // reasoning (run only for a model without it: a thinking model costs no look inside).
+        type Asks = fn(&RawValue) -> bool;
+        type Cap = (&'static str, Option<u64>);
+        type Setting<'h> = Option<(&'static str, &'h RawValue, Asks)>;
+        let (caps, reasoning): (&[Cap], Setting<'_>) = match endpoint {
+            Endpoint::ChatCompletions => (
+                &[
+                    ("max_tokens", asks.max_tokens),
+                    ("max_completion_tokens", asks.max_completion_tokens),
+                ],
+                asks.reasoning_effort
+                    .map(|effort| ("reasoning_effort", effort, (|_| true) as Asks)),
+            ),
+            Endpoint::Messages => (
+                &[("max_tokens", asks.max_tokens)],
+                asks.thinking
+                    .map(|thinking| ("thinking", thinking, enables_thinking as Asks)),
+            ),
+            Endpoint::Responses => (
+                &[("max_output_tokens", asks.max_output_tokens)],
+                asks.reasoning
+                    .map(|reasoning| ("reasoning", reasoning, sets_effort as Asks)),
+            ),
+            Endpoint::Completions | Endpoint::Embeddings | Endpoint::CountTokens => {
+                return shaping;
+            }
+        };
+        for (field, cap) in caps {
+            if let Some(cap) = *cap
+                && limits.lowers(cap)
+            {
+                shaping.changes.push(Change::Lowered {
+                    field,
+                    to: limits.output_cap(cap),
+                });
+            }
+        }
+        if !limits.takes_reasoning()
+            && let Some((field, value, asks_reasoning)) = reasoning
+            && asks_reasoning(value)
+        {
+            shaping.changes.push(Change::Dropped { field });
+        }
+        shaping
+    }
+
     /// The body with `model`'s value replaced by `upstream_model`; all other bytes are kept.
     pub fn rewrite_model(&self, body: &[u8], upstream_model: &str) -> Bytes {
         let mut out = Vec::with_capacity(body.len() + upstream_model.len());
@@ -155,6 +252,68 @@ impl<'a> RequestHead<'a> {
         let _ = serde_json::to_writer(&mut out, upstream_model);
         out.extend_from_slice(&body[self.model_span.end..]);
         Bytes::from(out)
+    }
+}
+
+/// Whether Anthropic's `thinking` turns thinking on: anything but `{"type": "disabled"}` (a
+/// value that cannot be read counts as on, and is refused where it is read whole).
+fn enables_thinking(thinking: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Option<Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind<'_>>(thinking.get())
+        .map_or(true, |kind| kind.kind.as_deref() != Some("disabled"))
+}
+
+/// Whether a Responses `reasoning` object sets an effort (a `summary` alone asks nothing of
+/// the chat upstream: it is not translated).
+fn sets_effort(reasoning: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Effort<'a> {
+        #[serde(borrow, default)]
+        effort: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<Effort<'_>>(reasoning.get())
+        .map_or(true, |reasoning| reasoning.effort.is_some())
+}
+
+/// How a request is shaped for one route, named by the client's own fields: what the
+/// `x-llmgate-shaped` answer header and the debug log line say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shaping {
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// An output cap lowered to the model's maximum.
+    Lowered { field: &'static str, to: u64 },
+    /// A reasoning setting left out.
+    Dropped { field: &'static str },
+}
+
+impl Shaping {
+    /// Nothing is shaped: the request goes as it is (byte for byte to its own dialect).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl std::fmt::Display for Shaping {
+    /// `max_tokens=16384, thinking=dropped`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (at, change) in self.changes.iter().enumerate() {
+            if at > 0 {
+                f.write_str(", ")?;
+            }
+            match change {
+                Change::Lowered { field, to } => write!(f, "{field}={to}")?,
+                Change::Dropped { field } => write!(f, "{field}=dropped")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -219,6 +378,87 @@ mod tests {
             assert_eq!(
                 head.reserve(Endpoint::ChatCompletions),
                 crate::limits::estimate_request_tokens(body.as_bytes()),
+                "{body}"
+            );
+        }
+    }
+
+    fn shaping(endpoint: Endpoint, body: &str, limits: ModelLimits) -> String {
+        RequestHead::parse(body.as_bytes())
+            .unwrap()
+            .shaping(endpoint, limits)
+            .to_string()
+    }
+
+    #[test]
+    fn shaping_names_the_clients_own_fields_beyond_the_routes_limits() {
+        let claude_code = r#"{"model":"claude-sonnet-4-5","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999},"messages":[]}"#;
+        assert_eq!(
+            shaping(Endpoint::Messages, claude_code, ModelLimits::of("gpt-4o")),
+            "max_tokens=16384, thinking=dropped"
+        );
+        let chat = r#"{"model":"m","max_tokens":20000,"max_completion_tokens":32000,"reasoning_effort":"high"}"#;
+        assert_eq!(
+            shaping(Endpoint::ChatCompletions, chat, ModelLimits::of("gpt-4o")),
+            "max_tokens=16384, max_completion_tokens=16384, reasoning_effort=dropped"
+        );
+        let codex = r#"{"model":"gpt-5-codex","input":[],"reasoning":{"effort":"medium","summary":"auto"}}"#;
+        assert_eq!(
+            shaping(Endpoint::Responses, codex, ModelLimits::of("gpt-4o")),
+            "reasoning=dropped"
+        );
+        // A field of another dialect means nothing here.
+        assert_eq!(
+            shaping(
+                Endpoint::Responses,
+                r#"{"model":"m","max_tokens":99999,"reasoning_effort":"high"}"#,
+                ModelLimits::of("gpt-4o")
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn nothing_is_shaped_within_the_limits_or_for_a_model_the_catalog_does_not_know() {
+        let claude_code = r#"{"model":"c","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999}}"#;
+        let head = RequestHead::parse(claude_code.as_bytes()).unwrap();
+        assert!(
+            head.shaping(Endpoint::Messages, ModelLimits::UNKNOWN)
+                .is_empty()
+        );
+        let opus_4 = ModelLimits::of("claude-opus-4-20250514");
+        assert!(head.shaping(Endpoint::Messages, opus_4).is_empty());
+        // Not a generating request of a dialect that is shaped.
+        assert!(
+            head.shaping(Endpoint::CountTokens, ModelLimits::of("gpt-4o"))
+                .is_empty()
+        );
+        assert!(
+            head.shaping(Endpoint::Completions, ModelLimits::of("gpt-4o"))
+                .is_empty()
+        );
+        // Settings that ask for no reasoning, and caps that are no whole number.
+        for (endpoint, body) in [
+            (
+                Endpoint::Messages,
+                r#"{"model":"m","max_tokens":100,"thinking":{"type":"disabled"}}"#,
+            ),
+            (
+                Endpoint::Responses,
+                r#"{"model":"m","reasoning":{"summary":"auto"}}"#,
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","reasoning_effort":null,"max_tokens":"lots"}"#,
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","max_tokens":16384}"#,
+            ),
+        ] {
+            assert_eq!(
+                shaping(endpoint, body, ModelLimits::of("gpt-4o")),
+                "",
                 "{body}"
             );
         }

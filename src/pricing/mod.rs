@@ -36,6 +36,59 @@ pub fn lookup(upstream_model: &str) -> Option<Match<'static>> {
     catalog().ok()?.lookup(upstream_model)
 }
 
+/// What an upstream model takes, as far as llmgate knows: the largest completion one request
+/// may ask for, and whether it reasons. Requests are shaped to it (an output cap above the
+/// maximum is lowered, a reasoning setting the model cannot take is left out); a part that is
+/// not known shapes nothing, so a model the catalog does not know is never guessed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelLimits {
+    /// The largest completion (reasoning included) one request may ask for.
+    pub max_output_tokens: Option<u64>,
+    /// Whether the model takes a reasoning effort or a thinking budget.
+    pub reasoning: Option<bool>,
+}
+
+impl ModelLimits {
+    /// Nothing known: no request is shaped.
+    pub const UNKNOWN: Self = Self {
+        max_output_tokens: None,
+        reasoning: None,
+    };
+
+    /// The catalog's figures for `upstream_model` ([`lookup`]), or [`Self::UNKNOWN`] for a name
+    /// it does not know.
+    pub fn of(upstream_model: &str) -> Self {
+        lookup(upstream_model).map_or(Self::UNKNOWN, |found| Self::from(found.entry))
+    }
+
+    /// The output cap a request asking for `requested` tokens is sent with.
+    pub fn output_cap(self, requested: u64) -> u64 {
+        self.max_output_tokens
+            .map_or(requested, |max| requested.min(max))
+    }
+
+    /// Whether a request asking for `requested` output tokens is lowered.
+    pub fn lowers(self, requested: u64) -> bool {
+        self.output_cap(requested) < requested
+    }
+
+    /// Whether a reasoning effort or thinking budget may be sent: unless the model is known
+    /// to have no reasoning.
+    pub fn takes_reasoning(self) -> bool {
+        self.reasoning != Some(false)
+    }
+}
+
+impl From<&ModelEntry> for ModelLimits {
+    /// An embedding model's maximum of 0 output tokens is no cap: it generates nothing.
+    fn from(entry: &ModelEntry) -> Self {
+        Self {
+            max_output_tokens: (entry.max_output_tokens > 0).then_some(entry.max_output_tokens),
+            reasoning: Some(entry.capabilities.reasoning),
+        }
+    }
+}
+
 /// A price in micro-dollars (millionths of a USD) per million tokens: `2.50` in the file is
 /// `Price(2_500_000)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

@@ -428,3 +428,29 @@ fn inconsistent_or_huge_counts_are_clamped_never_negative_or_overflowing() {
     assert_eq!(cost_usd(&prices, huge), Nanodollars(u64::MAX));
     assert_eq!(cost_usd(&prices, BilledTokens::default()), Nanodollars(0));
 }
+
+#[test]
+fn model_limits_come_from_the_catalog_and_are_never_guessed() {
+    let gpt_4o = ModelLimits::of("gpt-4o-2024-08-06");
+    assert_eq!(
+        gpt_4o,
+        ModelLimits {
+            max_output_tokens: Some(16_384),
+            reasoning: Some(false),
+        }
+    );
+    assert_eq!(gpt_4o.output_cap(32_000), 16_384);
+    assert_eq!(gpt_4o.output_cap(100), 100);
+    assert!(gpt_4o.lowers(16_385) && !gpt_4o.lowers(16_384));
+    assert!(!gpt_4o.takes_reasoning());
+    assert!(ModelLimits::of("claude-sonnet-4-5-20250929").takes_reasoning());
+    // An unknown model is never shaped; an embedding model's 0 is no cap.
+    let unknown = ModelLimits::of("my-finetune");
+    assert_eq!(unknown, ModelLimits::UNKNOWN);
+    assert_eq!(unknown.output_cap(1_000_000), 1_000_000);
+    assert!(unknown.takes_reasoning());
+    assert_eq!(
+        ModelLimits::of("text-embedding-3-small").max_output_tokens,
+        None
+    );
+}

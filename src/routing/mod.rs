@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 
 use crate::db::CatalogRows;
+use crate::pricing::ModelLimits;
 use crate::secret::{Secret, SecretCipher};
 use crate::vocab::{Endpoint, ProviderKind, Strategy};
 
@@ -80,6 +81,9 @@ pub struct Route {
     /// The cooldown of each of the provider's accounts for this route's upstream model, in the
     /// order of `provider.accounts`: upstream 429s limit one model of an account, not all.
     pub account_cooldowns: Vec<Arc<ModelCooldown>>,
+    /// What the upstream model takes, resolved once per catalog snapshot: requests are shaped
+    /// to it on their way there.
+    pub model_limits: ModelLimits,
 }
 
 impl Route {
@@ -433,11 +437,15 @@ impl Catalog {
                     .iter()
                     .map(|account| health.model_cooldown(account.id, &row.upstream_model))
                     .collect();
+                // The built-in catalog's figures for the upstream model; nothing for a model
+                // it does not know.
+                let model_limits = ModelLimits::of(&row.upstream_model);
                 routes_by_model
                     .entry(row.model_id)
                     .or_default()
                     .push(Route {
                         id: row.id,
+                        model_limits,
                         provider: provider.clone(),
                         upstream_model: row.upstream_model,
                         weight: clamp_u32(row.weight),
@@ -510,6 +518,7 @@ mod tests {
             priority,
             health: Arc::default(),
             account_cooldowns: provider.accounts.iter().map(|_| Arc::default()).collect(),
+            model_limits: ModelLimits::UNKNOWN,
         }
     }
 

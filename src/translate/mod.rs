@@ -12,7 +12,17 @@
 //! | `/v1/messages` → gemini | [`gemini::messages_request_to_gemini`] | [`gemini::gemini_response_to_messages`] | [`gemini::GeminiToMessagesStream`] | [`gemini::gemini_error_to_chat`] then [`anthropic::chat_error_to_messages`] |
 //! | `/v1/responses` → openai (and, chained with the chat rows above, anthropic and gemini) | [`responses::responses_request_to_chat`] | [`responses::chat_response_to_responses`] | [`responses::ChatToResponsesStream`] | [`responses::chat_error_to_responses`] |
 //!
-//! Same-dialect routes need none of this: the body passes through with only `model` rewritten.
+//! Same-dialect routes need none of this: the body passes through with only `model` rewritten,
+//! and, for a request that asks more than the route's upstream model takes, the few values that
+//! change edited in place ([`shape_chat_body`], [`shape_messages_body`]).
+//!
+//! # Shaping to the upstream model
+//!
+//! Every request translator takes the upstream model's [`crate::pricing::ModelLimits`] (from the built-in
+//! catalog, resolved per route) and writes the request within them: an output cap above the
+//! model's maximum is lowered to it, and a reasoning effort or thinking budget is left out for a
+//! model without reasoning. Limits that are not known shape nothing. No translator knows a
+//! model by name.
 //! Errors llmgate itself answers on `/v1/messages` take Anthropic's shape through
 //! [`anthropic::anthropic_error_body`] and [`anthropic::anthropic_error_type_for`].
 //!
@@ -46,6 +56,7 @@ pub mod gemini;
 mod json;
 mod openai;
 pub mod responses;
+mod shape;
 mod stream;
 mod tokens;
 
@@ -54,6 +65,7 @@ mod tests;
 
 pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
+pub use shape::{shape_chat_body, shape_messages_body};
 pub use stream::{Chain, StreamTranslator};
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 

@@ -20,6 +20,7 @@ use super::gemini::{
     gemini_response_to_messages, messages_request_to_gemini,
 };
 use super::{ChatCall, StreamTranslator, TranslateError};
+use crate::pricing::ModelLimits;
 use crate::usage::Usage;
 
 /// The `created` every test translator stamps, so outputs are reproducible.
@@ -625,13 +626,15 @@ fn anthropic_requests_become_chat_requests() {
     let fixture = fixture!("anthropic/request_basic.json" => "anthropic/request_basic.chat.json");
     check_json(
         &fixture,
-        &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up").unwrap(),
+        &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up", ModelLimits::UNKNOWN)
+            .unwrap(),
     );
 
     let fixture = fixture!("anthropic/request_blocks.json" => "anthropic/request_blocks.chat.json");
     let chat = check_json(
         &fixture,
-        &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up").unwrap(),
+        &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up", ModelLimits::UNKNOWN)
+            .unwrap(),
     );
     let roles: Vec<&str> = chat["messages"]
         .as_array()
@@ -658,7 +661,9 @@ fn anthropic_requests_become_chat_requests() {
 #[test]
 fn chat_requests_become_anthropic_requests() {
     let fixture = fixture!("openai/request_basic.json" => "openai/request_basic.messages.json");
-    let (body, call) = chat_request_to_messages(fixture.input.as_bytes(), "claude-up").unwrap();
+    let (body, call) =
+        chat_request_to_messages(fixture.input.as_bytes(), "claude-up", ModelLimits::UNKNOWN)
+            .unwrap();
     check_json(&fixture, &body);
     assert_eq!(
         call,
@@ -669,7 +674,9 @@ fn chat_requests_become_anthropic_requests() {
     );
 
     let fixture = fixture!("openai/request_tools.json" => "openai/request_tools.messages.json");
-    let (body, call) = chat_request_to_messages(fixture.input.as_bytes(), "claude-up").unwrap();
+    let (body, call) =
+        chat_request_to_messages(fixture.input.as_bytes(), "claude-up", ModelLimits::UNKNOWN)
+            .unwrap();
     let request = check_json(&fixture, &body);
     assert_eq!(
         call,
@@ -694,7 +701,8 @@ fn chat_requests_become_anthropic_requests() {
 #[test]
 fn chat_requests_become_gemini_requests() {
     let fixture = fixture!("gemini/request_full.json" => "gemini/request_full.gemini.json");
-    let (body, call) = chat_request_to_gemini(fixture.input.as_bytes()).unwrap();
+    let (body, call) =
+        chat_request_to_gemini(fixture.input.as_bytes(), ModelLimits::UNKNOWN).unwrap();
     check_json(&fixture, &body);
     assert_eq!(
         call,
@@ -706,7 +714,8 @@ fn chat_requests_become_gemini_requests() {
 
     let fixture =
         fixture!("anthropic/request_blocks.json" => "anthropic/request_blocks.gemini.json");
-    let (body, call) = messages_request_to_gemini(fixture.input.as_bytes()).unwrap();
+    let (body, call) =
+        messages_request_to_gemini(fixture.input.as_bytes(), ModelLimits::UNKNOWN).unwrap();
     check_json(&fixture, &body);
     assert_eq!(
         call,
@@ -736,9 +745,10 @@ fn tool_choices_map_both_ways() {
     ];
     for (choice, expected, parallel) in to_chat {
         let body = json!({"messages": [], "tool_choice": choice}).to_string();
-        let chat: Value =
-            serde_json::from_slice(&messages_request_to_chat(body.as_bytes(), "m").unwrap())
-                .unwrap();
+        let chat: Value = serde_json::from_slice(
+            &messages_request_to_chat(body.as_bytes(), "m", ModelLimits::UNKNOWN).unwrap(),
+        )
+        .unwrap();
         assert_eq!(chat["tool_choice"], expected, "{choice}");
         assert_eq!(chat["parallel_tool_calls"].as_bool(), parallel, "{choice}");
     }
@@ -768,7 +778,9 @@ fn tool_choices_map_both_ways() {
         if let Some(parallel) = parallel {
             body["parallel_tool_calls"] = parallel.into();
         }
-        let (out, _) = chat_request_to_messages(body.to_string().as_bytes(), "m").unwrap();
+        let (out, _) =
+            chat_request_to_messages(body.to_string().as_bytes(), "m", ModelLimits::UNKNOWN)
+                .unwrap();
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(out["tool_choice"], expected, "{choice} {parallel:?}");
     }
@@ -783,7 +795,7 @@ fn tool_choices_map_both_ways() {
     ];
     for (choice, expected) in to_gemini {
         let body = json!({"messages": [], "tool_choice": choice}).to_string();
-        let (out, _) = chat_request_to_gemini(body.as_bytes()).unwrap();
+        let (out, _) = chat_request_to_gemini(body.as_bytes(), ModelLimits::UNKNOWN).unwrap();
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             out["toolConfig"]["functionCallingConfig"], expected,
@@ -815,9 +827,10 @@ fn thinking_and_reasoning_effort_map_both_ways() {
     ];
     for (thinking, expected) in to_chat {
         let body = json!({"messages": [], "thinking": thinking}).to_string();
-        let chat: Value =
-            serde_json::from_slice(&messages_request_to_chat(body.as_bytes(), "m").unwrap())
-                .unwrap();
+        let chat: Value = serde_json::from_slice(
+            &messages_request_to_chat(body.as_bytes(), "m", ModelLimits::UNKNOWN).unwrap(),
+        )
+        .unwrap();
         assert_eq!(chat["reasoning_effort"], expected, "{thinking}");
     }
     let to_messages = [
@@ -854,7 +867,9 @@ fn thinking_and_reasoning_effort_map_both_ways() {
         if let Some(max_tokens) = max_tokens {
             body["max_tokens"] = max_tokens.into();
         }
-        let (out, _) = chat_request_to_messages(body.to_string().as_bytes(), "m").unwrap();
+        let (out, _) =
+            chat_request_to_messages(body.to_string().as_bytes(), "m", ModelLimits::UNKNOWN)
+                .unwrap();
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(out["thinking"], expected, "{effort} {max_tokens:?}");
         assert_eq!(
@@ -864,7 +879,8 @@ fn thinking_and_reasoning_effort_map_both_ways() {
         );
     }
     let forced = json!({"messages": [], "reasoning_effort": "high", "tool_choice": "required"});
-    let (out, _) = chat_request_to_messages(forced.to_string().as_bytes(), "m").unwrap();
+    let (out, _) =
+        chat_request_to_messages(forced.to_string().as_bytes(), "m", ModelLimits::UNKNOWN).unwrap();
     let out: Value = serde_json::from_slice(&out).unwrap();
     assert!(
         out.get("thinking").is_none(),
@@ -918,7 +934,8 @@ fn bad_requests_are_client_errors_that_say_what_to_fix() {
         ),
     ];
     for (body, needle) in anthropic {
-        let error = messages_request_to_chat(body.as_bytes(), "m").unwrap_err();
+        let error =
+            messages_request_to_chat(body.as_bytes(), "m", ModelLimits::UNKNOWN).unwrap_err();
         assert!(error.is_client_error(), "{body}");
         assert!(error.to_string().contains(needle), "{body}: {error}");
     }
@@ -951,7 +968,8 @@ fn bad_requests_are_client_errors_that_say_what_to_fix() {
         ),
     ];
     for (body, needle) in chat {
-        let error = chat_request_to_messages(body.as_bytes(), "m").unwrap_err();
+        let error =
+            chat_request_to_messages(body.as_bytes(), "m", ModelLimits::UNKNOWN).unwrap_err();
         assert!(error.is_client_error(), "{body}");
         assert!(error.to_string().contains(needle), "{body}: {error}");
     }
@@ -966,7 +984,7 @@ fn bad_requests_are_client_errors_that_say_what_to_fix() {
         ),
     ];
     for (body, needle) in gemini {
-        let error = chat_request_to_gemini(body.as_bytes()).unwrap_err();
+        let error = chat_request_to_gemini(body.as_bytes(), ModelLimits::UNKNOWN).unwrap_err();
         assert!(error.is_client_error(), "{body}");
         assert!(error.to_string().contains(needle), "{body}: {error}");
     }
@@ -1166,8 +1184,10 @@ fn a_round_trip_through_both_request_translations_keeps_the_conversation() {
         ],
         "stop_sequences": ["Z"]
     });
-    let chat = messages_request_to_chat(original.to_string().as_bytes(), "gpt").unwrap();
-    let (back, _) = chat_request_to_messages(&chat, "claude").unwrap();
+    let chat =
+        messages_request_to_chat(original.to_string().as_bytes(), "gpt", ModelLimits::UNKNOWN)
+            .unwrap();
+    let (back, _) = chat_request_to_messages(&chat, "claude", ModelLimits::UNKNOWN).unwrap();
     let back: Value = serde_json::from_slice(&back).unwrap();
     assert_eq!(
         back,
@@ -1223,7 +1243,8 @@ fn claude_code_requests_reach_every_kind_of_upstream() {
     for fixture in &chat_fixtures {
         let chat = check_json(
             fixture,
-            &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up").unwrap(),
+            &messages_request_to_chat(fixture.input.as_bytes(), "gpt-up", ModelLimits::UNKNOWN)
+                .unwrap(),
         );
         // OpenAI takes `user` up to 64 characters; Claude Code's id is 150.
         let user = chat["user"].as_str().unwrap();
@@ -1233,7 +1254,12 @@ fn claude_code_requests_reach_every_kind_of_upstream() {
     }
     // The system message stays in place, after the first user turn.
     let chat: Value = serde_json::from_slice(
-        &messages_request_to_chat(chat_fixtures[0].input.as_bytes(), "gpt-up").unwrap(),
+        &messages_request_to_chat(
+            chat_fixtures[0].input.as_bytes(),
+            "gpt-up",
+            ModelLimits::UNKNOWN,
+        )
+        .unwrap(),
     )
     .unwrap();
     let roles: Vec<&str> = chat["messages"]
@@ -1257,10 +1283,13 @@ fn claude_code_requests_reach_every_kind_of_upstream() {
         fixture!("anthropic/request_claude_code.json" => "anthropic/request_claude_code.gemini.json"),
         fixture!("anthropic/request_claude_code_claude.json" => "anthropic/request_claude_code_claude.gemini.json"),
     ] {
-        let (body, _) = messages_request_to_gemini(fixture.input.as_bytes()).unwrap();
+        let (body, _) =
+            messages_request_to_gemini(fixture.input.as_bytes(), ModelLimits::UNKNOWN).unwrap();
         check_json(&fixture, &body);
     }
-    let (gemini, _) = messages_request_to_gemini(chat_fixtures[0].input.as_bytes()).unwrap();
+    let (gemini, _) =
+        messages_request_to_gemini(chat_fixtures[0].input.as_bytes(), ModelLimits::UNKNOWN)
+            .unwrap();
     let gemini: Value = serde_json::from_slice(&gemini).unwrap();
     let instruction = gemini["systemInstruction"]["parts"].to_string();
     assert!(
@@ -1291,4 +1320,101 @@ fn claude_code_requests_reach_every_kind_of_upstream() {
     );
     let claude = include_str!("fixtures/anthropic/request_claude_code_claude.json");
     assert!(fold_system_messages(claude.as_bytes()).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shaping to the upstream model's limits.
+
+/// A thinking model with a 16,000-token maximum.
+const THINKING_16K: ModelLimits = ModelLimits {
+    max_output_tokens: Some(16_000),
+    reasoning: Some(true),
+};
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+/// Claude Code's request (`max_tokens: 32000`, thinking enabled) reaches a smaller model of
+/// another dialect with its cap lowered and its reasoning left out, and nothing else changed.
+#[test]
+fn claude_codes_request_is_shaped_to_a_smaller_model_of_every_other_dialect() {
+    let claude_code = include_str!("fixtures/anthropic/request_claude_code.json").as_bytes();
+    let chat = json_of(
+        &messages_request_to_chat(claude_code, "gpt-4o", ModelLimits::of("gpt-4o")).unwrap(),
+    );
+    assert_eq!(chat["max_completion_tokens"], 16_384);
+    assert!(chat.get("max_tokens").is_none());
+    assert!(chat.get("reasoning_effort").is_none());
+    let mut unshaped =
+        json_of(&messages_request_to_chat(claude_code, "gpt-4o", ModelLimits::UNKNOWN).unwrap());
+    assert_eq!(unshaped["max_completion_tokens"], 32_000);
+    assert_eq!(unshaped["reasoning_effort"], "medium");
+    unshaped["max_completion_tokens"] = json!(16_384);
+    unshaped.as_object_mut().unwrap().remove("reasoning_effort");
+    assert_eq!(chat, unshaped);
+
+    let (gemini, _) =
+        messages_request_to_gemini(claude_code, ModelLimits::of("gemini-2.0-flash")).unwrap();
+    let config = &json_of(&gemini)["generationConfig"];
+    assert_eq!(config["maxOutputTokens"], 8_192);
+    assert!(config.get("thinkingConfig").is_none(), "{config}");
+    // A Gemini model that thinks keeps its thinking budget; one with room keeps the cap.
+    let gemini_2_5 = ModelLimits::of("gemini-2.5-flash");
+    let (gemini, _) = messages_request_to_gemini(claude_code, gemini_2_5).unwrap();
+    let config = &json_of(&gemini)["generationConfig"];
+    assert_eq!(config["maxOutputTokens"], 32_000);
+    assert_eq!(config["thinkingConfig"]["thinkingBudget"], 8_192);
+}
+
+#[test]
+fn a_chat_request_is_shaped_by_the_anthropic_and_gemini_translators() {
+    let body = json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 32_000,
+        "reasoning_effort": "high",
+        "temperature": 0.5,
+    })
+    .to_string();
+    let haiku_3_5 = ModelLimits::of("claude-3-5-haiku");
+    let (out, _) =
+        chat_request_to_messages(body.as_bytes(), "claude-3-5-haiku", haiku_3_5).unwrap();
+    let messages = json_of(&out);
+    assert_eq!(messages["max_tokens"], 8_192);
+    assert!(messages.get("thinking").is_none());
+    // Without thinking, the sampling settings Anthropic refuses beside it are kept.
+    assert_eq!(messages["temperature"], 0.5);
+
+    // A thinking model: the budget fits under the lowered cap, as Anthropic requires.
+    let (out, _) = chat_request_to_messages(body.as_bytes(), "claude-x", THINKING_16K).unwrap();
+    let messages = json_of(&out);
+    assert_eq!(messages["max_tokens"], 16_000);
+    assert_eq!(
+        messages["thinking"],
+        json!({"type": "enabled", "budget_tokens": 15_999})
+    );
+
+    // Anthropic's default cap, when the request sets none, is lowered too.
+    let no_cap = json!({"messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let small = ModelLimits {
+        max_output_tokens: Some(2_048),
+        reasoning: None,
+    };
+    let (out, _) = chat_request_to_messages(no_cap.as_bytes(), "m", small).unwrap();
+    assert_eq!(json_of(&out)["max_tokens"], 2_048);
+
+    let (out, _) =
+        chat_request_to_gemini(body.as_bytes(), ModelLimits::of("gemini-2.0-flash")).unwrap();
+    let config = &json_of(&out)["generationConfig"];
+    assert_eq!(config["maxOutputTokens"], 8_192);
+    assert!(config.get("thinkingConfig").is_none(), "{config}");
+
+    // A model the catalog does not know: nothing is shaped.
+    let (out, _) = chat_request_to_gemini(body.as_bytes(), ModelLimits::UNKNOWN).unwrap();
+    let config = &json_of(&out)["generationConfig"];
+    assert_eq!(config["maxOutputTokens"], 32_000);
+    assert_eq!(config["thinkingConfig"]["thinkingBudget"], 24_576);
+    let (out, _) = chat_request_to_messages(body.as_bytes(), "m", ModelLimits::UNKNOWN).unwrap();
+    assert_eq!(json_of(&out)["max_tokens"], 32_000);
 }

@@ -116,12 +116,7 @@ fn messages_post(app: &TestApp, body: Value) -> reqwest::RequestBuilder {
 }
 
 fn last_request_to(app: &TestApp, path_prefix: &str) -> llmgate::mock::RecordedRequest {
-    app.mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.path.starts_with(path_prefix))
-        .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"))
+    app.last_upstream_request(path_prefix)
 }
 
 async fn usage_of(app: &TestApp, model: &str) -> llmgate::db::UsageCounts {

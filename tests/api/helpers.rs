@@ -39,6 +39,26 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Extra config declaring an anthropic provider (`claude`) and a gemini provider (`gem`), both
+/// served by the mock, for `TestOptions::extra_config`.
+pub const CLAUDE_AND_GEMINI_PROVIDERS: &str = r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{mock}"
+  [[providers.accounts]]
+  name = "c1"
+  api_key = "sk-ant-upstream-claude-0001"
+
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{mock_gemini}"
+  [[providers.accounts]]
+  name = "g1"
+  api_key = "gm-upstream-gemini-0002"
+"#;
+
 /// How to build a test app; `Default` gives one model `gpt-test` routed to the mock.
 pub struct TestOptions {
     pub settings: Settings,
@@ -198,6 +218,30 @@ impl TestApp {
 
     pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         self.post("/v1/chat/completions", body)
+    }
+
+    /// A POST of `body` exactly as given (the bytes a client wrote), with the test key.
+    pub fn post_bytes(&self, path: &str, body: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+    }
+
+    /// The last request the mock upstream received on a path starting with `path_prefix`.
+    pub fn last_upstream_request(&self, path_prefix: &str) -> llmgate::mock::RecordedRequest {
+        self.mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|request| request.path.starts_with(path_prefix))
+            .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"))
+    }
+
+    /// The JSON body of [`Self::last_upstream_request`].
+    pub fn last_upstream_json(&self, path_prefix: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.last_upstream_request(path_prefix).body).unwrap()
     }
 
     /// Logs in as the admin and returns the token.

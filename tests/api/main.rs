@@ -24,6 +24,7 @@ mod ops;
 mod proxy;
 mod responses;
 mod routing;
+mod shaping;
 mod streaming;
 mod upstream;
 mod usage;

@@ -3,28 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, spawn_with};
+use crate::helpers::{CLAUDE_AND_GEMINI_PROVIDERS, TestApp, TestOptions, spawn_with};
 
 /// The default `mock` provider (openai, model `gpt-test`) plus an anthropic provider
 /// (`claude-test`) and a gemini provider (`gemini-test`).
 async fn spawn_kinds() -> TestApp {
-    let extra = r#"
-[[providers]]
-name = "claude"
-kind = "anthropic"
-base_url = "{mock}"
-  [[providers.accounts]]
-  name = "c1"
-  api_key = "sk-ant-upstream-claude-0001"
-
-[[providers]]
-name = "gem"
-kind = "gemini"
-base_url = "{mock_gemini}"
-  [[providers.accounts]]
-  name = "g1"
-  api_key = "gm-upstream-gemini-0002"
-
+    let models = r#"
 [[models]]
 name = "claude-test"
   [[models.routes]]
@@ -38,7 +22,7 @@ name = "gemini-test"
   model = "gemini-upstream"
 "#;
     spawn_with(TestOptions {
-        extra_config: extra.to_owned(),
+        extra_config: format!("{CLAUDE_AND_GEMINI_PROVIDERS}{models}"),
         ..TestOptions::default()
     })
     .await
@@ -75,14 +59,7 @@ fn events(text: &str) -> Vec<(String, Value)> {
 }
 
 fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
-    let request = app
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.path.starts_with(path_prefix))
-        .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"));
-    serde_json::from_slice(&request.body).unwrap()
+    app.last_upstream_json(path_prefix)
 }
 
 fn weather_tools() -> Value {

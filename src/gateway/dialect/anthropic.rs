@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::{Call, Client, Ingress, Provider, Refused, anthropic_error_event};
 use crate::error::ApiError;
 use crate::gateway::RequestHead;
+use crate::pricing::ModelLimits;
 use crate::providers::UpstreamUrl;
 use crate::routing::Target;
 use crate::translate::anthropic::{
@@ -15,6 +16,7 @@ use crate::translate::anthropic::{
 };
 use crate::translate::{
     StreamTranslator, TranslateError, count_message_tokens_with, count_tokens_body,
+    shape_messages_body,
 };
 use crate::usage::Encoding;
 use crate::vocab::{Endpoint, ProviderKind};
@@ -36,12 +38,16 @@ impl Ingress for Messages {
         head: &RequestHead<'_>,
         upstream_model: &str,
         _stream: bool,
+        shape: Option<ModelLimits>,
     ) -> Result<(Bytes, bool), TranslateError> {
         let rewritten = head.rewrite_model(body, upstream_model);
-        Ok((
-            fold_system_messages(&rewritten)?.unwrap_or(rewritten),
-            false,
-        ))
+        let mut folded = fold_system_messages(&rewritten)?.unwrap_or(rewritten);
+        if let Some(limits) = shape
+            && let Some(shaped) = shape_messages_body(&folded, limits)?
+        {
+            folded = shaped;
+        }
+        Ok((folded, false))
     }
 
     /// Neither OpenAI nor Gemini counts a Messages request: count it here, with the tokenizer
@@ -70,9 +76,10 @@ impl Ingress for Messages {
         &self,
         body: &Bytes,
         upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         Ok((
-            messages_request_to_chat(body, upstream_model)?,
+            messages_request_to_chat(body, upstream_model, limits)?,
             Box::new(Messages),
         ))
     }
@@ -134,8 +141,9 @@ impl Provider for Anthropic {
         &self,
         chat: Bytes,
         upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, bool), TranslateError> {
-        let (translated, call) = chat_request_to_messages(&chat, upstream_model)?;
+        let (translated, call) = chat_request_to_messages(&chat, upstream_model, limits)?;
         Ok((translated, call.include_usage))
     }
 

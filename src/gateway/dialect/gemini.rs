@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::Provider;
+use crate::pricing::ModelLimits;
 use crate::providers::UpstreamUrl;
 use crate::routing::Target;
 use crate::translate::gemini::{
@@ -25,8 +26,9 @@ impl Provider for Gemini {
         &self,
         chat: Bytes,
         _upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, bool), TranslateError> {
-        let (translated, call) = chat_request_to_gemini(&chat)?;
+        let (translated, call) = chat_request_to_gemini(&chat, limits)?;
         Ok((translated, call.include_usage))
     }
 

@@ -11,7 +11,7 @@
 //!
 //! | client endpoint → provider kind | request | answer |
 //! |---|---|---|
-//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched | forwarded as received |
+//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched (but what is shaped, below) | forwarded as received |
 //! | chat → anthropic / gemini | translated ([`crate::translate`]) | translated back |
 //! | Messages → openai / gemini | translated | translated back |
 //! | count_tokens → anthropic | forwarded to `/messages/count_tokens` | forwarded |
@@ -19,6 +19,12 @@
 //!
 //! Completions and embeddings exist only in OpenAI's API: a route to another kind is skipped
 //! for them, as if it were not there.
+//!
+//! Every attempt is shaped to its route's upstream model ([`crate::routing::Route::model_limits`]):
+//! the request's head says, from the fields it read anyway, what the request asks beyond them
+//! ([`RequestHead::shaping`]); translators take the limits and write within them, and a body
+//! that passes through is edited in place only when the head says something must change. The
+//! answer then carries `x-llmgate-shaped`, and a debug line is logged.
 
 mod anthropic;
 mod gemini;
@@ -27,8 +33,9 @@ mod responses;
 
 use bytes::Bytes;
 
-use super::{RequestHead, outcome};
+use super::{RequestHead, Shaping, outcome};
 use crate::error::ApiError;
+use crate::pricing::ModelLimits;
 use crate::providers::UpstreamUrl;
 use crate::routing::Target;
 use crate::secret::Secret;
@@ -62,13 +69,15 @@ trait Ingress: Sync {
 
     /// The body for a provider of the native kind, and whether llmgate asked it for a usage
     /// chunk the client did not ask for (to drop from the stream): byte for byte but `model`
-    /// (and what such upstreams refuse).
+    /// (and what such upstreams refuse), and, when `shape` is given, the values shaped to
+    /// those limits (given only for a request that asks beyond them).
     fn pass_through(
         &self,
         body: &Bytes,
         head: &RequestHead<'_>,
         upstream_model: &str,
         stream: bool,
+        shape: Option<ModelLimits>,
     ) -> Result<(Bytes, bool), TranslateError>;
 
     /// What a request on `endpoint` that no translation serves does with a provider of another
@@ -80,11 +89,13 @@ trait Ingress: Sync {
         body: &[u8],
     ) -> Option<Result<Call, Refused>>;
 
-    /// The request in OpenAI chat form, naming `upstream_model`, and how its answer goes back.
+    /// The request in OpenAI chat form, naming `upstream_model` and shaped to its `limits`,
+    /// and how its answer goes back.
     fn request_to_chat(
         &self,
         body: &Bytes,
         upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError>;
 
     /// How the answer to a request that passed through goes back (for the error events
@@ -128,11 +139,13 @@ trait Provider: Sync {
     /// Where a translated request goes.
     fn url(&self, target: Target<'_>, stream: bool) -> UpstreamUrl;
 
-    /// A chat request in this dialect, and whether the client asked for the usage chunk.
+    /// A chat request in this dialect, shaped to the upstream model's `limits`, and whether
+    /// the client asked for the usage chunk.
     fn request_from_chat(
         &self,
         chat: Bytes,
         upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, bool), TranslateError>;
 
     /// A whole answer in chat form.
@@ -187,7 +200,12 @@ pub(super) struct Answer {
     openai: bool,
     /// The client asked for the usage chunk.
     include_usage: bool,
+    /// How the request was shaped for the route that answers.
+    shaping: Shaping,
 }
+
+/// The answer header saying how the request was shaped for the route that answered.
+const SHAPED: http::HeaderName = http::HeaderName::from_static("x-llmgate-shaped");
 
 /// The call for `target`, for a request on `endpoint` whose head is `head`.
 pub(super) fn prepare(
@@ -201,14 +219,27 @@ pub(super) fn prepare(
     let upstream_model = target.route.upstream_model.as_str();
     let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind));
     let openai = kind == ProviderKind::OpenAi;
+    let limits = target.route.model_limits;
+    let shaping = head.shaping(endpoint, limits);
+    if !shaping.is_empty() {
+        tracing::debug!(
+            route_id = target.route.id,
+            upstream_model,
+            shaped = %shaping,
+            "shaped the request to what the route's upstream model takes"
+        );
+    }
     if ingress.native() == Some(kind) {
-        let (body, filter_usage) = ingress.pass_through(body, head, upstream_model, stream)?;
+        let shape = (!shaping.is_empty()).then_some(limits);
+        let (body, filter_usage) =
+            ingress.pass_through(body, head, upstream_model, stream, shape)?;
         let answer = Answer {
             client: ingress.client(),
             provider,
             passthrough: true,
             openai,
             include_usage: true,
+            shaping,
         };
         return Ok(Call::Upstream {
             url: UpstreamUrl::of(target, endpoint),
@@ -220,14 +251,15 @@ pub(super) fn prepare(
     if let Some(call) = ingress.elsewhere(endpoint, target, body) {
         return call;
     }
-    let (chat, client) = ingress.request_to_chat(body, upstream_model)?;
-    let (body, include_usage) = provider.request_from_chat(chat, upstream_model)?;
+    let (chat, client) = ingress.request_to_chat(body, upstream_model, limits)?;
+    let (body, include_usage) = provider.request_from_chat(chat, upstream_model, limits)?;
     let answer = Answer {
         client,
         provider,
         passthrough: false,
         openai,
         include_usage,
+        shaping,
     };
     Ok(Call::Upstream {
         url: provider.url(target, stream),
@@ -238,9 +270,15 @@ pub(super) fn prepare(
 }
 
 impl Answer {
-    /// Adds the client dialect's own headers to the answer's.
+    /// Adds the client dialect's own headers to the answer's, and `x-llmgate-shaped` when
+    /// the request was shaped for the route that answered.
     pub(super) fn headers(&self, headers: &mut http::HeaderMap) {
         self.client.headers(headers);
+        if !self.shaping.is_empty()
+            && let Ok(value) = http::HeaderValue::from_str(&self.shaping.to_string())
+        {
+            headers.insert(SHAPED, value);
+        }
     }
 
     /// Whether the client gets the upstream's bytes unchanged.
@@ -497,8 +535,39 @@ mod tests {
                 passthrough: ingress.native() == Some(kind),
                 openai: kind == ProviderKind::OpenAi,
                 include_usage: true,
+                shaping: Shaping::default(),
             }
         }
+    }
+
+    /// What the pass-through of `dialect` sends for `body`, shaped to `shape` when given.
+    fn passed(dialect: Dialect, body: &str, shape: Option<ModelLimits>) -> String {
+        let body = Bytes::from(body.to_owned());
+        let head = RequestHead::parse(&body).unwrap();
+        let (out, _) = ingress(dialect)
+            .pass_through(&body, &head, "up", false, shape)
+            .unwrap();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_pass_through_is_byte_for_byte_unless_it_is_shaped() {
+        let gpt_4o = ModelLimits::of("gpt-4o");
+        let chat = "{\"model\": \"pub\", \"max_tokens\": 32000,\n \"reasoning_effort\":\"high\", \"top_p\": 1.0}";
+        assert_eq!(
+            passed(Dialect::OpenAi, chat, None),
+            "{\"model\": \"up\", \"max_tokens\": 32000,\n \"reasoning_effort\":\"high\", \"top_p\": 1.0}"
+        );
+        assert_eq!(
+            passed(Dialect::OpenAi, chat, Some(gpt_4o)),
+            "{\"model\": \"up\", \"max_tokens\": 16384, \"top_p\": 1.0}"
+        );
+        let haiku_3_5 = ModelLimits::of("claude-3-5-haiku-20241022");
+        let messages = r#"{"model":"pub","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999},"messages":[{"role":"user","content":"hi"},{"role":"system","content":"agents"}]}"#;
+        assert_eq!(
+            passed(Dialect::Anthropic, messages, Some(haiku_3_5)),
+            r#"{"system":[{"type":"text","text":"agents"}],"model":"up","max_tokens":8192,"messages":[{"role":"user","content":"hi"}]}"#
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use super::{Call, Client, Ingress, Provider, Refused};
 use crate::error::ApiError;
 use crate::gateway::RequestHead;
+use crate::pricing::ModelLimits;
 use crate::providers::UpstreamUrl;
 use crate::routing::Target;
-use crate::translate::{StreamTranslator, TranslateError};
+use crate::translate::{StreamTranslator, TranslateError, shape_chat_body};
 use crate::usage::{self, IncludeUsage};
 use crate::vocab::{Endpoint, ProviderKind};
 
@@ -27,8 +28,14 @@ impl Ingress for Chat {
         head: &RequestHead<'_>,
         upstream_model: &str,
         stream: bool,
+        shape: Option<ModelLimits>,
     ) -> Result<(Bytes, bool), TranslateError> {
-        let rewritten = head.rewrite_model(body, upstream_model);
+        let mut rewritten = head.rewrite_model(body, upstream_model);
+        if let Some(limits) = shape
+            && let Some(shaped) = shape_chat_body(&rewritten, limits)?
+        {
+            rewritten = shaped;
+        }
         // Streams always ask the upstream for usage; when the client did not, the usage-only
         // chunk is filtered out of what it receives.
         Ok(
@@ -62,8 +69,10 @@ impl Ingress for Chat {
         &self,
         body: &Bytes,
         _upstream_model: &str,
+        _limits: ModelLimits,
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
-        // The translation to the provider's dialect names the upstream model itself.
+        // The translation to the provider's dialect names the upstream model itself, and
+        // shapes the request as it writes it.
         Ok((body.clone(), Box::new(Chat)))
     }
 
@@ -111,7 +120,10 @@ impl Provider for OpenAi {
         &self,
         chat: Bytes,
         _upstream_model: &str,
+        _limits: ModelLimits,
     ) -> Result<(Bytes, bool), TranslateError> {
+        // A chat request reaches this only from another client dialect, whose translation to
+        // chat shaped it already.
         Ok((chat, true))
     }
 

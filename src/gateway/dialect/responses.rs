@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::{Call, Client, Ingress, Refused};
 use crate::error::ApiError;
 use crate::gateway::RequestHead;
+use crate::pricing::ModelLimits;
 use crate::routing::Target;
 use crate::translate::responses::{
     ChatToResponsesStream, ResponsesCall, chat_error_to_responses, chat_response_to_responses,
@@ -42,6 +43,7 @@ impl Ingress for Responses {
         head: &RequestHead<'_>,
         upstream_model: &str,
         _stream: bool,
+        _shape: Option<ModelLimits>,
     ) -> Result<(Bytes, bool), TranslateError> {
         Ok((head.rewrite_model(body, upstream_model), false))
     }
@@ -59,8 +61,9 @@ impl Ingress for Responses {
         &self,
         body: &Bytes,
         upstream_model: &str,
+        limits: ModelLimits,
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
-        let (chat, call) = responses_request_to_chat(body, &[])?;
+        let (chat, call) = responses_request_to_chat(body, &[], limits)?;
         if call.previous_response_id().is_some() {
             return Err(TranslateError::InvalidRequest(
                 "'previous_response_id' cannot be used: llmgate does not store responses yet. \

@@ -12,11 +12,11 @@
 //! | `thinking`, `redacted_thinking` blocks in history | left out: OpenAI takes no reasoning back |
 //! | `tools[].input_schema` | `tools[{type: function, function: {name, description, parameters}}]`; server tools (no `input_schema`) are refused with a 400 |
 //! | `tool_choice` auto / any / tool / none, `disable_parallel_tool_use` | `auto` / `required` / named function / `none`, `parallel_tool_calls: false` |
-//! | `max_tokens` | `max_completion_tokens` (OpenAI's reasoning models refuse `max_tokens`; every current OpenAI model takes the new name) |
+//! | `max_tokens` | `max_completion_tokens` (OpenAI's reasoning models refuse `max_tokens`; every current OpenAI model takes the new name), lowered to the model's maximum |
 //! | `temperature`, `top_p`, `stop_sequences` | `temperature`, `top_p`, `stop` |
 //! | `metadata.user_id` | `user`; one longer than OpenAI's 64 characters (Claude Code's are ~150) as its SHA-256 in hex |
 //! | `stream` | `stream` + `stream_options.include_usage: true` (the answer's usage is needed) |
-//! | `thinking` enabled with `budget_tokens` < 4096 / < 16384 / more | `reasoning_effort` low / medium / high; `output_config.effort` (low / medium / high, xhigh and max as high) takes precedence |
+//! | `thinking` enabled with `budget_tokens` < 4096 / < 16384 / more | `reasoning_effort` low / medium / high; `output_config.effort` (low / medium / high, xhigh and max as high) takes precedence; none for a model without reasoning |
 //! | `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, `context_management`, other top-level fields | left out: OpenAI has no equivalent |
 //!
 //! Other block types (`search_result`, server-tool results, …) are refused with a 400 naming
@@ -33,11 +33,11 @@
 //! | consecutive same-role turns | merged into one turn (Anthropic requires alternation) |
 //! | tool-call ids | characters outside `[A-Za-z0-9_-]` become `_` (Anthropic's id rule), on the call and on its result alike |
 //! | `cache_control` on content parts, messages (→ last block) and tools | passed through untouched |
-//! | `max_completion_tokens` or `max_tokens` | `max_tokens`, 4096 when absent (Anthropic requires it) |
+//! | `max_completion_tokens` or `max_tokens` | `max_tokens`, 4096 when absent (Anthropic requires it), lowered to the model's maximum |
 //! | `stop` | `stop_sequences` |
 //! | `tools`, `tool_choice`, `parallel_tool_calls: false` | `tools[{name, description, input_schema}]`, auto/any/tool/none, `disable_parallel_tool_use` |
 //! | `response_format` json_object / json_schema | best effort: a system instruction to answer with JSON only (and the schema) |
-//! | `reasoning_effort` minimal,low / medium / high | `thinking` with budget 1024 / 4096 / 16384, capped below `max_tokens`; none if less than 1024 fits or a tool is forced; `temperature`/`top_p` are then left out (Anthropic refuses them with thinking) |
+//! | `reasoning_effort` minimal,low / medium / high | `thinking` with budget 1024 / 4096 / 16384, capped below `max_tokens`; none if less than 1024 fits, a tool is forced or the model has no reasoning; `temperature`/`top_p` are then left out (Anthropic refuses them with thinking) |
 //! | `temperature` | `temperature`, clamped to Anthropic's 0–1 |
 //! | `user` | `metadata.user_id` |
 //! | `n` > 1, `input_audio`, file ids | refused with a 400 |
@@ -75,6 +75,7 @@ pub use error::{
     anthropic_error_body, anthropic_error_type, anthropic_error_type_for, chat_error_to_messages,
     messages_error_to_chat, openai_error_type_for,
 };
+pub(crate) use request::MIN_THINKING_BUDGET;
 pub use request::{DEFAULT_MAX_TOKENS, chat_request_to_messages, messages_request_to_chat};
 pub use response::{chat_response_to_messages, messages_response_to_chat};
 pub use stream::{ChatToMessagesStream, MessagesToChatStream};

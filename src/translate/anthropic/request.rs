@@ -8,6 +8,7 @@ use super::wire::{
     Block, BlockOut, Message, MessageOut, MessagesRequest, MessagesRequestOut, MetadataOut,
     SchemaOut, SourceOut, ThinkingOut, Tool, ToolChoice, ToolChoiceOut, ToolOut,
 };
+use crate::pricing::ModelLimits;
 use crate::translate::json::{TextOr, anthropic_tool_id, arguments_object, data_url, to_bytes};
 use crate::translate::openai::{
     ChatMessage, ChatMessageOut, ChatRequest, ChatRequestOut, ChatToolOut, ContentOut, ContentPart,
@@ -22,17 +23,26 @@ const CHAT_API: &str = "OpenAI Chat Completions";
 /// `max_tokens` sent to Anthropic (which requires it) when the OpenAI request sets no limit.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// Anthropic's smallest thinking budget.
+pub(crate) const MIN_THINKING_BUDGET: u64 = 1024;
+
 /// Thinking budgets sent to Anthropic for OpenAI's `reasoning_effort`, and the thresholds that
 /// map a budget back to an effort: below `MEDIUM` is `low`, below `HIGH` is `medium`.
-const LOW_BUDGET: u64 = 1024;
+const LOW_BUDGET: u64 = MIN_THINKING_BUDGET;
 const MEDIUM_BUDGET: u64 = 4096;
 const HIGH_BUDGET: u64 = 16384;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
 /// Translates an Anthropic Messages request into an OpenAI Chat Completions request for
-/// `upstream_model`. Fields Anthropic has and OpenAI lacks are left out (see the module docs).
-pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Bytes> {
+/// `upstream_model`, shaped to its `limits`: `max_tokens` lowered to its maximum, thinking left
+/// out for a model without reasoning. Fields Anthropic has and OpenAI lacks are left out (see
+/// the module docs).
+pub fn messages_request_to_chat(
+    body: &[u8],
+    upstream_model: &str,
+    limits: ModelLimits,
+) -> Result<Bytes> {
     let request: MessagesRequest<'_> =
         serde_json::from_slice(body).map_err(TranslateError::request(MESSAGES_API))?;
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
@@ -84,7 +94,7 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
     let chat = ChatRequestOut {
         model: upstream_model,
         messages,
-        max_completion_tokens: request.max_tokens,
+        max_completion_tokens: request.max_tokens.map(|max| limits.output_cap(max)),
         temperature: request.temperature,
         top_p: request.top_p,
         stop: request
@@ -104,16 +114,20 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Byt
             .as_ref()
             .and_then(|metadata| metadata.user_id.as_deref())
             .map(openai_user),
-        reasoning_effort: request.thinking.as_ref().and_then(|thinking| {
-            (thinking.kind == "enabled" || thinking.kind == "adaptive").then(|| {
-                request
-                    .output_config
-                    .as_ref()
-                    .and_then(|config| config.effort.as_deref())
-                    .and_then(effort_named)
-                    .unwrap_or_else(|| effort_for_budget(thinking.budget_tokens))
-            })
-        }),
+        reasoning_effort: request
+            .thinking
+            .as_ref()
+            .filter(|_| limits.takes_reasoning())
+            .and_then(|thinking| {
+                (thinking.kind == "enabled" || thinking.kind == "adaptive").then(|| {
+                    request
+                        .output_config
+                        .as_ref()
+                        .and_then(|config| config.effort.as_deref())
+                        .and_then(effort_named)
+                        .unwrap_or_else(|| effort_for_budget(thinking.budget_tokens))
+                })
+            }),
         response_format: None,
         prompt_cache_key: None,
         mock: request.mock,
@@ -476,9 +490,14 @@ fn tool_choice_to_chat<'r>(choice: &'r ToolChoice<'_>) -> Result<ChatToolChoice<
 // OpenAI Chat → Anthropic Messages.
 
 /// Translates an OpenAI Chat Completions request into an Anthropic Messages request for
-/// `upstream_model`, with what the answer's translator needs to know (see the module docs for
-/// every mapping).
-pub fn chat_request_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, ChatCall)> {
+/// `upstream_model`, shaped to its `limits` (`max_tokens` lowered to its maximum, the thinking
+/// budget fitted under it, no thinking for a model without reasoning), with what the answer's
+/// translator needs to know (see the module docs for every mapping).
+pub fn chat_request_to_messages(
+    body: &[u8],
+    upstream_model: &str,
+    limits: ModelLimits,
+) -> Result<(Bytes, ChatCall)> {
     let request: ChatRequest<'_> =
         serde_json::from_slice(body).map_err(TranslateError::request(CHAT_API))?;
     if request.n.is_some_and(|n| n > 1) {
@@ -542,7 +561,7 @@ pub fn chat_request_to_messages(body: &[u8], upstream_model: &str) -> Result<(By
         }
     }
 
-    let max_tokens = request.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS);
+    let max_tokens = limits.output_cap(request.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS));
     let tool_choice = chat_tool_choice(&request)?;
     let forces_tool = tool_choice
         .as_ref()
@@ -550,6 +569,7 @@ pub fn chat_request_to_messages(body: &[u8], upstream_model: &str) -> Result<(By
     let thinking = match request.reasoning_effort.as_deref() {
         // Anthropic refuses thinking together with a forced tool choice.
         _ if forces_tool => None,
+        _ if !limits.takes_reasoning() => None,
         Some("low" | "minimal") => thinking_budget(LOW_BUDGET, max_tokens),
         Some("medium") => thinking_budget(MEDIUM_BUDGET, max_tokens),
         Some("high") => thinking_budget(HIGH_BUDGET, max_tokens),
@@ -625,7 +645,7 @@ const JSON_ONLY: &str =
 /// none when less than Anthropic's minimum of 1024 fits.
 fn thinking_budget(budget: u64, max_tokens: u64) -> Option<ThinkingOut> {
     let budget = budget.min(max_tokens.saturating_sub(1));
-    (budget >= LOW_BUDGET).then_some(ThinkingOut {
+    (budget >= MIN_THINKING_BUDGET).then_some(ThinkingOut {
         kind: "enabled",
         budget_tokens: budget,
     })

@@ -12,9 +12,9 @@
 //! | `tool` messages | `functionResponse` parts in a user turn, named after the earlier call with that id; a JSON-object content is the response, other content `{"content": text}` |
 //! | `tools` | `tools[0].functionDeclarations`, parameters cleaned to Gemini's schema subset (see `schema`) |
 //! | `tool_choice` auto / required / none / named | `toolConfig.functionCallingConfig.mode` AUTO / ANY / NONE / ANY + `allowedFunctionNames` |
-//! | `temperature`, `top_p`, `max_completion_tokens` (or `max_tokens`), `stop`, `n`, `presence_penalty`, `frequency_penalty`, `seed` | `generationConfig` |
+//! | `temperature`, `top_p`, `max_completion_tokens` (or `max_tokens`, lowered to the model's maximum), `stop`, `n`, `presence_penalty`, `frequency_penalty`, `seed` | `generationConfig` |
 //! | `response_format` json_object / json_schema | `responseMimeType: application/json` (+ `responseSchema`) |
-//! | `reasoning_effort` none,minimal / low / medium / high | `thinkingConfig.thinkingBudget` 0 / 1024 / 8192 / 24576 |
+//! | `reasoning_effort` none,minimal / low / medium / high | `thinkingConfig.thinkingBudget` 0 / 1024 / 8192 / 24576; none for a model without thinking |
 //!
 //! Dropped: `logprobs`, `user`, `stream_options` (Gemini always reports usage), `parallel_tool_calls`.
 //! The model is not in the body but in the URL: [`endpoint_path`].
@@ -61,6 +61,7 @@ pub(crate) use wire::UsageMetadata;
 
 use super::anthropic::{chat_response_to_messages, messages_request_to_chat};
 use super::{ChatCall, TranslateError};
+use crate::pricing::ModelLimits;
 
 /// What the caller needs to know about a translated request: Gemini streams on another URL.
 pub type GeminiCall = ChatCall;
@@ -77,9 +78,12 @@ pub fn endpoint_path(model: &str, stream: bool) -> String {
 }
 
 /// An Anthropic Messages request for a Gemini provider (by way of the chat form).
-pub fn messages_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall), TranslateError> {
-    let chat = messages_request_to_chat(body, "")?;
-    chat_request_to_gemini(&chat)
+pub fn messages_request_to_gemini(
+    body: &[u8],
+    limits: ModelLimits,
+) -> Result<(Bytes, GeminiCall), TranslateError> {
+    let chat = messages_request_to_chat(body, "", limits)?;
+    chat_request_to_gemini(&chat, limits)
 }
 
 /// A Gemini answer as an Anthropic message named `public_model` (by way of the chat form).

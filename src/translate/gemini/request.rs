@@ -12,6 +12,7 @@ use super::wire::{
     PartOut, SystemOut, ThinkingConfigOut, ToolConfigOut, ToolsOut,
 };
 use super::{GeminiCall, split_tool_call_id};
+use crate::pricing::ModelLimits;
 use crate::translate::json::{TextOr, arguments_object, data_url, to_bytes};
 use crate::translate::openai::{ChatMessage, ChatRequest, ContentPart, ToolChoice};
 use crate::translate::{ChatCall, TranslateError};
@@ -29,9 +30,11 @@ fn thinking_budget(effort: &str) -> Option<u64> {
     }
 }
 
-/// Translates an OpenAI Chat Completions request into a Gemini `generateContent` request body.
-/// The model goes in the URL, not the body: see [`super::endpoint_path`].
-pub fn chat_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall)> {
+/// Translates an OpenAI Chat Completions request into a Gemini `generateContent` request body,
+/// shaped to the model's `limits`: `maxOutputTokens` lowered to its maximum, no
+/// `thinkingConfig` for a model without thinking. The model goes in the URL, not the body: see
+/// [`super::endpoint_path`].
+pub fn chat_request_to_gemini(body: &[u8], limits: ModelLimits) -> Result<(Bytes, GeminiCall)> {
     let request: ChatRequest<'_> =
         serde_json::from_slice(body).map_err(TranslateError::request("OpenAI Chat Completions"))?;
     let mut system = Vec::new();
@@ -145,7 +148,9 @@ pub fn chat_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall)> {
     let generation_config = GenerationConfigOut {
         temperature: request.temperature,
         top_p: request.top_p,
-        max_output_tokens: request.max_output_tokens(),
+        max_output_tokens: request
+            .max_output_tokens()
+            .map(|max| limits.output_cap(max)),
         stop_sequences: request.stop_sequences(),
         candidate_count: request.n.filter(|n| *n != 1),
         presence_penalty: request.presence_penalty,
@@ -156,6 +161,7 @@ pub fn chat_request_to_gemini(body: &[u8]) -> Result<(Bytes, GeminiCall)> {
         thinking_config: request
             .reasoning_effort
             .as_deref()
+            .filter(|_| limits.takes_reasoning())
             .and_then(thinking_budget)
             .map(|budget| ThinkingConfigOut {
                 thinking_budget: budget,

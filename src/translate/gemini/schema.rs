@@ -249,8 +249,11 @@ mod tests {
             r#"{{"messages":[{{"role":"user","content":"hi"}}],
                 "tools":[{{"type":"function","function":{{"name":"f","parameters":{deep}}}}}]}}"#
         );
-        let error = crate::translate::gemini::chat_request_to_gemini(tools.as_bytes())
-            .expect_err("a schema that cannot be read is refused");
+        let error = crate::translate::gemini::chat_request_to_gemini(
+            tools.as_bytes(),
+            crate::pricing::ModelLimits::UNKNOWN,
+        )
+        .expect_err("a schema that cannot be read is refused");
         assert!(error.is_client_error(), "{error}");
         assert!(
             error.to_string().contains("tools[0].function.parameters"),
@@ -260,8 +263,11 @@ mod tests {
             r#"{{"messages":[{{"role":"user","content":"hi"}}],
                 "response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{deep}}}}}}}"#
         );
-        let error = crate::translate::gemini::chat_request_to_gemini(format.as_bytes())
-            .expect_err("a response schema that cannot be read is refused");
+        let error = crate::translate::gemini::chat_request_to_gemini(
+            format.as_bytes(),
+            crate::pricing::ModelLimits::UNKNOWN,
+        )
+        .expect_err("a response schema that cannot be read is refused");
         assert!(error.is_client_error(), "{error}");
         assert!(
             error
@@ -275,6 +281,12 @@ mod tests {
             r#"{{"messages":[{{"role":"user","content":"hi"}}],
                 "tools":[{{"type":"function","function":{{"name":"f","parameters":{shallow}}}}}]}}"#
         );
-        assert!(crate::translate::gemini::chat_request_to_gemini(body.as_bytes()).is_ok());
+        assert!(
+            crate::translate::gemini::chat_request_to_gemini(
+                body.as_bytes(),
+                crate::pricing::ModelLimits::UNKNOWN
+            )
+            .is_ok()
+        );
     }
 }

@@ -29,8 +29,8 @@
 //! | `tool_choice` `auto` / `none` / `required` / `{"type": "function", "name"}` | the same in chat's form; a choice that forces a left-out tool is a 400; `tool_choice` and `parallel_tool_calls` go only with at least one tool (OpenAI refuses them otherwise) |
 //! | `parallel_tool_calls` | `parallel_tool_calls` |
 //! | `text.format` `text` / `json_object` / `json_schema {name, schema, strict, description}` | none / `response_format: json_object` / `response_format: {type: json_schema, json_schema: {…}}` |
-//! | `reasoning.effort` | `reasoning_effort`, as sent |
-//! | `max_output_tokens` | `max_completion_tokens` |
+//! | `reasoning.effort` | `reasoning_effort`, as sent; left out for a model without reasoning |
+//! | `max_output_tokens` | `max_completion_tokens`, lowered to the model's maximum |
 //! | `temperature`, `top_p`, `user`, `prompt_cache_key` | the same |
 //! | `stream` | `stream` + `stream_options.include_usage: true` (the answer's usage is needed) |
 //! | `mock` | carried over |

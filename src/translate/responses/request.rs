@@ -10,6 +10,7 @@ use super::wire::{
     TextFormat, Tool, ToolChoice,
 };
 use super::{Echo, NAMESPACE_SEPARATOR, NamespacedFunction, ResponsesCall, StoredTurnIn};
+use crate::pricing::ModelLimits;
 use crate::translate::TranslateError;
 use crate::translate::json::{TextOr, data_url, to_bytes};
 use crate::translate::openai::{
@@ -25,8 +26,14 @@ type Result<T> = std::result::Result<T, TranslateError>;
 /// Translates a Responses request into a Chat Completions request, with `history` (the stored
 /// turns of `previous_response_id`'s chain, oldest first, each as [`super::stored_turn`] wrote
 /// it) placed before the new input. The chat body keeps the client's `model`; the gateway
-/// rewrites it as for any chat request. See the module docs for every mapping.
-pub fn responses_request_to_chat(body: &[u8], history: &[&[u8]]) -> Result<(Bytes, ResponsesCall)> {
+/// rewrites it as for any chat request. The request is shaped to the upstream model's `limits`:
+/// `max_output_tokens` lowered to its maximum, `reasoning` left out for a model without
+/// reasoning. See the module docs for every mapping.
+pub fn responses_request_to_chat(
+    body: &[u8],
+    history: &[&[u8]],
+    limits: ModelLimits,
+) -> Result<(Bytes, ResponsesCall)> {
     let request: ResponsesRequest<'_> =
         serde_json::from_slice(body).map_err(TranslateError::request(RESPONSES_API))?;
     refuse_stateful_features(&request)?;
@@ -89,7 +96,7 @@ pub fn responses_request_to_chat(body: &[u8], history: &[&[u8]]) -> Result<(Byte
     let chat = ChatRequestOut {
         model,
         messages: conversation.messages,
-        max_completion_tokens: request.max_output_tokens,
+        max_completion_tokens: request.max_output_tokens.map(|max| limits.output_cap(max)),
         temperature: request.temperature,
         top_p: request.top_p,
         stop: None,
@@ -109,6 +116,7 @@ pub fn responses_request_to_chat(body: &[u8], history: &[&[u8]]) -> Result<(Byte
             .flatten(),
         reasoning_effort: reasoning
             .as_ref()
+            .filter(|_| limits.takes_reasoning())
             .and_then(|reasoning| reasoning.effort.as_deref()),
         user: request.user.as_deref().map(Cow::Borrowed),
         prompt_cache_key: request.prompt_cache_key.as_deref(),

@@ -12,6 +12,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::pricing::ModelLimits;
 use crate::translate::StreamTranslator as _;
 use crate::translate::tests::{Fixture, check_json, feed, fixture};
 use crate::usage::Usage;
@@ -20,7 +21,7 @@ const CREATED: i64 = 1_700_000_000;
 const ID: &str = "resp_test";
 
 fn call_for(request: &str) -> ResponsesCall {
-    responses_request_to_chat(request.as_bytes(), &[])
+    responses_request_to_chat(request.as_bytes(), &[], ModelLimits::UNKNOWN)
         .unwrap()
         .1
 }
@@ -43,14 +44,16 @@ fn namespace_call() -> ResponsesCall {
 // Requests.
 
 fn chat_of(body: &str, history: &[&[u8]]) -> (Value, ResponsesCall) {
-    let (chat, call) = responses_request_to_chat(body.as_bytes(), history).unwrap();
+    let (chat, call) =
+        responses_request_to_chat(body.as_bytes(), history, ModelLimits::UNKNOWN).unwrap();
     (serde_json::from_slice(&chat).unwrap(), call)
 }
 
 #[test]
 fn a_codex_request_becomes_a_chat_request() {
     let fixture = fixture!("responses/request_codex.json" => "responses/request_codex.chat.json");
-    let (chat, call) = responses_request_to_chat(fixture.input.as_bytes(), &[]).unwrap();
+    let (chat, call) =
+        responses_request_to_chat(fixture.input.as_bytes(), &[], ModelLimits::UNKNOWN).unwrap();
     let chat = check_json(&fixture, &chat);
     assert!(call.stream);
     assert!(!call.store, "Codex sends store: false");
@@ -84,10 +87,46 @@ fn a_codex_request_becomes_a_chat_request() {
     );
 }
 
+/// Codex's request (`reasoning: {effort, summary}`, no cap) to a model without reasoning:
+/// the effort is left out, for a chat upstream and for one of another dialect behind it.
+#[test]
+fn a_codex_request_to_a_model_without_reasoning_is_shaped() {
+    let codex = include_str!("../fixtures/responses/request_codex.json");
+    let gpt_4o = ModelLimits::of("gpt-4o");
+    let (chat, _) = responses_request_to_chat(codex.as_bytes(), &[], gpt_4o).unwrap();
+    let chat: Value = serde_json::from_slice(&chat).unwrap();
+    assert!(chat.get("reasoning_effort").is_none(), "{chat}");
+    assert!(chat.get("max_completion_tokens").is_none());
+    let (unshaped, _) = chat_of(codex, &[]);
+    assert_eq!(unshaped["reasoning_effort"], "medium");
+
+    // A cap above the maximum is lowered; a reasoning model keeps its effort.
+    let mut capped: Value = serde_json::from_str(codex).unwrap();
+    capped["max_output_tokens"] = json!(50_000);
+    let capped = capped.to_string();
+    let (chat, _) = responses_request_to_chat(capped.as_bytes(), &[], gpt_4o).unwrap();
+    let chat: Value = serde_json::from_slice(&chat).unwrap();
+    assert_eq!(chat["max_completion_tokens"], 16_384);
+    let gpt_5_codex = ModelLimits::of("gpt-5-codex");
+    let (chat, _) = responses_request_to_chat(capped.as_bytes(), &[], gpt_5_codex).unwrap();
+    let chat: Value = serde_json::from_slice(&chat).unwrap();
+    assert_eq!(chat["max_completion_tokens"], 50_000);
+    assert_eq!(chat["reasoning_effort"], "medium");
+
+    // To Gemini 2.0 Flash, by way of chat: no thinking budget.
+    let flash = ModelLimits::of("gemini-2.0-flash");
+    let (chat, _) = responses_request_to_chat(capped.as_bytes(), &[], flash).unwrap();
+    let (gemini, _) = crate::translate::gemini::chat_request_to_gemini(&chat, flash).unwrap();
+    let config = &serde_json::from_slice::<Value>(&gemini).unwrap()["generationConfig"];
+    assert_eq!(config["maxOutputTokens"], 8_192);
+    assert!(config.get("thinkingConfig").is_none(), "{config}");
+}
+
 #[test]
 fn sdk_items_become_chat_messages() {
     let fixture = fixture!("responses/request_items.json" => "responses/request_items.chat.json");
-    let (chat, call) = responses_request_to_chat(fixture.input.as_bytes(), &[]).unwrap();
+    let (chat, call) =
+        responses_request_to_chat(fixture.input.as_bytes(), &[], ModelLimits::UNKNOWN).unwrap();
     check_json(&fixture, &chat);
     assert!(!call.stream && call.store);
     assert_eq!(
@@ -111,6 +150,7 @@ fn a_string_input_is_one_user_message_and_absent_settings_stay_out() {
     let error = responses_request_to_chat(
         br#"{"model":"m","input":[{"type":"reasoning","summary":[]}]}"#,
         &[],
+        ModelLimits::UNKNOWN,
     )
     .unwrap_err();
     assert!(error.is_client_error(), "{error}");
@@ -152,7 +192,8 @@ fn history_comes_before_the_new_input_and_namespaced_calls_round_trip() {
         ])
     );
     let broken: &[u8] = b"{";
-    let error = responses_request_to_chat(second.as_bytes(), &[broken]).unwrap_err();
+    let error =
+        responses_request_to_chat(second.as_bytes(), &[broken], ModelLimits::UNKNOWN).unwrap_err();
     assert!(error.to_string().contains("stored conversation"), "{error}");
 }
 
@@ -201,7 +242,8 @@ fn tool_choices_map_and_forcing_a_hosted_tool_is_refused() {
     ];
     for (tools, choice, says) in refused {
         let body = format!(r#"{{"model":"m","input":"x",{tools},"tool_choice":{choice}}}"#);
-        let error = responses_request_to_chat(body.as_bytes(), &[]).unwrap_err();
+        let error =
+            responses_request_to_chat(body.as_bytes(), &[], ModelLimits::UNKNOWN).unwrap_err();
         assert!(error.is_client_error(), "{choice}: {error}");
         assert!(error.to_string().contains(says), "{choice}: {error}");
     }
@@ -289,7 +331,8 @@ fn requests_llmgate_cannot_translate_are_client_errors_that_say_what_to_do() {
         ),
     ];
     for (body, says) in cases {
-        let error = responses_request_to_chat(body.as_bytes(), &[]).unwrap_err();
+        let error =
+            responses_request_to_chat(body.as_bytes(), &[], ModelLimits::UNKNOWN).unwrap_err();
         assert!(error.is_client_error(), "{body}: {error}");
         assert!(error.to_string().contains(says), "{body}: {error}");
     }
@@ -807,16 +850,22 @@ fn translated_requests_chain_into_the_anthropic_and_gemini_translators() {
         include_str!("../fixtures/responses/request_items.json"),
     ];
     for request in requests {
-        let (chat, _) = responses_request_to_chat(request.as_bytes(), &[]).unwrap();
-        let (messages, _) =
-            crate::translate::anthropic::chat_request_to_messages(&chat, "claude-up").unwrap();
+        let (chat, _) =
+            responses_request_to_chat(request.as_bytes(), &[], ModelLimits::UNKNOWN).unwrap();
+        let (messages, _) = crate::translate::anthropic::chat_request_to_messages(
+            &chat,
+            "claude-up",
+            ModelLimits::UNKNOWN,
+        )
+        .unwrap();
         let messages: Value = serde_json::from_slice(&messages).unwrap();
         assert!(
             messages["messages"]
                 .as_array()
                 .is_some_and(|m| !m.is_empty())
         );
-        let (gemini, _) = crate::translate::gemini::chat_request_to_gemini(&chat).unwrap();
+        let (gemini, _) =
+            crate::translate::gemini::chat_request_to_gemini(&chat, ModelLimits::UNKNOWN).unwrap();
         let gemini: Value = serde_json::from_slice(&gemini).unwrap();
         assert!(gemini["contents"].as_array().is_some_and(|c| !c.is_empty()));
     }
