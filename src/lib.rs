@@ -21,16 +21,20 @@
 //!             upstream's answer means; `gateway::record` is the request's record, reported once
 //! translate   pure translators between OpenAI chat, Anthropic Messages, Gemini and the
 //!             Responses API, whole bodies and event streams fed chunk by chunk; every stream
-//!             translator is a `translate::StreamTranslator`
+//!             translator is a `translate::StreamTranslator`; every request translator writes
+//!             within the upstream model's `ModelLimits`, and `translate::shape` edits a
+//!             same-dialect body in place
 //! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
 //! usage       usage read from answers (or estimated), recorded in memory, written by one task
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
 //! pricing     the built-in catalog of well-known upstream models (prices per million tokens,
-//!             limits, capabilities) read from `pricing/models.toml`, and the exact cost of a
-//!             request's tokens; it imports nothing of the crate
+//!             limits, capabilities) read from `pricing/models.toml`, the exact cost of a
+//!             request's tokens, and `ModelLimits` (what an upstream model takes: maximum
+//!             output, reasoning); it imports nothing of the crate
 //! routing     the `Catalog`: an immutable snapshot of providers, accounts, models and routes
 //!             behind `ArcSwap`, rebuilt from the database when it changes
-//!             (`routing::rebuild_catalog`)
+//!             (`routing::rebuild_catalog`); each `Route` carries its upstream model's
+//!             `ModelLimits`, resolved at rebuild
 //! providers   how to address and authenticate each kind of upstream
 //! upstream    the one shared `reqwest::Client` and its tuning
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
@@ -64,8 +68,11 @@
 //!   opens upstream connections (`clippy.toml` refuses building another).
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
 //!   value of `model` (and, for an Anthropic upstream, `system`-role messages moved into
-//!   `system`, which it would refuse in `messages`); to another dialect it is translated, never
-//!   silently trimmed.
+//!   `system`, which it would refuse in `messages`) and the values shaped to the route's upstream
+//!   model: an output cap above its maximum lowered to it, a reasoning setting it cannot take left
+//!   out, only for a model whose limits are known and only when the request asks beyond them,
+//!   named in `x-llmgate-shaped`; a request that needs no shaping is not re-serialized. To
+//!   another dialect it is translated within the same limits, never silently trimmed.
 //! - Every request is reported once, with one outcome, through its `RequestRecord` (changed only
 //!   by its named methods): the log line, the request log and the metrics agree; at shutdown, streams still open when the grace ends get an error event and
 //!   are recorded before the usage writer drains.
