@@ -8,7 +8,8 @@
 //! program, the load generator, to core 1. Each phase is a closed loop of N keep-alive
 //! connections for a fixed time; every latency is kept, so percentiles are exact.
 //!
-//! Run it with `cargo bench --bench load` (`-- --soak` for the soak). Without `--bench` on its
+//! Run it with `cargo bench --bench load` (`-- --soak` for the soak, `-- --streams` for the
+//! streams at scale of `load/streams.rs`). Without `--bench` on its
 //! command line (as `cargo test --all-targets` runs bench targets) it does nothing and exits 0.
 //! Settings come from the environment: `BENCH_SECONDS` (per phase, default 10), `SOAK_SECONDS`
 //! (default 600), `SOAK_RPS` (default: half of llmgate's c=64 throughput in the last bench run),
@@ -27,6 +28,8 @@
 
 #[path = "load/floor.rs"]
 mod floor;
+#[path = "load/streams.rs"]
+mod streams;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -95,6 +98,8 @@ fn main() -> ExitCode {
         Mode::Profile
     } else if args.iter().any(|a| a == "--quick") {
         Mode::Quick
+    } else if args.iter().any(|a| a == "--streams") {
+        Mode::Streams
     } else {
         Mode::Bench
     };
@@ -120,6 +125,8 @@ enum Mode {
     /// Only the c=64 chat phase, llmgate, nginx and the floor proxies in turn for
     /// `BENCH_ROUNDS` rounds: the quick loop of optimisation work.
     Quick,
+    /// 1,000 and 10,000 concurrent long streams (see `streams`).
+    Streams,
 }
 
 fn run(mode: Mode) -> Result<bool> {
@@ -141,6 +148,7 @@ fn run(mode: Mode) -> Result<bool> {
                 Mode::Soak => soak_run().await,
                 Mode::Profile => profile_run().await,
                 Mode::Quick => quick_run().await,
+                Mode::Streams => streams::run().await,
             }
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
