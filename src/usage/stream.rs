@@ -23,6 +23,17 @@ const MAX_TEXT: usize = 1 << 20;
 /// An event bigger than this cannot be a usage-only chunk, so it is no longer held back.
 const MAX_HELD: usize = 16 << 10;
 
+/// The events a scanned stream carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventForm {
+    /// OpenAI chat (or legacy completions) chunks: `choices` and a final usage chunk.
+    #[default]
+    Chat,
+    /// OpenAI's Responses events: text in `delta`s, usage in the `response` of the final
+    /// `response.completed` (or `.incomplete`, `.failed`) event.
+    Responses,
+}
+
 /// Scans a relayed event stream. Feed every upstream chunk, in order, through
 /// [`forward`](Self::forward) (or [`observe`](Self::observe) when nothing is filtered), then call
 /// [`finish`](Self::finish) when the upstream ends.
@@ -46,9 +57,20 @@ struct Filter {
 }
 
 impl StreamUsage {
-    /// A scanner that forwards every byte unchanged.
+    /// A scanner of chat chunks that forwards every byte unchanged.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scanner of `form`'s events that forwards every byte unchanged.
+    pub fn of(form: EventForm) -> Self {
+        Self {
+            scanner: Scanner {
+                form,
+                ..Scanner::default()
+            },
+            filter: None,
+        }
     }
 
     /// A scanner whose [`forward`](Self::forward) removes the usage-only chunk (`choices` empty,
@@ -152,6 +174,19 @@ impl StreamUsage {
         self.scanner.done
     }
 
+    /// Whether the upstream sent an error event: `error` or `response.failed` in a Responses
+    /// stream. (Chat streams are not read for it.)
+    pub fn saw_failure(&self) -> bool {
+        self.scanner.failed
+    }
+
+    /// Whether a Responses stream has not (yet) sent the event that ends a response:
+    /// `response.completed`, `.incomplete` or `.failed`, or an `error`. Chat streams are not
+    /// held to their `[DONE]`, which OpenAI-compatible servers do not all send.
+    pub fn unfinished(&self) -> bool {
+        self.scanner.form == EventForm::Responses && !self.scanner.ended
+    }
+
     /// The reported usage or, when the upstream reported none (or the client left before the
     /// usage chunk), an estimate from the request and the text generated so far.
     pub fn usage_or_estimate(&self, model: &str, request: &[u8]) -> Usage {
@@ -245,6 +280,11 @@ struct Scanner {
     /// Bytes of generated text not kept in `text`.
     text_overflow: u64,
     done: bool,
+    form: EventForm,
+    /// A Responses stream's final event was seen.
+    ended: bool,
+    /// A Responses stream's error event was seen.
+    failed: bool,
 }
 
 impl Scanner {
@@ -292,6 +332,19 @@ impl Scanner {
         if !overflow {
             if self.data == b"[DONE]" {
                 self.done = true;
+            } else if self.form == EventForm::Responses {
+                let room = MAX_TEXT.saturating_sub(self.text.len());
+                let before = self.text.len();
+                if let Some(event) = parse_event(&self.data, &mut self.text, room) {
+                    if let Some(usage) = event.usage {
+                        self.usage = Some(usage);
+                    }
+                    self.ended |= event.end.is_some();
+                    self.failed |= event.end == Some(EventEnd::Failed);
+                    self.text_overflow += event.overflow;
+                } else {
+                    self.text.truncate(before);
+                }
             } else {
                 let room = MAX_TEXT.saturating_sub(self.text.len());
                 let before = self.text.len();
@@ -417,6 +470,105 @@ macro_rules! visit_fields {
             }
         }
     }};
+}
+
+/// What one event of a Responses stream said.
+struct Event {
+    /// How the response ended, when this event ends it.
+    end: Option<EventEnd>,
+    /// The usage of the `response` it carries, when reported.
+    usage: Option<Usage>,
+    /// Text bytes that did not fit in the room given.
+    overflow: u64,
+}
+
+/// How a Responses stream's last event ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventEnd {
+    /// `response.completed` or `response.incomplete`: an answer, whole or cut at its limit.
+    Answered,
+    /// `response.failed` or `error`.
+    Failed,
+}
+
+/// The event types that end a response, in the order of [`EventEnd`] they map to.
+const END_EVENTS: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+];
+
+/// Parses one Responses event's data: its `type`, the usage of its `response`, and the text
+/// of its `delta` (output text, function call arguments, reasoning summaries), appended to
+/// `text` (at most `room` bytes). The final `response` object repeats the whole output: only
+/// its `usage` is read.
+fn parse_event(data: &[u8], text: &mut String, room: usize) -> Option<Event> {
+    #[derive(serde::Deserialize)]
+    struct ResponseUsage {
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    }
+    struct EventSeed<'a, 's> {
+        sink: &'a mut TextSink<'s>,
+    }
+    impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_> {
+        type Value = (Option<EventEnd>, Option<Usage>);
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for EventSeed<'_, '_> {
+        type Value = (Option<EventEnd>, Option<Usage>);
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a Responses event")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut end, mut usage) = (None, None);
+            visit_fields!(&["type", "delta", "response"], map, |index| {
+                match index {
+                    0 => {
+                        end = map.next_value_seed(Key(END_EVENTS))?.map(|found| {
+                            if found < 2 {
+                                EventEnd::Answered
+                            } else {
+                                EventEnd::Failed
+                            }
+                        });
+                    }
+                    1 => map.next_value_seed(Texts {
+                        names: &[],
+                        sink: &mut *self.sink,
+                    })?,
+                    _ => {
+                        usage = map
+                            .next_value::<Option<ResponseUsage>>()?
+                            .and_then(|response| response.usage)
+                            .map(Usage::from);
+                    }
+                }
+            });
+            Ok((end, usage))
+        }
+    }
+    if !super::extract::starts_object(data) {
+        return None;
+    }
+    let mut sink = TextSink {
+        text,
+        room,
+        overflow: 0,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    let (end, usage) = EventSeed { sink: &mut sink }
+        .deserialize(&mut deserializer)
+        .ok()?;
+    deserializer.end().ok()?;
+    Some(Event {
+        end,
+        usage,
+        overflow: sink.overflow,
+    })
 }
 
 struct FrameSeed<'a, 's> {
@@ -643,6 +795,59 @@ mod tests {
                 assert_eq!(scanner.generated_text(), "lo é🎉");
             }
         }
+    }
+
+    const RESPONSE_CREATED: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[],\"usage\":null}}\n\n";
+    const RESPONSE_DELTAS: &str = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":5,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"lo é\"}\n\n";
+    const RESPONSE_COMPLETED: &str = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\
+        \"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello é\"}]}],\
+        \"usage\":{\"input_tokens\":7,\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":12}}}\n\n";
+
+    #[test]
+    fn responses_events_give_their_usage_text_and_end() {
+        let whole = [RESPONSE_CREATED, RESPONSE_DELTAS, RESPONSE_COMPLETED].concat();
+        let bytes = whole.as_bytes();
+        let reported = Usage {
+            prompt_tokens: 7,
+            completion_tokens: 5,
+            total_tokens: 12,
+            cached_tokens: 2,
+            reasoning_tokens: 3,
+            ..Usage::default()
+        };
+        for cut in 0..=bytes.len() {
+            let mut scanner = StreamUsage::of(EventForm::Responses);
+            let out = run(&mut scanner, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(out, bytes, "cut at {cut}");
+            assert_eq!(scanner.usage(), Some(reported), "cut at {cut}");
+            // The deltas only: the final response repeats the text, which is not counted twice.
+            assert_eq!(scanner.generated_text(), "Hello é", "cut at {cut}");
+            assert!(!scanner.unfinished() && !scanner.saw_failure());
+        }
+
+        // Without its final event the stream is unfinished, and its usage unknown.
+        let mut scanner = StreamUsage::of(EventForm::Responses);
+        scanner.observe([RESPONSE_CREATED, RESPONSE_DELTAS].concat().as_bytes());
+        assert!(scanner.unfinished());
+        assert_eq!(scanner.usage(), None);
+        assert!(scanner.usage_or_estimate("gpt-4o", b"{}").estimated);
+
+        // A failed response ends the stream as a failure; an `error` event too.
+        for failure in [
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"},\"usage\":null}}\n\n",
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"x\"}\n\n",
+        ] {
+            let mut scanner = StreamUsage::of(EventForm::Responses);
+            scanner.observe([RESPONSE_CREATED, failure].concat().as_bytes());
+            assert!(scanner.saw_failure() && !scanner.unfinished(), "{failure}");
+        }
+
+        // Chat chunks are never held to an end, and never read as Responses events.
+        let mut scanner = StreamUsage::new();
+        scanner.observe(whole.as_bytes());
+        assert!(!scanner.unfinished() && !scanner.saw_failure());
+        assert_eq!(scanner.usage(), None);
     }
 
     #[test]

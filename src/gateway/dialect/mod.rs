@@ -6,12 +6,13 @@
 //! chat, `anthropic`'s Messages) and a [`Provider`] (what an upstream speaks: `openai`,
 //! `anthropic`, `gemini`). Between two dialects the request, the answer, its error body and its
 //! stream go through OpenAI chat, the one form every dialect translates to and from; a client
-//! whose dialect the provider speaks natively is served byte for byte. [`ingress`] and
+//! whose dialect the provider speaks natively ([`Ingress::native`], which may depend on how the
+//! provider is declared, not only on its kind) is served byte for byte. [`ingress`] and
 //! [`provider`] are the registry: adding a dialect adds a file and one line there.
 //!
 //! | client endpoint → provider kind | request | answer |
 //! |---|---|---|
-//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched | forwarded as received |
+//! | OpenAI → openai, Messages → anthropic, Responses → openai with `responses = true` | `model` spliced in place, nothing else touched | forwarded as received |
 //! | chat → anthropic / gemini | translated ([`crate::translate`]) | translated back |
 //! | Messages → openai / gemini | translated | translated back |
 //! | count_tokens → anthropic | forwarded to `/messages/count_tokens` | forwarded |
@@ -34,7 +35,7 @@ use crate::routing::Target;
 use crate::secret::Secret;
 use crate::translate::anthropic::{anthropic_error_body, anthropic_error_type_for};
 use crate::translate::{Chain, StreamFailure, StreamTranslator, TranslateError};
-use crate::usage::{self, StreamUsage, Usage};
+use crate::usage::{self, EventForm, StreamUsage, Usage};
 use crate::vocab::{Dialect, Endpoint, ProviderKind};
 
 /// The dialect a client speaks.
@@ -57,8 +58,14 @@ fn provider(kind: ProviderKind) -> &'static dyn Provider {
 
 /// The client's side of a dialect: its requests to and its answers from OpenAI chat.
 trait Ingress: Sync {
-    /// The provider kind that speaks this dialect: a request to it passes through.
-    fn native(&self) -> Option<ProviderKind>;
+    /// Whether `provider` speaks this dialect itself: a request to it passes through.
+    fn native(&self, provider: &crate::routing::Provider) -> bool;
+
+    /// The events of a stream in this dialect, as the usage scanner reads them when they pass
+    /// through (chat chunks unless the dialect says otherwise).
+    fn native_events(&self) -> EventForm {
+        EventForm::Chat
+    }
 
     /// The body for a provider of the native kind, and whether llmgate asked it for a usage
     /// chunk the client did not ask for (to drop from the stream): byte for byte but `model`
@@ -187,6 +194,8 @@ pub(super) struct Answer {
     openai: bool,
     /// The client asked for the usage chunk.
     include_usage: bool,
+    /// The form of the events the usage scanner reads: the client's, when they pass through.
+    events: EventForm,
 }
 
 /// The call for `target`, for a request on `endpoint` whose head is `head`.
@@ -201,7 +210,7 @@ pub(super) fn prepare(
     let upstream_model = target.route.upstream_model.as_str();
     let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind));
     let openai = kind == ProviderKind::OpenAi;
-    if ingress.native() == Some(kind) {
+    if ingress.native(&target.route.provider) {
         let (body, filter_usage) = ingress.pass_through(body, head, upstream_model, stream)?;
         let answer = Answer {
             client: ingress.client(),
@@ -209,6 +218,7 @@ pub(super) fn prepare(
             passthrough: true,
             openai,
             include_usage: true,
+            events: ingress.native_events(),
         };
         return Ok(Call::Upstream {
             url: UpstreamUrl::of(target, endpoint),
@@ -228,6 +238,7 @@ pub(super) fn prepare(
         passthrough: false,
         openai,
         include_usage,
+        events: EventForm::Chat,
     };
     Ok(Call::Upstream {
         url: provider.url(target, stream),
@@ -290,7 +301,7 @@ impl Answer {
         filter_usage: bool,
         request: &[u8],
     ) -> StreamShape {
-        let mut scanner = StreamUsage::new();
+        let mut scanner = StreamUsage::of(self.events);
         let (translator, watch) = if self.passthrough {
             // The upstream's events are the client's; when they are not chat, a translator
             // reads them aside, for their usage and their text.
@@ -368,10 +379,14 @@ impl StreamShape {
     pub(super) fn push(&mut self, chunk: Bytes) -> Bytes {
         let Some(translator) = self.translator.as_mut() else {
             // OpenAI events, forwarded (the usage-only chunk possibly held back). An error
-            // frame, `data: {"error": …}`, is the upstream's error answer: its credentials are
-            // hidden. Inside generated text the quotes are escaped, so text never matches.
+            // frame, `data: {"error": …}`, is the upstream's error answer, and so is a
+            // Responses `error` or `response.failed` event: their credentials are hidden.
+            // Inside generated text the quotes are escaped, so text never matches.
+            let failed_before = self.scanner.saw_failure();
             let out = self.scanner.forward(chunk);
-            if memchr::memmem::find(&out, br#"{"error""#).is_some() {
+            if memchr::memmem::find(&out, br#"{"error""#).is_some()
+                || (!failed_before && self.scanner.saw_failure())
+            {
                 return self.hide(out);
             }
             return out;
@@ -399,7 +414,20 @@ impl StreamShape {
     /// request is recorded with the outcome the client saw.
     pub(super) fn finish(&mut self, request_id: &str) -> (Bytes, Option<ApiError>) {
         let Some(translator) = self.translator.as_mut() else {
-            return (self.scanner.finish(), None);
+            let mut out = self.scanner.finish();
+            // A Responses stream forwarded as is: the upstream's own failure was forwarded,
+            // one that just stopped gets its `response.failed`, never a silent cut.
+            let failure = if self.scanner.saw_failure() {
+                Some(StreamFailure::Upstream)
+            } else if self.scanner.unfinished() {
+                let error = failure_error(StreamFailure::Unfinished);
+                let event = self.client.error_event(&error, request_id, None);
+                out = [out, event].concat().into();
+                Some(StreamFailure::Unfinished)
+            } else {
+                None
+            };
+            return (out, failure.map(failure_error));
         };
         let mut out = translator.finish();
         if self.watch == Watch::Output {
@@ -491,12 +519,18 @@ mod tests {
         /// The answer of a provider of `kind` to a client of `dialect`, as `prepare` makes it.
         fn new(dialect: Dialect, kind: ProviderKind) -> Self {
             let ingress = ingress(dialect);
+            let passthrough = match dialect {
+                Dialect::OpenAi => kind == ProviderKind::OpenAi,
+                Dialect::Anthropic => kind == ProviderKind::Anthropic,
+                Dialect::Responses => false,
+            };
             Self {
                 client: ingress.client(),
                 provider: provider(kind),
-                passthrough: ingress.native() == Some(kind),
+                passthrough,
                 openai: kind == ProviderKind::OpenAi,
                 include_usage: true,
+                events: EventForm::Chat,
             }
         }
     }
