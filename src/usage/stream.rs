@@ -6,6 +6,7 @@
 //! tree and, once the buffers have grown, no allocation per frame.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -392,23 +393,11 @@ impl Frame {
 
 /// Parses one event's data, appending generated text to `text` (at most `room` bytes).
 fn parse_frame(data: &[u8], text: &mut String, room: usize) -> Option<Frame> {
-    if !super::extract::starts_object(data) {
-        return None;
-    }
-    let mut sink = TextSink {
-        text,
-        room,
-        overflow: 0,
-    };
-    let mut deserializer = serde_json::Deserializer::from_slice(data);
-    let (choices, usage) = FrameSeed { sink: &mut sink }
-        .deserialize(&mut deserializer)
-        .ok()?;
-    deserializer.end().ok()?;
+    let ((choices, usage), overflow) = parse_object::<ChatChunk>(data, text, room)?;
     Some(Frame {
         choices,
         usage,
-        overflow: sink.overflow,
+        overflow,
     })
 }
 
@@ -504,53 +493,37 @@ const END_EVENTS: &[&str] = &[
 /// `text` (at most `room` bytes). The final `response` object repeats the whole output: only
 /// its `usage` is read.
 fn parse_event(data: &[u8], text: &mut String, room: usize) -> Option<Event> {
-    #[derive(serde::Deserialize)]
-    struct ResponseUsage {
-        #[serde(default)]
-        usage: Option<WireUsage>,
-    }
-    struct EventSeed<'a, 's> {
-        sink: &'a mut TextSink<'s>,
-    }
-    impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_> {
-        type Value = (Option<EventEnd>, Option<Usage>);
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for EventSeed<'_, '_> {
-        type Value = (Option<EventEnd>, Option<Usage>);
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a Responses event")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut end, mut usage) = (None, None);
-            visit_fields!(&["type", "delta", "response"], map, |index| {
-                match index {
-                    0 => {
-                        end = map.next_value_seed(Key(END_EVENTS))?.map(|found| {
-                            if found < 2 {
-                                EventEnd::Answered
-                            } else {
-                                EventEnd::Failed
-                            }
-                        });
-                    }
-                    1 => map.next_value_seed(Texts {
-                        names: &[],
-                        sink: &mut *self.sink,
-                    })?,
-                    _ => {
-                        usage = map
-                            .next_value::<Option<ResponseUsage>>()?
-                            .and_then(|response| response.usage)
-                            .map(Usage::from);
-                    }
-                }
-            });
-            Ok((end, usage))
-        }
-    }
+    let ((end, usage), overflow) = parse_object::<ResponsesEvent>(data, text, room)?;
+    Some(Event {
+        end,
+        usage,
+        overflow,
+    })
+}
+
+/// The fields one kind of event is read for, by [`parse_object`].
+trait EventFields {
+    /// The fields read; the others are skipped.
+    const NAMES: &'static [&'static str];
+    const EXPECTING: &'static str;
+    type Value: Default;
+
+    /// Reads the value of the field `NAMES[index]` into `value`, appending its text to `sink`.
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        value: &mut Self::Value,
+    ) -> Result<(), A::Error>;
+}
+
+/// One event's data read as an object of `F`'s fields: their value and the text bytes that
+/// did not fit in the `room` left in `text`.
+fn parse_object<F: EventFields>(
+    data: &[u8],
+    text: &mut String,
+    room: usize,
+) -> Option<(F::Value, u64)> {
     if !super::extract::starts_object(data) {
         return None;
     }
@@ -560,46 +533,104 @@ fn parse_event(data: &[u8], text: &mut String, room: usize) -> Option<Event> {
         overflow: 0,
     };
     let mut deserializer = serde_json::Deserializer::from_slice(data);
-    let (end, usage) = EventSeed { sink: &mut sink }
-        .deserialize(&mut deserializer)
-        .ok()?;
+    let value = ObjectSeed::<F> {
+        sink: &mut sink,
+        fields: PhantomData,
+    }
+    .deserialize(&mut deserializer)
+    .ok()?;
     deserializer.end().ok()?;
-    Some(Event {
-        end,
-        usage,
-        overflow: sink.overflow,
-    })
+    Some((value, sink.overflow))
 }
 
-struct FrameSeed<'a, 's> {
+struct ObjectSeed<'a, 's, F> {
     sink: &'a mut TextSink<'s>,
+    fields: PhantomData<F>,
 }
 
-impl<'de> DeserializeSeed<'de> for FrameSeed<'_, '_> {
-    type Value = (Option<usize>, Option<Usage>);
+impl<'de, F: EventFields> DeserializeSeed<'de> for ObjectSeed<'_, '_, F> {
+    type Value = F::Value;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for FrameSeed<'_, '_> {
-    type Value = (Option<usize>, Option<Usage>);
+impl<'de, F: EventFields> Visitor<'de> for ObjectSeed<'_, '_, F> {
+    type Value = F::Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a chunk object")
+        f.write_str(F::EXPECTING)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut choices = None;
-        let mut usage = None;
-        visit_fields!(&["choices", "usage"], map, |index| {
-            if index == 0 {
-                choices = map.next_value_seed(Choices {
-                    sink: &mut *self.sink,
-                })?;
-            } else {
-                usage = map.next_value::<Option<WireUsage>>()?.map(Usage::from);
-            }
+        let mut value = F::Value::default();
+        visit_fields!(F::NAMES, map, |index| {
+            F::field(index, &mut map, &mut *self.sink, &mut value)?;
         });
-        Ok((choices, usage))
+        Ok(value)
+    }
+}
+
+/// A chat chunk (or a whole chat answer): its `choices` (counted, their text appended) and
+/// its `usage`.
+struct ChatChunk;
+
+impl EventFields for ChatChunk {
+    const NAMES: &'static [&'static str] = &["choices", "usage"];
+    const EXPECTING: &'static str = "a chunk object";
+    type Value = (Option<usize>, Option<Usage>);
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (choices, usage): &mut Self::Value,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            *choices = map.next_value_seed(Choices { sink })?;
+        } else {
+            *usage = map.next_value::<Option<WireUsage>>()?.map(Usage::from);
+        }
+        Ok(())
+    }
+}
+
+/// A Responses event: its `type`, its `delta` text, its `response`'s usage.
+struct ResponsesEvent;
+
+impl EventFields for ResponsesEvent {
+    const NAMES: &'static [&'static str] = &["type", "delta", "response"];
+    const EXPECTING: &'static str = "a Responses event";
+    type Value = (Option<EventEnd>, Option<Usage>);
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (end, usage): &mut Self::Value,
+    ) -> Result<(), A::Error> {
+        #[derive(serde::Deserialize)]
+        struct ResponseUsage {
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        match index {
+            0 => {
+                *end = map.next_value_seed(Key(END_EVENTS))?.map(|found| {
+                    if found < 2 {
+                        EventEnd::Answered
+                    } else {
+                        EventEnd::Failed
+                    }
+                });
+            }
+            1 => map.next_value_seed(Texts { names: &[], sink })?,
+            _ => {
+                *usage = map
+                    .next_value::<Option<ResponseUsage>>()?
+                    .and_then(|response| response.usage)
+                    .map(Usage::from);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,10 +3,12 @@
 //! its answer; failover, a stream cut mid-answer, the config file's and the admin API's rules.
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, spawn_with};
+use crate::helpers::{TestApp, TestOptions, eventually, spawn_with};
+use crate::responses::events;
 
 /// The default `mock` provider (openai, translated) plus `native`, the same mock declared with
 /// `responses = true`, and models routed to it: `forwarded` (one route), `falls-back`
@@ -64,23 +66,15 @@ fn responses(app: &TestApp, body: &Value) -> reqwest::RequestBuilder {
         .body(serde_json::to_vec_pretty(body).unwrap())
 }
 
-/// The `(event name, data)` pairs of a server-sent event stream.
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|frame| !frame.trim().is_empty())
-        .map(|frame| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in frame.lines() {
-                if let Some(value) = line.strip_prefix("event: ") {
-                    name = value.to_owned();
-                } else if let Some(value) = line.strip_prefix("data: ") {
-                    data.push_str(value);
-                }
-            }
-            (name, serde_json::from_str(&data).unwrap())
-        })
-        .collect()
+/// The usage recorded for `model` today, once every request so far is written.
+async fn usage_of(app: &TestApp, model: &str) -> llmgate::db::UsageCounts {
+    app.flush_usage().await;
+    app.usage_by_model()
+        .await
+        .into_iter()
+        .find(|row| row.model.as_deref() == Some(model))
+        .unwrap_or_else(|| panic!("no usage recorded for {model}"))
+        .counts
 }
 
 /// A request of Codex's shape: hosted and namespace tools next to a function.
@@ -170,14 +164,7 @@ async fn a_forwarded_stream_is_relayed_event_by_event_and_its_usage_recorded_exa
     // And once more whole: usage of both is read from the answers, exactly.
     let response = responses(&app, &codex_like(false)).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    app.flush_usage().await;
-    let counts = app
-        .usage_by_model()
-        .await
-        .into_iter()
-        .find(|row| row.model.as_deref() == Some("forwarded"))
-        .expect("usage for the forwarded model")
-        .counts;
+    let counts = usage_of(&app, "forwarded").await;
     // "be brief" and "one two three": five words in; four pieces and three reasoning out.
     assert_eq!(
         (
@@ -192,14 +179,7 @@ async fn a_forwarded_stream_is_relayed_event_by_event_and_its_usage_recorded_exa
         (2, 0, 10, 14, 4, 6, 0)
     );
     let token = app.admin_token().await;
-    let logs: Value = app
-        .admin(reqwest::Method::GET, "/admin/logs?limit=2", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let logs = app.admin_json("/admin/logs?limit=2", &token).await;
     for row in logs["data"].as_array().unwrap() {
         assert_eq!(row["endpoint"], "responses");
         assert_eq!(row["provider"], "native");
@@ -267,14 +247,7 @@ async fn a_forwarded_stream_cut_mid_answer_ends_with_response_failed() {
     assert_eq!(data["response"]["status"], "failed");
     let message = data["response"]["error"]["message"].as_str().unwrap();
     assert!(message.contains("req_"), "{message}");
-    app.flush_usage().await;
-    let counts = app
-        .usage_by_model()
-        .await
-        .into_iter()
-        .find(|row| row.model.as_deref() == Some("forwarded"))
-        .unwrap()
-        .counts;
+    let counts = usage_of(&app, "forwarded").await;
     assert_eq!((counts.requests, counts.errors), (1, 1));
     // Cut short, its usage is llmgate's estimate.
     assert_eq!(counts.estimated_requests, 1);
@@ -324,14 +297,7 @@ name = "stops-short"
     assert_eq!(events.len(), 3, "{text}");
     assert_eq!(events[1].1["delta"], "half an answer");
     assert_eq!(events[2].0, "response.failed", "{text}");
-    app.flush_usage().await;
-    let row = app
-        .usage_by_model()
-        .await
-        .into_iter()
-        .find(|row| row.model.as_deref() == Some("stops-short"))
-        .unwrap();
-    assert_eq!(row.counts.errors, 1);
+    assert_eq!(usage_of(&app, "stops-short").await.errors, 1);
     app.stop().await;
 }
 
@@ -384,14 +350,7 @@ async fn the_admin_api_reads_and_writes_the_responses_flag() {
     let id = created["id"].as_i64().unwrap();
     let path = format!("/admin/providers/{id}");
 
-    let read: Value = app
-        .admin(reqwest::Method::GET, &path, &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = app.admin_json(&path, &token).await;
     assert_eq!(read["responses"], true);
 
     // Another kind cannot take the flag, in a PATCH of either.
@@ -432,14 +391,7 @@ async fn the_admin_api_reads_and_writes_the_responses_flag() {
     assert!(message.contains("OpenAI-compatible"), "{message}");
 
     // The listing shows the flag of every provider; the config file's too.
-    let list: Value = app
-        .admin(reqwest::Method::GET, "/admin/providers", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_json("/admin/providers", &token).await;
     let flags: Vec<(String, bool)> = list["data"]
         .as_array()
         .unwrap()
@@ -460,14 +412,7 @@ async fn the_admin_api_reads_and_writes_the_responses_flag() {
 async fn a_provider_switched_to_responses_by_the_admin_api_is_forwarded_to_at_once() {
     let app = spawn_native().await;
     let token = app.admin_token().await;
-    let list: Value = app
-        .admin(reqwest::Method::GET, "/admin/providers", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_json("/admin/providers", &token).await;
     let mock_id = list["data"]
         .as_array()
         .unwrap()
@@ -493,8 +438,13 @@ async fn a_provider_switched_to_responses_by_the_admin_api_is_forwarded_to_at_on
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    responses(&app, &body).send().await.unwrap();
-    assert_eq!(app.mock.requests().pop().unwrap().path, "/v1/responses");
+    // The catalog is rebuilt at once, but not within the admin call: wait for it.
+    let forwarded = eventually(Duration::from_secs(5), || async {
+        responses(&app, &body).send().await.unwrap();
+        app.mock.requests().pop().unwrap().path == "/v1/responses"
+    })
+    .await;
+    assert!(forwarded.is_some(), "the switch reaches the catalog");
     // Chat on the same provider is still chat.
     app.chat(crate::helpers::chat_body("gpt-test", "hi"))
         .send()
