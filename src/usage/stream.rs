@@ -209,10 +209,11 @@ pub fn is_usage_only_chunk(data: &[u8]) -> bool {
 }
 
 /// The generated text of a whole response: `choices[].message` content, reasoning and tool-call
-/// arguments, or `choices[].text`.
+/// arguments, or `choices[].text` of a chat or completions answer; the `output` items' text,
+/// function call arguments and reasoning summaries of a Responses answer.
 pub(super) fn response_text(body: &[u8]) -> String {
     let mut text = String::new();
-    if parse_frame(body, &mut text, MAX_TEXT).is_none() {
+    if parse_object::<WholeAnswer>(body, &mut text, MAX_TEXT).is_none() {
         text.clear();
     }
     text
@@ -593,6 +594,36 @@ impl EventFields for ChatChunk {
     }
 }
 
+/// A whole answer, for its text only: chat's `choices`, or a Responses answer's `output`.
+struct WholeAnswer;
+
+/// The fields of a Responses output item (and of its content parts and summaries) whose
+/// strings are generated text.
+const OUTPUT_FIELDS: &[&str] = &["content", "text", "arguments", "summary"];
+
+impl EventFields for WholeAnswer {
+    const NAMES: &'static [&'static str] = &["choices", "output"];
+    const EXPECTING: &'static str = "an answer object";
+    type Value = ();
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (): &mut (),
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            map.next_value_seed(Choices { sink })?;
+        } else {
+            map.next_value_seed(Texts {
+                names: OUTPUT_FIELDS,
+                sink,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// A Responses event: its `type`, its `delta` text, its `response`'s usage.
 struct ResponsesEvent;
 
@@ -879,6 +910,21 @@ mod tests {
         scanner.observe(whole.as_bytes());
         assert!(!scanner.unfinished() && !scanner.saw_failure());
         assert_eq!(scanner.usage(), None);
+    }
+
+    #[test]
+    fn the_text_of_a_whole_answer_is_read_in_either_form() {
+        let chat = r#"{"choices":[{"message":{"role":"assistant","content":"chat text","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}"#;
+        assert_eq!(response_text(chat.as_bytes()), "chat text{}");
+        let responses = r#"{"id":"resp_1","object":"response","text":{"format":{"type":"text"}},"output":[
+            {"type":"reasoning","summary":[{"type":"summary_text","text":"thought "}]},
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"answer ","annotations":[]}]},
+            {"type":"function_call","call_id":"c","name":"f","arguments":"{\"x\":1}"}],"usage":null}"#;
+        assert_eq!(
+            response_text(responses.as_bytes()),
+            r#"thought answer {"x":1}"#
+        );
+        assert_eq!(response_text(b"not json"), "");
     }
 
     #[test]

@@ -197,6 +197,23 @@ async fn a_forwarded_stream_is_relayed_event_by_event_and_its_usage_recorded_exa
 }
 
 #[tokio::test]
+async fn a_forwarded_answer_without_usage_is_estimated_from_its_text() {
+    let app = spawn_native().await;
+    let body = json!({"model": "forwarded", "input": "one two three",
+        "mock": {"no_usage": true, "content": "a reply of several words to count"}});
+    let response = responses(&app, &body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["usage"].is_null(), "{answer}");
+    let counts = usage_of(&app, "forwarded").await;
+    assert_eq!(counts.estimated_requests, 1);
+    assert!(counts.prompt_tokens > 0, "{counts:?}");
+    // The output's text is counted, not nothing.
+    assert!(counts.completion_tokens >= 5, "{counts:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_forwarded_route_fails_over_before_the_first_byte() {
     let app = spawn_native().await;
     for stream in [false, true] {
