@@ -535,6 +535,70 @@ mod tests {
         }
     }
 
+    impl Answer {
+        /// The answer of a provider declared with `responses = true` to a Responses client.
+        fn forwarded_responses() -> Self {
+            Self {
+                events: ingress(Dialect::Responses).native_events(),
+                passthrough: true,
+                ..Self::new(Dialect::Responses, ProviderKind::OpenAi)
+            }
+        }
+    }
+
+    const RESPONSE_STARTED: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_up\",\"status\":\"in_progress\",\"usage\":null}}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"some words\"}\n\n";
+
+    #[test]
+    fn a_forwarded_responses_stream_passes_as_is_and_ends_once() {
+        // Complete: forwarded unchanged, its usage read from `response.completed`.
+        let mut shape = Answer::forwarded_responses().stream("m", false, b"{}");
+        let completed = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_up\",\"status\":\"completed\",\
+            \"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"output_tokens_details\":{\"reasoning_tokens\":1}}}}\n\n";
+        let all = format!("{RESPONSE_STARTED}{completed}");
+        assert_eq!(shape.push(Bytes::from(all.clone())), all.as_bytes());
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty() && failure.is_none());
+        let usage = shape.usage("m", b"{}", true);
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.reasoning_tokens
+            ),
+            (4, 2, 1)
+        );
+        assert!(!usage.estimated);
+
+        // The upstream's own error event: forwarded with the credential hidden, a failure.
+        let mut shape = Answer::forwarded_responses()
+            .stream("m", false, b"{}")
+            .hiding(Some(Secret::new("sk-upstream-secret-0123456789")));
+        shape.push(Bytes::from(RESPONSE_STARTED));
+        let error = "event: error\ndata: {\"type\":\"error\",\"code\":\"invalid_api_key\",\"message\":\"bad key sk-upstream-secret-0123456789\"}\n\n";
+        let out = shape.push(Bytes::from(error));
+        let out = std::str::from_utf8(&out).unwrap();
+        assert!(
+            out.contains("event: error") && !out.contains("0123456789"),
+            "{out}"
+        );
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty());
+        assert_eq!(failure.map(|e| e.status().as_u16()), Some(502));
+
+        // Stopped before its last event: `response.failed` follows, and it is a failure.
+        let mut shape = Answer::forwarded_responses().stream("m", false, b"{}");
+        shape.push(Bytes::from(RESPONSE_STARTED));
+        let (tail, failure) = shape.finish("req_1");
+        let tail = std::str::from_utf8(&tail).unwrap();
+        assert!(
+            tail.contains("event: response.failed\n") && tail.contains("req_1"),
+            "{tail}"
+        );
+        assert!(failure.is_some());
+        assert!(shape.usage("m", b"{}", false).estimated);
+    }
+
     #[test]
     fn an_anthropic_error_event_carries_the_request_id_and_the_matching_type() {
         let error = ApiError::UpstreamTimeout {
