@@ -318,6 +318,88 @@ name = "stops-short"
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_forwarded_answer_past_the_upstream_body_cap_fails_like_any_other() {
+    const LIMIT: usize = 64 * 1024;
+    let (base_url, _count) = crate::helpers::spawn_scripted(|model, _headers| {
+        let big = "x".repeat(2 * LIMIT);
+        let (content_type, body) = if model == "up-stream" {
+            let events = format!(
+                "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{{\"id\":\"resp_up\",\"usage\":null}}}}\n\n\
+                 event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"{big}\"}}\n\n"
+            );
+            ("text/event-stream", events)
+        } else {
+            let body = json!({"id": "resp_up", "object": "response", "status": "completed",
+                "output": [{"type": "message", "content": [{"type": "output_text", "text": big}]}]});
+            ("application/json", body.to_string())
+        };
+        axum::response::Response::builder()
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    })
+    .await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "big"
+kind = "openai"
+base_url = "{base_url}"
+responses = true
+
+[[models]]
+name = "big-whole"
+  [[models.routes]]
+  provider = "big"
+  model = "up-whole"
+
+[[models]]
+name = "big-stream"
+  [[models.routes]]
+  provider = "big"
+  model = "up-stream"
+"#
+    );
+    let mut options = TestOptions {
+        extra_config: extra,
+        ..TestOptions::default()
+    };
+    options.settings.upstream.max_body_bytes = LIMIT;
+    let app = spawn_with(options).await;
+    let response = responses(&app, &json!({"model": "big-whole", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_answer_too_large", "{body}");
+
+    let body = json!({"model": "big-stream", "input": "x", "stream": true});
+    let text = responses(&app, &body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.len() < 2 * LIMIT, "read {} bytes", text.len());
+    // The event past the cap was cut where the cap fell: `response.failed` starts on a fresh
+    // line after it, and ends the stream.
+    let (_, failed) = text
+        .rsplit_once("\n\nevent: response.failed\n")
+        .expect("a response.failed event");
+    let data: Value =
+        serde_json::from_str(failed.trim_end().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["type"], "response.failed");
+    let message = data["response"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("LLMGATE_MAX_UPSTREAM_BODY_BYTES"),
+        "{message}"
+    );
+    app.stop().await;
+}
+
 #[test]
 fn responses_true_is_refused_on_a_provider_that_is_not_openai_compatible() {
     let dir = tempfile::tempdir().unwrap();
