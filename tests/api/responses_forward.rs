@@ -77,6 +77,52 @@ async fn usage_of(app: &TestApp, model: &str) -> llmgate::db::UsageCounts {
         .counts
 }
 
+/// The app with a `responses = true` provider whose every answer `answer` writes (its
+/// content type and body, for the upstream model named): model `scripted` goes to it as
+/// upstream model `up`, `scripted-stream` as `up-stream`; `max_upstream_body` sets the cap.
+async fn spawn_scripted_native(
+    max_upstream_body: Option<usize>,
+    answer: impl Fn(&str) -> (&'static str, String) + Send + Sync + 'static,
+) -> TestApp {
+    let (base_url, _count) = crate::helpers::spawn_scripted(move |model, _headers| {
+        let (content_type, body) = answer(model);
+        axum::response::Response::builder()
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    })
+    .await;
+    let extra = format!(
+        r#"
+[[providers]]
+name = "scripted"
+kind = "openai"
+base_url = "{base_url}"
+responses = true
+
+[[models]]
+name = "scripted"
+  [[models.routes]]
+  provider = "scripted"
+  model = "up"
+
+[[models]]
+name = "scripted-stream"
+  [[models.routes]]
+  provider = "scripted"
+  model = "up-stream"
+"#
+    );
+    let mut options = TestOptions {
+        extra_config: extra,
+        ..TestOptions::default()
+    };
+    if let Some(limit) = max_upstream_body {
+        options.settings.upstream.max_body_bytes = limit;
+    }
+    spawn_with(options).await
+}
+
 /// A request of Codex's shape: hosted and namespace tools next to a function.
 fn codex_like(stream: bool) -> Value {
     json!({
@@ -273,36 +319,13 @@ async fn a_forwarded_stream_cut_mid_answer_ends_with_response_failed() {
 
 #[tokio::test]
 async fn a_forwarded_stream_that_stops_without_its_last_event_ends_with_response_failed() {
-    let (base_url, _count) = crate::helpers::spawn_scripted(|_model, _headers| {
+    let app = spawn_scripted_native(None, |_model| {
         let events = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_up\",\"status\":\"in_progress\",\"usage\":null}}\n\n\
             event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"half an answer\"}\n\n";
-        axum::response::Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(axum::body::Body::from(events))
-            .unwrap()
+        ("text/event-stream", events.to_owned())
     })
     .await;
-    let extra = format!(
-        r#"
-[[providers]]
-name = "stops"
-kind = "openai"
-base_url = "{base_url}"
-responses = true
-
-[[models]]
-name = "stops-short"
-  [[models.routes]]
-  provider = "stops"
-  model = "up"
-"#
-    );
-    let app = spawn_with(TestOptions {
-        extra_config: extra,
-        ..TestOptions::default()
-    })
-    .await;
-    let body = json!({"model": "stops-short", "input": "x", "stream": true});
+    let body = json!({"model": "scripted", "input": "x", "stream": true});
     let text = responses(&app, &body)
         .send()
         .await
@@ -314,16 +337,16 @@ name = "stops-short"
     assert_eq!(events.len(), 3, "{text}");
     assert_eq!(events[1].1["delta"], "half an answer");
     assert_eq!(events[2].0, "response.failed", "{text}");
-    assert_eq!(usage_of(&app, "stops-short").await.errors, 1);
+    assert_eq!(usage_of(&app, "scripted").await.errors, 1);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_forwarded_answer_past_the_upstream_body_cap_fails_like_any_other() {
     const LIMIT: usize = 64 * 1024;
-    let (base_url, _count) = crate::helpers::spawn_scripted(|model, _headers| {
+    let app = spawn_scripted_native(Some(LIMIT), |model| {
         let big = "x".repeat(2 * LIMIT);
-        let (content_type, body) = if model == "up-stream" {
+        if model == "up-stream" {
             let events = format!(
                 "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{{\"id\":\"resp_up\",\"usage\":null}}}}\n\n\
                  event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"{big}\"}}\n\n"
@@ -333,41 +356,10 @@ async fn a_forwarded_answer_past_the_upstream_body_cap_fails_like_any_other() {
             let body = json!({"id": "resp_up", "object": "response", "status": "completed",
                 "output": [{"type": "message", "content": [{"type": "output_text", "text": big}]}]});
             ("application/json", body.to_string())
-        };
-        axum::response::Response::builder()
-            .header("content-type", content_type)
-            .body(axum::body::Body::from(body))
-            .unwrap()
+        }
     })
     .await;
-    let extra = format!(
-        r#"
-[[providers]]
-name = "big"
-kind = "openai"
-base_url = "{base_url}"
-responses = true
-
-[[models]]
-name = "big-whole"
-  [[models.routes]]
-  provider = "big"
-  model = "up-whole"
-
-[[models]]
-name = "big-stream"
-  [[models.routes]]
-  provider = "big"
-  model = "up-stream"
-"#
-    );
-    let mut options = TestOptions {
-        extra_config: extra,
-        ..TestOptions::default()
-    };
-    options.settings.upstream.max_body_bytes = LIMIT;
-    let app = spawn_with(options).await;
-    let response = responses(&app, &json!({"model": "big-whole", "input": "x"}))
+    let response = responses(&app, &json!({"model": "scripted", "input": "x"}))
         .send()
         .await
         .unwrap();
@@ -375,7 +367,7 @@ name = "big-stream"
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_answer_too_large", "{body}");
 
-    let body = json!({"model": "big-stream", "input": "x", "stream": true});
+    let body = json!({"model": "scripted-stream", "input": "x", "stream": true});
     let text = responses(&app, &body)
         .send()
         .await
