@@ -18,11 +18,12 @@ build: ## Build the release binary (target/release/llmgate)
 run: build ## Run the gateway (default: with the demo upstream; RUN_ARGS='--config llmgate.toml' for yours)
 	$(BIN) serve $(RUN_ARGS)
 
-test: ## Run every test: unit, integration, the Python SDK suite and the web console in Chromium (tools installed by tests/setup.sh)
+test: ## Run every test: unit, integration, the Python SDK suite, the web console in Chromium and the Codex CLI end to end (tools installed by tests/setup.sh)
 	bash tests/setup.sh
 	$(CARGO) test --locked --all-targets
 	bash tests/sdk/run.sh
 	bash tests/ui/run.sh
+	bash tests/codex/run.sh
 
 screenshots: ## Refresh the README's screenshots of the web console (docs/screenshots/) with the browser test
 	bash tests/setup.sh

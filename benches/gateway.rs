@@ -70,6 +70,7 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
         name: "mock".into(),
         kind: ProviderKind::OpenAi,
         base_url: "http://127.0.0.1:9090/v1".into(),
+        responses: false,
         accounts: (1..=accounts)
             .map(|id| Account {
                 id,

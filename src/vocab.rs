@@ -54,6 +54,27 @@ named! {
     }
 }
 
+impl ProviderKind {
+    /// Whether an upstream of this kind may serve OpenAI's Responses API itself (a provider
+    /// declared with `responses = true`): only OpenAI-compatible APIs have it.
+    pub fn may_serve_responses(self) -> bool {
+        self == Self::OpenAi
+    }
+
+    /// Why a provider of this kind cannot be declared with `responses = true`, for the config
+    /// file and the admin API alike; `None` when it can.
+    pub fn responses_refusal(self) -> Option<String> {
+        (!self.may_serve_responses()).then(|| {
+            format!(
+                "'responses = true' is only for OpenAI-compatible providers (kind openai): a \
+                 provider of kind {} does not serve OpenAI's Responses API, and llmgate \
+                 translates /v1/responses for it anyway; remove the setting",
+                self.as_str()
+            )
+        })
+    }
+}
+
 named! {
     /// How a model spreads requests over the routes of one priority tier.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -182,6 +203,11 @@ mod tests {
             assert_eq!(BudgetWindow::parse(window.as_str()), Some(*window));
         }
         assert_eq!(ProviderKind::parse("azure"), None);
+        assert!(ProviderKind::OpenAi.responses_refusal().is_none());
+        for kind in [ProviderKind::Anthropic, ProviderKind::Gemini] {
+            let refusal = kind.responses_refusal().unwrap();
+            assert!(refusal.contains(kind.as_str()), "{refusal}");
+        }
         assert_eq!(Strategy::names(), "weighted, least_busy, latency");
     }
 }

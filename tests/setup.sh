@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust, once: promtool (from Debian's prometheus
-# package) to validate the /metrics exposition, and Chromium with its driver (Debian's chromium
-# and chromium-driver) for the web console's browser test. Run by `make test`; a second run
-# installs nothing.
+# package) to validate the /metrics exposition, Chromium with its driver (Debian's chromium
+# and chromium-driver) for the web console's browser test, and OpenAI's Codex CLI (npm
+# @openai/codex, at a pinned version, under target/codex) for tests/codex/run.sh. Run by
+# `make test`; a second run installs nothing. Only package registries are reached.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Codex CLI, pinned: its requests are what the end-to-end test drives llmgate with.
+codex_version=0.171.0
+codex_dir=target/codex
+codex="$codex_dir/node_modules/.bin/codex"
+if [ -x "$codex" ] && [ "$("$codex" --version 2>/dev/null)" = "codex-cli $codex_version" ]; then
+  echo "test tool present: codex-cli $codex_version ($codex)" >&2
+elif ! command -v npm >/dev/null 2>&1; then
+  echo "the Codex test needs npm (Node.js 16 or later) to install @openai/codex@$codex_version" >&2
+  exit 1
+else
+  echo "installing @openai/codex@$codex_version into $codex_dir (npm; about 150 MB, a minute or so)" >&2
+  mkdir -p "$codex_dir"
+  npm install --prefix "$codex_dir" --no-save --no-audit --no-fund --no-update-notifier \
+    "@openai/codex@$codex_version" >&2
+  echo "installed: $("$codex" --version)" >&2
+fi
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)

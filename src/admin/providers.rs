@@ -12,6 +12,9 @@ pub struct ProviderCreate {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    /// The upstream serves OpenAI's Responses API itself (OpenAI-compatible kinds only).
+    #[serde(default)]
+    pub responses: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +23,7 @@ pub struct ProviderPatch {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub base_url: Option<String>,
+    pub responses: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,6 +32,8 @@ pub struct ProviderView {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    /// `/v1/responses` is forwarded to it as is, rather than translated.
+    pub responses: bool,
     /// Who created it: `api`, `config` (the config file owns it) or `demo`.
     pub source: String,
     pub created_at: String,
@@ -41,6 +47,7 @@ impl From<ProviderRecord> for ProviderView {
             name: row.name,
             kind: row.kind,
             base_url: row.base_url,
+            responses: row.responses,
             source: row.source,
             created_at: time(row.created_at),
             updated_at: time(row.updated_at),
@@ -55,6 +62,17 @@ pub struct ProviderDeleted {
     pub id: i64,
     pub deleted: bool,
     pub deleted_routes: Vec<i64>,
+}
+
+/// `responses: true` only on a kind that may serve the Responses API.
+fn check_responses(kind: &str, responses: bool) -> Result<(), AdminError> {
+    let refusal = ProviderKind::parse(kind)
+        .filter(|_| responses)
+        .and_then(ProviderKind::responses_refusal);
+    match refusal {
+        Some(message) => Err(AdminError::invalid("responses", message)),
+        None => Ok(()),
+    }
 }
 
 fn check_kind(kind: &str) -> Result<String, AdminError> {
@@ -123,7 +141,9 @@ impl Admin {
             name: check_name("name", &new.name)?,
             kind: check_kind(&new.kind)?,
             base_url: check_base_url(&new.base_url)?,
+            responses: new.responses,
         };
+        check_responses(&row.kind, row.responses)?;
         let created = self.db.insert_provider(&row).await?;
         self.changed("provider created", created.id);
         Ok(created.into())
@@ -141,7 +161,15 @@ impl Admin {
                 .transpose()?,
             kind: patch.kind.map(|kind| check_kind(&kind)).transpose()?,
             base_url: patch.base_url.map(|url| check_base_url(&url)).transpose()?,
+            responses: patch.responses,
         };
+        // The flag and the kind are checked together, as they will be stored: a change of
+        // either is held against the other's current value.
+        if changes.kind.is_some() || changes.responses == Some(true) {
+            let current = self.db.provider(id).await?.ok_or_else(|| not_found(id))?;
+            let kind = changes.kind.as_deref().unwrap_or(&current.kind);
+            check_responses(kind, changes.responses.unwrap_or(current.responses))?;
+        }
         let updated = self
             .db
             .update_provider(id, &changes)
@@ -215,5 +243,9 @@ mod tests {
         assert!(check_base_url(&long).is_err());
         assert!(check_kind("openai").is_ok());
         assert!(check_kind("nope").is_err());
+        assert!(check_responses("openai", true).is_ok());
+        assert!(check_responses("anthropic", false).is_ok());
+        assert!(check_responses("anthropic", true).is_err());
+        assert!(check_responses("gemini", true).is_err());
     }
 }

@@ -51,6 +51,9 @@ pub struct ProviderSpec {
     pub kind: ProviderKind,
     /// An absolute http(s) URL without a trailing `/`.
     pub base_url: String,
+    /// `responses = true`: the upstream serves OpenAI's Responses API itself (only on a kind
+    /// that may, [`ProviderKind::may_serve_responses`]).
+    pub responses: bool,
     pub accounts: Vec<AccountSpec>,
 }
 

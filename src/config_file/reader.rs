@@ -259,6 +259,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An optional boolean.
+    pub(super) fn boolean(&mut self, node: &Node<'_, '_>, key: &str) -> Option<Located<bool>> {
+        let (path, value) = self.field(node, key)?;
+        let offset = value.span().start;
+        let DeValue::Boolean(flag) = value.get_ref() else {
+            self.problem(&path, offset, expected("true or false", value.get_ref()));
+            return None;
+        };
+        Some(Located {
+            value: *flag,
+            path,
+            offset,
+        })
+    }
+
     /// An optional integer within `min..=max`.
     pub(super) fn integer<T>(
         &mut self,

@@ -16,7 +16,7 @@ use crate::vocab::{ProviderKind, Strategy};
 
 const TOP_KEYS: &[&str] = &["server", "providers", "models", "keys"];
 const SERVER_KEYS: &[&str] = &["listen", "database"];
-const PROVIDER_KEYS: &[&str] = &["name", "kind", "base_url", "accounts"];
+const PROVIDER_KEYS: &[&str] = &["name", "kind", "base_url", "responses", "accounts"];
 const ACCOUNT_KEYS: &[&str] = &["name", "api_key", "weight", "rpm"];
 const MODEL_KEYS: &[&str] = &["name", "strategy", "max_attempts", "timeout", "routes"];
 const ROUTE_KEYS: &[&str] = &["provider", "model", "weight", "priority"];
@@ -125,6 +125,15 @@ fn read_provider(
     let base_url = r
         .required_string(&node, "base_url")
         .and_then(|url| check_base_url(r, &url));
+    let responses = r.boolean(&node, "responses");
+    let refusal = responses
+        .as_ref()
+        .filter(|flag| flag.value)
+        .zip(kind)
+        .and_then(|(flag, kind)| Some((flag, kind.responses_refusal()?)));
+    if let Some((flag, refusal)) = refusal {
+        r.problem_at(flag, refusal);
+    }
     let mut account_names = Names::new("account");
     let accounts = r
         .tables(&node, "accounts", "providers.accounts")
@@ -136,6 +145,7 @@ fn read_provider(
         name: name?.value,
         kind: kind?,
         base_url: base_url?,
+        responses: responses.is_some_and(|flag| flag.value),
         accounts,
     })
 }

@@ -458,7 +458,7 @@ fn unknown_keys_are_errors_everywhere() {
         line 1: unknown key "verbose"; expected one of: server, providers, models, keys
         server (line 3): unknown key "port"; expected one of: listen, database
         providers[0] "openai" (line 4): missing key "base_url"
-        providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, accounts
+        providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts
         providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, weight, rpm
         models[0] "m" (line 14): unknown key "fallback"; expected one of: name, strategy, max_attempts, timeout, routes
         models[0] "m" .routes[0] (line 18): unknown key "wieght"; expected one of: provider, model, weight, priority
@@ -504,6 +504,57 @@ fn provider_rules() {
         providers[3] "dup" .base_url (line 18): "https://a.example.com/v1?key=1" must not have a query or fragment: endpoint paths are appended to it
         providers[4] "nokind" (line 20): missing key "kind"
         providers[4] "nokind" .base_url (line 22): "http://" is not an absolute URL (empty host); write it like https://api.openai.com/v1
+        "#,
+    );
+}
+
+#[test]
+fn responses_is_a_flag_of_openai_compatible_providers_only() {
+    let config = parsed(
+        r#"
+        [[providers]]
+        name = "openai"
+        kind = "openai"
+        base_url = "https://api.openai.com/v1"
+        responses = true
+
+        [[providers]]
+        name = "vllm"
+        kind = "openai"
+        base_url = "http://localhost:8000/v1"
+        responses = false
+
+        [[providers]]
+        name = "claude"
+        kind = "anthropic"
+        base_url = "https://api.anthropic.com/v1"
+        "#,
+    );
+    let flags: Vec<bool> = config.providers.iter().map(|p| p.responses).collect();
+    assert_eq!(flags, [true, false, false]);
+    check(
+        r#"
+        [[providers]]
+        name = "claude"
+        kind = "anthropic"
+        base_url = "https://api.anthropic.com/v1"
+        responses = true
+
+        [[providers]]
+        name = "gem"
+        kind = "gemini"
+        base_url = "https://generativelanguage.googleapis.com/v1beta"
+        responses = false
+
+        [[providers]]
+        name = "odd"
+        kind = "openai"
+        base_url = "https://api.openai.com/v1"
+        responses = "yes"
+        "#,
+        r#"
+        providers[0] "claude" .responses (line 5): 'responses = true' is only for OpenAI-compatible providers (kind openai): a provider of kind anthropic does not serve OpenAI's Responses API, and llmgate translates /v1/responses for it anyway; remove the setting
+        providers[2] "odd" .responses (line 17): expected true or false, found a string
         "#,
     );
 }

@@ -48,6 +48,8 @@ pub struct ProviderRecord {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    /// The upstream serves OpenAI's Responses API itself.
+    pub responses: bool,
     pub source: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -58,6 +60,7 @@ pub struct NewProviderRow {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    pub responses: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +68,7 @@ pub struct ProviderChanges {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub base_url: Option<String>,
+    pub responses: Option<bool>,
 }
 
 /// An account as operators see it: never the sealed credential, only its hint.
@@ -201,7 +205,8 @@ pub struct UpstreamRows {
     pub accounts: Vec<AccountRecord>,
 }
 
-const PROVIDER_COLUMNS: &str = "id, name, kind, base_url, source, created_at, updated_at";
+const PROVIDER_COLUMNS: &str =
+    "id, name, kind, base_url, responses, source, created_at, updated_at";
 const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.name, a.api_key_hint, \
      a.weight, a.rpm, a.enabled, a.source, a.created_at, a.updated_at \
      FROM accounts a JOIN providers p ON p.id = a.provider_id";
@@ -255,13 +260,14 @@ impl Db {
 
     pub async fn insert_provider(&self, new: &NewProviderRow) -> Result<ProviderRecord, DbError> {
         let sql = format!(
-            "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'api', ?4, ?4) RETURNING {PROVIDER_COLUMNS}"
+            "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'api', ?5, ?5) RETURNING {PROVIDER_COLUMNS}"
         );
         sqlx::query_as(&sql)
             .bind(&new.name)
             .bind(&new.kind)
             .bind(&new.base_url)
+            .bind(new.responses)
             .bind(now())
             .fetch_one(&self.writer)
             .await
@@ -277,13 +283,15 @@ impl Db {
     ) -> Result<Option<ProviderRecord>, DbError> {
         let sql = format!(
             "UPDATE providers SET name = COALESCE(?1, name), kind = COALESCE(?2, kind),
-                 base_url = COALESCE(?3, base_url), updated_at = ?4
-             WHERE id = ?5 RETURNING {PROVIDER_COLUMNS}"
+                 base_url = COALESCE(?3, base_url), responses = COALESCE(?4, responses),
+                 updated_at = ?5
+             WHERE id = ?6 RETURNING {PROVIDER_COLUMNS}"
         );
         sqlx::query_as(&sql)
             .bind(&changes.name)
             .bind(&changes.kind)
             .bind(&changes.base_url)
+            .bind(changes.responses)
             .bind(now())
             .bind(id)
             .fetch_optional(&self.writer)
@@ -790,6 +798,7 @@ mod tests {
             name: name.into(),
             kind: "openai".into(),
             base_url: "http://127.0.0.1:1/v1".into(),
+            responses: false,
         }
     }
 
@@ -849,6 +858,7 @@ mod tests {
                 ids[0],
                 &ProviderChanges {
                     base_url: Some("http://127.0.0.1:2/v1".into()),
+                    responses: Some(true),
                     ..ProviderChanges::default()
                 },
             )
@@ -857,6 +867,33 @@ mod tests {
             .unwrap();
         assert_eq!(changed.name, "a");
         assert_eq!(changed.base_url, "http://127.0.0.1:2/v1");
+        assert!(changed.responses);
+        // A change that does not name the flag leaves it as it was.
+        let renamed = db
+            .update_provider(
+                ids[0],
+                &ProviderChanges {
+                    base_url: Some("http://127.0.0.1:3/v1".into()),
+                    ..ProviderChanges::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(renamed.responses);
+        let catalog = db.load_catalog().await.unwrap();
+        assert!(
+            catalog
+                .providers
+                .iter()
+                .any(|p| p.id == ids[0] && p.responses)
+        );
+        assert!(
+            catalog
+                .providers
+                .iter()
+                .any(|p| p.id == ids[1] && !p.responses)
+        );
         assert!(
             db.update_provider(999, &ProviderChanges::default())
                 .await

@@ -10,6 +10,8 @@ pub struct ProviderRow {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    /// The upstream serves OpenAI's Responses API itself.
+    pub responses: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -60,7 +62,7 @@ impl Db {
     pub async fn load_catalog(&self) -> Result<CatalogRows, DbError> {
         let mut tx = self.reader.begin().await?;
         let providers =
-            sqlx::query_as("SELECT id, name, kind, base_url FROM providers ORDER BY id")
+            sqlx::query_as("SELECT id, name, kind, base_url, responses FROM providers ORDER BY id")
                 .fetch_all(&mut *tx)
                 .await?;
         let accounts = sqlx::query_as(

@@ -18,6 +18,8 @@ pub struct ImportProvider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: String,
+    /// The upstream serves OpenAI's Responses API itself.
+    pub responses: bool,
     pub accounts: Vec<ImportAccount>,
 }
 
@@ -86,15 +88,17 @@ impl Db {
         let mut provider_ids = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             let provider_id: i64 = sqlx::query_scalar(
-                "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'config', ?4, ?4)
+                "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'config', ?5, ?5)
                  ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
-                     base_url = excluded.base_url, source = 'config', updated_at = excluded.updated_at
+                     base_url = excluded.base_url, responses = excluded.responses,
+                     source = 'config', updated_at = excluded.updated_at
                  RETURNING id",
             )
             .bind(&provider.name)
             .bind(provider.kind.as_str())
             .bind(&provider.base_url)
+            .bind(provider.responses)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::pricing::ModelLimits;
+use crate::translate::sets_effort;
 use crate::vocab::Endpoint;
 
 /// The longest model name a request may carry; a longer one is refused (400) before it is
@@ -265,18 +266,6 @@ fn enables_thinking(thinking: &RawValue) -> bool {
     }
     serde_json::from_str::<Kind<'_>>(thinking.get())
         .map_or(true, |kind| kind.kind.as_deref() != Some("disabled"))
-}
-
-/// Whether a Responses `reasoning` object sets an effort (a `summary` alone asks nothing of
-/// the chat upstream: it is not translated).
-fn sets_effort(reasoning: &RawValue) -> bool {
-    #[derive(Deserialize)]
-    struct Effort<'a> {
-        #[serde(borrow, default)]
-        effort: Option<&'a RawValue>,
-    }
-    serde_json::from_str::<Effort<'_>>(reasoning.get())
-        .map_or(true, |reasoning| reasoning.effort.is_some())
 }
 
 /// How a request is shaped for one route, named by the client's own fields: what the

@@ -48,6 +48,24 @@ struct Tool {
     name: String,
 }
 
+impl MessagesRequest {
+    /// Removes the request's `"mock"` knobs; without them, the knobs written in its prompt.
+    pub fn take_knobs(&mut self) -> serde_json::Result<Option<Knobs>> {
+        if let Some(knobs) = self.mock.take() {
+            return Ok(Some(knobs));
+        }
+        Knobs::from_prompt(
+            self.messages
+                .iter()
+                .filter(|m| m.role.as_deref() == Some("user"))
+                .filter_map(|m| m.content.as_ref())
+                .flat_map(Content::own_texts)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    }
+}
+
 impl Content {
     /// The texts the model reads: text blocks, and the text of tool results.
     fn texts<'a>(&'a self, out: &mut Vec<&'a str>) {
@@ -67,6 +85,24 @@ impl Content {
                 }
             }
         }
+    }
+
+    /// The text of its `tool_result` blocks, when it has any.
+    fn tool_results(&self) -> Option<String> {
+        let Self::Blocks(blocks) = self else {
+            return None;
+        };
+        let mut texts = Vec::new();
+        let mut found = false;
+        for block in blocks {
+            if block.kind.as_deref() == Some("tool_result") {
+                found = true;
+                if let Some(content) = &block.content {
+                    content.texts(&mut texts);
+                }
+            }
+        }
+        found.then(|| texts.join(" "))
     }
 
     /// The text blocks only (what the echo repeats).
@@ -112,25 +148,31 @@ impl Answer {
             }
         }
         let prompt_tokens = texts.iter().map(|text| words(text)).sum::<u64>().max(1);
-        let reply = plan.content.clone().unwrap_or_else(|| {
-            let last_user = request
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role.as_deref() == Some("user"));
-            let texts = last_user
-                .and_then(|m| m.content.as_ref())
-                .map(Content::own_texts)
-                .unwrap_or_default();
-            format!("echo: {}", texts.join(" "))
-        });
         let tools: Vec<&str> = request
             .tools
             .iter()
             .flatten()
             .map(|tool| tool.name.as_str())
             .collect();
-        let tool_calls = ToolCall::plan("toolu_mock_", &tools, plan.tool_calls, &reply);
+        let tool_result = request
+            .messages
+            .last()
+            .filter(|m| m.role.as_deref() == Some("user"))
+            .and_then(|m| m.content.as_ref())
+            .and_then(Content::tool_results);
+        let (reply, tool_calls) =
+            ToolCall::answer("toolu_mock_", &tools, plan, tool_result, || {
+                let last_user = request
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role.as_deref() == Some("user"));
+                let texts = last_user
+                    .and_then(|m| m.content.as_ref())
+                    .map(Content::own_texts)
+                    .unwrap_or_default();
+                format!("echo: {}", texts.join(" "))
+            });
         let cached = plan.cached_tokens.min(prompt_tokens);
         Self {
             id: new_id("msg_mock"),

@@ -57,6 +57,23 @@ struct Declaration {
     name: String,
 }
 
+impl GenerateRequest {
+    /// Removes the request's `"mock"` knobs; without them, the knobs written in its prompt.
+    pub fn take_knobs(&mut self) -> serde_json::Result<Option<Knobs>> {
+        if let Some(knobs) = self.mock.take() {
+            return Ok(Some(knobs));
+        }
+        Knobs::from_prompt(
+            self.contents
+                .iter()
+                .filter(|c| c.role.as_deref() == Some("user"))
+                .flat_map(Content::texts)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    }
+}
+
 impl Content {
     fn texts(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|part| part.text.as_deref())

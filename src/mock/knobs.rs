@@ -37,6 +37,40 @@ pub(super) struct Knobs {
     safety_block: bool,
     /// Report this many of the prompt tokens as read from the provider's cache.
     cached_tokens: Option<u64>,
+    /// Report this many more completion tokens, as reasoning tokens (chat and Responses).
+    reasoning_tokens: Option<u64>,
+    /// Answer with one call of this tool (chat, Messages and Responses), until the
+    /// conversation ends with a tool's result: then answer text echoing that result. This is
+    /// how a test has an agent (Codex) run one of its own tools and send the output back.
+    call: Option<CallKnob>,
+}
+
+/// The `call` knob: the tool to call and its arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallKnob {
+    name: String,
+    #[serde(default)]
+    arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What starts a user's text that carries knobs (see [`Knobs::from_prompt`]).
+const PROMPT_KNOBS: &str = "mock:";
+
+impl Knobs {
+    /// Knobs written in the prompt, for clients whose request body a test cannot shape (an
+    /// agent such as Codex, an SDK): the last user text that starts with `mock:` followed by the
+    /// knobs' JSON object, like `mock: {"call": {"name": "exec_command", "arguments":
+    /// {"cmd": "echo hi"}}}`. `Ok(None)` when no text starts so.
+    pub fn from_prompt<'a>(
+        user_texts: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> serde_json::Result<Option<Self>> {
+        user_texts
+            .rev()
+            .find_map(|text| text.trim_start().strip_prefix(PROMPT_KNOBS))
+            .map(serde_json::from_str)
+            .transpose()
+    }
 }
 
 /// The most content pieces of one answer (the `chunks` knob, and the config's): the answer is
@@ -81,6 +115,18 @@ pub(super) struct Plan {
     pub safety_block: bool,
     /// Prompt tokens reported as cached (at most the prompt's).
     pub cached_tokens: u64,
+    /// Completion tokens reported as reasoning, on top of `chunks`.
+    pub reasoning_tokens: u64,
+    /// The one tool call to answer with until a tool's result comes back.
+    pub call: Option<PlannedCall>,
+}
+
+/// A tool call the `call` knob asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PlannedCall {
+    pub name: String,
+    /// The arguments as a JSON object text.
+    pub arguments: String,
 }
 
 /// A simulated upstream error.
@@ -121,6 +167,11 @@ impl Plan {
             tool_calls: knobs.tool_calls.unwrap_or(0),
             safety_block: knobs.safety_block,
             cached_tokens: knobs.cached_tokens.unwrap_or(0),
+            reasoning_tokens: knobs.reasoning_tokens.unwrap_or(0),
+            call: knobs.call.map(|call| PlannedCall {
+                name: call.name,
+                arguments: serde_json::Value::Object(call.arguments).to_string(),
+            }),
         }
     }
 }
@@ -249,6 +300,27 @@ mod tests {
             ..MockConfig::default()
         };
         assert_eq!(Plan::new(&config, None, None).chunks, MAX_CHUNKS);
+    }
+
+    #[test]
+    fn knobs_can_be_written_in_the_prompt() {
+        let texts = [
+            "<environment_context>…</environment_context>",
+            r#"  mock: {"call": {"name": "exec_command", "arguments": {"cmd": "echo ok"}}, "reasoning_tokens": 2}"#,
+            "an earlier text is not read: mock: {\"status\": 500}",
+        ];
+        let knobs = Knobs::from_prompt(texts.iter().copied()).unwrap().unwrap();
+        let plan = Plan::new(&MockConfig::default(), Some(knobs), None);
+        assert_eq!(
+            plan.call,
+            Some(PlannedCall {
+                name: "exec_command".into(),
+                arguments: r#"{"cmd":"echo ok"}"#.into()
+            })
+        );
+        assert_eq!((plan.reasoning_tokens, plan.failure), (2, None));
+        assert!(Knobs::from_prompt(["hello"].into_iter()).unwrap().is_none());
+        assert!(Knobs::from_prompt(["mock: {\"nope\": 1}"].into_iter()).is_err());
     }
 
     #[test]

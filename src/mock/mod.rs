@@ -7,11 +7,15 @@
 //!   sequence when streamed (`message_start`, `ping`, blocks, `message_delta`, `message_stop`).
 //! - Gemini: `POST /v1beta/models/{model}:generateContent` and
 //!   `:streamGenerateContent?alt=sse` (needs `x-goog-api-key` or `?key=`).
+//! - OpenAI's Responses API, natively: `POST /v1/responses`, a `response` object or its event
+//!   stream (for providers declared with `responses = true`, which llmgate forwards to).
 //!
 //! Errors take the dialect's shape. Every answer echoes the last user message. A request body
 //! may carry a `"mock"` object that overrides the config for that request: `status`,
 //! `retry_after`, `latency_ms`, `chunks`, `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`,
-//! `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens` (see `knobs`).
+//! `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens`,
+//! `reasoning_tokens`, `call` (see `knobs`). A client whose body a test cannot shape (Codex,
+//! an SDK) may write the knobs in its prompt instead: a user text `mock: {…}`.
 //! With `tool_calls: N` and tools declared in the request, the answer is N tool calls (of the
 //! declared tools in turn, arguments `{"index": i, "text": <the echo>}`) instead of text:
 //! streamed by OpenAI interleaved by index, by Anthropic one `tool_use` block after another,
@@ -28,6 +32,7 @@ mod anthropic;
 mod gemini;
 mod knobs;
 mod openai;
+mod responses;
 mod sse;
 #[cfg(test)]
 mod tests;
@@ -255,6 +260,8 @@ enum Dialect {
 /// Where a request goes, by path.
 enum Route<'p> {
     OpenAi(Endpoint),
+    /// `POST /v1/responses`, OpenAI's Responses API.
+    Responses,
     Messages,
     /// `POST /v1/messages/count_tokens`, answered with llmgate's own local count.
     CountTokens,
@@ -270,6 +277,9 @@ impl<'p> Route<'p> {
         if path == "/v1/messages" {
             return Some((Self::Messages, "POST"));
         }
+        if path == "/v1/responses" {
+            return Some((Self::Responses, "POST"));
+        }
         if path == "/v1/messages/count_tokens" {
             return Some((Self::CountTokens, "POST"));
         }
@@ -281,7 +291,7 @@ impl<'p> Route<'p> {
 
     fn dialect(&self) -> Dialect {
         match self {
-            Self::OpenAi(_) => Dialect::OpenAi,
+            Self::OpenAi(_) | Self::Responses => Dialect::OpenAi,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Gemini { .. } => Dialect::Gemini,
         }
@@ -291,6 +301,7 @@ impl<'p> Route<'p> {
 /// A parsed request body, by dialect.
 enum Call {
     OpenAi(openai::Call),
+    Responses(responses::ResponsesRequest),
     Messages(anthropic::MessagesRequest),
     Gemini(gemini::GenerateRequest),
 }
@@ -299,16 +310,19 @@ impl Call {
     fn parse(route: &Route<'_>, body: &[u8]) -> serde_json::Result<Self> {
         Ok(match route {
             Route::OpenAi(endpoint) => Self::OpenAi(openai::Call::parse(*endpoint, body)?),
+            Route::Responses => Self::Responses(serde_json::from_slice(body)?),
             Route::Messages | Route::CountTokens => Self::Messages(serde_json::from_slice(body)?),
             Route::Gemini { .. } => Self::Gemini(serde_json::from_slice(body)?),
         })
     }
 
-    fn take_knobs(&mut self) -> Option<knobs::Knobs> {
+    /// The request's knobs: its `"mock"` object, or those written in its prompt.
+    fn take_knobs(&mut self) -> serde_json::Result<Option<knobs::Knobs>> {
         match self {
             Self::OpenAi(call) => call.take_knobs(),
-            Self::Messages(request) => request.mock.take(),
-            Self::Gemini(request) => request.mock.take(),
+            Self::Responses(request) => request.take_knobs(),
+            Self::Messages(request) => request.take_knobs(),
+            Self::Gemini(request) => request.take_knobs(),
         }
     }
 }
@@ -394,7 +408,17 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             };
         }
         let mut call = Call::parse(&route, &body);
-        let knobs = call.as_mut().ok().and_then(Call::take_knobs);
+        let knobs = match call.as_mut().map(Call::take_knobs) {
+            Ok(Ok(knobs)) => knobs,
+            Ok(Err(why)) => {
+                return error(
+                    dialect,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid mock knobs in the prompt: {why}"),
+                );
+            }
+            Err(_) => None,
+        };
         (call, Plan::new(&config, knobs, credential.as_deref()))
     };
 
@@ -430,6 +454,14 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         }
         Call::OpenAi(openai::Call::Completion(request)) => {
             generated(&mock, &Generation::text(request, &plan), &plan)
+        }
+        Call::Responses(request) => {
+            let answer = responses::Answer::new(request, &plan);
+            if answer.stream {
+                answer.script(&plan).map(|script| streamed(&mock, script))
+            } else {
+                answer.body().map(json)
+            }
         }
         Call::Messages(request) => {
             let answer = anthropic::Answer::new(request, &plan);
@@ -467,7 +499,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
 /// asked for without `alt=sse` (the mock speaks only server-sent events).
 fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Option<Response> {
     match route {
-        Route::OpenAi(_) => None,
+        Route::OpenAi(_) | Route::Responses => None,
         Route::Messages | Route::CountTokens if !has_credential => Some(error(
             Dialect::Anthropic,
             StatusCode::UNAUTHORIZED,

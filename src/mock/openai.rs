@@ -59,13 +59,25 @@ impl Call {
         })
     }
 
-    /// Removes the request's `"mock"` knobs, which only steer the mock.
-    pub fn take_knobs(&mut self) -> Option<Knobs> {
+    /// Removes the request's `"mock"` knobs, which only steer the mock; for a chat request
+    /// without them, the knobs written in its prompt ([`Knobs::from_prompt`]).
+    pub fn take_knobs(&mut self) -> serde_json::Result<Option<Knobs>> {
         match self {
-            Self::Chat(request) => request.mock.take(),
-            Self::Completion(request) => request.mock.take(),
-            Self::Embeddings(request) => request.mock.take(),
-            Self::Models => None,
+            Self::Chat(request) => match request.mock.take() {
+                Some(knobs) => Ok(Some(knobs)),
+                None => Knobs::from_prompt(
+                    request
+                        .messages
+                        .iter()
+                        .filter(|m| m.role.as_deref() == Some("user"))
+                        .flat_map(Message::texts)
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ),
+            },
+            Self::Completion(request) => Ok(request.mock.take()),
+            Self::Embeddings(request) => Ok(request.mock.take()),
+            Self::Models => Ok(None),
         }
     }
 }
@@ -262,6 +274,40 @@ impl ToolCall {
     }
 }
 
+impl ToolCall {
+    /// The reply and the tool calls of an answer. With the `call` knob: its one call while the
+    /// conversation does not end with a tool's result (`tool_result`), then text echoing that
+    /// result. Otherwise `echo()` (unless `content` replaces it) and `tool_calls` calls of the
+    /// declared `tools`.
+    pub fn answer(
+        prefix: &str,
+        tools: &[&str],
+        plan: &Plan,
+        tool_result: Option<String>,
+        echo: impl FnOnce() -> String,
+    ) -> (String, Vec<Self>) {
+        if let Some(call) = &plan.call {
+            if let Some(result) = tool_result {
+                let reply = plan
+                    .content
+                    .clone()
+                    .unwrap_or_else(|| format!("echo: {result}"));
+                return (reply, Vec::new());
+            }
+            let reply = plan.content.clone().unwrap_or_else(echo);
+            let call = Self {
+                id: format!("{prefix}0"),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            };
+            return (reply, vec![call]);
+        }
+        let reply = plan.content.clone().unwrap_or_else(echo);
+        let calls = Self::plan(prefix, tools, plan.tool_calls, &reply);
+        (reply, calls)
+    }
+}
+
 /// The arguments of the mock's `index`-th tool call, as a JSON object text.
 pub(super) fn tool_arguments(index: usize, text: &str) -> String {
     #[derive(Serialize)]
@@ -279,6 +325,8 @@ struct Usage {
     total_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -286,15 +334,28 @@ struct PromptTokensDetails {
     cached_tokens: u64,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+struct CompletionTokensDetails {
+    reasoning_tokens: u64,
+}
+
 impl Usage {
-    fn new(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> Self {
+    /// The usage of an answer of `plan.chunks` pieces (and `plan.reasoning_tokens` more) to a
+    /// prompt of `prompt_tokens`, `plan.cached_tokens` of them cached.
+    fn new(prompt_tokens: u64, plan: &Plan) -> Self {
+        let completion_tokens = plan.chunks as u64 + plan.reasoning_tokens;
         Self {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
-            prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails {
-                cached_tokens: cached_tokens.min(prompt_tokens),
+            prompt_tokens_details: (plan.cached_tokens > 0).then_some(PromptTokensDetails {
+                cached_tokens: plan.cached_tokens.min(prompt_tokens),
             }),
+            completion_tokens_details: (plan.reasoning_tokens > 0).then_some(
+                CompletionTokensDetails {
+                    reasoning_tokens: plan.reasoning_tokens,
+                },
+            ),
         }
     }
 }
@@ -313,7 +374,18 @@ impl Generation {
             .flat_map(Message::texts)
             .map(words)
             .sum::<u64>();
-        let reply = plan.content.clone().unwrap_or_else(|| {
+        let tools: Vec<&str> = request
+            .tools
+            .iter()
+            .flatten()
+            .filter_map(|tool| tool.function.as_ref().map(|f| f.name.as_str()))
+            .collect();
+        let tool_result = request
+            .messages
+            .last()
+            .filter(|m| m.role.as_deref() == Some("tool"))
+            .map(|m| m.texts().collect::<Vec<_>>().join(" "));
+        let (reply, tool_calls) = ToolCall::answer("call_mock_", &tools, plan, tool_result, || {
             let last_user = request
                 .messages
                 .iter()
@@ -322,13 +394,6 @@ impl Generation {
             let texts: Vec<&str> = last_user.into_iter().flat_map(Message::texts).collect();
             format!("echo: {}", texts.join(" "))
         });
-        let tools: Vec<&str> = request
-            .tools
-            .iter()
-            .flatten()
-            .filter_map(|tool| tool.function.as_ref().map(|f| f.name.as_str()))
-            .collect();
-        let tool_calls = ToolCall::plan("call_mock_", &tools, plan.tool_calls, &reply);
         Self {
             dialect: Dialect::Chat,
             id: new_id("chatcmpl-"),
@@ -337,9 +402,7 @@ impl Generation {
             reply,
             stream: request.stream.unwrap_or(false),
             include_usage: include_usage(request.stream_options.as_ref()),
-            usage: plan
-                .usage
-                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
+            usage: plan.usage.then(|| Usage::new(prompt_tokens.max(1), plan)),
             tool_calls,
         }
     }
@@ -363,9 +426,7 @@ impl Generation {
             reply,
             stream: request.stream.unwrap_or(false),
             include_usage: include_usage(request.stream_options.as_ref()),
-            usage: plan
-                .usage
-                .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
+            usage: plan.usage.then(|| Usage::new(prompt_tokens.max(1), plan)),
             tool_calls: Vec::new(),
         }
     }

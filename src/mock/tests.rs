@@ -1190,3 +1190,156 @@ async fn latency_and_hang_apply_to_every_dialect() {
     assert!(hung.unwrap_err().is_timeout());
     assert_eq!(mock.request_count(), 3);
 }
+
+#[tokio::test]
+async fn a_response_has_the_responses_shape_and_usage_whole_and_streamed() {
+    let mock = start(MockConfig::default()).await;
+    let body = json!({"model": "m1", "instructions": "be brief",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hello there world"}]}],
+        "mock": {"chunks": 3, "cached_tokens": 2, "reasoning_tokens": 4}});
+    let response: Value = post(&mock, "/responses", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["object"], "response");
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["model"], "m1");
+    assert_eq!(
+        response["output"][0]["content"][0]["text"],
+        "echo: hello there world"
+    );
+    // Five words in, three pieces and four reasoning tokens out.
+    assert_eq!(
+        response["usage"],
+        json!({"input_tokens": 5, "input_tokens_details": {"cached_tokens": 2},
+               "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 4},
+               "total_tokens": 12})
+    );
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let text = post(&mock, "/responses", streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = named_events(&text);
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (number, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], number);
+    }
+    let deltas: String = events
+        .iter()
+        .filter_map(|(_, data)| data["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, "echo: hello there world");
+    assert_eq!(events[10].1["response"]["usage"]["output_tokens"], 7);
+    assert!(!text.contains("[DONE]"));
+}
+
+#[tokio::test]
+async fn the_call_knob_asks_for_one_call_until_its_result_comes_back() {
+    let mock = start(MockConfig::default()).await;
+    let tools = json!([{"type": "function", "name": "exec_command", "parameters": {}},
+                       {"type": "web_search"}]);
+    let prompt = r#"mock: {"call": {"name": "exec_command", "arguments": {"cmd": "echo ok"}}}"#;
+    for stream in [false, true] {
+        // The knobs are in the prompt: the answer is the call.
+        let body = json!({"model": "m1", "stream": stream, "tools": tools,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": prompt}]}]});
+        let text = post(&mock, "/responses", body).await.text().await.unwrap();
+        let call = if stream {
+            let events = named_events(&text);
+            let (_, completed) = events.last().unwrap();
+            completed["response"]["output"][0].clone()
+        } else {
+            serde_json::from_str::<Value>(&text).unwrap()["output"][0].clone()
+        };
+        assert_eq!(call["type"], "function_call", "{text}");
+        assert_eq!(call["name"], "exec_command");
+        assert_eq!(call["arguments"], r#"{"cmd":"echo ok"}"#);
+
+        // The call's output is back: the answer echoes it.
+        let body = json!({"model": "m1", "stream": stream, "tools": tools, "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": prompt}]},
+            {"type": "function_call", "call_id": call["call_id"], "name": "exec_command", "arguments": call["arguments"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "ok\n"}]});
+        let text = post(&mock, "/responses", body).await.text().await.unwrap();
+        assert!(text.contains(r#""text":"echo: ok\n""#), "{text}");
+    }
+    // The same for chat and Messages.
+    let body = json!({"model": "m1", "tools": [{"type": "function", "function": {"name": "exec_command"}}],
+        "messages": [{"role": "user", "content": prompt}]});
+    let answer: Value = post(&mock, "/chat/completions", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = &answer["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "exec_command", "{answer}");
+    let mut after = body;
+    after["messages"] = json!([{"role": "user", "content": prompt},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": call}]},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"}]);
+    let answer: Value = post(&mock, "/chat/completions", after)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "echo: ok");
+    let body = json!({"model": "m1", "max_tokens": 10, "tools": [{"name": "exec_command", "input_schema": {}}],
+        "messages": [{"role": "user", "content": prompt}]});
+    let answer: Value = post_messages(&mock, body).await.json().await.unwrap();
+    assert_eq!(answer["content"][0]["type"], "tool_use", "{answer}");
+    assert_eq!(answer["content"][0]["input"], json!({"cmd": "echo ok"}));
+    // Knobs that do not parse are the request's error.
+    let body = json!({"model": "m1", "input": "mock: {\"nope\": 1}"});
+    assert_eq!(post(&mock, "/responses", body).await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_responses_stream_can_be_cut_and_fail() {
+    let mock = start(MockConfig::default()).await;
+    let body = json!({"model": "m1", "input": "one two", "stream": true, "mock": {"chunks": 4, "cut_after": 2}});
+    let response = post(&mock, "/responses", body).await;
+    let mut received = Vec::new();
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt as _;
+    let mut broke = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => received.extend_from_slice(&bytes),
+            Err(_) => {
+                broke = true;
+                break;
+            }
+        }
+    }
+    assert!(broke, "the connection breaks");
+    let text = String::from_utf8(received).unwrap();
+    assert_eq!(text.matches("response.output_text.delta\n").count(), 2);
+    assert!(!text.contains("response.completed"));
+    let body = json!({"model": "m1", "input": "x", "mock": {"status": 503}});
+    let response = post(&mock, "/responses", body).await;
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["error"]["message"].is_string());
+}

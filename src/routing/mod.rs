@@ -29,6 +29,9 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Base URL without a trailing slash; endpoint paths are appended to it.
     pub base_url: String,
+    /// The upstream serves OpenAI's Responses API itself: `/v1/responses` is forwarded to it
+    /// rather than translated (only ever set on a kind that may serve it).
+    pub responses: bool,
     /// Enabled accounts only. An empty pool means the upstream needs no credential.
     pub accounts: Vec<Account>,
     /// The endpoint URLs, parsed on first use: parsing one per request cost about 4% of the
@@ -417,6 +420,15 @@ impl Catalog {
                 )));
                 continue;
             };
+            // The config file and the admin API refuse the flag on other kinds; a row written
+            // some other way is served by translation, as if the flag were not set.
+            let responses = row.responses && kind.may_serve_responses();
+            if row.responses && !responses {
+                skipped.push(SkippedRow(format!(
+                    "provider '{}': 'responses' ignored for kind '{}'",
+                    row.name, row.kind
+                )));
+            }
             providers.insert(
                 row.id,
                 Arc::new(Provider {
@@ -424,6 +436,7 @@ impl Catalog {
                     name: row.name,
                     kind,
                     base_url: row.base_url.trim_end_matches('/').to_owned(),
+                    responses,
                     accounts: accounts_by_provider.remove(&row.id).unwrap_or_default(),
                     urls: EndpointUrls::default(),
                 }),
@@ -504,6 +517,7 @@ mod tests {
             name: name.into(),
             kind: ProviderKind::OpenAi,
             base_url: "http://127.0.0.1:1/v1".into(),
+            responses: false,
             accounts,
             urls: EndpointUrls::default(),
         })

@@ -65,7 +65,7 @@ mod tests;
 
 pub(crate) use crate::sse::EventLimit;
 pub use error::TranslateError;
-pub use shape::{shape_chat_body, shape_messages_body};
+pub use shape::{sets_effort, shape_chat_body, shape_messages_body, shape_responses_body};
 pub use stream::{Chain, StreamTranslator};
 pub use tokens::{count_message_tokens, count_message_tokens_with, count_tokens_body};
 

@@ -11,6 +11,7 @@
 //! | dialect | lowered to the maximum | left out for a model without reasoning |
 //! |---|---|---|
 //! | OpenAI chat | `max_tokens`, `max_completion_tokens` | `reasoning_effort` |
+//! | OpenAI Responses (forwarded) | `max_output_tokens` | `reasoning` (when it sets an effort) |
 //! | Anthropic Messages | `max_tokens`; a `thinking.budget_tokens` it no longer fits under goes to `max_tokens − 1`, and thinking is left out when that is below Anthropic's minimum of 1024 | `thinking` (unless `disabled`) |
 
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::pricing::ModelLimits;
 
 const CHAT_API: &str = "OpenAI Chat Completions";
 const MESSAGES_API: &str = "Anthropic Messages";
+const RESPONSES_API: &str = "OpenAI Responses";
 
 /// A chat body shaped to `limits`, or `None` when nothing in it needs shaping and it goes
 /// upstream as it is.
@@ -38,6 +40,33 @@ pub fn shape_chat_body(body: &[u8], limits: ModelLimits) -> Result<Option<Bytes>
         _ => Edit::Keep,
     });
     Ok(object.rewrite(&edits).map(Bytes::from))
+}
+
+/// A Responses body (forwarded to a provider that serves `/responses` itself) shaped to
+/// `limits`, or `None` when nothing in it needs shaping and it goes upstream as it is.
+pub fn shape_responses_body(
+    body: &[u8],
+    limits: ModelLimits,
+) -> Result<Option<Bytes>, TranslateError> {
+    let object = Object::parse(body, RESPONSES_API)?;
+    let edits = object.edits(|member| match member.key.as_str() {
+        "max_output_tokens" => lowered(member.value, limits),
+        "reasoning" if !limits.takes_reasoning() && sets_effort(member.value) => Edit::Remove,
+        _ => Edit::Keep,
+    });
+    Ok(object.rewrite(&edits).map(Bytes::from))
+}
+
+/// Whether a Responses `reasoning` object sets an effort (a `summary` alone asks nothing of
+/// a chat upstream, and is left as it is).
+pub fn sets_effort(reasoning: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Effort<'a> {
+        #[serde(borrow, default)]
+        effort: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<Effort<'_>>(reasoning.get())
+        .map_or(true, |reasoning| reasoning.effort.is_some())
 }
 
 /// A Messages body shaped to `limits`, or `None` when nothing in it needs shaping and it goes
@@ -287,6 +316,25 @@ mod tests {
         shape_messages_body(body.as_bytes(), limits)
             .unwrap()
             .map(|out| String::from_utf8(out.to_vec()).unwrap())
+    }
+
+    fn responses(body: &str, limits: ModelLimits) -> Option<String> {
+        shape_responses_body(body.as_bytes(), limits)
+            .unwrap()
+            .map(|out| String::from_utf8(out.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn a_forwarded_responses_body_lowers_its_cap_and_drops_an_effort_the_model_cannot_take() {
+        let codex = r#"{"model":"gpt-4o","input":"hi","reasoning":{"effort":"high","summary":"auto"},"max_output_tokens":32000,"store":false}"#;
+        assert_eq!(
+            responses(codex, of("gpt-4o")).unwrap(),
+            r#"{"model":"gpt-4o","input":"hi","max_output_tokens":16384,"store":false}"#
+        );
+        // A summary alone asks for no effort, and a model with reasoning takes both.
+        let summary = r#"{"model":"gpt-4o","reasoning":{"summary":"auto"}}"#;
+        assert_eq!(responses(summary, of("gpt-4o")), None);
+        assert_eq!(responses(codex, of("o3")), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod stream;
 pub use estimate::{Encoding, count_tokens, estimate_prompt_tokens, estimate_usage};
 pub use extract::{IncludeUsage, WholeAnswer, ensure_include_usage, from_body, read_answer};
 pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
-pub use stream::{StreamUsage, is_usage_only_chunk};
+pub use stream::{EventForm, StreamUsage, is_usage_only_chunk};
 
 /// Tokens used by one request, as the upstream reported them or as llmgate estimated them, in
 /// OpenAI's terms whatever the upstream's dialect: `prompt_tokens` includes the cached ones,

@@ -6,6 +6,7 @@
 //! tree and, once the buffers have grown, no allocation per frame.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -22,6 +23,17 @@ const MAX_LINE: usize = 4 << 20;
 const MAX_TEXT: usize = 1 << 20;
 /// An event bigger than this cannot be a usage-only chunk, so it is no longer held back.
 const MAX_HELD: usize = 16 << 10;
+
+/// The events a scanned stream carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventForm {
+    /// OpenAI chat (or legacy completions) chunks: `choices` and a final usage chunk.
+    #[default]
+    Chat,
+    /// OpenAI's Responses events: text in `delta`s, usage in the `response` of the final
+    /// `response.completed` (or `.incomplete`, `.failed`) event.
+    Responses,
+}
 
 /// Scans a relayed event stream. Feed every upstream chunk, in order, through
 /// [`forward`](Self::forward) (or [`observe`](Self::observe) when nothing is filtered), then call
@@ -46,9 +58,20 @@ struct Filter {
 }
 
 impl StreamUsage {
-    /// A scanner that forwards every byte unchanged.
+    /// A scanner of chat chunks that forwards every byte unchanged.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scanner of `form`'s events that forwards every byte unchanged.
+    pub fn of(form: EventForm) -> Self {
+        Self {
+            scanner: Scanner {
+                form,
+                ..Scanner::default()
+            },
+            filter: None,
+        }
     }
 
     /// A scanner whose [`forward`](Self::forward) removes the usage-only chunk (`choices` empty,
@@ -152,6 +175,19 @@ impl StreamUsage {
         self.scanner.done
     }
 
+    /// Whether the upstream sent an error event: `error` or `response.failed` in a Responses
+    /// stream. (Chat streams are not read for it.)
+    pub fn saw_failure(&self) -> bool {
+        self.scanner.failed
+    }
+
+    /// Whether a Responses stream has not (yet) sent the event that ends a response:
+    /// `response.completed`, `.incomplete` or `.failed`, or an `error`. Chat streams are not
+    /// held to their `[DONE]`, which OpenAI-compatible servers do not all send.
+    pub fn unfinished(&self) -> bool {
+        self.scanner.form == EventForm::Responses && !self.scanner.ended
+    }
+
     /// The reported usage or, when the upstream reported none (or the client left before the
     /// usage chunk), an estimate from the request and the text generated so far.
     pub fn usage_or_estimate(&self, model: &str, request: &[u8]) -> Usage {
@@ -173,10 +209,11 @@ pub fn is_usage_only_chunk(data: &[u8]) -> bool {
 }
 
 /// The generated text of a whole response: `choices[].message` content, reasoning and tool-call
-/// arguments, or `choices[].text`.
+/// arguments, or `choices[].text` of a chat or completions answer; the `output` items' text,
+/// function call arguments and reasoning summaries of a Responses answer.
 pub(super) fn response_text(body: &[u8]) -> String {
     let mut text = String::new();
-    if parse_frame(body, &mut text, MAX_TEXT).is_none() {
+    if parse_object::<WholeAnswer>(body, &mut text, MAX_TEXT).is_none() {
         text.clear();
     }
     text
@@ -245,6 +282,11 @@ struct Scanner {
     /// Bytes of generated text not kept in `text`.
     text_overflow: u64,
     done: bool,
+    form: EventForm,
+    /// A Responses stream's final event was seen.
+    ended: bool,
+    /// A Responses stream's error event was seen.
+    failed: bool,
 }
 
 impl Scanner {
@@ -292,6 +334,19 @@ impl Scanner {
         if !overflow {
             if self.data == b"[DONE]" {
                 self.done = true;
+            } else if self.form == EventForm::Responses {
+                let room = MAX_TEXT.saturating_sub(self.text.len());
+                let before = self.text.len();
+                if let Some(event) = parse_event(&self.data, &mut self.text, room) {
+                    if let Some(usage) = event.usage {
+                        self.usage = Some(usage);
+                    }
+                    self.ended |= event.end.is_some();
+                    self.failed |= event.end == Some(EventEnd::Failed);
+                    self.text_overflow += event.overflow;
+                } else {
+                    self.text.truncate(before);
+                }
             } else {
                 let room = MAX_TEXT.saturating_sub(self.text.len());
                 let before = self.text.len();
@@ -339,23 +394,11 @@ impl Frame {
 
 /// Parses one event's data, appending generated text to `text` (at most `room` bytes).
 fn parse_frame(data: &[u8], text: &mut String, room: usize) -> Option<Frame> {
-    if !super::extract::starts_object(data) {
-        return None;
-    }
-    let mut sink = TextSink {
-        text,
-        room,
-        overflow: 0,
-    };
-    let mut deserializer = serde_json::Deserializer::from_slice(data);
-    let (choices, usage) = FrameSeed { sink: &mut sink }
-        .deserialize(&mut deserializer)
-        .ok()?;
-    deserializer.end().ok()?;
+    let ((choices, usage), overflow) = parse_object::<ChatChunk>(data, text, room)?;
     Some(Frame {
         choices,
         usage,
-        overflow: sink.overflow,
+        overflow,
     })
 }
 
@@ -419,35 +462,206 @@ macro_rules! visit_fields {
     }};
 }
 
-struct FrameSeed<'a, 's> {
-    sink: &'a mut TextSink<'s>,
+/// What one event of a Responses stream said.
+struct Event {
+    /// How the response ended, when this event ends it.
+    end: Option<EventEnd>,
+    /// The usage of the `response` it carries, when reported.
+    usage: Option<Usage>,
+    /// Text bytes that did not fit in the room given.
+    overflow: u64,
 }
 
-impl<'de> DeserializeSeed<'de> for FrameSeed<'_, '_> {
-    type Value = (Option<usize>, Option<Usage>);
+/// How a Responses stream's last event ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventEnd {
+    /// `response.completed` or `response.incomplete`: an answer, whole or cut at its limit.
+    Answered,
+    /// `response.failed` or `error`.
+    Failed,
+}
+
+/// The event types that end a response, in the order of [`EventEnd`] they map to.
+const END_EVENTS: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+];
+
+/// Parses one Responses event's data: its `type`, the usage of its `response`, and the text
+/// of its `delta` (output text, function call arguments, reasoning summaries), appended to
+/// `text` (at most `room` bytes). The final `response` object repeats the whole output: only
+/// its `usage` is read.
+fn parse_event(data: &[u8], text: &mut String, room: usize) -> Option<Event> {
+    let ((end, usage), overflow) = parse_object::<ResponsesEvent>(data, text, room)?;
+    Some(Event {
+        end,
+        usage,
+        overflow,
+    })
+}
+
+/// The fields one kind of event is read for, by [`parse_object`].
+trait EventFields {
+    /// The fields read; the others are skipped.
+    const NAMES: &'static [&'static str];
+    const EXPECTING: &'static str;
+    type Value: Default;
+
+    /// Reads the value of the field `NAMES[index]` into `value`, appending its text to `sink`.
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        value: &mut Self::Value,
+    ) -> Result<(), A::Error>;
+}
+
+/// One event's data read as an object of `F`'s fields: their value and the text bytes that
+/// did not fit in the `room` left in `text`.
+fn parse_object<F: EventFields>(
+    data: &[u8],
+    text: &mut String,
+    room: usize,
+) -> Option<(F::Value, u64)> {
+    if !super::extract::starts_object(data) {
+        return None;
+    }
+    let mut sink = TextSink {
+        text,
+        room,
+        overflow: 0,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    let value = ObjectSeed::<F> {
+        sink: &mut sink,
+        fields: PhantomData,
+    }
+    .deserialize(&mut deserializer)
+    .ok()?;
+    deserializer.end().ok()?;
+    Some((value, sink.overflow))
+}
+
+struct ObjectSeed<'a, 's, F> {
+    sink: &'a mut TextSink<'s>,
+    fields: PhantomData<F>,
+}
+
+impl<'de, F: EventFields> DeserializeSeed<'de> for ObjectSeed<'_, '_, F> {
+    type Value = F::Value;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for FrameSeed<'_, '_> {
-    type Value = (Option<usize>, Option<Usage>);
+impl<'de, F: EventFields> Visitor<'de> for ObjectSeed<'_, '_, F> {
+    type Value = F::Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a chunk object")
+        f.write_str(F::EXPECTING)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut choices = None;
-        let mut usage = None;
-        visit_fields!(&["choices", "usage"], map, |index| {
-            if index == 0 {
-                choices = map.next_value_seed(Choices {
-                    sink: &mut *self.sink,
-                })?;
-            } else {
-                usage = map.next_value::<Option<WireUsage>>()?.map(Usage::from);
-            }
+        let mut value = F::Value::default();
+        visit_fields!(F::NAMES, map, |index| {
+            F::field(index, &mut map, &mut *self.sink, &mut value)?;
         });
-        Ok((choices, usage))
+        Ok(value)
+    }
+}
+
+/// A chat chunk (or a whole chat answer): its `choices` (counted, their text appended) and
+/// its `usage`.
+struct ChatChunk;
+
+impl EventFields for ChatChunk {
+    const NAMES: &'static [&'static str] = &["choices", "usage"];
+    const EXPECTING: &'static str = "a chunk object";
+    type Value = (Option<usize>, Option<Usage>);
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (choices, usage): &mut Self::Value,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            *choices = map.next_value_seed(Choices { sink })?;
+        } else {
+            *usage = map.next_value::<Option<WireUsage>>()?.map(Usage::from);
+        }
+        Ok(())
+    }
+}
+
+/// A whole answer, for its text only: chat's `choices`, or a Responses answer's `output`.
+struct WholeAnswer;
+
+/// The fields of a Responses output item (and of its content parts and summaries) whose
+/// strings are generated text.
+const OUTPUT_FIELDS: &[&str] = &["content", "text", "arguments", "summary"];
+
+impl EventFields for WholeAnswer {
+    const NAMES: &'static [&'static str] = &["choices", "output"];
+    const EXPECTING: &'static str = "an answer object";
+    type Value = ();
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (): &mut (),
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            map.next_value_seed(Choices { sink })?;
+        } else {
+            map.next_value_seed(Texts {
+                names: OUTPUT_FIELDS,
+                sink,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A Responses event: its `type`, its `delta` text, its `response`'s usage.
+struct ResponsesEvent;
+
+impl EventFields for ResponsesEvent {
+    const NAMES: &'static [&'static str] = &["type", "delta", "response"];
+    const EXPECTING: &'static str = "a Responses event";
+    type Value = (Option<EventEnd>, Option<Usage>);
+
+    fn field<'de, A: MapAccess<'de>>(
+        index: usize,
+        map: &mut A,
+        sink: &mut TextSink<'_>,
+        (end, usage): &mut Self::Value,
+    ) -> Result<(), A::Error> {
+        #[derive(serde::Deserialize)]
+        struct ResponseUsage {
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        match index {
+            0 => {
+                *end = map.next_value_seed(Key(END_EVENTS))?.map(|found| {
+                    if found < 2 {
+                        EventEnd::Answered
+                    } else {
+                        EventEnd::Failed
+                    }
+                });
+            }
+            1 => map.next_value_seed(Texts { names: &[], sink })?,
+            _ => {
+                *usage = map
+                    .next_value::<Option<ResponseUsage>>()?
+                    .and_then(|response| response.usage)
+                    .map(Usage::from);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -643,6 +857,74 @@ mod tests {
                 assert_eq!(scanner.generated_text(), "lo é🎉");
             }
         }
+    }
+
+    const RESPONSE_CREATED: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[],\"usage\":null}}\n\n";
+    const RESPONSE_DELTAS: &str = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":5,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"lo é\"}\n\n";
+    const RESPONSE_COMPLETED: &str = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\
+        \"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello é\"}]}],\
+        \"usage\":{\"input_tokens\":7,\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":12}}}\n\n";
+
+    #[test]
+    fn responses_events_give_their_usage_text_and_end() {
+        let whole = [RESPONSE_CREATED, RESPONSE_DELTAS, RESPONSE_COMPLETED].concat();
+        let bytes = whole.as_bytes();
+        let reported = Usage {
+            prompt_tokens: 7,
+            completion_tokens: 5,
+            total_tokens: 12,
+            cached_tokens: 2,
+            reasoning_tokens: 3,
+            ..Usage::default()
+        };
+        for cut in 0..=bytes.len() {
+            let mut scanner = StreamUsage::of(EventForm::Responses);
+            let out = run(&mut scanner, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(out, bytes, "cut at {cut}");
+            assert_eq!(scanner.usage(), Some(reported), "cut at {cut}");
+            // The deltas only: the final response repeats the text, which is not counted twice.
+            assert_eq!(scanner.generated_text(), "Hello é", "cut at {cut}");
+            assert!(!scanner.unfinished() && !scanner.saw_failure());
+        }
+
+        // Without its final event the stream is unfinished, and its usage unknown.
+        let mut scanner = StreamUsage::of(EventForm::Responses);
+        scanner.observe([RESPONSE_CREATED, RESPONSE_DELTAS].concat().as_bytes());
+        assert!(scanner.unfinished());
+        assert_eq!(scanner.usage(), None);
+        assert!(scanner.usage_or_estimate("gpt-4o", b"{}").estimated);
+
+        // A failed response ends the stream as a failure; an `error` event too.
+        for failure in [
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"},\"usage\":null}}\n\n",
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"x\"}\n\n",
+        ] {
+            let mut scanner = StreamUsage::of(EventForm::Responses);
+            scanner.observe([RESPONSE_CREATED, failure].concat().as_bytes());
+            assert!(scanner.saw_failure() && !scanner.unfinished(), "{failure}");
+        }
+
+        // Chat chunks are never held to an end, and never read as Responses events.
+        let mut scanner = StreamUsage::new();
+        scanner.observe(whole.as_bytes());
+        assert!(!scanner.unfinished() && !scanner.saw_failure());
+        assert_eq!(scanner.usage(), None);
+    }
+
+    #[test]
+    fn the_text_of_a_whole_answer_is_read_in_either_form() {
+        let chat = r#"{"choices":[{"message":{"role":"assistant","content":"chat text","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}"#;
+        assert_eq!(response_text(chat.as_bytes()), "chat text{}");
+        let responses = r#"{"id":"resp_1","object":"response","text":{"format":{"type":"text"}},"output":[
+            {"type":"reasoning","summary":[{"type":"summary_text","text":"thought "}]},
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"answer ","annotations":[]}]},
+            {"type":"function_call","call_id":"c","name":"f","arguments":"{\"x\":1}"}],"usage":null}"#;
+        assert_eq!(
+            response_text(responses.as_bytes()),
+            r#"thought answer {"x":1}"#
+        );
+        assert_eq!(response_text(b"not json"), "");
     }
 
     #[test]

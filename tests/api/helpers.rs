@@ -270,6 +270,17 @@ impl TestApp {
             .bearer_auth(token)
     }
 
+    /// The JSON answer of an admin API GET of `path` with `token`.
+    pub async fn admin_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.admin(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Writes every recorded usage event now (what the writer task does every second).
     pub async fn flush_usage(&self) {
         llmgate::usage::UsageWriter::new(&self.usage, self.db.clone())

@@ -23,6 +23,7 @@ mod keys;
 mod ops;
 mod proxy;
 mod responses;
+mod responses_forward;
 mod routing;
 mod shaping;
 mod streaming;

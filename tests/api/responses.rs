@@ -39,7 +39,7 @@ fn responses(app: &TestApp, body: Value) -> reqwest::RequestBuilder {
 }
 
 /// The `(event name, data)` pairs of a server-sent event stream.
-fn events(text: &str) -> Vec<(String, Value)> {
+pub(crate) fn events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter(|frame| !frame.trim().is_empty())
         .map(|frame| {

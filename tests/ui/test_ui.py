@@ -251,6 +251,10 @@ def main():
             # Save the provider's base URL (unchanged, so the demo keeps working).
             provider_row = page.locator('tr[data-provider="demo"]')
             demo_url = provider_row.locator('input[type="url"]').input_value()
+            # The demo (openai kind) may serve /responses itself: offered, and off.
+            responses_box = provider_row.locator('input[type="checkbox"]')
+            expect(responses_box).not_to_be_checked()
+            expect(responses_box).to_be_enabled()
             provider_row.get_by_role("button", name="Save provider demo").click()
             expect(page.locator(".status .ok")).to_contain_text("Saved provider demo")
             expect(page.locator('tr[data-provider="demo"] input[type="url"]')).to_have_value(demo_url)

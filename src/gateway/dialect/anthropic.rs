@@ -25,8 +25,8 @@ use crate::vocab::{Endpoint, ProviderKind};
 pub(super) struct Messages;
 
 impl Ingress for Messages {
-    fn native(&self) -> Option<ProviderKind> {
-        Some(ProviderKind::Anthropic)
+    fn native(&self, provider: &crate::routing::Provider) -> bool {
+        provider.kind == ProviderKind::Anthropic
     }
 
     /// Messages or CountTokens: Anthropic's paths are the endpoint's own. A `system` message

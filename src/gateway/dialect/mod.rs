@@ -6,12 +6,13 @@
 //! chat, `anthropic`'s Messages) and a [`Provider`] (what an upstream speaks: `openai`,
 //! `anthropic`, `gemini`). Between two dialects the request, the answer, its error body and its
 //! stream go through OpenAI chat, the one form every dialect translates to and from; a client
-//! whose dialect the provider speaks natively is served byte for byte. [`ingress`] and
+//! whose dialect the provider speaks natively ([`Ingress::native`], which may depend on how the
+//! provider is declared, not only on its kind) is served byte for byte. [`ingress`] and
 //! [`provider`] are the registry: adding a dialect adds a file and one line there.
 //!
 //! | client endpoint → provider kind | request | answer |
 //! |---|---|---|
-//! | OpenAI → openai, Messages → anthropic | `model` spliced in place, nothing else touched (but what is shaped, below) | forwarded as received |
+//! | OpenAI → openai, Messages → anthropic, Responses → openai with `responses = true` | `model` spliced in place, nothing else touched (but what is shaped, below) | forwarded as received |
 //! | chat → anthropic / gemini | translated ([`crate::translate`]) | translated back |
 //! | Messages → openai / gemini | translated | translated back |
 //! | count_tokens → anthropic | forwarded to `/messages/count_tokens` | forwarded |
@@ -41,7 +42,7 @@ use crate::routing::Target;
 use crate::secret::Secret;
 use crate::translate::anthropic::{anthropic_error_body, anthropic_error_type_for};
 use crate::translate::{Chain, StreamFailure, StreamTranslator, TranslateError};
-use crate::usage::{self, StreamUsage, Usage};
+use crate::usage::{self, EventForm, StreamUsage, Usage};
 use crate::vocab::{Dialect, Endpoint, ProviderKind};
 
 /// The dialect a client speaks.
@@ -64,8 +65,14 @@ fn provider(kind: ProviderKind) -> &'static dyn Provider {
 
 /// The client's side of a dialect: its requests to and its answers from OpenAI chat.
 trait Ingress: Sync {
-    /// The provider kind that speaks this dialect: a request to it passes through.
-    fn native(&self) -> Option<ProviderKind>;
+    /// Whether `provider` speaks this dialect itself: a request to it passes through.
+    fn native(&self, provider: &crate::routing::Provider) -> bool;
+
+    /// The events of a stream in this dialect, as the usage scanner reads them when they pass
+    /// through (chat chunks unless the dialect says otherwise).
+    fn native_events(&self) -> EventForm {
+        EventForm::Chat
+    }
 
     /// The body for a provider of the native kind, and whether llmgate asked it for a usage
     /// chunk the client did not ask for (to drop from the stream): byte for byte but `model`
@@ -202,6 +209,8 @@ pub(super) struct Answer {
     include_usage: bool,
     /// How the request was shaped for the route that answers.
     shaping: Shaping,
+    /// The form of the events the usage scanner reads: the client's, when they pass through.
+    events: EventForm,
 }
 
 /// The answer header saying how the request was shaped for the route that answered.
@@ -229,7 +238,7 @@ pub(super) fn prepare(
             "shaped the request to what the route's upstream model takes"
         );
     }
-    if ingress.native() == Some(kind) {
+    if ingress.native(&target.route.provider) {
         let shape = (!shaping.is_empty()).then_some(limits);
         let (body, filter_usage) =
             ingress.pass_through(body, head, upstream_model, stream, shape)?;
@@ -240,6 +249,7 @@ pub(super) fn prepare(
             openai,
             include_usage: true,
             shaping,
+            events: ingress.native_events(),
         };
         return Ok(Call::Upstream {
             url: UpstreamUrl::of(target, endpoint),
@@ -260,6 +270,7 @@ pub(super) fn prepare(
         openai,
         include_usage,
         shaping,
+        events: EventForm::Chat,
     };
     Ok(Call::Upstream {
         url: provider.url(target, stream),
@@ -328,7 +339,7 @@ impl Answer {
         filter_usage: bool,
         request: &[u8],
     ) -> StreamShape {
-        let mut scanner = StreamUsage::new();
+        let mut scanner = StreamUsage::of(self.events);
         let (translator, watch) = if self.passthrough {
             // The upstream's events are the client's; when they are not chat, a translator
             // reads them aside, for their usage and their text.
@@ -406,10 +417,14 @@ impl StreamShape {
     pub(super) fn push(&mut self, chunk: Bytes) -> Bytes {
         let Some(translator) = self.translator.as_mut() else {
             // OpenAI events, forwarded (the usage-only chunk possibly held back). An error
-            // frame, `data: {"error": …}`, is the upstream's error answer: its credentials are
-            // hidden. Inside generated text the quotes are escaped, so text never matches.
+            // frame, `data: {"error": …}`, is the upstream's error answer, and so is a
+            // Responses `error` or `response.failed` event: their credentials are hidden.
+            // Inside generated text the quotes are escaped, so text never matches.
+            let failed_before = self.scanner.saw_failure();
             let out = self.scanner.forward(chunk);
-            if memchr::memmem::find(&out, br#"{"error""#).is_some() {
+            if memchr::memmem::find(&out, br#"{"error""#).is_some()
+                || (!failed_before && self.scanner.saw_failure())
+            {
                 return self.hide(out);
             }
             return out;
@@ -437,7 +452,20 @@ impl StreamShape {
     /// request is recorded with the outcome the client saw.
     pub(super) fn finish(&mut self, request_id: &str) -> (Bytes, Option<ApiError>) {
         let Some(translator) = self.translator.as_mut() else {
-            return (self.scanner.finish(), None);
+            let mut out = self.scanner.finish();
+            // A Responses stream forwarded as is: the upstream's own failure was forwarded,
+            // one that just stopped gets its `response.failed`, never a silent cut.
+            let failure = if self.scanner.saw_failure() {
+                Some(StreamFailure::Upstream)
+            } else if self.scanner.unfinished() {
+                let error = failure_error(StreamFailure::Unfinished);
+                let event = self.client.error_event(&error, request_id, None);
+                out = [out, event].concat().into();
+                Some(StreamFailure::Unfinished)
+            } else {
+                None
+            };
+            return (out, failure.map(failure_error));
         };
         let mut out = translator.finish();
         if self.watch == Watch::Output {
@@ -529,13 +557,19 @@ mod tests {
         /// The answer of a provider of `kind` to a client of `dialect`, as `prepare` makes it.
         fn new(dialect: Dialect, kind: ProviderKind) -> Self {
             let ingress = ingress(dialect);
+            let passthrough = match dialect {
+                Dialect::OpenAi => kind == ProviderKind::OpenAi,
+                Dialect::Anthropic => kind == ProviderKind::Anthropic,
+                Dialect::Responses => false,
+            };
             Self {
                 client: ingress.client(),
                 provider: provider(kind),
-                passthrough: ingress.native() == Some(kind),
+                passthrough,
                 openai: kind == ProviderKind::OpenAi,
                 include_usage: true,
                 shaping: Shaping::default(),
+                events: EventForm::Chat,
             }
         }
     }
@@ -568,6 +602,70 @@ mod tests {
             passed(Dialect::Anthropic, messages, Some(haiku_3_5)),
             r#"{"system":[{"type":"text","text":"agents"}],"model":"up","max_tokens":8192,"messages":[{"role":"user","content":"hi"}]}"#
         );
+    }
+
+    impl Answer {
+        /// The answer of a provider declared with `responses = true` to a Responses client.
+        fn forwarded_responses() -> Self {
+            Self {
+                events: ingress(Dialect::Responses).native_events(),
+                passthrough: true,
+                ..Self::new(Dialect::Responses, ProviderKind::OpenAi)
+            }
+        }
+    }
+
+    const RESPONSE_STARTED: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_up\",\"status\":\"in_progress\",\"usage\":null}}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"some words\"}\n\n";
+
+    #[test]
+    fn a_forwarded_responses_stream_passes_as_is_and_ends_once() {
+        // Complete: forwarded unchanged, its usage read from `response.completed`.
+        let mut shape = Answer::forwarded_responses().stream("m", false, b"{}");
+        let completed = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_up\",\"status\":\"completed\",\
+            \"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"output_tokens_details\":{\"reasoning_tokens\":1}}}}\n\n";
+        let all = format!("{RESPONSE_STARTED}{completed}");
+        assert_eq!(shape.push(Bytes::from(all.clone())), all.as_bytes());
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty() && failure.is_none());
+        let usage = shape.usage("m", b"{}", true);
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.reasoning_tokens
+            ),
+            (4, 2, 1)
+        );
+        assert!(!usage.estimated);
+
+        // The upstream's own error event: forwarded with the credential hidden, a failure.
+        let mut shape = Answer::forwarded_responses()
+            .stream("m", false, b"{}")
+            .hiding(Some(Secret::new("sk-upstream-secret-0123456789")));
+        shape.push(Bytes::from(RESPONSE_STARTED));
+        let error = "event: error\ndata: {\"type\":\"error\",\"code\":\"invalid_api_key\",\"message\":\"bad key sk-upstream-secret-0123456789\"}\n\n";
+        let out = shape.push(Bytes::from(error));
+        let out = std::str::from_utf8(&out).unwrap();
+        assert!(
+            out.contains("event: error") && !out.contains("0123456789"),
+            "{out}"
+        );
+        let (tail, failure) = shape.finish("req_1");
+        assert!(tail.is_empty());
+        assert_eq!(failure.map(|e| e.status().as_u16()), Some(502));
+
+        // Stopped before its last event: `response.failed` follows, and it is a failure.
+        let mut shape = Answer::forwarded_responses().stream("m", false, b"{}");
+        shape.push(Bytes::from(RESPONSE_STARTED));
+        let (tail, failure) = shape.finish("req_1");
+        let tail = std::str::from_utf8(&tail).unwrap();
+        assert!(
+            tail.contains("event: response.failed\n") && tail.contains("req_1"),
+            "{tail}"
+        );
+        assert!(failure.is_some());
+        assert!(shape.usage("m", b"{}", false).estimated);
     }
 
     #[test]

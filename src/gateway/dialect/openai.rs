@@ -18,8 +18,8 @@ use crate::vocab::{Endpoint, ProviderKind};
 pub(super) struct Chat;
 
 impl Ingress for Chat {
-    fn native(&self) -> Option<ProviderKind> {
-        Some(ProviderKind::OpenAi)
+    fn native(&self, provider: &crate::routing::Provider) -> bool {
+        provider.kind == ProviderKind::OpenAi
     }
 
     fn pass_through(

@@ -1,5 +1,6 @@
-//! OpenAI's Responses API (`POST /v1/responses`) as a client's dialect: translated to chat
-//! ([`crate::translate::responses`]) for a provider of every kind, and back.
+//! OpenAI's Responses API (`POST /v1/responses`) as a client's dialect: forwarded as is to a
+//! provider declared with `responses = true`, translated to chat
+//! ([`crate::translate::responses`]) for every other, and back.
 //!
 //! Each request gets its response id (`resp_` and 128 random bits in hex) and its `created_at`
 //! here. Tools that only OpenAI hosts (and tool types llmgate does not know) are left out of the
@@ -22,8 +23,9 @@ use crate::translate::responses::{
     ChatToResponsesStream, ResponsesCall, chat_error_to_responses, chat_response_to_responses,
     responses_request_to_chat,
 };
-use crate::translate::{StreamTranslator, TranslateError};
-use crate::vocab::{Endpoint, ProviderKind};
+use crate::translate::{StreamTranslator, TranslateError, shape_responses_body};
+use crate::usage::EventForm;
+use crate::vocab::Endpoint;
 
 /// The answer header naming the tools left out of a translated request.
 const DROPPED_TOOLS: HeaderName = HeaderName::from_static("x-llmgate-dropped-tools");
@@ -32,9 +34,15 @@ const DROPPED_TOOLS: HeaderName = HeaderName::from_static("x-llmgate-dropped-too
 pub(super) struct Responses;
 
 impl Ingress for Responses {
-    /// No provider kind speaks Responses natively: every request is translated.
-    fn native(&self) -> Option<ProviderKind> {
-        None
+    /// A provider declared with `responses = true` serves the Responses API itself: the
+    /// request is forwarded as is (hosted tools, `previous_response_id` and all), only `model`
+    /// rewritten. Every other is translated.
+    fn native(&self, provider: &crate::routing::Provider) -> bool {
+        provider.responses
+    }
+
+    fn native_events(&self) -> EventForm {
+        EventForm::Responses
     }
 
     fn pass_through(
@@ -43,9 +51,16 @@ impl Ingress for Responses {
         head: &RequestHead<'_>,
         upstream_model: &str,
         _stream: bool,
-        _shape: Option<ModelLimits>,
+        shape: Option<ModelLimits>,
     ) -> Result<(Bytes, bool), TranslateError> {
-        Ok((head.rewrite_model(body, upstream_model), false))
+        let rewritten = head.rewrite_model(body, upstream_model);
+        Ok(match shape {
+            Some(limits) => (
+                shape_responses_body(&rewritten, limits)?.unwrap_or(rewritten),
+                false,
+            ),
+            None => (rewritten, false),
+        })
     }
 
     fn elsewhere(

@@ -472,15 +472,22 @@ export async function providers(root) {
       ]);
       const providerRows = providerPage.data.map((p) => {
         const url = h("input", { type: "url", value: p.base_url, class: "wide", "aria-label": `Base URL of ${p.name}` });
+        // Only OpenAI-compatible providers may serve the Responses API themselves.
+        const responses = h("input", { type: "checkbox", "aria-label": `${p.name} serves /responses itself (forwarded, not translated)` });
+        responses.checked = p.responses;
+        responses.disabled = p.kind !== "openai";
         return h(
           "tr",
           { "data-provider": p.name },
           h("td", {}, p.name),
           h("td", {}, p.kind),
           h("td", {}, url),
+          h("td", {}, responses),
           h("td", {}, p.source),
           h("td", {}, h("div", { class: "actions" }, action("Save", status, async () => {
-            await api("PATCH", `/admin/providers/${p.id}`, { base_url: url.value.trim() });
+            const changes = { base_url: url.value.trim() };
+            if (p.kind === "openai") changes.responses = responses.checked;
+            await api("PATCH", `/admin/providers/${p.id}`, changes);
             await refresh();
             status.replaceChildren(h("p", { class: "ok" }, `Saved provider ${p.name}.`));
           }, { "aria-label": `Save provider ${p.name}` }))),
@@ -525,7 +532,7 @@ export async function providers(root) {
         ),
       );
       fill(body,
-        h("section", { class: "card" }, h("h2", {}, "Providers"), providerRows.length ? table(["name", "kind", "base URL", "source", ""], providerRows) : empty("No providers yet — add one below."), providerForm(status, refresh)),
+        h("section", { class: "card" }, h("h2", {}, "Providers"), providerRows.length ? table(["name", "kind", "base URL", "serves /responses", "source", ""], providerRows) : empty("No providers yet — add one below."), providerForm(status, refresh)),
         h("section", { class: "card" }, h("h2", {}, "Accounts"), accountRows.length ? table(["provider", "name", "key", "weight", "state", ""], accountRows) : empty("No accounts yet — add one below."), accountForm(providerPage.data, status, refresh)),
         h("h2", {}, "Models and their routes"),
         ...(modelSections.length ? modelSections : [empty("No models yet — add one below.")]),
@@ -642,6 +649,7 @@ function providerForm(status, refresh) {
     h("label", {}, "Name", h("input", { name: "name", required: true })),
     h("label", {}, "Kind", h("select", { name: "kind" }, ["openai", "anthropic", "gemini"].map((k) => h("option", { value: k }, k)))),
     h("label", {}, "Base URL", h("input", { name: "base_url", type: "url", required: true, placeholder: "https://api.openai.com/v1" })),
+    h("label", {}, "Serves /responses (openai only)", h("input", { name: "responses", type: "checkbox" })),
     h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Add provider")),
   );
   form.addEventListener("submit", async (event) => {
@@ -649,7 +657,12 @@ function providerForm(status, refresh) {
     const fields = new FormData(form);
     status.replaceChildren();
     try {
-      await api("POST", "/admin/providers", { name: fields.get("name").trim(), kind: fields.get("kind"), base_url: fields.get("base_url").trim() });
+      await api("POST", "/admin/providers", {
+        name: fields.get("name").trim(),
+        kind: fields.get("kind"),
+        base_url: fields.get("base_url").trim(),
+        responses: fields.get("responses") === "on",
+      });
       await refresh();
     } catch (error) {
       status.replaceChildren(errorBox(error));
