@@ -6,6 +6,7 @@ mod admin;
 mod catalog;
 mod client_keys;
 mod import;
+mod stored_responses;
 mod usage;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,
 };
+pub use stored_responses::{ChainLink, StoredResponseRow, StoredWrites};
 pub use usage::{
     AsLogRow, LogPage, LogQuery, LogRow, NewLogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery,
     UsageTotals,

@@ -9,12 +9,14 @@
 mod estimate;
 mod extract;
 mod recorder;
+mod responses;
 pub mod retention;
 mod stream;
 
 pub use estimate::{Encoding, count_tokens, estimate_prompt_tokens, estimate_usage};
 pub use extract::{IncludeUsage, WholeAnswer, ensure_include_usage, from_body, read_answer};
 pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
+pub use responses::{PendingResponse, Unkept};
 pub use stream::{StreamUsage, is_usage_only_chunk};
 
 /// Tokens used by one request, as the upstream reported them or as llmgate estimated them, in

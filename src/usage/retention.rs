@@ -1,5 +1,5 @@
-//! Deleting request log rows older than the retention, a small batch at a time so no write lock
-//! is held for long. Daily rollups are kept.
+//! Deleting request log rows and stored responses older than their retentions, a small batch at
+//! a time so no write lock is held for long. Daily rollups are kept.
 
 use std::time::Duration;
 
@@ -10,6 +10,17 @@ use crate::db::{Db, DbError};
 
 /// The default of `LLMGATE_LOG_RETENTION`.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default of `LLMGATE_RESPONSES_RETENTION`, as long as OpenAI keeps stored responses.
+pub const DEFAULT_RESPONSES_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long each kind of row is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Request log rows (`LLMGATE_LOG_RETENTION`).
+    pub log: Duration,
+    /// Stored responses (`LLMGATE_RESPONSES_RETENTION`).
+    pub responses: Duration,
+}
 /// Rows per DELETE statement.
 const BATCH: u32 = 1000;
 /// Pause between batches, leaving the writer connection to the usage flushes.
@@ -25,10 +36,44 @@ pub async fn purge(
     now_ms: i64,
     stop: &CancellationToken,
 ) -> Result<u64, DbError> {
-    let cutoff = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    in_batches(cutoff(now_ms, retention), stop, |cutoff| {
+        db.delete_log_before(cutoff, BATCH)
+    })
+    .await
+}
+
+/// Deletes every stored response kept longer than `retention` ago (relative to `now_ms`, on
+/// the gateway's clock), in batches; returns how many went. Reads already answer 404 for them.
+pub async fn purge_responses(
+    db: &Db,
+    retention: Duration,
+    now_ms: i64,
+    stop: &CancellationToken,
+) -> Result<u64, DbError> {
+    in_batches(cutoff(now_ms, retention), stop, |cutoff| {
+        db.delete_stored_responses_before(cutoff, BATCH)
+    })
+    .await
+}
+
+/// The oldest time still kept.
+pub fn cutoff(now_ms: i64, retention: Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs `delete(cutoff)` (which deletes up to [`BATCH`] rows) until a batch comes back short.
+async fn in_batches<F, Fut>(
+    cutoff: i64,
+    stop: &CancellationToken,
+    delete: F,
+) -> Result<u64, DbError>
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, DbError>>,
+{
     let mut deleted = 0;
     loop {
-        let batch = db.delete_log_before(cutoff, BATCH).await?;
+        let batch = delete(cutoff).await?;
         deleted += batch;
         if batch < u64::from(BATCH) || stop.is_cancelled() {
             return Ok(deleted);
@@ -41,7 +86,7 @@ pub async fn purge(
 }
 
 /// Purges at start and then every ten minutes, until `stop`.
-pub async fn run(db: Db, retention: Duration, clock: Clock, stop: CancellationToken) {
+pub async fn run(db: Db, retention: Retention, clock: Clock, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,10 +95,15 @@ pub async fn run(db: Db, retention: Duration, clock: Clock, stop: CancellationTo
             _ = ticker.tick() => {}
         }
         let now_ms = clock.now().timestamp_millis();
-        match purge(&db, retention, now_ms, &stop).await {
+        match purge(&db, retention.log, now_ms, &stop).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted request log rows past their retention"),
             Err(error) => tracing::warn!(%error, "cannot delete old request log rows; will retry"),
+        }
+        match purge_responses(&db, retention.responses, now_ms, &stop).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted stored responses past their retention"),
+            Err(error) => tracing::warn!(%error, "cannot delete old stored responses; will retry"),
         }
     }
 }

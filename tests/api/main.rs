@@ -23,6 +23,7 @@ mod keys;
 mod ops;
 mod proxy;
 mod responses;
+mod responses_store;
 mod routing;
 mod streaming;
 mod upstream;

@@ -321,7 +321,7 @@ async fn errors_take_openais_shape() {
         assert!(message.contains("web_search"), "{body}");
     }
 
-    // Stored responses are not kept yet: continuing one is refused, never ignored.
+    // Continuing a response that was never stored is refused as OpenAI refuses it.
     let response = responses(
         &app,
         json!({"model": "gpt-test", "input": "x", "previous_response_id": "resp_123"}),
@@ -331,11 +331,16 @@ async fn errors_take_openais_shape() {
     .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "previous_response_not_found",
+        "{body}"
+    );
+    assert_eq!(body["error"]["param"], "previous_response_id", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("previous_response_id"),
+            .contains("Previous response with id 'resp_123' not found"),
         "{body}"
     );
 

@@ -70,6 +70,7 @@ impl Ingress for Messages {
         &self,
         body: &Bytes,
         upstream_model: &str,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         Ok((
             messages_request_to_chat(body, upstream_model)?,

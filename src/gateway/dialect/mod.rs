@@ -80,11 +80,14 @@ trait Ingress: Sync {
         body: &[u8],
     ) -> Option<Result<Call, Refused>>;
 
-    /// The request in OpenAI chat form, naming `upstream_model`, and how its answer goes back.
+    /// The request in OpenAI chat form, naming `upstream_model`, and how its answer goes back;
+    /// `history` is the stored turns a Responses request continues (`previous_response_id`),
+    /// oldest first, and empty for every other dialect.
     fn request_to_chat(
         &self,
         body: &Bytes,
         upstream_model: &str,
+        history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError>;
 
     /// How the answer to a request that passed through goes back (for the error events
@@ -189,12 +192,14 @@ pub(super) struct Answer {
     include_usage: bool,
 }
 
-/// The call for `target`, for a request on `endpoint` whose head is `head`.
+/// The call for `target`, for a request on `endpoint` whose head is `head` (and, for a
+/// Responses request that continues a stored one, whose earlier turns are `history`).
 pub(super) fn prepare(
     target: Target<'_>,
     endpoint: Endpoint,
     body: &Bytes,
     head: &RequestHead<'_>,
+    history: &[&[u8]],
     stream: bool,
 ) -> Result<Call, Refused> {
     let kind = target.route.provider.kind;
@@ -220,7 +225,7 @@ pub(super) fn prepare(
     if let Some(call) = ingress.elsewhere(endpoint, target, body) {
         return call;
     }
-    let (chat, client) = ingress.request_to_chat(body, upstream_model)?;
+    let (chat, client) = ingress.request_to_chat(body, upstream_model, history)?;
     let (body, include_usage) = provider.request_from_chat(chat, upstream_model)?;
     let answer = Answer {
         client,
@@ -419,6 +424,12 @@ impl StreamShape {
             };
         }
         (out, failure.map(failure_error))
+    }
+
+    /// The answer's final object in the client's dialect once the stream has ended, where its
+    /// last event carries one (a translated Responses stream's `response`).
+    pub(super) fn final_response(&self) -> Option<&Bytes> {
+        self.translator.as_ref()?.final_response()
     }
 
     /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error

@@ -62,6 +62,7 @@ impl Ingress for Chat {
         &self,
         body: &Bytes,
         _upstream_model: &str,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         // The translation to the provider's dialect names the upstream model itself.
         Ok((body.clone(), Box::new(Chat)))
