@@ -1,4 +1,5 @@
-//! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models.
+//! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models, keep and
+//! read stored responses of the Responses API.
 
 mod attempts;
 mod dialect;

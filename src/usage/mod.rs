@@ -4,7 +4,9 @@
 //!
 //! The request path calls [`UsageRecorder::record`], which only touches memory; the
 //! [`UsageWriter`] task writes counters and log rows in one transaction per flush, and
-//! [`retention::run`] trims old log rows.
+//! [`retention::run`] trims old log rows. Stored responses of the Responses API take the same
+//! way: [`UsageRecorder::keep_response`] holds them in memory (where reads find them) until the
+//! writer's next transaction has written them, and the retention task deletes expired ones.
 
 mod estimate;
 mod extract;

@@ -4,7 +4,8 @@
 //! shard (rollup counters and a bounded share of log rows), and the writer swaps shards out
 //! whole. Counters are unbounded in number of updates (one entry per day × key × model ×
 //! account), so they are never dropped; log rows beyond the queue's capacity are dropped and
-//! counted.
+//! counted. Stored responses (and their deletions) are written in the same transaction; they
+//! stay readable in memory until it commits (see `responses.rs`).
 
 use std::cell::Cell;
 use std::collections::HashMap;

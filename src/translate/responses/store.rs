@@ -63,6 +63,51 @@ pub fn stored_turn(request_body: &[u8], response: &[u8]) -> Result<Bytes> {
     ))
 }
 
+/// The Responses request `body` for an upstream that speaks Responses itself (a provider
+/// declared with `responses = true`), continuing a stored conversation there as the translated
+/// routes do: `history` (the stored turns of `previous_response_id`'s chain, oldest first, as
+/// [`stored_turn`] wrote them: each turn's input items, then its output items) goes into
+/// `input` before the request's own input (a string input becoming a user message),
+/// `previous_response_id` is left out (the turns may have been answered by another upstream,
+/// which that one does not know), and `model` is `upstream_model`. Every other member is kept
+/// as sent (the members' order may change).
+pub fn request_with_history(body: &[u8], history: &[&[u8]], upstream_model: &str) -> Result<Bytes> {
+    #[derive(Deserialize)]
+    struct Turn {
+        #[serde(default)]
+        input: Vec<Value>,
+        #[serde(default)]
+        output: Vec<Value>,
+    }
+    let mut request: Map<String, Value> =
+        serde_json::from_slice(body).map_err(TranslateError::request("OpenAI Responses"))?;
+    let mut input = Vec::new();
+    for (at, turn) in history.iter().enumerate() {
+        let turn: Turn = serde_json::from_slice(turn).map_err(|error| {
+            TranslateError::InvalidRequest(format!(
+                "The stored conversation (turn {at} of previous_response_id's chain) could not \
+                 be read: {error}. Start a new conversation without previous_response_id."
+            ))
+        })?;
+        input.extend(turn.input);
+        input.extend(turn.output);
+    }
+    match request.remove("input") {
+        Some(Value::String(text)) => input.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => input.extend(items),
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(TranslateError::InvalidRequest(
+                "'input' must be a string or a list of items.".into(),
+            ));
+        }
+    }
+    request.remove("previous_response_id");
+    request.insert("input".into(), Value::Array(input));
+    request.insert("model".into(), Value::String(upstream_model.to_owned()));
+    Ok(to_bytes(&request))
+}
+
 /// One input item in item form, with an id.
 fn normalize(mut item: Value, suffix: &str, at: usize) -> Value {
     let Some(object) = item.as_object_mut() else {
