@@ -417,6 +417,25 @@ pub(crate) mod tests {
         (dir, db)
     }
 
+    /// Inserts a client key named `name` with no limits; its id.
+    pub async fn insert_test_key(db: &Db, name: &str) -> i64 {
+        db.insert_key(&NewKeyRow {
+            name: name.into(),
+            key_hash: format!("hash-{name}"),
+            prefix: "sk-".into(),
+            models: None,
+            rpm: None,
+            tpm: None,
+            budget_tokens: None,
+            budget_window: None,
+            expires_at: None,
+            source: "api",
+        })
+        .await
+        .unwrap()
+        .id
+    }
+
     #[tokio::test]
     async fn an_in_memory_database_has_no_file() {
         // sqlx names it `file:sqlx-in-memory-N`: a key file beside that would land in the

@@ -165,26 +165,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NewKeyRow;
-    use crate::db::tests::temp_db;
-
-    async fn key(db: &Db, name: &str) -> i64 {
-        db.insert_key(&NewKeyRow {
-            name: name.into(),
-            key_hash: format!("hash-{name}"),
-            prefix: "sk-".into(),
-            models: None,
-            rpm: None,
-            tpm: None,
-            budget_tokens: None,
-            budget_window: None,
-            expires_at: None,
-            source: "api",
-        })
-        .await
-        .unwrap()
-        .id
-    }
+    use crate::db::tests::{insert_test_key as key, temp_db};
 
     fn row(id: &str, key_id: i64, previous: Option<&str>, created_at: i64) -> StoredResponseRow {
         StoredResponseRow {

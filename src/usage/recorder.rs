@@ -801,22 +801,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_response_waits_in_memory_until_a_batch_commits_it() {
         let (_dir, db) = temp_db().await;
-        let key_id = db
-            .insert_key(&crate::db::NewKeyRow {
-                name: "k".into(),
-                key_hash: "h".into(),
-                prefix: "sk-".into(),
-                models: None,
-                rpm: None,
-                tpm: None,
-                budget_tokens: None,
-                budget_window: None,
-                expires_at: None,
-                source: "api",
-            })
-            .await
-            .unwrap()
-            .id;
+        let key_id = crate::db::tests::insert_test_key(&db, "k").await;
         let recorder = UsageRecorder::new(100);
         let writer = UsageWriter::new(&recorder, db.clone());
         let row = StoredResponseRow {

@@ -28,52 +28,41 @@ const PAUSE: Duration = Duration::from_millis(50);
 /// How often old rows are looked for.
 const EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes every row older than `retention` (relative to `now_ms`), in batches; returns how many
-/// went. Stops early, between batches, when `stop` is cancelled.
+/// What the retention deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Request log rows, by when the request finished.
+    RequestLog,
+    /// Stored responses, by when they were stored (on the gateway's clock); reads already
+    /// answer 404 for them.
+    StoredResponses,
+}
+
+impl Expiring {
+    fn rows(self) -> &'static str {
+        match self {
+            Self::RequestLog => "request log rows",
+            Self::StoredResponses => "stored responses",
+        }
+    }
+}
+
+/// Deletes every row of `expiring` older than `retention` (relative to `now_ms`), in batches;
+/// returns how many went. Stops early, between batches, when `stop` is cancelled.
 pub async fn purge(
     db: &Db,
+    expiring: Expiring,
     retention: Duration,
     now_ms: i64,
     stop: &CancellationToken,
 ) -> Result<u64, DbError> {
-    in_batches(cutoff(now_ms, retention), stop, |cutoff| {
-        db.delete_log_before(cutoff, BATCH)
-    })
-    .await
-}
-
-/// Deletes every stored response kept longer than `retention` ago (relative to `now_ms`, on
-/// the gateway's clock), in batches; returns how many went. Reads already answer 404 for them.
-pub async fn purge_responses(
-    db: &Db,
-    retention: Duration,
-    now_ms: i64,
-    stop: &CancellationToken,
-) -> Result<u64, DbError> {
-    in_batches(cutoff(now_ms, retention), stop, |cutoff| {
-        db.delete_stored_responses_before(cutoff, BATCH)
-    })
-    .await
-}
-
-/// The oldest time still kept.
-pub fn cutoff(now_ms: i64, retention: Duration) -> i64 {
-    now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Runs `delete(cutoff)` (which deletes up to [`BATCH`] rows) until a batch comes back short.
-async fn in_batches<F, Fut>(
-    cutoff: i64,
-    stop: &CancellationToken,
-    delete: F,
-) -> Result<u64, DbError>
-where
-    F: Fn(i64) -> Fut,
-    Fut: std::future::Future<Output = Result<u64, DbError>>,
-{
+    let cutoff = cutoff(now_ms, retention);
     let mut deleted = 0;
     loop {
-        let batch = delete(cutoff).await?;
+        let batch = match expiring {
+            Expiring::RequestLog => db.delete_log_before(cutoff, BATCH).await?,
+            Expiring::StoredResponses => db.delete_stored_responses_before(cutoff, BATCH).await?,
+        };
         deleted += batch;
         if batch < u64::from(BATCH) || stop.is_cancelled() {
             return Ok(deleted);
@@ -83,6 +72,11 @@ where
             () = tokio::time::sleep(PAUSE) => {}
         }
     }
+}
+
+/// The oldest time still kept.
+pub fn cutoff(now_ms: i64, retention: Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Purges at start and then every ten minutes, until `stop`.
@@ -95,15 +89,18 @@ pub async fn run(db: Db, retention: Retention, clock: Clock, stop: CancellationT
             _ = ticker.tick() => {}
         }
         let now_ms = clock.now().timestamp_millis();
-        match purge(&db, retention.log, now_ms, &stop).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted request log rows past their retention"),
-            Err(error) => tracing::warn!(%error, "cannot delete old request log rows; will retry"),
-        }
-        match purge_responses(&db, retention.responses, now_ms, &stop).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted stored responses past their retention"),
-            Err(error) => tracing::warn!(%error, "cannot delete old stored responses; will retry"),
+        for (expiring, kept) in [
+            (Expiring::RequestLog, retention.log),
+            (Expiring::StoredResponses, retention.responses),
+        ] {
+            let rows = expiring.rows();
+            match purge(&db, expiring, kept, now_ms, &stop).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, rows, "deleted rows past their retention"),
+                Err(error) => {
+                    tracing::warn!(%error, rows, "cannot delete rows past their retention; will retry");
+                }
+            }
         }
     }
 }
@@ -155,9 +152,16 @@ mod tests {
         };
         db.write_usage(&[rollup], &events).await.unwrap();
         let stop = CancellationToken::new();
-        let deleted = purge(&db, DEFAULT_RETENTION, now, &stop).await.unwrap();
+        let deleted = purge(&db, Expiring::RequestLog, DEFAULT_RETENTION, now, &stop)
+            .await
+            .unwrap();
         assert_eq!(deleted, 2000);
-        assert_eq!(purge(&db, DEFAULT_RETENTION, now, &stop).await.unwrap(), 0);
+        assert_eq!(
+            purge(&db, Expiring::RequestLog, DEFAULT_RETENTION, now, &stop)
+                .await
+                .unwrap(),
+            0
+        );
         let totals = db
             .usage_totals(&crate::db::UsageQuery::default())
             .await

@@ -5,10 +5,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestOptions, spawn_with};
 
-/// The default `mock` provider (openai, model `gpt-test`) plus an anthropic provider
-/// (`claude-test`) and a gemini provider (`gemini-test`).
-async fn spawn_kinds() -> TestApp {
-    let extra = r#"
+/// An anthropic provider (`claude-test`) and a gemini provider (`gemini-test`), as extra config
+/// beside the default `mock` provider (openai, model `gpt-test`).
+pub const PROVIDER_KINDS: &str = r#"
 [[providers]]
 name = "claude"
 kind = "anthropic"
@@ -37,6 +36,10 @@ name = "gemini-test"
   provider = "gem"
   model = "gemini-upstream"
 "#;
+
+/// The default `mock` provider plus [`PROVIDER_KINDS`].
+async fn spawn_kinds() -> TestApp {
+    let extra = PROVIDER_KINDS;
     spawn_with(TestOptions {
         extra_config: extra.to_owned(),
         ..TestOptions::default()
@@ -74,7 +77,7 @@ fn events(text: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
+pub fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
     let request = app
         .mock
         .requests()
@@ -83,6 +86,17 @@ fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
         .find(|r| r.path.starts_with(path_prefix))
         .unwrap_or_else(|| panic!("no upstream request to {path_prefix}"));
     serde_json::from_slice(&request.body).unwrap()
+}
+
+/// The first `function_call` item of a response's output.
+pub fn function_call_of(response: &Value) -> Value {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "function_call")
+        .unwrap_or_else(|| panic!("no function call in {response}"))
+        .clone()
 }
 
 fn weather_tools() -> Value {
@@ -215,13 +229,7 @@ async fn a_function_call_goes_round_trip_and_hosted_tools_are_named_in_a_header(
         assert_eq!(response.status(), 200, "{model}");
         assert_eq!(response.headers()["x-llmgate-dropped-tools"], "web_search");
         let body: Value = response.json().await.unwrap();
-        let call = body["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{model}: {body}"))
-            .clone();
+        let call = function_call_of(&body);
         assert_eq!(call["name"], "get_weather");
         let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
         assert!(arguments.is_object());

@@ -4,31 +4,17 @@
 use std::time::Duration;
 
 use llmgate::auth::NewKey;
+use llmgate::usage::retention::{Expiring, purge};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, TestOptions, assert_error, spawn_with};
 
-/// The default `mock` provider (openai, `gpt-test`) plus an anthropic one (`claude-test`),
-/// on a manual clock, keeping responses for `retention`.
+/// The default `mock` provider (openai, `gpt-test`) plus an anthropic (`claude-test`) and a
+/// gemini one, on a manual clock, keeping responses for `retention`.
 async fn spawn_store(retention: Duration) -> TestApp {
     let mut options = TestOptions {
-        extra_config: r#"
-[[providers]]
-name = "claude"
-kind = "anthropic"
-base_url = "{mock}"
-  [[providers.accounts]]
-  name = "c1"
-  api_key = "sk-ant-upstream-claude-0001"
-
-[[models]]
-name = "claude-test"
-  [[models.routes]]
-  provider = "claude"
-  model = "claude-upstream"
-"#
-        .to_owned(),
+        extra_config: crate::responses::PROVIDER_KINDS.to_owned(),
         manual_clock: true,
         ..TestOptions::default()
     };
@@ -49,17 +35,50 @@ fn get(app: &TestApp, path: &str, key: &str) -> reqwest::RequestBuilder {
     app.client.get(app.url(path)).bearer_auth(key)
 }
 
+/// The `response` of the event of type `kind` in a streamed answer to `body`.
+async fn streamed(app: &TestApp, body: Value, kind: &str) -> Value {
+    let text = app
+        .post("/v1/responses", body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .find(|event| event["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {text}"))["response"]
+        .take()
+}
+
+/// `GET /v1/responses/{id}` with the test key; the response object (asserting a 200).
+async fn retrieve(app: &TestApp, id: &str) -> Value {
+    let response = get(app, &format!("/v1/responses/{id}"), &app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// `DELETE /v1/responses/{id}` with `key`.
+async fn delete(app: &TestApp, id: &str, key: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The chat messages of the last request the mock got on `path`.
 fn last_messages(app: &TestApp, path: &str) -> Vec<Value> {
-    let request = app
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.path.starts_with(path))
-        .unwrap_or_else(|| panic!("no upstream request to {path}"));
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
-    body["messages"].as_array().unwrap().clone()
+    crate::responses::last_request_to(app, path)["messages"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// Each message as `role: text` (text parts and tool calls flattened), for comparing
@@ -107,13 +126,7 @@ async fn a_response_is_stored_by_default_and_read_back_as_it_was_answered() {
     assert_eq!(read.json::<Value>().await.unwrap(), created);
     // And from the database once written.
     app.flush_usage().await;
-    let read: Value = get(&app, &format!("/v1/responses/{id}"), &app.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = retrieve(&app, id).await;
     assert_eq!(read, created);
     app.stop().await;
 }
@@ -215,13 +228,7 @@ async fn a_function_call_round_trips_through_previous_response_id() {
                    "mock": {"tool_calls": 1}}),
         )
         .await;
-        let call = first["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{model}: {first}"))
-            .clone();
+        let call = crate::responses::function_call_of(&first);
         let call_id = call["call_id"].as_str().unwrap();
         let second = create(
             &app,
@@ -242,24 +249,12 @@ async fn a_function_call_round_trips_through_previous_response_id() {
 #[tokio::test]
 async fn a_streamed_response_is_stored_before_its_last_event_and_continued_at_once() {
     let app = spawn_store(DAY * 30).await;
-    let text = app
-        .post(
-            "/v1/responses",
-            json!({"model": "gpt-test", "input": "alpha beta", "stream": true, "mock": {"chunks": 3}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let completed: Value = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str::<Value>(data).unwrap())
-        .find(|event| event["type"] == "response.completed")
-        .unwrap_or_else(|| panic!("{text}"));
-    let response = &completed["response"];
+    let response = &streamed(
+        &app,
+        json!({"model": "gpt-test", "input": "alpha beta", "stream": true, "mock": {"chunks": 3}}),
+        "response.completed",
+    )
+    .await;
     let id = response["id"].as_str().unwrap();
     // The very next turn continues it: no wait for the usage writer.
     let next = create(
@@ -276,42 +271,19 @@ async fn a_streamed_response_is_stored_before_its_last_event_and_continued_at_on
             "user: gamma"
         ]
     );
-    let read: Value = get(&app, &format!("/v1/responses/{id}"), &app.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = retrieve(&app, id).await;
     assert_eq!(&read, response);
 
     // A stream that fails is stored with its status, as OpenAI keeps failed responses.
-    let text = app
-        .post(
-            "/v1/responses",
-            json!({"model": "gpt-test", "input": "one two three four", "stream": true,
-                   "mock": {"chunks": 6, "cut_after": 2}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let failed: Value = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .find(|event| event["type"] == "response.failed")
-        .unwrap_or_else(|| panic!("{text}"));
-    let id = failed["response"]["id"].as_str().unwrap();
-    let read: Value = get(&app, &format!("/v1/responses/{id}"), &app.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let failed = streamed(
+        &app,
+        json!({"model": "gpt-test", "input": "one two three four", "stream": true,
+               "mock": {"chunks": 6, "cut_after": 2}}),
+        "response.failed",
+    )
+    .await;
+    let id = failed["id"].as_str().unwrap();
+    let read = retrieve(&app, id).await;
     assert_eq!(read["status"], "failed", "{read}");
     app.stop().await;
 }
@@ -327,13 +299,7 @@ async fn a_deleted_response_is_gone_for_every_read() {
             app.flush_usage().await;
         }
         let path = format!("/v1/responses/{id}");
-        let deleted = app
-            .client
-            .delete(app.url(&path))
-            .bearer_auth(&app.key)
-            .send()
-            .await
-            .unwrap();
+        let deleted = delete(&app, id, &app.key).await;
         assert_eq!(deleted.status(), 200);
         assert_eq!(
             deleted.json::<Value>().await.unwrap(),
@@ -347,13 +313,7 @@ async fn a_deleted_response_is_gone_for_every_read() {
                 .await
                 .unwrap();
             assert_error(items, 404, "not_found").await;
-            let again = app
-                .client
-                .delete(app.url(&path))
-                .bearer_auth(&app.key)
-                .send()
-                .await
-                .unwrap();
+            let again = delete(&app, id, &app.key).await;
             assert_error(again, 404, "not_found").await;
             // The same once the deletion is written.
             app.flush_usage().await;
@@ -463,13 +423,7 @@ async fn another_key_sees_nothing_of_a_stored_response() {
                 .await
                 .unwrap();
             assert_error(items, 404, "not_found").await;
-            let deleted = app
-                .client
-                .delete(app.url(&path))
-                .bearer_auth(&other)
-                .send()
-                .await
-                .unwrap();
+            let deleted = delete(&app, probe, &other).await;
             assert_error(deleted, 404, "not_found").await;
             let next = app
                 .client
@@ -531,13 +485,13 @@ async fn a_response_past_its_retention_is_not_found_then_deleted() {
     // The retention task's purge deletes what is past it, and only that.
     let stop = CancellationToken::new();
     let now_ms = app.now().timestamp_millis();
-    let purged = llmgate::usage::retention::purge_responses(&app.db, retention, now_ms, &stop)
+    let purged = purge(&app.db, Expiring::StoredResponses, retention, now_ms, &stop)
         .await
         .unwrap();
     assert_eq!(purged, 2);
     let fresh = create(&app, json!({"model": "gpt-test", "input": "fresh"})).await;
     app.flush_usage().await;
-    let purged = llmgate::usage::retention::purge_responses(&app.db, retention, now_ms, &stop)
+    let purged = purge(&app.db, Expiring::StoredResponses, retention, now_ms, &stop)
         .await
         .unwrap();
     assert_eq!(purged, 0);
@@ -564,13 +518,7 @@ async fn an_earlier_turn_that_is_gone_breaks_the_chain_with_a_clear_error() {
     .await;
     app.flush_usage().await;
     let first_id = first["id"].as_str().unwrap();
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/v1/responses/{first_id}")))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let deleted = delete(&app, first_id, &app.key).await;
     assert_eq!(deleted.status(), 200);
     for _ in 0..2 {
         let next = app
