@@ -536,3 +536,67 @@ async fn an_earlier_turn_that_is_gone_breaks_the_chain_with_a_clear_error() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn responses_still_in_memory_at_shutdown_are_written_before_it_ends() {
+    let app = spawn_store(DAY * 30).await;
+    let created = create(&app, json!({"model": "gpt-test", "input": "last words"})).await;
+    let streamed_id = streamed(
+        &app,
+        json!({"model": "gpt-test", "input": "streamed words", "stream": true}),
+        "response.completed",
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (db_url, key) = (app.db_url.clone(), app.key.clone());
+    // No flush: the usage writer's last batch at shutdown writes them.
+    let _dir = app.stop_keeping_files().await;
+    let db = llmgate::db::Db::open(&db_url).await.unwrap();
+    let key_id = db
+        .key_by_hash(&llmgate::auth::KeyHash::of(&key).to_hex())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    for id in [created["id"].as_str().unwrap(), &streamed_id] {
+        let row = db.stored_response(id, key_id).await.unwrap();
+        let row = row.unwrap_or_else(|| panic!("{id} was not written at shutdown"));
+        let response: Value = serde_json::from_slice(&row.response).unwrap();
+        assert_eq!(response["id"], id);
+    }
+    db.close().await;
+}
+
+#[tokio::test]
+async fn other_paths_under_responses_stay_unknown_endpoints() {
+    let app = spawn_store(DAY * 30).await;
+    let created = create(&app, json!({"model": "gpt-test", "input": "x"})).await;
+    let id = created["id"].as_str().unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/responses".to_owned()),
+        (reqwest::Method::POST, format!("/v1/responses/{id}")),
+        (reqwest::Method::POST, format!("/v1/responses/{id}/cancel")),
+        (
+            reqwest::Method::GET,
+            format!("/v1/responses/{id}/input_items/x"),
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(response, 404, "not_found").await;
+        let message = body["error"]["message"].as_str().unwrap();
+        // The path is echoed (shortened past a few dozen characters).
+        assert!(
+            message.starts_with(&format!("Unknown endpoint {method} /v1/responses")),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}
