@@ -208,7 +208,9 @@ impl ResponseStore {
     }
 
     /// `GET /v1/responses/{id}/input_items?limit=&order=&after=`: one page of the input items
-    /// of the response, in OpenAI's list shape.
+    /// of the response, in OpenAI's list shape: as with OpenAI, the items of the turns it
+    /// continued come first (when an earlier turn is gone since, deleted or past its
+    /// retention, only the response's own input items are listed).
     pub async fn input_items(
         &self,
         key_id: i64,
@@ -217,7 +219,16 @@ impl ResponseStore {
     ) -> Result<Bytes, ApiError> {
         let query = input_items_query(query)?;
         let row = self.find(key_id, id).await?;
-        Ok(input_items_page(&row.turn, &query)?)
+        let history = match &row.previous_response_id {
+            Some(previous) => match self.history(key_id, previous).await {
+                Ok(history) => history,
+                Err(ApiError::Internal { detail }) => return Err(ApiError::Internal { detail }),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let history: Vec<&[u8]> = history.iter().map(Vec::as_slice).collect();
+        Ok(input_items_page(&history, &row.turn, &query)?)
     }
 
     /// The response `id` of `key_id`, if it is stored and within its retention.

@@ -78,8 +78,9 @@
 //! normalized to item form (a string input becomes a user message, string content an
 //! `input_text` / `output_text` part, each item without an `id` gets one), and the response's
 //! output items. The chain of a later `previous_response_id` passes these to
-//! [`responses_request_to_chat`] as `history`. `instructions` are not stored: as with OpenAI,
-//! they do not carry over to the next turn.
+//! [`responses_request_to_chat`] as `history`, and [`input_items_page`] lists the chain's items
+//! and the turn's own input, as OpenAI's `input_items` does. `instructions` are not stored: as
+//! with OpenAI, they do not carry over to the next turn.
 //!
 //! For an upstream that speaks Responses itself, [`request_with_history`] puts the same turns
 //! into the forwarded request's `input` and leaves `previous_response_id` out.

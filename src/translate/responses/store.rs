@@ -157,13 +157,21 @@ pub struct InputItemsQuery {
     pub order: Option<String>,
 }
 
-/// One page of a stored turn's input items:
-/// `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}`.
-pub fn input_items_page(stored_turn: &[u8], query: &InputItemsQuery) -> Result<Bytes> {
+/// One page of the input items of a stored response, as OpenAI lists them:
+/// `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}`. The items are what
+/// the response was generated from: the turns it continued (`history`, oldest first: each
+/// turn's input items, then its output items) and its own turn's input items.
+pub fn input_items_page(
+    history: &[&[u8]],
+    stored_turn: &[u8],
+    query: &InputItemsQuery,
+) -> Result<Bytes> {
     #[derive(Deserialize)]
     struct Turn {
         #[serde(default)]
         input: Vec<Map<String, Value>>,
+        #[serde(default)]
+        output: Vec<Map<String, Value>>,
     }
     #[derive(Serialize)]
     struct Page<'a> {
@@ -188,9 +196,17 @@ pub fn input_items_page(stored_turn: &[u8], query: &InputItemsQuery) -> Result<B
             )));
         }
     };
-    let turn: Turn = serde_json::from_slice(stored_turn)
-        .map_err(|error| TranslateError::UpstreamAnswer(format!("a stored turn: {error}")))?;
-    let mut items = turn.input;
+    let read = |turn: &[u8]| {
+        serde_json::from_slice::<Turn>(turn)
+            .map_err(|error| TranslateError::UpstreamAnswer(format!("a stored turn: {error}")))
+    };
+    let mut items = Vec::new();
+    for turn in history {
+        let turn = read(turn)?;
+        items.extend(turn.input);
+        items.extend(turn.output);
+    }
+    items.extend(read(stored_turn)?.input);
     if !ascending {
         items.reverse();
     }

@@ -776,10 +776,24 @@ fn a_forwarded_request_carries_its_history_in_input() {
 }
 
 #[test]
+fn the_input_items_of_a_continued_response_include_the_turns_it_continued() {
+    let earlier = br#"{"input":[{"id":"a"}],"output":[{"id":"b"},{"id":"c"}]}"#;
+    let turn = br#"{"input":[{"id":"d"}],"output":[{"id":"e"}]}"#;
+    let page: Value = serde_json::from_slice(
+        &input_items_page(&[earlier.as_slice()], turn, &InputItemsQuery::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        page["data"],
+        json!([{"id": "d"}, {"id": "c"}, {"id": "b"}, {"id": "a"}])
+    );
+}
+
+#[test]
 fn input_items_are_listed_in_pages() {
     let turn = br#"{"input":[{"id":"a"},{"id":"b"},{"id":"c"}],"output":[]}"#;
     let page = |query: InputItemsQuery| -> Value {
-        serde_json::from_slice(&input_items_page(turn, &query).unwrap()).unwrap()
+        serde_json::from_slice(&input_items_page(&[], turn, &query).unwrap()).unwrap()
     };
     assert_eq!(
         page(InputItemsQuery::default()),
@@ -822,7 +836,7 @@ fn input_items_are_listed_in_pages() {
         },
     ] {
         assert!(
-            input_items_page(turn, &query)
+            input_items_page(&[], turn, &query)
                 .unwrap_err()
                 .is_client_error(),
             "{query:?}"
