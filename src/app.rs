@@ -14,7 +14,7 @@ use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::clock::Clock;
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
-use crate::gateway::{Gateway, GatewayParts};
+use crate::gateway::{Gateway, GatewayParts, ResponseStore};
 use crate::limits::{BudgetSeed, Limits};
 use crate::mock::{self, MockConfig, MockHandle};
 use crate::routing::{Catalog, Health, SharedCatalog, rebuild_catalog};
@@ -22,6 +22,7 @@ use crate::secret::{KeyFileError, Secret, SecretCipher, load_cipher};
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
 use crate::telemetry::metrics::Metrics;
+use crate::usage::retention::Retention;
 use crate::usage::{UsageRecorder, UsageWriter};
 
 /// Why `serve` could not start. `Invalid` is the operator's to fix (exit code 2).
@@ -125,6 +126,12 @@ impl App {
         let limits = Limits::with_clock(clock.clone());
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
+        let responses = ResponseStore::new(
+            usage.clone(),
+            db.clone(),
+            clock.clone(),
+            settings.responses_retention,
+        );
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(GatewayParts {
@@ -137,6 +144,7 @@ impl App {
                 limits,
                 usage: usage.clone(),
                 max_upstream_body: settings.upstream.max_body_bytes,
+                responses,
             }),
             usage,
             health,
@@ -208,7 +216,10 @@ impl App {
         );
         tasks.spawn(crate::usage::retention::run(
             state.db.clone(),
-            settings.log_retention,
+            Retention {
+                log: settings.log_retention,
+                responses: settings.responses_retention,
+            },
             state.clock.clone(),
             stop.clone(),
         ));

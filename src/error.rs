@@ -44,6 +44,14 @@ pub enum ApiError {
     ModelNotFound { model: String },
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    /// A stored response this key cannot see: never stored, `store: false`, deleted, expired,
+    /// or another key's (the answer is the same for each).
+    #[error("no stored response '{id}' for this key")]
+    ResponseNotFound { id: String },
+    /// `previous_response_id` names a response this key cannot see (`earlier`: the response it
+    /// names continued one that is gone since).
+    #[error("previous response '{id}' not found (earlier in the chain: {earlier})")]
+    PreviousResponseNotFound { id: String, earlier: bool },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// A body of `/admin/login` (or a password change) beyond its few kilobytes.
@@ -169,9 +177,14 @@ impl ApiError {
                 "invalid_request_error",
                 "model_not_found",
             ),
-            Self::RouteNotFound { .. } => {
+            Self::RouteNotFound { .. } | Self::ResponseNotFound { .. } => {
                 (StatusCode::NOT_FOUND, "invalid_request_error", "not_found")
             }
+            Self::PreviousResponseNotFound { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "previous_response_not_found",
+            ),
             Self::PayloadTooLarge { .. } | Self::LoginTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -269,6 +282,29 @@ impl ApiError {
                     "Unknown endpoint {method} {path}. See the API reference for the endpoints llmgate serves."
                 );
             }
+            Self::ResponseNotFound { id } => {
+                let id = echoed(id);
+                return format!(
+                    "Response with id '{id}' not found. Responses are kept only for the key that \
+                     created them, when created with store true, until deleted or past their \
+                     retention; check the id and the key."
+                );
+            }
+            Self::PreviousResponseNotFound { id, earlier: false } => {
+                let id = echoed(id);
+                return format!(
+                    "Previous response with id '{id}' not found. Check the id and the key, or \
+                     send the whole conversation in 'input' without previous_response_id."
+                );
+            }
+            Self::PreviousResponseNotFound { id, earlier: true } => {
+                let id = echoed(id);
+                return format!(
+                    "The conversation continued by previous_response_id reaches back to response \
+                     '{id}', which was deleted or is past its retention. Send the part of the \
+                     conversation you need in 'input' without previous_response_id."
+                );
+            }
             Self::PayloadTooLarge { limit } => {
                 return format!(
                     "The request body is larger than the limit of {limit} bytes. Send a smaller request \
@@ -319,6 +355,7 @@ impl ApiError {
         let (_, kind, code) = self.status_type_code();
         let param = match self {
             Self::InvalidRequest { param, .. } => param.as_deref(),
+            Self::PreviousResponseNotFound { .. } => Some("previous_response_id"),
             _ => None,
         };
         let body = ErrorBody {
@@ -490,6 +527,31 @@ mod tests {
             404,
             "invalid_request_error",
             "model_not_found",
+        );
+        check(
+            ApiError::ResponseNotFound {
+                id: "resp_1".into(),
+            },
+            404,
+            "invalid_request_error",
+            "not_found",
+        );
+        let previous = ApiError::PreviousResponseNotFound {
+            id: "resp_1".into(),
+            earlier: false,
+        };
+        check(
+            previous.clone(),
+            400,
+            "invalid_request_error",
+            "previous_response_not_found",
+        );
+        let json: serde_json::Value = serde_json::from_str(&previous.to_json(None)).unwrap();
+        assert_eq!(json["error"]["param"], "previous_response_id");
+        assert_eq!(
+            json["error"]["message"],
+            "Previous response with id 'resp_1' not found. Check the id and the key, or send \
+             the whole conversation in 'input' without previous_response_id."
         );
         check(
             ApiError::PayloadTooLarge { limit: 1 },

@@ -15,7 +15,8 @@
 //!             send upstream, relay the answer (streamed frame by frame, or whole);
 //!             `gateway::dialect` dispatches each attempt through an `Ingress` (what the client
 //!             speaks) and a `Provider` (what the upstream speaks), one file per dialect, with
-//!             OpenAI chat between two dialects and the body passed through when both agree;
+//!             OpenAI chat between two dialects and the body passed through when both agree
+//!             (for Responses, when the provider is declared `responses = true`);
 //!             `gateway::attempts` holds one request's way through its targets (next target,
 //!             backoff, failures, the final error); `gateway::outcome` decides what an
 //!             upstream's answer means; `gateway::record` is the request's record, reported once
@@ -25,7 +26,8 @@
 //!             within the upstream model's `ModelLimits`, and `translate::shape` edits a
 //!             same-dialect body in place
 //! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
-//! usage       usage read from answers (or estimated), recorded in memory, written by one task
+//! usage       usage read from answers (or estimated), recorded in memory, written by one task,
+//!             which also writes stored responses (readable in memory until written)
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
 //! pricing     the built-in catalog of well-known upstream models (prices per million tokens,
 //!             limits, capabilities) read from `pricing/models.toml`, the exact cost of a
@@ -62,7 +64,10 @@
 //! # Invariants
 //!
 //! - A request never waits on the database: the catalog is a snapshot, keys come from a cache,
-//!   and the database is read only on a key-cache miss (once per key, single-flight).
+//!   and the database is read only on a key-cache miss (once per key, single-flight), and for
+//!   a Responses request that continues a stored response (one read-pool query for its chain)
+//!   or reads or deletes one; stored responses are written by the usage writer, and read from
+//!   memory until they are.
 //! - Only `db` contains SQL. Only `http` knows axum. Only `error` writes error JSON.
 //! - There is one `reqwest::Client`, built in `upstream` and handed to providers; nothing else
 //!   opens upstream connections (`clippy.toml` refuses building another).

@@ -36,6 +36,9 @@ pub struct Settings {
     /// How long request log rows are kept (`LLMGATE_LOG_RETENTION`, default 30 days); daily
     /// usage rollups are kept forever.
     pub log_retention: Duration,
+    /// How long stored responses of the Responses API are kept (`LLMGATE_RESPONSES_RETENTION`,
+    /// default 30 days); past it they answer 404 and the retention task deletes them.
+    pub responses_retention: Duration,
     /// How often the database is checked for changes made elsewhere (`LLMGATE_CHANGE_POLL_INTERVAL`).
     pub change_poll_interval: Duration,
     /// Base64 of the 32-byte key sealing upstream credentials (`LLMGATE_ENCRYPTION_KEY`).
@@ -108,6 +111,7 @@ impl Default for Settings {
             usage_flush_interval: Duration::from_secs(1),
             usage_queue: crate::usage::DEFAULT_QUEUE,
             log_retention: crate::usage::retention::DEFAULT_RETENTION,
+            responses_retention: crate::usage::retention::DEFAULT_RESPONSES_RETENTION,
             change_poll_interval: Duration::from_millis(250),
             encryption_key: None,
             health: HealthPolicy::default(),
@@ -167,6 +171,10 @@ impl Settings {
             &mut settings.usage_flush_interval,
         );
         duration("LLMGATE_LOG_RETENTION", &mut settings.log_retention);
+        duration(
+            "LLMGATE_RESPONSES_RETENTION",
+            &mut settings.responses_retention,
+        );
         duration(
             "LLMGATE_CHANGE_POLL_INTERVAL",
             &mut settings.change_poll_interval,
@@ -258,10 +266,15 @@ mod tests {
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
         assert_eq!(settings.usage_queue, 65_536);
         assert_eq!(settings.log_retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(
+            settings.responses_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
         assert_eq!(settings.upstream.max_body_bytes, 64 * 1024 * 1024);
         let usage = |name: &str| match name {
             "LLMGATE_USAGE_QUEUE" => Some("1000".to_owned()),
             "LLMGATE_LOG_RETENTION" => Some("7d".to_owned()),
+            "LLMGATE_RESPONSES_RETENTION" => Some("12h".to_owned()),
             "LLMGATE_MAX_UPSTREAM_BODY_BYTES" => Some("1048576".to_owned()),
             _ => None,
         };
@@ -269,6 +282,7 @@ mod tests {
         assert_eq!(settings.upstream.max_body_bytes, 1 << 20);
         assert_eq!(settings.usage_queue, 1000);
         assert_eq!(settings.log_retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(settings.responses_retention, Duration::from_secs(12 * 3600));
 
         let bad = |name: &str| match name {
             "LLMGATE_SHUTDOWN_GRACE" => Some("soon".to_owned()),

@@ -6,6 +6,7 @@ mod admin;
 mod catalog;
 mod client_keys;
 mod import;
+mod stored_responses;
 mod usage;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,
 };
+pub use stored_responses::{ChainLink, StoredResponseRow, StoredWrites};
 pub use usage::{
     AsLogRow, LogPage, LogQuery, LogRow, NewLogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery,
     UsageTotals,
@@ -413,6 +415,25 @@ pub(crate) mod tests {
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let db = Db::open(&url).await.unwrap();
         (dir, db)
+    }
+
+    /// Inserts a client key named `name` with no limits; its id.
+    pub async fn insert_test_key(db: &Db, name: &str) -> i64 {
+        db.insert_key(&NewKeyRow {
+            name: name.into(),
+            key_hash: format!("hash-{name}"),
+            prefix: "sk-".into(),
+            models: None,
+            rpm: None,
+            tpm: None,
+            budget_tokens: None,
+            budget_window: None,
+            expires_at: None,
+            source: "api",
+        })
+        .await
+        .unwrap()
+        .id
     }
 
     #[tokio::test]

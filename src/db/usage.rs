@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
+use super::stored_responses::StoredWrites;
 use super::{Db, DbError};
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement.
@@ -185,10 +186,24 @@ impl Db {
         rollups: &[RollupRow],
         log: &[R],
     ) -> Result<(), DbError> {
-        if rollups.is_empty() && log.is_empty() {
+        self.write_batch(rollups, log, StoredWrites::default())
+            .await
+    }
+
+    /// Writes one batch of the usage writer in one transaction: `rollups` added to the daily
+    /// counters, `log` rows appended, and the stored responses kept and deleted since the last
+    /// batch (see [`StoredWrites`]). Either all of it is stored or none.
+    pub async fn write_batch<R: AsLogRow + Sync>(
+        &self,
+        rollups: &[RollupRow],
+        log: &[R],
+        stored: StoredWrites<'_>,
+    ) -> Result<(), DbError> {
+        if rollups.is_empty() && log.is_empty() && stored.is_empty() {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
+        stored.write(&mut tx).await?;
         for chunk in rollups.chunks(ROLLUP_CHUNK) {
             let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,

@@ -1,4 +1,5 @@
-//! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models.
+//! The gateway's use cases, free of axum: proxy one OpenAI-style request, list models, keep and
+//! read stored responses of the Responses API.
 
 mod attempts;
 mod dialect;
@@ -6,6 +7,7 @@ mod outcome;
 mod record;
 mod relay;
 mod request;
+mod stored;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -21,6 +23,7 @@ use tracing::Instrument;
 pub use record::{Arrival, Reporting, RequestRecord};
 pub use relay::{OpenStreams, error_event};
 pub use request::{RequestHead, Shaping};
+pub use stored::{MAX_CHAIN_BYTES, MAX_CHAIN_TURNS, ResponseStore};
 
 use crate::auth::ClientKey;
 use crate::error::ApiError;
@@ -54,6 +57,8 @@ pub struct Gateway {
     /// Largest upstream answer read whole, and largest event of a streamed one
     /// (`LLMGATE_MAX_UPSTREAM_BODY_BYTES`).
     max_upstream_body: usize,
+    /// Stored responses of the Responses API.
+    responses: ResponseStore,
 }
 
 /// What to send back to the client.
@@ -123,6 +128,8 @@ pub struct GatewayParts {
     pub usage: UsageRecorder,
     /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`.
     pub max_upstream_body: usize,
+    /// Stored responses of the Responses API.
+    pub responses: ResponseStore,
 }
 
 impl Gateway {
@@ -140,7 +147,13 @@ impl Gateway {
             limits: parts.limits,
             streams: OpenStreams::default(),
             max_upstream_body: parts.max_upstream_body,
+            responses: parts.responses,
         }
+    }
+
+    /// Stored responses of the Responses API, for its `GET`, `DELETE` and `input_items`.
+    pub fn responses(&self) -> &ResponseStore {
+        &self.responses
     }
 
     /// The streams being relayed, for the shutdown.
@@ -226,6 +239,8 @@ impl Gateway {
                 let guard = relay::StreamGuard {
                     health: self.health.clone(),
                     max_event: self.max_upstream_body,
+                    responses: (endpoint == Endpoint::Responses)
+                        .then(|| (self.responses.clone(), key.id)),
                 };
                 let body = relay::relay(response, in_flight, shape, record, &self.streams, guard);
                 Ok(Reply::Stream {
@@ -256,6 +271,14 @@ impl Gateway {
     ) -> Result<Forwarded, ApiError> {
         let (head, model) = self.admit(record, key, ask.endpoint, &body)?;
         let stream = head.stream && ask.endpoint.can_stream();
+        // The stored turns a Responses request continues: read once, before any attempt.
+        let history = match (&head.previous_response_id, ask.endpoint) {
+            (Some(previous), Endpoint::Responses) => {
+                self.responses.history(key.id, previous).await?
+            }
+            _ => Vec::new(),
+        };
+        let history: Vec<&[u8]> = history.iter().map(Vec::as_slice).collect();
         let deadline = Instant::now() + model.timeout.unwrap_or(self.request_timeout);
         let mut attempts = Attempts::new(&model, *self.health.policy(), deadline, ask.request_id);
         let request = Requested {
@@ -264,7 +287,7 @@ impl Gateway {
             stream,
         };
         while let Some(target) = attempts.next_target(self.now()).await {
-            let send = match prepare(target, ask.endpoint, &body, &head, stream)? {
+            let send = match prepare(target, ask.endpoint, &body, &head, &history, stream)? {
                 Prepared::Send(send) => send,
                 Prepared::Local(answer) => {
                     record.used(Usage::default());
@@ -501,6 +524,11 @@ impl Gateway {
                 let answered = usage_body.as_deref().unwrap_or_default();
                 usage::usage_of_response(record.model(), record.request(), answered)
             });
+            // Kept before the client has the answer, so its next turn finds it.
+            if request.ask.endpoint == Endpoint::Responses {
+                self.responses
+                    .capture(record.key_id(), record.request(), &body);
+            }
             body
         } else {
             // An error answer may echo the credential it was sent: hidden before it is relayed
@@ -645,9 +673,10 @@ fn prepare(
     endpoint: Endpoint,
     body: &Bytes,
     head: &RequestHead<'_>,
+    history: &[&[u8]],
     stream: bool,
 ) -> Result<Prepared, ApiError> {
-    match dialect::prepare(target, endpoint, body, head, stream) {
+    match dialect::prepare(target, endpoint, body, head, history, stream) {
         Ok(Call::Upstream {
             url,
             body,

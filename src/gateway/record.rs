@@ -185,6 +185,11 @@ impl RequestRecord {
         &self.request_id
     }
 
+    /// The id of the client key the request came with.
+    pub fn key_id(&self) -> i64 {
+        self.key_id
+    }
+
     /// The request's body as the client sent it.
     pub fn request(&self) -> &Bytes {
         &self.request

@@ -15,6 +15,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::dialect::StreamShape;
 use super::outcome::{self, StreamItem};
 use super::record::RequestRecord;
+use super::stored::ResponseStore;
 use crate::error::ApiError;
 use crate::routing::{Health, RouteHealth};
 use crate::translate::EventLimit;
@@ -25,6 +26,8 @@ pub(super) struct StreamGuard {
     pub health: Arc<Health>,
     /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`.
     pub max_event: usize,
+    /// Where a Responses stream's final response is kept, and for which key.
+    pub responses: Option<(ResponseStore, i64)>,
 }
 
 /// The streams being relayed, as one: the shutdown ends them all with an error event (their
@@ -80,6 +83,7 @@ pub(super) fn relay(
         shape,
         done,
         completed: false,
+        responses: guard.responses,
     };
     stream::unfold(Some(state), |state| async move {
         let mut state = state?;
@@ -99,6 +103,11 @@ pub(super) fn relay(
                 // (but for the usage-only chunk the client did not ask for).
                 StreamItem::Frames(bytes) => {
                     let out = state.shape.push(bytes);
+                    // A forwarded Responses stream's last event is in `out`: keep the response
+                    // before the client has it (checked only for streams that keep one).
+                    if state.responses.is_some() && state.shape.final_response().is_some() {
+                        state.keep_response();
+                    }
                     if out.is_empty() {
                         continue;
                     }
@@ -120,6 +129,7 @@ pub(super) fn relay(
                     if let Some(error) = failure {
                         state.done.stream_failed(&error);
                     }
+                    state.keep_response();
                     state.settle_usage();
                     state.done.finish();
                     return (!tail.is_empty()).then_some((Ok(tail), None));
@@ -143,12 +153,24 @@ struct Relay {
     done: RequestRecord,
     /// The upstream's body ran to its end.
     completed: bool,
+    /// Where a Responses stream's final response is kept, and for which key.
+    responses: Option<(ResponseStore, i64)>,
     /// Keeps the shutdown waiting until this stream is recorded: the last field, so it is
     /// dropped after `done` (fields drop in order).
     _open: TaskTrackerToken,
 }
 
 impl Relay {
+    /// Keeps a Responses stream's final response (completed, incomplete or failed), once its
+    /// last event is written and before it is sent, so the client's next turn finds it.
+    fn keep_response(&mut self) {
+        if let Some((store, key_id)) = self.responses.take()
+            && let Some(response) = self.shape.final_response()
+        {
+            store.capture(key_id, self.done.request(), response);
+        }
+    }
+
     /// The usage of the stream so far: as reported, or estimated from what was generated.
     fn settle_usage(&mut self) {
         let (shape, completed) = (&self.shape, self.completed);
@@ -162,6 +184,7 @@ impl Relay {
     fn end_with(&mut self, error: ApiError) -> Bytes {
         let event = self.shape.fail(&error, self.done.request_id());
         self.done.stream_failed(&error);
+        self.keep_response();
         self.settle_usage();
         self.done.finish();
         event

@@ -23,6 +23,8 @@ pub const MAX_MODEL_BYTES: usize = 256;
 pub struct RequestHead<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// The stored response a Responses request continues.
+    pub previous_response_id: Option<Cow<'a, str>>,
     /// What the reservation is made of: the body's length, the completion cap it sets, and
     /// whether it holds a prompt that generates (`messages` or `prompt`).
     body_len: usize,
@@ -56,6 +58,8 @@ struct Fields<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<Cow<'a, str>>,
     // Read for the token reservation; a value of the wrong type only makes it cautious.
     #[serde(borrow, default)]
     max_tokens: Option<&'a RawValue>,
@@ -164,14 +168,17 @@ impl<'a> RequestHead<'a> {
         if body.get(model_span.clone()) != Some(raw.get().as_bytes()) {
             return Err(ApiError::internal("model value is not a slice of the body"));
         }
+        let cap = fields.completion_cap();
+        let asks = fields.asks();
         Ok(Self {
             model,
             stream: fields.stream.unwrap_or(false),
+            previous_response_id: fields.previous_response_id,
             body_len: body.len(),
-            cap: fields.completion_cap(),
+            cap,
             has_prompt: fields.messages.is_some() || fields.prompt.is_some(),
             model_span,
-            asks: fields.asks(),
+            asks,
         })
     }
 

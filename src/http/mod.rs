@@ -71,6 +71,14 @@ pub fn router(
     let routes = proxied
         .route("/v1/models", get(v1::list_models))
         .route("/v1/models/{*id}", get(v1::get_model))
+        .route(
+            "/v1/responses/{id}",
+            get(v1::get_response).delete(v1::delete_response),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(v1::response_input_items),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -73,6 +73,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics
         .request_log_dropped
         .inc_by(state.usage.dropped_rows());
+    metrics.responses_unstored.reset();
+    metrics
+        .responses_unstored
+        .inc_by(state.usage.unstored_responses());
     let (hits, misses) = state.keys.lookups();
     metrics.key_cache.with_label_values(&["hit"]).reset();
     metrics.key_cache.with_label_values(&["hit"]).inc_by(hits);

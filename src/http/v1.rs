@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body as ResponseBody;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -147,6 +147,39 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(json(state.gateway.get_model(&key, &id)?))
+}
+
+/// `GET /v1/responses/{id}`: a response this key stored.
+pub async fn get_response(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json(state.gateway.responses().get(key.id, &id).await?))
+}
+
+/// `DELETE /v1/responses/{id}`: deletes a response this key stored.
+pub async fn delete_response(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json(state.gateway.responses().delete(key.id, &id).await?))
+}
+
+/// `GET /v1/responses/{id}/input_items`: a page of a stored response's input items.
+pub async fn response_input_items(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = state
+        .gateway
+        .responses()
+        .input_items(key.id, &id, query.as_deref())
+        .await?;
+    Ok(json(page))
 }
 
 fn json(body: bytes::Bytes) -> Response {

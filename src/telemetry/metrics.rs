@@ -32,6 +32,7 @@ pub struct Metrics {
     pub usage_flush_rows: HistogramVec,
     pub usage_flush_errors: IntCounter,
     pub request_log_dropped: IntCounter,
+    pub responses_unstored: IntCounter,
     pub unknown_endpoints: IntCounterVec,
 }
 
@@ -165,6 +166,10 @@ impl Metrics {
             request_log_dropped: single(
                 "llmgate_request_log_dropped_total",
                 "Request log rows dropped because the queue was full (counters are never dropped).",
+            )?,
+            responses_unstored: single(
+                "llmgate_responses_unstored_total",
+                "Responses API responses not stored because too many waited for the database.",
             )?,
             unknown_endpoints: counter(
                 "llmgate_unknown_endpoint_requests_total",

@@ -33,6 +33,10 @@ pub trait StreamTranslator: Send {
     fn usage(&self) -> Option<Usage>;
     /// Why the stream ended with an error event, if it did.
     fn failure(&self) -> Option<StreamFailure>;
+    /// The final object of the answer in the output's dialect, once the stream has ended, for
+    /// a dialect whose last event carries one (the Responses API's `response`, which is what
+    /// a stored response keeps); `None` for the others.
+    fn final_response(&self) -> Option<&Bytes>;
 }
 
 /// The part of a stream translator that is its dialect's own. Implementing it makes a
@@ -57,6 +61,10 @@ pub(crate) trait EventTranslator: Send {
     fn reported_usage(&self) -> Option<Usage>;
     /// See [`StreamTranslator::failure`].
     fn stream_failure(&self) -> Option<StreamFailure>;
+    /// See [`StreamTranslator::final_response`].
+    fn final_object(&self) -> Option<&Bytes> {
+        None
+    }
 }
 
 impl<T: EventTranslator> StreamTranslator for T {
@@ -102,6 +110,10 @@ impl<T: EventTranslator> StreamTranslator for T {
     fn failure(&self) -> Option<StreamFailure> {
         self.stream_failure()
     }
+
+    fn final_response(&self) -> Option<&Bytes> {
+        self.final_object()
+    }
 }
 
 impl StreamTranslator for Box<dyn StreamTranslator> {
@@ -123,6 +135,10 @@ impl StreamTranslator for Box<dyn StreamTranslator> {
 
     fn failure(&self) -> Option<StreamFailure> {
         (**self).failure()
+    }
+
+    fn final_response(&self) -> Option<&Bytes> {
+        (**self).final_response()
     }
 }
 
@@ -158,5 +174,10 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> 
 
     fn failure(&self) -> Option<StreamFailure> {
         self.first.failure().or(self.second.failure())
+    }
+
+    /// The client's dialect is the second's.
+    fn final_response(&self) -> Option<&Bytes> {
+        self.second.final_response()
     }
 }

@@ -4,17 +4,21 @@
 //!
 //! The request path calls [`UsageRecorder::record`], which only touches memory; the
 //! [`UsageWriter`] task writes counters and log rows in one transaction per flush, and
-//! [`retention::run`] trims old log rows.
+//! [`retention::run`] trims old log rows. Stored responses of the Responses API take the same
+//! way: [`UsageRecorder::keep_response`] holds them in memory (where reads find them) until the
+//! writer's next transaction has written them, and the retention task deletes expired ones.
 
 mod estimate;
 mod extract;
 mod recorder;
+mod responses;
 pub mod retention;
 mod stream;
 
 pub use estimate::{Encoding, count_tokens, estimate_prompt_tokens, estimate_usage};
 pub use extract::{IncludeUsage, WholeAnswer, ensure_include_usage, from_body, read_answer};
 pub use recorder::{DEFAULT_QUEUE, FlushReport, UsageRecorder, UsageWriter};
+pub use responses::{PendingResponse, Unkept};
 pub use stream::{EventForm, StreamUsage, is_usage_only_chunk};
 
 /// Tokens used by one request, as the upstream reported them or as llmgate estimated them, in

@@ -4,7 +4,8 @@
 //! shard (rollup counters and a bounded share of log rows), and the writer swaps shards out
 //! whole. Counters are unbounded in number of updates (one entry per day × key × model ×
 //! account), so they are never dropped; log rows beyond the queue's capacity are dropped and
-//! counted.
+//! counted. Stored responses (and their deletions) are written in the same transaction; they
+//! stay readable in memory until it commits (see `responses.rs`).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -17,7 +18,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::UsageEvent;
-use crate::db::{AsLogRow, Db, DbError, NewLogRow, RollupRow, UsageCounts};
+use super::responses::{DEFAULT_PENDING_BYTES, PendingResponse, PendingResponses, Unkept};
+use crate::db::{
+    AsLogRow, Db, DbError, NewLogRow, RollupRow, StoredResponseRow, StoredWrites, UsageCounts,
+};
 use crate::telemetry::metrics::Metrics;
 
 impl AsLogRow for UsageEvent {
@@ -71,6 +75,8 @@ struct Shared {
     dropped_rows: AtomicU64,
     /// Wakes the writer early when the queue is half full.
     wake: Notify,
+    /// Stored responses (and their deletions) waiting for the next batch.
+    responses: PendingResponses,
 }
 
 /// Rollup counters by UTC day (days since the Unix epoch), key and account, then by model.
@@ -191,8 +197,36 @@ impl UsageRecorder {
                 capacity,
                 dropped_rows: AtomicU64::new(0),
                 wake: Notify::new(),
+                responses: PendingResponses::new(DEFAULT_PENDING_BYTES),
             }),
         }
+    }
+
+    /// Keeps a stored response until the next batch writes it; reads find it here
+    /// ([`pending_response`](Self::pending_response)) until then. Never blocks on I/O. Refused
+    /// when the responses waiting hold the whole budget (the database is slow or down) or one
+    /// with the same id waits; the caller says so in the log.
+    pub fn keep_response(&self, row: StoredResponseRow) -> Result<(), Unkept> {
+        if self.shared.responses.keep(row)? {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Deletes a stored response of `key_id`: reads find it gone at once, the next batch
+    /// deletes its row.
+    pub fn delete_response(&self, id: &str, key_id: i64) {
+        self.shared.responses.delete(id, key_id);
+    }
+
+    /// The stored response (or deletion) `id` waiting for the next batch, if any.
+    pub fn pending_response(&self, id: &str) -> Option<PendingResponse> {
+        self.shared.responses.get(id)
+    }
+
+    /// Stored responses not kept because too many were waiting to be written.
+    pub fn unstored_responses(&self) -> u64 {
+        self.shared.responses.dropped()
     }
 
     /// Records one finished request: adds it to the day's counters and queues its log row (or,
@@ -270,6 +304,8 @@ pub struct FlushReport {
     pub rollups: usize,
     /// Log rows inserted.
     pub rows: usize,
+    /// Stored responses written or deleted.
+    pub responses: usize,
 }
 
 /// Writes what a [`UsageRecorder`] gathered: one transaction per flush. Clones share the data
@@ -319,14 +355,21 @@ impl UsageWriter {
             merge(&mut unwritten.rollups, rollups);
         }
         unwritten.rows.append(&mut rows);
-        if unwritten.rollups.is_empty() && unwritten.rows.is_empty() {
+        // Stored responses stay in the recorder until written: reads look there first.
+        let responses = self.recorder.shared.responses.batch();
+        if unwritten.rollups.is_empty() && unwritten.rows.is_empty() && responses.is_empty() {
             return Ok(FlushReport::default());
         }
         // Ids follow time, as near as the recording threads allow.
         unwritten.rows.sort_by_key(|row| row.at_ms);
         let rollups = rollup_rows(&unwritten.rollups);
         let started = std::time::Instant::now();
-        let written = self.db.write_usage(&rollups, &unwritten.rows).await;
+        let (kept, deleted) = responses.parts();
+        let stored = StoredWrites {
+            kept: &kept,
+            deleted: &deleted,
+        };
+        let written = self.db.write_batch(&rollups, &unwritten.rows, stored).await;
         if let Some(metrics) = &self.metrics {
             metrics
                 .usage_flush_duration
@@ -349,7 +392,9 @@ impl UsageWriter {
                 let report = FlushReport {
                     rollups: rollups.len(),
                     rows: unwritten.rows.len(),
+                    responses: responses.len(),
                 };
+                self.recorder.shared.responses.written(&responses);
                 unwritten.rollups.clear();
                 unwritten.rows.clear();
                 unwritten.rows.shrink_to(BLOCK);
@@ -402,7 +447,8 @@ impl UsageWriter {
                         %error,
                         rollups = unwritten.rollups.len(),
                         rows = unwritten.rows.len(),
-                        "cannot write the last usage; it is lost"
+                        stored_responses = self.recorder.shared.responses.len(),
+                        "cannot write the last usage and stored responses; they are lost"
                     );
                 }
             }
@@ -533,7 +579,8 @@ mod tests {
             report,
             FlushReport {
                 rollups: 4,
-                rows: 5
+                rows: 5,
+                responses: 0
             }
         );
         assert_eq!(recorder.queued_rows(), 0);
@@ -670,7 +717,8 @@ mod tests {
             writer.flush_now().await.unwrap(),
             FlushReport {
                 rollups: 1,
-                rows: 3
+                rows: 3,
+                responses: 0
             }
         );
         let rows = totals(&db).await;
@@ -748,6 +796,45 @@ mod tests {
         stop.cancel();
         task.await.unwrap();
         assert_eq!(log_rows(&db).await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_stored_response_waits_in_memory_until_a_batch_commits_it() {
+        let (_dir, db) = temp_db().await;
+        let key_id = crate::db::tests::insert_test_key(&db, "k").await;
+        let recorder = UsageRecorder::new(100);
+        let writer = UsageWriter::new(&recorder, db.clone());
+        let row = StoredResponseRow {
+            id: "resp_1".into(),
+            key_id,
+            previous_response_id: None,
+            created_at: 5,
+            response: b"{}".to_vec(),
+            turn: b"{}".to_vec(),
+        };
+        recorder.keep_response(row.clone()).unwrap();
+        assert!(matches!(
+            recorder.pending_response("resp_1"),
+            Some(PendingResponse::Kept(_))
+        ));
+        // A batch that fails (its log row does) keeps the response for the next.
+        db.fail_log_inserts(true).await;
+        recorder.record(event(key_id, "gpt", None, 200));
+        assert!(writer.flush_now().await.is_err());
+        assert!(recorder.pending_response("resp_1").is_some());
+        assert_eq!(db.stored_response("resp_1", key_id).await.unwrap(), None);
+        db.fail_log_inserts(false).await;
+        let report = writer.flush_now().await.unwrap();
+        assert_eq!((report.rows, report.responses), (1, 1));
+        assert!(recorder.pending_response("resp_1").is_none());
+        assert_eq!(
+            db.stored_response("resp_1", key_id).await.unwrap(),
+            Some(row)
+        );
+        // A deletion goes the same way.
+        recorder.delete_response("resp_1", key_id);
+        assert_eq!(writer.flush_now().await.unwrap().responses, 1);
+        assert_eq!(db.stored_response("resp_1", key_id).await.unwrap(), None);
     }
 
     #[test]

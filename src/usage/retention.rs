@@ -1,5 +1,5 @@
-//! Deleting request log rows older than the retention, a small batch at a time so no write lock
-//! is held for long. Daily rollups are kept.
+//! Deleting request log rows and stored responses older than their retentions, a small batch at
+//! a time so no write lock is held for long. Daily rollups are kept.
 
 use std::time::Duration;
 
@@ -10,6 +10,17 @@ use crate::db::{Db, DbError};
 
 /// The default of `LLMGATE_LOG_RETENTION`.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default of `LLMGATE_RESPONSES_RETENTION`, as long as OpenAI keeps stored responses.
+pub const DEFAULT_RESPONSES_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long each kind of row is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Request log rows (`LLMGATE_LOG_RETENTION`).
+    pub log: Duration,
+    /// Stored responses (`LLMGATE_RESPONSES_RETENTION`).
+    pub responses: Duration,
+}
 /// Rows per DELETE statement.
 const BATCH: u32 = 1000;
 /// Pause between batches, leaving the writer connection to the usage flushes.
@@ -17,18 +28,41 @@ const PAUSE: Duration = Duration::from_millis(50);
 /// How often old rows are looked for.
 const EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes every row older than `retention` (relative to `now_ms`), in batches; returns how many
-/// went. Stops early, between batches, when `stop` is cancelled.
+/// What the retention deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Request log rows, by when the request finished.
+    RequestLog,
+    /// Stored responses, by when they were stored (on the gateway's clock); reads already
+    /// answer 404 for them.
+    StoredResponses,
+}
+
+impl Expiring {
+    fn rows(self) -> &'static str {
+        match self {
+            Self::RequestLog => "request log rows",
+            Self::StoredResponses => "stored responses",
+        }
+    }
+}
+
+/// Deletes every row of `expiring` older than `retention` (relative to `now_ms`), in batches;
+/// returns how many went. Stops early, between batches, when `stop` is cancelled.
 pub async fn purge(
     db: &Db,
+    expiring: Expiring,
     retention: Duration,
     now_ms: i64,
     stop: &CancellationToken,
 ) -> Result<u64, DbError> {
-    let cutoff = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    let cutoff = cutoff(now_ms, retention);
     let mut deleted = 0;
     loop {
-        let batch = db.delete_log_before(cutoff, BATCH).await?;
+        let batch = match expiring {
+            Expiring::RequestLog => db.delete_log_before(cutoff, BATCH).await?,
+            Expiring::StoredResponses => db.delete_stored_responses_before(cutoff, BATCH).await?,
+        };
         deleted += batch;
         if batch < u64::from(BATCH) || stop.is_cancelled() {
             return Ok(deleted);
@@ -40,8 +74,13 @@ pub async fn purge(
     }
 }
 
+/// The oldest time still kept.
+pub fn cutoff(now_ms: i64, retention: Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Purges at start and then every ten minutes, until `stop`.
-pub async fn run(db: Db, retention: Duration, clock: Clock, stop: CancellationToken) {
+pub async fn run(db: Db, retention: Retention, clock: Clock, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,10 +89,18 @@ pub async fn run(db: Db, retention: Duration, clock: Clock, stop: CancellationTo
             _ = ticker.tick() => {}
         }
         let now_ms = clock.now().timestamp_millis();
-        match purge(&db, retention, now_ms, &stop).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted request log rows past their retention"),
-            Err(error) => tracing::warn!(%error, "cannot delete old request log rows; will retry"),
+        for (expiring, kept) in [
+            (Expiring::RequestLog, retention.log),
+            (Expiring::StoredResponses, retention.responses),
+        ] {
+            let rows = expiring.rows();
+            match purge(&db, expiring, kept, now_ms, &stop).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, rows, "deleted rows past their retention"),
+                Err(error) => {
+                    tracing::warn!(%error, rows, "cannot delete rows past their retention; will retry");
+                }
+            }
         }
     }
 }
@@ -105,9 +152,16 @@ mod tests {
         };
         db.write_usage(&[rollup], &events).await.unwrap();
         let stop = CancellationToken::new();
-        let deleted = purge(&db, DEFAULT_RETENTION, now, &stop).await.unwrap();
+        let deleted = purge(&db, Expiring::RequestLog, DEFAULT_RETENTION, now, &stop)
+            .await
+            .unwrap();
         assert_eq!(deleted, 2000);
-        assert_eq!(purge(&db, DEFAULT_RETENTION, now, &stop).await.unwrap(), 0);
+        assert_eq!(
+            purge(&db, Expiring::RequestLog, DEFAULT_RETENTION, now, &stop)
+                .await
+                .unwrap(),
+            0
+        );
         let totals = db
             .usage_totals(&crate::db::UsageQuery::default())
             .await

@@ -181,6 +181,12 @@ impl StreamUsage {
         self.scanner.failed
     }
 
+    /// The `response` object of a Responses stream's final event (`response.completed`,
+    /// `.incomplete` or `.failed`), once it has passed.
+    pub fn final_response(&self) -> Option<&Bytes> {
+        self.scanner.final_response.as_ref()
+    }
+
     /// Whether a Responses stream has not (yet) sent the event that ends a response:
     /// `response.completed`, `.incomplete` or `.failed`, or an `error`. Chat streams are not
     /// held to their `[DONE]`, which OpenAI-compatible servers do not all send.
@@ -287,6 +293,8 @@ struct Scanner {
     ended: bool,
     /// A Responses stream's error event was seen.
     failed: bool,
+    /// The `response` object of a Responses stream's final event, as sent.
+    final_response: Option<Bytes>,
 }
 
 impl Scanner {
@@ -341,7 +349,11 @@ impl Scanner {
                     if let Some(usage) = event.usage {
                         self.usage = Some(usage);
                     }
-                    self.ended |= event.end.is_some();
+                    if event.end.is_some() {
+                        self.ended = true;
+                        // Read once per stream: the object a stored response keeps.
+                        self.final_response = final_object(&self.data);
+                    }
                     self.failed |= event.end == Some(EventEnd::Failed);
                     self.text_overflow += event.overflow;
                 } else {
@@ -500,6 +512,17 @@ fn parse_event(data: &[u8], text: &mut String, room: usize) -> Option<Event> {
         usage,
         overflow,
     })
+}
+
+/// The `response` member of a Responses event's data, as its bytes.
+fn final_object(data: &[u8]) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Final<'a> {
+        #[serde(borrow)]
+        response: Option<&'a serde_json::value::RawValue>,
+    }
+    let event: Final<'_> = serde_json::from_slice(data).ok()?;
+    Some(Bytes::copy_from_slice(event.response?.get().as_bytes()))
 }
 
 /// The fields one kind of event is read for, by [`parse_object`].

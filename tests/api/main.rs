@@ -24,6 +24,7 @@ mod ops;
 mod proxy;
 mod responses;
 mod responses_forward;
+mod responses_store;
 mod routing;
 mod shaping;
 mod streaming;

@@ -5,10 +5,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{CLAUDE_AND_GEMINI_PROVIDERS, TestApp, TestOptions, spawn_with};
 
-/// The default `mock` provider (openai, model `gpt-test`) plus an anthropic provider
-/// (`claude-test`) and a gemini provider (`gemini-test`).
-async fn spawn_kinds() -> TestApp {
-    let models = r#"
+/// The models of the anthropic provider (`claude-test`) and the gemini provider
+/// (`gemini-test`) of [`CLAUDE_AND_GEMINI_PROVIDERS`].
+const KIND_MODELS: &str = r#"
 [[models]]
 name = "claude-test"
   [[models.routes]]
@@ -21,8 +20,16 @@ name = "gemini-test"
   provider = "gem"
   model = "gemini-upstream"
 "#;
+
+/// Extra config: an anthropic and a gemini provider with a model each, beside the default
+/// `mock` provider (openai, model `gpt-test`).
+pub fn provider_kinds() -> String {
+    format!("{CLAUDE_AND_GEMINI_PROVIDERS}{KIND_MODELS}")
+}
+
+async fn spawn_kinds() -> TestApp {
     spawn_with(TestOptions {
-        extra_config: format!("{CLAUDE_AND_GEMINI_PROVIDERS}{models}"),
+        extra_config: provider_kinds(),
         ..TestOptions::default()
     })
     .await
@@ -58,8 +65,19 @@ pub(crate) fn events(text: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
+pub fn last_request_to(app: &TestApp, path_prefix: &str) -> Value {
     app.last_upstream_json(path_prefix)
+}
+
+/// The first `function_call` item of a response's output.
+pub fn function_call_of(response: &Value) -> Value {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "function_call")
+        .unwrap_or_else(|| panic!("no function call in {response}"))
+        .clone()
 }
 
 fn weather_tools() -> Value {
@@ -192,13 +210,7 @@ async fn a_function_call_goes_round_trip_and_hosted_tools_are_named_in_a_header(
         assert_eq!(response.status(), 200, "{model}");
         assert_eq!(response.headers()["x-llmgate-dropped-tools"], "web_search");
         let body: Value = response.json().await.unwrap();
-        let call = body["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{model}: {body}"))
-            .clone();
+        let call = function_call_of(&body);
         assert_eq!(call["name"], "get_weather");
         let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
         assert!(arguments.is_object());
@@ -298,7 +310,7 @@ async fn errors_take_openais_shape() {
         assert!(message.contains("web_search"), "{body}");
     }
 
-    // Stored responses are not kept yet: continuing one is refused, never ignored.
+    // Continuing a response that was never stored is refused as OpenAI refuses it.
     let response = responses(
         &app,
         json!({"model": "gpt-test", "input": "x", "previous_response_id": "resp_123"}),
@@ -308,11 +320,16 @@ async fn errors_take_openais_shape() {
     .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "previous_response_not_found",
+        "{body}"
+    );
+    assert_eq!(body["error"]["param"], "previous_response_id", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("previous_response_id"),
+            .contains("Previous response with id 'resp_123' not found"),
         "{body}"
     );
 

@@ -547,3 +547,87 @@ async fn a_provider_switched_to_responses_by_the_admin_api_is_forwarded_to_at_on
     );
     app.stop().await;
 }
+
+/// The response object of the final event of a Responses stream.
+async fn streamed_final(app: &TestApp, body: &Value) -> Value {
+    let answer = responses(app, body).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    let (name, data) = events(&text).pop().unwrap();
+    assert_eq!(name, "response.completed", "{text}");
+    data["response"].clone()
+}
+
+#[tokio::test]
+async fn a_forwarded_response_is_stored_and_continued_with_its_turns_in_the_input() {
+    let app = spawn_native().await;
+    // Streamed: kept from the upstream's final event, readable at once.
+    let first = streamed_final(
+        &app,
+        &json!({"model": "forwarded", "input": "alpha beta", "stream": true}),
+    )
+    .await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    let read = app
+        .client
+        .get(app.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.unwrap(), first);
+
+    // Continued, whole: the upstream gets the stored turn in `input`, and no id it never saw.
+    let second = responses(
+        &app,
+        &json!({"model": "forwarded", "input": "gamma", "previous_response_id": id}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    let sent = app.last_upstream_json("/v1/responses");
+    assert!(sent.get("previous_response_id").is_none(), "{sent}");
+    assert_eq!(sent["model"], "up-responses");
+    let input = sent["input"].as_array().unwrap();
+    let texts: Vec<String> = input
+        .iter()
+        .map(|item| {
+            let role = item["role"].as_str().unwrap_or("?");
+            let content = &item["content"];
+            let text = content
+                .as_str()
+                .or_else(|| content[0]["text"].as_str())
+                .unwrap_or("");
+            format!("{role}: {text}")
+        })
+        .collect();
+    assert_eq!(
+        texts.first().map(String::as_str),
+        Some("user: alpha beta"),
+        "{sent}"
+    );
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some("user: gamma"),
+        "{sent}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("assistant: ")),
+        "the earlier answer is in the input: {texts:?}"
+    );
+
+    // The whole answer is stored too.
+    let second_id = second["id"].as_str().unwrap();
+    let read = app
+        .client
+        .get(app.url(&format!("/v1/responses/{second_id}")))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    app.stop().await;
+}

@@ -331,11 +331,118 @@ class OpenAiResponsesSdk(unittest.TestCase):
                 self.assertEqual(second.status, "completed")
                 self.assertTrue(second.output_text)
 
-    def test_previous_response_id_is_refused_until_responses_are_stored(self):
-        with self.assertRaises(openai.BadRequestError):
-            self.client().responses.create(
-                model="gpt-mock", input="x", previous_response_id="resp_unknown"
-            )
+    def test_previous_response_id_round_trips_streamed_and_not(self):
+        for model in ["gpt-mock", "claude-mock"]:
+            with self.subTest(model=model):
+                client = self.client()
+                first = client.responses.create(model=model, input="Hello there")
+                second = client.responses.create(
+                    model=model, input="And again", previous_response_id=first.id
+                )
+                self.assertEqual(second.previous_response_id, first.id)
+                self.assertEqual(second.output_text, "echo: And again")
+                # The upstream got the earlier turn: as many prompt tokens (the mock counts
+                # words) as when the whole conversation is sent.
+                whole = client.responses.create(
+                    model=model,
+                    input=[
+                        {"role": "user", "content": "Hello there"},
+                        {"role": "assistant", "content": "echo: Hello there"},
+                        {"role": "user", "content": "And again"},
+                    ],
+                    store=False,
+                )
+                self.assertEqual(second.usage.input_tokens, whole.usage.input_tokens)
+                self.assertGreater(second.usage.input_tokens, 2)
+
+                # Streamed, continuing the second; its response is stored before the stream
+                # ends, so the next turn can continue it at once.
+                stream = client.responses.create(
+                    model=model, input="Stream this", previous_response_id=second.id, stream=True
+                )
+                done = None
+                for event in stream:
+                    if event.type == "response.completed":
+                        done = event.response
+                self.assertEqual(done.previous_response_id, second.id)
+                self.assertEqual(done.output_text, "echo: Stream this")
+                fourth = client.responses.create(
+                    model=model, input="Last one", previous_response_id=done.id
+                )
+                self.assertEqual(fourth.status, "completed")
+                self.assertGreater(fourth.usage.input_tokens, done.usage.input_tokens)
+
+    def test_tool_call_round_trip_through_previous_response_id(self):
+        for model in ["gpt-mock", "claude-mock"]:
+            with self.subTest(model=model):
+                client = self.client()
+                first = client.responses.create(
+                    model=model,
+                    input="Weather in Paris?",
+                    tools=[WEATHER_TOOL_RESPONSES],
+                    extra_body={"mock": {"tool_calls": 1}},
+                )
+                call = [item for item in first.output if item.type == "function_call"][0]
+                second = client.responses.create(
+                    model=model,
+                    previous_response_id=first.id,
+                    input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+                    tools=[WEATHER_TOOL_RESPONSES],
+                )
+                self.assertEqual(second.status, "completed")
+                self.assertTrue(second.output_text)
+                whole = client.responses.create(
+                    model=model,
+                    input=[
+                        {"role": "user", "content": "Weather in Paris?"},
+                        {
+                            "type": "function_call",
+                            "call_id": call.call_id,
+                            "name": call.name,
+                            "arguments": call.arguments,
+                        },
+                        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+                    ],
+                    tools=[WEATHER_TOOL_RESPONSES],
+                    store=False,
+                )
+                self.assertEqual(second.usage.input_tokens, whole.usage.input_tokens)
+
+    def test_retrieve_list_input_items_and_delete(self):
+        client = self.client()
+        created = client.responses.create(
+            model="gpt-mock",
+            input=[
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"},
+            ],
+        )
+        retrieved = client.responses.retrieve(created.id)
+        self.assertEqual(retrieved.id, created.id)
+        self.assertEqual(retrieved.output_text, "echo: c")
+        self.assertEqual(retrieved.usage.input_tokens, created.usage.input_tokens)
+        # Pages of two, followed by the SDK with `after`.
+        items = list(client.responses.input_items.list(created.id, limit=2, order="asc"))
+        self.assertEqual([item.content[0].text for item in items], ["a", "b", "c"])
+        self.assertEqual({item.type for item in items}, {"message"})
+        page = client.responses.input_items.list(created.id, limit=2)
+        self.assertEqual([item.content[0].text for item in page.data], ["c", "b"])
+        self.assertTrue(page.has_more)
+        client.responses.delete(created.id)
+        with self.assertRaises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+        with self.assertRaises(openai.NotFoundError):
+            client.responses.delete(created.id)
+        with self.assertRaises(openai.BadRequestError) as refused:
+            client.responses.create(model="gpt-mock", input="x", previous_response_id=created.id)
+        self.assertEqual(refused.exception.code, "previous_response_not_found")
+
+    def test_store_false_keeps_nothing(self):
+        client = self.client()
+        created = client.responses.create(model="gpt-mock", input="x", store=False)
+        with self.assertRaises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
 
 
 class AnthropicSdk(unittest.TestCase):

@@ -39,6 +39,7 @@ impl Ingress for Messages {
         upstream_model: &str,
         _stream: bool,
         shape: Option<ModelLimits>,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, bool), TranslateError> {
         let rewritten = head.rewrite_model(body, upstream_model);
         let mut folded = fold_system_messages(&rewritten)?.unwrap_or(rewritten);
@@ -77,6 +78,7 @@ impl Ingress for Messages {
         body: &Bytes,
         upstream_model: &str,
         limits: ModelLimits,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         Ok((
             messages_request_to_chat(body, upstream_model, limits)?,

@@ -77,7 +77,8 @@ trait Ingress: Sync {
     /// The body for a provider of the native kind, and whether llmgate asked it for a usage
     /// chunk the client did not ask for (to drop from the stream): byte for byte but `model`
     /// (and what such upstreams refuse), and, when `shape` is given, the values shaped to
-    /// those limits (given only for a request that asks beyond them).
+    /// those limits (given only for a request that asks beyond them); `history` as for
+    /// [`Ingress::request_to_chat`].
     fn pass_through(
         &self,
         body: &Bytes,
@@ -85,6 +86,7 @@ trait Ingress: Sync {
         upstream_model: &str,
         stream: bool,
         shape: Option<ModelLimits>,
+        history: &[&[u8]],
     ) -> Result<(Bytes, bool), TranslateError>;
 
     /// What a request on `endpoint` that no translation serves does with a provider of another
@@ -97,12 +99,14 @@ trait Ingress: Sync {
     ) -> Option<Result<Call, Refused>>;
 
     /// The request in OpenAI chat form, naming `upstream_model` and shaped to its `limits`,
-    /// and how its answer goes back.
+    /// and how its answer goes back; `history` is the stored turns a Responses request
+    /// continues (`previous_response_id`), oldest first, and empty for every other dialect.
     fn request_to_chat(
         &self,
         body: &Bytes,
         upstream_model: &str,
         limits: ModelLimits,
+        history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError>;
 
     /// How the answer to a request that passed through goes back (for the error events
@@ -216,12 +220,14 @@ pub(super) struct Answer {
 /// The answer header saying how the request was shaped for the route that answered.
 const SHAPED: http::HeaderName = http::HeaderName::from_static("x-llmgate-shaped");
 
-/// The call for `target`, for a request on `endpoint` whose head is `head`.
+/// The call for `target`, for a request on `endpoint` whose head is `head` (and, for a
+/// Responses request that continues a stored one, whose earlier turns are `history`).
 pub(super) fn prepare(
     target: Target<'_>,
     endpoint: Endpoint,
     body: &Bytes,
     head: &RequestHead<'_>,
+    history: &[&[u8]],
     stream: bool,
 ) -> Result<Call, Refused> {
     let kind = target.route.provider.kind;
@@ -241,7 +247,7 @@ pub(super) fn prepare(
     if ingress.native(&target.route.provider) {
         let shape = (!shaping.is_empty()).then_some(limits);
         let (body, filter_usage) =
-            ingress.pass_through(body, head, upstream_model, stream, shape)?;
+            ingress.pass_through(body, head, upstream_model, stream, shape, history)?;
         let answer = Answer {
             client: ingress.client(),
             provider,
@@ -261,7 +267,7 @@ pub(super) fn prepare(
     if let Some(call) = ingress.elsewhere(endpoint, target, body) {
         return call;
     }
-    let (chat, client) = ingress.request_to_chat(body, upstream_model, limits)?;
+    let (chat, client) = ingress.request_to_chat(body, upstream_model, limits, history)?;
     let (body, include_usage) = provider.request_from_chat(chat, upstream_model, limits)?;
     let answer = Answer {
         client,
@@ -487,6 +493,16 @@ impl StreamShape {
         (out, failure.map(failure_error))
     }
 
+    /// The answer's final object in the client's dialect once its last event has passed,
+    /// where that event carries one: a Responses stream's `response`, from the translator that
+    /// wrote it or, forwarded, from the upstream's event as the scanner read it.
+    pub(super) fn final_response(&self) -> Option<&Bytes> {
+        match &self.translator {
+            Some(translator) if !self.forwarded => translator.final_response(),
+            _ => self.scanner.final_response(),
+        }
+    }
+
     /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error
     /// event that ends the client's stream, in its dialect.
     pub(super) fn fail(&mut self, error: &ApiError, request_id: &str) -> Bytes {
@@ -579,7 +595,7 @@ mod tests {
         let body = Bytes::from(body.to_owned());
         let head = RequestHead::parse(&body).unwrap();
         let (out, _) = ingress(dialect)
-            .pass_through(&body, &head, "up", false, shape)
+            .pass_through(&body, &head, "up", false, shape, &[])
             .unwrap();
         String::from_utf8(out.to_vec()).unwrap()
     }

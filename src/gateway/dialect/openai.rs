@@ -29,6 +29,7 @@ impl Ingress for Chat {
         upstream_model: &str,
         stream: bool,
         shape: Option<ModelLimits>,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, bool), TranslateError> {
         let mut rewritten = head.rewrite_model(body, upstream_model);
         if let Some(limits) = shape
@@ -70,6 +71,7 @@ impl Ingress for Chat {
         body: &Bytes,
         _upstream_model: &str,
         _limits: ModelLimits,
+        _history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
         // The translation to the provider's dialect names the upstream model itself, and
         // shapes the request as it writes it.

@@ -5,8 +5,14 @@
 //! Each request gets its response id (`resp_` and 128 random bits in hex) and its `created_at`
 //! here. Tools that only OpenAI hosts (and tool types llmgate does not know) are left out of the
 //! translated request, named in the `x-llmgate-dropped-tools` answer header and a debug log
-//! line. Stored responses are not kept yet: `store` is accepted and ignored, and a request that
-//! continues one (`previous_response_id`) is refused with a 400 saying so.
+//! line.
+//!
+//! Conversation state is the gateway's ([`crate::gateway::ResponseStore`]): a request that
+//! continues a stored response (`previous_response_id`) arrives here with the stored turns of
+//! its chain (each turn's input items, then its output items, oldest first), which go to the
+//! upstream before the new input; `store` and `previous_response_id` themselves never reach
+//! it and are echoed in the response. Unless the request says `"store": false`, the response
+//! the client gets (a whole body, or a stream's last `response` object) is kept for its key.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +27,7 @@ use crate::pricing::ModelLimits;
 use crate::routing::Target;
 use crate::translate::responses::{
     ChatToResponsesStream, ResponsesCall, chat_error_to_responses, chat_response_to_responses,
-    responses_request_to_chat,
+    request_with_history, responses_request_to_chat,
 };
 use crate::translate::{StreamTranslator, TranslateError, shape_responses_body};
 use crate::usage::EventForm;
@@ -52,8 +58,15 @@ impl Ingress for Responses {
         upstream_model: &str,
         _stream: bool,
         shape: Option<ModelLimits>,
+        history: &[&[u8]],
     ) -> Result<(Bytes, bool), TranslateError> {
-        let rewritten = head.rewrite_model(body, upstream_model);
+        // A continued conversation goes with its stored turns in `input`, so that any upstream
+        // can answer it, whichever answered the earlier turns.
+        let rewritten = if history.is_empty() {
+            head.rewrite_model(body, upstream_model)
+        } else {
+            request_with_history(body, history, upstream_model)?
+        };
         Ok(match shape {
             Some(limits) => (
                 shape_responses_body(&rewritten, limits)?.unwrap_or(rewritten),
@@ -77,16 +90,9 @@ impl Ingress for Responses {
         body: &Bytes,
         upstream_model: &str,
         limits: ModelLimits,
+        history: &[&[u8]],
     ) -> Result<(Bytes, Box<dyn Client>), TranslateError> {
-        let (chat, call) = responses_request_to_chat(body, &[], limits)?;
-        if call.previous_response_id().is_some() {
-            return Err(TranslateError::InvalidRequest(
-                "'previous_response_id' cannot be used: llmgate does not store responses yet. \
-                 Send the whole conversation in 'input' (earlier messages, function calls and \
-                 their outputs) instead."
-                    .into(),
-            ));
-        }
+        let (chat, call) = responses_request_to_chat(body, history, limits)?;
         if !call.dropped_tools.is_empty() {
             tracing::debug!(
                 dropped_tools = %call.dropped_tools.join(", "),

@@ -78,8 +78,12 @@
 //! normalized to item form (a string input becomes a user message, string content an
 //! `input_text` / `output_text` part, each item without an `id` gets one), and the response's
 //! output items. The chain of a later `previous_response_id` passes these to
-//! [`responses_request_to_chat`] as `history`. `instructions` are not stored: as with OpenAI,
-//! they do not carry over to the next turn.
+//! [`responses_request_to_chat`] as `history`, and [`input_items_page`] lists the chain's items
+//! and the turn's own input, as OpenAI's `input_items` does. `instructions` are not stored: as
+//! with OpenAI, they do not carry over to the next turn.
+//!
+//! For an upstream that speaks Responses itself, [`request_with_history`] puts the same turns
+//! into the forwarded request's `input` and leaves `previous_response_id` out.
 
 mod request;
 mod response;
@@ -97,7 +101,7 @@ use crate::translate::json::compact_json;
 
 pub use request::responses_request_to_chat;
 pub use response::{chat_error_to_responses, chat_response_to_responses};
-pub use store::{InputItemsQuery, input_items_page, stored_turn};
+pub use store::{InputItemsQuery, input_items_page, request_with_history, stored_turn};
 pub use stream::ChatToResponsesStream;
 
 use wire::{IncompleteDetails, InputItem, OutputItem, ResponseError, ResponsesRequest, UsageOut};

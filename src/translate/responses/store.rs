@@ -63,6 +63,51 @@ pub fn stored_turn(request_body: &[u8], response: &[u8]) -> Result<Bytes> {
     ))
 }
 
+/// The Responses request `body` for an upstream that speaks Responses itself (a provider
+/// declared with `responses = true`), continuing a stored conversation there as the translated
+/// routes do: `history` (the stored turns of `previous_response_id`'s chain, oldest first, as
+/// [`stored_turn`] wrote them: each turn's input items, then its output items) goes into
+/// `input` before the request's own input (a string input becoming a user message),
+/// `previous_response_id` is left out (the turns may have been answered by another upstream,
+/// which that one does not know), and `model` is `upstream_model`. Every other member is kept
+/// as sent (the members' order may change).
+pub fn request_with_history(body: &[u8], history: &[&[u8]], upstream_model: &str) -> Result<Bytes> {
+    #[derive(Deserialize)]
+    struct Turn {
+        #[serde(default)]
+        input: Vec<Value>,
+        #[serde(default)]
+        output: Vec<Value>,
+    }
+    let mut request: Map<String, Value> =
+        serde_json::from_slice(body).map_err(TranslateError::request("OpenAI Responses"))?;
+    let mut input = Vec::new();
+    for (at, turn) in history.iter().enumerate() {
+        let turn: Turn = serde_json::from_slice(turn).map_err(|error| {
+            TranslateError::InvalidRequest(format!(
+                "The stored conversation (turn {at} of previous_response_id's chain) could not \
+                 be read: {error}. Start a new conversation without previous_response_id."
+            ))
+        })?;
+        input.extend(turn.input);
+        input.extend(turn.output);
+    }
+    match request.remove("input") {
+        Some(Value::String(text)) => input.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => input.extend(items),
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(TranslateError::InvalidRequest(
+                "'input' must be a string or a list of items.".into(),
+            ));
+        }
+    }
+    request.remove("previous_response_id");
+    request.insert("input".into(), Value::Array(input));
+    request.insert("model".into(), Value::String(upstream_model.to_owned()));
+    Ok(to_bytes(&request))
+}
+
 /// One input item in item form, with an id.
 fn normalize(mut item: Value, suffix: &str, at: usize) -> Value {
     let Some(object) = item.as_object_mut() else {
@@ -112,13 +157,21 @@ pub struct InputItemsQuery {
     pub order: Option<String>,
 }
 
-/// One page of a stored turn's input items:
-/// `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}`.
-pub fn input_items_page(stored_turn: &[u8], query: &InputItemsQuery) -> Result<Bytes> {
+/// One page of the input items of a stored response, as OpenAI lists them:
+/// `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}`. The items are what
+/// the response was generated from: the turns it continued (`history`, oldest first: each
+/// turn's input items, then its output items) and its own turn's input items.
+pub fn input_items_page(
+    history: &[&[u8]],
+    stored_turn: &[u8],
+    query: &InputItemsQuery,
+) -> Result<Bytes> {
     #[derive(Deserialize)]
     struct Turn {
         #[serde(default)]
         input: Vec<Map<String, Value>>,
+        #[serde(default)]
+        output: Vec<Map<String, Value>>,
     }
     #[derive(Serialize)]
     struct Page<'a> {
@@ -143,9 +196,17 @@ pub fn input_items_page(stored_turn: &[u8], query: &InputItemsQuery) -> Result<B
             )));
         }
     };
-    let turn: Turn = serde_json::from_slice(stored_turn)
-        .map_err(|error| TranslateError::UpstreamAnswer(format!("a stored turn: {error}")))?;
-    let mut items = turn.input;
+    let read = |turn: &[u8]| {
+        serde_json::from_slice::<Turn>(turn)
+            .map_err(|error| TranslateError::UpstreamAnswer(format!("a stored turn: {error}")))
+    };
+    let mut items = Vec::new();
+    for turn in history {
+        let turn = read(turn)?;
+        items.extend(turn.input);
+        items.extend(turn.output);
+    }
+    items.extend(read(stored_turn)?.input);
     if !ascending {
         items.reverse();
     }

@@ -240,6 +240,10 @@ impl EventTranslator for ChatToResponsesStream {
     fn stream_failure(&self) -> Option<StreamFailure> {
         self.failure
     }
+
+    fn final_object(&self) -> Option<&Bytes> {
+        self.response.as_ref()
+    }
 }
 
 fn id_of(item: &OutputItem) -> &str {

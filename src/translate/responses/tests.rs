@@ -786,10 +786,57 @@ fn a_stored_turn_keeps_normalized_input_and_the_output() {
 }
 
 #[test]
+fn a_forwarded_request_carries_its_history_in_input() {
+    let first = br#"{"input":[{"type":"message","role":"user","id":"m0","content":[{"type":"input_text","text":"Hi"}]}],
+        "output":[{"type":"message","role":"assistant","id":"m1","content":[{"type":"output_text","text":"Hello"}]}]}"#;
+    let second = br#"{"input":[{"type":"function_call_output","call_id":"c","output":"ok","id":"f0"}],"output":[]}"#;
+    let body = br#"{"model":"pub","input":"Next","previous_response_id":"resp_2","store":true,"x_other":[1]}"#;
+    let out: Value = serde_json::from_slice(
+        &request_with_history(body, &[first.as_slice(), second.as_slice()], "up").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        json!({
+            "model": "up",
+            "store": true,
+            "x_other": [1],
+            "input": [
+                {"type": "message", "role": "user", "id": "m0", "content": [{"type": "input_text", "text": "Hi"}]},
+                {"type": "message", "role": "assistant", "id": "m1", "content": [{"type": "output_text", "text": "Hello"}]},
+                {"type": "function_call_output", "call_id": "c", "output": "ok", "id": "f0"},
+                {"role": "user", "content": "Next"}
+            ]
+        })
+    );
+    let list = br#"{"model":"pub","input":[{"role":"user","content":"x"}]}"#;
+    let out: Value =
+        serde_json::from_slice(&request_with_history(list, &[second.as_slice()], "up").unwrap())
+            .unwrap();
+    assert_eq!(out["input"].as_array().unwrap().len(), 2);
+    assert!(request_with_history(br#"{"input":3}"#, &[], "up").is_err());
+    assert!(request_with_history(br#"{"input":"x"}"#, &[b"3"], "up").is_err());
+}
+
+#[test]
+fn the_input_items_of_a_continued_response_include_the_turns_it_continued() {
+    let earlier = br#"{"input":[{"id":"a"}],"output":[{"id":"b"},{"id":"c"}]}"#;
+    let turn = br#"{"input":[{"id":"d"}],"output":[{"id":"e"}]}"#;
+    let page: Value = serde_json::from_slice(
+        &input_items_page(&[earlier.as_slice()], turn, &InputItemsQuery::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        page["data"],
+        json!([{"id": "d"}, {"id": "c"}, {"id": "b"}, {"id": "a"}])
+    );
+}
+
+#[test]
 fn input_items_are_listed_in_pages() {
     let turn = br#"{"input":[{"id":"a"},{"id":"b"},{"id":"c"}],"output":[]}"#;
     let page = |query: InputItemsQuery| -> Value {
-        serde_json::from_slice(&input_items_page(turn, &query).unwrap()).unwrap()
+        serde_json::from_slice(&input_items_page(&[], turn, &query).unwrap()).unwrap()
     };
     assert_eq!(
         page(InputItemsQuery::default()),
@@ -832,7 +879,7 @@ fn input_items_are_listed_in_pages() {
         },
     ] {
         assert!(
-            input_items_page(turn, &query)
+            input_items_page(&[], turn, &query)
                 .unwrap_err()
                 .is_client_error(),
             "{query:?}"
