@@ -125,6 +125,7 @@ impl App {
         let limits = Limits::with_clock(clock.clone());
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
+        let tokens = crate::providers::AccessTokens::new(client.clone(), clock.clone());
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(GatewayParts {
@@ -137,6 +138,7 @@ impl App {
                 limits,
                 usage: usage.clone(),
                 max_upstream_body: settings.upstream.max_body_bytes,
+                tokens,
             }),
             usage,
             health,

@@ -30,6 +30,7 @@ pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
                 name: provider.name.clone(),
                 kind: provider.kind,
                 base_url: provider.base_url.clone(),
+                cloud: provider.cloud.clone(),
                 accounts: provider
                     .accounts
                     .iter()

@@ -51,6 +51,8 @@ pub struct ProviderSpec {
     pub kind: ProviderKind,
     /// An absolute http(s) URL without a trailing `/`.
     pub base_url: String,
+    /// Extra headers and the cloud kinds' settings, checked.
+    pub cloud: crate::db::ProviderCloud,
     pub accounts: Vec<AccountSpec>,
 }
 

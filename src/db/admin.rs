@@ -8,7 +8,7 @@
 use sqlx::FromRow;
 
 use super::client_keys::COLUMNS as KEY_COLUMNS;
-use super::{Db, DbError, KeyRow, now};
+use super::{Db, DbError, KeyRow, ProviderCloud, now};
 
 /// One page of a listing: rows with an id above `after`, at most `limit` of them.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +51,8 @@ pub struct ProviderRecord {
     pub source: String,
     pub created_at: i64,
     pub updated_at: i64,
+    #[sqlx(flatten)]
+    pub cloud: ProviderCloud,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ pub struct NewProviderRow {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    pub cloud: ProviderCloud,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +68,8 @@ pub struct ProviderChanges {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub base_url: Option<String>,
+    /// Replaces all four cloud columns at once (the caller merged the patch into them).
+    pub cloud: Option<ProviderCloud>,
 }
 
 /// An account as operators see it: never the sealed credential, only its hint.
@@ -201,7 +206,8 @@ pub struct UpstreamRows {
     pub accounts: Vec<AccountRecord>,
 }
 
-const PROVIDER_COLUMNS: &str = "id, name, kind, base_url, source, created_at, updated_at";
+const PROVIDER_COLUMNS: &str =
+    "id, name, kind, base_url, source, created_at, updated_at, headers, api_version, project, region";
 const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.name, a.api_key_hint, \
      a.weight, a.rpm, a.enabled, a.source, a.created_at, a.updated_at \
      FROM accounts a JOIN providers p ON p.id = a.provider_id";
@@ -255,14 +261,19 @@ impl Db {
 
     pub async fn insert_provider(&self, new: &NewProviderRow) -> Result<ProviderRecord, DbError> {
         let sql = format!(
-            "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'api', ?4, ?4) RETURNING {PROVIDER_COLUMNS}"
+            "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at,
+                 headers, api_version, project, region)
+             VALUES (?1, ?2, ?3, 'api', ?4, ?4, ?5, ?6, ?7, ?8) RETURNING {PROVIDER_COLUMNS}"
         );
         sqlx::query_as(&sql)
             .bind(&new.name)
             .bind(&new.kind)
             .bind(&new.base_url)
             .bind(now())
+            .bind(&new.cloud.headers)
+            .bind(&new.cloud.api_version)
+            .bind(&new.cloud.project)
+            .bind(&new.cloud.region)
             .fetch_one(&self.writer)
             .await
             .map_err(conflict(|| {
@@ -277,15 +288,25 @@ impl Db {
     ) -> Result<Option<ProviderRecord>, DbError> {
         let sql = format!(
             "UPDATE providers SET name = COALESCE(?1, name), kind = COALESCE(?2, kind),
-                 base_url = COALESCE(?3, base_url), updated_at = ?4
+                 base_url = COALESCE(?3, base_url), updated_at = ?4,
+                 headers = CASE WHEN ?6 THEN ?7 ELSE headers END,
+                 api_version = CASE WHEN ?6 THEN ?8 ELSE api_version END,
+                 project = CASE WHEN ?6 THEN ?9 ELSE project END,
+                 region = CASE WHEN ?6 THEN ?10 ELSE region END
              WHERE id = ?5 RETURNING {PROVIDER_COLUMNS}"
         );
+        let cloud = changes.cloud.as_ref();
         sqlx::query_as(&sql)
             .bind(&changes.name)
             .bind(&changes.kind)
             .bind(&changes.base_url)
             .bind(now())
             .bind(id)
+            .bind(cloud.is_some())
+            .bind(cloud.map(|c| c.headers.as_str()))
+            .bind(cloud.and_then(|c| c.api_version.as_deref()))
+            .bind(cloud.and_then(|c| c.project.as_deref()))
+            .bind(cloud.and_then(|c| c.region.as_deref()))
             .fetch_optional(&self.writer)
             .await
             .map_err(conflict(|| {
@@ -790,6 +811,7 @@ mod tests {
             name: name.into(),
             kind: "openai".into(),
             base_url: "http://127.0.0.1:1/v1".into(),
+            cloud: ProviderCloud::default(),
         }
     }
 

@@ -25,7 +25,7 @@ pub use request::RequestHead;
 use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::providers::{self, ClientHeaders, UpstreamUrl};
+use crate::providers::{self, AccessTokens, ClientHeaders, UpstreamUrl};
 use crate::routing::{Health, Model, SharedCatalog, Target};
 use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
@@ -54,6 +54,8 @@ pub struct Gateway {
     /// Largest upstream answer read whole, and largest event of a streamed one
     /// (`LLMGATE_MAX_UPSTREAM_BODY_BYTES`).
     max_upstream_body: usize,
+    /// The access tokens minted for accounts whose kind exchanges its credential for one.
+    tokens: AccessTokens,
 }
 
 /// What to send back to the client.
@@ -123,6 +125,8 @@ pub struct GatewayParts {
     pub usage: UsageRecorder,
     /// `LLMGATE_MAX_UPSTREAM_BODY_BYTES`.
     pub max_upstream_body: usize,
+    /// Access tokens of service accounts (Vertex AI), minted through `client`.
+    pub tokens: AccessTokens,
 }
 
 impl Gateway {
@@ -140,6 +144,7 @@ impl Gateway {
             limits: parts.limits,
             streams: OpenStreams::default(),
             max_upstream_body: parts.max_upstream_body,
+            tokens: parts.tokens,
         }
     }
 
@@ -295,6 +300,7 @@ impl Gateway {
                     attempts.credential_refused(target, status, &body);
                 }
                 Outcome::RouteFailed(failure) => attempts.route_failed(target, failure, self.now()),
+                Outcome::Refused(error) => return Err(error),
             }
         }
         Err(attempts.into_error(self.now()))
@@ -366,6 +372,15 @@ impl Gateway {
         let route = target.route;
         let provider = route.provider.name.as_str();
         let attempt_span = crate::telemetry::attempt_span(provider, route.id, number);
+        let access_token = match target.account {
+            Some(account) if route.provider.kind.mints_access_tokens() => {
+                match self.tokens.token(account).instrument(attempt_span.clone()).await {
+                    Ok(token) => Some(token),
+                    Err(failure) => return outcome::token_refused(&failure),
+                }
+            }
+            _ => None,
+        };
         let mut upstream_request = providers::build_request(
             &self.client,
             target,
@@ -373,6 +388,7 @@ impl Gateway {
             send.body,
             request.ask.request_id,
             request.ask.client_headers,
+            access_token.as_ref(),
         );
         if crate::telemetry::exporting_traces() {
             let mut trace_headers = HeaderMap::new();
@@ -503,6 +519,9 @@ impl Gateway {
             });
             body
         } else {
+            if let Some(refusal) = outcome::refused(status, &body, provider) {
+                return refusal;
+            }
             // An error answer may echo the credential it was sent: hidden before it is relayed
             // (and logged as the request's outcome).
             answer.error(status.as_u16(), outcome::redacted(body, target))

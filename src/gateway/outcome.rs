@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
 use crate::error::ApiError;
+use crate::providers::MintFailure;
 use crate::routing::Target;
 use crate::secret::redact_credentials;
 use crate::translate::EventLimit;
@@ -42,6 +43,9 @@ pub(super) enum Outcome<A> {
     /// answer too large or unreadable): counted against the route's circuit, and another
     /// route is tried.
     RouteFailed(RouteFailure),
+    /// The upstream refused the request for what it asks (a content filter): the client's
+    /// error, answered in the contract's shape and not tried elsewhere.
+    Refused(ApiError),
 }
 
 /// A failure on the upstream's side, and whether its target may be tried again.
@@ -149,6 +153,32 @@ pub(super) fn rate_limited<A>(retry_after: Option<Duration>, body: Bytes) -> Out
         retry_after,
         body,
     }
+}
+
+/// No access token could be minted for the account (the token endpoint refused its service
+/// account, or did not answer): the account is taken out as if its credential were refused,
+/// with the token endpoint's (redacted) answer for the log.
+pub(super) fn token_refused<A>(failure: &MintFailure) -> Outcome<A> {
+    Outcome::CredentialRefused {
+        status: StatusCode::UNAUTHORIZED,
+        body: Bytes::from(failure.detail.clone()),
+    }
+}
+
+/// A client error that the upstream's content filter made (Azure OpenAI's 400 with code
+/// `content_filter`): the contract's `content_filter` error rather than the upstream's body.
+pub(super) fn refused<A>(status: StatusCode, body: &[u8], provider: &str) -> Option<Outcome<A>> {
+    if status != StatusCode::BAD_REQUEST {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = &answer["error"];
+    (error["code"].as_str() == Some("content_filter")).then(|| {
+        Outcome::Refused(ApiError::ContentFiltered {
+            provider: provider.to_owned(),
+            param: error["param"].as_str().map(str::to_owned),
+        })
+    })
 }
 
 /// A 5xx with its (redacted) `body`.

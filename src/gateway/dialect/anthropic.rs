@@ -126,6 +126,10 @@ impl Client for Messages {
 pub(super) struct Anthropic;
 
 impl Provider for Anthropic {
+    fn wire(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
     fn url(&self, target: Target<'_>, _stream: bool) -> UpstreamUrl {
         UpstreamUrl::of(target, Endpoint::Messages)
     }

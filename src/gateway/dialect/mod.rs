@@ -21,9 +21,11 @@
 //! for them, as if it were not there.
 
 mod anthropic;
+mod azure;
 mod gemini;
 mod openai;
 mod responses;
+mod vertex;
 
 use bytes::Bytes;
 
@@ -46,13 +48,33 @@ fn ingress(dialect: Dialect) -> &'static dyn Ingress {
     }
 }
 
-/// The dialect an upstream speaks.
-fn provider(kind: ProviderKind) -> &'static dyn Provider {
+/// The dialect an upstream speaks, for a route to `upstream_model` (Vertex AI serves two).
+fn provider(kind: ProviderKind, upstream_model: &str) -> &'static dyn Provider {
     match kind {
         ProviderKind::OpenAi => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Vertex => vertex::publisher(upstream_model),
     }
+}
+
+/// `text` as one segment of a URL path: anything but letters, digits and `-._~@` is
+/// percent-encoded, so a model name cannot reach another path.
+fn path_segment(text: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@');
+    if text.bytes().all(keep) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut encoded = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if keep(byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(encoded)
 }
 
 /// The client's side of a dialect: its requests to and its answers from OpenAI chat.
@@ -125,8 +147,23 @@ trait Client: Send + Sync {
 
 /// The upstream's side of a dialect: its requests from and its answers to OpenAI chat.
 trait Provider: Sync {
+    /// The dialect its requests and answers are written in, named by the kind that speaks it
+    /// natively: a client of that dialect is served byte for byte (Azure speaks OpenAI's).
+    fn wire(&self) -> ProviderKind;
+
     /// Where a translated request goes.
     fn url(&self, target: Target<'_>, stream: bool) -> UpstreamUrl;
+
+    /// Where a request in the provider's own dialect (passed through) on `endpoint` goes.
+    fn passthrough_url(&self, target: Target<'_>, endpoint: Endpoint, _stream: bool) -> UpstreamUrl {
+        UpstreamUrl::of(target, endpoint)
+    }
+
+    /// A passed-through body for `endpoint` as this upstream takes it (unchanged but for a
+    /// provider that addresses the model otherwise).
+    fn adapt_passthrough(&self, body: Bytes, _endpoint: Endpoint) -> Result<Bytes, TranslateError> {
+        Ok(body)
+    }
 
     /// A chat request in this dialect, and whether the client asked for the usage chunk.
     fn request_from_chat(
@@ -199,10 +236,11 @@ pub(super) fn prepare(
 ) -> Result<Call, Refused> {
     let kind = target.route.provider.kind;
     let upstream_model = target.route.upstream_model.as_str();
-    let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind));
-    let openai = kind == ProviderKind::OpenAi;
-    if ingress.native() == Some(kind) {
+    let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind, upstream_model));
+    let openai = provider.wire() == ProviderKind::OpenAi;
+    if ingress.native() == Some(provider.wire()) {
         let (body, filter_usage) = ingress.pass_through(body, head, upstream_model, stream)?;
+        let body = provider.adapt_passthrough(body, endpoint)?;
         let answer = Answer {
             client: ingress.client(),
             provider,
@@ -211,7 +249,7 @@ pub(super) fn prepare(
             include_usage: true,
         };
         return Ok(Call::Upstream {
-            url: UpstreamUrl::of(target, endpoint),
+            url: provider.passthrough_url(target, endpoint, stream),
             body,
             answer,
             filter_usage,
@@ -491,11 +529,12 @@ mod tests {
         /// The answer of a provider of `kind` to a client of `dialect`, as `prepare` makes it.
         fn new(dialect: Dialect, kind: ProviderKind) -> Self {
             let ingress = ingress(dialect);
+            let provider = provider(kind, "");
             Self {
                 client: ingress.client(),
-                provider: provider(kind),
-                passthrough: ingress.native() == Some(kind),
-                openai: kind == ProviderKind::OpenAi,
+                provider,
+                passthrough: ingress.native() == Some(provider.wire()),
+                openai: provider.wire() == ProviderKind::OpenAi,
                 include_usage: true,
             }
         }

@@ -103,6 +103,10 @@ impl Client for Chat {
 pub(super) struct OpenAi;
 
 impl Provider for OpenAi {
+    fn wire(&self) -> ProviderKind {
+        ProviderKind::OpenAi
+    }
+
     fn url(&self, target: Target<'_>, _stream: bool) -> UpstreamUrl {
         UpstreamUrl::of(target, Endpoint::ChatCompletions)
     }
