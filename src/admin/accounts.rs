@@ -158,13 +158,14 @@ impl Admin {
     pub async fn create_account(&self, new: AccountCreate) -> Result<AccountView, AdminError> {
         let name = check_name("name", &new.name)?;
         let (api_key, hint) =
-            check_credential(new.api_key.as_ref(), new.service_account_json.as_ref())?
-                .ok_or_else(|| {
+            check_credential(new.api_key.as_ref(), new.service_account_json.as_ref())?.ok_or_else(
+                || {
                     AdminError::invalid(
                         "api_key",
                         "an account needs api_key (or service_account_json for Vertex AI)",
                     )
-                })?;
+                },
+            )?;
         let weight = check_positive("weight", new.weight.unwrap_or(1))?;
         let rpm = new.rpm.map(|rpm| check_positive("rpm", rpm)).transpose()?;
         let provider_id = self.provider_named(&new.provider).await?;
@@ -191,10 +192,8 @@ impl Admin {
             .name
             .map(|name| check_name("name", &name))
             .transpose()?;
-        let api_key = check_credential(
-            patch.api_key.as_ref(),
-            patch.service_account_json.as_ref(),
-        )?;
+        let api_key =
+            check_credential(patch.api_key.as_ref(), patch.service_account_json.as_ref())?;
         let weight = patch
             .weight
             .map(|w| check_positive("weight", w))

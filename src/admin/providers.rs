@@ -209,7 +209,10 @@ impl Admin {
                     .headers
                     .clone()
                     .unwrap_or_else(|| stored_headers(&stored.cloud)),
-                api_version: patch.api_version.clone().unwrap_or(stored.cloud.api_version),
+                api_version: patch
+                    .api_version
+                    .clone()
+                    .unwrap_or(stored.cloud.api_version),
                 project: patch.project.clone().unwrap_or(stored.cloud.project),
                 region: patch.region.clone().unwrap_or(stored.cloud.region),
             };

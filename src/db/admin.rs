@@ -206,8 +206,7 @@ pub struct UpstreamRows {
     pub accounts: Vec<AccountRecord>,
 }
 
-const PROVIDER_COLUMNS: &str =
-    "id, name, kind, base_url, source, created_at, updated_at, headers, api_version, project, region";
+const PROVIDER_COLUMNS: &str = "id, name, kind, base_url, source, created_at, updated_at, headers, api_version, project, region";
 const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.name, a.api_key_hint, \
      a.weight, a.rpm, a.enabled, a.source, a.created_at, a.updated_at \
      FROM accounts a JOIN providers p ON p.id = a.provider_id";

@@ -374,7 +374,12 @@ impl Gateway {
         let attempt_span = crate::telemetry::attempt_span(provider, route.id, number);
         let access_token = match target.account {
             Some(account) if route.provider.kind.mints_access_tokens() => {
-                match self.tokens.token(account).instrument(attempt_span.clone()).await {
+                match self
+                    .tokens
+                    .token(account)
+                    .instrument(attempt_span.clone())
+                    .await
+                {
                     Ok(token) => Some(token),
                     Err(failure) => return outcome::token_refused(&failure),
                 }

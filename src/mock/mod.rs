@@ -25,6 +25,7 @@
 //! the counters are atomics.
 
 mod anthropic;
+mod clouds;
 mod gemini;
 mod knobs;
 mod openai;
@@ -71,6 +72,13 @@ pub struct MockConfig {
     pub fail_status: Option<u16>,
     /// Keep every request for [`MockHandle::requests`]; benchmarks turn it off.
     pub record: bool,
+    /// The only `api-key` Azure's paths accept; any non-empty key when unset.
+    pub azure_api_key: Option<String>,
+    /// The service account's public key (PEM) the Vertex token endpoint verifies assertions
+    /// with; without it every assertion is refused.
+    pub vertex_public_key: Option<String>,
+    /// How long the access tokens the Vertex token endpoint issues live.
+    pub token_lifetime: Duration,
 }
 
 impl Default for MockConfig {
@@ -81,6 +89,9 @@ impl Default for MockConfig {
             chunk_delay: Duration::ZERO,
             fail_status: None,
             record: true,
+            azure_api_key: None,
+            vertex_public_key: None,
+            token_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -115,6 +126,26 @@ impl MockHandle {
             ip => ip,
         };
         format!("http://{}/v1", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// `http://{addr}/openai`, the base URL of an Azure OpenAI provider.
+    pub fn azure_base_url(&self) -> String {
+        self.base_url().replace("/v1", "/openai")
+    }
+
+    /// `http://{addr}/vertex/v1`, the base URL of a Vertex AI provider.
+    pub fn vertex_base_url(&self) -> String {
+        self.base_url().replace("/v1", "/vertex/v1")
+    }
+
+    /// `http://{addr}/token`, the `token_uri` of a service account the mock verifies.
+    pub fn token_uri(&self) -> String {
+        self.base_url().replace("/v1", "/token")
+    }
+
+    /// Requests made to the Vertex token endpoint so far.
+    pub fn token_requests(&self) -> u64 {
+        self.state.tokens.requests.load(Ordering::Relaxed)
     }
 
     /// `http://{addr}/v1beta`, the base URL of the Gemini dialect.
@@ -223,6 +254,8 @@ struct MockState {
     disconnects: Arc<AtomicU64>,
     /// Cancelled when the server shuts down; hung requests wait for it.
     shutdown: CancellationToken,
+    /// The Vertex token endpoint's access tokens.
+    tokens: clouds::IssuedTokens,
 }
 
 impl MockState {
@@ -233,6 +266,7 @@ impl MockState {
             request_count: AtomicU64::new(0),
             disconnects: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
+            tokens: clouds::IssuedTokens::default(),
         }
     }
 
@@ -262,11 +296,20 @@ enum Route<'p> {
         model: &'p str,
         stream: bool,
     },
+    /// Azure's and Vertex AI's paths, the token endpoint and the stats.
+    Cloud(clouds::CloudRoute<'p>),
 }
 
 impl<'p> Route<'p> {
     /// The route at `path` and the method it answers.
     fn at(path: &'p str) -> Option<(Self, &'static str)> {
+        if let Some(cloud) = clouds::CloudRoute::at(path) {
+            let method = match cloud {
+                clouds::CloudRoute::Stats => "GET",
+                _ => "POST",
+            };
+            return Some((Self::Cloud(cloud), method));
+        }
         if path == "/v1/messages" {
             return Some((Self::Messages, "POST"));
         }
@@ -284,6 +327,18 @@ impl<'p> Route<'p> {
             Self::OpenAi(_) => Dialect::OpenAi,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Gemini { .. } => Dialect::Gemini,
+            Self::Cloud(clouds::CloudRoute::Azure(_)) => Dialect::OpenAi,
+            Self::Cloud(clouds::CloudRoute::VertexAnthropic { .. }) => Dialect::Anthropic,
+            Self::Cloud(_) => Dialect::Gemini,
+        }
+    }
+
+    /// The Gemini model and whether the answer streams, on Gemini's and Vertex AI's paths.
+    fn gemini(&self) -> (&'p str, bool) {
+        match self {
+            Self::Gemini { model, stream }
+            | Self::Cloud(clouds::CloudRoute::VertexGemini { model, stream }) => (model, *stream),
+            _ => ("", false),
         }
     }
 }
@@ -300,7 +355,20 @@ impl Call {
         Ok(match route {
             Route::OpenAi(endpoint) => Self::OpenAi(openai::Call::parse(*endpoint, body)?),
             Route::Messages | Route::CountTokens => Self::Messages(serde_json::from_slice(body)?),
-            Route::Gemini { .. } => Self::Gemini(serde_json::from_slice(body)?),
+            Route::Gemini { .. } | Route::Cloud(clouds::CloudRoute::VertexGemini { .. }) => {
+                Self::Gemini(serde_json::from_slice(body)?)
+            }
+            Route::Cloud(clouds::CloudRoute::Azure(endpoint)) => {
+                Self::OpenAi(openai::Call::parse(*endpoint, body)?)
+            }
+            Route::Cloud(clouds::CloudRoute::VertexAnthropic { model, .. }) => {
+                let mut request: anthropic::MessagesRequest = serde_json::from_slice(body)?;
+                request.model = Some((*model).to_owned());
+                Self::Messages(request)
+            }
+            Route::Cloud(clouds::CloudRoute::Token | clouds::CloudRoute::Stats) => {
+                Self::OpenAi(openai::Call::Models)
+            }
         })
     }
 
@@ -380,6 +448,35 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             }
             None => return error(dialect, StatusCode::NOT_FOUND, "unknown endpoint"),
         };
+        if let Route::Cloud(cloud) = &route {
+            let refusal = match cloud {
+                clouds::CloudRoute::Token => {
+                    return clouds::token(&config, &mock.tokens, &parts.headers, &body);
+                }
+                clouds::CloudRoute::Stats => {
+                    return clouds::stats(
+                        mock.request_count.load(Ordering::Relaxed),
+                        mock.tokens.requests.load(Ordering::Relaxed),
+                    );
+                }
+                clouds::CloudRoute::Azure(_) => {
+                    clouds::azure_refusal(&config, &parts.headers, parts.uri.query())
+                }
+                clouds::CloudRoute::VertexGemini { .. } => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers)
+                }
+                clouds::CloudRoute::VertexAnthropic { stream, .. } => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers).or_else(|| {
+                        clouds::vertex_anthropic_problem(&body, *stream).map(|problem| {
+                            error(Dialect::Anthropic, StatusCode::BAD_REQUEST, &problem)
+                        })
+                    })
+                }
+            };
+            if let Some(refusal) = refusal {
+                return refusal;
+            }
+        }
         if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
             return refusal;
         }
@@ -412,6 +509,9 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
     if let Some(failure) = plan.failure {
         return failed(dialect, failure);
     }
+    if plan.content_filter {
+        return clouds::azure_content_filtered();
+    }
     let call = match call {
         Ok(call) => call,
         Err(why) => {
@@ -440,10 +540,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             }
         }
         Call::Gemini(request) => {
-            let (model, stream) = match Route::at(path) {
-                Some((Route::Gemini { model, stream }, _)) => (model, stream),
-                _ => ("", false),
-            };
+            let (model, stream) = Route::at(path).map_or(("", false), |(route, _)| route.gemini());
             let answer = gemini::Answer::new(request, model, &plan);
             if stream {
                 answer.script(&plan).map(|script| streamed(&mock, script))
@@ -467,7 +564,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
 /// asked for without `alt=sse` (the mock speaks only server-sent events).
 fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Option<Response> {
     match route {
-        Route::OpenAi(_) => None,
+        Route::OpenAi(_) | Route::Cloud(clouds::CloudRoute::Azure(_)) => None,
         Route::Messages | Route::CountTokens if !has_credential => Some(error(
             Dialect::Anthropic,
             StatusCode::UNAUTHORIZED,
@@ -479,6 +576,7 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
             "API key not found: send it in the x-goog-api-key header",
         )),
         Route::Gemini { stream: true, .. }
+        | Route::Cloud(clouds::CloudRoute::VertexGemini { stream: true, .. })
             if !query.is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse")) =>
         {
             Some(error(
@@ -487,7 +585,7 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
                 "the mock serves streamGenerateContent only with alt=sse",
             ))
         }
-        Route::Messages | Route::CountTokens | Route::Gemini { .. } => None,
+        Route::Messages | Route::CountTokens | Route::Gemini { .. } | Route::Cloud(_) => None,
     }
 }
 

@@ -235,6 +235,9 @@ pub(super) struct Generation {
     usage: Option<Usage>,
     /// Tool calls answered instead of text (the `tool_calls` knob).
     tool_calls: Vec<ToolCall>,
+    /// The answer was stopped by a content filter (`finish_reason: content_filter`, as Azure
+    /// OpenAI ends a filtered completion; the `safety_block` knob).
+    filtered: bool,
 }
 
 /// A tool call the mock makes: the `index`-th declared tool, round robin.
@@ -341,6 +344,7 @@ impl Generation {
                 .usage
                 .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
             tool_calls,
+            filtered: plan.safety_block,
         }
     }
 
@@ -367,6 +371,7 @@ impl Generation {
                 .usage
                 .then(|| Usage::new(prompt_tokens.max(1), plan.chunks as u64, plan.cached_tokens)),
             tool_calls: Vec::new(),
+            filtered: plan.safety_block,
         }
     }
 
@@ -420,7 +425,9 @@ impl Generation {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.tool_calls.is_empty() {
+        if self.filtered {
+            "content_filter"
+        } else if self.tool_calls.is_empty() {
             "stop"
         } else {
             "tool_calls"

@@ -90,7 +90,9 @@ impl Slot {
         let current = self.current.load();
         current
             .as_ref()
-            .filter(|minted| minted.fingerprint == fingerprint && now_nanos < minted.refresh_at_nanos)
+            .filter(|minted| {
+                minted.fingerprint == fingerprint && now_nanos < minted.refresh_at_nanos
+            })
             .map(|minted| minted.token.clone())
     }
 }
@@ -224,7 +226,9 @@ impl AccessTokens {
         let (status, body) = match tokio::time::timeout(MINT_TIMEOUT, answered).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => {
-                return Err(failure(format!("the token endpoint {token_uri} failed: {error}")));
+                return Err(failure(format!(
+                    "the token endpoint {token_uri} failed: {error}"
+                )));
             }
             Err(_) => {
                 return Err(failure(format!(

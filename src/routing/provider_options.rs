@@ -141,7 +141,9 @@ pub fn check_headers(
 pub fn check_settings(
     settings: &ProviderSettings,
 ) -> Result<(ProviderCloud, String), SettingsProblem> {
-    let kind = settings.kind.ok_or(("kind", "a provider needs a kind".to_owned()))?;
+    let kind = settings
+        .kind
+        .ok_or(("kind", "a provider needs a kind".to_owned()))?;
     check_headers(&settings.headers)?;
     let blank = |value: &Option<String>| value.as_deref().map(str::trim).map(str::to_owned);
     let api_version = blank(&settings.api_version);
@@ -246,8 +248,11 @@ mod tests {
 
     #[test]
     fn extra_headers_are_checked() {
-        let ok = check_headers(&headers(&[("x-team", "search"), ("OpenAI-Organization", "o")]))
-            .unwrap();
+        let ok = check_headers(&headers(&[
+            ("x-team", "search"),
+            ("OpenAI-Organization", "o"),
+        ]))
+        .unwrap();
         assert_eq!(ok.len(), 2);
         for (name, value) in [
             ("Authorization", "Bearer x"),

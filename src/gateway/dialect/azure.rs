@@ -24,7 +24,12 @@ impl Provider for Azure {
         self.passthrough_url(target, Endpoint::ChatCompletions, stream)
     }
 
-    fn passthrough_url(&self, target: Target<'_>, endpoint: Endpoint, _stream: bool) -> UpstreamUrl {
+    fn passthrough_url(
+        &self,
+        target: Target<'_>,
+        endpoint: Endpoint,
+        _stream: bool,
+    ) -> UpstreamUrl {
         let provider = &target.route.provider;
         let mut url = format!(
             "{}/deployments/{}{}",

@@ -155,7 +155,12 @@ trait Provider: Sync {
     fn url(&self, target: Target<'_>, stream: bool) -> UpstreamUrl;
 
     /// Where a request in the provider's own dialect (passed through) on `endpoint` goes.
-    fn passthrough_url(&self, target: Target<'_>, endpoint: Endpoint, _stream: bool) -> UpstreamUrl {
+    fn passthrough_url(
+        &self,
+        target: Target<'_>,
+        endpoint: Endpoint,
+        _stream: bool,
+    ) -> UpstreamUrl {
         UpstreamUrl::of(target, endpoint)
     }
 

@@ -157,7 +157,9 @@ fn for_vertex(body: &[u8]) -> Result<Bytes, TranslateError> {
     );
     serde_json::to_vec(&request)
         .map(Bytes::from)
-        .map_err(|error| TranslateError::InvalidRequest(format!("cannot write the request: {error}")))
+        .map_err(|error| {
+            TranslateError::InvalidRequest(format!("cannot write the request: {error}"))
+        })
 }
 
 #[cfg(test)]
@@ -175,7 +177,10 @@ mod tests {
 
     #[test]
     fn the_publisher_is_told_by_the_model_name() {
-        assert_eq!(publisher("claude-sonnet-4@20250514").wire(), ProviderKind::Anthropic);
+        assert_eq!(
+            publisher("claude-sonnet-4@20250514").wire(),
+            ProviderKind::Anthropic
+        );
         assert_eq!(publisher("gemini-2.5-flash").wire(), ProviderKind::Gemini);
     }
 }
