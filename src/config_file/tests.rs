@@ -982,3 +982,97 @@ fn names_follow_the_one_rule_for_names() {
         "#,
     );
 }
+
+#[test]
+fn the_clouds_settings_are_read_and_checked() {
+    let key_file = serde_json::json!({
+        "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": include_str!("../../tests/fixtures/vertex-sa-TEST-ONLY.key.pem"),
+        "token_uri": "https://oauth2.googleapis.com/token",
+    })
+    .to_string();
+    let config = parsed(&format!(
+        r#"
+        [[providers]]
+        name = "azure-east"
+        kind = "azure"
+        base_url = "https://my-resource.openai.azure.com/openai"
+        api_version = "2024-10-21"
+        headers = {{ "x-team" = "search" }}
+          [[providers.accounts]]
+          name = "k"
+          api_key = "azure-key"
+
+        [[providers]]
+        name = "vertex"
+        kind = "vertex"
+        project = "my-project"
+        region = "us-central1"
+          [[providers.accounts]]
+          name = "sa"
+          service_account_json = '{key_file}'
+        "#
+    ));
+    let azure = &config.providers[0];
+    assert_eq!(azure.kind, ProviderKind::Azure);
+    assert_eq!(azure.cloud.api_version.as_deref(), Some("2024-10-21"));
+    assert_eq!(azure.cloud.headers, r#"{"x-team":"search"}"#);
+    let vertex = &config.providers[1];
+    assert_eq!(
+        vertex.base_url,
+        "https://us-central1-aiplatform.googleapis.com/v1"
+    );
+    assert_eq!(vertex.cloud.project.as_deref(), Some("my-project"));
+    assert_eq!(vertex.accounts[0].api_key.expose(), key_file);
+
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "a"
+        kind = "azure"
+        base_url = "https://r.openai.azure.com/openai"
+        "#,
+    );
+    assert!(problems.contains("api_version"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "h"
+        kind = "openai"
+        base_url = "https://api.openai.com/v1"
+        headers = { "Authorization" = "Bearer x" }
+        "#,
+    );
+    assert!(problems.contains("set by llmgate itself"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "v"
+        kind = "vertex"
+        project = "p"
+        region = "r"
+          [[providers.accounts]]
+          name = "sa"
+          api_key = "k"
+          service_account_json = '{"client_email": "x"}'
+        "#,
+    );
+    assert!(problems.contains("not both"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "v"
+        kind = "vertex"
+        project = "p"
+        region = "r"
+          [[providers.accounts]]
+          name = "sa"
+          service_account_json = '{"client_email": "x", "private_key": "not a key"}'
+        "#,
+    );
+    assert!(problems.contains("not an RSA private key"), "{problems}");
+    assert!(
+        !problems.contains("not a key"),
+        "the key is not echoed: {problems}"
+    );
+}

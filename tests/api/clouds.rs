@@ -551,3 +551,97 @@ async fn a_refused_service_account_marks_its_account_failed_and_the_reason_is_lo
     assert!(output.contains("invalid_grant"), "{output}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_api_takes_the_clouds_settings_and_keeps_the_service_account_write_only() {
+    let app = spawn_clouds(Duration::from_secs(3600)).await;
+    let token = app.admin_token().await;
+    let post = |path: &str, body: Value| {
+        app.admin(reqwest::Method::POST, path, &token)
+            .json(&body)
+            .send()
+    };
+    let created = post(
+        "/admin/providers",
+        json!({"name": "vx", "kind": "vertex", "project": "p1", "region": "europe-west4",
+               "headers": {"x-team": "t"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let provider: Value = created.json().await.unwrap();
+    assert_eq!(
+        provider["base_url"],
+        "https://europe-west4-aiplatform.googleapis.com/v1"
+    );
+    assert_eq!(provider["headers"]["x-team"], "t");
+    assert_eq!(provider["project"], "p1");
+    let id = provider["id"].as_i64().unwrap();
+
+    // Settings are checked together: an Azure provider needs its api_version, a header
+    // llmgate sets itself is refused, and a kind change must drop what the old kind used.
+    let refused = post(
+        "/admin/providers",
+        json!({"name": "az", "kind": "azure", "base_url": "https://r.openai.azure.com/openai"}),
+    )
+    .await
+    .unwrap();
+    let body = assert_error(refused, 400, "invalid_request").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api_version")
+    );
+    let refused = post(
+        "/admin/providers",
+        json!({"name": "h", "kind": "openai", "base_url": "https://x/v1",
+               "headers": {"api-key": "k"}}),
+    )
+    .await
+    .unwrap();
+    assert_error(refused, 400, "invalid_request").await;
+    let patch = |body: Value| {
+        app.admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/providers/{id}"),
+            &token,
+        )
+        .json(&body)
+        .send()
+    };
+    let refused = patch(json!({"kind": "openai"})).await.unwrap();
+    assert_error(refused, 400, "invalid_request").await;
+    let changed = patch(json!({"kind": "openai", "project": null, "region": null, "headers": {}}))
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(changed["kind"], "openai");
+    assert!(changed["project"].is_null() && changed["headers"] == json!({}));
+
+    // A service account is an account's credential: checked, sealed, never shown.
+    let sa = key_file(TEST_KEY);
+    let account = post(
+        "/admin/accounts",
+        json!({"provider": "vertex", "name": "sa2", "service_account_json": sa}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(account.status(), 201);
+    let text = account.text().await.unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    let account: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        account["api_key_hint"],
+        "llmgate-test@test-project.iam.gserviceaccount.com"
+    );
+    let refused = post(
+        "/admin/accounts",
+        json!({"provider": "vertex", "name": "sa3", "service_account_json": "{\"client_email\": 1}"}),
+    )
+    .await
+    .unwrap();
+    assert_error(refused, 400, "invalid_request").await;
+    app.stop().await;
+}
