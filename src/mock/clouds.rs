@@ -9,7 +9,8 @@
 //!   `POST /vertex/v1/projects/{p}/locations/{r}/publishers/google/models/{m}:generateContent`
 //!   (and `:streamGenerateContent?alt=sse`), `…/publishers/anthropic/models/{m}:rawPredict`
 //!   (and `:streamRawPredict`), whose body must carry `anthropic_version: "vertex-2023-10-16"`
-//!   and no `model`.
+//!   and no `model`; `…/publishers/anthropic/models/count-tokens:rawPredict` counts a Messages
+//!   body that names its model.
 //! - `GET /mock/stats`: `{"requests", "token_requests"}`.
 
 use std::collections::HashMap;
@@ -29,8 +30,16 @@ const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 /// Where a cloud path leads.
 pub(super) enum CloudRoute<'p> {
     Azure(Endpoint),
-    VertexGemini { model: &'p str, stream: bool },
-    VertexAnthropic { model: &'p str, stream: bool },
+    VertexGemini {
+        model: &'p str,
+        stream: bool,
+    },
+    VertexAnthropic {
+        model: &'p str,
+        stream: bool,
+    },
+    /// `…/publishers/anthropic/models/count-tokens:rawPredict`, whose body names the model.
+    VertexCountTokens,
     Token,
     Stats,
 }
@@ -68,6 +77,7 @@ impl<'p> CloudRoute<'p> {
         }
         let (model, method) = model.rsplit_once(':')?;
         match (publisher, method) {
+            ("anthropic", "rawPredict") if model == "count-tokens" => Some(Self::VertexCountTokens),
             ("google", "generateContent") => Some(Self::VertexGemini {
                 model,
                 stream: false,

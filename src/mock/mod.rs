@@ -328,7 +328,9 @@ impl<'p> Route<'p> {
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Gemini { .. } => Dialect::Gemini,
             Self::Cloud(clouds::CloudRoute::Azure(_)) => Dialect::OpenAi,
-            Self::Cloud(clouds::CloudRoute::VertexAnthropic { .. }) => Dialect::Anthropic,
+            Self::Cloud(
+                clouds::CloudRoute::VertexAnthropic { .. } | clouds::CloudRoute::VertexCountTokens,
+            ) => Dialect::Anthropic,
             Self::Cloud(_) => Dialect::Gemini,
         }
     }
@@ -366,9 +368,11 @@ impl Call {
                 request.model = Some((*model).to_owned());
                 Self::Messages(request)
             }
-            Route::Cloud(clouds::CloudRoute::Token | clouds::CloudRoute::Stats) => {
-                Self::OpenAi(openai::Call::Models)
-            }
+            Route::Cloud(
+                clouds::CloudRoute::Token
+                | clouds::CloudRoute::Stats
+                | clouds::CloudRoute::VertexCountTokens,
+            ) => Self::OpenAi(openai::Call::Models),
         })
     }
 
@@ -465,6 +469,19 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
                 clouds::CloudRoute::VertexGemini { .. } => {
                     clouds::vertex_refusal(&mock.tokens, &parts.headers)
                 }
+                clouds::CloudRoute::VertexCountTokens => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers).or_else(|| {
+                        let named = serde_json::from_slice::<serde_json::Value>(&body)
+                            .is_ok_and(|body| body["model"].is_string());
+                        (!named).then(|| {
+                            error(
+                                Dialect::Anthropic,
+                                StatusCode::BAD_REQUEST,
+                                "model: Field required",
+                            )
+                        })
+                    })
+                }
                 clouds::CloudRoute::VertexAnthropic { stream, .. } => {
                     clouds::vertex_refusal(&mock.tokens, &parts.headers).or_else(|| {
                         clouds::vertex_anthropic_problem(&body, *stream).map(|problem| {
@@ -480,7 +497,10 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
             return refusal;
         }
-        if matches!(route, Route::CountTokens) {
+        if matches!(
+            route,
+            Route::CountTokens | Route::Cloud(clouds::CloudRoute::VertexCountTokens)
+        ) {
             return match crate::translate::count_message_tokens(&body) {
                 Ok(tokens) => json(crate::translate::count_tokens_body(tokens).to_vec()),
                 Err(why) => error(

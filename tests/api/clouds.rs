@@ -460,6 +460,25 @@ async fn vertex_claude_gets_a_messages_body_without_model_and_with_vertex_s_vers
         answer["output"][0]["content"][0]["text"], "echo: one two",
         "{answer}"
     );
+
+    // A token count goes to Vertex's count-tokens model, the model named in the body.
+    let counted = ok_json(
+        app.post(
+            "/v1/messages/count_tokens",
+            json!({"model": "vertex-claude", "messages": [{"role": "user", "content": "a b c"}]}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
+    let sent = last_request_to(&app, "/vertex/");
+    assert!(
+        sent.path
+            .ends_with("/publishers/anthropic/models/count-tokens:rawPredict")
+    );
+    assert_eq!(body_of(&sent)["model"], "claude-sonnet-4@20250514");
     assert_eq!(app.mock.token_requests(), 1);
     app.stop().await;
 }
