@@ -372,16 +372,18 @@ impl Gateway {
         let route = target.route;
         let provider = route.provider.name.as_str();
         let attempt_span = crate::telemetry::attempt_span(provider, route.id, number);
+        // One deadline for the attempt: the access token when one is minted, the response
+        // headers, and for a whole answer its body too (a stream's body is bounded by the read
+        // timeout between bytes instead).
+        let deadline = tokio::time::Instant::now() + budget;
         let access_token = match target.account {
             Some(account) if route.provider.kind.mints_access_tokens() => {
-                match self
-                    .tokens
-                    .token(account)
+                let minted = tokio::time::timeout_at(deadline, self.tokens.token(account))
                     .instrument(attempt_span.clone())
-                    .await
-                {
+                    .await;
+                match outcome::minted(minted, provider, budget) {
                     Ok(token) => Some(token),
-                    Err(failure) => return outcome::token_refused(&failure),
+                    Err(failed) => return failed,
                 }
             }
             _ => None,
@@ -400,9 +402,6 @@ impl Gateway {
             crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
             upstream_request = upstream_request.headers(trace_headers);
         }
-        // One deadline for the attempt: the response headers, and for a whole answer its
-        // body too (a stream's body is bounded by the read timeout between bytes instead).
-        let deadline = tokio::time::Instant::now() + budget;
         let in_flight = InFlight::start(route);
         record.attempt(target);
         let sent = Instant::now();

@@ -13,7 +13,7 @@ use http::{HeaderMap, StatusCode, header};
 use crate::error::ApiError;
 use crate::providers::MintFailure;
 use crate::routing::Target;
-use crate::secret::redact_credentials;
+use crate::secret::{Secret, redact_credentials};
 use crate::translate::EventLimit;
 use crate::upstream::BodyError;
 use crate::usage::{self, Usage, WholeAnswer};
@@ -155,13 +155,25 @@ pub(super) fn rate_limited<A>(retry_after: Option<Duration>, body: Bytes) -> Out
     }
 }
 
-/// No access token could be minted for the account (the token endpoint refused its service
-/// account, or did not answer): the account is taken out as if its credential were refused,
-/// with the token endpoint's (redacted) answer for the log.
-pub(super) fn token_refused<A>(failure: &MintFailure) -> Outcome<A> {
-    Outcome::CredentialRefused {
-        status: StatusCode::UNAUTHORIZED,
-        body: Bytes::from(failure.detail.clone()),
+/// The access token minted for an attempt within its `budget`, or what its failure means. No
+/// token (the token endpoint refused the service account, or failed): the account is taken out
+/// as if its credential were refused, with the token endpoint's (redacted) answer for the log.
+/// The attempt's deadline passed while the token was awaited: a timeout, as if the upstream
+/// were silent.
+pub(super) fn minted<A>(
+    result: Result<Result<Secret, MintFailure>, tokio::time::error::Elapsed>,
+    provider: &str,
+    budget: Duration,
+) -> Result<Secret, Outcome<A>> {
+    match result {
+        Ok(Ok(token)) => Ok(token),
+        Ok(Err(failure)) => Err(Outcome::CredentialRefused {
+            status: StatusCode::UNAUTHORIZED,
+            body: Bytes::from(failure.detail),
+        }),
+        Err(_) => Err(Outcome::from(route_failed(ApiError::UpstreamTimeout {
+            detail: format!("{provider}: no access token within {budget:?}"),
+        }))),
     }
 }
 
@@ -383,6 +395,35 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_token_that_cannot_be_had_refuses_the_credential_or_times_out() {
+        let budget = Duration::from_secs(1);
+        let token = minted::<()>(Ok(Ok(Secret::new("ya29.t"))), "vertex", budget);
+        assert_eq!(
+            token.ok().map(|t| t.expose().to_owned()).as_deref(),
+            Some("ya29.t")
+        );
+        let failure = MintFailure {
+            detail: "the token endpoint answered 400: invalid_grant".into(),
+        };
+        match minted::<()>(Ok(Err(failure)), "vertex", budget) {
+            Err(Outcome::CredentialRefused { status, body }) => {
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                assert!(body.starts_with(b"the token endpoint"));
+            }
+            _ => panic!("a refused service account refuses the credential"),
+        }
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        match minted::<()>(Err(elapsed), "vertex", budget) {
+            Err(Outcome::RouteFailed(failure)) => {
+                assert!(matches!(failure.error, ApiError::UpstreamTimeout { .. }));
+            }
+            _ => panic!("a token not had in time is a timeout"),
+        }
+    }
+
     #[test]
     fn a_429_says_its_scope_and_wait() {
         let mut headers = HeaderMap::new();
@@ -433,6 +474,27 @@ mod tests {
             of_stream(None, &mut limit, None),
             StreamItem::Ended
         ));
+    }
+
+    #[test]
+    fn only_a_content_filter_s_400_is_refused_in_the_contract_s_shape() {
+        let filtered = br#"{"error":{"message":"filtered","type":null,"param":"prompt","code":"content_filter","status":400}}"#;
+        match refused::<()>(StatusCode::BAD_REQUEST, filtered, "azure") {
+            Some(Outcome::Refused(error)) => {
+                assert_eq!(error.status_type_code().2, "content_filter");
+                assert!(error.to_json(None).contains(r#""param":"prompt""#));
+            }
+            _ => panic!("a content filter's refusal is the contract's error"),
+        }
+        assert!(refused::<()>(StatusCode::TOO_MANY_REQUESTS, filtered, "azure").is_none());
+        assert!(
+            refused::<()>(
+                StatusCode::BAD_REQUEST,
+                br#"{"error":{"code":"invalid_value"}}"#,
+                "azure"
+            )
+            .is_none()
+        );
     }
 
     #[test]

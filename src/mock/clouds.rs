@@ -76,24 +76,15 @@ impl<'p> CloudRoute<'p> {
             return None;
         }
         let (model, method) = model.rsplit_once(':')?;
+        let stream = matches!(method, "streamGenerateContent" | "streamRawPredict");
         match (publisher, method) {
             ("anthropic", "rawPredict") if model == "count-tokens" => Some(Self::VertexCountTokens),
-            ("google", "generateContent") => Some(Self::VertexGemini {
-                model,
-                stream: false,
-            }),
-            ("google", "streamGenerateContent") => Some(Self::VertexGemini {
-                model,
-                stream: true,
-            }),
-            ("anthropic", "rawPredict") => Some(Self::VertexAnthropic {
-                model,
-                stream: false,
-            }),
-            ("anthropic", "streamRawPredict") => Some(Self::VertexAnthropic {
-                model,
-                stream: true,
-            }),
+            ("google", "generateContent" | "streamGenerateContent") => {
+                Some(Self::VertexGemini { model, stream })
+            }
+            ("anthropic", "rawPredict" | "streamRawPredict") => {
+                Some(Self::VertexAnthropic { model, stream })
+            }
             _ => None,
         }
     }

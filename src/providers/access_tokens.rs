@@ -250,8 +250,7 @@ impl AccessTokens {
             ))
         })?;
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        let fresh_for = lifetime.saturating_sub((lifetime / 5).min(MAX_REFRESH_MARGIN));
-        let fresh_nanos = u64::try_from(fresh_for.as_nanos()).unwrap_or(u64::MAX);
+        let fresh_nanos = u64::try_from(fresh_for(lifetime).as_nanos()).unwrap_or(u64::MAX);
         Ok(Minted {
             token: Secret::new(answer.access_token),
             fingerprint,
@@ -306,8 +305,43 @@ fn private_key_der(pem: &str) -> Result<Vec<u8>, String> {
         .map_err(|error| format!("the service account's private_key cannot be encoded: {error}"))
 }
 
+/// How long a token that lives `lifetime` is used before it is refreshed: 80 % of it, and at
+/// most [`MAX_REFRESH_MARGIN`] short of it.
+fn fresh_for(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub((lifetime / 5).min(MAX_REFRESH_MARGIN))
+}
+
 fn fingerprint(key_file: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     key_file.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_after_most_of_its_lifetime_and_at_most_five_minutes_early() {
+        for (lifetime, fresh) in [(3600, 3300), (600, 480), (10, 8), (0, 0)] {
+            assert_eq!(
+                fresh_for(Duration::from_secs(lifetime)),
+                Duration::from_secs(fresh),
+                "{lifetime}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_checked_without_echoing_its_key() {
+        let key = include_str!("../../tests/fixtures/vertex-sa-TEST-ONLY.key.pem");
+        let file = serde_json::json!({"client_email": "sa@p.iam", "private_key": key}).to_string();
+        assert_eq!(check_service_account(&file).unwrap(), "sa@p.iam");
+        let secret = "-----BEGIN PRIVATE KEY-----\nnot-really-a-key\n-----END PRIVATE KEY-----";
+        let bad =
+            serde_json::json!({"client_email": "sa@p.iam", "private_key": secret}).to_string();
+        let problem = check_service_account(&bad).unwrap_err();
+        assert!(!problem.contains("not-really-a-key"), "{problem}");
+        assert!(check_service_account("{").is_err());
+    }
 }

@@ -191,6 +191,10 @@ pub fn check_settings(
     }
     let base_url = match (&settings.base_url, kind, &region) {
         (Some(url), _, _) => url.clone(),
+        // The global endpoint has no region in its host name.
+        (None, ProviderKind::Vertex, Some(region)) if region == "global" => {
+            "https://aiplatform.googleapis.com/v1".to_owned()
+        }
         (None, ProviderKind::Vertex, Some(region)) => {
             format!("https://{region}-aiplatform.googleapis.com/v1")
         }
@@ -293,6 +297,14 @@ mod tests {
         };
         let (cloud, base_url) = check_settings(&vertex).unwrap();
         assert_eq!(base_url, "https://us-central1-aiplatform.googleapis.com/v1");
+        let global = ProviderSettings {
+            region: Some("global".into()),
+            ..vertex.clone()
+        };
+        assert_eq!(
+            check_settings(&global).unwrap().1,
+            "https://aiplatform.googleapis.com/v1"
+        );
         assert_eq!(cloud.project.as_deref(), Some("p"));
         let bad_region = ProviderSettings {
             region: Some("us/../x".into()),
