@@ -133,9 +133,12 @@ fn read_provider(
         parsed
     });
     // Vertex AI's base URL defaults to its region's endpoint; every other kind needs one.
-    let base_url = match r.string(&node, "base_url") {
-        Some(url) => check_base_url(r, &url).map(Some),
-        None => Some(None),
+    let base_url = if r.field(&node, "base_url").is_some() || kind != Some(ProviderKind::Vertex) {
+        r.required_string(&node, "base_url")
+            .and_then(|url| check_base_url(r, &url))
+            .map(Some)
+    } else {
+        Some(None)
     };
     let headers = read_headers(r, &node);
     let settings = ProviderSettings {
