@@ -82,6 +82,7 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
             })
             .collect(),
         urls: EndpointUrls::default(),
+        options: Default::default(),
     });
     Model {
         id: 1,

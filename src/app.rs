@@ -132,6 +132,7 @@ impl App {
             clock.clone(),
             settings.responses_retention,
         );
+        let tokens = crate::providers::AccessTokens::new(client.clone(), clock.clone());
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(GatewayParts {
@@ -145,6 +146,7 @@ impl App {
                 usage: usage.clone(),
                 max_upstream_body: settings.upstream.max_body_bytes,
                 responses,
+                tokens,
             }),
             usage,
             health,

@@ -148,6 +148,16 @@ struct MockArgs {
     /// Answer every request with this HTTP status (to test failures).
     #[arg(long)]
     fail_status: Option<u16>,
+    /// The only `api-key` the Azure paths accept (default: any non-empty key).
+    #[arg(long)]
+    azure_api_key: Option<String>,
+    /// A PEM file with the service account's public key, which the Vertex token endpoint
+    /// (`/token`) verifies JWT assertions with.
+    #[arg(long, env = "LLMGATE_MOCK_VERTEX_PUBLIC_KEY")]
+    vertex_public_key: Option<std::path::PathBuf>,
+    /// How long the access tokens the Vertex token endpoint issues live.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    token_lifetime: Duration,
 }
 
 fn parse_window(text: &str) -> Result<BudgetWindow, String> {
@@ -673,12 +683,27 @@ async fn mock_upstream(args: MockArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return failure(&format!("cannot listen on {addr}: {error}")),
     };
+    let vertex_public_key = match &args.vertex_public_key {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(pem) => Some(pem),
+            Err(error) => {
+                return usage_error(&format!(
+                    "--vertex-public-key: cannot read {}: {error}",
+                    path.display()
+                ));
+            }
+        },
+        None => None,
+    };
     let config = crate::mock::MockConfig {
         latency: args.latency,
         chunks: args.chunks.max(1),
         chunk_delay: args.chunk_delay,
         fail_status: args.fail_status,
         record: false,
+        azure_api_key: args.azure_api_key,
+        vertex_public_key,
+        token_lifetime: args.token_lifetime,
     };
     tracing::info!(%addr, "mock upstream is listening; base URL http://{addr}/v1");
     match crate::mock::serve(listener, config, shutdown_signal()).await {

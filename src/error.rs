@@ -66,6 +66,13 @@ pub enum ApiError {
     /// A key's own rate limit or token budget refused the request.
     #[error("{}", .0.message())]
     Limited(Box<crate::limits::Refusal>),
+    /// The upstream's content filter refused the request (Azure OpenAI's `content_filter`).
+    #[error("{provider}'s content filter refused the request")]
+    ContentFiltered {
+        provider: String,
+        /// What was filtered, as the upstream says (`prompt`).
+        param: Option<String>,
+    },
     #[error("upstream failed: {detail}")]
     UpstreamFailed { detail: String },
     /// An upstream answer (or one event of a streamed answer) larger than
@@ -207,6 +214,11 @@ impl ApiError {
                 };
                 (StatusCode::TOO_MANY_REQUESTS, kind, code)
             }
+            Self::ContentFiltered { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "content_filter",
+            ),
             Self::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
             Self::UpstreamTooLarge { .. } => (
                 StatusCode::BAD_GATEWAY,
@@ -319,6 +331,13 @@ impl ApiError {
             }
             Self::RateLimited { message, .. } => return capped(message),
             Self::Limited(refusal) => return refusal.message(),
+            Self::ContentFiltered { provider, .. } => {
+                return format!(
+                    "The request was refused by the content filter of provider '{provider}' (for \
+                     Azure OpenAI, its content management policy). Change the prompt; the same \
+                     request will be refused again."
+                );
+            }
             Self::UpstreamFailed { .. } => {
                 "The upstream provider failed to answer. Retry the request later.".to_owned()
             }
@@ -356,6 +375,7 @@ impl ApiError {
         let param = match self {
             Self::InvalidRequest { param, .. } => param.as_deref(),
             Self::PreviousResponseNotFound { .. } => Some("previous_response_id"),
+            Self::ContentFiltered { param, .. } => param.as_deref(),
             _ => None,
         };
         let body = ErrorBody {

@@ -37,7 +37,9 @@
 //!             behind `ArcSwap`, rebuilt from the database when it changes
 //!             (`routing::rebuild_catalog`); each `Route` carries its upstream model's
 //!             `ModelLimits`, resolved at rebuild
-//! providers   how to address and authenticate each kind of upstream
+//! providers   how to address and authenticate each kind of upstream, and the access tokens
+//!             minted from service accounts (`providers::AccessTokens`: per account, single
+//!             flight, on the App's clock, through the one client)
 //! upstream    the one shared `reqwest::Client` and its tuning
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
 //!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports
@@ -82,6 +84,8 @@
 //!   by its named methods): the log line, the request log and the metrics agree; at shutdown, streams still open when the grace ends get an error event and
 //!   are recorded before the usage writer drains.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
+//! - An account whose kind mints access tokens sends one token request per expiry, however many
+//!   requests wait for it.
 //! - Text a client chose never reaches a log line unescaped, an error message or a record at
 //!   any length, or a metric label or rollup row unless it names a configured model.
 //! - An upstream's error answer (non-2xx, or an error event inside a stream) is logged or

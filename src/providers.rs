@@ -1,10 +1,15 @@
 //! Upstream dialects: the endpoints the gateway serves, and how to address and authenticate
 //! each kind of provider. Providers receive the shared client; none owns one.
 
+mod access_tokens;
+
+pub use access_tokens::{AccessTokens, MintFailure, check_service_account};
+
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 
 use crate::routing::Target;
+use crate::secret::Secret;
 use crate::vocab::{Endpoint, ProviderKind};
 
 /// Anthropic's version header, sent when the client named none.
@@ -45,7 +50,8 @@ impl UpstreamUrl {
 }
 
 /// Builds the upstream request for one attempt: `url` (already chosen for the provider's
-/// dialect), the account's credential in the provider's header, and `body`.
+/// dialect), the provider's extra headers, the account's credential in the provider's header
+/// (for Vertex AI the `access_token` minted from it), and `body`.
 pub fn build_request(
     client: &reqwest::Client,
     target: Target<'_>,
@@ -53,6 +59,7 @@ pub fn build_request(
     body: Bytes,
     request_id: &str,
     client_headers: &ClientHeaders,
+    access_token: Option<&Secret>,
 ) -> reqwest::RequestBuilder {
     let kind = target.route.provider.kind;
     let request = match url {
@@ -63,6 +70,11 @@ pub fn build_request(
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(REQUEST_ID, request_id)
         .body(body);
+    // The operator's extra headers; none of them is one llmgate sets below (the provider's
+    // check refuses those names).
+    for (name, value) in &target.route.provider.options.headers {
+        request = request.header(name.clone(), value.clone());
+    }
     if kind == ProviderKind::Anthropic {
         let version = client_headers
             .anthropic_version
@@ -80,6 +92,19 @@ pub fn build_request(
             ProviderKind::OpenAi => (
                 AUTHORIZATION,
                 HeaderValue::try_from(format!("Bearer {secret}")),
+            ),
+            ProviderKind::Azure => (
+                HeaderName::from_static("api-key"),
+                HeaderValue::try_from(secret),
+            ),
+            // The account's credential is the service account's key file; what goes upstream
+            // is the access token minted from it.
+            ProviderKind::Vertex => (
+                AUTHORIZATION,
+                HeaderValue::try_from(format!(
+                    "Bearer {}",
+                    access_token.map(Secret::expose).unwrap_or_default()
+                )),
             ),
             ProviderKind::Anthropic => (
                 HeaderName::from_static("x-api-key"),

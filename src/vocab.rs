@@ -51,6 +51,12 @@ named! {
         Anthropic = "anthropic",
         /// Google's Gemini API (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`).
         Gemini = "gemini",
+        /// Azure OpenAI (`{base_url}/deployments/{model}/…?api-version=…`, `api-key`): OpenAI's
+        /// dialect, with the route's model naming a deployment.
+        Azure = "azure",
+        /// Google Vertex AI: Gemini models (`:generateContent`) and Anthropic models
+        /// (`:rawPredict`), with OAuth access tokens minted from a service account.
+        Vertex = "vertex",
     }
 }
 
@@ -120,6 +126,14 @@ pub enum Dialect {
     Anthropic,
     /// OpenAI's Responses API: OpenAI's error shape, its own answers and events.
     Responses,
+}
+
+impl ProviderKind {
+    /// Whether the account's credential is exchanged for short-lived access tokens (Vertex
+    /// AI's service accounts) rather than sent as it is.
+    pub fn mints_access_tokens(self) -> bool {
+        self == Self::Vertex
+    }
 }
 
 impl Endpoint {
@@ -202,7 +216,8 @@ mod tests {
         for window in BudgetWindow::ALL {
             assert_eq!(BudgetWindow::parse(window.as_str()), Some(*window));
         }
-        assert_eq!(ProviderKind::parse("azure"), None);
+        assert_eq!(ProviderKind::parse("azure"), Some(ProviderKind::Azure));
+        assert_eq!(ProviderKind::parse("Azure"), None);
         assert!(ProviderKind::OpenAi.responses_refusal().is_none());
         for kind in [ProviderKind::Anthropic, ProviderKind::Gemini] {
             let refusal = kind.responses_refusal().unwrap();

@@ -15,7 +15,9 @@ pub struct AccountCreate {
     /// The provider's name.
     pub provider: String,
     pub name: String,
-    pub api_key: Secret,
+    /// Either `api_key` or `service_account_json` (Vertex AI), both write-only.
+    pub api_key: Option<Secret>,
+    pub service_account_json: Option<Secret>,
     pub weight: Option<u32>,
     pub rpm: Option<u32>,
     pub enabled: Option<bool>,
@@ -27,6 +29,7 @@ pub struct AccountPatch {
     pub provider: Option<String>,
     pub name: Option<String>,
     pub api_key: Option<Secret>,
+    pub service_account_json: Option<Secret>,
     pub weight: Option<u32>,
     /// `null` removes the limit.
     #[serde(default, deserialize_with = "nullable")]
@@ -87,6 +90,40 @@ fn check_api_key(key: &Secret) -> Result<Secret, AdminError> {
     Ok(Secret::new(text))
 }
 
+/// The account's credential: an API key, or a service account's key file (Vertex AI), which is
+/// checked to be one that can sign and shown by its `client_email`. `None` when neither is
+/// given.
+fn check_credential(
+    api_key: Option<&Secret>,
+    service_account_json: Option<&Secret>,
+) -> Result<Option<(Secret, String)>, AdminError> {
+    match (api_key, service_account_json) {
+        (Some(_), Some(_)) => Err(AdminError::invalid(
+            "service_account_json",
+            "give either api_key or service_account_json, not both",
+        )),
+        (Some(key), None) => check_api_key(key).map(|key| {
+            let hint = key.hint();
+            Some((key, hint))
+        }),
+        (None, Some(key_file)) => {
+            if key_file.expose().chars().count() > MAX_KEY_FILE_CHARS {
+                return Err(AdminError::invalid(
+                    "service_account_json",
+                    format!("must be at most {MAX_KEY_FILE_CHARS} characters"),
+                ));
+            }
+            crate::providers::check_service_account(key_file.expose())
+                .map(|email| Some((Secret::new(key_file.expose().trim()), email)))
+                .map_err(|problem| AdminError::invalid("service_account_json", problem))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A service account's key file is a few kilobytes of JSON.
+const MAX_KEY_FILE_CHARS: usize = 16 * 1024;
+
 fn not_found(id: i64) -> AdminError {
     AdminError::NotFound(format!("no account with id {id}"))
 }
@@ -120,7 +157,15 @@ impl Admin {
 
     pub async fn create_account(&self, new: AccountCreate) -> Result<AccountView, AdminError> {
         let name = check_name("name", &new.name)?;
-        let api_key = check_api_key(&new.api_key)?;
+        let (api_key, hint) =
+            check_credential(new.api_key.as_ref(), new.service_account_json.as_ref())?.ok_or_else(
+                || {
+                    AdminError::invalid(
+                        "api_key",
+                        "an account needs api_key (or service_account_json for Vertex AI)",
+                    )
+                },
+            )?;
         let weight = check_positive("weight", new.weight.unwrap_or(1))?;
         let rpm = new.rpm.map(|rpm| check_positive("rpm", rpm)).transpose()?;
         let provider_id = self.provider_named(&new.provider).await?;
@@ -128,7 +173,7 @@ impl Admin {
             provider_id,
             name,
             api_key: self.cipher.seal(api_key.expose()),
-            api_key_hint: api_key.hint(),
+            api_key_hint: hint,
             weight,
             rpm,
             enabled: new.enabled.unwrap_or(true),
@@ -147,7 +192,8 @@ impl Admin {
             .name
             .map(|name| check_name("name", &name))
             .transpose()?;
-        let api_key = patch.api_key.as_ref().map(check_api_key).transpose()?;
+        let api_key =
+            check_credential(patch.api_key.as_ref(), patch.service_account_json.as_ref())?;
         let weight = patch
             .weight
             .map(|w| check_positive("weight", w))
@@ -163,7 +209,7 @@ impl Admin {
         let changes = AccountChanges {
             provider_id,
             name,
-            api_key: api_key.map(|key| (self.cipher.seal(key.expose()), key.hint())),
+            api_key: api_key.map(|(key, hint)| (self.cipher.seal(key.expose()), hint)),
             weight,
             rpm,
             enabled: patch.enabled,

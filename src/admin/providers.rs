@@ -1,9 +1,15 @@
-//! Providers: an upstream API's name, dialect and base URL.
+//! Providers: an upstream API's name, dialect and base URL, the extra headers sent to it, and
+//! the settings of the cloud kinds (`api_version`, `project`, `region`).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Admin, AdminError, List, MAX_URL_CHARS, check_name, time};
-use crate::db::{NewProviderRow, Page, ProviderChanges, ProviderDeletion, ProviderRecord};
+use super::{Admin, AdminError, List, MAX_URL_CHARS, check_name, nullable, time};
+use crate::db::{
+    NewProviderRow, Page, ProviderChanges, ProviderCloud, ProviderDeletion, ProviderRecord,
+};
+use crate::routing::{ProviderSettings, check_settings};
 use crate::vocab::ProviderKind;
 
 #[derive(Debug, Deserialize)]
@@ -11,7 +17,14 @@ use crate::vocab::ProviderKind;
 pub struct ProviderCreate {
     pub name: String,
     pub kind: String,
-    pub base_url: String,
+    /// Optional for Vertex AI only (its region's endpoint).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub api_version: Option<String>,
+    pub project: Option<String>,
+    pub region: Option<String>,
     /// The upstream serves OpenAI's Responses API itself (OpenAI-compatible kinds only).
     #[serde(default)]
     pub responses: bool,
@@ -24,6 +37,32 @@ pub struct ProviderPatch {
     pub kind: Option<String>,
     pub base_url: Option<String>,
     pub responses: Option<bool>,
+    /// Replaces the extra headers (`{}` removes them all).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// `null` removes the setting (as a change of kind needs).
+    #[serde(default, deserialize_with = "nullable")]
+    pub api_version: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub project: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub region: Option<Option<String>>,
+}
+
+impl ProviderPatch {
+    /// Whether the patch touches what [`check_settings`] checks together.
+    fn changes_settings(&self) -> bool {
+        self.kind.is_some()
+            || self.base_url.is_some()
+            || self.headers.is_some()
+            || self.api_version.is_some()
+            || self.project.is_some()
+            || self.region.is_some()
+    }
+}
+
+/// The settings of a provider as stored, checked together again after a change.
+fn settings_problem((field, message): (&'static str, String)) -> AdminError {
+    AdminError::invalid(field, message)
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +73,11 @@ pub struct ProviderView {
     pub base_url: String,
     /// `/v1/responses` is forwarded to it as is, rather than translated.
     pub responses: bool,
+    /// Extra headers sent upstream; configuration, not secrets, so they are shown.
+    pub headers: BTreeMap<String, String>,
+    pub api_version: Option<String>,
+    pub project: Option<String>,
+    pub region: Option<String>,
     /// Who created it: `api`, `config` (the config file owns it) or `demo`.
     pub source: String,
     pub created_at: String,
@@ -48,11 +92,19 @@ impl From<ProviderRecord> for ProviderView {
             kind: row.kind,
             base_url: row.base_url,
             responses: row.responses,
+            headers: stored_headers(&row.cloud),
+            api_version: row.cloud.api_version,
+            project: row.cloud.project,
+            region: row.cloud.region,
             source: row.source,
             created_at: time(row.created_at),
             updated_at: time(row.updated_at),
         }
     }
+}
+
+fn stored_headers(cloud: &ProviderCloud) -> BTreeMap<String, String> {
+    serde_json::from_str(&cloud.headers).unwrap_or_default()
 }
 
 /// The answer to deleting a provider: its accounts went with it, and with `?cascade=true`
@@ -137,11 +189,22 @@ impl Admin {
     }
 
     pub async fn create_provider(&self, new: ProviderCreate) -> Result<ProviderView, AdminError> {
+        let kind = check_kind(&new.kind)?;
+        let settings = ProviderSettings {
+            kind: ProviderKind::parse(&kind),
+            base_url: new.base_url.as_deref().map(check_base_url).transpose()?,
+            headers: new.headers,
+            api_version: new.api_version,
+            project: new.project,
+            region: new.region,
+        };
+        let (cloud, base_url) = check_settings(&settings).map_err(settings_problem)?;
         let row = NewProviderRow {
             name: check_name("name", &new.name)?,
-            kind: check_kind(&new.kind)?,
-            base_url: check_base_url(&new.base_url)?,
+            kind,
+            base_url,
             responses: new.responses,
+            cloud,
         };
         check_responses(&row.kind, row.responses)?;
         let created = self.db.insert_provider(&row).await?;
@@ -154,14 +217,38 @@ impl Admin {
         id: i64,
         patch: ProviderPatch,
     ) -> Result<ProviderView, AdminError> {
+        let kind = patch.kind.as_deref().map(check_kind).transpose()?;
+        let base_url = patch.base_url.as_deref().map(check_base_url).transpose()?;
+        // Kind, base URL, headers and cloud settings are checked together, as they will be.
+        let cloud = if patch.changes_settings() {
+            let stored = self.db.provider(id).await?.ok_or_else(|| not_found(id))?;
+            let settings = ProviderSettings {
+                kind: ProviderKind::parse(kind.as_deref().unwrap_or(&stored.kind)),
+                base_url: Some(base_url.clone().unwrap_or(stored.base_url)),
+                headers: patch
+                    .headers
+                    .clone()
+                    .unwrap_or_else(|| stored_headers(&stored.cloud)),
+                api_version: patch
+                    .api_version
+                    .clone()
+                    .unwrap_or(stored.cloud.api_version),
+                project: patch.project.clone().unwrap_or(stored.cloud.project),
+                region: patch.region.clone().unwrap_or(stored.cloud.region),
+            };
+            Some(check_settings(&settings).map_err(settings_problem)?.0)
+        } else {
+            None
+        };
         let changes = ProviderChanges {
             name: patch
                 .name
                 .map(|name| check_name("name", &name))
                 .transpose()?,
-            kind: patch.kind.map(|kind| check_kind(&kind)).transpose()?,
-            base_url: patch.base_url.map(|url| check_base_url(&url)).transpose()?,
+            kind,
+            base_url,
             responses: patch.responses,
+            cloud,
         };
         // The flag and the kind are checked together, as they will be stored: a change of
         // either is held against the other's current value.

@@ -20,6 +20,18 @@ pub async fn import(
     db.import_config(&import_rows(config, cipher)).await
 }
 
+/// What the admin API shows of a credential: a service account by its `client_email` (as the
+/// admin API shows it), an API key by its ends.
+fn credential_hint(credential: &crate::secret::Secret) -> String {
+    let text = credential.expose();
+    if text.trim_start().starts_with('{')
+        && let Ok(email) = crate::providers::check_service_account(text)
+    {
+        return email;
+    }
+    credential.hint()
+}
+
 /// The rows `config` stores: credentials sealed with `cipher`, key plaintexts hashed.
 pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
     ImportRows {
@@ -31,13 +43,14 @@ pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
                 kind: provider.kind,
                 base_url: provider.base_url.clone(),
                 responses: provider.responses,
+                cloud: provider.cloud.clone(),
                 accounts: provider
                     .accounts
                     .iter()
                     .map(|account| ImportAccount {
                         name: account.name.clone(),
                         sealed_api_key: cipher.seal(account.api_key.expose()),
-                        api_key_hint: account.api_key.hint(),
+                        api_key_hint: credential_hint(&account.api_key),
                         weight: account.weight,
                         rpm: account.rpm,
                     })

@@ -54,6 +54,8 @@ pub struct ProviderSpec {
     /// `responses = true`: the upstream serves OpenAI's Responses API itself (only on a kind
     /// that may, [`ProviderKind::may_serve_responses`]).
     pub responses: bool,
+    /// Extra headers and the cloud kinds' settings, checked.
+    pub cloud: crate::db::ProviderCloud,
     pub accounts: Vec<AccountSpec>,
 }
 

@@ -1,7 +1,7 @@
 //! The file's schema: reading each section into its spec and checking the rules that span
 //! several entries (unique names, routes to declared providers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
@@ -9,6 +9,7 @@ use toml::de::DeValue;
 
 use super::reader::{Located, Node, Reader};
 use super::{AccountSpec, ConfigFile, KeySpec, ModelSpec, ProviderSpec, RouteSpec, ServerSection};
+use crate::routing::{ProviderSettings, check_settings};
 use crate::secret::Secret;
 use crate::settings::parse_duration;
 use crate::vocab::BudgetWindow;
@@ -16,8 +17,18 @@ use crate::vocab::{ProviderKind, Strategy};
 
 const TOP_KEYS: &[&str] = &["server", "providers", "models", "keys"];
 const SERVER_KEYS: &[&str] = &["listen", "database"];
-const PROVIDER_KEYS: &[&str] = &["name", "kind", "base_url", "responses", "accounts"];
-const ACCOUNT_KEYS: &[&str] = &["name", "api_key", "weight", "rpm"];
+const PROVIDER_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "base_url",
+    "responses",
+    "accounts",
+    "headers",
+    "api_version",
+    "project",
+    "region",
+];
+const ACCOUNT_KEYS: &[&str] = &["name", "api_key", "service_account_json", "weight", "rpm"];
 const MODEL_KEYS: &[&str] = &["name", "strategy", "max_attempts", "timeout", "routes"];
 const ROUTE_KEYS: &[&str] = &["provider", "model", "weight", "priority"];
 const KEY_KEYS: &[&str] = &[
@@ -122,9 +133,33 @@ fn read_provider(
         }
         parsed
     });
-    let base_url = r
-        .required_string(&node, "base_url")
-        .and_then(|url| check_base_url(r, &url));
+    // Vertex AI's base URL defaults to its region's endpoint; every other kind needs one.
+    let base_url = if r.field(&node, "base_url").is_some() || kind != Some(ProviderKind::Vertex) {
+        r.required_string(&node, "base_url")
+            .and_then(|url| check_base_url(r, &url))
+            .map(Some)
+    } else {
+        Some(None)
+    };
+    let headers = read_headers(r, &node);
+    let settings = ProviderSettings {
+        kind,
+        base_url: base_url.clone().flatten(),
+        headers: headers.clone().unwrap_or_default(),
+        api_version: r.string(&node, "api_version").map(|v| v.value),
+        project: r.string(&node, "project").map(|v| v.value),
+        region: r.string(&node, "region").map(|v| v.value),
+    };
+    let checked = match (kind, &base_url, &headers) {
+        (Some(_), Some(_), Some(_)) => match check_settings(&settings) {
+            Ok(checked) => Some(checked),
+            Err((field, message)) => {
+                r.problem(&node.path.key(field), node.offset, message);
+                None
+            }
+        },
+        _ => None,
+    };
     let responses = r.boolean(&node, "responses");
     let refusal = responses
         .as_ref()
@@ -141,13 +176,34 @@ fn read_provider(
         .into_iter()
         .filter_map(|account| read_account(r, account, &mut account_names))
         .collect();
+    let (cloud, base_url) = checked?;
     Some(ProviderSpec {
         name: name?.value,
         kind: kind?,
-        base_url: base_url?,
+        base_url,
         responses: responses.is_some_and(|flag| flag.value),
+        cloud,
         accounts,
     })
+}
+
+/// A provider's `headers = { name = "value" }`, each value a string (`${VAR}` expanded).
+fn read_headers(r: &mut Reader<'_>, node: &Node<'_, '_>) -> Option<BTreeMap<String, String>> {
+    let Some(table) = r.table(node, "headers") else {
+        return Some(BTreeMap::new());
+    };
+    let mut headers = BTreeMap::new();
+    let mut complete = true;
+    for (key, value) in table.table.iter() {
+        let name = key.get_ref().to_string();
+        match r.expect_string(table.path.key(&name), value) {
+            Some(value) => {
+                headers.insert(name, value.value);
+            }
+            None => complete = false,
+        }
+    }
+    complete.then_some(headers)
 }
 
 /// Endpoint paths are appended to the base URL, so it must be absolute, speak HTTP, and end
@@ -179,9 +235,27 @@ fn read_account(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Op
     let name = read_name(r, &node, names);
     let node = node.named(name.as_ref());
     r.known_keys(&node, ACCOUNT_KEYS);
-    let api_key = r
-        .required_text(&node, "api_key")
-        .map(|key| Secret::new(key.value));
+    // A service account's key file (Vertex AI) is the account's credential, stored sealed
+    // like an API key.
+    let api_key = match r.string(&node, "service_account_json") {
+        Some(key_file) if r.field(&node, "api_key").is_some() => {
+            r.problem_at(
+                &key_file,
+                "an account has either api_key or service_account_json, not both",
+            );
+            None
+        }
+        Some(key_file) => match crate::providers::check_service_account(&key_file.value) {
+            Ok(_) => Some(Secret::new(key_file.value)),
+            Err(problem) => {
+                r.problem_at(&key_file, problem);
+                None
+            }
+        },
+        None => r
+            .required_text(&node, "api_key")
+            .map(|key| Secret::new(key.value)),
+    };
     let weight = r
         .integer(&node, "weight", 1, u32::MAX)
         .map_or(1, |w| w.value);

@@ -458,8 +458,8 @@ fn unknown_keys_are_errors_everywhere() {
         line 1: unknown key "verbose"; expected one of: server, providers, models, keys
         server (line 3): unknown key "port"; expected one of: listen, database
         providers[0] "openai" (line 4): missing key "base_url"
-        providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts
-        providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, weight, rpm
+        providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts, headers, api_version, project, region
+        providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, service_account_json, weight, rpm
         models[0] "m" (line 14): unknown key "fallback"; expected one of: name, strategy, max_attempts, timeout, routes
         models[0] "m" .routes[0] (line 18): unknown key "wieght"; expected one of: provider, model, weight, priority
         keys[0] "k" (line 22): unknown key "budget"; expected one of: name, key, models, rpm, tpm, budget_tokens, budget_window, expires_at
@@ -477,7 +477,7 @@ fn provider_rules() {
 
         [[providers]]
         name = " "
-        kind = "azure"
+        kind = "azura"
         base_url = "api.openai.com/v1"
 
         [[providers]]
@@ -497,7 +497,7 @@ fn provider_rules() {
         r#"
         providers[0] (line 1): missing key "name"
         providers[1].name (line 6): must not be empty
-        providers[1].kind (line 7): unknown provider kind "azure"; expected one of: openai, anthropic, gemini
+        providers[1].kind (line 7): unknown provider kind "azura"; expected one of: openai, anthropic, gemini, azure, vertex
         providers[1].base_url (line 8): "api.openai.com/v1" is not an absolute URL (relative URL without a base); write it like https://api.openai.com/v1
         providers[2] "dup" .base_url (line 13): "ftp://files.example.com" is not an http or https URL; write it like https://api.openai.com/v1
         providers[3] "dup" .name (line 16): duplicate provider name "dup"; the first is at line 11
@@ -1031,5 +1031,99 @@ fn names_follow_the_one_rule_for_names() {
         keys[0].name (line 16): must contain a visible character; this name is only invisible formatting characters (like U+200B ZERO WIDTH SPACE)
         keys[0].models[1] (line 18): must contain a visible character; this name is only invisible formatting characters (like U+200B ZERO WIDTH SPACE)
         "#,
+    );
+}
+
+#[test]
+fn the_clouds_settings_are_read_and_checked() {
+    let key_file = serde_json::json!({
+        "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": include_str!("../../tests/fixtures/vertex-sa-TEST-ONLY.key.pem"),
+        "token_uri": "https://oauth2.googleapis.com/token",
+    })
+    .to_string();
+    let config = parsed(&format!(
+        r#"
+        [[providers]]
+        name = "azure-east"
+        kind = "azure"
+        base_url = "https://my-resource.openai.azure.com/openai"
+        api_version = "2024-10-21"
+        headers = {{ "x-team" = "search" }}
+          [[providers.accounts]]
+          name = "k"
+          api_key = "azure-key"
+
+        [[providers]]
+        name = "vertex"
+        kind = "vertex"
+        project = "my-project"
+        region = "us-central1"
+          [[providers.accounts]]
+          name = "sa"
+          service_account_json = '{key_file}'
+        "#
+    ));
+    let azure = &config.providers[0];
+    assert_eq!(azure.kind, ProviderKind::Azure);
+    assert_eq!(azure.cloud.api_version.as_deref(), Some("2024-10-21"));
+    assert_eq!(azure.cloud.headers, r#"{"x-team":"search"}"#);
+    let vertex = &config.providers[1];
+    assert_eq!(
+        vertex.base_url,
+        "https://us-central1-aiplatform.googleapis.com/v1"
+    );
+    assert_eq!(vertex.cloud.project.as_deref(), Some("my-project"));
+    assert_eq!(vertex.accounts[0].api_key.expose(), key_file);
+
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "a"
+        kind = "azure"
+        base_url = "https://r.openai.azure.com/openai"
+        "#,
+    );
+    assert!(problems.contains("api_version"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "h"
+        kind = "openai"
+        base_url = "https://api.openai.com/v1"
+        headers = { "Authorization" = "Bearer x" }
+        "#,
+    );
+    assert!(problems.contains("set by llmgate itself"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "v"
+        kind = "vertex"
+        project = "p"
+        region = "r"
+          [[providers.accounts]]
+          name = "sa"
+          api_key = "k"
+          service_account_json = '{"client_email": "x"}'
+        "#,
+    );
+    assert!(problems.contains("not both"), "{problems}");
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "v"
+        kind = "vertex"
+        project = "p"
+        region = "r"
+          [[providers.accounts]]
+          name = "sa"
+          service_account_json = '{"client_email": "x", "private_key": "not a key"}'
+        "#,
+    );
+    assert!(problems.contains("not an RSA private key"), "{problems}");
+    assert!(
+        !problems.contains("not a key"),
+        "the key is not echoed: {problems}"
     );
 }

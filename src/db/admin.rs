@@ -8,7 +8,7 @@
 use sqlx::FromRow;
 
 use super::client_keys::COLUMNS as KEY_COLUMNS;
-use super::{Db, DbError, KeyRow, now};
+use super::{Db, DbError, KeyRow, ProviderCloud, now};
 
 /// One page of a listing: rows with an id above `after`, at most `limit` of them.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +53,8 @@ pub struct ProviderRecord {
     pub source: String,
     pub created_at: i64,
     pub updated_at: i64,
+    #[sqlx(flatten)]
+    pub cloud: ProviderCloud,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +63,7 @@ pub struct NewProviderRow {
     pub kind: String,
     pub base_url: String,
     pub responses: bool,
+    pub cloud: ProviderCloud,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -69,6 +72,8 @@ pub struct ProviderChanges {
     pub kind: Option<String>,
     pub base_url: Option<String>,
     pub responses: Option<bool>,
+    /// Replaces all four cloud columns at once (the caller merged the patch into them).
+    pub cloud: Option<ProviderCloud>,
 }
 
 /// An account as operators see it: never the sealed credential, only its hint.
@@ -205,8 +210,7 @@ pub struct UpstreamRows {
     pub accounts: Vec<AccountRecord>,
 }
 
-const PROVIDER_COLUMNS: &str =
-    "id, name, kind, base_url, responses, source, created_at, updated_at";
+const PROVIDER_COLUMNS: &str = "id, name, kind, base_url, responses, source, created_at, updated_at, headers, api_version, project, region";
 const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.name, a.api_key_hint, \
      a.weight, a.rpm, a.enabled, a.source, a.created_at, a.updated_at \
      FROM accounts a JOIN providers p ON p.id = a.provider_id";
@@ -260,8 +264,9 @@ impl Db {
 
     pub async fn insert_provider(&self, new: &NewProviderRow) -> Result<ProviderRecord, DbError> {
         let sql = format!(
-            "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'api', ?5, ?5) RETURNING {PROVIDER_COLUMNS}"
+            "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at,
+                 headers, api_version, project, region)
+             VALUES (?1, ?2, ?3, ?4, 'api', ?5, ?5, ?6, ?7, ?8, ?9) RETURNING {PROVIDER_COLUMNS}"
         );
         sqlx::query_as(&sql)
             .bind(&new.name)
@@ -269,6 +274,10 @@ impl Db {
             .bind(&new.base_url)
             .bind(new.responses)
             .bind(now())
+            .bind(&new.cloud.headers)
+            .bind(&new.cloud.api_version)
+            .bind(&new.cloud.project)
+            .bind(&new.cloud.region)
             .fetch_one(&self.writer)
             .await
             .map_err(conflict(|| {
@@ -284,9 +293,14 @@ impl Db {
         let sql = format!(
             "UPDATE providers SET name = COALESCE(?1, name), kind = COALESCE(?2, kind),
                  base_url = COALESCE(?3, base_url), responses = COALESCE(?4, responses),
-                 updated_at = ?5
+                 updated_at = ?5,
+                 headers = CASE WHEN ?7 THEN ?8 ELSE headers END,
+                 api_version = CASE WHEN ?7 THEN ?9 ELSE api_version END,
+                 project = CASE WHEN ?7 THEN ?10 ELSE project END,
+                 region = CASE WHEN ?7 THEN ?11 ELSE region END
              WHERE id = ?6 RETURNING {PROVIDER_COLUMNS}"
         );
+        let cloud = changes.cloud.as_ref();
         sqlx::query_as(&sql)
             .bind(&changes.name)
             .bind(&changes.kind)
@@ -294,6 +308,11 @@ impl Db {
             .bind(changes.responses)
             .bind(now())
             .bind(id)
+            .bind(cloud.is_some())
+            .bind(cloud.map(|c| c.headers.as_str()))
+            .bind(cloud.and_then(|c| c.api_version.as_deref()))
+            .bind(cloud.and_then(|c| c.project.as_deref()))
+            .bind(cloud.and_then(|c| c.region.as_deref()))
             .fetch_optional(&self.writer)
             .await
             .map_err(conflict(|| {
@@ -799,6 +818,7 @@ mod tests {
             kind: "openai".into(),
             base_url: "http://127.0.0.1:1/v1".into(),
             responses: false,
+            cloud: ProviderCloud::default(),
         }
     }
 

@@ -12,7 +12,38 @@ pub struct ProviderRow {
     pub base_url: String,
     /// The upstream serves OpenAI's Responses API itself.
     pub responses: bool,
+    #[sqlx(flatten)]
+    pub cloud: ProviderCloud,
 }
+
+/// What a provider of a cloud kind needs beyond its base URL, and the extra headers any
+/// provider sends upstream (migration 0007), stored as the admin API and the config file
+/// checked them.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ProviderCloud {
+    /// A JSON object of header name to value.
+    pub headers: String,
+    /// Azure's `api-version`.
+    pub api_version: Option<String>,
+    /// Vertex AI's project.
+    pub project: Option<String>,
+    /// Vertex AI's location.
+    pub region: Option<String>,
+}
+
+impl Default for ProviderCloud {
+    fn default() -> Self {
+        Self {
+            headers: "{}".to_owned(),
+            api_version: None,
+            project: None,
+            region: None,
+        }
+    }
+}
+
+/// The columns of [`ProviderCloud`], for a `SELECT` of providers.
+const CLOUD_COLUMNS: &str = "headers, api_version, project, region";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct AccountRow {
@@ -61,10 +92,11 @@ pub struct CatalogRows {
 impl Db {
     pub async fn load_catalog(&self) -> Result<CatalogRows, DbError> {
         let mut tx = self.reader.begin().await?;
-        let providers =
-            sqlx::query_as("SELECT id, name, kind, base_url, responses FROM providers ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?;
+        let providers = sqlx::query_as(&format!(
+            "SELECT id, name, kind, base_url, responses, {CLOUD_COLUMNS} FROM providers ORDER BY id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
         let accounts = sqlx::query_as(
             "SELECT id, provider_id, name, api_key, weight, rpm, enabled, updated_at FROM accounts ORDER BY id",
         )

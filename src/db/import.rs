@@ -2,7 +2,7 @@
 //! names and removes what an earlier import created and the file no longer names. The rows
 //! arrive prepared (keys hashed, credentials sealed) by `config_file::import`.
 
-use super::{Db, DbError, now};
+use super::{Db, DbError, ProviderCloud, now};
 use crate::vocab::{BudgetWindow, ProviderKind, Strategy};
 
 /// Everything a config file declares, as rows ready to store.
@@ -20,6 +20,7 @@ pub struct ImportProvider {
     pub base_url: String,
     /// The upstream serves OpenAI's Responses API itself.
     pub responses: bool,
+    pub cloud: ProviderCloud,
     pub accounts: Vec<ImportAccount>,
 }
 
@@ -88,11 +89,14 @@ impl Db {
         let mut provider_ids = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             let provider_id: i64 = sqlx::query_scalar(
-                "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'config', ?5, ?5)
+                "INSERT INTO providers (name, kind, base_url, responses, source, created_at, updated_at,
+                     headers, api_version, project, region)
+                 VALUES (?1, ?2, ?3, ?4, 'config', ?5, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
                      base_url = excluded.base_url, responses = excluded.responses,
-                     source = 'config', updated_at = excluded.updated_at
+                     source = 'config', updated_at = excluded.updated_at,
+                     headers = excluded.headers, api_version = excluded.api_version,
+                     project = excluded.project, region = excluded.region
                  RETURNING id",
             )
             .bind(&provider.name)
@@ -100,6 +104,10 @@ impl Db {
             .bind(&provider.base_url)
             .bind(provider.responses)
             .bind(now)
+            .bind(&provider.cloud.headers)
+            .bind(&provider.cloud.api_version)
+            .bind(&provider.cloud.project)
+            .bind(&provider.cloud.region)
             .fetch_one(&mut *tx)
             .await?;
             provider_ids.push((provider.name.as_str(), provider_id));

@@ -21,7 +21,7 @@ pub use admin::{
     NewModelRow, NewProviderRow, NewRouteRow, Page, Paged, ProviderChanges, ProviderDeletion,
     ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
 };
-pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteRow};
+pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderCloud, ProviderRow, RouteRow};
 pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,

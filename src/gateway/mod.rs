@@ -28,7 +28,7 @@ pub use stored::{MAX_CHAIN_BYTES, MAX_CHAIN_TURNS, ResponseStore};
 use crate::auth::ClientKey;
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::providers::{self, ClientHeaders, UpstreamUrl};
+use crate::providers::{self, AccessTokens, ClientHeaders, UpstreamUrl};
 use crate::routing::{Health, Model, SharedCatalog, Target};
 use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
@@ -59,6 +59,8 @@ pub struct Gateway {
     max_upstream_body: usize,
     /// Stored responses of the Responses API.
     responses: ResponseStore,
+    /// The access tokens minted for accounts whose kind exchanges its credential for one.
+    tokens: AccessTokens,
 }
 
 /// What to send back to the client.
@@ -130,6 +132,8 @@ pub struct GatewayParts {
     pub max_upstream_body: usize,
     /// Stored responses of the Responses API.
     pub responses: ResponseStore,
+    /// Access tokens of service accounts (Vertex AI), minted through `client`.
+    pub tokens: AccessTokens,
 }
 
 impl Gateway {
@@ -148,6 +152,7 @@ impl Gateway {
             streams: OpenStreams::default(),
             max_upstream_body: parts.max_upstream_body,
             responses: parts.responses,
+            tokens: parts.tokens,
         }
     }
 
@@ -318,6 +323,7 @@ impl Gateway {
                     attempts.credential_refused(target, status, &body);
                 }
                 Outcome::RouteFailed(failure) => attempts.route_failed(target, failure, self.now()),
+                Outcome::Refused(error) => return Err(error),
             }
         }
         Err(attempts.into_error(self.now()))
@@ -389,6 +395,22 @@ impl Gateway {
         let route = target.route;
         let provider = route.provider.name.as_str();
         let attempt_span = crate::telemetry::attempt_span(provider, route.id, number);
+        // One deadline for the attempt: the access token when one is minted, the response
+        // headers, and for a whole answer its body too (a stream's body is bounded by the read
+        // timeout between bytes instead).
+        let deadline = tokio::time::Instant::now() + budget;
+        let access_token = match target.account {
+            Some(account) if route.provider.kind.mints_access_tokens() => {
+                let minted = tokio::time::timeout_at(deadline, self.tokens.token(account))
+                    .instrument(attempt_span.clone())
+                    .await;
+                match outcome::minted(minted, provider, budget) {
+                    Ok(token) => Some(token),
+                    Err(failed) => return failed,
+                }
+            }
+            _ => None,
+        };
         let mut upstream_request = providers::build_request(
             &self.client,
             target,
@@ -396,15 +418,13 @@ impl Gateway {
             send.body,
             request.ask.request_id,
             request.ask.client_headers,
+            access_token.as_ref(),
         );
         if crate::telemetry::exporting_traces() {
             let mut trace_headers = HeaderMap::new();
             crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
             upstream_request = upstream_request.headers(trace_headers);
         }
-        // One deadline for the attempt: the response headers, and for a whole answer its
-        // body too (a stream's body is bounded by the read timeout between bytes instead).
-        let deadline = tokio::time::Instant::now() + budget;
         let in_flight = InFlight::start(route);
         record.attempt(target);
         let sent = Instant::now();
@@ -531,6 +551,9 @@ impl Gateway {
             }
             body
         } else {
+            if let Some(refusal) = outcome::refused(status, &body, provider) {
+                return refusal;
+            }
             // An error answer may echo the credential it was sent: hidden before it is relayed
             // (and logged as the request's outcome).
             answer.error(status.as_u16(), outcome::redacted(body, target))

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
 use crate::error::ApiError;
+use crate::providers::MintFailure;
 use crate::routing::Target;
-use crate::secret::redact_credentials;
+use crate::secret::{Secret, redact_credentials};
 use crate::translate::EventLimit;
 use crate::upstream::BodyError;
 use crate::usage::{self, Usage, WholeAnswer};
@@ -42,6 +43,9 @@ pub(super) enum Outcome<A> {
     /// answer too large or unreadable): counted against the route's circuit, and another
     /// route is tried.
     RouteFailed(RouteFailure),
+    /// The upstream refused the request for what it asks (a content filter): the client's
+    /// error, answered in the contract's shape and not tried elsewhere.
+    Refused(ApiError),
 }
 
 /// A failure on the upstream's side, and whether its target may be tried again.
@@ -149,6 +153,44 @@ pub(super) fn rate_limited<A>(retry_after: Option<Duration>, body: Bytes) -> Out
         retry_after,
         body,
     }
+}
+
+/// The access token minted for an attempt within its `budget`, or what its failure means. No
+/// token (the token endpoint refused the service account, or failed): the account is taken out
+/// as if its credential were refused, with the token endpoint's (redacted) answer for the log.
+/// The attempt's deadline passed while the token was awaited: a timeout, as if the upstream
+/// were silent.
+pub(super) fn minted<A>(
+    result: Result<Result<Secret, MintFailure>, tokio::time::error::Elapsed>,
+    provider: &str,
+    budget: Duration,
+) -> Result<Secret, Outcome<A>> {
+    match result {
+        Ok(Ok(token)) => Ok(token),
+        Ok(Err(failure)) => Err(Outcome::CredentialRefused {
+            status: StatusCode::UNAUTHORIZED,
+            body: Bytes::from(failure.detail),
+        }),
+        Err(_) => Err(Outcome::from(route_failed(ApiError::UpstreamTimeout {
+            detail: format!("{provider}: no access token within {budget:?}"),
+        }))),
+    }
+}
+
+/// A client error that the upstream's content filter made (Azure OpenAI's 400 with code
+/// `content_filter`): the contract's `content_filter` error rather than the upstream's body.
+pub(super) fn refused<A>(status: StatusCode, body: &[u8], provider: &str) -> Option<Outcome<A>> {
+    if status != StatusCode::BAD_REQUEST {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = &answer["error"];
+    (error["code"].as_str() == Some("content_filter")).then(|| {
+        Outcome::Refused(ApiError::ContentFiltered {
+            provider: provider.to_owned(),
+            param: error["param"].as_str().map(str::to_owned),
+        })
+    })
 }
 
 /// A 5xx with its (redacted) `body`.
@@ -353,6 +395,35 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_token_that_cannot_be_had_refuses_the_credential_or_times_out() {
+        let budget = Duration::from_secs(1);
+        let token = minted::<()>(Ok(Ok(Secret::new("ya29.t"))), "vertex", budget);
+        assert_eq!(
+            token.ok().map(|t| t.expose().to_owned()).as_deref(),
+            Some("ya29.t")
+        );
+        let failure = MintFailure {
+            detail: "the token endpoint answered 400: invalid_grant".into(),
+        };
+        match minted::<()>(Ok(Err(failure)), "vertex", budget) {
+            Err(Outcome::CredentialRefused { status, body }) => {
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                assert!(body.starts_with(b"the token endpoint"));
+            }
+            _ => panic!("a refused service account refuses the credential"),
+        }
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        match minted::<()>(Err(elapsed), "vertex", budget) {
+            Err(Outcome::RouteFailed(failure)) => {
+                assert!(matches!(failure.error, ApiError::UpstreamTimeout { .. }));
+            }
+            _ => panic!("a token not had in time is a timeout"),
+        }
+    }
+
     #[test]
     fn a_429_says_its_scope_and_wait() {
         let mut headers = HeaderMap::new();
@@ -403,6 +474,27 @@ mod tests {
             of_stream(None, &mut limit, None),
             StreamItem::Ended
         ));
+    }
+
+    #[test]
+    fn only_a_content_filter_s_400_is_refused_in_the_contract_s_shape() {
+        let filtered = br#"{"error":{"message":"filtered","type":null,"param":"prompt","code":"content_filter","status":400}}"#;
+        match refused::<()>(StatusCode::BAD_REQUEST, filtered, "azure") {
+            Some(Outcome::Refused(error)) => {
+                assert_eq!(error.status_type_code().2, "content_filter");
+                assert!(error.to_json(None).contains(r#""param":"prompt""#));
+            }
+            _ => panic!("a content filter's refusal is the contract's error"),
+        }
+        assert!(refused::<()>(StatusCode::TOO_MANY_REQUESTS, filtered, "azure").is_none());
+        assert!(
+            refused::<()>(
+                StatusCode::BAD_REQUEST,
+                br#"{"error":{"code":"invalid_value"}}"#,
+                "azure"
+            )
+            .is_none()
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::sse::Script;
 
 #[derive(Deserialize)]
 pub(super) struct MessagesRequest {
-    model: Option<String>,
+    /// Absent on Vertex AI, whose URL names the model.
+    pub model: Option<String>,
     #[serde(default)]
     messages: Vec<Message>,
     system: Option<Content>,

@@ -32,9 +32,14 @@ pub(super) struct Knobs {
     /// When the request declares tools: answer with this many tool calls instead of text.
     #[serde(default, deserialize_with = "at_most::<_, MAX_TOOL_CALLS>")]
     tool_calls: Option<usize>,
-    /// Gemini only: the answer is stopped by the safety filter (`finishReason: SAFETY`).
+    /// The answer is stopped by the safety filter: Gemini's `finishReason: SAFETY`, OpenAI's
+    /// (Azure's) `finish_reason: content_filter`.
     #[serde(default)]
     safety_block: bool,
+    /// The prompt is refused by Azure OpenAI's content filter: a 400 with code
+    /// `content_filter`.
+    #[serde(default)]
+    content_filter: bool,
     /// Report this many of the prompt tokens as read from the provider's cache.
     cached_tokens: Option<u64>,
     /// Report this many more completion tokens, as reasoning tokens (chat and Responses).
@@ -113,6 +118,8 @@ pub(super) struct Plan {
     /// Tool calls to answer with when the request declares tools (0: answer text).
     pub tool_calls: usize,
     pub safety_block: bool,
+    /// Answer Azure's content-filter refusal instead.
+    pub content_filter: bool,
     /// Prompt tokens reported as cached (at most the prompt's).
     pub cached_tokens: u64,
     /// Completion tokens reported as reasoning, on top of `chunks`.
@@ -166,6 +173,7 @@ impl Plan {
             content: knobs.content,
             tool_calls: knobs.tool_calls.unwrap_or(0),
             safety_block: knobs.safety_block,
+            content_filter: knobs.content_filter,
             cached_tokens: knobs.cached_tokens.unwrap_or(0),
             reasoning_tokens: knobs.reasoning_tokens.unwrap_or(0),
             call: knobs.call.map(|call| PlannedCall {

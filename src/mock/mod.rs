@@ -29,6 +29,7 @@
 //! the counters are atomics.
 
 mod anthropic;
+mod clouds;
 mod gemini;
 mod knobs;
 mod openai;
@@ -76,6 +77,13 @@ pub struct MockConfig {
     pub fail_status: Option<u16>,
     /// Keep every request for [`MockHandle::requests`]; benchmarks turn it off.
     pub record: bool,
+    /// The only `api-key` Azure's paths accept; any non-empty key when unset.
+    pub azure_api_key: Option<String>,
+    /// The service account's public key (PEM) the Vertex token endpoint verifies assertions
+    /// with; without it every assertion is refused.
+    pub vertex_public_key: Option<String>,
+    /// How long the access tokens the Vertex token endpoint issues live.
+    pub token_lifetime: Duration,
 }
 
 impl Default for MockConfig {
@@ -86,6 +94,9 @@ impl Default for MockConfig {
             chunk_delay: Duration::ZERO,
             fail_status: None,
             record: true,
+            azure_api_key: None,
+            vertex_public_key: None,
+            token_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -120,6 +131,26 @@ impl MockHandle {
             ip => ip,
         };
         format!("http://{}/v1", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// `http://{addr}/openai`, the base URL of an Azure OpenAI provider.
+    pub fn azure_base_url(&self) -> String {
+        self.base_url().replace("/v1", "/openai")
+    }
+
+    /// `http://{addr}/vertex/v1`, the base URL of a Vertex AI provider.
+    pub fn vertex_base_url(&self) -> String {
+        self.base_url().replace("/v1", "/vertex/v1")
+    }
+
+    /// `http://{addr}/token`, the `token_uri` of a service account the mock verifies.
+    pub fn token_uri(&self) -> String {
+        self.base_url().replace("/v1", "/token")
+    }
+
+    /// Requests made to the Vertex token endpoint so far.
+    pub fn token_requests(&self) -> u64 {
+        self.state.tokens.requests.load(Ordering::Relaxed)
     }
 
     /// `http://{addr}/v1beta`, the base URL of the Gemini dialect.
@@ -228,6 +259,8 @@ struct MockState {
     disconnects: Arc<AtomicU64>,
     /// Cancelled when the server shuts down; hung requests wait for it.
     shutdown: CancellationToken,
+    /// The Vertex token endpoint's access tokens.
+    tokens: clouds::IssuedTokens,
 }
 
 impl MockState {
@@ -238,6 +271,7 @@ impl MockState {
             request_count: AtomicU64::new(0),
             disconnects: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
+            tokens: clouds::IssuedTokens::default(),
         }
     }
 
@@ -269,11 +303,20 @@ enum Route<'p> {
         model: &'p str,
         stream: bool,
     },
+    /// Azure's and Vertex AI's paths, the token endpoint and the stats.
+    Cloud(clouds::CloudRoute<'p>),
 }
 
 impl<'p> Route<'p> {
     /// The route at `path` and the method it answers.
     fn at(path: &'p str) -> Option<(Self, &'static str)> {
+        if let Some(cloud) = clouds::CloudRoute::at(path) {
+            let method = match cloud {
+                clouds::CloudRoute::Stats => "GET",
+                _ => "POST",
+            };
+            return Some((Self::Cloud(cloud), method));
+        }
         if path == "/v1/messages" {
             return Some((Self::Messages, "POST"));
         }
@@ -294,6 +337,20 @@ impl<'p> Route<'p> {
             Self::OpenAi(_) | Self::Responses => Dialect::OpenAi,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Gemini { .. } => Dialect::Gemini,
+            Self::Cloud(clouds::CloudRoute::Azure(_)) => Dialect::OpenAi,
+            Self::Cloud(
+                clouds::CloudRoute::VertexAnthropic { .. } | clouds::CloudRoute::VertexCountTokens,
+            ) => Dialect::Anthropic,
+            Self::Cloud(_) => Dialect::Gemini,
+        }
+    }
+
+    /// The Gemini model and whether the answer streams, on Gemini's and Vertex AI's paths.
+    fn gemini(&self) -> (&'p str, bool) {
+        match self {
+            Self::Gemini { model, stream }
+            | Self::Cloud(clouds::CloudRoute::VertexGemini { model, stream }) => (model, *stream),
+            _ => ("", false),
         }
     }
 }
@@ -312,7 +369,22 @@ impl Call {
             Route::OpenAi(endpoint) => Self::OpenAi(openai::Call::parse(*endpoint, body)?),
             Route::Responses => Self::Responses(serde_json::from_slice(body)?),
             Route::Messages | Route::CountTokens => Self::Messages(serde_json::from_slice(body)?),
-            Route::Gemini { .. } => Self::Gemini(serde_json::from_slice(body)?),
+            Route::Gemini { .. } | Route::Cloud(clouds::CloudRoute::VertexGemini { .. }) => {
+                Self::Gemini(serde_json::from_slice(body)?)
+            }
+            Route::Cloud(clouds::CloudRoute::Azure(endpoint)) => {
+                Self::OpenAi(openai::Call::parse(*endpoint, body)?)
+            }
+            Route::Cloud(clouds::CloudRoute::VertexAnthropic { model, .. }) => {
+                let mut request: anthropic::MessagesRequest = serde_json::from_slice(body)?;
+                request.model = Some((*model).to_owned());
+                Self::Messages(request)
+            }
+            Route::Cloud(
+                clouds::CloudRoute::Token
+                | clouds::CloudRoute::Stats
+                | clouds::CloudRoute::VertexCountTokens,
+            ) => Self::OpenAi(openai::Call::Models),
         })
     }
 
@@ -394,10 +466,55 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             }
             None => return error(dialect, StatusCode::NOT_FOUND, "unknown endpoint"),
         };
+        if let Route::Cloud(cloud) = &route {
+            let refusal = match cloud {
+                clouds::CloudRoute::Token => {
+                    return clouds::token(&config, &mock.tokens, &parts.headers, &body);
+                }
+                clouds::CloudRoute::Stats => {
+                    return clouds::stats(
+                        mock.request_count.load(Ordering::Relaxed),
+                        mock.tokens.requests.load(Ordering::Relaxed),
+                    );
+                }
+                clouds::CloudRoute::Azure(_) => {
+                    clouds::azure_refusal(&config, &parts.headers, parts.uri.query())
+                }
+                clouds::CloudRoute::VertexGemini { .. } => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers)
+                }
+                clouds::CloudRoute::VertexCountTokens => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers).or_else(|| {
+                        let named = serde_json::from_slice::<serde_json::Value>(&body)
+                            .is_ok_and(|body| body["model"].is_string());
+                        (!named).then(|| {
+                            error(
+                                Dialect::Anthropic,
+                                StatusCode::BAD_REQUEST,
+                                "model: Field required",
+                            )
+                        })
+                    })
+                }
+                clouds::CloudRoute::VertexAnthropic { stream, .. } => {
+                    clouds::vertex_refusal(&mock.tokens, &parts.headers).or_else(|| {
+                        clouds::vertex_anthropic_problem(&body, *stream).map(|problem| {
+                            error(Dialect::Anthropic, StatusCode::BAD_REQUEST, &problem)
+                        })
+                    })
+                }
+            };
+            if let Some(refusal) = refusal {
+                return refusal;
+            }
+        }
         if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
             return refusal;
         }
-        if matches!(route, Route::CountTokens) {
+        if matches!(
+            route,
+            Route::CountTokens | Route::Cloud(clouds::CloudRoute::VertexCountTokens)
+        ) {
             return match crate::translate::count_message_tokens(&body) {
                 Ok(tokens) => json(crate::translate::count_tokens_body(tokens).to_vec()),
                 Err(why) => error(
@@ -436,6 +553,9 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
     if let Some(failure) = plan.failure {
         return failed(dialect, failure);
     }
+    if plan.content_filter {
+        return clouds::azure_content_filtered();
+    }
     let call = match call {
         Ok(call) => call,
         Err(why) => {
@@ -472,10 +592,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             }
         }
         Call::Gemini(request) => {
-            let (model, stream) = match Route::at(path) {
-                Some((Route::Gemini { model, stream }, _)) => (model, stream),
-                _ => ("", false),
-            };
+            let (model, stream) = Route::at(path).map_or(("", false), |(route, _)| route.gemini());
             let answer = gemini::Answer::new(request, model, &plan);
             if stream {
                 answer.script(&plan).map(|script| streamed(&mock, script))
@@ -499,7 +616,7 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
 /// asked for without `alt=sse` (the mock speaks only server-sent events).
 fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Option<Response> {
     match route {
-        Route::OpenAi(_) | Route::Responses => None,
+        Route::OpenAi(_) | Route::Responses | Route::Cloud(clouds::CloudRoute::Azure(_)) => None,
         Route::Messages | Route::CountTokens if !has_credential => Some(error(
             Dialect::Anthropic,
             StatusCode::UNAUTHORIZED,
@@ -511,6 +628,7 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
             "API key not found: send it in the x-goog-api-key header",
         )),
         Route::Gemini { stream: true, .. }
+        | Route::Cloud(clouds::CloudRoute::VertexGemini { stream: true, .. })
             if !query.is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse")) =>
         {
             Some(error(
@@ -519,7 +637,7 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
                 "the mock serves streamGenerateContent only with alt=sse",
             ))
         }
-        Route::Messages | Route::CountTokens | Route::Gemini { .. } => None,
+        Route::Messages | Route::CountTokens | Route::Gemini { .. } | Route::Cloud(_) => None,
     }
 }
 

@@ -247,6 +247,9 @@ pub(super) struct Generation {
     usage: Option<Usage>,
     /// Tool calls answered instead of text (the `tool_calls` knob).
     tool_calls: Vec<ToolCall>,
+    /// The answer was stopped by a content filter (`finish_reason: content_filter`, as Azure
+    /// OpenAI ends a filtered completion; the `safety_block` knob).
+    filtered: bool,
 }
 
 /// A tool call the mock makes: the `index`-th declared tool, round robin.
@@ -404,6 +407,7 @@ impl Generation {
             include_usage: include_usage(request.stream_options.as_ref()),
             usage: plan.usage.then(|| Usage::new(prompt_tokens.max(1), plan)),
             tool_calls,
+            filtered: plan.safety_block,
         }
     }
 
@@ -428,6 +432,7 @@ impl Generation {
             include_usage: include_usage(request.stream_options.as_ref()),
             usage: plan.usage.then(|| Usage::new(prompt_tokens.max(1), plan)),
             tool_calls: Vec::new(),
+            filtered: plan.safety_block,
         }
     }
 
@@ -481,7 +486,9 @@ impl Generation {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.tool_calls.is_empty() {
+        if self.filtered {
+            "content_filter"
+        } else if self.tool_calls.is_empty() {
             "stop"
         } else {
             "tool_calls"

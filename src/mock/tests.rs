@@ -1343,3 +1343,252 @@ async fn a_responses_stream_can_be_cut_and_fail() {
     let error: Value = response.json().await.unwrap();
     assert!(error["error"]["message"].is_string());
 }
+
+mod clouds {
+    use super::*;
+
+    const KEY: &str = include_str!("../../tests/fixtures/vertex-sa-TEST-ONLY.key.pem");
+    const PUBLIC_KEY: &str = include_str!("../../tests/fixtures/vertex-sa-TEST-ONLY.pub.pem");
+    const OTHER_KEY: &str = include_str!("../../tests/fixtures/vertex-sa-other-TEST-ONLY.key.pem");
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    /// A JWT assertion signed with `pem`, with these claims.
+    fn assertion(pem: &str, claims: &Value) -> String {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let der = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+            .unwrap()
+            .to_pkcs1_der()
+            .unwrap();
+        let key = jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    fn claims(mock: &MockHandle, iat: i64, exp: i64) -> Value {
+        json!({
+            "iss": "sa@test.iam.gserviceaccount.com",
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "aud": mock.token_uri(),
+            "iat": iat,
+            "exp": exp,
+        })
+    }
+
+    async fn exchange(mock: &MockHandle, grant_type: &str, assertion: &str) -> (u16, Value) {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", grant_type)
+            .append_pair("assertion", assertion)
+            .finish();
+        let response = client()
+            .post(mock.token_uri())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+    fn vertex_config(lifetime: Duration) -> MockConfig {
+        MockConfig {
+            vertex_public_key: Some(PUBLIC_KEY.to_owned()),
+            token_lifetime: lifetime,
+            ..MockConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_checks_the_assertion_as_google_does() {
+        let mock = start(vertex_config(Duration::from_secs(10))).await;
+        let t = now();
+        let (status, body) = exchange(
+            &mock,
+            JWT_BEARER,
+            &assertion(KEY, &claims(&mock, t, t + 3600)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["access_token"].as_str().unwrap().starts_with("ya29."));
+        assert_eq!(body["expires_in"], 10);
+
+        let refused = [
+            // Signed by a key that is not the service account's.
+            assertion(OTHER_KEY, &claims(&mock, t, t + 3600)),
+            // Expired.
+            assertion(KEY, &claims(&mock, t - 7200, t - 3600)),
+            // Longer than an hour.
+            assertion(KEY, &claims(&mock, t, t + 7200)),
+            // Made in the future.
+            assertion(KEY, &claims(&mock, t + 1000, t + 2000)),
+            // For another audience.
+            assertion(KEY, &{
+                let mut other = claims(&mock, t, t + 3600);
+                other["aud"] = json!("https://oauth2.googleapis.com/token");
+                other
+            }),
+        ];
+        for (index, assertion) in refused.iter().enumerate() {
+            let (status, body) = exchange(&mock, JWT_BEARER, assertion).await;
+            assert_eq!(status, 400, "{index}: {body}");
+            assert_eq!(body["error"], "invalid_grant", "{index}: {body}");
+        }
+        let (_, body) = exchange(&mock, JWT_BEARER, &refused[0]).await;
+        assert_eq!(body["error_description"], "Invalid JWT Signature.");
+        let (status, body) = exchange(&mock, "client_credentials", &refused[0]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unsupported_grant_type"))
+        );
+
+        assert_eq!(mock.token_requests(), 8);
+        let stats: Value = client()
+            .get(mock.base_url().replace("/v1", "/mock/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["token_requests"], 8);
+    }
+
+    async fn vertex_call(
+        mock: &MockHandle,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut request = client()
+            .post(format!(
+                "{}/projects/p/locations/r/publishers/{path}",
+                mock.vertex_base_url()
+            ))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn token(mock: &MockHandle) -> String {
+        let t = now();
+        let (_, body) = exchange(
+            mock,
+            JWT_BEARER,
+            &assertion(KEY, &claims(mock, t, t + 3600)),
+        )
+        .await;
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn vertex_model_paths_refuse_missing_unknown_and_expired_tokens() {
+        let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+        let claude = json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 5,
+                            "messages": [{"role": "user", "content": "hi"}]});
+        let mock = start(vertex_config(Duration::ZERO)).await;
+        let expired = token(&mock).await;
+        for token in [None, Some("ya29.unknown"), Some(expired.as_str())] {
+            let (status, body) = vertex_call(
+                &mock,
+                "google/models/gemini-2.5-flash:generateContent",
+                token,
+                gemini.clone(),
+            )
+            .await;
+            assert_eq!(status, 401, "{token:?}");
+            assert_eq!(body["error"]["status"], "UNAUTHENTICATED");
+            let (status, _) = vertex_call(
+                &mock,
+                "anthropic/models/claude-x:rawPredict",
+                token,
+                claude.clone(),
+            )
+            .await;
+            assert_eq!(status, 401, "{token:?}");
+        }
+
+        mock.set_config(vertex_config(Duration::from_secs(3600)));
+        let live = token(&mock).await;
+        let (status, body) = vertex_call(
+            &mock,
+            "google/models/gemini-2.5-flash:generateContent",
+            Some(&live),
+            gemini,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = vertex_call(
+            &mock,
+            "anthropic/models/claude-x:rawPredict",
+            Some(&live),
+            claude.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], "claude-x");
+        // Vertex's Messages body names no model and carries Vertex's version.
+        let mut named = claude.clone();
+        named["model"] = json!("claude-x");
+        let (status, _) = vertex_call(
+            &mock,
+            "anthropic/models/claude-x:rawPredict",
+            Some(&live),
+            named,
+        )
+        .await;
+        assert_eq!(status, 400);
+        let mut unversioned = claude;
+        unversioned
+            .as_object_mut()
+            .unwrap()
+            .remove("anthropic_version");
+        let (status, _) = vertex_call(
+            &mock,
+            "anthropic/models/claude-x:rawPredict",
+            Some(&live),
+            unversioned,
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn azure_paths_need_the_key_and_an_api_version() {
+        let mock = start(MockConfig {
+            azure_api_key: Some("az-key".into()),
+            ..MockConfig::default()
+        })
+        .await;
+        let url = |query: &str| {
+            format!(
+                "{}/deployments/dep/chat/completions{query}",
+                mock.azure_base_url()
+            )
+        };
+        let send = |url: String, key: Option<&'static str>| {
+            let mut request = client().post(url).json(&chat("hi", json!({})));
+            if let Some(key) = key {
+                request = request.header("api-key", key);
+            }
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(send(url("?api-version=2024-10-21"), None).await, 401);
+        assert_eq!(
+            send(url("?api-version=2024-10-21"), Some("wrong")).await,
+            401
+        );
+        assert_eq!(send(url(""), Some("az-key")).await, 404);
+        assert_eq!(
+            send(url("?api-version=2024-10-21"), Some("az-key")).await,
+            200
+        );
+    }
+}

@@ -2,10 +2,15 @@
 //! choice of upstream targets for a request's attempts (priority tiers, strategies, health).
 
 mod health;
+mod provider_options;
 mod refresh;
 
 pub use health::{
     AccountHealth, CircuitState, CircuitVerdict, Health, HealthPolicy, ModelCooldown, RouteHealth,
+};
+pub use provider_options::{
+    ProviderOptions, ProviderSettings, SettingsProblem, VERTEX_ANTHROPIC_VERSION, check_headers,
+    check_settings,
 };
 pub use refresh::rebuild_catalog;
 
@@ -37,6 +42,8 @@ pub struct Provider {
     /// The endpoint URLs, parsed on first use: parsing one per request cost about 4% of the
     /// CPU time of a proxied request.
     pub urls: EndpointUrls,
+    /// Extra headers, and the settings of the cloud kinds.
+    pub options: ProviderOptions,
 }
 
 impl Provider {
@@ -429,6 +436,13 @@ impl Catalog {
                     row.name, row.kind
                 )));
             }
+            let options = match ProviderOptions::from_stored(&row.cloud) {
+                Ok(options) => options,
+                Err(problem) => {
+                    skipped.push(SkippedRow(format!("provider '{}': {problem}", row.name)));
+                    continue;
+                }
+            };
             providers.insert(
                 row.id,
                 Arc::new(Provider {
@@ -439,6 +453,7 @@ impl Catalog {
                     responses,
                     accounts: accounts_by_provider.remove(&row.id).unwrap_or_default(),
                     urls: EndpointUrls::default(),
+                    options,
                 }),
             );
         }
@@ -520,6 +535,7 @@ mod tests {
             responses: false,
             accounts,
             urls: EndpointUrls::default(),
+            options: ProviderOptions::default(),
         })
     }
 

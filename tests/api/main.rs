@@ -15,6 +15,7 @@ mod admin;
 mod admin_console;
 mod admin_hardening;
 mod cli;
+mod clouds;
 mod dialects;
 mod edge;
 mod errors;

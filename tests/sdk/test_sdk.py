@@ -19,6 +19,22 @@ import openai
 
 BINARY = os.environ.get("LLMGATE_BIN", "target/debug/llmgate")
 KEY = "sk-sdk-test-key-0123456789abcdef"
+AZURE_KEY = "azure-sdk-account-key-0004"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+
+
+def service_account(token_uri):
+    """A service account's key file around the test-only key, whose token endpoint is the mock's."""
+    with open(os.path.join(FIXTURES, "vertex-sa-TEST-ONLY.key.pem")) as f:
+        private_key = f.read()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "private_key": private_key,
+            "client_email": "sdk-test@test-project.iam.gserviceaccount.com",
+            "token_uri": token_uri,
+        }
+    )
 
 
 def free_port():
@@ -49,11 +65,17 @@ class Gateway:
         mock_url = f"http://127.0.0.1:{self.mock_port}"
         config = os.path.join(self.dir.name, "llmgate.toml")
         with open(config, "w") as f:
-            f.write(CONFIG.format(mock=mock_url, key=KEY))
+            f.write(CONFIG.format(mock=mock_url, key=KEY, azure_key=AZURE_KEY))
         env = dict(os.environ, LLMGATE_LOG="warn")
         self.mock = subprocess.Popen(
-            [BINARY, "mock-upstream", "--listen", f"127.0.0.1:{self.mock_port}"], env=env
+            [
+                BINARY, "mock-upstream", "--listen", f"127.0.0.1:{self.mock_port}",
+                "--azure-api-key", AZURE_KEY,
+                "--vertex-public-key", os.path.join(FIXTURES, "vertex-sa-TEST-ONLY.pub.pem"),
+            ],
+            env=env,
         )
+        env["VERTEX_SA_JSON"] = service_account(f"{mock_url}/token")
         self.gateway = subprocess.Popen(
             [
                 BINARY, "serve", "--config", config,
@@ -99,6 +121,43 @@ base_url = "{mock}/v1beta"
   [[providers.accounts]]
   name = "a"
   api_key = "upstream-gemini-0003"
+
+[[providers]]
+name = "mock-azure"
+kind = "azure"
+base_url = "{mock}/openai"
+api_version = "2024-10-21"
+  [[providers.accounts]]
+  name = "a"
+  api_key = "{azure_key}"
+
+[[providers]]
+name = "mock-vertex"
+kind = "vertex"
+base_url = "{mock}/vertex/v1"
+project = "test-project"
+region = "us-central1"
+  [[providers.accounts]]
+  name = "sa"
+  service_account_json = "${{VERTEX_SA_JSON}}"
+
+[[models]]
+name = "azure-mock"
+  [[models.routes]]
+  provider = "mock-azure"
+  model = "gpt-deployment"
+
+[[models]]
+name = "vertex-gemini-mock"
+  [[models.routes]]
+  provider = "mock-vertex"
+  model = "gemini-2.5-flash"
+
+[[models]]
+name = "vertex-claude-mock"
+  [[models.routes]]
+  provider = "mock-vertex"
+  model = "claude-sonnet-4@20250514"
 
 [[models]]
 name = "gpt-mock"
@@ -168,7 +227,11 @@ class OpenAiSdk(unittest.TestCase):
         embedding = client.embeddings.create(model="gpt-mock", input=["a", "b"])
         self.assertEqual(len(embedding.data), 2)
         self.assertEqual(
-            sorted(m.id for m in client.models.list()), ["claude-mock", "gemini-mock", "gpt-mock"]
+            sorted(m.id for m in client.models.list()),
+            [
+                "azure-mock", "claude-mock", "gemini-mock", "gpt-mock",
+                "vertex-claude-mock", "vertex-gemini-mock",
+            ],
         )
 
     def test_errors_raise_the_sdk_exceptions(self):
@@ -183,8 +246,11 @@ class OpenAiSdk(unittest.TestCase):
             )
 
 
-# Every model of the config: one per kind of provider.
-MODELS = ("gpt-mock", "claude-mock", "gemini-mock")
+# Every model of the config: one per kind of provider (two for Vertex AI's two publishers).
+MODELS = (
+    "gpt-mock", "claude-mock", "gemini-mock",
+    "azure-mock", "vertex-gemini-mock", "vertex-claude-mock",
+)
 
 WEATHER_TOOL_OPENAI = {
     "type": "function",
@@ -276,7 +342,7 @@ class OpenAiResponsesSdk(unittest.TestCase):
         return openai.OpenAI(base_url=GATEWAY.base + "/v1", api_key=KEY, max_retries=0)
 
     def test_responses_streamed_and_not(self):
-        for model in ["gpt-mock", "claude-mock"]:
+        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-claude-mock"]:
             with self.subTest(model=model):
                 reply = self.client().responses.create(
                     model=model, instructions="be brief", input="Hello there"
@@ -302,7 +368,7 @@ class OpenAiResponsesSdk(unittest.TestCase):
                 self.assertGreater(done.usage.output_tokens, 0)
 
     def test_tool_call_round_trip(self):
-        for model in ["gpt-mock", "claude-mock"]:
+        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-gemini-mock"]:
             with self.subTest(model=model):
                 client = self.client()
                 first = client.responses.create(

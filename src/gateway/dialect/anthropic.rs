@@ -25,8 +25,8 @@ use crate::vocab::{Endpoint, ProviderKind};
 pub(super) struct Messages;
 
 impl Ingress for Messages {
-    fn native(&self, provider: &crate::routing::Provider) -> bool {
-        provider.kind == ProviderKind::Anthropic
+    fn native(&self, _provider: &crate::routing::Provider, wire: ProviderKind) -> bool {
+        wire == ProviderKind::Anthropic
     }
 
     /// Messages or CountTokens: Anthropic's paths are the endpoint's own. A `system` message
@@ -135,6 +135,10 @@ impl Client for Messages {
 pub(super) struct Anthropic;
 
 impl Provider for Anthropic {
+    fn wire(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
     fn url(&self, target: Target<'_>, _stream: bool) -> UpstreamUrl {
         UpstreamUrl::of(target, Endpoint::Messages)
     }

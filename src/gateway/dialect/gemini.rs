@@ -11,11 +11,16 @@ use crate::translate::gemini::{
     self, GeminiToChatStream, chat_request_to_gemini, gemini_error_to_chat, gemini_response_to_chat,
 };
 use crate::translate::{StreamTranslator, TranslateError};
+use crate::vocab::ProviderKind;
 
 /// A Gemini upstream.
 pub(super) struct Gemini;
 
 impl Provider for Gemini {
+    fn wire(&self) -> ProviderKind {
+        ProviderKind::Gemini
+    }
+
     fn url(&self, target: Target<'_>, stream: bool) -> UpstreamUrl {
         let path = gemini::endpoint_path(&target.route.upstream_model, stream);
         UpstreamUrl::Text(format!("{}{path}", target.route.provider.base_url))

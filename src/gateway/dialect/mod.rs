@@ -28,9 +28,11 @@
 //! answer then carries `x-llmgate-shaped`, and a debug line is logged.
 
 mod anthropic;
+mod azure;
 mod gemini;
 mod openai;
 mod responses;
+mod vertex;
 
 use bytes::Bytes;
 
@@ -54,19 +56,40 @@ fn ingress(dialect: Dialect) -> &'static dyn Ingress {
     }
 }
 
-/// The dialect an upstream speaks.
-fn provider(kind: ProviderKind) -> &'static dyn Provider {
+/// The dialect an upstream speaks, for a route to `upstream_model` (Vertex AI serves two).
+fn provider(kind: ProviderKind, upstream_model: &str) -> &'static dyn Provider {
     match kind {
         ProviderKind::OpenAi => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Vertex => vertex::publisher(upstream_model),
     }
+}
+
+/// `text` as one segment of a URL path: anything but letters, digits and `-._~@` is
+/// percent-encoded, so a model name cannot reach another path.
+fn path_segment(text: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@');
+    if text.bytes().all(keep) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut encoded = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if keep(byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(encoded)
 }
 
 /// The client's side of a dialect: its requests to and its answers from OpenAI chat.
 trait Ingress: Sync {
-    /// Whether `provider` speaks this dialect itself: a request to it passes through.
-    fn native(&self, provider: &crate::routing::Provider) -> bool;
+    /// Whether `provider`, whose upstream speaks `wire`, speaks this dialect itself: a request
+    /// to it passes through.
+    fn native(&self, provider: &crate::routing::Provider, wire: ProviderKind) -> bool;
 
     /// The events of a stream in this dialect, as the usage scanner reads them when they pass
     /// through (chat chunks unless the dialect says otherwise).
@@ -147,8 +170,28 @@ trait Client: Send + Sync {
 
 /// The upstream's side of a dialect: its requests from and its answers to OpenAI chat.
 trait Provider: Sync {
+    /// The dialect its requests and answers are written in, named by the kind that speaks it
+    /// natively: a client of that dialect is served byte for byte (Azure speaks OpenAI's).
+    fn wire(&self) -> ProviderKind;
+
     /// Where a translated request goes.
     fn url(&self, target: Target<'_>, stream: bool) -> UpstreamUrl;
+
+    /// Where a request in the provider's own dialect (passed through) on `endpoint` goes.
+    fn passthrough_url(
+        &self,
+        target: Target<'_>,
+        endpoint: Endpoint,
+        _stream: bool,
+    ) -> UpstreamUrl {
+        UpstreamUrl::of(target, endpoint)
+    }
+
+    /// A passed-through body for `endpoint` as this upstream takes it (unchanged but for a
+    /// provider that addresses the model otherwise).
+    fn adapt_passthrough(&self, body: Bytes, _endpoint: Endpoint) -> Result<Bytes, TranslateError> {
+        Ok(body)
+    }
 
     /// A chat request in this dialect, shaped to the upstream model's `limits`, and whether
     /// the client asked for the usage chunk.
@@ -232,8 +275,8 @@ pub(super) fn prepare(
 ) -> Result<Call, Refused> {
     let kind = target.route.provider.kind;
     let upstream_model = target.route.upstream_model.as_str();
-    let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind));
-    let openai = kind == ProviderKind::OpenAi;
+    let (ingress, provider) = (ingress(endpoint.dialect()), provider(kind, upstream_model));
+    let openai = provider.wire() == ProviderKind::OpenAi;
     let limits = target.route.model_limits;
     let shaping = head.shaping(endpoint, limits);
     if !shaping.is_empty() {
@@ -244,10 +287,11 @@ pub(super) fn prepare(
             "shaped the request to what the route's upstream model takes"
         );
     }
-    if ingress.native(&target.route.provider) {
+    if ingress.native(&target.route.provider, provider.wire()) {
         let shape = (!shaping.is_empty()).then_some(limits);
         let (body, filter_usage) =
             ingress.pass_through(body, head, upstream_model, stream, shape, history)?;
+        let body = provider.adapt_passthrough(body, endpoint)?;
         let answer = Answer {
             client: ingress.client(),
             provider,
@@ -258,7 +302,7 @@ pub(super) fn prepare(
             events: ingress.native_events(),
         };
         return Ok(Call::Upstream {
-            url: UpstreamUrl::of(target, endpoint),
+            url: provider.passthrough_url(target, endpoint, stream),
             body,
             answer,
             filter_usage,
@@ -573,16 +617,17 @@ mod tests {
         /// The answer of a provider of `kind` to a client of `dialect`, as `prepare` makes it.
         fn new(dialect: Dialect, kind: ProviderKind) -> Self {
             let ingress = ingress(dialect);
+            let provider = provider(kind, "");
             let passthrough = match dialect {
-                Dialect::OpenAi => kind == ProviderKind::OpenAi,
-                Dialect::Anthropic => kind == ProviderKind::Anthropic,
+                Dialect::OpenAi => provider.wire() == ProviderKind::OpenAi,
+                Dialect::Anthropic => provider.wire() == ProviderKind::Anthropic,
                 Dialect::Responses => false,
             };
             Self {
                 client: ingress.client(),
-                provider: provider(kind),
+                provider,
                 passthrough,
-                openai: kind == ProviderKind::OpenAi,
+                openai: provider.wire() == ProviderKind::OpenAi,
                 include_usage: true,
                 shaping: Shaping::default(),
                 events: EventForm::Chat,

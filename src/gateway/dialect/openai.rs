@@ -18,8 +18,8 @@ use crate::vocab::{Endpoint, ProviderKind};
 pub(super) struct Chat;
 
 impl Ingress for Chat {
-    fn native(&self, provider: &crate::routing::Provider) -> bool {
-        provider.kind == ProviderKind::OpenAi
+    fn native(&self, _provider: &crate::routing::Provider, wire: ProviderKind) -> bool {
+        wire == ProviderKind::OpenAi
     }
 
     fn pass_through(
@@ -114,6 +114,10 @@ impl Client for Chat {
 pub(super) struct OpenAi;
 
 impl Provider for OpenAi {
+    fn wire(&self) -> ProviderKind {
+        ProviderKind::OpenAi
+    }
+
     fn url(&self, target: Target<'_>, _stream: bool) -> UpstreamUrl {
         UpstreamUrl::of(target, Endpoint::ChatCompletions)
     }

@@ -31,7 +31,7 @@ use crate::translate::responses::{
 };
 use crate::translate::{StreamTranslator, TranslateError, shape_responses_body};
 use crate::usage::EventForm;
-use crate::vocab::Endpoint;
+use crate::vocab::{Endpoint, ProviderKind};
 
 /// The answer header naming the tools left out of a translated request.
 const DROPPED_TOOLS: HeaderName = HeaderName::from_static("x-llmgate-dropped-tools");
@@ -43,7 +43,7 @@ impl Ingress for Responses {
     /// A provider declared with `responses = true` serves the Responses API itself: the
     /// request is forwarded as is (hosted tools, `previous_response_id` and all), only `model`
     /// rewritten. Every other is translated.
-    fn native(&self, provider: &crate::routing::Provider) -> bool {
+    fn native(&self, provider: &crate::routing::Provider, _wire: ProviderKind) -> bool {
         provider.responses
     }
 
