@@ -124,7 +124,8 @@ impl Provider for VertexAnthropic {
         upstream_model: &str,
         limits: ModelLimits,
     ) -> Result<(Bytes, bool), TranslateError> {
-        let (messages, include_usage) = Anthropic.request_from_chat(chat, upstream_model, limits)?;
+        let (messages, include_usage) =
+            Anthropic.request_from_chat(chat, upstream_model, limits)?;
         Ok((for_vertex(&messages)?, include_usage))
     }
 
