@@ -102,6 +102,7 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
                     .iter()
                     .map(|account| health.model_cooldown(account.id, &format!("mock-{id}")))
                     .collect(),
+                terms: llmgate::pricing::RouteTerms::default(),
             })
             .collect(),
     }

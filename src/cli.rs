@@ -101,7 +101,10 @@ enum KeysCommand {
         /// Token budget.
         #[arg(long)]
         budget_tokens: Option<u64>,
-        /// When the budget resets: daily, weekly or monthly (default: never).
+        /// Spending budget in USD, at the prices of the routes that serve the key's requests.
+        #[arg(long, value_parser = parse_budget_usd)]
+        budget_usd: Option<crate::pricing::Nanodollars>,
+        /// When the budgets reset: daily, weekly or monthly (default: never).
         #[arg(long, value_parser = parse_window)]
         budget_window: Option<BudgetWindow>,
         /// Lifetime of the key, like 30d or 12h.
@@ -148,6 +151,15 @@ struct MockArgs {
     /// Answer every request with this HTTP status (to test failures).
     #[arg(long)]
     fail_status: Option<u16>,
+}
+
+fn parse_budget_usd(text: &str) -> Result<crate::pricing::Nanodollars, String> {
+    let usd: f64 = text
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("'{text}' is not an amount of USD, like 250 or 12.50"))?;
+    crate::pricing::Nanodollars::from_usd(usd)
 }
 
 fn parse_window(text: &str) -> Result<BudgetWindow, String> {
@@ -327,6 +339,7 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
             rpm,
             tpm,
             budget_tokens,
+            budget_usd,
             budget_window,
             expires_in,
         } => {
@@ -341,6 +354,7 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
                 rpm,
                 tpm,
                 budget_tokens,
+                budget_usd,
                 budget_window,
                 expires_at,
             };
@@ -777,6 +791,7 @@ mod tests {
             rpm: Some(10),
             tpm: None,
             budget_tokens: Some(100),
+            budget_nanos: None,
             budget_window: Some("daily".into()),
             expires_at: Some(50),
             revoked_at: None,

@@ -2,7 +2,7 @@
 //! names and removes what an earlier import created and the file no longer names. The rows
 //! arrive prepared (keys hashed, credentials sealed) by `config_file::import`.
 
-use super::{Db, DbError, now};
+use super::{Db, DbError, RouteOverridesRow, now};
 use crate::vocab::{BudgetWindow, ProviderKind, Strategy};
 
 /// Everything a config file declares, as rows ready to store.
@@ -47,6 +47,8 @@ pub struct ImportRoute {
     pub model: String,
     pub weight: u32,
     pub priority: u32,
+    /// The file owns these too: a price or limit it no longer gives goes back to the catalog.
+    pub overrides: RouteOverridesRow,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,8 @@ pub struct ImportKey {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
+    /// Nano-dollars.
+    pub budget_nanos: Option<u64>,
     pub budget_window: Option<BudgetWindow>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
@@ -174,11 +178,19 @@ impl Db {
                 };
                 let route_id: i64 = sqlx::query_scalar(
                     "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority,
-                         created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                         created_at, updated_at, input_price_micros, output_price_micros,
+                         cached_input_price_micros, cache_write_price_micros, max_output_tokens,
+                         context_window)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
                          weight = excluded.weight, priority = excluded.priority,
-                         updated_at = excluded.updated_at
+                         updated_at = excluded.updated_at,
+                         input_price_micros = excluded.input_price_micros,
+                         output_price_micros = excluded.output_price_micros,
+                         cached_input_price_micros = excluded.cached_input_price_micros,
+                         cache_write_price_micros = excluded.cache_write_price_micros,
+                         max_output_tokens = excluded.max_output_tokens,
+                         context_window = excluded.context_window
                      RETURNING id",
                 )
                 .bind(model_id)
@@ -187,6 +199,12 @@ impl Db {
                 .bind(i64::from(route.weight))
                 .bind(i64::from(route.priority))
                 .bind(now)
+                .bind(route.overrides.input_price_micros)
+                .bind(route.overrides.output_price_micros)
+                .bind(route.overrides.cached_input_price_micros)
+                .bind(route.overrides.cache_write_price_micros)
+                .bind(route.overrides.max_output_tokens)
+                .bind(route.overrides.context_window)
                 .fetch_one(&mut *tx)
                 .await?;
                 route_ids.push(route_id);
@@ -207,11 +225,12 @@ impl Db {
         for key in &config.keys {
             sqlx::query(
                 "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
-                     budget_window, expires_at, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                     budget_window, expires_at, source, created_at, updated_at, budget_nanos)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10, ?11)
                  ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash,
                      prefix = excluded.prefix, models = excluded.models, rpm = excluded.rpm,
                      tpm = excluded.tpm, budget_tokens = excluded.budget_tokens,
+                     budget_nanos = excluded.budget_nanos,
                      budget_window = excluded.budget_window, expires_at = excluded.expires_at,
                      source = 'config', updated_at = excluded.updated_at",
             )
@@ -228,6 +247,10 @@ impl Db {
             .bind(key.budget_window.map(|w| w.as_str()))
             .bind(key.expires_at)
             .bind(now)
+            .bind(
+                key.budget_nanos
+                    .map(|nanos| i64::try_from(nanos).unwrap_or(i64::MAX)),
+            )
             .execute(&mut *tx)
             .await
             .map_err(|e| match e {

@@ -17,10 +17,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use admin::{
     AccountChanges, AccountRecord, KeyChanges, ModelChanges, ModelRecord, NewAccountRow,
-    NewModelRow, NewProviderRow, NewRouteRow, Page, Paged, ProviderChanges, ProviderDeletion,
-    ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
+    NewModelRow, NewProviderRow, NewRouteRow, OverrideChanges, Page, Paged, ProviderChanges,
+    ProviderDeletion, ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
 };
-pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteRow};
+pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderRow, RouteOverridesRow, RouteRow};
 pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,

@@ -16,7 +16,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rand::Rng;
 
-use crate::db::CatalogRows;
+use crate::db::{CatalogRows, RouteOverridesRow};
+use crate::pricing::{Nanodollars, Price, RouteOverrides, RouteTerms};
 use crate::secret::{Secret, SecretCipher};
 use crate::vocab::{Endpoint, ProviderKind, Strategy};
 
@@ -80,6 +81,9 @@ pub struct Route {
     /// The cooldown of each of the provider's accounts for this route's upstream model, in the
     /// order of `provider.accounts`: upstream 429s limit one model of an account, not all.
     pub account_cooldowns: Vec<Arc<ModelCooldown>>,
+    /// Its prices and limits: its own overrides, else the built-in catalog's for its upstream
+    /// model (resolved once per snapshot). No prices: it costs nothing, and is flagged.
+    pub terms: RouteTerms,
 }
 
 impl Route {
@@ -433,11 +437,13 @@ impl Catalog {
                     .iter()
                     .map(|account| health.model_cooldown(account.id, &row.upstream_model))
                     .collect();
+                let terms = RouteTerms::resolve(&row.upstream_model, &overrides(&row.overrides));
                 routes_by_model
                     .entry(row.model_id)
                     .or_default()
                     .push(Route {
                         id: row.id,
+                        terms,
                         provider: provider.clone(),
                         upstream_model: row.upstream_model,
                         weight: clamp_u32(row.weight),
@@ -465,6 +471,55 @@ impl Catalog {
             })
             .collect();
         (Self::new(models), skipped)
+    }
+}
+
+/// A route's stored overrides as prices and limits (a negative figure, which neither the
+/// config file nor the admin API lets through, counts as absent).
+pub fn overrides(row: &RouteOverridesRow) -> RouteOverrides {
+    let count = |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok());
+    let price = |value: Option<i64>| count(value).map(Price);
+    RouteOverrides {
+        input: price(row.input_price_micros),
+        output: price(row.output_price_micros),
+        cached_input: price(row.cached_input_price_micros),
+        cache_write: price(row.cache_write_price_micros),
+        max_output_tokens: count(row.max_output_tokens),
+        context_window: count(row.context_window),
+    }
+}
+
+impl Model {
+    /// The most a request may cost on any of this model's routes (any may serve it after a
+    /// failover): `prompt_tokens` at each route's dearest prompt price, and `cap` completion
+    /// tokens, or else the route's `max_output_tokens`, or else `default_cap`, at its output
+    /// price; for a request that generates nothing, the prompt alone.
+    pub fn worst_case_cost(
+        &self,
+        prompt_tokens: u64,
+        cap: Option<u64>,
+        generates: bool,
+        default_cap: u64,
+    ) -> Nanodollars {
+        self.routes
+            .iter()
+            .map(|route| {
+                let output = if generates {
+                    cap.or(route.terms.max_output_tokens).unwrap_or(default_cap)
+                } else {
+                    0
+                };
+                route.terms.worst_case(prompt_tokens, output)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The enabled routes that have no price anywhere.
+    pub fn unpriced_routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .filter(|route| route.terms.prices.is_none())
     }
 }
 
@@ -510,6 +565,7 @@ mod tests {
             priority,
             health: Arc::default(),
             account_cooldowns: provider.accounts.iter().map(|_| Arc::default()).collect(),
+            terms: RouteTerms::default(),
         }
     }
 

@@ -463,7 +463,7 @@ fn anthropic_text_stream_becomes_chat_chunks() {
     assert_eq!(chat["end"], "done");
     assert_eq!(
         chat["usage"],
-        json!({"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121, "prompt_tokens_details": {"cached_tokens": 2000}})
+        json!({"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121, "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 100}})
     );
 
     let fixture =
@@ -1144,7 +1144,17 @@ fn usage_maps_between_the_three_dialects() {
         serde_json::to_value(written).unwrap(),
         json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
                "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 5}})
+    ); // Anthropic's cache writes survive the chat form an Anthropic answer is read through (they
+    // are billed at their own price), and only appear there when there are some.
+    let chat = serde_json::to_value(super::openai::UsageOut::from(cases[1].1)).unwrap();
+    assert_eq!(
+        chat["prompt_tokens_details"],
+        json!({"cached_tokens": 60, "cache_write_tokens": 30})
     );
+    let back = Usage::from(serde_json::from_value::<ChatUsage>(chat.clone()).unwrap());
+    assert_eq!(back, cases[1].1);
+    let read = crate::usage::from_body(json!({"usage": chat}).to_string().as_bytes()).unwrap();
+    assert_eq!(read, cases[1].1);
 }
 
 #[test]
