@@ -132,6 +132,7 @@ impl Answer {
             .collect();
         let tool_calls = ToolCall::plan("toolu_mock_", &tools, plan.tool_calls, &reply);
         let cached = plan.cached_tokens.min(prompt_tokens);
+        let written = plan.cache_write_tokens.min(prompt_tokens - cached);
         Self {
             id: new_id("msg_mock"),
             model: request.model.unwrap_or_else(|| MODEL.to_owned()),
@@ -139,8 +140,8 @@ impl Answer {
             stream: request.stream.unwrap_or(false),
             tool_calls,
             usage: plan.usage.then_some(Usage {
-                input_tokens: prompt_tokens - cached,
-                cache_creation_input_tokens: 0,
+                input_tokens: prompt_tokens - cached - written,
+                cache_creation_input_tokens: written,
                 cache_read_input_tokens: cached,
                 output_tokens: plan.chunks as u64,
             }),

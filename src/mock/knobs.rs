@@ -37,6 +37,9 @@ pub(super) struct Knobs {
     safety_block: bool,
     /// Report this many of the prompt tokens as read from the provider's cache.
     cached_tokens: Option<u64>,
+    /// Anthropic only: report this many of the prompt tokens (beyond the cached ones) as
+    /// written to the cache (`cache_creation_input_tokens`).
+    cache_write_tokens: Option<u64>,
 }
 
 /// The most content pieces of one answer (the `chunks` knob, and the config's): the answer is
@@ -81,6 +84,9 @@ pub(super) struct Plan {
     pub safety_block: bool,
     /// Prompt tokens reported as cached (at most the prompt's).
     pub cached_tokens: u64,
+    /// Prompt tokens an Anthropic answer reports as written to the cache (at most those of
+    /// the prompt left after the cached ones).
+    pub cache_write_tokens: u64,
 }
 
 /// A simulated upstream error.
@@ -121,6 +127,7 @@ impl Plan {
             tool_calls: knobs.tool_calls.unwrap_or(0),
             safety_block: knobs.safety_block,
             cached_tokens: knobs.cached_tokens.unwrap_or(0),
+            cache_write_tokens: knobs.cache_write_tokens.unwrap_or(0),
         }
     }
 }

@@ -20,6 +20,7 @@ mod edge;
 mod errors;
 mod helpers;
 mod keys;
+mod money;
 mod ops;
 mod proxy;
 mod responses;
