@@ -9,7 +9,7 @@ use crate::db::{
     ModelChanges, ModelRecord, NewModelRow, NewRouteRow, OverrideChanges, Page, RouteChanges,
     RouteOverridesRow, RouteRecord,
 };
-use crate::pricing::{Price, RouteTerms};
+use crate::pricing::{Price, RouteOverrides, RouteTerms};
 use crate::settings::parse_duration;
 use crate::vocab::Strategy;
 
@@ -127,29 +127,15 @@ pub struct RouteTermsView {
 }
 
 impl RouteTermsView {
-    fn of(terms: &RouteTerms) -> Self {
-        let prices = terms.prices.as_ref();
+    fn of(figures: &RouteOverrides) -> Self {
         let usd = |price: Option<Price>| price.map(Price::usd_per_million);
         Self {
-            input_price: usd(prices.map(|p| p.input)),
-            output_price: usd(prices.map(|p| p.output)),
-            cached_input_price: usd(prices.and_then(|p| p.cached_input)),
-            cache_write_price: usd(prices.and_then(|p| p.cache_write)),
-            max_output_tokens: terms.max_output_tokens,
-            context_window: terms.context_window,
-        }
-    }
-
-    fn of_overrides(row: &RouteOverridesRow) -> Self {
-        let overrides = crate::routing::overrides(row);
-        let usd = |price: Option<Price>| price.map(Price::usd_per_million);
-        Self {
-            input_price: usd(overrides.input),
-            output_price: usd(overrides.output),
-            cached_input_price: usd(overrides.cached_input),
-            cache_write_price: usd(overrides.cache_write),
-            max_output_tokens: overrides.max_output_tokens,
-            context_window: overrides.context_window,
+            input_price: usd(figures.input),
+            output_price: usd(figures.output),
+            cached_input_price: usd(figures.cached_input),
+            cache_write_price: usd(figures.cache_write),
+            max_output_tokens: figures.max_output_tokens,
+            context_window: figures.context_window,
         }
     }
 }
@@ -173,8 +159,8 @@ impl From<RouteRecord> for RouteView {
             weight: row.weight,
             priority: row.priority,
             enabled: row.enabled,
-            overrides: RouteTermsView::of_overrides(&row.overrides),
-            effective: RouteTermsView::of(&terms),
+            overrides: RouteTermsView::of(&crate::routing::overrides(&row.overrides)),
+            effective: RouteTermsView::of(&terms.figures()),
             priced: terms.prices.is_some(),
         }
     }

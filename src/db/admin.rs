@@ -498,7 +498,7 @@ impl Db {
             format!("a model named '{}' already exists", new.name)
         }))?;
         for route in routes {
-            upsert_route(&mut tx, id, route, now).await?;
+            upsert_route(&mut tx, id, route, now, false).await?;
         }
         tx.commit().await?;
         Ok(id)
@@ -542,7 +542,7 @@ impl Db {
         if let Some(routes) = routes {
             let mut kept = Vec::with_capacity(routes.len());
             for route in routes {
-                kept.push(upsert_route(&mut tx, id, route, now).await?);
+                kept.push(upsert_route(&mut tx, id, route, now, false).await?);
             }
             sqlx::query(
                 "DELETE FROM routes WHERE model_id = ? AND id NOT IN (SELECT value FROM json_each(?))",
@@ -794,12 +794,14 @@ impl Db {
 }
 
 /// Inserts a route of `model_id`, or updates the one with the same provider and upstream
-/// model; returns its id.
-async fn upsert_route(
+/// model (keeping its `enabled` switch when `keep_enabled`: a config import leaves an
+/// operator's switch alone); returns its id.
+pub(super) async fn upsert_route(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     model_id: i64,
     route: &NewRouteRow,
     now: i64,
+    keep_enabled: bool,
 ) -> Result<i64, DbError> {
     sqlx::query_scalar(
         "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority, enabled,
@@ -808,7 +810,8 @@ async fn upsert_route(
              context_window)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
-             weight = excluded.weight, priority = excluded.priority, enabled = excluded.enabled,
+             weight = excluded.weight, priority = excluded.priority,
+             enabled = CASE WHEN ?14 THEN enabled ELSE excluded.enabled END,
              updated_at = excluded.updated_at, input_price_micros = excluded.input_price_micros,
              output_price_micros = excluded.output_price_micros,
              cached_input_price_micros = excluded.cached_input_price_micros,
@@ -830,6 +833,7 @@ async fn upsert_route(
     .bind(route.overrides.cache_write_price_micros)
     .bind(route.overrides.max_output_tokens)
     .bind(route.overrides.context_window)
+    .bind(keep_enabled)
     .fetch_one(&mut **tx)
     .await
     .map_err(conflict(|| {

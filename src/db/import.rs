@@ -2,7 +2,8 @@
 //! names and removes what an earlier import created and the file no longer names. The rows
 //! arrive prepared (keys hashed, credentials sealed) by `config_file::import`.
 
-use super::{Db, DbError, RouteOverridesRow, now};
+use super::admin::upsert_route;
+use super::{Db, DbError, NewRouteRow, RouteOverridesRow, now};
 use crate::vocab::{BudgetWindow, ProviderKind, Strategy};
 
 /// Everything a config file declares, as rows ready to store.
@@ -176,36 +177,20 @@ impl Db {
                             ))
                         })?,
                 };
-                let route_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority,
-                         created_at, updated_at, input_price_micros, output_price_micros,
-                         cached_input_price_micros, cache_write_price_micros, max_output_tokens,
-                         context_window)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
-                         weight = excluded.weight, priority = excluded.priority,
-                         updated_at = excluded.updated_at,
-                         input_price_micros = excluded.input_price_micros,
-                         output_price_micros = excluded.output_price_micros,
-                         cached_input_price_micros = excluded.cached_input_price_micros,
-                         cache_write_price_micros = excluded.cache_write_price_micros,
-                         max_output_tokens = excluded.max_output_tokens,
-                         context_window = excluded.context_window
-                     RETURNING id",
+                let route_id = upsert_route(
+                    &mut tx,
+                    model_id,
+                    &NewRouteRow {
+                        provider_id,
+                        upstream_model: route.model.clone(),
+                        weight: i64::from(route.weight),
+                        priority: i64::from(route.priority),
+                        enabled: true,
+                        overrides: route.overrides,
+                    },
+                    now,
+                    true,
                 )
-                .bind(model_id)
-                .bind(provider_id)
-                .bind(&route.model)
-                .bind(i64::from(route.weight))
-                .bind(i64::from(route.priority))
-                .bind(now)
-                .bind(route.overrides.input_price_micros)
-                .bind(route.overrides.output_price_micros)
-                .bind(route.overrides.cached_input_price_micros)
-                .bind(route.overrides.cache_write_price_micros)
-                .bind(route.overrides.max_output_tokens)
-                .bind(route.overrides.context_window)
-                .fetch_one(&mut *tx)
                 .await?;
                 route_ids.push(route_id);
                 report.routes += 1;

@@ -488,6 +488,19 @@ impl RouteTerms {
         }
     }
 
+    /// Every figure in effect, in the shape of overrides (for display beside the route's own).
+    pub fn figures(&self) -> RouteOverrides {
+        let prices = self.prices.as_ref();
+        RouteOverrides {
+            input: prices.map(|p| p.input),
+            output: prices.map(|p| p.output),
+            cached_input: prices.and_then(|p| p.cached_input),
+            cache_write: prices.and_then(|p| p.cache_write),
+            max_output_tokens: self.max_output_tokens,
+            context_window: self.context_window,
+        }
+    }
+
     /// The most a request can cost on this route before it runs: `prompt_tokens` at the
     /// dearest prompt price (a cache write where that costs more than an uncached token) and
     /// `output_cap` completion tokens at the output price. Zero on an unpriced route.

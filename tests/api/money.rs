@@ -121,6 +121,21 @@ async fn admin_get(app: &TestApp, token: &str, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// The element of the JSON array `list` whose `field` is `value`.
+fn find<'v>(list: &'v Value, field: &str, value: &str) -> &'v Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item[field] == value)
+        .unwrap_or_else(|| panic!("no {field} {value} in {list}"))
+}
+
+/// `cost_usd` of the `/admin/usage?group_by=key` line of the key named `name`.
+async fn key_cost(app: &TestApp, token: &str, name: &str) -> Option<f64> {
+    let usage = admin_get(app, token, "/admin/usage?group_by=key").await;
+    find(&usage["data"], "key", name)["cost_usd"].as_f64()
+}
+
 /// USD as `/admin/usage` and `/admin/logs` show an amount of nano-dollars.
 fn usd(nanos: u64) -> f64 {
     Nanodollars(nanos).usd()
@@ -254,19 +269,14 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
         ]
     );
     // Any grouping sums the same integers.
-    let by_key = admin_get(&app, &token, "/admin/usage?group_by=key").await;
-    let cost_of = |name: &str| {
-        by_key["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|line| line["key"] == name)
-            .unwrap()["cost_usd"]
-            .as_f64()
-            .unwrap()
-    };
-    assert_eq!(cost_of("alpha"), usd(alpha_chat + alpha_claude));
-    assert_eq!(cost_of("beta"), usd(beta_chat + beta_emb));
+    assert_eq!(
+        key_cost(&app, &token, "alpha").await,
+        Some(usd(alpha_chat + alpha_claude))
+    );
+    assert_eq!(
+        key_cost(&app, &token, "beta").await,
+        Some(usd(beta_chat + beta_emb))
+    );
 
     // Each request log row carries its own cost.
     let logs = admin_get(&app, &token, "/admin/logs?model=claude").await;
@@ -324,12 +334,7 @@ async fn an_estimated_usage_gives_an_estimated_cost_marked_as_such() {
     let cost = row["cost_usd"].as_f64().unwrap();
     assert!(cost > 0.0, "{row}");
     let usage = admin_get(&app, &token, "/admin/usage?group_by=model").await;
-    let line = usage["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["model"] == "priced-chat")
-        .unwrap();
+    let line = find(&usage["data"], "model", "priced-chat");
     assert_eq!(line["estimated_requests"], 1);
     assert_eq!(line["cost_usd"].as_f64(), Some(cost));
     assert_eq!(line["estimated_cost_usd"].as_f64(), Some(cost));
@@ -372,13 +377,7 @@ async fn a_failover_to_a_dearer_route_costs_the_dearer_price() {
 /// The route of `model` as `GET /admin/models` shows it.
 async fn route_of(app: &TestApp, token: &str, model: &str) -> Value {
     let models = admin_get(app, token, "/admin/models").await;
-    models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == model)
-        .unwrap_or_else(|| panic!("no model {model}: {models}"))["routes"][0]
-        .clone()
+    find(&models["data"], "name", model)["routes"][0].clone()
 }
 
 #[tokio::test]
@@ -406,15 +405,7 @@ async fn overrides_come_from_the_file_and_the_admin_api_and_unpriced_routes_are_
     assert_eq!(free["priced"], false);
     assert_eq!(free["effective"]["input_price"], Value::Null);
     let upstreams = admin_get(&app, &token, "/admin/upstreams").await;
-    let priced_of = |model: &str| {
-        upstreams["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["model"] == model)
-            .unwrap()["priced"]
-            .clone()
-    };
+    let priced_of = |model: &str| find(&upstreams["routes"], "model", model)["priced"].clone();
     assert_eq!(priced_of("gpt-test"), false);
     assert_eq!(priced_of("priced-chat"), true);
     assert_eq!(priced_of("emb"), true);
@@ -605,15 +596,10 @@ async fn a_dollar_budget_admits_settles_and_refuses_with_the_reset_time() {
     assert_eq!(response.status(), 200);
     response.text().await.unwrap();
     app.flush_usage().await;
-    let usage = admin_get(&app, &token, "/admin/usage?group_by=key").await;
-    let line = usage["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["key"] == "spender")
-        .unwrap()
-        .clone();
-    assert_eq!(line["cost_usd"].as_f64(), Some(usd(4 * REAL_COST)));
+    assert_eq!(
+        key_cost(&app, &token, "spender").await,
+        Some(usd(4 * REAL_COST))
+    );
     app.stop().await;
 }
 
@@ -658,15 +644,7 @@ async fn concurrent_requests_racing_for_the_last_dollars_never_spend_past_the_bu
     assert!((1..=4).contains(&admitted), "{admitted} admitted");
     app.flush_usage().await;
     let token = app.admin_token().await;
-    let usage = admin_get(&app, &token, "/admin/usage?group_by=key").await;
-    let spent = usage["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["key"] == "racer")
-        .unwrap()["cost_usd"]
-        .as_f64()
-        .unwrap();
+    let spent = key_cost(&app, &token, "racer").await.unwrap();
     assert_eq!(spent, usd(admitted * REAL_COST));
     assert!(spent <= usd(budget));
     app.stop().await;
