@@ -769,4 +769,59 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[test]
+    fn the_worst_case_is_the_dearest_route_with_the_cap_the_route_or_the_default() {
+        let p = provider("p", vec![]);
+        let priced = |id: i64, upstream: &str, overrides: RouteOverrides| Route {
+            upstream_model: upstream.into(),
+            terms: RouteTerms::resolve(upstream, &overrides),
+            ..route(id, &p, 1, 0)
+        };
+        let usd = |text: f64| Price::from_usd(text).unwrap();
+        // gpt-4o (catalog: 2.50 in, 10.00 out, 16 384 out at most) and an unknown model at
+        // 1.00 in and 40.00 out with no output limit anywhere.
+        let m = model(
+            Strategy::Weighted,
+            vec![
+                priced(1, "gpt-4o", RouteOverrides::default()),
+                priced(
+                    2,
+                    "house-model",
+                    RouteOverrides {
+                        input: Some(usd(1.0)),
+                        output: Some(usd(40.0)),
+                        ..RouteOverrides::default()
+                    },
+                ),
+            ],
+        );
+        // A cap of 100: 1000 × 2.50 + 100 × 10 = 3500 against 1000 × 1 + 100 × 40 = 5000.
+        assert_eq!(
+            m.worst_case_cost(1000, Some(100), true, 1024),
+            Nanodollars(5_000_000)
+        );
+        // No cap: gpt-4o's own limit (16 384 × 10 + 2500 = 166 340) against the default's
+        // (1024 × 40 + 1000 = 41 960).
+        assert_eq!(
+            m.worst_case_cost(1000, None, true, 1024),
+            Nanodollars(166_340_000)
+        );
+        // Nothing generated (embeddings): the prompt alone, at the dearer input price.
+        assert_eq!(
+            m.worst_case_cost(1000, Some(100), false, 1024),
+            Nanodollars(2_500_000)
+        );
+        // A model whose routes are all unpriced costs nothing, and says which routes they are.
+        let free = model(
+            Strategy::Weighted,
+            vec![priced(3, "house-model", RouteOverrides::default())],
+        );
+        assert_eq!(free.worst_case_cost(1000, None, true, 1024), Nanodollars(0));
+        assert_eq!(
+            free.unpriced_routes().map(|r| r.id).collect::<Vec<_>>(),
+            [3]
+        );
+        assert_eq!(m.unpriced_routes().count(), 0);
+    }
 }
