@@ -17,13 +17,15 @@ use crate::helpers::{
 
 const CLAUDE_KEY: &str = "sk-ant-upstream-money-0001";
 const SECOND_KEY: &str = "sk-upstream-second-account-2";
+const GEMINI_KEY: &str = "gm-upstream-money-0003";
 
 /// Besides the default `gpt-test` (route `mock-model`, which no catalog knows and which sets
 /// no price): `priced-chat` (its own prices: 2.00 in, 0.50 cached, 8.00 out per million),
 /// `claude` (upstream `claude-sonnet-4-5` on an anthropic provider, the built-in catalog's
 /// prices: 3.00 in, 0.30 cached, 3.75 cache write, 15.00 out), `emb` (the catalog's
-/// `text-embedding-3-small`, 0.02 in) and `failover` (a cheap route first, a dear one on
-/// another provider second).
+/// `text-embedding-3-small`, 0.02 in), `gemini` (the catalog's `gemini-2.5-flash`: 0.30 in,
+/// 0.03 cached, 2.50 out) and `failover` (a cheap route first, a dear one on another provider
+/// second).
 fn money_config() -> String {
     format!(
         r#"
@@ -34,6 +36,14 @@ base_url = "{{mock}}"
   [[providers.accounts]]
   name = "c1"
   api_key = "{CLAUDE_KEY}"
+
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{{mock_gemini}}"
+  [[providers.accounts]]
+  name = "g1"
+  api_key = "{GEMINI_KEY}"
 
 [[providers]]
 name = "second"
@@ -58,6 +68,12 @@ name = "claude"
   [[models.routes]]
   provider = "anth"
   model = "claude-sonnet-4-5"
+
+[[models]]
+name = "gemini"
+  [[models.routes]]
+  provider = "gem"
+  model = "gemini-2.5-flash"
 
 [[models]]
 name = "emb"
@@ -153,7 +169,11 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
     let app = spawn_money().await;
     let alpha = key(&app, "alpha").await;
     let beta = key(&app, "beta").await;
-    let chat = |text: &str, knobs: Value| json!({"model": "priced-chat", "messages": [{"role": "user", "content": text}], "mock": knobs});
+    let chat_to = |model: &str, text: &str, stream: bool, knobs: Value| {
+        json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}],
+               "mock": knobs})
+    };
+    let chat = |text: &str, knobs: Value| chat_to("priced-chat", text, false, knobs);
     let messages = |text: &str, stream: bool, knobs: Value| {
         json!({"model": "claude", "max_tokens": 100, "stream": stream,
                "messages": [{"role": "user", "content": text}], "mock": knobs})
@@ -191,6 +211,33 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
             "/v1/messages",
             messages("s1 s2", true, json!({"cached_tokens": 1, "chunks": 2})),
         ),
+        // Chat translated to Anthropic: 4 prompt, 1 read from the cache, 2 written; 3 completion.
+        (
+            &alpha,
+            "/v1/chat/completions",
+            chat_to(
+                "claude",
+                "c1 c2 c3 c4",
+                false,
+                json!({"cached_tokens": 1, "cache_write_tokens": 2, "chunks": 3}),
+            ),
+        ),
+        // Chat translated to Gemini: 4 prompt, 2 cached; 3 completion. Streamed: 2 and 2.
+        (
+            &beta,
+            "/v1/chat/completions",
+            chat_to(
+                "gemini",
+                "g1 g2 g3 g4",
+                false,
+                json!({"cached_tokens": 2, "chunks": 3}),
+            ),
+        ),
+        (
+            &beta,
+            "/v1/chat/completions",
+            chat_to("gemini", "h1 h2", true, json!({"chunks": 2})),
+        ),
         // Responses, translated to chat: 3 prompt, 2 completion.
         (
             &beta,
@@ -220,12 +267,15 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
     let alpha_chat =
         nanos(3 * 2_000_000 + 500_000 + 5 * 8_000_000) + nanos(2 * 2_000_000 + 3 * 8_000_000);
     let alpha_claude = nanos(3_000_000 + 2 * 300_000 + 3 * 3_750_000 + 4 * 15_000_000)
-        + nanos(3_000_000 + 300_000 + 2 * 15_000_000);
+        + nanos(3_000_000 + 300_000 + 2 * 15_000_000)
+        + nanos(3_000_000 + 300_000 + 2 * 3_750_000 + 3 * 15_000_000);
     let beta_chat = nanos(3 * 2_000_000 + 2 * 8_000_000);
     let beta_emb = nanos(5 * 20_000);
+    let beta_gemini =
+        nanos(2 * 300_000 + 2 * 30_000 + 3 * 2_500_000) + nanos(2 * 300_000 + 2 * 2_500_000);
     assert_eq!(
-        (alpha_chat, alpha_claude, beta_chat, beta_emb),
-        (74_500, 108_150, 22_000, 100)
+        (alpha_chat, alpha_claude, beta_chat, beta_emb, beta_gemini),
+        (74_500, 163_950, 22_000, 100, 13_760)
     );
 
     let token = app.admin_token().await;
@@ -261,9 +311,10 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
     assert_eq!(
         lines,
         [
-            line("alpha", "claude", alpha_claude, 2),
+            line("alpha", "claude", alpha_claude, 3),
             line("alpha", "priced-chat", alpha_chat, 2),
             line("beta", "emb", beta_emb, 1),
+            line("beta", "gemini", beta_gemini, 2),
             line("beta", "gpt-test", 0, 1),
             line("beta", "priced-chat", beta_chat, 1),
         ]
@@ -275,7 +326,7 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
     );
     assert_eq!(
         key_cost(&app, &token, "beta").await,
-        Some(usd(beta_chat + beta_emb))
+        Some(usd(beta_chat + beta_emb + beta_gemini))
     );
 
     // Each request log row carries its own cost.
@@ -287,7 +338,7 @@ async fn admin_usage_gives_the_exact_cost_of_a_mixed_workload_by_key_model_and_d
         .map(|row| row["cost_usd"].as_f64().unwrap())
         .collect();
     costs.sort_by(f64::total_cmp);
-    assert_eq!(costs, [usd(33_300), usd(74_850)]);
+    assert_eq!(costs, [usd(33_300), usd(55_800), usd(74_850)]);
 
     // And the metrics count it by model and provider.
     let metrics = app
@@ -600,6 +651,38 @@ async fn a_dollar_budget_admits_settles_and_refuses_with_the_reset_time() {
         key_cost(&app, &token, "spender").await,
         Some(usd(4 * REAL_COST))
     );
+    // Raising the budget through the API lets the large request in again (the running
+    // server sees the change within its poll interval); GET shows it.
+    let id = created["id"].as_i64().unwrap();
+    let raised: Value = app
+        .admin(Method::PATCH, &format!("/admin/keys/{id}"), &token)
+        .json(&json!({"budget_usd": 1.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raised["budget_usd"], 1.0, "{raised}");
+    let read = admin_get(&app, &token, &format!("/admin/keys/{id}")).await;
+    assert_eq!(read["budget_usd"], 1.0);
+    let passed = eventually(Duration::from_secs(5), || async {
+        let response = post_bytes(&app, &key, "/v1/chat/completions", body.clone()).await;
+        let status = response.status();
+        response.text().await.unwrap();
+        status == 200
+    })
+    .await;
+    assert!(passed.is_some(), "the raised budget never applied");
+    // A zero or negative budget is refused, naming the field.
+    let refused = app
+        .admin(Method::PATCH, &format!("/admin/keys/{id}"), &token)
+        .json(&json!({"budget_usd": 0}))
+        .send()
+        .await
+        .unwrap();
+    let body = crate::helpers::assert_error(refused, 400, "invalid_request").await;
+    assert_eq!(body["error"]["param"], "budget_usd", "{body}");
     app.stop().await;
 }
 
