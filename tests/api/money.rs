@@ -19,6 +19,20 @@ const CLAUDE_KEY: &str = "sk-ant-upstream-money-0001";
 const SECOND_KEY: &str = "sk-upstream-second-account-2";
 const GEMINI_KEY: &str = "gm-upstream-money-0003";
 
+/// A model on the default `mock` provider with prices of its own: 2.00 in, 0.50 cached, 8.00
+/// out per million tokens.
+const PRICED_CHAT: &str = r#"
+[[models]]
+name = "priced-chat"
+  [[models.routes]]
+  provider = "mock"
+  model = "house-model"
+  input_price = 2.00
+  cached_input_price = 0.50
+  output_price = 8
+  max_output_tokens = 4096
+"#;
+
 /// Besides the default `gpt-test` (route `mock-model`, which no catalog knows and which sets
 /// no price): `priced-chat` (its own prices: 2.00 in, 0.50 cached, 8.00 out per million),
 /// `claude` (upstream `claude-sonnet-4-5` on an anthropic provider, the built-in catalog's
@@ -53,15 +67,7 @@ base_url = "{{mock}}"
   name = "s1"
   api_key = "{SECOND_KEY}"
 
-[[models]]
-name = "priced-chat"
-  [[models.routes]]
-  provider = "mock"
-  model = "house-model"
-  input_price = 2.00
-  cached_input_price = 0.50
-  output_price = 8
-  max_output_tokens = 4096
+{PRICED_CHAT}
 
 [[models]]
 name = "claude"
@@ -746,13 +752,7 @@ async fn the_spend_of_a_dollar_budget_survives_a_restart_and_unpriced_routes_are
     let budget = worst_case(&body, 1000) + REAL_COST / 2;
     let extra = format!(
         r#"
-[[models]]
-name = "priced-chat"
-  [[models.routes]]
-  provider = "mock"
-  model = "house-model"
-  input_price = 2.00
-  output_price = 8
+{PRICED_CHAT}
 
 [[keys]]
 name = "restarted"
