@@ -795,3 +795,40 @@ budget_window = "monthly"
     assert_eq!(error["error"]["code"], "insufficient_quota");
     second.stop();
 }
+
+#[tokio::test]
+async fn the_cli_creates_keys_with_a_dollar_budget_and_lists_their_spend() {
+    let app = spawn_money().await;
+    let (code, stdout, stderr) = app.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "cli-spender",
+        "--budget-usd",
+        "12.5",
+        "--budget-window",
+        "weekly",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    let body = budgeted_body(10);
+    let response = post_bytes(&app, &key, "/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+    app.flush_usage().await;
+    let (code, stdout, _) = app.cli(&["keys", "list"]);
+    assert_eq!(code, 0);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("cli-spender"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Its budget, and its spend of the week: 48 micro-dollars show as $0.00.
+    assert!(
+        line.contains("$12.50/weekly") && line.contains("9 $0.00/weekly"),
+        "{line}"
+    );
+    let (code, _, stderr) = app.cli(&["keys", "create", "--name", "x", "--budget-usd", "lots"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not an amount of USD"), "{stderr}");
+    app.stop().await;
+}
