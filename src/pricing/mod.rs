@@ -1,5 +1,6 @@
-//! The built-in catalog of well-known upstream models (prices, limits, capabilities) and the
-//! cost of a request's tokens at those prices.
+//! The built-in catalog of well-known upstream models (prices, limits, capabilities), a route's
+//! terms (its own overrides over the catalog's figures, [`RouteTerms`]) and the cost of a
+//! request's tokens at those prices.
 //!
 //! The data lives in `models.toml` beside this file, compiled into the binary with
 //! `include_str!` and parsed once, on first use, behind a `LazyLock`: nothing pays for it
