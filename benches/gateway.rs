@@ -105,6 +105,7 @@ fn model(health: &Health, accounts: i64, strategy: Strategy) -> Model {
                     .map(|account| health.model_cooldown(account.id, &format!("mock-{id}")))
                     .collect(),
                 model_limits: llmgate::pricing::ModelLimits::UNKNOWN,
+                terms: llmgate::pricing::RouteTerms::default(),
             })
             .collect(),
     }

@@ -42,6 +42,7 @@ fn event(i: u64) -> UsageEvent {
             total_tokens: 21,
             ..Usage::default()
         },
+        cost: llmgate::pricing::Nanodollars(9_000),
     }
 }
 
@@ -107,6 +108,7 @@ fn limits(c: &mut Criterion) {
         rpm: Some(u32::MAX),
         tpm: Some(u32::MAX),
         budget_tokens: Some(u64::MAX / 2),
+        budget_usd: None,
         budget_window: None,
         expires_at: None,
     };

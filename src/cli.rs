@@ -101,7 +101,10 @@ enum KeysCommand {
         /// Token budget.
         #[arg(long)]
         budget_tokens: Option<u64>,
-        /// When the budget resets: daily, weekly or monthly (default: never).
+        /// Spending budget in USD, at the prices of the routes that serve the key's requests.
+        #[arg(long, value_parser = parse_budget_usd)]
+        budget_usd: Option<crate::pricing::Nanodollars>,
+        /// When the budgets reset: daily, weekly or monthly (default: never).
         #[arg(long, value_parser = parse_window)]
         budget_window: Option<BudgetWindow>,
         /// Lifetime of the key, like 30d or 12h.
@@ -158,6 +161,15 @@ struct MockArgs {
     /// How long the access tokens the Vertex token endpoint issues live.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     token_lifetime: Duration,
+}
+
+fn parse_budget_usd(text: &str) -> Result<crate::pricing::Nanodollars, String> {
+    let usd: f64 = text
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("'{text}' is not an amount of USD, like 250 or 12.50"))?;
+    crate::pricing::Nanodollars::from_usd(usd)
 }
 
 fn parse_window(text: &str) -> Result<BudgetWindow, String> {
@@ -337,6 +349,7 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
             rpm,
             tpm,
             budget_tokens,
+            budget_usd,
             budget_window,
             expires_in,
         } => {
@@ -351,6 +364,7 @@ async fn keys(command: KeysCommand, database: Option<String>) -> ExitCode {
                 rpm,
                 tpm,
                 budget_tokens,
+                budget_usd,
                 budget_window,
                 expires_at,
             };
@@ -412,37 +426,62 @@ fn key_error(error: &KeyError) -> ExitCode {
     }
 }
 
-/// Every key, and the tokens each spent in its current period: its budget's window, or the
-/// current UTC month for a key without a window (a budget without a window counts from the
-/// start). Read from the daily rollups, which the serving process writes every second.
+/// Every key, and the tokens each spent in its current period (and the USD, for a key with a
+/// spending budget): its budget's window, or the current UTC month for a key without a window
+/// (a budget without a window counts from the start). Read from the daily rollups, which the
+/// serving process writes every second.
 async fn key_usage(db: &Db) -> Result<(Vec<KeyRow>, HashMap<i64, String>), db::DbError> {
     let rows = db.list_keys().await?;
     let today = chrono::Utc::now().date_naive();
     let mut spent_since: HashMap<chrono::NaiveDate, HashMap<i64, u64>> = HashMap::new();
+    let mut cost_since: HashMap<chrono::NaiveDate, HashMap<i64, u64>> = HashMap::new();
     let mut used = HashMap::with_capacity(rows.len());
     for row in &rows {
         let window = row.budget_window.as_deref().and_then(BudgetWindow::parse);
-        let (start, period) = match (window, row.budget_tokens) {
+        let budgeted = row.budget_tokens.is_some() || row.budget_nanos.is_some();
+        let (start, period) = match (window, budgeted) {
             (Some(window), _) => (
                 crate::limits::window_start(Some(window), today),
                 window.as_str(),
             ),
-            (None, Some(_)) => (crate::limits::window_start(None, today), "total"),
-            (None, None) => (
+            (None, true) => (crate::limits::window_start(None, today), "total"),
+            (None, false) => (
                 crate::limits::window_start(Some(BudgetWindow::Monthly), today),
                 "monthly",
             ),
         };
-        let spent = match spent_since.entry(start) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(db.tokens_spent_since(start).await?)
-            }
-        };
+        let spent = read_once(&mut spent_since, start, |day| db.tokens_spent_since(day)).await?;
         let tokens = spent.get(&row.id).copied().unwrap_or(0);
-        used.insert(row.id, format!("{tokens}/{period}"));
+        let mut text = tokens.to_string();
+        if row.budget_nanos.is_some() {
+            let cost = read_once(&mut cost_since, start, |day| db.cost_spent_since(day)).await?;
+            let nanos = cost.get(&row.id).copied().unwrap_or(0);
+            text = format!("{text} {}", dollars(nanos));
+        }
+        used.insert(row.id, format!("{text}/{period}"));
     }
     Ok((rows, used))
+}
+
+/// Each key's spend from `start` on, read with `read` the first time a period starts then.
+async fn read_once<F, Fut>(
+    cache: &mut HashMap<chrono::NaiveDate, HashMap<i64, u64>>,
+    start: chrono::NaiveDate,
+    read: F,
+) -> Result<&HashMap<i64, u64>, db::DbError>
+where
+    F: FnOnce(chrono::NaiveDate) -> Fut,
+    Fut: Future<Output = Result<HashMap<i64, u64>, db::DbError>>,
+{
+    Ok(match cache.entry(start) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => entry.insert(read(start).await?),
+    })
+}
+
+/// Nano-dollars as USD with cents, for the key table.
+fn dollars(nanos: u64) -> String {
+    format!("${:.2}", pricing::Nanodollars(nanos).usd())
 }
 
 /// The `keys list` table; `used` holds each key's tokens of its period (see [`key_usage`]).
@@ -459,10 +498,19 @@ fn key_table(rows: &[KeyRow], used: &HashMap<i64, String>, now: i64) -> String {
             .as_deref()
             .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
             .map_or("all".to_owned(), |m| m.join(","));
-        let budget = match (row.budget_tokens, row.budget_window.as_deref()) {
-            (Some(tokens), Some(window)) => format!("{tokens}/{window}"),
-            (Some(tokens), None) => tokens.to_string(),
-            _ => "-".to_owned(),
+        let amounts: Vec<String> = [
+            row.budget_tokens.map(|tokens| tokens.to_string()),
+            row.budget_nanos
+                .and_then(|nanos| u64::try_from(nanos).ok())
+                .map(dollars),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let budget = match (amounts.join(" "), row.budget_window.as_deref()) {
+            (amounts, _) if amounts.is_empty() => "-".to_owned(),
+            (amounts, Some(window)) => format!("{amounts}/{window}"),
+            (amounts, None) => amounts,
         };
         let expires = row
             .expires_at
@@ -802,6 +850,7 @@ mod tests {
             rpm: Some(10),
             tpm: None,
             budget_tokens: Some(100),
+            budget_nanos: None,
             budget_window: Some("daily".into()),
             expires_at: Some(50),
             revoked_at: None,
@@ -811,11 +860,20 @@ mod tests {
             updated_at: 0,
         };
         let used = HashMap::from([(1, "42/daily".to_owned())]);
-        let table = key_table(&[row], &used, 100);
+        let spender = KeyRow {
+            id: 2,
+            name: "spender".into(),
+            budget_tokens: None,
+            budget_nanos: Some(250_500_000_000),
+            budget_window: None,
+            ..row.clone()
+        };
+        let table = key_table(&[row, spender], &used, 100);
         assert!(table.contains("expired"));
         assert!(table.contains("42/daily"));
         assert!(table.contains("m1,m2"));
         assert!(table.contains("100/daily"));
+        assert!(table.contains("$250.50 "), "{table}");
         assert!(!table.contains("deadbeef"));
     }
 }

@@ -25,12 +25,14 @@
 //!             translator is a `translate::StreamTranslator`; every request translator writes
 //!             within the upstream model's `ModelLimits`, and `translate::shape` edits a
 //!             same-dialect body in place
-//! limits      in-memory rpm/tpm buckets and token budgets, admitted before any upstream work
+//! limits      in-memory rpm/tpm buckets and budgets (in tokens and in nano-dollars), admitted
+//!             before any upstream work
 //! usage       usage read from answers (or estimated), recorded in memory, written by one task,
 //!             which also writes stored responses (readable in memory until written)
 //! telemetry   tracing setup (JSON or pretty logs, optional OTLP) and the Prometheus metrics
 //! pricing     the built-in catalog of well-known upstream models (prices per million tokens,
-//!             limits, capabilities) read from `pricing/models.toml`, the exact cost of a
+//!             limits, capabilities) read from `pricing/models.toml`, each route's terms
+//!             (`RouteTerms`: its overrides, else the catalog's figures), the exact cost of a
 //!             request's tokens, and `ModelLimits` (what an upstream model takes: maximum
 //!             output, reasoning); it imports nothing of the crate
 //! routing     the `Catalog`: an immutable snapshot of providers, accounts, models and routes

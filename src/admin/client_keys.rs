@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Admin, AdminError, List, nullable, time};
 use crate::auth::{self, KeyUpdate, NewKey};
 use crate::db::{KeyRow, Page};
+use crate::pricing::Nanodollars;
 use crate::vocab::BudgetWindow;
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +18,8 @@ pub struct KeyCreate {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
+    /// USD, like `250.0`.
+    pub budget_usd: Option<f64>,
     pub budget_window: Option<String>,
     /// RFC 3339, like `2027-01-01T00:00:00Z`.
     pub expires_at: Option<String>,
@@ -36,6 +39,8 @@ pub struct KeyPatch {
     #[serde(default, deserialize_with = "nullable")]
     pub budget_tokens: Option<Option<u64>>,
     #[serde(default, deserialize_with = "nullable")]
+    pub budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
     pub budget_window: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub expires_at: Option<Option<String>>,
@@ -54,6 +59,8 @@ pub struct KeyView {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub budget_tokens: Option<i64>,
+    /// USD.
+    pub budget_usd: Option<f64>,
     pub budget_window: Option<String>,
     pub expires_at: Option<String>,
     pub enabled: bool,
@@ -82,6 +89,10 @@ impl KeyView {
             rpm: row.rpm,
             tpm: row.tpm,
             budget_tokens: row.budget_tokens,
+            budget_usd: row
+                .budget_nanos
+                .and_then(|nanos| u64::try_from(nanos).ok())
+                .map(|nanos| Nanodollars(nanos).usd()),
             budget_window: row.budget_window,
             expires_at: row.expires_at.map(time),
             enabled: row.enabled,
@@ -104,6 +115,10 @@ fn parse_window(text: &str) -> Result<BudgetWindow, AdminError> {
             ),
         )
     })
+}
+
+fn parse_budget_usd(usd: f64) -> Result<Nanodollars, AdminError> {
+    Nanodollars::from_usd(usd).map_err(|why| AdminError::invalid("budget_usd", why))
 }
 
 fn parse_expiry(text: &str) -> Result<DateTime<Utc>, AdminError> {
@@ -152,6 +167,7 @@ impl Admin {
             rpm: new.rpm,
             tpm: new.tpm,
             budget_tokens: new.budget_tokens,
+            budget_usd: new.budget_usd.map(parse_budget_usd).transpose()?,
             budget_window: new.budget_window.as_deref().map(parse_window).transpose()?,
             expires_at: new.expires_at.as_deref().map(parse_expiry).transpose()?,
         };
@@ -167,6 +183,10 @@ impl Admin {
             rpm: patch.rpm,
             tpm: patch.tpm,
             budget_tokens: patch.budget_tokens,
+            budget_usd: patch
+                .budget_usd
+                .map(|usd| usd.map(parse_budget_usd).transpose())
+                .transpose()?,
             budget_window: patch
                 .budget_window
                 .map(|w| w.as_deref().map(parse_window).transpose())

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, List, check_name, check_positive, nullable, time};
 use crate::db::{
-    ModelChanges, ModelRecord, NewModelRow, NewRouteRow, Page, RouteChanges, RouteRecord,
+    ModelChanges, ModelRecord, NewModelRow, NewRouteRow, OverrideChanges, Page, RouteChanges,
+    RouteOverridesRow, RouteRecord,
 };
+use crate::pricing::{Price, RouteOverrides, RouteTerms};
 use crate::settings::parse_duration;
 use crate::vocab::Strategy;
 
@@ -35,6 +37,15 @@ pub struct RouteIn {
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub enabled: Option<bool>,
+    /// The route's own prices (USD per million tokens) and limits (tokens), as the config
+    /// file writes them; an absent one is left to llmgate's built-in catalog.
+    pub input_price: Option<f64>,
+    pub output_price: Option<f64>,
+    pub cached_input_price: Option<f64>,
+    /// Anthropic's cache writes (5-minute), where they cost more than an uncached token.
+    pub cache_write_price: Option<f64>,
+    pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +68,19 @@ pub struct RoutePatch {
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub enabled: Option<bool>,
+    /// `null` hands a figure back to the built-in catalog.
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cached_input_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cache_write_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_output_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub context_window: Option<Option<u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,10 +106,51 @@ pub struct RouteView {
     pub weight: i64,
     pub priority: i64,
     pub enabled: bool,
+    /// The route's own prices and limits (`null`: the built-in catalog's).
+    #[serde(flatten)]
+    pub overrides: RouteTermsView,
+    /// What is in effect: each figure from the route, else the built-in catalog, else `null`.
+    pub effective: RouteTermsView,
+    /// False when the route has no input and output price anywhere: it costs 0.
+    pub priced: bool,
+}
+
+/// Prices in USD per million tokens and limits in tokens, under the config file's names.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RouteTermsView {
+    pub input_price: Option<f64>,
+    pub output_price: Option<f64>,
+    pub cached_input_price: Option<f64>,
+    pub cache_write_price: Option<f64>,
+    pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
+}
+
+impl RouteTermsView {
+    fn of(figures: &RouteOverrides) -> Self {
+        let usd = |price: Option<Price>| price.map(Price::usd_per_million);
+        Self {
+            input_price: usd(figures.input),
+            output_price: usd(figures.output),
+            cached_input_price: usd(figures.cached_input),
+            cache_write_price: usd(figures.cache_write),
+            max_output_tokens: figures.max_output_tokens,
+            context_window: figures.context_window,
+        }
+    }
+}
+
+/// A stored route's prices and limits in effect, as the routing catalog resolves them.
+pub fn route_terms(row: &RouteRecord) -> RouteTerms {
+    RouteTerms::resolve(
+        &row.upstream_model,
+        &crate::routing::overrides(&row.overrides),
+    )
 }
 
 impl From<RouteRecord> for RouteView {
     fn from(row: RouteRecord) -> Self {
+        let terms = route_terms(&row);
         Self {
             id: row.id,
             model_id: row.model_id,
@@ -94,7 +159,48 @@ impl From<RouteRecord> for RouteView {
             weight: row.weight,
             priority: row.priority,
             enabled: row.enabled,
+            overrides: RouteTermsView::of(&crate::routing::overrides(&row.overrides)),
+            effective: RouteTermsView::of(&terms.figures()),
+            priced: terms.prices.is_some(),
         }
+    }
+}
+
+/// A price from the API, in micro-dollars per million tokens as stored; `field` names it in
+/// the error.
+fn check_price(field: &str, usd: f64) -> Result<i64, AdminError> {
+    let price = Price::from_usd(usd).map_err(|why| AdminError::invalid(field, why))?;
+    Ok(i64::try_from(price.0).unwrap_or(i64::MAX))
+}
+
+/// A token limit from the API: at least 1.
+fn check_tokens(field: &str, tokens: u64) -> Result<i64, AdminError> {
+    if tokens == 0 {
+        return Err(AdminError::invalid(field, "must be at least 1 token"));
+    }
+    Ok(i64::try_from(tokens).unwrap_or(i64::MAX))
+}
+
+impl RouteIn {
+    /// The overrides as stored, each checked; `prefix` is the route's place (`routes[0].`).
+    fn check_terms(&self, prefix: &str) -> Result<RouteOverridesRow, AdminError> {
+        let price = |name: &str, usd: Option<f64>| {
+            usd.map(|usd| check_price(&format!("{prefix}{name}"), usd))
+                .transpose()
+        };
+        let tokens = |name: &str, count: Option<u64>| {
+            count
+                .map(|count| check_tokens(&format!("{prefix}{name}"), count))
+                .transpose()
+        };
+        Ok(RouteOverridesRow {
+            input_price_micros: price("input_price", self.input_price)?,
+            output_price_micros: price("output_price", self.output_price)?,
+            cached_input_price_micros: price("cached_input_price", self.cached_input_price)?,
+            cache_write_price_micros: price("cache_write_price", self.cache_write_price)?,
+            max_output_tokens: tokens("max_output_tokens", self.max_output_tokens)?,
+            context_window: tokens("context_window", self.context_window)?,
+        })
     }
 }
 
@@ -223,6 +329,7 @@ impl Admin {
                 weight,
                 priority: i64::from(route.priority.unwrap_or(0)),
                 enabled: route.enabled.unwrap_or(true),
+                overrides: route.check_terms(&format!("routes[{i}]."))?,
             });
         }
         Ok(rows)
@@ -297,6 +404,20 @@ impl Admin {
                 .transpose()?,
             priority: patch.priority.map(i64::from),
             enabled: patch.enabled,
+            overrides: OverrideChanges {
+                input_price_micros: nullable_price("input_price", patch.input_price)?,
+                output_price_micros: nullable_price("output_price", patch.output_price)?,
+                cached_input_price_micros: nullable_price(
+                    "cached_input_price",
+                    patch.cached_input_price,
+                )?,
+                cache_write_price_micros: nullable_price(
+                    "cache_write_price",
+                    patch.cache_write_price,
+                )?,
+                max_output_tokens: nullable_tokens("max_output_tokens", patch.max_output_tokens)?,
+                context_window: nullable_tokens("context_window", patch.context_window)?,
+            },
         };
         let route = self
             .db
@@ -306,6 +427,26 @@ impl Admin {
         self.changed("route updated", id);
         Ok(route.into())
     }
+}
+
+/// A patched price: absent, cleared (`null`), or checked.
+fn nullable_price(
+    field: &str,
+    patch: Option<Option<f64>>,
+) -> Result<Option<Option<i64>>, AdminError> {
+    patch
+        .map(|usd| usd.map(|usd| check_price(field, usd)).transpose())
+        .transpose()
+}
+
+/// A patched token limit: absent, cleared (`null`), or checked.
+fn nullable_tokens(
+    field: &str,
+    patch: Option<Option<u64>>,
+) -> Result<Option<Option<i64>>, AdminError> {
+    patch
+        .map(|count| count.map(|count| check_tokens(field, count)).transpose())
+        .transpose()
 }
 
 #[cfg(test)]

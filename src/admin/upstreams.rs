@@ -60,6 +60,9 @@ pub struct RouteUpstream {
     pub weight: i64,
     pub priority: i64,
     pub enabled: bool,
+    /// False when neither the route nor llmgate's built-in catalog gives it an input and an
+    /// output price: its requests cost 0 and no dollar budget is charged for them.
+    pub priced: bool,
     #[serde(flatten)]
     pub state: UpstreamState,
 }
@@ -99,6 +102,7 @@ pub fn view(
             .into_iter()
             .map(|r: RouteRecord| RouteUpstream {
                 state: state_of(Upstream::Route(r.id)),
+                priced: super::models::route_terms(&r).prices.is_some(),
                 id: r.id,
                 model: r.model,
                 provider: r.provider,
@@ -159,6 +163,7 @@ mod tests {
                 weight: 2,
                 priority: 1,
                 enabled: true,
+                overrides: crate::db::RouteOverridesRow::default(),
                 created_at: 0,
                 updated_at: 0,
             }],
@@ -198,6 +203,10 @@ mod tests {
         assert_eq!(json["routes"][0]["upstream_model"], "up");
         assert_eq!(json["routes"][0]["healthy"], true);
         assert_eq!(json["routes"][0]["cooldown_until"], serde_json::Value::Null);
+        assert_eq!(
+            json["routes"][0]["priced"], false,
+            "'up' is in no catalog and the route sets no price"
+        );
         assert_eq!(json["accounts"][0]["api_key_hint"], "sk-…1234");
         assert_eq!(json["accounts"][0]["healthy"], false);
         assert_eq!(json["accounts"][0]["recent_errors"], 3);

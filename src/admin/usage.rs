@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Admin, AdminError, DEFAULT_PAGE, List, MAX_PAGE};
 use crate::db::{LogQuery, LogRow, UsageCounts, UsageGroup, UsageQuery, UsageTotals};
+use crate::pricing::Nanodollars;
 
 /// A `from` or `to` value: a UTC day (`2025-01-31`) or an instant (RFC 3339).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,8 +179,8 @@ pub struct UsageLine {
     pub counts: Counts,
 }
 
-/// The counters of a line: requests, errors (status 400 and up) and tokens by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The counters of a line: requests, errors (status 400 and up), tokens by kind, and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Counts {
     pub requests: i64,
     pub errors: i64,
@@ -189,6 +190,16 @@ pub struct Counts {
     pub reasoning_tokens: i64,
     /// Requests whose tokens llmgate counted itself because the upstream reported none.
     pub estimated_requests: i64,
+    /// USD at the prices of the routes that served the requests (summed exactly in
+    /// nano-dollars, shown as a number).
+    pub cost_usd: f64,
+    /// The part of `cost_usd` computed from estimated usage.
+    pub estimated_cost_usd: f64,
+}
+
+/// Stored nano-dollars as USD.
+fn usd(nanos: i64) -> f64 {
+    Nanodollars(u64::try_from(nanos).unwrap_or(0)).usd()
 }
 
 impl From<UsageCounts> for Counts {
@@ -201,6 +212,8 @@ impl From<UsageCounts> for Counts {
             cached_tokens: counts.cached_tokens,
             reasoning_tokens: counts.reasoning_tokens,
             estimated_requests: counts.estimated_requests,
+            cost_usd: usd(counts.cost_nanos),
+            estimated_cost_usd: usd(counts.estimated_cost_nanos),
         }
     }
 }
@@ -364,6 +377,8 @@ pub struct LogView {
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
     pub estimated: bool,
+    /// USD at the prices of the route that served it; an estimate when `estimated` is set.
+    pub cost_usd: f64,
 }
 
 impl From<LogRow> for LogView {
@@ -392,6 +407,7 @@ impl From<LogRow> for LogView {
             cached_tokens: row.cached_tokens,
             reasoning_tokens: row.reasoning_tokens,
             estimated: row.estimated,
+            cost_usd: usd(row.cost_nanos),
         }
     }
 }

@@ -8,6 +8,7 @@ use rand::Rng;
 use super::{KeyHash, display_prefix};
 use crate::db::{Db, DbError, KeyChanges, KeyRow, NewKeyRow};
 use crate::names::check_name;
+use crate::pricing::Nanodollars;
 use crate::vocab::BudgetWindow;
 
 /// What every generated key starts with, so leaked keys are easy to recognise and scan for.
@@ -23,6 +24,8 @@ pub struct ClientKey {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
+    /// The spending budget (`budget_usd`).
+    pub budget_usd: Option<Nanodollars>,
     pub budget_window: Option<BudgetWindow>,
     pub expires_at: Option<i64>,
 }
@@ -39,6 +42,10 @@ impl ClientKey {
             rpm: row.rpm.and_then(|v| u32::try_from(v).ok()),
             tpm: row.tpm.and_then(|v| u32::try_from(v).ok()),
             budget_tokens: row.budget_tokens.and_then(|v| u64::try_from(v).ok()),
+            budget_usd: row
+                .budget_nanos
+                .and_then(|v| u64::try_from(v).ok())
+                .map(Nanodollars),
             budget_window: row.budget_window.as_deref().and_then(BudgetWindow::parse),
             expires_at: row.expires_at,
         }
@@ -73,6 +80,7 @@ pub struct NewKey {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
+    pub budget_usd: Option<Nanodollars>,
     pub budget_window: Option<BudgetWindow>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -85,6 +93,7 @@ pub struct KeyUpdate {
     pub rpm: Option<Option<u32>>,
     pub tpm: Option<Option<u32>>,
     pub budget_tokens: Option<Option<u64>>,
+    pub budget_usd: Option<Option<Nanodollars>>,
     pub budget_window: Option<Option<BudgetWindow>>,
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub enabled: Option<bool>,
@@ -156,10 +165,16 @@ fn validate(new: &NewKey, check_expiry: bool) -> Result<(), KeyError> {
             "must be at least 1 (omit it for no budget)",
         ));
     }
-    if new.budget_window.is_some() && new.budget_tokens.is_none() {
+    if new.budget_usd == Some(Nanodollars(0)) {
+        return Err(invalid(
+            "budget_usd",
+            "must be more than 0 (omit it for no spending budget)",
+        ));
+    }
+    if new.budget_window.is_some() && new.budget_tokens.is_none() && new.budget_usd.is_none() {
         return Err(invalid(
             "budget_window",
-            "needs budget_tokens: a window resets a budget",
+            "needs budget_tokens or budget_usd: a window resets a budget",
         ));
     }
     if check_expiry
@@ -185,12 +200,18 @@ pub async fn create_key(db: &Db, new: NewKey) -> Result<(KeyRow, String), KeyErr
         budget_tokens: new
             .budget_tokens
             .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        budget_nanos: new.budget_usd.map(nanos_column),
         budget_window: new.budget_window.map(|w| w.as_str().to_owned()),
         expires_at: new.expires_at.map(|t| t.timestamp()),
         source: "api",
     };
     let row = db.insert_key(&row).await?;
     Ok((row, plaintext))
+}
+
+/// A budget as its `budget_nanos` column.
+fn nanos_column(budget: Nanodollars) -> i64 {
+    i64::try_from(budget.0).unwrap_or(i64::MAX)
 }
 
 fn models_json(models: &[String]) -> String {
@@ -215,6 +236,7 @@ pub async fn update_key(db: &Db, id: i64, update: KeyUpdate) -> Result<KeyRow, K
         rpm: update.rpm.unwrap_or(current.rpm),
         tpm: update.tpm.unwrap_or(current.tpm),
         budget_tokens: update.budget_tokens.unwrap_or(current.budget_tokens),
+        budget_usd: update.budget_usd.unwrap_or(current.budget_usd),
         budget_window: update.budget_window.unwrap_or(current.budget_window),
         expires_at: update.expires_at.unwrap_or_else(|| {
             current
@@ -233,6 +255,7 @@ pub async fn update_key(db: &Db, id: i64, update: KeyUpdate) -> Result<KeyRow, K
         budget_tokens: update
             .budget_tokens
             .map(|tokens| tokens.map(|t| i64::try_from(t).unwrap_or(i64::MAX))),
+        budget_nanos: update.budget_usd.map(|budget| budget.map(nanos_column)),
         budget_window: update
             .budget_window
             .map(|window| window.map(|w| w.as_str().to_owned())),

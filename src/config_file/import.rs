@@ -5,8 +5,9 @@
 use crate::auth::{KeyHash, display_prefix};
 use crate::db::{
     Db, DbError, ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute,
-    ImportRows,
+    ImportRows, RouteOverridesRow,
 };
+use crate::pricing::{Price, RouteOverrides};
 use crate::secret::SecretCipher;
 
 use super::ConfigFile;
@@ -75,6 +76,7 @@ pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
                         model: route.model.clone(),
                         weight: route.weight,
                         priority: route.priority,
+                        overrides: overrides_row(&route.overrides),
                     })
                     .collect(),
             })
@@ -90,9 +92,25 @@ pub fn import_rows(config: &ConfigFile, cipher: &SecretCipher) -> ImportRows {
                 rpm: key.rpm,
                 tpm: key.tpm,
                 budget_tokens: key.budget_tokens,
+                budget_nanos: key.budget_usd.map(|budget| budget.0),
                 budget_window: key.budget_window,
                 expires_at: key.expires_at.map(|t| t.timestamp()),
             })
             .collect(),
+    }
+}
+
+/// A route's overrides as the database stores them: prices in micro-dollars per million
+/// tokens, limits in tokens.
+fn overrides_row(overrides: &RouteOverrides) -> RouteOverridesRow {
+    let int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let price = |price: Option<Price>| price.map(|price| int(price.0));
+    RouteOverridesRow {
+        input_price_micros: price(overrides.input),
+        output_price_micros: price(overrides.output),
+        cached_input_price_micros: price(overrides.cached_input),
+        cache_write_price_micros: price(overrides.cache_write),
+        max_output_tokens: overrides.max_output_tokens.map(int),
+        context_window: overrides.context_window.map(int),
     }
 }

@@ -23,6 +23,7 @@ use toml::de::DeTable;
 
 pub use import::{import, import_rows};
 
+use crate::pricing::{Nanodollars, RouteOverrides};
 use crate::secret::Secret;
 use crate::vocab::BudgetWindow;
 use crate::vocab::{ProviderKind, Strategy};
@@ -90,6 +91,8 @@ pub struct RouteSpec {
     pub model: String,
     pub weight: u32,
     pub priority: u32,
+    /// Its own prices and limits (`input_price`, …); absent ones are the built-in catalog's.
+    pub overrides: RouteOverrides,
 }
 
 /// A `[[keys]]` entry: a client key declared in the file.
@@ -103,7 +106,9 @@ pub struct KeySpec {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
-    /// Only given together with `budget_tokens`.
+    /// The spending budget (`budget_usd`).
+    pub budget_usd: Option<Nanodollars>,
+    /// Only given together with `budget_tokens` or `budget_usd`.
     pub budget_window: Option<BudgetWindow>,
     pub expires_at: Option<DateTime<Utc>>,
 }

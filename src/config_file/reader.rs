@@ -309,6 +309,41 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// An optional non-negative number, written as an integer or a decimal (a price, an amount
+    /// of USD), turned into `T` by `convert`, whose error is reported at the value.
+    pub(super) fn amount<T>(
+        &mut self,
+        node: &Node<'_, '_>,
+        key: &str,
+        convert: impl FnOnce(f64) -> Result<T, String>,
+    ) -> Option<Located<T>> {
+        let (path, value) = self.field(node, key)?;
+        let offset = value.span().start;
+        let text = match value.get_ref() {
+            DeValue::Integer(integer) if integer.radix() == 10 => integer.as_str(),
+            DeValue::Float(float) => float.as_str(),
+            other => {
+                self.problem(&path, offset, expected("a number", other));
+                return None;
+            }
+        };
+        let number: Option<f64> = text.replace('_', "").parse().ok();
+        match number
+            .ok_or_else(|| format!("{text} is not a number"))
+            .and_then(convert)
+        {
+            Ok(value) => Some(Located {
+                value,
+                path,
+                offset,
+            }),
+            Err(message) => {
+                self.problem(&path, offset, message);
+                None
+            }
+        }
+    }
+
     /// An optional array of strings; `None` when absent or not an array.
     pub(super) fn string_list(
         &mut self,

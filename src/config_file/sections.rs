@@ -9,6 +9,7 @@ use toml::de::DeValue;
 
 use super::reader::{Located, Node, Reader};
 use super::{AccountSpec, ConfigFile, KeySpec, ModelSpec, ProviderSpec, RouteSpec, ServerSection};
+use crate::pricing::{Nanodollars, Price, RouteOverrides};
 use crate::routing::{ProviderSettings, check_settings};
 use crate::secret::Secret;
 use crate::settings::parse_duration;
@@ -30,7 +31,18 @@ const PROVIDER_KEYS: &[&str] = &[
 ];
 const ACCOUNT_KEYS: &[&str] = &["name", "api_key", "service_account_json", "weight", "rpm"];
 const MODEL_KEYS: &[&str] = &["name", "strategy", "max_attempts", "timeout", "routes"];
-const ROUTE_KEYS: &[&str] = &["provider", "model", "weight", "priority"];
+const ROUTE_KEYS: &[&str] = &[
+    "provider",
+    "model",
+    "weight",
+    "priority",
+    "input_price",
+    "output_price",
+    "cached_input_price",
+    "cache_write_price",
+    "max_output_tokens",
+    "context_window",
+];
 const KEY_KEYS: &[&str] = &[
     "name",
     "key",
@@ -38,6 +50,7 @@ const KEY_KEYS: &[&str] = &[
     "rpm",
     "tpm",
     "budget_tokens",
+    "budget_usd",
     "budget_window",
     "expires_at",
 ];
@@ -380,11 +393,38 @@ fn read_route(r: &mut Reader<'_>, node: Node<'_, '_>, providers: &Names) -> Opti
     let priority = r
         .integer(&node, "priority", 0, u32::MAX)
         .map_or(0, |p| p.value);
+    let mut price = |key: &str| {
+        r.amount(&node, key, Price::from_usd)
+            .map(|price| price.value)
+    };
+    let (input, output) = (price("input_price"), price("output_price"));
+    let (cached_input, cache_write) = (price("cached_input_price"), price("cache_write_price"));
+    let max_output_tokens = r.integer(&node, "max_output_tokens", 1, u64::MAX);
+    let context_window = r.integer(&node, "context_window", 1, u64::MAX);
+    if let (Some(max), Some(window)) = (&max_output_tokens, &context_window)
+        && max.value > window.value
+    {
+        r.problem_at(
+            max,
+            format!(
+                "is larger than context_window ({}); the completion must fit in the window",
+                window.value
+            ),
+        );
+    }
     Some(RouteSpec {
         provider: provider?,
         model: model?,
         weight,
         priority,
+        overrides: RouteOverrides {
+            input,
+            output,
+            cached_input,
+            cache_write,
+            max_output_tokens: max_output_tokens.map(|max| max.value),
+            context_window: context_window.map(|window| window.value),
+        },
     })
 }
 
@@ -429,14 +469,24 @@ fn read_key(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Option
                     BudgetWindow::names()
                 ),
             );
-        } else if r.field(&node, "budget_tokens").is_none() {
+        } else if r.field(&node, "budget_tokens").is_none()
+            && r.field(&node, "budget_usd").is_none()
+        {
             r.problem_at(
                 &window,
-                "needs budget_tokens: the window says when that token budget resets",
+                "needs budget_tokens or budget_usd: the window says when that budget resets",
             );
         }
         parsed
     });
+    let budget_usd = r
+        .amount(&node, "budget_usd", |usd| {
+            match Nanodollars::from_usd(usd)? {
+                Nanodollars(0) => Err("must be more than 0; omit it for no spending budget".into()),
+                budget => Ok(budget),
+            }
+        })
+        .map(|budget| budget.value);
     let expires_at = read_expires_at(r, &node);
     Some(KeySpec {
         name: name?.value,
@@ -445,6 +495,7 @@ fn read_key(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Option
         rpm,
         tpm,
         budget_tokens,
+        budget_usd,
         budget_window,
         expires_at,
     })

@@ -461,8 +461,8 @@ fn unknown_keys_are_errors_everywhere() {
         providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts, headers, api_version, project, region
         providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, service_account_json, weight, rpm
         models[0] "m" (line 14): unknown key "fallback"; expected one of: name, strategy, max_attempts, timeout, routes
-        models[0] "m" .routes[0] (line 18): unknown key "wieght"; expected one of: provider, model, weight, priority
-        keys[0] "k" (line 22): unknown key "budget"; expected one of: name, key, models, rpm, tpm, budget_tokens, budget_window, expires_at
+        models[0] "m" .routes[0] (line 18): unknown key "wieght"; expected one of: provider, model, weight, priority, input_price, output_price, cached_input_price, cache_write_price, max_output_tokens, context_window
+        keys[0] "k" (line 22): unknown key "budget"; expected one of: name, key, models, rpm, tpm, budget_tokens, budget_usd, budget_window, expires_at
         "#,
     );
 }
@@ -719,6 +719,110 @@ fn route_rules() {
 }
 
 #[test]
+fn route_prices_and_limits_are_read_exactly_or_refused_where_written() {
+    let config = parsed(&with_providers(
+        r#"
+        [[models]]
+        name = "m"
+          [[models.routes]]
+          provider = "openai"
+          model = "my-finetune"
+          input_price = 0.15
+          output_price = 2
+          cached_input_price = 0.075
+          cache_write_price = 0.1875
+          max_output_tokens = 16_384
+          context_window = 128_000
+          [[models.routes]]
+          provider = "backup"
+          model = "gpt-4o"
+        "#,
+    ));
+    let usd = |text: f64| crate::pricing::Price::from_usd(text).unwrap();
+    let routes = &config.models[0].routes;
+    assert_eq!(
+        routes[0].overrides,
+        crate::pricing::RouteOverrides {
+            input: Some(usd(0.15)),
+            output: Some(usd(2.0)),
+            cached_input: Some(usd(0.075)),
+            cache_write: Some(usd(0.1875)),
+            max_output_tokens: Some(16_384),
+            context_window: Some(128_000),
+        }
+    );
+    assert_eq!(
+        routes[1].overrides,
+        crate::pricing::RouteOverrides::default(),
+        "absent: the built-in catalog decides"
+    );
+    check(
+        &with_providers(
+            r#"
+            [[models]]
+            name = "m"
+              [[models.routes]]
+              provider = "openai"
+              model = "x"
+              input_price = -1
+              output_price = "cheap"
+              cached_input_price = 0.0000001
+              max_output_tokens = 200_000
+              context_window = 100_000
+            "#,
+        ),
+        r#"
+        models[0] "m" .routes[0].input_price (line 14): -1 is not a price (a non-negative number)
+        models[0] "m" .routes[0].output_price (line 15): expected a number, found a string
+        models[0] "m" .routes[0].cached_input_price (line 16): 0.0000001 has more than six decimal places
+        models[0] "m" .routes[0].max_output_tokens (line 17): is larger than context_window (100000); the completion must fit in the window
+        "#,
+    );
+}
+
+#[test]
+fn a_key_budget_in_usd_is_read_to_the_nano_dollar() {
+    let config = parsed(
+        r#"
+        [[keys]]
+        name = "team"
+        key = "0123456789abcdef0123456789abcdef"
+        budget_usd = 250.5
+        budget_window = "monthly"
+        [[keys]]
+        name = "small"
+        key = "0123456789abcdef0123456789abcdeg"
+        budget_usd = 3
+        "#,
+    );
+    assert_eq!(
+        config.keys[0].budget_usd,
+        Some(crate::pricing::Nanodollars(250_500_000_000))
+    );
+    assert_eq!(config.keys[0].budget_window, Some(BudgetWindow::Monthly));
+    assert_eq!(
+        config.keys[1].budget_usd,
+        Some(crate::pricing::Nanodollars(3_000_000_000))
+    );
+    check(
+        r#"
+        [[keys]]
+        name = "a"
+        key = "0123456789abcdef0123456789abcdef"
+        budget_usd = 0
+        [[keys]]
+        name = "b"
+        key = "0123456789abcdef0123456789abcdeg"
+        budget_usd = -5.0
+        "#,
+        r#"
+        keys[0] "a" .budget_usd (line 4): must be more than 0; omit it for no spending budget
+        keys[1] "b" .budget_usd (line 8): -5 is not an amount of USD (a non-negative number)
+        "#,
+    );
+}
+
+#[test]
 fn key_rules() {
     check(
         r#"
@@ -758,7 +862,7 @@ fn key_rules() {
         keys[1] "a" .name (line 11): duplicate key name "a"; the first is at line 2
         keys[1] "a" .budget_window (line 13): unknown budget window "hourly"; expected one of: daily, weekly, monthly
         keys[1] "a" .expires_at (line 14): "2027-01-01T00:00:00" is not an RFC 3339 time with a time zone; write it like 2027-01-01T00:00:00Z
-        keys[2] "b" .budget_window (line 19): needs budget_tokens: the window says when that token budget resets
+        keys[2] "b" .budget_window (line 19): needs budget_tokens or budget_usd: the window says when that budget resets
         keys[3] (line 21): missing key "name"
         keys[4] "c" (line 23): missing key "key"
         "#,

@@ -8,7 +8,7 @@
 use sqlx::FromRow;
 
 use super::client_keys::COLUMNS as KEY_COLUMNS;
-use super::{Db, DbError, KeyRow, ProviderCloud, now};
+use super::{Db, DbError, KeyRow, ProviderCloud, RouteOverridesRow, now};
 
 /// One page of a listing: rows with an id above `after`, at most `limit` of them.
 #[derive(Debug, Clone, Copy)]
@@ -141,6 +141,8 @@ pub struct RouteRecord {
     pub weight: i64,
     pub priority: i64,
     pub enabled: bool,
+    #[sqlx(flatten)]
+    pub overrides: RouteOverridesRow,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -160,6 +162,7 @@ pub struct NewRouteRow {
     pub weight: i64,
     pub priority: i64,
     pub enabled: bool,
+    pub overrides: RouteOverridesRow,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -176,6 +179,19 @@ pub struct RouteChanges {
     pub weight: Option<i64>,
     pub priority: Option<i64>,
     pub enabled: Option<bool>,
+    /// Each `Some` replaces that override (`Some(None)` hands it back to the catalog).
+    pub overrides: OverrideChanges,
+}
+
+/// Changes to a route's prices and limits; `Some(None)` clears one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OverrideChanges {
+    pub input_price_micros: Option<Option<i64>>,
+    pub output_price_micros: Option<Option<i64>>,
+    pub cached_input_price_micros: Option<Option<i64>>,
+    pub cache_write_price_micros: Option<Option<i64>>,
+    pub max_output_tokens: Option<Option<i64>>,
+    pub context_window: Option<Option<i64>>,
 }
 
 /// Changes to a client key; `Some(None)` clears an optional setting.
@@ -186,6 +202,8 @@ pub struct KeyChanges {
     pub rpm: Option<Option<i64>>,
     pub tpm: Option<Option<i64>>,
     pub budget_tokens: Option<Option<i64>>,
+    /// Nano-dollars.
+    pub budget_nanos: Option<Option<i64>>,
     pub budget_window: Option<Option<String>>,
     pub expires_at: Option<Option<i64>>,
     pub enabled: Option<bool>,
@@ -217,7 +235,9 @@ const ACCOUNT_SELECT: &str = "SELECT a.id, a.provider_id, p.name AS provider, a.
 const MODEL_COLUMNS: &str =
     "id, name, strategy, max_attempts, timeout_ms, source, created_at, updated_at";
 const ROUTE_SELECT: &str = "SELECT r.id, r.model_id, m.name AS model, r.provider_id, \
-     p.name AS provider, r.upstream_model, r.weight, r.priority, r.enabled, r.created_at, r.updated_at \
+     p.name AS provider, r.upstream_model, r.weight, r.priority, r.enabled, \
+     r.input_price_micros, r.output_price_micros, r.cached_input_price_micros, \
+     r.cache_write_price_micros, r.max_output_tokens, r.context_window, r.created_at, r.updated_at \
      FROM routes r JOIN models m ON m.id = r.model_id JOIN providers p ON p.id = r.provider_id";
 
 /// Turns a unique-constraint violation into a conflict with `message`.
@@ -505,7 +525,7 @@ impl Db {
             format!("a model named '{}' already exists", new.name)
         }))?;
         for route in routes {
-            upsert_route(&mut tx, id, route, now).await?;
+            upsert_route(&mut tx, id, route, now, false).await?;
         }
         tx.commit().await?;
         Ok(id)
@@ -549,7 +569,7 @@ impl Db {
         if let Some(routes) = routes {
             let mut kept = Vec::with_capacity(routes.len());
             for route in routes {
-                kept.push(upsert_route(&mut tx, id, route, now).await?);
+                kept.push(upsert_route(&mut tx, id, route, now, false).await?);
             }
             sqlx::query(
                 "DELETE FROM routes WHERE model_id = ? AND id NOT IN (SELECT value FROM json_each(?))",
@@ -578,9 +598,18 @@ impl Db {
         id: i64,
         changes: &RouteChanges,
     ) -> Result<Option<RouteRecord>, DbError> {
+        let o = &changes.overrides;
         let found: Option<i64> = sqlx::query_scalar(
             "UPDATE routes SET weight = COALESCE(?1, weight), priority = COALESCE(?2, priority),
-                 enabled = COALESCE(?3, enabled), updated_at = ?4
+                 enabled = COALESCE(?3, enabled), updated_at = ?4,
+                 input_price_micros = CASE WHEN ?6 THEN ?7 ELSE input_price_micros END,
+                 output_price_micros = CASE WHEN ?8 THEN ?9 ELSE output_price_micros END,
+                 cached_input_price_micros =
+                     CASE WHEN ?10 THEN ?11 ELSE cached_input_price_micros END,
+                 cache_write_price_micros =
+                     CASE WHEN ?12 THEN ?13 ELSE cache_write_price_micros END,
+                 max_output_tokens = CASE WHEN ?14 THEN ?15 ELSE max_output_tokens END,
+                 context_window = CASE WHEN ?16 THEN ?17 ELSE context_window END
              WHERE id = ?5 RETURNING id",
         )
         .bind(changes.weight)
@@ -588,6 +617,18 @@ impl Db {
         .bind(changes.enabled)
         .bind(now())
         .bind(id)
+        .bind(o.input_price_micros.is_some())
+        .bind(o.input_price_micros.flatten())
+        .bind(o.output_price_micros.is_some())
+        .bind(o.output_price_micros.flatten())
+        .bind(o.cached_input_price_micros.is_some())
+        .bind(o.cached_input_price_micros.flatten())
+        .bind(o.cache_write_price_micros.is_some())
+        .bind(o.cache_write_price_micros.flatten())
+        .bind(o.max_output_tokens.is_some())
+        .bind(o.max_output_tokens.flatten())
+        .bind(o.context_window.is_some())
+        .bind(o.context_window.flatten())
         .fetch_optional(&self.writer)
         .await?;
         match found {
@@ -629,7 +670,8 @@ impl Db {
                  budget_tokens = CASE WHEN ?8 THEN ?9 ELSE budget_tokens END,
                  budget_window = CASE WHEN ?10 THEN ?11 ELSE budget_window END,
                  expires_at = CASE WHEN ?12 THEN ?13 ELSE expires_at END,
-                 enabled = COALESCE(?14, enabled), updated_at = ?15
+                 enabled = COALESCE(?14, enabled), updated_at = ?15,
+                 budget_nanos = CASE WHEN ?17 THEN ?18 ELSE budget_nanos END
              WHERE id = ?16 RETURNING {KEY_COLUMNS}"
         );
         sqlx::query_as(&sql)
@@ -649,6 +691,8 @@ impl Db {
             .bind(changes.enabled)
             .bind(now())
             .bind(id)
+            .bind(changes.budget_nanos.is_some())
+            .bind(changes.budget_nanos.flatten())
             .fetch_optional(&self.writer)
             .await
             .map_err(conflict(|| {
@@ -777,20 +821,30 @@ impl Db {
 }
 
 /// Inserts a route of `model_id`, or updates the one with the same provider and upstream
-/// model; returns its id.
-async fn upsert_route(
+/// model (keeping its `enabled` switch when `keep_enabled`: a config import leaves an
+/// operator's switch alone); returns its id.
+pub(super) async fn upsert_route(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     model_id: i64,
     route: &NewRouteRow,
     now: i64,
+    keep_enabled: bool,
 ) -> Result<i64, DbError> {
     sqlx::query_scalar(
         "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority, enabled,
-             created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             created_at, updated_at, input_price_micros, output_price_micros,
+             cached_input_price_micros, cache_write_price_micros, max_output_tokens,
+             context_window)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
-             weight = excluded.weight, priority = excluded.priority, enabled = excluded.enabled,
-             updated_at = excluded.updated_at
+             weight = excluded.weight, priority = excluded.priority,
+             enabled = CASE WHEN ?14 THEN enabled ELSE excluded.enabled END,
+             updated_at = excluded.updated_at, input_price_micros = excluded.input_price_micros,
+             output_price_micros = excluded.output_price_micros,
+             cached_input_price_micros = excluded.cached_input_price_micros,
+             cache_write_price_micros = excluded.cache_write_price_micros,
+             max_output_tokens = excluded.max_output_tokens,
+             context_window = excluded.context_window
          RETURNING id",
     )
     .bind(model_id)
@@ -800,6 +854,13 @@ async fn upsert_route(
     .bind(route.priority)
     .bind(route.enabled)
     .bind(now)
+    .bind(route.overrides.input_price_micros)
+    .bind(route.overrides.output_price_micros)
+    .bind(route.overrides.cached_input_price_micros)
+    .bind(route.overrides.cache_write_price_micros)
+    .bind(route.overrides.max_output_tokens)
+    .bind(route.overrides.context_window)
+    .bind(keep_enabled)
     .fetch_one(&mut **tx)
     .await
     .map_err(conflict(|| {
@@ -829,6 +890,7 @@ mod tests {
             weight: 1,
             priority: 0,
             enabled: true,
+            overrides: RouteOverridesRow::default(),
         }
     }
 
@@ -1081,6 +1143,7 @@ mod tests {
                 rpm: Some(5),
                 tpm: None,
                 budget_tokens: None,
+                budget_nanos: None,
                 budget_window: None,
                 expires_at: None,
                 source: "api",

@@ -78,7 +78,25 @@ pub struct RouteRow {
     pub weight: i64,
     pub priority: i64,
     pub enabled: bool,
+    #[sqlx(flatten)]
+    pub overrides: RouteOverridesRow,
 }
+
+/// A route's own prices (micro-dollars per million tokens) and limits (tokens), each `NULL`
+/// where the built-in catalog decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromRow)]
+pub struct RouteOverridesRow {
+    pub input_price_micros: Option<i64>,
+    pub output_price_micros: Option<i64>,
+    pub cached_input_price_micros: Option<i64>,
+    pub cache_write_price_micros: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    pub context_window: Option<i64>,
+}
+
+/// The override columns, in [`RouteOverridesRow`]'s order, for SELECT lists.
+const OVERRIDE_COLUMNS: &str = "input_price_micros, output_price_micros, \
+     cached_input_price_micros, cache_write_price_micros, max_output_tokens, context_window";
 
 /// Everything the catalog is built from, read in one transaction so it is consistent.
 #[derive(Debug, Default)]
@@ -107,10 +125,10 @@ impl Db {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let routes = sqlx::query_as(
-            "SELECT id, model_id, provider_id, upstream_model, weight, priority, enabled
-             FROM routes ORDER BY id",
-        )
+        let routes = sqlx::query_as(&format!(
+            "SELECT id, model_id, provider_id, upstream_model, weight, priority, enabled,
+                 {OVERRIDE_COLUMNS} FROM routes ORDER BY id"
+        ))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -4,8 +4,8 @@ use sqlx::FromRow;
 
 use super::{Db, DbError, now};
 
-pub(super) const COLUMNS: &str = "id, name, key_hash, prefix, models, rpm, tpm, budget_tokens, budget_window, \
-                       expires_at, revoked_at, enabled, source, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, name, key_hash, prefix, models, rpm, tpm, budget_tokens, budget_nanos, \
+                       budget_window, expires_at, revoked_at, enabled, source, created_at, updated_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
@@ -18,6 +18,8 @@ pub struct KeyRow {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub budget_tokens: Option<i64>,
+    /// The spending budget in nano-dollars.
+    pub budget_nanos: Option<i64>,
     pub budget_window: Option<String>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -37,6 +39,8 @@ pub struct NewKeyRow {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub budget_tokens: Option<i64>,
+    /// The spending budget in nano-dollars.
+    pub budget_nanos: Option<i64>,
     pub budget_window: Option<String>,
     pub expires_at: Option<i64>,
     pub source: &'static str,
@@ -55,8 +59,8 @@ impl Db {
         let now = now();
         let sql = format!(
             "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
-                 budget_window, expires_at, source, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 budget_window, expires_at, source, created_at, updated_at, budget_nanos)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              RETURNING {COLUMNS}"
         );
         sqlx::query_as(&sql)
@@ -72,6 +76,7 @@ impl Db {
             .bind(key.source)
             .bind(now)
             .bind(now)
+            .bind(key.budget_nanos)
             .fetch_one(&self.writer)
             .await
             .map_err(|e| match e {
@@ -129,6 +134,7 @@ mod tests {
             rpm: Some(10),
             tpm: None,
             budget_tokens: None,
+            budget_nanos: None,
             budget_window: None,
             expires_at: None,
             source: "api",

@@ -2,7 +2,8 @@
 //! names and removes what an earlier import created and the file no longer names. The rows
 //! arrive prepared (keys hashed, credentials sealed) by `config_file::import`.
 
-use super::{Db, DbError, ProviderCloud, now};
+use super::admin::upsert_route;
+use super::{Db, DbError, NewRouteRow, ProviderCloud, RouteOverridesRow, now};
 use crate::vocab::{BudgetWindow, ProviderKind, Strategy};
 
 /// Everything a config file declares, as rows ready to store.
@@ -50,6 +51,8 @@ pub struct ImportRoute {
     pub model: String,
     pub weight: u32,
     pub priority: u32,
+    /// The file owns these too: a price or limit it no longer gives goes back to the catalog.
+    pub overrides: RouteOverridesRow,
 }
 
 #[derive(Debug)]
@@ -63,6 +66,8 @@ pub struct ImportKey {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub budget_tokens: Option<u64>,
+    /// Nano-dollars.
+    pub budget_nanos: Option<u64>,
     pub budget_window: Option<BudgetWindow>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
@@ -184,22 +189,20 @@ impl Db {
                             ))
                         })?,
                 };
-                let route_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO routes (model_id, provider_id, upstream_model, weight, priority,
-                         created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                     ON CONFLICT (model_id, provider_id, upstream_model) DO UPDATE SET
-                         weight = excluded.weight, priority = excluded.priority,
-                         updated_at = excluded.updated_at
-                     RETURNING id",
+                let route_id = upsert_route(
+                    &mut tx,
+                    model_id,
+                    &NewRouteRow {
+                        provider_id,
+                        upstream_model: route.model.clone(),
+                        weight: i64::from(route.weight),
+                        priority: i64::from(route.priority),
+                        enabled: true,
+                        overrides: route.overrides,
+                    },
+                    now,
+                    true,
                 )
-                .bind(model_id)
-                .bind(provider_id)
-                .bind(&route.model)
-                .bind(i64::from(route.weight))
-                .bind(i64::from(route.priority))
-                .bind(now)
-                .fetch_one(&mut *tx)
                 .await?;
                 route_ids.push(route_id);
                 report.routes += 1;
@@ -219,11 +222,12 @@ impl Db {
         for key in &config.keys {
             sqlx::query(
                 "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
-                     budget_window, expires_at, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                     budget_window, expires_at, source, created_at, updated_at, budget_nanos)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10, ?11)
                  ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash,
                      prefix = excluded.prefix, models = excluded.models, rpm = excluded.rpm,
                      tpm = excluded.tpm, budget_tokens = excluded.budget_tokens,
+                     budget_nanos = excluded.budget_nanos,
                      budget_window = excluded.budget_window, expires_at = excluded.expires_at,
                      source = 'config', updated_at = excluded.updated_at",
             )
@@ -240,6 +244,10 @@ impl Db {
             .bind(key.budget_window.map(|w| w.as_str()))
             .bind(key.expires_at)
             .bind(now)
+            .bind(
+                key.budget_nanos
+                    .map(|nanos| i64::try_from(nanos).unwrap_or(i64::MAX)),
+            )
             .execute(&mut *tx)
             .await
             .map_err(|e| match e {

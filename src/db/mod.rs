@@ -18,10 +18,12 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use admin::{
     AccountChanges, AccountRecord, KeyChanges, ModelChanges, ModelRecord, NewAccountRow,
-    NewModelRow, NewProviderRow, NewRouteRow, Page, Paged, ProviderChanges, ProviderDeletion,
-    ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
+    NewModelRow, NewProviderRow, NewRouteRow, OverrideChanges, Page, Paged, ProviderChanges,
+    ProviderDeletion, ProviderRecord, RouteChanges, RouteRecord, UpstreamRows,
 };
-pub use catalog::{AccountRow, CatalogRows, ModelRow, ProviderCloud, ProviderRow, RouteRow};
+pub use catalog::{
+    AccountRow, CatalogRows, ModelRow, ProviderCloud, ProviderRow, RouteOverridesRow, RouteRow,
+};
 pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,
@@ -427,6 +429,7 @@ pub(crate) mod tests {
             rpm: None,
             tpm: None,
             budget_tokens: None,
+            budget_nanos: None,
             budget_window: None,
             expires_at: None,
             source: "api",

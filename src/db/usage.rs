@@ -25,6 +25,10 @@ pub struct UsageCounts {
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
     pub estimated_requests: i64,
+    /// What the requests cost, in nano-dollars.
+    pub cost_nanos: i64,
+    /// The part of `cost_nanos` computed from estimated usage.
+    pub estimated_cost_nanos: i64,
 }
 
 /// One day × key × model × account and what to add to it. `account_id` is 0 for "none".
@@ -126,6 +130,8 @@ pub struct LogRow {
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
     pub estimated: bool,
+    /// Nano-dollars; an estimate when `estimated` is set.
+    pub cost_nanos: i64,
 }
 
 /// One request log row to append, borrowed from the caller's record of the request.
@@ -150,6 +156,8 @@ pub struct NewLogRow<'a> {
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
     pub estimated: bool,
+    /// Nano-dollars.
+    pub cost_nanos: u64,
 }
 
 /// A record the request log can store: it lends its fields as a [`NewLogRow`] (no copy).
@@ -208,7 +216,7 @@ impl Db {
             let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
                      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-                     estimated_requests) ",
+                     estimated_requests, cost_nanos, estimated_cost_nanos) ",
             );
             sql.push_values(chunk, |mut row, r| {
                 row.push_bind(day_text(r.day))
@@ -221,7 +229,9 @@ impl Db {
                     .push_bind(r.counts.completion_tokens)
                     .push_bind(r.counts.cached_tokens)
                     .push_bind(r.counts.reasoning_tokens)
-                    .push_bind(r.counts.estimated_requests);
+                    .push_bind(r.counts.estimated_requests)
+                    .push_bind(r.counts.cost_nanos)
+                    .push_bind(r.counts.estimated_cost_nanos);
             });
             sql.push(
                 " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
@@ -231,7 +241,9 @@ impl Db {
                      completion_tokens = completion_tokens + excluded.completion_tokens,
                      cached_tokens = cached_tokens + excluded.cached_tokens,
                      reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                     estimated_requests = estimated_requests + excluded.estimated_requests",
+                     estimated_requests = estimated_requests + excluded.estimated_requests,
+                     cost_nanos = cost_nanos + excluded.cost_nanos,
+                     estimated_cost_nanos = estimated_cost_nanos + excluded.estimated_cost_nanos",
             );
             sql.build()
                 .persistent(chunk.len() == ROLLUP_CHUNK)
@@ -242,7 +254,8 @@ impl Db {
             let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
                 "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
                      provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
-                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated) ",
+                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
+                     cost_nanos) ",
             );
             sql.push_values(chunk.iter().map(AsLogRow::log_row), |mut row, e| {
                 row.push_bind(e.at_ms)
@@ -262,7 +275,8 @@ impl Db {
                     .push_bind(int(e.completion_tokens))
                     .push_bind(int(e.cached_tokens))
                     .push_bind(int(e.reasoning_tokens))
-                    .push_bind(e.estimated);
+                    .push_bind(e.estimated)
+                    .push_bind(int(e.cost_nanos));
             });
             // Only the full-chunk statement is kept prepared: the last chunk of a flush has any
             // length, each length is a statement of its own, and sqlx's cache kept up to a
@@ -293,13 +307,34 @@ impl Db {
     /// Tokens (prompt + completion) each key spent from `since` (a UTC day, inclusive) on, from
     /// the rollups. Keys without usage are absent.
     pub async fn tokens_spent_since(&self, since: NaiveDate) -> Result<HashMap<i64, u64>, DbError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        self.spent_since(
             "SELECT key_id, SUM(prompt_tokens + completion_tokens) FROM usage_daily
              WHERE day >= ? GROUP BY key_id",
+            since,
         )
-        .bind(day_text(since))
-        .fetch_all(&self.reader)
-        .await?;
+        .await
+    }
+
+    /// Nano-dollars each key spent from `since` (a UTC day, inclusive) on, from the rollups.
+    /// Keys without usage are absent.
+    pub async fn cost_spent_since(&self, since: NaiveDate) -> Result<HashMap<i64, u64>, DbError> {
+        self.spent_since(
+            "SELECT key_id, SUM(cost_nanos) FROM usage_daily WHERE day >= ? GROUP BY key_id",
+            since,
+        )
+        .await
+    }
+
+    /// Each key's sum by `sql`, a fixed query of `(key_id, amount)` rows from the day bound.
+    async fn spent_since(
+        &self,
+        sql: &'static str,
+        since: NaiveDate,
+    ) -> Result<HashMap<i64, u64>, DbError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql)
+            .bind(day_text(since))
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(key, tokens)| (key, u64::try_from(tokens).unwrap_or(0)))
@@ -335,7 +370,9 @@ impl Db {
                  COALESCE(SUM(u.completion_tokens), 0) AS completion_tokens,
                  COALESCE(SUM(u.cached_tokens), 0) AS cached_tokens,
                  COALESCE(SUM(u.reasoning_tokens), 0) AS reasoning_tokens,
-                 COALESCE(SUM(u.estimated_requests), 0) AS estimated_requests
+                 COALESCE(SUM(u.estimated_requests), 0) AS estimated_requests,
+                 COALESCE(SUM(u.cost_nanos), 0) AS cost_nanos,
+                 COALESCE(SUM(u.estimated_cost_nanos), 0) AS estimated_cost_nanos
                  FROM usage_daily u
                  LEFT JOIN client_keys k ON k.id = u.key_id
                  LEFT JOIN accounts a ON a.id = u.account_id
@@ -405,7 +442,7 @@ fn log_page_sql<'q>(prefix: &str, query: &'q LogQuery, limit: u32) -> QueryBuild
         "SELECT l.id, l.at, l.request_id, l.key_id, k.name AS key_name, l.model, l.endpoint,
                  l.stream, l.provider, l.route_id, l.account_id, a.name AS account_name, l.status,
                  l.attempts, l.latency_ms, l.ttfb_ms, l.prompt_tokens, l.completion_tokens,
-                 l.cached_tokens, l.reasoning_tokens, l.estimated
+                 l.cached_tokens, l.reasoning_tokens, l.estimated, l.cost_nanos
              FROM request_log l
              LEFT JOIN client_keys k ON k.id = l.key_id
              LEFT JOIN accounts a ON a.id = l.account_id
@@ -457,6 +494,8 @@ mod tests {
             cached_tokens: 1,
             reasoning_tokens: 2,
             estimated_requests: 0,
+            cost_nanos: prompt * 1000,
+            estimated_cost_nanos: 0,
         }
     }
 
@@ -495,6 +534,7 @@ mod tests {
                 reasoning_tokens: 0,
                 estimated: false,
             },
+            cost: crate::pricing::Nanodollars(u64::try_from(at_ms).unwrap_or(0) % 1000),
         }
     }
 
@@ -635,6 +675,9 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // The same days' cost, in nano-dollars (each row: its prompt tokens × 1000).
+        let cost = db.cost_spent_since(day("2025-01-05")).await.unwrap();
+        assert_eq!(cost, HashMap::from([(1, 11_000), (2, 7_000)]));
     }
 
     #[tokio::test]

@@ -27,7 +27,8 @@ pub use stored::{MAX_CHAIN_BYTES, MAX_CHAIN_TURNS, ResponseStore};
 
 use crate::auth::ClientKey;
 use crate::error::ApiError;
-use crate::limits::Limits;
+use crate::limits::{Limits, Spend};
+use crate::pricing::Nanodollars;
 use crate::providers::{self, AccessTokens, ClientHeaders, UpstreamUrl};
 use crate::routing::{Health, Model, SharedCatalog, Target};
 use crate::secret::Secret;
@@ -341,7 +342,20 @@ impl Gateway {
         body: &'b Bytes,
     ) -> Result<(RequestHead<'b>, Arc<Model>), ApiError> {
         let head = RequestHead::parse(body);
-        let reserve = head.as_ref().map_or(0, |head| head.reserve(endpoint));
+        let model = head
+            .as_ref()
+            .ok()
+            .and_then(|head| self.catalog.load().model(&head.model).cloned());
+        let reserve = Spend {
+            tokens: head.as_ref().map_or(0, |head| head.reserve(endpoint)),
+            // Only a key with a dollar budget needs the worst case over the model's routes.
+            cost: match (&head, &model) {
+                (Ok(head), Some(model)) if key.budget_usd.is_some() => {
+                    head.worst_case_cost(endpoint, model)
+                }
+                _ => Nanodollars::default(),
+            },
+        };
         let admission = self.limits.admit(key, reserve).map_err(|refusal| {
             self.reporting
                 .metrics
@@ -352,7 +366,6 @@ impl Gateway {
         })?;
         record.admitted(admission);
         let head = head?;
-        let model = self.catalog.load().model(&head.model).cloned();
         let stream = head.stream && endpoint.can_stream();
         record.named(&head.model, model.is_some(), stream);
         if !key.allows_model(&head.model) {

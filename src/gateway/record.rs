@@ -9,6 +9,7 @@ use http::StatusCode;
 
 use crate::error::ApiError;
 use crate::limits::Admission;
+use crate::pricing::Prices;
 use crate::routing::Target;
 use crate::telemetry::metrics::{Metrics, UNKNOWN_MODEL, status_class};
 use crate::usage::{Usage, UsageEvent, UsageRecorder};
@@ -81,6 +82,9 @@ pub struct RequestRecord {
     client_gone: bool,
     /// Tokens used, once known (reported or estimated).
     usage: Option<Usage>,
+    /// The prices of the route that answered (or last failed): the request's cost is its usage
+    /// at these, so a failover to a dearer route costs the dearer price.
+    prices: Option<Prices>,
     /// The key's rate-limit and budget reservation, settled with the usage when reported.
     admission: Option<Admission>,
     recorder: UsageRecorder,
@@ -115,6 +119,7 @@ impl RequestRecord {
             stream_error: None,
             client_gone: false,
             usage: None,
+            prices: None,
             admission: None,
             recorder: reporting.usage.clone(),
             reported: false,
@@ -138,6 +143,7 @@ impl RequestRecord {
         self.account_id = target.account.map(|a| a.id);
         self.first_route.get_or_insert(route.id);
         self.last_route = Some(route.id);
+        self.prices = route.terms.prices;
         route
             .provider
             .name
@@ -283,8 +289,19 @@ impl RequestRecord {
             }
         }
         let usage = self.usage.unwrap_or_default();
+        // The one place a request's cost is computed: when its usage is settled.
+        let cost = usage.cost(self.prices.as_ref());
         if let Some(admission) = self.admission.take() {
-            admission.settle(usage.tokens());
+            admission.settle(crate::limits::Spend {
+                tokens: usage.tokens(),
+                cost,
+            });
+        }
+        if cost.0 > 0 {
+            metrics
+                .cost
+                .with_label_values(&[self.model_label(), route])
+                .inc_by(cost.usd());
         }
         for (kind, tokens) in [
             ("prompt", usage.prompt_tokens),
@@ -320,6 +337,7 @@ impl RequestRecord {
                 .first_byte
                 .map(|t| ms_u64(t.duration_since(self.started))),
             usage,
+            cost,
         });
         let failed = self.status >= 400 || self.stream_error.is_some();
         if failed || self.log_sample >= 1.0 || rand::random::<f64>() < self.log_sample {
@@ -344,6 +362,7 @@ impl RequestRecord {
                 prompt_tokens = usage.prompt_tokens,
                 completion_tokens = usage.completion_tokens,
                 estimated = usage.estimated.then_some(true),
+                cost_usd = cost.usd(),
                 "request"
             );
         }

@@ -10,7 +10,8 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::pricing::ModelLimits;
+use crate::pricing::{ModelLimits, Nanodollars};
+use crate::routing::Model;
 use crate::translate::sets_effort;
 use crate::vocab::Endpoint;
 
@@ -250,6 +251,27 @@ impl<'a> RequestHead<'a> {
             shaping.changes.push(Change::Dropped { field });
         }
         shaping
+    }
+
+    /// The most this request may cost on any route of `model`, for a dollar budget: its
+    /// prompt estimate (a token per four bytes of body, as [`RequestHead::reserve`]) at each
+    /// route's dearest prompt price, plus its completion cap, else the route's
+    /// `max_output_tokens`, else [`crate::limits::DEFAULT_COMPLETION_ESTIMATE`], at the output
+    /// price. The reservation is taken at the dearest route because a failover may land
+    /// anywhere among them; it is settled with the real cost of the route that answered.
+    pub fn worst_case_cost(&self, endpoint: Endpoint, model: &Model) -> Nanodollars {
+        let generates = match endpoint {
+            Endpoint::CountTokens => return Nanodollars::default(),
+            Endpoint::Responses => true,
+            _ => self.has_prompt,
+        };
+        let prompt = crate::limits::estimate_tokens(self.body_len, Some(Some(0)), true);
+        model.worst_case_cost(
+            prompt,
+            self.cap.flatten(),
+            generates,
+            crate::limits::DEFAULT_COMPLETION_ESTIMATE,
+        )
     }
 
     /// The body with `model`'s value replaced by `upstream_model`; all other bytes are kept.

@@ -1,6 +1,6 @@
-//! Token budgets: UTC calendar windows, the spend of the current one, the admission rule (a
-//! request runs only when its whole reservation fits), and the rebuild of spend from the usage
-//! rollups at start-up.
+//! Budgets, in tokens or in nano-dollars (one mechanism, two units): UTC calendar windows, the
+//! spend of the current one, the admission rule (a request runs only when its whole reservation
+//! fits), and the rebuild of spend from the usage rollups at start-up.
 
 use std::collections::HashMap;
 
@@ -34,7 +34,8 @@ pub fn window_end(window: Option<BudgetWindow>, now: DateTime<Utc>) -> Option<Da
     Some(Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0)?))
 }
 
-/// A key's budget: what its current window has spent and what requests in flight reserved.
+/// A key's budget in one unit (tokens, or nano-dollars): what its current window has spent and
+/// what requests in flight reserved.
 #[derive(Debug, Clone)]
 pub(super) struct Budget {
     pub limit: u64,
@@ -93,43 +94,83 @@ impl Budget {
     }
 }
 
-/// Each key's spend in the current daily, weekly and monthly windows and overall, read from the
-/// rollups at start-up so budgets survive restarts.
+/// The two units a key's budget may count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetUnit {
+    /// Prompt plus completion tokens (`budget_tokens`).
+    Tokens,
+    /// Nano-dollars at the prices of the routes that served the requests (`budget_usd`).
+    Nanodollars,
+}
+
+/// Each key's spend in one unit in the current daily, weekly and monthly windows and overall.
 #[derive(Debug, Clone, Default)]
-pub struct BudgetSeed {
-    /// The day the seed was read on.
-    pub today: NaiveDate,
+pub struct WindowSpend {
     pub daily: HashMap<i64, u64>,
     pub weekly: HashMap<i64, u64>,
     pub monthly: HashMap<i64, u64>,
     pub lifetime: HashMap<i64, u64>,
 }
 
+impl WindowSpend {
+    async fn load<F, Fut>(today: NaiveDate, since: F) -> Result<Self, DbError>
+    where
+        F: Fn(NaiveDate) -> Fut,
+        Fut: Future<Output = Result<HashMap<i64, u64>, DbError>>,
+    {
+        let from = |window| since(window_start(window, today));
+        Ok(Self {
+            daily: from(Some(BudgetWindow::Daily)).await?,
+            weekly: from(Some(BudgetWindow::Weekly)).await?,
+            monthly: from(Some(BudgetWindow::Monthly)).await?,
+            lifetime: from(None).await?,
+        })
+    }
+}
+
+/// Each key's spend, in tokens and in nano-dollars, read from the rollups at start-up so
+/// budgets survive restarts.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetSeed {
+    /// The day the seed was read on.
+    pub today: NaiveDate,
+    pub tokens: WindowSpend,
+    pub cost: WindowSpend,
+}
+
 impl BudgetSeed {
     /// Reads the spend of every key from the rollups, as of `now`.
     pub async fn load(db: &Db, now: DateTime<Utc>) -> Result<Self, DbError> {
         let today = now.date_naive();
-        let since = |window| db.tokens_spent_since(window_start(window, today));
         Ok(Self {
             today,
-            daily: since(Some(BudgetWindow::Daily)).await?,
-            weekly: since(Some(BudgetWindow::Weekly)).await?,
-            monthly: since(Some(BudgetWindow::Monthly)).await?,
-            lifetime: since(None).await?,
+            tokens: WindowSpend::load(today, |day| db.tokens_spent_since(day)).await?,
+            cost: WindowSpend::load(today, |day| db.cost_spent_since(day)).await?,
         })
     }
 
-    /// What `key_id` spent in `window` as of `today`: the seeded amount while the window the
-    /// seed was read in is still the current one, else zero (a new window began since).
-    pub fn spent(&self, key_id: i64, window: Option<BudgetWindow>, today: NaiveDate) -> u64 {
+    /// What `key_id` spent in `unit` in `window` as of `today`: the seeded amount while the
+    /// window the seed was read in is still the current one, else zero (a new window began
+    /// since).
+    pub fn spent(
+        &self,
+        key_id: i64,
+        unit: BudgetUnit,
+        window: Option<BudgetWindow>,
+        today: NaiveDate,
+    ) -> u64 {
         if window_start(window, self.today) != window_start(window, today) {
             return 0;
         }
+        let seeded = match unit {
+            BudgetUnit::Tokens => &self.tokens,
+            BudgetUnit::Nanodollars => &self.cost,
+        };
         let spend = match window {
-            Some(BudgetWindow::Daily) => &self.daily,
-            Some(BudgetWindow::Weekly) => &self.weekly,
-            Some(BudgetWindow::Monthly) => &self.monthly,
-            None => &self.lifetime,
+            Some(BudgetWindow::Daily) => &seeded.daily,
+            Some(BudgetWindow::Weekly) => &seeded.weekly,
+            Some(BudgetWindow::Monthly) => &seeded.monthly,
+            None => &seeded.lifetime,
         };
         spend.get(&key_id).copied().unwrap_or(0)
     }
@@ -237,18 +278,51 @@ mod tests {
     fn a_seed_counts_only_while_its_window_is_current() {
         let seed = BudgetSeed {
             today: NaiveDate::from_ymd_opt(2025, 3, 5).unwrap(),
-            daily: HashMap::from([(1, 10)]),
-            weekly: HashMap::from([(1, 20)]),
-            monthly: HashMap::from([(1, 30)]),
-            lifetime: HashMap::from([(1, 40)]),
+            tokens: WindowSpend {
+                daily: HashMap::from([(1, 10)]),
+                weekly: HashMap::from([(1, 20)]),
+                monthly: HashMap::from([(1, 30)]),
+                lifetime: HashMap::from([(1, 40)]),
+            },
+            cost: WindowSpend {
+                lifetime: HashMap::from([(1, 7_000)]),
+                ..WindowSpend::default()
+            },
         };
+        let tokens = BudgetUnit::Tokens;
+        assert_eq!(
+            seed.spent(1, BudgetUnit::Nanodollars, None, seed.today),
+            7_000,
+            "each unit has its own spend"
+        );
+        assert_eq!(
+            seed.spent(
+                1,
+                BudgetUnit::Nanodollars,
+                Some(BudgetWindow::Daily),
+                seed.today
+            ),
+            0
+        );
         let same_day = seed.today;
         let next_day = NaiveDate::from_ymd_opt(2025, 3, 6).unwrap();
-        assert_eq!(seed.spent(1, Some(BudgetWindow::Daily), same_day), 10);
-        assert_eq!(seed.spent(1, Some(BudgetWindow::Daily), next_day), 0);
-        assert_eq!(seed.spent(1, Some(BudgetWindow::Weekly), next_day), 20);
-        assert_eq!(seed.spent(1, Some(BudgetWindow::Monthly), next_day), 30);
-        assert_eq!(seed.spent(1, None, next_day), 40);
-        assert_eq!(seed.spent(2, None, next_day), 0);
+        assert_eq!(
+            seed.spent(1, tokens, Some(BudgetWindow::Daily), same_day),
+            10
+        );
+        assert_eq!(
+            seed.spent(1, tokens, Some(BudgetWindow::Daily), next_day),
+            0
+        );
+        assert_eq!(
+            seed.spent(1, tokens, Some(BudgetWindow::Weekly), next_day),
+            20
+        );
+        assert_eq!(
+            seed.spent(1, tokens, Some(BudgetWindow::Monthly), next_day),
+            30
+        );
+        assert_eq!(seed.spent(1, tokens, None, next_day), 40);
+        assert_eq!(seed.spent(2, tokens, None, next_day), 0);
     }
 }

@@ -19,10 +19,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 pub use bucket::{BucketStatus, RateLimitStatus, format_reset};
-pub use budget::{BudgetSeed, window_end, window_start};
+pub use budget::{BudgetSeed, BudgetUnit, WindowSpend, window_end, window_start};
 
 use crate::auth::ClientKey;
 use crate::clock::Clock;
+use crate::pricing::Nanodollars;
 use bucket::Bucket;
 use budget::Budget;
 
@@ -99,7 +100,28 @@ pub struct KeyLimiter {
 struct KeyState {
     rpm: Option<Bucket>,
     tpm: Option<Bucket>,
+    /// `budget_tokens`, in tokens.
     budget: Option<Budget>,
+    /// `budget_usd`, in nano-dollars.
+    spending: Option<Budget>,
+}
+
+/// What a request reserves before it runs, and what it used once settled: tokens (for the
+/// TPM bucket and a token budget) and money (for a dollar budget).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub tokens: u64,
+    pub cost: Nanodollars,
+}
+
+impl From<u64> for Spend {
+    /// Tokens alone, costing nothing.
+    fn from(tokens: u64) -> Self {
+        Self {
+            tokens,
+            cost: Nanodollars::default(),
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,13 +148,14 @@ pub enum Refusal {
         requested: u64,
         status: RateLimitStatus,
     },
-    /// The key's token budget has less left than the request may use (nothing, once it is
-    /// used up) until `resets_at` (never, without a window).
+    /// The key's budget (in `unit`) has less left than the request may use (nothing, once it
+    /// is used up) until `resets_at` (never, without a window).
     BudgetExhausted {
+        unit: BudgetUnit,
         budget: u64,
-        /// Tokens neither spent nor reserved by requests in flight.
+        /// Neither spent nor reserved by requests in flight.
         left: u64,
-        /// Tokens the request asked to reserve.
+        /// What the request asked to reserve.
         requested: u64,
         resets_at: Option<DateTime<Utc>>,
         retry_after: Option<Duration>,
@@ -198,6 +221,7 @@ impl Refusal {
                 )
             }
             Self::BudgetExhausted {
+                unit: BudgetUnit::Tokens,
                 budget,
                 left: 0,
                 resets_at,
@@ -207,6 +231,35 @@ impl Refusal {
                 budget_reset(*resets_at)
             ),
             Self::BudgetExhausted {
+                unit: BudgetUnit::Nanodollars,
+                budget,
+                left: 0,
+                resets_at,
+                ..
+            } => format!(
+                "The spending budget of this key ({}) is used up; {}.",
+                dollars(*budget),
+                budget_reset(*resets_at)
+            ),
+            Self::BudgetExhausted {
+                unit: BudgetUnit::Nanodollars,
+                budget,
+                left,
+                requested,
+                resets_at,
+                ..
+            } => format!(
+                "The spending budget of this key ({}) has {} left, and this request may cost up \
+                 to {} (its prompt at the model's dearest route's input price, plus its \
+                 max_tokens, else the route's output limit, at the output price). Set a lower \
+                 max_tokens, or retry once requests in flight finish; {}.",
+                dollars(*budget),
+                dollars(*left),
+                dollars(*requested),
+                budget_reset(*resets_at)
+            ),
+            Self::BudgetExhausted {
+                unit: BudgetUnit::Tokens,
                 budget,
                 left,
                 requested,
@@ -221,6 +274,25 @@ impl Refusal {
             ),
         }
     }
+}
+
+/// Nano-dollars as USD for a message: cents, or more places when the amount is below a cent
+/// (rounded up, so a request is never said to cost less than it may).
+fn dollars(nanos: u64) -> String {
+    let places: u32 = if nanos >= 10_000_000 || nanos == 0 {
+        2
+    } else {
+        6
+    };
+    let unit = 10u64.pow(9 - places);
+    let rounded = nanos.div_ceil(unit);
+    let scale = 10u64.pow(places);
+    format!(
+        "${}.{:0width$}",
+        rounded / scale,
+        rounded % scale,
+        width = places as usize
+    )
 }
 
 /// When a budget starts again, as the end of a sentence.
@@ -263,8 +335,18 @@ impl Limits {
     /// holds more tokens than a quarter of its bytes, or an answer longer than the completion
     /// cap the request declared (or the 1024-token default without one). The returned [`Admission`] holds the
     /// reservation until settled (or dropped).
-    pub fn admit(&self, key: &ClientKey, estimate: u64) -> Result<Admission, Refusal> {
-        if key.rpm.is_none() && key.tpm.is_none() && key.budget_tokens.is_none() {
+    ///
+    /// A dollar budget (`budget_usd`) takes the same path in its own unit: `ask.cost` is the
+    /// request's worst case (see [`crate::routing::Model::worst_case_cost`]), reserved beside
+    /// the tokens and settled with the real cost.
+    pub fn admit(&self, key: &ClientKey, ask: impl Into<Spend>) -> Result<Admission, Refusal> {
+        let ask = ask.into();
+        let estimate = ask.tokens;
+        if key.rpm.is_none()
+            && key.tpm.is_none()
+            && key.budget_tokens.is_none()
+            && key.budget_usd.is_none()
+        {
             return Ok(Admission::unlimited());
         }
         let limiter = self.limiter(key.id);
@@ -274,14 +356,19 @@ impl Limits {
         let state = &mut *guard;
         self.configure(state, key, now);
 
-        if let Some(budget) = state.budget.as_mut() {
+        for (unit, budget, requested) in [
+            (BudgetUnit::Tokens, state.budget.as_mut(), estimate),
+            (BudgetUnit::Nanodollars, state.spending.as_mut(), ask.cost.0),
+        ] {
+            let Some(budget) = budget else { continue };
             budget.roll(clock.unix_seconds(), || clock.now());
-            if !budget.admits(estimate) {
+            if !budget.admits(requested) {
                 let resets_at = budget.resets_at();
                 return Err(Refusal::BudgetExhausted {
+                    unit,
                     budget: budget.limit,
                     left: budget.left(),
-                    requested: estimate,
+                    requested,
                     resets_at,
                     retry_after: resets_at
                         .map(|at| (at - clock.now()).to_std().unwrap_or(Duration::ZERO)),
@@ -319,10 +406,14 @@ impl Limits {
             tpm.take(estimate);
             estimate
         });
-        let budget_reserved = state.budget.as_mut().map_or(0, |budget| {
-            budget.reserved += estimate;
-            estimate
-        });
+        let reserve = |budget: Option<&mut Budget>, amount: u64| {
+            budget.map_or(0, |budget| {
+                budget.reserved += amount;
+                amount
+            })
+        };
+        let budget_reserved = reserve(state.budget.as_mut(), estimate);
+        let spending_reserved = reserve(state.spending.as_mut(), ask.cost.0);
         let status = state.status();
         drop(guard);
         Ok(Admission {
@@ -331,6 +422,7 @@ impl Limits {
                 clock: clock.clone(),
                 tokens: tokens_reserved,
                 budget: budget_reserved,
+                spending: spending_reserved,
             }),
             status,
         })
@@ -373,12 +465,20 @@ impl Limits {
 
     /// Tokens a key has spent in its current budget window, and reserved by requests in flight.
     pub fn budget_spent(&self, key: &ClientKey) -> Option<(u64, u64)> {
-        key.budget_tokens?;
+        self.spent_in(key, BudgetUnit::Tokens)
+    }
+
+    /// What a key has spent in `unit` in its current budget window, and what requests in
+    /// flight reserved; `None` without such a budget.
+    pub fn spent_in(&self, key: &ClientKey, unit: BudgetUnit) -> Option<(u64, u64)> {
         let limiter = self.limiter(key.id);
         let mut state = lock(&limiter.state);
         self.configure(&mut state, key, self.inner.clock.monotonic_nanos());
         let clock = &self.inner.clock;
-        let budget = state.budget.as_mut()?;
+        let budget = match unit {
+            BudgetUnit::Tokens => state.budget.as_mut(),
+            BudgetUnit::Nanodollars => state.spending.as_mut(),
+        }?;
         budget.roll(clock.unix_seconds(), || clock.now());
         Some((budget.spent, budget.reserved))
     }
@@ -426,16 +526,39 @@ impl Limits {
     fn configure(&self, state: &mut KeyState, key: &ClientKey, now: u64) {
         configure_bucket(&mut state.rpm, key.rpm, now);
         configure_bucket(&mut state.tpm, key.tpm, now);
-        match (key.budget_tokens, state.budget.as_mut()) {
-            (None, _) => state.budget = None,
-            (Some(limit), Some(budget)) => {
-                budget.configure(limit, key.budget_window, self.inner.clock.now());
+        self.configure_budget(
+            &mut state.budget,
+            key,
+            BudgetUnit::Tokens,
+            key.budget_tokens,
+        );
+        self.configure_budget(
+            &mut state.spending,
+            key,
+            BudgetUnit::Nanodollars,
+            key.budget_usd.map(|usd| usd.0),
+        );
+    }
+
+    /// Brings one of a key's budgets in line with its `limit` (in `unit`); a new one starts
+    /// from what the rollups say the key spent in the current window.
+    fn configure_budget(
+        &self,
+        budget: &mut Option<Budget>,
+        key: &ClientKey,
+        unit: BudgetUnit,
+        limit: Option<u64>,
+    ) {
+        match (limit, budget.as_mut()) {
+            (None, _) => *budget = None,
+            (Some(limit), Some(existing)) => {
+                existing.configure(limit, key.budget_window, self.inner.clock.now());
             }
             (Some(limit), None) => {
                 let now = self.inner.clock.now();
                 let spent =
-                    lock(&self.inner.seed).spent(key.id, key.budget_window, now.date_naive());
-                state.budget = Some(Budget::new(limit, key.budget_window, spent, now));
+                    lock(&self.inner.seed).spent(key.id, unit, key.budget_window, now.date_naive());
+                *budget = Some(Budget::new(limit, key.budget_window, spent, now));
             }
         }
     }
@@ -474,8 +597,10 @@ struct Reservation {
     clock: Clock,
     /// Reserved from the TPM bucket.
     tokens: u64,
-    /// Reserved from the budget.
+    /// Reserved from the token budget.
     budget: u64,
+    /// Reserved from the dollar budget, in nano-dollars.
+    spending: u64,
 }
 
 impl Admission {
@@ -499,11 +624,11 @@ impl Admission {
             .map_or(0, |r| r.tokens.max(r.budget))
     }
 
-    /// Replaces the reservation by `used` tokens: refunds the difference to the TPM bucket and
-    /// the budget, or charges the excess.
-    pub fn settle(mut self, used: u64) {
+    /// Replaces the reservation by what the request used (tokens, and its cost): refunds the
+    /// difference to the TPM bucket and the budgets, or charges the excess.
+    pub fn settle(mut self, used: impl Into<Spend>) {
         if let Some(reservation) = self.reservation.take() {
-            reservation.settle(used);
+            reservation.settle(used.into());
         }
     }
 }
@@ -511,29 +636,36 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(reservation) = self.reservation.take() {
-            reservation.settle(0);
+            reservation.settle(Spend::default());
         }
     }
 }
 
 impl Reservation {
-    fn settle(self, used: u64) {
+    fn settle(self, used: Spend) {
         let now = self.clock.monotonic_nanos();
-        let mut state = lock(&self.limiter.state);
+        let mut guard = lock(&self.limiter.state);
+        let state = &mut *guard;
+        let used_tokens = used.tokens;
         if let Some(tpm) = state.tpm.as_mut()
             && self.tokens > 0
         {
             tpm.refill(now);
-            if used <= self.tokens {
-                tpm.give(self.tokens - used);
+            if used_tokens <= self.tokens {
+                tpm.give(self.tokens - used_tokens);
             } else {
-                tpm.take(used - self.tokens);
+                tpm.take(used_tokens - self.tokens);
             }
         }
-        if let Some(budget) = state.budget.as_mut() {
-            budget.reserved = budget.reserved.saturating_sub(self.budget);
-            budget.roll(self.clock.unix_seconds(), || self.clock.now());
-            budget.spent = budget.spent.saturating_add(used);
+        for (budget, reserved, used) in [
+            (state.budget.as_mut(), self.budget, used_tokens),
+            (state.spending.as_mut(), self.spending, used.cost.0),
+        ] {
+            if let Some(budget) = budget {
+                budget.reserved = budget.reserved.saturating_sub(reserved);
+                budget.roll(self.clock.unix_seconds(), || self.clock.now());
+                budget.spent = budget.spent.saturating_add(used);
+            }
         }
     }
 }

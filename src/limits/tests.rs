@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::pricing::Nanodollars;
 use crate::vocab::BudgetWindow;
 
 fn key(id: i64) -> ClientKey {
@@ -18,6 +19,7 @@ fn key(id: i64) -> ClientKey {
         rpm: None,
         tpm: None,
         budget_tokens: None,
+        budget_usd: None,
         budget_window: None,
         expires_at: None,
     }
@@ -210,6 +212,7 @@ fn budgets_trip_and_reset_with_their_window() {
         assert_eq!(
             refusal,
             Refusal::BudgetExhausted {
+                unit: BudgetUnit::Tokens,
                 budget: 100,
                 left: 0,
                 requested: 10,
@@ -251,8 +254,11 @@ fn budgets_start_from_the_seeded_spend_of_the_current_window() {
     let (limits, clock) = manual("2025-03-05T12:00:00Z");
     limits.seed_budgets(BudgetSeed {
         today: at("2025-03-05T12:00:00Z").date_naive(),
-        daily: HashMap::from([(1, 95)]),
-        weekly: HashMap::from([(1, 500)]),
+        tokens: WindowSpend {
+            daily: HashMap::from([(1, 95)]),
+            weekly: HashMap::from([(1, 500)]),
+            ..WindowSpend::default()
+        },
         ..BudgetSeed::default()
     });
     let daily = ClientKey {
@@ -266,7 +272,10 @@ fn budgets_start_from_the_seeded_spend_of_the_current_window() {
     let (limits_later, _) = manual("2025-03-06T00:00:01Z");
     limits_later.seed_budgets(BudgetSeed {
         today: at("2025-03-05T12:00:00Z").date_naive(),
-        daily: HashMap::from([(1, 95)]),
+        tokens: WindowSpend {
+            daily: HashMap::from([(1, 95)]),
+            ..WindowSpend::default()
+        },
         ..BudgetSeed::default()
     });
     assert_eq!(limits_later.budget_spent(&daily), Some((0, 0)));
@@ -302,10 +311,10 @@ async fn seeds_are_read_from_the_rollups() {
     let seed = BudgetSeed::load(&db, at("2025-03-05T12:00:00Z"))
         .await
         .unwrap();
-    assert_eq!(seed.daily[&1], 2000);
-    assert_eq!(seed.weekly[&1], 2200);
-    assert_eq!(seed.monthly[&1], 2220);
-    assert_eq!(seed.lifetime[&1], 2222);
+    assert_eq!(seed.tokens.daily[&1], 2000);
+    assert_eq!(seed.tokens.weekly[&1], 2200);
+    assert_eq!(seed.tokens.monthly[&1], 2220);
+    assert_eq!(seed.tokens.lifetime[&1], 2222);
 }
 
 #[test]
@@ -315,7 +324,10 @@ fn concurrent_admissions_never_reserve_past_the_budget() {
     let limits = Limits::new();
     limits.seed_budgets(BudgetSeed {
         today: Utc::now().date_naive(),
-        lifetime: HashMap::from([(1, budget - 1050)]),
+        tokens: WindowSpend {
+            lifetime: HashMap::from([(1, budget - 1050)]),
+            ..WindowSpend::default()
+        },
         ..BudgetSeed::default()
     });
     let key = ClientKey {
@@ -357,7 +369,10 @@ async fn sixty_four_tasks_against_a_nearly_spent_budget() {
     let limits = Limits::new();
     limits.seed_budgets(BudgetSeed {
         today: Utc::now().date_naive(),
-        lifetime: HashMap::from([(1, budget - 400)]),
+        tokens: WindowSpend {
+            lifetime: HashMap::from([(1, budget - 400)]),
+            ..WindowSpend::default()
+        },
         ..BudgetSeed::default()
     });
     let key = ClientKey {
@@ -426,4 +441,203 @@ fn accounts_have_their_own_request_buckets() {
     assert!(limits.admit_account(8, 2).is_ok());
     clock.advance(Duration::from_secs(30));
     assert!(limits.admit_account(7, 2).is_ok());
+}
+
+/// A key with a dollar budget of `usd` and no other limit.
+fn spender(usd: f64, window: Option<BudgetWindow>) -> ClientKey {
+    ClientKey {
+        budget_usd: Some(Nanodollars::from_usd(usd).unwrap()),
+        budget_window: window,
+        ..key(1)
+    }
+}
+
+fn costing(nanos: u64) -> Spend {
+    Spend {
+        tokens: 100,
+        cost: Nanodollars(nanos),
+    }
+}
+
+#[test]
+fn a_dollar_budget_admits_settles_with_the_real_cost_and_refuses_once_spent() {
+    let (limits, clock) = manual("2025-03-05T12:00:00Z");
+    let key = spender(1.0, Some(BudgetWindow::Daily));
+    let cent = 10_000_000;
+    // Reserved at its worst case, settled at its real cost.
+    let admission = limits.admit(&key, costing(30 * cent)).unwrap();
+    assert_eq!(
+        limits.spent_in(&key, BudgetUnit::Nanodollars),
+        Some((0, 30 * cent))
+    );
+    admission.settle(costing(12 * cent));
+    assert_eq!(
+        limits.spent_in(&key, BudgetUnit::Nanodollars),
+        Some((12 * cent, 0))
+    );
+    assert_eq!(limits.budget_spent(&key), None, "no token budget");
+    // 88 cents left: a worst case of 89 cents is refused, one of 88 fits.
+    let refusal = limits.admit(&key, costing(89 * cent)).unwrap_err();
+    assert_eq!(
+        refusal,
+        Refusal::BudgetExhausted {
+            unit: BudgetUnit::Nanodollars,
+            budget: 100 * cent,
+            left: 88 * cent,
+            requested: 89 * cent,
+            resets_at: Some(at("2025-03-06T00:00:00Z")),
+            retry_after: Some(Duration::from_secs(12 * 3600)),
+        }
+    );
+    assert_eq!(refusal.code(), "insufficient_quota");
+    assert_eq!(
+        refusal.message(),
+        "The spending budget of this key ($1.00) has $0.88 left, and this request may cost up \
+         to $0.89 (its prompt at the model's dearest route's input price, plus its max_tokens, \
+         else the route's output limit, at the output price). Set a lower max_tokens, or retry \
+         once requests in flight finish; it resets at 2025-03-06T00:00:00Z."
+    );
+    // A request that costs more than it reserved takes spend past the limit by that much.
+    limits
+        .admit(&key, costing(88 * cent))
+        .unwrap()
+        .settle(costing(90 * cent));
+    let refusal = limits.admit(&key, costing(1)).unwrap_err();
+    assert_eq!(
+        refusal.message(),
+        "The spending budget of this key ($1.00) is used up; it resets at 2025-03-06T00:00:00Z."
+    );
+    assert_eq!(refusal.retry_after(), Some(Duration::from_secs(12 * 3600)));
+    // A request whose worst case is nothing (every route of its model unpriced) cannot
+    // spend, and passes; any other waits for the window's end.
+    assert!(limits.admit(&key, costing(0)).is_ok());
+    clock.advance(Duration::from_secs(12 * 3600));
+    limits
+        .admit(&key, costing(99 * cent))
+        .unwrap()
+        .settle(costing(cent));
+    assert_eq!(
+        limits.spent_in(&key, BudgetUnit::Nanodollars),
+        Some((cent, 0))
+    );
+}
+
+#[test]
+fn dollars_and_tokens_are_two_budgets_of_one_key() {
+    let (limits, _clock) = manual("2025-03-05T12:00:00Z");
+    let key = ClientKey {
+        budget_tokens: Some(1000),
+        ..spender(0.5, None)
+    };
+    // Refused by the token budget while dollars are left, and the other way round; a refusal
+    // charges neither.
+    let tokens_refused = limits
+        .admit(
+            &key,
+            Spend {
+                tokens: 1001,
+                cost: Nanodollars(1),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(
+        tokens_refused,
+        Refusal::BudgetExhausted {
+            unit: BudgetUnit::Tokens,
+            ..
+        }
+    ));
+    let dollars_refused = limits
+        .admit(
+            &key,
+            Spend {
+                tokens: 1,
+                cost: Nanodollars(500_000_001),
+            },
+        )
+        .unwrap_err();
+    assert!(
+        dollars_refused.message().contains("$0.50"),
+        "{dollars_refused:?}"
+    );
+    assert!(dollars_refused.message().ends_with("it does not reset."));
+    assert_eq!(limits.budget_spent(&key), Some((0, 0)));
+    assert_eq!(limits.spent_in(&key, BudgetUnit::Nanodollars), Some((0, 0)));
+    // Dropped unsettled (the request was aborted), an admission gives both back.
+    drop(limits.admit(&key, costing(400_000_000)).unwrap());
+    assert_eq!(limits.spent_in(&key, BudgetUnit::Nanodollars), Some((0, 0)));
+}
+
+#[test]
+fn a_dollar_budget_starts_from_the_seeded_cost_not_the_tokens() {
+    let (limits, _clock) = manual("2025-03-05T12:00:00Z");
+    limits.seed_budgets(BudgetSeed {
+        today: at("2025-03-05T12:00:00Z").date_naive(),
+        tokens: WindowSpend {
+            monthly: HashMap::from([(1, 5)]),
+            ..WindowSpend::default()
+        },
+        cost: WindowSpend {
+            monthly: HashMap::from([(1, 700_000_000)]),
+            ..WindowSpend::default()
+        },
+    });
+    let key = spender(1.0, Some(BudgetWindow::Monthly));
+    assert_eq!(
+        limits.spent_in(&key, BudgetUnit::Nanodollars),
+        Some((700_000_000, 0))
+    );
+    assert!(limits.admit(&key, costing(300_000_001)).is_err());
+    assert!(limits.admit(&key, costing(300_000_000)).is_ok());
+}
+
+#[test]
+fn threads_racing_for_the_last_dollars_never_reserve_past_the_budget() {
+    let limits = Limits::new();
+    let budget = Nanodollars::from_usd(1.0).unwrap().0;
+    let worst_case = 30_000_000;
+    limits.seed_budgets(BudgetSeed {
+        today: Utc::now().date_naive(),
+        cost: WindowSpend {
+            lifetime: HashMap::from([(1, budget - 100_000_000)]),
+            ..WindowSpend::default()
+        },
+        ..BudgetSeed::default()
+    });
+    let key = spender(1.0, None);
+    let admitted = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    if let Ok(admission) = limits.admit(&key, costing(worst_case)) {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                        std::thread::yield_now();
+                        // Each costs exactly its worst case: nothing is refunded.
+                        admission.settle(costing(worst_case));
+                    }
+                }
+            });
+        }
+    });
+    // Ten cents left held three worst cases of three cents; the fourth never fitted.
+    assert_eq!(admitted.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        limits.spent_in(&key, BudgetUnit::Nanodollars),
+        Some((budget - 10_000_000, 0))
+    );
+}
+
+#[test]
+fn amounts_in_messages_are_cents_or_finer_and_never_rounded_down() {
+    for (nanos, shown) in [
+        (0, "$0.00"),
+        (250_000_000_000, "$250.00"),
+        (10_000_000, "$0.01"),
+        (10_000_001, "$0.02"),
+        (1_234, "$0.000002"),
+        (9_999_999, "$0.010000"),
+    ] {
+        assert_eq!(super::dollars(nanos), shown, "{nanos}");
+    }
 }

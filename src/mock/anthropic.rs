@@ -175,6 +175,7 @@ impl Answer {
                 format!("echo: {}", texts.join(" "))
             });
         let cached = plan.cached_tokens.min(prompt_tokens);
+        let written = plan.cache_write_tokens.min(prompt_tokens - cached);
         Self {
             id: new_id("msg_mock"),
             model: request.model.unwrap_or_else(|| MODEL.to_owned()),
@@ -182,8 +183,8 @@ impl Answer {
             stream: request.stream.unwrap_or(false),
             tool_calls,
             usage: plan.usage.then_some(Usage {
-                input_tokens: prompt_tokens - cached,
-                cache_creation_input_tokens: 0,
+                input_tokens: prompt_tokens - cached - written,
+                cache_creation_input_tokens: written,
                 cache_read_input_tokens: cached,
                 output_tokens: plan.chunks as u64,
             }),

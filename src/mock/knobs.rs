@@ -48,6 +48,9 @@ pub(super) struct Knobs {
     /// conversation ends with a tool's result: then answer text echoing that result. This is
     /// how a test has an agent (Codex) run one of its own tools and send the output back.
     call: Option<CallKnob>,
+    /// Anthropic only: report this many of the prompt tokens (beyond the cached ones) as
+    /// written to the cache (`cache_creation_input_tokens`).
+    cache_write_tokens: Option<u64>,
 }
 
 /// The `call` knob: the tool to call and its arguments.
@@ -126,6 +129,9 @@ pub(super) struct Plan {
     pub reasoning_tokens: u64,
     /// The one tool call to answer with until a tool's result comes back.
     pub call: Option<PlannedCall>,
+    /// Prompt tokens an Anthropic answer reports as written to the cache (at most those of
+    /// the prompt left after the cached ones).
+    pub cache_write_tokens: u64,
 }
 
 /// A tool call the `call` knob asks for.
@@ -180,6 +186,7 @@ impl Plan {
                 name: call.name,
                 arguments: serde_json::Value::Object(call.arguments).to_string(),
             }),
+            cache_write_tokens: knobs.cache_write_tokens.unwrap_or(0),
         }
     }
 }

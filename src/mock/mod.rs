@@ -14,8 +14,9 @@
 //! may carry a `"mock"` object that overrides the config for that request: `status`,
 //! `retry_after`, `latency_ms`, `chunks`, `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`,
 //! `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens`,
-//! `reasoning_tokens`, `call` (see `knobs`). A client whose body a test cannot shape (Codex,
-//! an SDK) may write the knobs in its prompt instead: a user text `mock: {…}`.
+//! `reasoning_tokens`, `call`, `cache_write_tokens` (see `knobs`). A client whose body a test
+//! cannot shape (Codex, an SDK) may write the knobs in its prompt instead: a user text
+//! `mock: {…}`.
 //! With `tool_calls: N` and tools declared in the request, the answer is N tool calls (of the
 //! declared tools in turn, arguments `{"index": i, "text": <the echo>}`) instead of text:
 //! streamed by OpenAI interleaved by index, by Anthropic one `tool_use` block after another,
@@ -23,7 +24,8 @@
 //!
 //! Token counts are deterministic so tests can check exact sums: `prompt_tokens` is the number
 //! of whitespace-separated words in the prompt (at least 1), `completion_tokens` is `chunks`,
-//! and `cached_tokens` of them are reported as cached.
+//! and `cached_tokens` of them are reported as cached (and, by Anthropic, `cache_write_tokens`
+//! of the rest as written to the cache).
 //!
 //! With `record` off, the request path takes no lock: the config is read through `ArcSwap`, and
 //! the counters are atomics.

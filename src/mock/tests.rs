@@ -723,6 +723,27 @@ async fn a_message_has_anthropics_shape_and_usage_with_cache_fields() {
 }
 
 #[tokio::test]
+async fn a_message_reports_cache_writes_out_of_the_uncached_prompt() {
+    let mock = start(MockConfig::default()).await;
+    let answer: Value = post_messages(
+        &mock,
+        messages(
+            "hello there world",
+            json!({"mock": {"cached_tokens": 2, "cache_write_tokens": 2}}),
+        ),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    // Five prompt tokens: two read from the cache, two written to it, one fresh.
+    assert_eq!(
+        answer["usage"],
+        json!({"input_tokens": 1, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 2, "output_tokens": 8})
+    );
+}
+
+#[tokio::test]
 async fn a_message_stream_has_anthropics_exact_event_sequence() {
     let mock = start(MockConfig::default()).await;
     let response = post_messages(

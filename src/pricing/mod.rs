@@ -1,5 +1,6 @@
-//! The built-in catalog of well-known upstream models (prices, limits, capabilities) and the
-//! cost of a request's tokens at those prices.
+//! The built-in catalog of well-known upstream models (prices, limits, capabilities), a route's
+//! terms (its own overrides over the catalog's figures, [`RouteTerms`]) and the cost of a
+//! request's tokens at those prices.
 //!
 //! The data lives in `models.toml` beside this file, compiled into the binary with
 //! `include_str!` and parsed once, on first use, behind a `LazyLock`: nothing pays for it
@@ -100,9 +101,10 @@ impl Price {
         self.0 as f64 / 1e6
     }
 
-    /// The file's decimal, exactly: refuses a negative price, a non-finite one, and one with
-    /// more than six decimal places (a precision below a micro-dollar no provider publishes).
-    fn from_usd(usd: f64) -> Result<Self, String> {
+    /// A USD-per-million decimal (the catalog's, a config file's or the admin API's), exactly:
+    /// refuses a negative price, a non-finite one, and one with more than six decimal places
+    /// (a precision below a micro-dollar no provider publishes).
+    pub fn from_usd(usd: f64) -> Result<Self, String> {
         if !usd.is_finite() || usd < 0.0 {
             return Err(format!("{usd} is not a price (a non-negative number)"));
         }
@@ -443,6 +445,25 @@ impl Nanodollars {
         self.0 as f64 / 1e9
     }
 
+    /// An amount of USD (a budget from a config file or the admin API), to the nearest
+    /// nano-dollar; refuses a negative, non-finite or absurdly large one.
+    pub fn from_usd(usd: f64) -> Result<Self, String> {
+        if !usd.is_finite() || usd < 0.0 {
+            return Err(format!(
+                "{usd} is not an amount of USD (a non-negative number)"
+            ));
+        }
+        if usd > 1e9 {
+            return Err(format!("{usd} is more than a billion USD"));
+        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked above: a non-negative number below 1e18 after scaling"
+        )]
+        Ok(Self((usd * 1e9).round() as u64))
+    }
+
     pub fn saturating_add(self, other: Self) -> Self {
         Self(self.0.saturating_add(other.0))
     }
@@ -464,6 +485,98 @@ pub fn cost_usd(prices: &Prices, tokens: BilledTokens) -> Nanodollars {
         + line(tokens.completion_tokens, prices.output);
     let nanodollars = picodollars.saturating_add(500) / 1000;
     Nanodollars(u64::try_from(nanodollars).unwrap_or(u64::MAX))
+}
+
+/// A route's own prices and limits (the config file's and admin API's `input_price`,
+/// `output_price`, `cached_input_price`, `cache_write_price`, `max_output_tokens`,
+/// `context_window`); each `None` leaves that figure to the built-in catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteOverrides {
+    pub input: Option<Price>,
+    pub output: Option<Price>,
+    pub cached_input: Option<Price>,
+    pub cache_write: Option<Price>,
+    pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
+}
+
+/// What a route costs and allows once its overrides and the catalog are put together; resolved
+/// once per routing snapshot, never per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteTerms {
+    /// `None`: neither the route nor the catalog gives both an input and an output price. Such
+    /// a route costs nothing and is flagged; a price is never guessed.
+    pub prices: Option<Prices>,
+    pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
+}
+
+impl RouteTerms {
+    /// Each figure from `overrides` where it is set, else from the catalog's entry for
+    /// `upstream_model` (dated snapshots included), else unknown. The input and output prices
+    /// are needed together: a route that has only one of them anywhere is unpriced. A cached
+    /// or cache-write price missing everywhere bills those tokens at the input price.
+    pub fn resolve(upstream_model: &str, overrides: &RouteOverrides) -> Self {
+        let known = lookup(upstream_model).map(|found| found.entry);
+        let input = overrides.input.or(known.map(|e| e.prices.input));
+        let output = overrides.output.or(known.map(|e| e.prices.output));
+        let prices = match (input, output) {
+            (Some(input), Some(output)) => Some(Prices {
+                input,
+                output,
+                cached_input: overrides
+                    .cached_input
+                    .or(known.and_then(|e| e.prices.cached_input)),
+                cache_write: overrides
+                    .cache_write
+                    .or(known.and_then(|e| e.prices.cache_write)),
+            }),
+            _ => None,
+        };
+        Self {
+            prices,
+            max_output_tokens: overrides
+                .max_output_tokens
+                .or(known.map(|e| e.max_output_tokens).filter(|max| *max > 0)),
+            context_window: overrides.context_window.or(known.map(|e| e.context_window)),
+        }
+    }
+
+    /// Every figure in effect, in the shape of overrides (for display beside the route's own).
+    pub fn figures(&self) -> RouteOverrides {
+        let prices = self.prices.as_ref();
+        RouteOverrides {
+            input: prices.map(|p| p.input),
+            output: prices.map(|p| p.output),
+            cached_input: prices.and_then(|p| p.cached_input),
+            cache_write: prices.and_then(|p| p.cache_write),
+            max_output_tokens: self.max_output_tokens,
+            context_window: self.context_window,
+        }
+    }
+
+    /// The most a request can cost on this route before it runs: `prompt_tokens` at the
+    /// dearest prompt price (a cache write where that costs more than an uncached token) and
+    /// `output_cap` completion tokens at the output price. Zero on an unpriced route.
+    pub fn worst_case(&self, prompt_tokens: u64, output_cap: u64) -> Nanodollars {
+        let Some(prices) = self.prices else {
+            return Nanodollars::default();
+        };
+        let dearest_prompt = prices.input.max(prices.cache_write.unwrap_or(prices.input));
+        cost_usd(
+            &Prices {
+                input: dearest_prompt,
+                cached_input: None,
+                cache_write: None,
+                output: prices.output,
+            },
+            BilledTokens {
+                prompt_tokens,
+                completion_tokens: output_cap,
+                ..BilledTokens::default()
+            },
+        )
+    }
 }
 
 #[cfg(test)]

@@ -454,3 +454,66 @@ fn model_limits_come_from_the_catalog_and_are_never_guessed() {
         None
     );
 }
+
+#[test]
+fn a_route_takes_each_figure_from_its_override_else_the_catalog_else_none() {
+    let usd = |text: f64| Price::from_usd(text).unwrap();
+    // Known model, no override: the catalog's figures (a dated snapshot falls back).
+    let terms = RouteTerms::resolve("gpt-4o-2024-08-06", &RouteOverrides::default());
+    assert_eq!(terms.prices, Some(prices_of("gpt-4o")));
+    assert_eq!(terms.max_output_tokens, Some(16_384));
+    assert_eq!(terms.context_window, Some(128_000));
+    // Known model, some figures overridden: those win, the rest stay the catalog's.
+    let overrides = RouteOverrides {
+        input: Some(usd(2.0)),
+        max_output_tokens: Some(4096),
+        ..RouteOverrides::default()
+    };
+    let terms = RouteTerms::resolve("gpt-4o", &overrides);
+    let prices = terms.prices.unwrap();
+    assert_eq!(prices.input, usd(2.0));
+    assert_eq!(prices.output, usd(10.0));
+    assert_eq!(prices.cached_input, Some(usd(1.25)));
+    assert_eq!(terms.max_output_tokens, Some(4096));
+    assert_eq!(terms.context_window, Some(128_000));
+    // Unknown model: priced only by its overrides, and only when both main prices are given.
+    let unknown = "my-finetune-7b";
+    assert_eq!(
+        RouteTerms::resolve(unknown, &RouteOverrides::default()),
+        RouteTerms::default()
+    );
+    let half = RouteOverrides {
+        input: Some(usd(1.0)),
+        ..RouteOverrides::default()
+    };
+    assert_eq!(RouteTerms::resolve(unknown, &half).prices, None);
+    let full = RouteOverrides {
+        output: Some(usd(3.0)),
+        ..half
+    };
+    assert_eq!(
+        RouteTerms::resolve(unknown, &full).prices,
+        Some(Prices {
+            input: usd(1.0),
+            cached_input: None,
+            cache_write: None,
+            output: usd(3.0),
+        })
+    );
+}
+
+#[test]
+fn the_worst_case_charges_the_prompt_at_its_dearest_price_and_the_whole_cap() {
+    // claude-sonnet-4-5: input 3.00, cache write 3.75, output 15.00 USD per million tokens.
+    let terms = RouteTerms::resolve("claude-sonnet-4-5", &RouteOverrides::default());
+    // 1000 × 3.75 + 2000 × 15 = 33 750 micro-dollars per million → 0.03375 USD.
+    assert_eq!(terms.worst_case(1000, 2000), Nanodollars(33_750_000));
+    // gpt-4o has no cache-write price: the prompt at 2.50, 100 × 2.5 + 10 × 10 = 350 μ$/M.
+    let terms = RouteTerms::resolve("gpt-4o", &RouteOverrides::default());
+    assert_eq!(terms.worst_case(100, 10), Nanodollars(350_000));
+    assert_eq!(
+        RouteTerms::default().worst_case(1_000_000, 1_000_000),
+        Nanodollars(0),
+        "an unpriced route costs nothing"
+    );
+}

@@ -21,8 +21,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rand::Rng;
 
-use crate::db::CatalogRows;
-use crate::pricing::ModelLimits;
+use crate::db::{CatalogRows, RouteOverridesRow};
+use crate::pricing::{ModelLimits, Nanodollars, Price, RouteOverrides, RouteTerms};
 use crate::secret::{Secret, SecretCipher};
 use crate::vocab::{Endpoint, ProviderKind, Strategy};
 
@@ -94,6 +94,9 @@ pub struct Route {
     /// What the upstream model takes, resolved once per catalog snapshot: requests are shaped
     /// to it on their way there.
     pub model_limits: ModelLimits,
+    /// Its prices and limits: its own overrides, else the built-in catalog's for its upstream
+    /// model (resolved once per snapshot). No prices: it costs nothing, and is flagged.
+    pub terms: RouteTerms,
 }
 
 impl Route {
@@ -465,15 +468,21 @@ impl Catalog {
                     .iter()
                     .map(|account| health.model_cooldown(account.id, &row.upstream_model))
                     .collect();
-                // The built-in catalog's figures for the upstream model; nothing for a model
-                // it does not know.
-                let model_limits = ModelLimits::of(&row.upstream_model);
+                let terms = RouteTerms::resolve(&row.upstream_model, &overrides(&row.overrides));
+                // What the upstream model takes, for shaping: the catalog's figures, with the
+                // route's own output limit (override or catalog, as its terms say) where known.
+                let mut model_limits = ModelLimits::of(&row.upstream_model);
+                model_limits.max_output_tokens = terms
+                    .max_output_tokens
+                    .filter(|max| *max > 0)
+                    .or(model_limits.max_output_tokens);
                 routes_by_model
                     .entry(row.model_id)
                     .or_default()
                     .push(Route {
                         id: row.id,
                         model_limits,
+                        terms,
                         provider: provider.clone(),
                         upstream_model: row.upstream_model,
                         weight: clamp_u32(row.weight),
@@ -501,6 +510,55 @@ impl Catalog {
             })
             .collect();
         (Self::new(models), skipped)
+    }
+}
+
+/// A route's stored overrides as prices and limits (a negative figure, which neither the
+/// config file nor the admin API lets through, counts as absent).
+pub fn overrides(row: &RouteOverridesRow) -> RouteOverrides {
+    let count = |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok());
+    let price = |value: Option<i64>| count(value).map(Price);
+    RouteOverrides {
+        input: price(row.input_price_micros),
+        output: price(row.output_price_micros),
+        cached_input: price(row.cached_input_price_micros),
+        cache_write: price(row.cache_write_price_micros),
+        max_output_tokens: count(row.max_output_tokens),
+        context_window: count(row.context_window),
+    }
+}
+
+impl Model {
+    /// The most a request may cost on any of this model's routes (any may serve it after a
+    /// failover): `prompt_tokens` at each route's dearest prompt price, and `cap` completion
+    /// tokens, or else the route's `max_output_tokens`, or else `default_cap`, at its output
+    /// price; for a request that generates nothing, the prompt alone.
+    pub fn worst_case_cost(
+        &self,
+        prompt_tokens: u64,
+        cap: Option<u64>,
+        generates: bool,
+        default_cap: u64,
+    ) -> Nanodollars {
+        self.routes
+            .iter()
+            .map(|route| {
+                let output = if generates {
+                    cap.or(route.terms.max_output_tokens).unwrap_or(default_cap)
+                } else {
+                    0
+                };
+                route.terms.worst_case(prompt_tokens, output)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The enabled routes that have no price anywhere.
+    pub fn unpriced_routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .filter(|route| route.terms.prices.is_none())
     }
 }
 
@@ -549,6 +607,7 @@ mod tests {
             health: Arc::default(),
             account_cooldowns: provider.accounts.iter().map(|_| Arc::default()).collect(),
             model_limits: ModelLimits::UNKNOWN,
+            terms: RouteTerms::default(),
         }
     }
 
@@ -751,5 +810,60 @@ mod tests {
             m.next_target(0, &policy(), &Tried::default(), None)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_worst_case_is_the_dearest_route_with_the_cap_the_route_or_the_default() {
+        let p = provider("p", vec![]);
+        let priced = |id: i64, upstream: &str, overrides: RouteOverrides| Route {
+            upstream_model: upstream.into(),
+            terms: RouteTerms::resolve(upstream, &overrides),
+            ..route(id, &p, 1, 0)
+        };
+        let usd = |text: f64| Price::from_usd(text).unwrap();
+        // gpt-4o (catalog: 2.50 in, 10.00 out, 16 384 out at most) and an unknown model at
+        // 1.00 in and 40.00 out with no output limit anywhere.
+        let m = model(
+            Strategy::Weighted,
+            vec![
+                priced(1, "gpt-4o", RouteOverrides::default()),
+                priced(
+                    2,
+                    "house-model",
+                    RouteOverrides {
+                        input: Some(usd(1.0)),
+                        output: Some(usd(40.0)),
+                        ..RouteOverrides::default()
+                    },
+                ),
+            ],
+        );
+        // A cap of 100: 1000 × 2.50 + 100 × 10 = 3500 against 1000 × 1 + 100 × 40 = 5000.
+        assert_eq!(
+            m.worst_case_cost(1000, Some(100), true, 1024),
+            Nanodollars(5_000_000)
+        );
+        // No cap: gpt-4o's own limit (16 384 × 10 + 2500 = 166 340) against the default's
+        // (1024 × 40 + 1000 = 41 960).
+        assert_eq!(
+            m.worst_case_cost(1000, None, true, 1024),
+            Nanodollars(166_340_000)
+        );
+        // Nothing generated (embeddings): the prompt alone, at the dearer input price.
+        assert_eq!(
+            m.worst_case_cost(1000, Some(100), false, 1024),
+            Nanodollars(2_500_000)
+        );
+        // A model whose routes are all unpriced costs nothing, and says which routes they are.
+        let free = model(
+            Strategy::Weighted,
+            vec![priced(3, "house-model", RouteOverrides::default())],
+        );
+        assert_eq!(free.worst_case_cost(1000, None, true, 1024), Nanodollars(0));
+        assert_eq!(
+            free.unpriced_routes().map(|r| r.id).collect::<Vec<_>>(),
+            [3]
+        );
+        assert_eq!(m.unpriced_routes().count(), 0);
     }
 }

@@ -19,6 +19,19 @@ pub async fn rebuild_catalog(
     for row in skipped {
         tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
     }
+    for model in next.models() {
+        for route in model.unpriced_routes() {
+            tracing::warn!(
+                model = %model.name,
+                route_id = route.id,
+                provider = %route.provider.name,
+                upstream_model = %route.upstream_model,
+                "route has no price: llmgate's catalog does not know its upstream model and the \
+                 route sets no input_price and output_price; its requests cost 0 and no dollar \
+                 budget is charged for them"
+            );
+        }
+    }
     catalog.store(Arc::new(next));
     Ok(())
 }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric llmgate exports. Cloning is cheap (the metrics are `Arc`s inside).
@@ -20,6 +20,9 @@ pub struct Metrics {
     pub overhead: HistogramVec,
     pub time_to_first_byte: HistogramVec,
     pub tokens: IntCounterVec,
+    /// USD, by public model and provider: a float counter, for dashboards only (the exact
+    /// figures are the rollups' integer nano-dollars).
+    pub cost: CounterVec,
     pub in_flight: IntGauge,
     pub open_streams: IntGauge,
     pub retries: IntCounter,
@@ -110,6 +113,18 @@ impl Metrics {
                 "Tokens by public model and kind (prompt, completion, cached, reasoning).",
                 &["model", "kind"],
             )?,
+            cost: {
+                let metric = CounterVec::new(
+                    Opts::new(
+                        "llmgate_cost_usd_total",
+                        "What requests cost in USD at the prices of the routes that served them, \
+                         by public model and provider (estimated usage included).",
+                    ),
+                    &["model", "provider"],
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
             in_flight: gauge(
                 "llmgate_requests_in_flight",
                 "Proxied requests being served now.",

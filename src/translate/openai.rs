@@ -397,6 +397,9 @@ pub(crate) struct UsageIn {
 #[derive(Deserialize, Default, Clone, Copy)]
 pub(crate) struct PromptDetails {
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to the cache: llmgate writes it for an Anthropic answer in chat
+    /// form (as OpenRouter does), so the cache-write price reaches the request's cost.
+    pub cache_write_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -413,7 +416,10 @@ impl From<UsageIn> for Usage {
                 .prompt_tokens_details
                 .and_then(|details| details.cached_tokens)
                 .unwrap_or(0),
-            cache_creation_tokens: 0,
+            cache_creation_tokens: usage
+                .prompt_tokens_details
+                .and_then(|details| details.cache_write_tokens)
+                .unwrap_or(0),
             reasoning_tokens: usage
                 .completion_tokens_details
                 .and_then(|details| details.reasoning_tokens)
@@ -542,6 +548,14 @@ pub(crate) struct UsageOut {
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PromptDetailsOut {
     pub cached_tokens: u64,
+    /// Written only when some prompt tokens went into the cache (an Anthropic upstream's
+    /// `cache_creation_input_tokens`), which are billed at their own price.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -550,16 +564,18 @@ pub(crate) struct CompletionDetailsOut {
 }
 
 impl From<Usage> for UsageOut {
-    /// `prompt_tokens_details` appears when some prompt tokens were cached,
+    /// `prompt_tokens_details` appears when some prompt tokens were cached (read or written),
     /// `completion_tokens_details` when some completion tokens were reasoning.
     fn from(usage: Usage) -> Self {
         Self {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.prompt_tokens + usage.completion_tokens,
-            prompt_tokens_details: (usage.cached_tokens > 0).then_some(PromptDetailsOut {
-                cached_tokens: usage.cached_tokens,
-            }),
+            prompt_tokens_details: (usage.cached_tokens > 0 || usage.cache_creation_tokens > 0)
+                .then_some(PromptDetailsOut {
+                    cached_tokens: usage.cached_tokens,
+                    cache_write_tokens: usage.cache_creation_tokens,
+                }),
             completion_tokens_details: (usage.reasoning_tokens > 0).then_some(
                 CompletionDetailsOut {
                     reasoning_tokens: usage.reasoning_tokens,

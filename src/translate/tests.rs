@@ -464,7 +464,7 @@ fn anthropic_text_stream_becomes_chat_chunks() {
     assert_eq!(chat["end"], "done");
     assert_eq!(
         chat["usage"],
-        json!({"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121, "prompt_tokens_details": {"cached_tokens": 2000}})
+        json!({"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121, "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 100}})
     );
 
     let fixture =
@@ -1162,7 +1162,54 @@ fn usage_maps_between_the_three_dialects() {
         serde_json::to_value(written).unwrap(),
         json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
                "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 5}})
+    ); // Anthropic's cache writes survive the chat form an Anthropic answer is read through (they
+    // are billed at their own price), and only appear there when there are some.
+    let chat = serde_json::to_value(super::openai::UsageOut::from(cases[1].1)).unwrap();
+    assert_eq!(
+        chat["prompt_tokens_details"],
+        json!({"cached_tokens": 60, "cache_write_tokens": 30})
     );
+    let back = Usage::from(serde_json::from_value::<ChatUsage>(chat.clone()).unwrap());
+    assert_eq!(back, cases[1].1);
+    let read = crate::usage::from_body(json!({"usage": chat}).to_string().as_bytes()).unwrap();
+    assert_eq!(read, cases[1].1);
+}
+
+#[test]
+fn each_dialects_usage_costs_what_its_tokens_cost() {
+    use super::anthropic::UsageIn as AnthropicUsage;
+    use super::gemini::UsageMetadata;
+    use super::openai::UsageIn as ChatUsage;
+
+    // claude-sonnet-4-5's prices, per million tokens: 3.00 in, 0.30 cached, 3.75 cache
+    // write, 15.00 out.
+    let prices = crate::pricing::lookup("claude-sonnet-4-5")
+        .unwrap()
+        .entry
+        .prices;
+    let cost = |usage: Usage| usage.cost(Some(&prices)).0;
+    // OpenAI counts the cached tokens inside prompt_tokens, the reasoning ones inside
+    // completion_tokens: 40 fresh × 3 + 60 cached × 0.3 + 20 out × 15 = 438 micro-dollars.
+    let openai: ChatUsage = serde_json::from_value(json!({"prompt_tokens": 100,
+        "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 60},
+        "completion_tokens_details": {"reasoning_tokens": 5}}))
+    .unwrap();
+    assert_eq!(cost(Usage::from(openai)), 438_000);
+    // Anthropic's input_tokens leaves out the cache reads and writes: 10 fresh × 3 + 60 cached
+    // × 0.3 + 30 written × 3.75 + 20 out × 15 = 460.5 micro-dollars.
+    let anthropic: AnthropicUsage = serde_json::from_value(json!({"input_tokens": 10,
+        "cache_read_input_tokens": 60, "cache_creation_input_tokens": 30, "output_tokens": 20}))
+    .unwrap();
+    assert_eq!(cost(Usage::from(anthropic)), 460_500);
+    // Gemini counts cached tokens inside promptTokenCount, and thoughts beside the
+    // candidates: billed as output, the same 438 micro-dollars as OpenAI's.
+    let gemini: UsageMetadata = serde_json::from_value(json!({"promptTokenCount": 90,
+        "toolUsePromptTokenCount": 10, "candidatesTokenCount": 15, "thoughtsTokenCount": 5,
+        "cachedContentTokenCount": 60}))
+    .unwrap();
+    assert_eq!(cost(Usage::from(gemini)), 438_000);
+    // Without prices (an unpriced route), nothing.
+    assert_eq!(Usage::from(anthropic).cost(None).0, 0);
 }
 
 #[test]

@@ -40,6 +40,10 @@ pub(super) struct WireUsage {
 struct PromptDetails {
     #[serde(default, deserialize_with = "count")]
     cached_tokens: u64,
+    /// Prompt tokens written to the cache, billed at their own price (OpenRouter's name, and
+    /// the one llmgate writes for an Anthropic answer in chat form).
+    #[serde(default, deserialize_with = "count")]
+    cache_write_tokens: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,12 +61,12 @@ impl From<WireUsage> for Usage {
         } else {
             wire.total_tokens
         };
-        let cached_tokens = [wire.prompt_tokens_details, wire.input_tokens_details]
-            .into_iter()
-            .flatten()
-            .map(|d| d.cached_tokens)
-            .max()
-            .unwrap_or(0);
+        let prompt_details = [wire.prompt_tokens_details, wire.input_tokens_details];
+        let most = |read: fn(&PromptDetails) -> u64| {
+            prompt_details.iter().flatten().map(read).max().unwrap_or(0)
+        };
+        let cached_tokens = most(|d| d.cached_tokens);
+        let cache_creation_tokens = most(|d| d.cache_write_tokens);
         let reasoning_tokens = [wire.completion_tokens_details, wire.output_tokens_details]
             .into_iter()
             .flatten()
@@ -74,7 +78,7 @@ impl From<WireUsage> for Usage {
             completion_tokens,
             total_tokens,
             cached_tokens,
-            cache_creation_tokens: 0,
+            cache_creation_tokens,
             reasoning_tokens,
             estimated: false,
         }

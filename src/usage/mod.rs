@@ -33,7 +33,8 @@ pub struct Usage {
     /// Prompt tokens served from the upstream's prompt cache (part of `prompt_tokens`).
     pub cached_tokens: u64,
     /// Prompt tokens written to the upstream's prompt cache (part of `prompt_tokens`; Anthropic
-    /// reports them). Not recorded: the translators carry them from one dialect to another.
+    /// reports them). Billed at the cache-write price; not a rollup column of its own. In chat
+    /// form they travel as `prompt_tokens_details.cache_write_tokens`.
     pub cache_creation_tokens: u64,
     /// Reasoning tokens (part of `completion_tokens`).
     pub reasoning_tokens: u64,
@@ -45,6 +46,25 @@ impl Usage {
     /// The tokens that count against rate limits and budgets: prompt plus completion.
     pub fn tokens(&self) -> u64 {
         self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// The tokens as a price list bills them. `Usage` already counts in OpenAI's terms for
+    /// every dialect (an Anthropic answer's `input_tokens`, which leaves out cache reads and
+    /// writes, arrives here with both added back into `prompt_tokens`), so this is a copy.
+    pub fn billed(&self) -> crate::pricing::BilledTokens {
+        crate::pricing::BilledTokens {
+            prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens,
+            cache_write_tokens: self.cache_creation_tokens,
+            completion_tokens: self.completion_tokens,
+        }
+    }
+
+    /// What these tokens cost at `prices`; nothing on a route without prices.
+    pub fn cost(&self, prices: Option<&crate::pricing::Prices>) -> crate::pricing::Nanodollars {
+        prices.map_or_else(Default::default, |prices| {
+            crate::pricing::cost_usd(prices, self.billed())
+        })
     }
 
     /// The same counts with `total_tokens` set to prompt plus completion (as an upstream's
@@ -86,6 +106,9 @@ pub struct UsageEvent {
     /// Time to the first response byte, when a response started.
     pub ttfb_ms: Option<u64>,
     pub usage: Usage,
+    /// What `usage` cost at the prices of the route that served the request (an estimate when
+    /// `usage.estimated`; nothing on an unpriced route or without an attempt).
+    pub cost: crate::pricing::Nanodollars,
 }
 
 impl UsageEvent {

@@ -45,6 +45,7 @@ impl AsLogRow for UsageEvent {
             cached_tokens: self.usage.cached_tokens,
             reasoning_tokens: self.usage.reasoning_tokens,
             estimated: self.usage.estimated,
+            cost_nanos: self.cost.0,
         }
     }
 }
@@ -97,6 +98,8 @@ struct Counts {
     cached_tokens: u64,
     reasoning_tokens: u64,
     estimated_requests: u64,
+    cost_nanos: u64,
+    estimated_cost_nanos: u64,
 }
 
 impl Counts {
@@ -109,6 +112,12 @@ impl Counts {
             cached_tokens: event.usage.cached_tokens,
             reasoning_tokens: event.usage.reasoning_tokens,
             estimated_requests: u64::from(event.usage.estimated),
+            cost_nanos: event.cost.0,
+            estimated_cost_nanos: if event.usage.estimated {
+                event.cost.0
+            } else {
+                0
+            },
         }
     }
 
@@ -124,6 +133,10 @@ impl Counts {
         self.estimated_requests = self
             .estimated_requests
             .saturating_add(other.estimated_requests);
+        self.cost_nanos = self.cost_nanos.saturating_add(other.cost_nanos);
+        self.estimated_cost_nanos = self
+            .estimated_cost_nanos
+            .saturating_add(other.estimated_cost_nanos);
     }
 
     fn to_row(self) -> UsageCounts {
@@ -136,6 +149,8 @@ impl Counts {
             cached_tokens: int(self.cached_tokens),
             reasoning_tokens: int(self.reasoning_tokens),
             estimated_requests: int(self.estimated_requests),
+            cost_nanos: int(self.cost_nanos),
+            estimated_cost_nanos: int(self.estimated_cost_nanos),
         }
     }
 }
@@ -519,6 +534,7 @@ mod tests {
                 reasoning_tokens: 2,
                 estimated: status == 201,
             },
+            cost: crate::pricing::Nanodollars(1000 + u64::from(status)),
         }
     }
 
@@ -618,6 +634,13 @@ mod tests {
                 gpt.reasoning_tokens
             ),
             (8, 2, 4)
+        );
+        // Costs add up exactly; the estimated request's is also counted as estimated.
+        assert_eq!((gpt.cost_nanos, gpt.estimated_cost_nanos), (1200 + 1500, 0));
+        let estimated = &rows[0].counts;
+        assert_eq!(
+            (estimated.cost_nanos, estimated.estimated_cost_nanos),
+            (1201, 1201)
         );
         assert_eq!(log_rows(&db).await, 5);
         // Nothing new: nothing written.

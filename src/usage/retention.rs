@@ -138,6 +138,7 @@ mod tests {
                 latency_ms: 1,
                 ttfb_ms: None,
                 usage: Usage::default(),
+                cost: crate::pricing::Nanodollars::default(),
             })
             .collect();
         let rollup = crate::db::RollupRow {

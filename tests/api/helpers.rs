@@ -333,6 +333,22 @@ impl TestApp {
         self._dir
     }
 
+    /// Runs the llmgate binary with `args` against this app's database; its exit code,
+    /// stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(Self::bin())
+            .args(args)
+            .env("LLMGATE_DATABASE_URL", &self.db_url)
+            .env("LLMGATE_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Path to the llmgate binary built for these tests.
     pub fn bin() -> &'static str {
         env!("CARGO_BIN_EXE_llmgate")

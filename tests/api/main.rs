@@ -21,6 +21,7 @@ mod edge;
 mod errors;
 mod helpers;
 mod keys;
+mod money;
 mod ops;
 mod proxy;
 mod responses;

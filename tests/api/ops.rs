@@ -176,6 +176,7 @@ async fn request_log_rows_beyond_the_queue_are_counted_as_dropped() {
             latency_ms: 1,
             ttfb_ms: None,
             usage: Usage::default(),
+            cost: llmgate::pricing::Nanodollars::default(),
         });
     }
     let text = scrape(&app).await;

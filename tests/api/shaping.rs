@@ -54,6 +54,20 @@ name = "to-finetune"
   [[models.routes]]
   provider = "mock"
   model = "ft:my-finetune"
+
+[[models]]
+name = "to-capped-finetune"
+  [[models.routes]]
+  provider = "mock"
+  model = "ft:my-capped-finetune"
+  max_output_tokens = 2000
+
+[[models]]
+name = "to-gpt-4o-capped"
+  [[models.routes]]
+  provider = "mock"
+  model = "gpt-4o"
+  max_output_tokens = 4096
 "#;
     spawn_with(TestOptions {
         extra_config: format!("{CLAUDE_AND_GEMINI_PROVIDERS}{models}"),
@@ -246,5 +260,21 @@ async fn a_model_the_catalog_does_not_know_gets_the_clients_bytes() {
     // A known model, asked for what it takes: the bytes are the client's too.
     let within = "{\"model\":\"to-gpt-4o\", \"max_tokens\": 16384, \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     assert_untouched(&app, "/v1/chat/completions", within, "to-gpt-4o", "gpt-4o").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_routes_own_output_limit_shapes_as_the_catalogs_does() {
+    let app = spawn_routes().await;
+    // A model the catalog does not know, with the route's limit: only the cap is lowered.
+    let shaped = send(&app, "/v1/messages", &claude_code_for("to-capped-finetune")).await;
+    assert_eq!(shaped.as_deref(), Some("max_tokens=2000"));
+    let chat = app.last_upstream_json("/v1/chat/completions");
+    assert_eq!(chat["max_completion_tokens"], 2000, "{chat}");
+    // A known model with a lower limit on its route: the route's limit wins.
+    let shaped = send(&app, "/v1/messages", &claude_code_for("to-gpt-4o-capped")).await;
+    assert_eq!(shaped.as_deref(), Some("max_tokens=4096, thinking=dropped"));
+    let chat = app.last_upstream_json("/v1/chat/completions");
+    assert_eq!(chat["max_completion_tokens"], 4096, "{chat}");
     app.stop().await;
 }
