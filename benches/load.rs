@@ -544,26 +544,14 @@ impl Stack {
             dir.path().join("paced.log"),
         )?;
 
-        let config = dir.path().join("llmgate.toml");
-        fs::write(&config, gateway_config(mock_addr, paced_addr))?;
         let db = dir.path().join("db");
         fs::create_dir(&db)?;
-        let grace = std::env::var("LLMGATE_SHUTDOWN_GRACE").unwrap_or_else(|_| "5s".into());
-        let gateway = Proc::spawn(
-            "llmgate",
-            PROXY_CORE,
-            &settings.bin,
-            &strings(&[
-                "serve",
-                "--config",
-                &config.display().to_string(),
-                "--listen",
-                &gateway_addr.to_string(),
-                "--database",
-                &format!("sqlite://{}", db.join("llmgate.db").display()),
-            ]),
-            &[("LLMGATE_SHUTDOWN_GRACE", &grace)],
-            dir.path().join("llmgate.log"),
+        let gateway = spawn_gateway(
+            settings,
+            dir.path(),
+            &gateway_config(mock_addr, paced_addr),
+            gateway_addr,
+            &db.join("llmgate.db"),
         )?;
 
         let (nginx, nginx_addrs) = if with_nginx {
@@ -576,22 +564,7 @@ impl Stack {
                 &conf,
                 nginx_config(&prefix, [(front, mock_addr), (paced_front, paced_addr)]),
             )?;
-            let error_log = prefix.join("error.log");
-            let nginx = Proc::spawn(
-                "nginx",
-                PROXY_CORE,
-                &nginx_binary()?,
-                &strings(&[
-                    "-p",
-                    &prefix.display().to_string(),
-                    "-c",
-                    &conf.display().to_string(),
-                    "-e",
-                    &error_log.display().to_string(),
-                ]),
-                &[],
-                prefix.join("stderr.log"),
-            )?;
+            let nginx = spawn_nginx(&prefix, &conf)?;
             (Some(nginx), Some((front, paced_front)))
         } else {
             (None, None)
@@ -711,6 +684,55 @@ async fn wait_answering(target: &Target, process: &mut Proc, deadline: Instant) 
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Starts `llmgate serve` on core 0 with `config` (written into `dir`), listening on `addr`,
+/// its database at `db`; `LLMGATE_SHUTDOWN_GRACE` defaults to 5 s.
+fn spawn_gateway(
+    settings: &Settings,
+    dir: &Path,
+    config: &str,
+    addr: SocketAddr,
+    db: &Path,
+) -> Result<Proc> {
+    let config_path = dir.join("llmgate.toml");
+    fs::write(&config_path, config)?;
+    let grace = std::env::var("LLMGATE_SHUTDOWN_GRACE").unwrap_or_else(|_| "5s".into());
+    Proc::spawn(
+        "llmgate",
+        PROXY_CORE,
+        &settings.bin,
+        &strings(&[
+            "serve",
+            "--config",
+            &config_path.display().to_string(),
+            "--listen",
+            &addr.to_string(),
+            "--database",
+            &format!("sqlite://{}", db.display()),
+        ]),
+        &[("LLMGATE_SHUTDOWN_GRACE", &grace)],
+        dir.join("llmgate.log"),
+    )
+}
+
+/// Starts nginx on core 0 with the configuration file `conf`, its files under `prefix`.
+fn spawn_nginx(prefix: &Path, conf: &Path) -> Result<Proc> {
+    Proc::spawn(
+        "nginx",
+        PROXY_CORE,
+        &nginx_binary()?,
+        &strings(&[
+            "-p",
+            &prefix.display().to_string(),
+            "-c",
+            &conf.display().to_string(),
+            "-e",
+            &prefix.join("error.log").display().to_string(),
+        ]),
+        &[],
+        prefix.join("stderr.log"),
+    )
 }
 
 fn nginx_binary() -> Result<PathBuf> {

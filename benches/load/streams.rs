@@ -432,44 +432,19 @@ pub(super) async fn run() -> Result<bool> {
         &[],
         dir.path().join("mock.log"),
     )?;
-    let config = dir.path().join("llmgate.toml");
-    fs::write(&config, streams_config(mock_addr))?;
     let db = dir.path().join("llmgate.db");
-    let mut gateway = Proc::spawn(
-        "llmgate",
-        PROXY_CORE,
-        &settings.bin,
-        &strings(&[
-            "serve",
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            &gateway_addr.to_string(),
-            "--database",
-            &format!("sqlite://{}", db.display()),
-        ]),
-        &[("LLMGATE_SHUTDOWN_GRACE", "5s")],
-        dir.path().join("llmgate.log"),
+    let mut gateway = spawn_gateway(
+        &settings,
+        dir.path(),
+        &streams_config(mock_addr),
+        gateway_addr,
+        &db,
     )?;
     let prefix = dir.path().join("nginx");
     fs::create_dir(&prefix)?;
     let conf = prefix.join("nginx.conf");
     fs::write(&conf, streams_nginx_config(&prefix, nginx_addr, mock_addr))?;
-    let mut nginx = Proc::spawn(
-        "nginx",
-        PROXY_CORE,
-        &nginx_binary()?,
-        &strings(&[
-            "-p",
-            &prefix.display().to_string(),
-            "-c",
-            &conf.display().to_string(),
-            "-e",
-            &prefix.join("error.log").display().to_string(),
-        ]),
-        &[],
-        prefix.join("stderr.log"),
-    )?;
+    let mut nginx = spawn_nginx(&prefix, &conf)?;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     for (via, addr, process) in [
