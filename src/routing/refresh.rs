@@ -19,8 +19,17 @@ pub async fn rebuild_catalog(
     for row in skipped {
         tracing::warn!(problem = %row.0, "left a stored object out of the routing catalog");
     }
+    // Each unpriced route is warned of once: at start-up, and when a change makes it so (a
+    // route that was unpriced in the catalog being replaced is not warned of again).
+    let previous = catalog.load();
+    let was_unpriced = |id: i64| {
+        previous
+            .models()
+            .flat_map(|model| model.unpriced_routes())
+            .any(|route| route.id == id)
+    };
     for model in next.models() {
-        for route in model.unpriced_routes() {
+        for route in model.unpriced_routes().filter(|route| !was_unpriced(route.id)) {
             tracing::warn!(
                 model = %model.name,
                 route_id = route.id,
