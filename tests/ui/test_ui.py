@@ -409,6 +409,9 @@ def main():
                 any(re.search(r": \$0\.\d", t) for t in page.locator("#cost-chart svg .bar title").all_text_contents()),
                 "the cost chart's bars carry no dollars",
             )
+            page.click('.segmented button:has-text("Last 7 days")')
+            page.wait_for_selector('.segmented button[aria-pressed="true"]:has-text("Last 7 days")')
+            ready("dashboard")
             page.get_by_role("button", name="By cost").click()
             ready("dashboard")
             expect(page.locator(".columns section").nth(1).locator("tbody tr").first).to_contain_text("demo-echo")

@@ -45,7 +45,9 @@ export function formatNumber(value) {
 export function barChart(points, { name, partName, partClass = "part", width: shown, format = formatNumber } = {}) {
   const width = Math.max(300, Math.min(1400, Math.round(shown || 640)));
   const height = 230;
-  const left = 44;
+  const max = niceCeiling(Math.max(0, ...points.map((p) => p.value)));
+  // Room for the widest axis figure (about 7 px a character at 12 px).
+  const left = Math.max(44, 12 + 7 * Math.max(...[0, 0.5, 1].map((f) => format(max * f).length)));
   const bottom = 24;
   const top = 26;
   const plotWidth = width - left - 8;
@@ -56,7 +58,6 @@ export function barChart(points, { name, partName, partClass = "part", width: sh
     role: "img",
     "aria-label": name || "chart",
   });
-  const max = niceCeiling(Math.max(0, ...points.map((p) => p.value)));
   for (const fraction of [0, 0.5, 1]) {
     const y = top + plotHeight * (1 - fraction);
     chart.append(svg("line", { x1: left, x2: width - 8, y1: y, y2: y, class: "grid" }));

@@ -75,6 +75,13 @@ function confirmed(label, confirmLabel, status, work, attributes = {}) {
 }
 
 function table(headings, rows, caption) {
+  // Each cell is labelled with its column, which a phone-width screen shows beside the value
+  // (rows become cards there, see app.css).
+  for (const row of rows) {
+    [...row.children].forEach((cell, index) => {
+      if (!cell.hasAttribute("colspan") && headings[index]) cell.dataset.label = headings[index];
+    });
+  }
   return h(
     "div",
     { class: "table-wrap" },
@@ -317,7 +324,7 @@ export async function dashboard(root) {
         unpriced.length ? unpricedHint(unpriced) : null,
         barChart(costPoints, { name: "cost", partName: "estimated", partClass: "part est", width, format: formatUsd }),
       ),
-      h("div", { class: "page-head" }, h("h2", {}, dashboardRank === "cost" ? "Biggest spenders" : "Busiest"), rankPicker),
+      h("div", { class: "page-head" }, h("h2", {}, dashboardRank === "cost" ? "Biggest spenders" : "Busiest", h("span", { class: "note" }, ` · ${RANGES.find((r) => r.id === dashboardRange).label.toLowerCase()}`)), rankPicker),
       h("div", { class: "columns" }, topList("Keys", data.keys, (l) => l.name), topList("Models", data.models, (l) => l.name), topList("Providers / accounts", data.accounts, (l) => l.name, "No request reached a provider account in this range (keyless providers, like the demo, have none).")),
     );
   });
@@ -369,7 +376,7 @@ function budgetFields(key = {}) {
       "label",
       {},
       "Budget window (UTC)",
-      h("select", { name: "budget_window" }, h("option", { value: "" }, "none: counts from the start"), WINDOWS.map((w) => h("option", { value: w, selected: key.budget_window === w }, w))),
+      h("select", { name: "budget_window" }, h("option", { value: "" }, "none (all time)"), WINDOWS.map((w) => h("option", { value: w, selected: key.budget_window === w }, w))),
     ),
   ];
 }
@@ -965,6 +972,7 @@ function providerForm(status, refresh) {
   const form = h(
     "form",
     { class: "form-grid inline", id: "create-provider", "aria-label": "Add a provider" },
+    h("h3", {}, "Add a provider"),
     h("label", {}, "Name", h("input", { name: "name", required: true, autocomplete: "off" })),
     h("label", {}, "Kind", kind),
     h("label", {}, "Base URL", h("input", { name: "base_url", type: "url", required: true, placeholder: BASE_URLS.openai })),
@@ -1007,6 +1015,7 @@ function accountForm(providerList, status, refresh) {
   const form = h(
     "form",
     { class: "form-grid inline", id: "create-account", "aria-label": "Add an account" },
+    h("h3", {}, "Add an account"),
     h("label", {}, "Provider", provider),
     h("label", {}, "Name", h("input", { name: "name", required: true, autocomplete: "off" })),
     h("label", { "data-kinds": "openai anthropic gemini azure" }, "API key", h("input", { name: "api_key", type: "password", autocomplete: "off" })),
