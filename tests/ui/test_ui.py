@@ -72,8 +72,10 @@ def chat_model(base, key, model, text="Hello"):
 
 
 class Gateway:
-    def __init__(self):
-        self.dir = tempfile.TemporaryDirectory()
+    """`llmgate serve --demo` on a free port; `directory` keeps its database (else a new one)."""
+
+    def __init__(self, directory=None):
+        self.dir = directory or tempfile.TemporaryDirectory()
         self.port = free_port()
         env = dict(
             os.environ,
@@ -107,13 +109,14 @@ class Gateway:
         if not found.wait(15):
             raise RuntimeError("serve --demo printed no demo key")
 
-    def stop(self):
+    def stop(self, keep=False):
         self.process.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-        self.dir.cleanup()
+        if not keep:
+            self.dir.cleanup()
 
 
 def check(condition, message):
@@ -386,13 +389,13 @@ def main():
             priced_row.get_by_role("button", name="Details").click()
             cost = page.locator("#log-detail dt:text-is('cost') + dd").inner_text()
             check(re.match(r"\$0\.0\d*[1-9]", cost), f"the request's cost reads {cost!r}")
+            page.screenshot(path=os.path.join(SHOTS, "logs.png"))
             newest = page.locator("tbody tr").first.text_content()
             page.click("#older")
             expect(page.locator("tbody tr").first).not_to_have_text(newest)
             check(page.locator("tbody tr").count() < 50, "the second page is not the rest of the log")
             page.get_by_role("button", name="Newer").click()
             expect(page.locator("tbody tr").first).to_have_text(newest)
-            page.screenshot(path=os.path.join(SHOTS, "logs.png"), full_page=True)
             page.fill('#log-filters input[name="key"]', "browser-test")
             page.click('#log-filters button[type="submit"]')
             expect(page.locator("tbody tr").first).to_contain_text("browser-test")

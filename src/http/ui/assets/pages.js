@@ -151,7 +151,10 @@ function topList(title, lines, nameOf, none = "No requests in this range.") {
   const rows = sorted.map((line) =>
     h("tr", {}, h("td", {}, nameOf(line)), h("td", { class: "num" }, formatNumber(line.requests)), h("td", { class: "num" }, formatNumber(line.errors)), h("td", { class: "num" }, formatNumber(line.prompt_tokens + line.completion_tokens)), costCell(line)),
   );
-  return h("section", { class: "card" }, h("h2", {}, title), rows.length ? table(["name", "requests", "errors", "tokens", "cost"], rows) : empty(none));
+  const list = rows.length ? table(["name", "requests", "errors", "tokens", "cost"], rows) : empty(none);
+  // Five short columns fit a phone: this table stays a table there.
+  if (rows.length) list.classList.add("compact");
+  return h("section", { class: "card" }, h("h2", {}, title), list);
 }
 
 // Usage of the last hour, from the request log (the rollups are by day): its newest 1000 rows.
@@ -1127,7 +1130,10 @@ export async function logs(root) {
             h("td", { class: "num" }, `${row.latency_ms} ms`),
             h("td", { class: "num" }, formatNumber(row.prompt_tokens + row.completion_tokens)),
             costCell({ cost_usd: row.cost_usd, estimated_cost_usd: row.estimated ? row.cost_usd : 0 }),
-            h("td", {}, h("button", { type: "button", class: "quiet", "aria-label": `Details of request ${row.request_id}`, onclick: () => detail.replaceChildren(logDetail(row)) }, "Details")),
+            h("td", {}, h("button", { type: "button", class: "quiet", "aria-label": `Details of request ${row.request_id}`, onclick: () => {
+              detail.replaceChildren(logDetail(row));
+              detail.scrollIntoView({ block: "nearest" });
+            } }, "Details")),
           ),
         );
         results.replaceChildren(table(["finished", "status", "model", "key", "provider/account", "latency", "tokens", "cost", ""], rows));
