@@ -74,6 +74,23 @@ function confirmed(label, confirmLabel, status, work, attributes = {}) {
   }, attributes);
 }
 
+// Sends a form's change when it is submitted: `send` makes the API call with the form's
+// fields and answers the message to show once the page is refreshed; an API error is shown in
+// `status` instead.
+function onSubmit(form, status, refresh, send) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.replaceChildren();
+    try {
+      const done = await send(new FormData(form));
+      await refresh();
+      if (done) status.replaceChildren(h("p", { class: "ok" }, done));
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+}
+
 function table(headings, rows, caption) {
   // Each cell is labelled with its column, which a phone-width screen shows beside the value
   // (rows become cards there, see app.css).
@@ -539,9 +556,7 @@ function editKey(row, key, status, refresh) {
     h("label", {}, "Expires on (UTC)", h("input", { name: "expires_at", type: "date", value: key.expires_at ? key.expires_at.slice(0, 10) : "" })),
     h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Save"), h("button", { type: "button", class: "quiet", onclick: (event) => event.target.closest("tr").remove() }, "Cancel")),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const fields = new FormData(form);
+  onSubmit(form, status, refresh, async (fields) => {
     const models = fields.get("models").split(",").map((m) => m.trim()).filter(Boolean);
     const patch = {
       name: fields.get("name").trim(),
@@ -553,14 +568,8 @@ function editKey(row, key, status, refresh) {
       budget_window: fields.get("budget_window") || null,
       expires_at: fields.get("expires_at") ? `${fields.get("expires_at")}T23:59:59Z` : null,
     };
-    status.replaceChildren();
-    try {
-      await api("PATCH", `/admin/keys/${key.id}`, patch);
-      await refresh();
-      status.replaceChildren(h("p", { class: "ok" }, `Saved key ${patch.name}.`));
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+    await api("PATCH", `/admin/keys/${key.id}`, patch);
+    return `Saved key ${patch.name}.`;
   });
   toggleEditor(row, form, 11);
 }
@@ -761,19 +770,11 @@ function editTerms(row, route, status, refresh) {
     ),
     h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Save prices"), h("button", { type: "button", class: "quiet", onclick: (event) => event.target.closest("tr").remove() }, "Cancel")),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const fields = new FormData(form);
+  onSubmit(form, status, refresh, async (fields) => {
     const patch = {};
     for (const [field] of TERMS) patch[field] = numberOrNull(fields.get(field)) ?? null;
-    status.replaceChildren();
-    try {
-      await api("PATCH", `/admin/routes/${route.id}`, patch);
-      await refresh();
-      status.replaceChildren(h("p", { class: "ok" }, `Saved the prices and limits of ${name}.`));
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+    await api("PATCH", `/admin/routes/${route.id}`, patch);
+    return `Saved the prices and limits of ${name}.`;
   });
   toggleEditor(row, form, 7);
 }
@@ -924,17 +925,9 @@ function editProvider(row, provider, status, refresh) {
     h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Save settings"), h("button", { type: "button", class: "quiet", onclick: (event) => event.target.closest("tr").remove() }, "Cancel")),
   );
   showKind(form, provider.kind);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const patch = { ...cloudValues(new FormData(form), provider.kind, true), headers: headers.read() };
-    status.replaceChildren();
-    try {
-      await api("PATCH", `/admin/providers/${provider.id}`, patch);
-      await refresh();
-      status.replaceChildren(h("p", { class: "ok" }, `Saved provider ${provider.name}.`));
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+  onSubmit(form, status, refresh, async (fields) => {
+    await api("PATCH", `/admin/providers/${provider.id}`, { ...cloudValues(fields, provider.kind, true), headers: headers.read() });
+    return `Saved provider ${provider.name}.`;
   });
   toggleEditor(row, form, 7);
 }
@@ -951,20 +944,12 @@ function modelForm(providerList, status, refresh) {
     h("label", {}, "Route: weight", h("input", { name: "weight", type: "number", min: 0, value: 1 })),
     h("div", { class: "form-actions" }, h("button", { type: "submit" }, "Add model")),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const fields = new FormData(form);
-    status.replaceChildren();
-    try {
-      await api("POST", "/admin/models", {
-        name: fields.get("name").trim(),
-        strategy: fields.get("strategy"),
-        routes: [{ provider: fields.get("provider"), model: fields.get("model").trim(), weight: Number(fields.get("weight") || 1) }],
-      });
-      await refresh();
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+  onSubmit(form, status, refresh, async (fields) => {
+    await api("POST", "/admin/models", {
+      name: fields.get("name").trim(),
+      strategy: fields.get("strategy"),
+      routes: [{ provider: fields.get("provider"), model: fields.get("model").trim(), weight: Number(fields.get("weight") || 1) }],
+    });
   });
   return form;
 }
@@ -986,9 +971,7 @@ function providerForm(status, refresh) {
   );
   kind.addEventListener("change", () => showKind(form, kind.value));
   showKind(form, kind.value);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const fields = new FormData(form);
+  onSubmit(form, status, refresh, async (fields) => {
     const body = {
       name: fields.get("name").trim(),
       kind: kind.value,
@@ -998,14 +981,8 @@ function providerForm(status, refresh) {
     const url = fields.get("base_url").trim();
     if (url) body.base_url = url;
     if (kind.value === "openai") body.responses = fields.get("responses") === "on";
-    status.replaceChildren();
-    try {
-      await api("POST", "/admin/providers", body);
-      await refresh();
-      status.replaceChildren(h("p", { class: "ok" }, `Added provider ${body.name}: add an account for its credential, then route a model to it.`));
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+    await api("POST", "/admin/providers", body);
+    return `Added provider ${body.name}: add an account for its credential, then route a model to it.`;
   });
   return form;
 }
@@ -1032,19 +1009,11 @@ function accountForm(providerList, status, refresh) {
   };
   provider.addEventListener("change", sync);
   sync();
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const fields = new FormData(form);
+  onSubmit(form, status, refresh, async (fields) => {
     const body = { provider: fields.get("provider"), name: fields.get("name").trim(), weight: Number(fields.get("weight") || 1) };
     if (kindOf.get(body.provider) === "vertex") body.service_account_json = fields.get("service_account_json");
     else body.api_key = fields.get("api_key");
-    status.replaceChildren();
-    try {
-      await api("POST", "/admin/accounts", body);
-      await refresh();
-    } catch (error) {
-      status.replaceChildren(errorBox(error));
-    }
+    await api("POST", "/admin/accounts", body);
   });
   return form;
 }
