@@ -1,8 +1,10 @@
 """The web console in headless Chromium against a real `llmgate serve --demo`.
 
-Logs in, sees the dashboard with the usage of real requests, creates a key and uses it, revokes
-it and sees it refused, changes a route's weight, browses the request log, and fails on any
-console error or failed page load. Saves screenshots of the main pages (see SHOTS).
+Logs in, sees the dashboard with the usage of real requests, creates a key (with a dollar
+budget) and uses it, revokes it and sees it refused, changes a route's weight and sets its prices,
+sees the cost of requests made after that on the dashboard and in the request log, adds an Azure
+and a Vertex AI provider through the form, browses the request log, and fails on any console
+error or failed page load. Saves screenshots of the main pages (see SHOTS).
 Everything listens on 127.0.0.1; the gateway is stopped at the end.
 """
 
@@ -70,8 +72,10 @@ def chat_model(base, key, model, text="Hello"):
 
 
 class Gateway:
-    def __init__(self):
-        self.dir = tempfile.TemporaryDirectory()
+    """`llmgate serve --demo` on a free port; `directory` keeps its database (else a new one)."""
+
+    def __init__(self, directory=None):
+        self.dir = directory or tempfile.TemporaryDirectory()
         self.port = free_port()
         env = dict(
             os.environ,
@@ -105,13 +109,14 @@ class Gateway:
         if not found.wait(15):
             raise RuntimeError("serve --demo printed no demo key")
 
-    def stop(self):
+    def stop(self, keep=False):
         self.process.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-        self.dir.cleanup()
+        if not keep:
+            self.dir.cleanup()
 
 
 def check(condition, message):
@@ -178,7 +183,6 @@ def main():
             expect(page.locator("svg.chart").first).to_be_visible()
             check(page.locator("svg.chart .bar title").count() > 0, "chart bars carry no hover numbers")
             expect(page.get_by_text("demo-echo").first).to_be_visible()
-            page.screenshot(path=os.path.join(SHOTS, "dashboard.png"), full_page=True)
             # How long the 30-day dashboard takes to render (printed, not asserted).
             started = time.monotonic()
             page.click('.segmented button:has-text("Last 30 days")')
@@ -202,18 +206,25 @@ def main():
                 raise AssertionError("Tab never reached the Create key button")
             page.fill('#create-key input[name="name"]', "browser-test")
             page.fill('#create-key input[name="rpm"]', "60")
+            page.fill('#create-key input[name="budget_usd"]', "5")
+            page.select_option('#create-key select[name="budget_window"]', "weekly")
             page.click('#create-key button[type="submit"]')
             expect(page.locator("#key-created")).to_be_visible()
             plaintext = page.input_value("#new-key")
             check(plaintext.startswith("sk-"), f"the new key looks wrong: {plaintext!r}")
             expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("active")
+            # Its dollar budget, with what it spent this week against it.
+            expect(page.locator('tr[data-key="browser-test"] td.budget')).to_contain_text("$0 of $5.00")
+            expect(page.locator('tr[data-key="browser-test"] td.budget')).to_contain_text("this week")
             page.screenshot(path=os.path.join(SHOTS, "keys.png"), full_page=True)
             # Edit its limits inline.
             page.get_by_role("button", name="Edit key browser-test").click()
             editor = page.get_by_role("form", name="Edit key browser-test")
             editor.locator('input[name="rpm"]').fill("120")
+            editor.locator('input[name="budget_usd"]').fill("7.5")
             editor.get_by_role("button", name="Save").click()
             expect(page.locator('tr[data-key="browser-test"]')).to_contain_text("120 rpm")
+            expect(page.locator('tr[data-key="browser-test"] td.budget')).to_contain_text("of $7.50")
             # Rotate it: a new plaintext, shown once; the old one stops working.
             page.get_by_role("button", name="Rotate key browser-test").click()
             page.get_by_role("button", name="Rotate key browser-test").click()  # confirm
@@ -248,6 +259,28 @@ def main():
             route.get_by_role("button", name="Save").click()
             expect(page.locator(".status .ok")).to_contain_text("Saved")
             expect(page.locator('section[data-model="demo-echo"] tr[data-route] input[type="number"]').first).to_have_value("7")
+            # Price the demo route (the catalog does not know demo-echo, so it is unpriced).
+            expect(page.locator('section[data-model="demo-echo"] tr[data-route]').first).to_contain_text("unpriced")
+            route.get_by_role("button", name="Prices and limits").click()
+            terms = page.locator('section[data-model="demo-echo"] form[aria-label^="Prices and limits"]')
+            expect(terms).to_contain_text("in effect: none")
+            terms.locator('input[name="input_price"]').fill("2.5")
+            terms.locator('input[name="output_price"]').fill("10")
+            terms.get_by_role("button", name="Save prices").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved the prices and limits")
+            expect(page.locator('section[data-model="demo-echo"] tr[data-route]').first).to_contain_text("$2.50 / $10.00")
+            # Requests after the change (the catalog is rebuilt within a second) cost money.
+            deadline = time.monotonic() + 10
+            while True:
+                for i in range(5):
+                    status, body = chat(gateway.base, gateway.demo_key, f"a priced request {i} " + "with some words " * 40)
+                    check(status == 200, f"priced chat failed: {status} {body}")
+                newest = page.request.get(f"{gateway.base}/admin/logs?limit=1").json()["data"]
+                if (newest and newest[0]["cost_usd"] > 0) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            check(newest and newest[0]["cost_usd"] > 0, f"requests to the priced route cost nothing: {newest}")
+            time.sleep(0.6)  # one usage flush
             # Save the provider's base URL (unchanged, so the demo keeps working).
             provider_row = page.locator('tr[data-provider="demo"]')
             demo_url = provider_row.locator('input[type="url"]').input_value()
@@ -265,6 +298,43 @@ def main():
             provider_form.get_by_role("button", name="Add provider").click()
             expect(page.locator(".status .error")).to_be_visible()
             problems[:] = [p for p in problems if "409" not in p]  # the refusal itself
+            # An Azure OpenAI provider through the form: its api-version field and a header row.
+            provider_form.locator('input[name="name"]').fill("azure-test")
+            provider_form.locator('select[name="kind"]').select_option("azure")
+            expect(provider_form.locator('input[name="api_version"]')).to_be_visible()
+            expect(provider_form.locator('input[name="project"]')).to_be_hidden()
+            expect(provider_form.locator('input[name="responses"]')).to_be_hidden()
+            provider_form.locator('input[name="base_url"]').fill("https://example-resource.openai.azure.com/openai")
+            provider_form.locator('input[name="api_version"]').fill("2024-10-21")
+            provider_form.get_by_role("button", name="Add header").click()
+            provider_form.get_by_label("Header name").fill("x-team")
+            provider_form.get_by_label("Header value").fill("search")
+            provider_form.get_by_role("button", name="Add provider").click()
+            expect(page.locator(".status .ok")).to_contain_text("Added provider azure-test")
+            azure_row = page.locator('tr[data-provider="azure-test"]')
+            expect(azure_row).to_contain_text("api-version 2024-10-21")
+            expect(azure_row).to_contain_text("x-team")
+            # A Vertex AI provider needs no base URL; its accounts take a service account's JSON.
+            provider_form = page.locator("form.inline").first
+            provider_form.locator('input[name="name"]').fill("vertex-test")
+            provider_form.locator('select[name="kind"]').select_option("vertex")
+            provider_form.locator('input[name="project"]').fill("my-project")
+            provider_form.locator('input[name="region"]').fill("us-central1")
+            provider_form.get_by_role("button", name="Add provider").click()
+            expect(page.locator('tr[data-provider="vertex-test"]')).to_contain_text("project my-project")
+            account_form = page.locator("form.inline").nth(1)
+            account_form.locator('select[name="provider"]').select_option("vertex-test")
+            expect(account_form.locator('textarea[name="service_account_json"]')).to_be_visible()
+            expect(account_form.locator('input[name="api_key"]')).to_be_hidden()
+            account_form.locator('select[name="provider"]').select_option("demo")
+            # The Azure provider's settings edited in place: its api-version changed, the header kept.
+            azure_row.get_by_role("button", name="Settings of provider azure-test").click()
+            settings = page.get_by_role("form", name="Settings of provider azure-test")
+            settings.locator('input[name="api_version"]').fill("2025-01-01-preview")
+            settings.get_by_role("button", name="Save settings").click()
+            expect(page.locator(".status .ok")).to_contain_text("Saved provider azure-test")
+            expect(page.locator('tr[data-provider="azure-test"]')).to_contain_text("api-version 2025-01-01-preview")
+            expect(page.locator('tr[data-provider="azure-test"]')).to_contain_text("x-team")
             # A new model, routed to the demo upstream, serves requests within a second or so.
             model_form = page.locator("#create-model")
             model_form.locator('input[name="name"]').fill("browser-model")
@@ -285,6 +355,7 @@ def main():
             expect(page.locator('section[data-model="browser-model"] h3')).to_contain_text("least_busy")
             # An account: add it, re-weight it, rotate its credential (shown only as a hint).
             account_form = page.locator("form.inline").nth(1)
+            account_form.locator('select[name="provider"]').select_option("demo")
             account_form.locator('input[name="name"]').fill("browser-account")
             account_form.locator('input[name="api_key"]').fill("sk-browser-account-secret-0001")
             account_form.get_by_role("button", name="Add account").click()
@@ -294,7 +365,7 @@ def main():
             page.get_by_role("button", name="Save account demo/browser-account").click()
             expect(page.locator(".status .ok")).to_contain_text("Saved account demo/browser-account")
             expect(page.get_by_label("Weight of account demo/browser-account")).to_have_value("3")
-            page.get_by_role("button", name="Rotate key").click()
+            page.get_by_role("button", name="Rotate the credential of demo/browser-account").click()
             page.get_by_label("New API key for demo/browser-account").fill("sk-browser-account-secret-0002")
             page.get_by_role("button", name="Set", exact=True).click()
             expect(page.locator(".status .ok")).to_contain_text("New key set")
@@ -304,12 +375,21 @@ def main():
             page.click('nav a[data-page="upstreams"]')
             ready("upstreams")
             expect(page.locator("table").first).to_contain_text("demo-echo")
+            # browser-model's route is unpriced: flagged, with where to set a price.
+            expect(page.locator(".hint.warn")).to_contain_text("browser-model")
+            expect(page.locator(".hint.warn")).to_contain_text("Prices & limits")
             page.screenshot(path=os.path.join(SHOTS, "upstreams.png"), full_page=True)
 
             # The request log: every request so far, the revoked key's filter, one detail.
             page.click('nav a[data-page="logs"]')
             ready("logs")
             expect(page.locator("tbody tr")).to_have_count(50)
+            # The newest request to demo-echo went to the priced route: its cost, in the detail.
+            priced_row = page.locator("tbody tr", has=page.locator("td:nth-child(3)", has_text=re.compile("^demo-echo$"))).first
+            priced_row.get_by_role("button", name="Details").click()
+            cost = page.locator("#log-detail dt:text-is('cost') + dd").inner_text()
+            check(re.match(r"\$0\.0\d*[1-9]", cost), f"the request's cost reads {cost!r}")
+            page.screenshot(path=os.path.join(SHOTS, "logs.png"))
             newest = page.locator("tbody tr").first.text_content()
             page.click("#older")
             expect(page.locator("tbody tr").first).not_to_have_text(newest)
@@ -321,10 +401,33 @@ def main():
             expect(page.locator("tbody tr").first).to_contain_text("browser-test")
             page.locator("tbody tr").first.get_by_role("button", name="Details").click()
             expect(page.locator("#log-detail")).to_contain_text("demo-echo")
-            page.screenshot(path=os.path.join(SHOTS, "logs.png"), full_page=True)
 
-            # A phone-width look at the dashboard.
+            # The dashboard now shows what the priced requests cost: the total, the cost chart
+            # (its bars' numbers on hover) and the models ranked by cost.
+            page.click('nav a[data-page="dashboard"]')
+            ready("dashboard")
+            cost_stat = page.locator(".stat", has=page.locator(".label", has_text="Cost")).locator("strong")
+            check(cost_stat.inner_text() not in ("$0", ""), f"dashboard cost: {cost_stat.inner_text()!r}")
+            check(
+                any(re.search(r": \$0\.\d", t) for t in page.locator("#cost-chart svg .bar title").all_text_contents()),
+                "the cost chart's bars carry no dollars",
+            )
+            page.click('.segmented button:has-text("Last 7 days")')
+            page.wait_for_selector('.segmented button[aria-pressed="true"]:has-text("Last 7 days")')
+            ready("dashboard")
+            page.get_by_role("button", name="By cost").click()
+            ready("dashboard")
+            expect(page.locator(".columns section").nth(1).locator("tbody tr").first).to_contain_text("demo-echo")
+            page.screenshot(path=os.path.join(SHOTS, "dashboard.png"), full_page=True)
+
+            # A phone-width look at the dashboard and the keys.
             page.set_viewport_size({"width": 390, "height": 844})
+            page.click('nav a[data-page="keys"]')
+            ready("keys")
+            page.screenshot(path=os.path.join(SHOTS, "keys-phone.png"), full_page=True)
+            page.click('nav a[data-page="providers"]')
+            ready("providers")
+            page.screenshot(path=os.path.join(SHOTS, "providers-phone.png"), full_page=True)
             page.click('nav a[data-page="dashboard"]')
             ready("dashboard")
             page.screenshot(path=os.path.join(SHOTS, "dashboard-phone.png"), full_page=True)

@@ -20,6 +20,17 @@ function niceCeiling(value) {
   return 10 * power;
 }
 
+// Dollars as people read them: cents for a dollar or more, three significant digits below
+// that (one request to a cheap model costs a small fraction of a cent).
+export function formatUsd(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  if (value === 0) return "$0";
+  if (Math.abs(value) >= 1000) return `$${Math.round(value).toLocaleString("en-US")}`;
+  if (Math.abs(value) >= 0.1) return `$${value.toFixed(2)}`;
+  if (Math.abs(value) < 0.000001) return "< $0.000001";
+  return `$${Number(value.toPrecision(3)).toFixed(Math.min(8, 2 - Math.floor(Math.log10(Math.abs(value)))))}`.replace(/(\.\d*?[1-9])0+$/, "$1");
+}
+
 export function formatNumber(value) {
   if (value >= 1e9) return `${(value / 1e9).toFixed(1)}G`;
   if (value >= 1e6) return `${(value / 1e6).toFixed(1)}M`;
@@ -30,10 +41,13 @@ export function formatNumber(value) {
 // points: [{label, value, part?, title}]; `part` (like errors) is drawn over the bottom of
 // its bar in the accent colour. Returns an <svg> element.
 // `width` is the width the chart will be shown at, so its text keeps its size on any screen.
-export function barChart(points, { name, partName, partClass = "part", width: shown } = {}) {
+// `format` writes the axis' figures (dollars, for a cost chart).
+export function barChart(points, { name, partName, partClass = "part", width: shown, format = formatNumber } = {}) {
   const width = Math.max(300, Math.min(1400, Math.round(shown || 640)));
   const height = 230;
-  const left = 44;
+  const max = niceCeiling(Math.max(0, ...points.map((p) => p.value)));
+  // Room for the widest axis figure (about 7 px a character at 12 px).
+  const left = Math.max(44, 12 + 7 * Math.max(...[0, 0.5, 1].map((f) => format(max * f).length)));
   const bottom = 24;
   const top = 26;
   const plotWidth = width - left - 8;
@@ -44,12 +58,11 @@ export function barChart(points, { name, partName, partClass = "part", width: sh
     role: "img",
     "aria-label": name || "chart",
   });
-  const max = niceCeiling(Math.max(0, ...points.map((p) => p.value)));
   for (const fraction of [0, 0.5, 1]) {
     const y = top + plotHeight * (1 - fraction);
     chart.append(svg("line", { x1: left, x2: width - 8, y1: y, y2: y, class: "grid" }));
     chart.append(
-      svg("text", { x: left - 6, y: y + 4, class: "axis", "text-anchor": "end" }, formatNumber(max * fraction)),
+      svg("text", { x: left - 6, y: y + 4, class: "axis", "text-anchor": "end" }, format(max * fraction)),
     );
   }
   if (points.length === 0) {
