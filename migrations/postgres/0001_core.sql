@@ -111,6 +111,19 @@ CREATE TRIGGER routes_change AFTER INSERT OR UPDATE OR DELETE ON routes
 CREATE TRIGGER client_keys_change AFTER INSERT OR UPDATE OR DELETE ON client_keys
     FOR EACH ROW EXECUTE FUNCTION bump_change_version('keys');
 
+-- Every change of a counter, made by the triggers above or by a direct bump (the admin token
+-- generation), is also announced on the channel `llmgate_changes` with its domain as payload, at
+-- commit: a replica that LISTENs learns of it at once instead of at its next poll. The counters
+-- stay the truth; a notification only says when to read them.
+CREATE FUNCTION announce_change_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('llmgate_changes', NEW.domain);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER change_versions_announce AFTER UPDATE ON change_versions
+    FOR EACH ROW EXECUTE FUNCTION announce_change_version();
+
 -- Process-wide settings that must survive restarts (generated secrets' hashes and the like).
 CREATE TABLE settings (
     name   TEXT PRIMARY KEY,

@@ -775,6 +775,35 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn postgres_announces_each_committed_change_of_a_counter() {
+        let pool = postgres_pool().await;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .unwrap();
+        listener.listen("llmgate_changes").await.unwrap();
+        for statement in [
+            "INSERT INTO client_keys (name, key_hash, prefix, created_at, updated_at)
+             VALUES ('k', 'h', 'sk-', 0, 0)",
+            "UPDATE change_versions SET version = version + 1 WHERE domain = 'admin_tokens'",
+            // Usage writes announce nothing.
+            "INSERT INTO usage_daily (day, key_id, model) VALUES ('2026-01-01', 1, 'm')",
+            "INSERT INTO models (name, created_at, updated_at) VALUES ('m', 0, 0)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        let mut heard = Vec::new();
+        for _ in 0..3 {
+            let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            heard.push(notification.payload().to_owned());
+        }
+        assert_eq!(heard, ["keys", "admin_tokens", "catalog"]);
+        pool.close().await;
+    }
+
+    #[tokio::test]
     async fn a_postgres_url_is_refused_until_its_queries_exist() {
         for url in ["postgres://u:secret@db/llmgate", "postgresql://db/llmgate"] {
             let error = Db::open(url).await.unwrap_err();
