@@ -54,6 +54,15 @@ enum Command {
         /// symbolic link or a file: URI.
         file: PathBuf,
     },
+    /// Copy every row of a SQLite database into an empty PostgreSQL database, keeping ids.
+    MigrateData {
+        /// The SQLite database to copy (sqlite://path or a path).
+        #[arg(long)]
+        from: String,
+        /// The empty PostgreSQL database to fill (postgres://…); its schema is created first.
+        #[arg(long)]
+        to: String,
+    },
     /// Run a fast mock OpenAI-compatible upstream, for demos, tests and benchmarks.
     MockUpstream(MockArgs),
     /// Exit 0 when the gateway answers GET /healthz (for container health checks).
@@ -237,6 +246,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Admin(AdminCommand::LogoutAll) => logout_all(database).await,
         Command::Models(ModelsCommand::Catalog { name }) => models_catalog(name.as_deref()),
         Command::Backup { file } => backup(&file, database).await,
+        Command::MigrateData { from, to } => migrate_data(&from, &to).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
         Command::Healthcheck { listen } => healthcheck(&listen).await,
     }
@@ -245,7 +255,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn open_db(database: Option<&str>) -> Result<Db, ExitCode> {
     let url = database.unwrap_or(db::DEFAULT_URL);
     Db::open(url).await.map_err(|error| match error {
-        db::DbError::InvalidUrl { .. } => usage_error(&error.to_string()),
+        db::DbError::InvalidUrl { .. } | db::DbError::PostgresUnsupported(_) => {
+            usage_error(&error.to_string())
+        }
         other => failure(&other.to_string()),
     })
 }
@@ -671,6 +683,9 @@ fn catalog_entry(name: &str, found: pricing::Match<'_>) -> String {
 }
 
 async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
+    if let Some(url) = database.as_deref().filter(|url| db::is_postgres(url)) {
+        return usage_error(&postgres_backup_advice(url, file));
+    }
     let db = match open_db(database.as_deref()).await {
         Ok(db) => db,
         Err(code) => return code,
@@ -690,6 +705,47 @@ async fn backup(file: &std::path::Path, database: Option<String>) -> ExitCode {
     };
     db.close().await;
     code
+}
+
+async fn migrate_data(from: &str, to: &str) -> ExitCode {
+    match db::migrate_data(from, to).await {
+        Ok(report) => {
+            let total: u64 = report.tables.iter().map(|(_, rows)| rows).sum();
+            let tables = report
+                .tables
+                .iter()
+                .map(|(table, rows)| format!("{table} {rows}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            say(&format!(
+                "copied {total} rows from {from} to {} ({tables}); account credentials stay \
+                 sealed with the SQLite database's encryption key: give every server on the \
+                 new database that key as LLMGATE_ENCRYPTION_KEY (the key file beside the \
+                 SQLite database, like llmgate.db.key, holds it)",
+                db::redact_password(to)
+            ));
+            OK
+        }
+        Err(
+            error @ (db::DbError::InvalidUrl { .. }
+            | db::DbError::Conflict(_)
+            | db::DbError::NotFound(_)),
+        ) => usage_error(&format!("migrate-data refused: {error}")),
+        Err(error) => failure(&format!("migrate-data failed: {error}")),
+    }
+}
+
+/// Why `llmgate backup` writes no snapshot of a PostgreSQL database, and what does.
+fn postgres_backup_advice(url: &str, file: &std::path::Path) -> String {
+    format!(
+        "backup refused: {} is a PostgreSQL database, and PostgreSQL backups use its own tools: \
+         `pg_dump --format=custom --file={} '<the database URL>'` writes a consistent snapshot \
+         while llmgate keeps serving, and `pg_restore --dbname='<an empty database URL>' {}` \
+         restores it",
+        db::redact_password(url),
+        file.display(),
+        file.display()
+    )
 }
 
 #[expect(

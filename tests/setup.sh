@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust, once: promtool (from Debian's prometheus
 # package) to validate the /metrics exposition, Chromium with its driver (Debian's chromium
-# and chromium-driver) for the web console's browser test, and OpenAI's Codex CLI (npm
+# and chromium-driver) for the web console's browser test, PostgreSQL's server (Debian's
+# postgresql: the storage tests start a throwaway cluster from its initdb and pg_ctl, see
+# tests/support/postgres.rs), and OpenAI's Codex CLI (npm
 # @openai/codex, at a pinned version, under target/codex) for tests/codex/run.sh. Run by
 # `make test`; a second run installs nothing. Only package registries are reached.
 set -euo pipefail
@@ -28,8 +30,18 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH.
+postgres_bin() {
+  local bin
+  for bin in "$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")" \
+    $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    if [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ]; then echo "$bin"; return 0; fi
+  done
+  return 1
+}
+postgres_bin >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools present: promtool, chromium, chromedriver" >&2
+  echo "test tools present: promtool, chromium, chromedriver, PostgreSQL ($(postgres_bin))" >&2
   exit 0
 fi
 
@@ -45,3 +57,8 @@ echo "installing test tools: ${missing[*]} (apt-get update, then install; this t
 "${sudo[@]}" apt-get update
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 echo "installed: ${missing[*]}" >&2
+if ! bin=$(postgres_bin); then
+  echo "PostgreSQL's initdb and pg_ctl are still missing after installing postgresql" >&2
+  exit 1
+fi
+echo "PostgreSQL for the storage tests: $("$bin/pg_ctl" --version) ($bin)" >&2

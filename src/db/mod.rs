@@ -6,7 +6,11 @@ mod admin;
 mod catalog;
 mod client_keys;
 mod import;
+mod migrate_data;
 mod stored_responses;
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod test_postgres;
 mod usage;
 
 use std::path::PathBuf;
@@ -28,6 +32,7 @@ pub use client_keys::{KeyRow, NewKeyRow};
 pub use import::{
     ImportAccount, ImportKey, ImportModel, ImportProvider, ImportReport, ImportRoute, ImportRows,
 };
+pub use migrate_data::{DataMigration, migrate_data};
 pub use stored_responses::{ChainLink, StoredResponseRow, StoredWrites};
 pub use usage::{
     AsLogRow, LogPage, LogQuery, LogRow, NewLogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery,
@@ -43,6 +48,14 @@ pub enum DbError {
     InvalidUrl { url: String, source: sqlx::Error },
     #[error("cannot open database '{url}': {source}")]
     Open { url: String, source: sqlx::Error },
+    /// A `postgres://` URL: PostgreSQL's schema exists (`migrations/postgres`), but llmgate's
+    /// queries do not run on it yet.
+    #[error(
+        "'{0}' names a PostgreSQL database, which this build cannot store in yet: PostgreSQL's \
+         schema is in place but llmgate's queries run on SQLite only; give a sqlite:// URL \
+         (or a file path)"
+    )]
+    PostgresUnsupported(String),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -74,6 +87,9 @@ impl Db {
     /// plain file path; SQLite URI filenames (`sqlite://file:…`) are refused. A database file
     /// llmgate creates is its owner's only (0600), and so are its `-wal` and `-shm` files.
     pub async fn open(url: &str) -> Result<Self, DbError> {
+        if is_postgres(url) {
+            return Err(DbError::PostgresUnsupported(redact_password(url)));
+        }
         let options = connect_options(url)?;
         let open_error = |source| DbError::Open {
             url: url.to_owned(),
@@ -358,6 +374,24 @@ async fn read_versions<'e>(
     Ok(versions)
 }
 
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+}
+
+/// `url` with its password, if any, replaced by `***`, to show in messages.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only a URL that cannot have a password refuses one; this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Whether `url` names an in-memory database: `sqlite::memory:`, or `mode=memory` in its query.
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:")
@@ -588,6 +622,198 @@ pub(crate) mod tests {
             assert_eq!(row.prefix, crate::auth::display_prefix(key), "{key}");
         }
         assert_eq!(db.admin_token_generation().await.unwrap(), 0);
+    }
+
+    /// A fresh database on the test process's PostgreSQL cluster, with PostgreSQL's migrations.
+    async fn postgres_pool() -> sqlx::PgPool {
+        let url = super::test_postgres::fresh_database().await;
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
+    /// One column as both backends can spell it: name, type (`integer`, `text` or `bytes`)
+    /// and whether it is NOT NULL. PostgreSQL's BOOLEAN flags are SQLite's INTEGER 0 and 1.
+    type Column = (String, String, bool);
+
+    fn neutral_type(declared: &str) -> String {
+        match declared.to_ascii_lowercase().as_str() {
+            "integer" | "bigint" | "boolean" => "integer",
+            "text" => "text",
+            "blob" | "bytea" => "bytes",
+            other => panic!("a column type the schema test does not know: {other}"),
+        }
+        .to_owned()
+    }
+
+    #[test]
+    fn both_migration_sets_have_the_same_versions_and_names() {
+        let list = |migrator: sqlx::migrate::Migrator| {
+            migrator
+                .migrations
+                .iter()
+                .map(|migration| (migration.version, migration.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let sqlite = list(sqlx::migrate!("./migrations"));
+        assert_eq!(
+            sqlite.len(),
+            7,
+            "a new migration needs its PostgreSQL copy too"
+        );
+        assert_eq!(sqlite, list(sqlx::migrate!("./migrations/postgres")));
+    }
+
+    #[tokio::test]
+    async fn postgres_schema_has_the_tables_columns_and_indexes_of_sqlite() {
+        use std::collections::BTreeMap;
+        let (_dir, db) = temp_db().await;
+        let mut sqlite: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             AND name <> '_sqlx_migrations'",
+        )
+        .fetch_all(&db.writer)
+        .await
+        .unwrap();
+        for table in tables {
+            let columns: Vec<(String, String, bool, i64)> = sqlx::query_as(
+                "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid",
+            )
+            .bind(&table)
+            .fetch_all(&db.writer)
+            .await
+            .unwrap();
+            // SQLite reports a primary key column as nullable unless declared NOT NULL;
+            // PostgreSQL's primary keys are NOT NULL, as SQLite's behave.
+            let columns = columns
+                .into_iter()
+                .map(|(name, kind, not_null, pk)| (name, neutral_type(&kind), not_null || pk > 0))
+                .collect();
+            sqlite.insert(table, columns);
+        }
+        let sqlite_indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&db.writer)
+        .await
+        .unwrap();
+
+        let pool = postgres_pool().await;
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+             FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'
+             ORDER BY table_name, ordinal_position",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut postgres: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+        for (table, name, kind, nullable) in rows {
+            postgres
+                .entry(table)
+                .or_default()
+                .push((name, neutral_type(&kind), nullable == "NO"));
+        }
+        // Indexes made by UNIQUE and PRIMARY KEY constraints are SQLite's automatic ones.
+        let postgres_indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'
+             AND indexname NOT IN (SELECT conname FROM pg_constraint) ORDER BY indexname",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(postgres, sqlite);
+        assert_eq!(postgres_indexes, sqlite_indexes);
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_triggers_count_changes_and_drop_a_deleted_keys_responses_as_sqlite_does() {
+        let pool = postgres_pool().await;
+        let versions = || async {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT domain, version FROM change_versions ORDER BY domain")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            rows.into_iter()
+                .map(|(domain, version)| format!("{domain}={version}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(versions().await, "admin_tokens=0 catalog=0 keys=0");
+        for statement in [
+            "INSERT INTO providers (name, kind, base_url, created_at, updated_at)
+             VALUES ('p', 'openai', 'http://x', 0, 0)",
+            "UPDATE providers SET base_url = 'http://y'",
+            "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at)
+             VALUES (7, 'k', 'h', 'sk-', 0, 0)",
+            // Usage writes move no counter.
+            "INSERT INTO usage_daily (day, key_id, model) VALUES ('2026-01-01', 7, 'm')",
+            "INSERT INTO stored_responses (id, key_id, created_at, response, turn)
+             VALUES ('resp_a', 7, 0, '\\x7b7d', '\\x7b7d'), ('resp_b', 8, 0, '', '')",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        assert_eq!(versions().await, "admin_tokens=0 catalog=2 keys=1");
+        sqlx::query("DELETE FROM client_keys WHERE id = 7")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(versions().await, "admin_tokens=0 catalog=2 keys=2");
+        let left: Vec<String> = sqlx::query_scalar("SELECT id FROM stored_responses")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, ["resp_b"]);
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_announces_each_committed_change_of_a_counter() {
+        let pool = postgres_pool().await;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .unwrap();
+        listener.listen("llmgate_changes").await.unwrap();
+        for statement in [
+            "INSERT INTO client_keys (name, key_hash, prefix, created_at, updated_at)
+             VALUES ('k', 'h', 'sk-', 0, 0)",
+            "UPDATE change_versions SET version = version + 1 WHERE domain = 'admin_tokens'",
+            // Usage writes announce nothing.
+            "INSERT INTO usage_daily (day, key_id, model) VALUES ('2026-01-01', 1, 'm')",
+            "INSERT INTO models (name, created_at, updated_at) VALUES ('m', 0, 0)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        let mut heard = Vec::new();
+        for _ in 0..3 {
+            let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            heard.push(notification.payload().to_owned());
+        }
+        assert_eq!(heard, ["keys", "admin_tokens", "catalog"]);
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_postgres_url_is_refused_until_its_queries_exist() {
+        for url in ["postgres://u:secret@db/llmgate", "postgresql://db/llmgate"] {
+            let error = Db::open(url).await.unwrap_err();
+            assert!(
+                matches!(&error, DbError::PostgresUnsupported(shown) if !shown.contains("secret")),
+                "{error}"
+            );
+        }
+        assert!(!is_postgres("sqlite://postgres.db"));
+        assert!(!is_postgres("postgres.db"));
     }
 
     #[tokio::test]

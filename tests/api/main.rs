@@ -23,6 +23,9 @@ mod helpers;
 mod keys;
 mod money;
 mod ops;
+#[path = "../support/postgres.rs"]
+mod pg_cluster;
+mod postgres;
 mod proxy;
 mod responses;
 mod responses_forward;
