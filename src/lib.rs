@@ -46,6 +46,10 @@
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
 //!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports
 //!             nothing of the crate but `vocab`
+//!             migrations per backend, `migrations/` (SQLite) and `migrations/postgres/`
+//!             (PostgreSQL, whose queries are not ported yet: its URLs are refused), same
+//!             numbers and meaning, checked against each other; `migrate_data` copies a SQLite
+//!             database into PostgreSQL
 //! config_file the TOML file: parse, `${VAR}` interpolation, validation, preparation of its rows
 //!             for import
 //! mock        the mock upstream behind `llmgate mock-upstream`, used by tests, demo and benches
