@@ -45,7 +45,7 @@
 //! upstream    the one shared `reqwest::Client` and its tuning
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
 //!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports
-//!             nothing of the crate but `vocab`
+//!             nothing of the crate but `vocab`;
 //!             migrations per backend, `migrations/` (SQLite) and `migrations/postgres/`
 //!             (PostgreSQL, whose queries are not ported yet: its URLs are refused), same
 //!             numbers and meaning, checked against each other; `migrate_data` copies a SQLite
