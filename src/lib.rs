@@ -122,6 +122,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config_file;
 pub mod db;
 pub mod error;

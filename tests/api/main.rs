@@ -24,6 +24,7 @@ mod keys;
 mod money;
 mod ops;
 mod proxy;
+mod replicas;
 mod responses;
 mod responses_forward;
 mod responses_store;

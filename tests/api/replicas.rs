@@ -1,0 +1,367 @@
+//! Two llmgate replicas on one database sharing one real Redis (`LLMGATE_REDIS_URL`): rate
+//! limits, budgets, cooldowns and change notifications hold across both; with Redis down they
+//! keep serving on per-process limits, say so, and share again once it is back.
+
+use std::time::Duration;
+
+use llmgate::secret::Secret;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{RedisServer, TestApp, TestOptions, chat_body, eventually, spawn_with};
+
+/// A second provider with two accounts and a model routed to it, for cooldowns.
+const POOL: &str = r#"
+[[providers]]
+name = "pool"
+kind = "openai"
+base_url = "{mock}"
+  [[providers.accounts]]
+  name = "p1"
+  api_key = "sk-pool-account-one-0001"
+  [[providers.accounts]]
+  name = "p2"
+  api_key = "sk-pool-account-two-0002"
+
+[[models]]
+name = "pooled"
+  [[models.routes]]
+  provider = "pool"
+  model = "pool-model"
+
+[[models]]
+name = "priced"
+  [[models.routes]]
+  provider = "mock"
+  model = "priced-model"
+  input_price = 100
+  output_price = 100
+  max_output_tokens = 64
+"#;
+
+const POOL_ONE: &str = "sk-pool-account-one-0001";
+
+/// Two replicas on one SQLite file and one Redis, both routing to the first one's mock.
+struct Replicas {
+    redis: RedisServer,
+    a: TestApp,
+    b: TestApp,
+}
+
+async fn replicas(keys: &str, change_poll: Duration) -> Replicas {
+    let redis = RedisServer::start();
+    let options = || {
+        let mut options = TestOptions {
+            extra_config: format!("{POOL}\n{keys}"),
+            ..TestOptions::default()
+        };
+        options.settings.redis_url = Some(Secret::new(redis.url()));
+        options.settings.change_poll_interval = change_poll;
+        options.settings.admin_password = Some(Secret::new("replicas-admin-password"));
+        options
+    };
+    let a = spawn_with(options()).await;
+    let b = spawn_with(TestOptions {
+        database_url: Some(a.db_url.clone()),
+        upstream_base_url: Some(a.mock.base_url()),
+        ..options()
+    })
+    .await;
+    Replicas { redis, a, b }
+}
+
+fn key_config(name: &str, key: &str, limits: &str) -> String {
+    format!("[[keys]]\nname = \"{name}\"\nkey = \"{key}\"\n{limits}\n")
+}
+
+/// Sends `body` as `key` through `app`; the status.
+async fn send(app: &TestApp, key: &str, body: &Value) -> u16 {
+    let response = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.text().await.unwrap();
+    status
+}
+
+/// Sends `count` requests alternating between the replicas; how many each accepted.
+async fn alternate(r: &Replicas, key: &str, body: &Value, count: usize) -> (usize, usize) {
+    let (mut a, mut b) = (0, 0);
+    for i in 0..count {
+        let (app, accepted) = if i % 2 == 0 {
+            (&r.a, &mut a)
+        } else {
+            (&r.b, &mut b)
+        };
+        let status = send(app, key, body).await;
+        assert!(status == 200 || status == 429, "status {status}");
+        if status == 200 {
+            *accepted += 1;
+        }
+    }
+    (a, b)
+}
+
+async fn stop(r: Replicas) {
+    r.a.stop().await;
+    r.b.stop().await;
+    drop(r.redis);
+}
+
+const RPM_KEY: &str = "sk-replicas-rpm-key-0000000000000001";
+
+#[tokio::test]
+async fn an_rpm_limit_holds_across_replicas() {
+    let r = replicas(
+        &key_config("rpm", RPM_KEY, "rpm = 6"),
+        Duration::from_millis(100),
+    )
+    .await;
+    let (a, b) = alternate(&r, RPM_KEY, &chat_body("gpt-test", "hi"), 16).await;
+    // Per process, each replica would accept 6: 12 in all.
+    assert_eq!(a + b, 6, "accepted {a} + {b}");
+    assert!(a > 0 && b > 0, "both replicas served: {a} + {b}");
+    stop(r).await;
+}
+
+/// The key's spend across both replicas, from the rollups: (tokens, nano-dollars).
+async fn spent(r: &Replicas, name: &str) -> (i64, i64) {
+    r.a.flush_usage().await;
+    r.b.flush_usage().await;
+    let rows =
+        r.a.db
+            .usage_totals(&llmgate::db::UsageQuery {
+                from: None,
+                to: None,
+                group_by: vec![llmgate::db::UsageGroup::Key],
+            })
+            .await
+            .unwrap();
+    let row = rows
+        .iter()
+        .find(|row| row.key_name.as_deref() == Some(name))
+        .expect("the key has usage");
+    (
+        row.counts.prompt_tokens + row.counts.completion_tokens,
+        row.counts.cost_nanos,
+    )
+}
+
+const TOKENS_KEY: &str = "sk-replicas-tokens-key-00000000000001";
+
+#[tokio::test]
+async fn a_token_budget_is_shared_by_replicas() {
+    let budget = 400;
+    let r = replicas(
+        &key_config("tokens", TOKENS_KEY, &format!("budget_tokens = {budget}")),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut body = chat_body("gpt-test", "hi");
+    body["max_tokens"] = json!(16);
+    let (a, b) = alternate(&r, TOKENS_KEY, &body, 60).await;
+    assert!(a > 0 && b > 0, "both replicas served: {a} + {b}");
+    let (tokens, _) = spent(&r, "tokens").await;
+    // Every request reserves more than it uses, so the budget is never passed; per process,
+    // each replica would spend the whole budget on its own.
+    assert!(
+        tokens <= budget && tokens > budget / 2,
+        "spent {tokens} of {budget} tokens over {a} + {b} requests"
+    );
+    stop(r).await;
+}
+
+const DOLLARS_KEY: &str = "sk-replicas-dollars-key-0000000000001";
+
+#[tokio::test]
+async fn a_dollar_budget_is_shared_by_replicas() {
+    // $0.10 at $100 per million tokens: 1000 tokens' worth.
+    let budget_nanos: i64 = 100_000_000;
+    let r = replicas(
+        &key_config("dollars", DOLLARS_KEY, "budget_usd = 0.10"),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut body = chat_body("priced", "hi");
+    body["max_tokens"] = json!(16);
+    let (a, b) = alternate(&r, DOLLARS_KEY, &body, 120).await;
+    assert!(a > 0 && b > 0, "both replicas served: {a} + {b}");
+    let (_, cost) = spent(&r, "dollars").await;
+    assert!(
+        cost <= budget_nanos && cost > budget_nanos / 2,
+        "spent {cost} of {budget_nanos} nano-dollars over {a} + {b} requests"
+    );
+    stop(r).await;
+}
+
+#[tokio::test]
+async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
+    let r = replicas("", Duration::from_millis(100)).await;
+    // Replica A meets a 429 on the first pool account (for 30 s) and fails over.
+    let mut limited = chat_body("pooled", "hi");
+    limited["mock"] = json!({"status_for_key": {POOL_ONE: 429}, "retry_after": 30});
+    let mut cooled = false;
+    for _ in 0..20 {
+        assert_eq!(send(&r.a, &r.a.key, &limited).await, 200);
+        if r.a.mock.requests().iter().any(|request| {
+            request.headers["authorization"].to_str().unwrap() == format!("Bearer {POOL_ONE}")
+        }) {
+            cooled = true;
+            break;
+        }
+    }
+    assert!(cooled, "replica A never picked the first account");
+    // Replica B learns of it within a second, and skips that account.
+    let token = r.b.admin_token().await;
+    let cooling = || async {
+        let upstreams: Value =
+            r.b.admin(Method::GET, "/admin/upstreams", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        upstreams["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|account| {
+                account["name"] == "p1"
+                    && !account["model_cooldowns"].as_array().unwrap().is_empty()
+            })
+    };
+    assert!(
+        eventually(Duration::from_secs(1), cooling).await.is_some(),
+        "replica B does not know of the cooldown"
+    );
+    let before = r.a.mock.requests().len();
+    for _ in 0..10 {
+        assert_eq!(send(&r.b, &r.b.key, &chat_body("pooled", "hi")).await, 200);
+    }
+    let to_first = r.a.mock.requests()[before..]
+        .iter()
+        .filter(|request| {
+            request.headers["authorization"].to_str().unwrap() == format!("Bearer {POOL_ONE}")
+        })
+        .count();
+    assert_eq!(to_first, 0, "replica B sent to the cooling account");
+    stop(r).await;
+}
+
+const REVOKED_KEY: &str = "sk-replicas-revoked-key-000000000001";
+
+#[tokio::test]
+async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second() {
+    // Polls far apart: only the Redis notification can tell replica B in time.
+    let r = replicas(
+        &key_config("revoked", REVOKED_KEY, ""),
+        Duration::from_secs(60),
+    )
+    .await;
+    let body = chat_body("gpt-test", "hi");
+    // Replica B caches the key after its change watcher's first look at the database (an
+    // entry cached before it is read again anyway).
+    assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
+    assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
+    let token = r.a.admin_token().await;
+    let keys: Value =
+        r.a.admin(Method::GET, "/admin/keys", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["name"] == "revoked")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let revoked =
+        r.a.admin(Method::POST, &format!("/admin/keys/{id}/revoke"), &token)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let refused = eventually(Duration::from_secs(1), || async {
+        send(&r.b, REVOKED_KEY, &body).await == 401
+    })
+    .await;
+    assert!(refused.is_some(), "replica B still accepts the revoked key");
+    stop(r).await;
+}
+
+const DEGRADED_KEY: &str = "sk-replicas-degraded-key-00000000001";
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn redis_up(app: &TestApp) -> Option<String> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("llmgate_redis_up "))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn with_redis_down_replicas_serve_on_their_own_limits_and_share_again_when_it_is_back() {
+    let mut r = replicas(
+        &key_config("degraded", DEGRADED_KEY, "rpm = 3"),
+        Duration::from_millis(100),
+    )
+    .await;
+    let body = chat_body("gpt-test", "hi");
+    assert_eq!(readyz(&r.a).await, (200, json!({"status": "ready"})));
+    assert_eq!(redis_up(&r.a).await.as_deref(), Some("1"));
+    r.redis.kill();
+
+    // Both keep serving, each on its own limit of 3.
+    let (a, b) = alternate(&r, DEGRADED_KEY, &body, 10).await;
+    assert_eq!((a, b), (3, 3), "per-process limits while Redis is down");
+    for app in [&r.a, &r.b] {
+        let (status, ready) = readyz(app).await;
+        assert_eq!(status, 200, "{ready}");
+        assert!(
+            ready["degraded"].as_str().unwrap().contains("per process"),
+            "{ready}"
+        );
+        assert_eq!(redis_up(app).await.as_deref(), Some("0"));
+    }
+    // Unlimited keys do not touch Redis at all: still served.
+    assert_eq!(send(&r.a, &r.a.key, &body).await, 200);
+
+    // Redis back (empty): both find it again by themselves and share one limit again.
+    r.redis.restart();
+    for app in [&r.a, &r.b] {
+        let back = eventually(Duration::from_secs(5), || async {
+            readyz(app).await == (200, json!({"status": "ready"}))
+        })
+        .await;
+        assert!(back.is_some(), "replica never saw Redis come back");
+        assert_eq!(redis_up(app).await.as_deref(), Some("1"));
+    }
+    let (a, b) = alternate(&r, DEGRADED_KEY, &body, 10).await;
+    assert_eq!(a + b, 3, "shared again: accepted {a} + {b}");
+    stop(r).await;
+}
