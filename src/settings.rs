@@ -331,6 +331,25 @@ mod tests {
     }
 
     #[test]
+    fn redis_comes_from_its_variables() {
+        let settings = Settings::from_env(&|_| None).unwrap();
+        assert!(settings.redis_url.is_none());
+        assert_eq!(settings.redis_timeout, Duration::from_millis(50));
+        let env = |name: &str| match name {
+            "LLMGATE_REDIS_URL" => Some("redis://:pw@127.0.0.1:6379/".to_owned()),
+            "LLMGATE_REDIS_TIMEOUT" => Some("20ms".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(
+            settings.redis_url.as_ref().map(Secret::expose),
+            Some("redis://:pw@127.0.0.1:6379/")
+        );
+        assert_eq!(settings.redis_timeout, Duration::from_millis(20));
+        assert!(!format!("{settings:?}").contains("pw@"));
+    }
+
+    #[test]
     fn listen_addresses_parse() {
         assert!(parse_listen("127.0.0.1:0").is_ok());
         assert!(parse_listen("[::1]:8080").is_ok());

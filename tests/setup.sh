@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust, once: promtool (from Debian's prometheus
 # package) to validate the /metrics exposition, Chromium with its driver (Debian's chromium
-# and chromium-driver) for the web console's browser test, and OpenAI's Codex CLI (npm
+# and chromium-driver) for the web console's browser test, redis-server (Debian's package;
+# the replica tests start their own on a free loopback port), and OpenAI's Codex CLI (npm
 # @openai/codex, at a pinned version, under target/codex) for tests/codex/run.sh. Run by
 # `make test`; a second run installs nothing. Only package registries are reached.
 set -euo pipefail
@@ -28,8 +29,9 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools present: promtool, chromium, chromedriver" >&2
+  echo "test tools present: promtool, chromium, chromedriver, redis-server" >&2
   exit 0
 fi
 

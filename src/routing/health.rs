@@ -641,6 +641,46 @@ mod tests {
     }
 
     #[test]
+    fn what_another_replica_saw_is_honoured_until_it_ends() {
+        let (clock, manual) = Clock::manual(chrono::Utc::now());
+        let health = Health::with_clock(HealthPolicy::default(), clock);
+        let account = health.account(7, 1);
+        let route = health.route(3);
+        let now = health.now_ms();
+        let unix = |ms: i64| health.to_unix_ms(ms);
+        health.apply(&Note::ModelCooldown {
+            account_id: 7,
+            model: "up-a".to_owned(),
+            until_unix_ms: unix(now + 5_000),
+        });
+        health.apply(&Note::AccountCooldown {
+            account_id: 7,
+            until_unix_ms: unix(now + 2_000),
+        });
+        health.apply(&Note::CircuitOpen {
+            route_id: 3,
+            until_unix_ms: unix(now + 3_000),
+        });
+        assert!(!health.model_cooldown(7, "up-a").usable(now));
+        assert!(!account.usable(now));
+        assert_eq!(route.circuit(now), CircuitState::Open);
+        // A shorter cooldown heard later never shortens a longer one.
+        health.apply(&Note::AccountCooldown {
+            account_id: 7,
+            until_unix_ms: unix(now + 1_000),
+        });
+        assert_eq!(account.cooling_until(now), Some(now + 2_000));
+        manual.advance(Duration::from_millis(2_500));
+        let later = health.now_ms();
+        assert!(account.usable(later));
+        assert!(!health.model_cooldown(7, "up-a").usable(later));
+        health.apply(&Note::CircuitClosed { route_id: 3 });
+        assert_eq!(route.circuit(later), CircuitState::Closed);
+        manual.advance(Duration::from_millis(3_000));
+        assert!(health.model_cooldown(7, "up-a").usable(health.now_ms()));
+    }
+
+    #[test]
     fn accounts_stay_invalid_after_401_until_changed() {
         let p = HealthPolicy::default();
         let health = Health::new(p);

@@ -2,13 +2,15 @@
 //! limits, budgets, cooldowns and change notifications hold across both; with Redis down they
 //! keep serving on per-process limits, say so, and share again once it is back.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use llmgate::secret::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{RedisServer, TestApp, TestOptions, chat_body, eventually, spawn_with};
+use crate::helpers::{RedisServer, Serve, TestApp, TestOptions, chat_body, eventually, spawn_with};
 
 /// A second provider with two accounts and a model routed to it, for cooldowns.
 const POOL: &str = r#"
@@ -364,4 +366,63 @@ async fn with_redis_down_replicas_serve_on_their_own_limits_and_share_again_when
     let (a, b) = alternate(&r, DEGRADED_KEY, &body, 10).await;
     assert_eq!(a + b, 3, "shared again: accepted {a} + {b}");
     stop(r).await;
+}
+
+#[tokio::test]
+async fn serve_reads_the_redis_url_and_says_whether_limits_are_shared() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let serve = Serve::start(&db_url, &[], &[("LLMGATE_REDIS_URL", &redis.url())]);
+    assert!(
+        serve.wait_for("Redis reachable").is_some(),
+        "{}",
+        serve.output()
+    );
+    serve.stop();
+    redis.kill();
+    let serve = Serve::start(&db_url, &[], &[("LLMGATE_REDIS_URL", &redis.url())]);
+    assert!(
+        serve
+            .wait_for("Redis unreachable at start-up: limits are per process")
+            .is_some(),
+        "{}",
+        serve.output()
+    );
+    let ready = reqwest::get(serve.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    serve.stop();
+}
+
+#[test]
+fn serve_on_postgres_without_redis_warns_that_limits_are_per_process() {
+    // Nothing listens on port 1: whatever happens after the warning, it comes first.
+    let mut child = Command::new(TestApp::bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--database", "postgres://llmgate@127.0.0.1:1/llmgate"])
+        .env("LLMGATE_LOG_FORMAT", "json")
+        .env_remove("LLMGATE_REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut warned = false;
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(10)) {
+        if line.contains("no Redis configured") && line.contains("per process") {
+            warned = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "serve did not warn about per-process limits");
 }
