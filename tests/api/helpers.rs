@@ -301,6 +301,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The `/metrics` exposition text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Writes every recorded usage event now (what the writer task does every second).
     pub async fn flush_usage(&self) {
         llmgate::usage::UsageWriter::new(&self.usage, self.db.clone())

@@ -154,51 +154,56 @@ async fn spent(r: &Replicas, name: &str) -> (i64, i64) {
     )
 }
 
-const TOKENS_KEY: &str = "sk-replicas-tokens-key-00000000000001";
+/// Which of a key's budgets a test spends.
+#[derive(Clone, Copy)]
+enum Unit {
+    Tokens,
+    Nanodollars,
+}
 
-#[tokio::test]
-async fn a_token_budget_is_shared_by_replicas() {
-    let budget = 400;
+/// Spends a budget of `budget` (in `unit`, declared by `limit` in the key's config) through
+/// both replicas in turn, `count` requests for `model`, and checks that together they spent
+/// it without passing it: every request reserves more than it uses, so the budget is never
+/// passed, while per process each replica would spend the whole budget on its own.
+async fn budget_is_shared(unit: Unit, limit: &str, budget: i64, model: &str, count: usize) {
+    let key = "sk-replicas-budget-key-000000000001";
     let r = replicas(
-        &key_config("tokens", TOKENS_KEY, &format!("budget_tokens = {budget}")),
+        &key_config("budgeted", key, limit),
         Duration::from_millis(100),
     )
     .await;
-    let mut body = chat_body("gpt-test", "hi");
+    let mut body = chat_body(model, "hi");
     body["max_tokens"] = json!(16);
-    let (a, b) = alternate(&r, TOKENS_KEY, &body, 60).await;
+    let (a, b) = alternate(&r, key, &body, count).await;
     assert!(a > 0 && b > 0, "both replicas served: {a} + {b}");
-    let (tokens, _) = spent(&r, "tokens").await;
-    // Every request reserves more than it uses, so the budget is never passed; per process,
-    // each replica would spend the whole budget on its own.
+    let (tokens, cost) = spent(&r, "budgeted").await;
+    let spent = match unit {
+        Unit::Tokens => tokens,
+        Unit::Nanodollars => cost,
+    };
     assert!(
-        tokens <= budget && tokens > budget / 2,
-        "spent {tokens} of {budget} tokens over {a} + {b} requests"
+        spent <= budget && spent > budget / 2,
+        "spent {spent} of {budget} over {a} + {b} requests"
     );
     stop(r).await;
 }
 
-const DOLLARS_KEY: &str = "sk-replicas-dollars-key-0000000000001";
+#[tokio::test]
+async fn a_token_budget_is_shared_by_replicas() {
+    budget_is_shared(Unit::Tokens, "budget_tokens = 400", 400, "gpt-test", 60).await;
+}
 
 #[tokio::test]
 async fn a_dollar_budget_is_shared_by_replicas() {
-    // $0.10 at $100 per million tokens: 1000 tokens' worth.
-    let budget_nanos: i64 = 100_000_000;
-    let r = replicas(
-        &key_config("dollars", DOLLARS_KEY, "budget_usd = 0.10"),
-        Duration::from_millis(100),
+    // $0.10 at $100 per million tokens: 1000 tokens' worth, in nano-dollars.
+    budget_is_shared(
+        Unit::Nanodollars,
+        "budget_usd = 0.10",
+        100_000_000,
+        "priced",
+        120,
     )
     .await;
-    let mut body = chat_body("priced", "hi");
-    body["max_tokens"] = json!(16);
-    let (a, b) = alternate(&r, DOLLARS_KEY, &body, 120).await;
-    assert!(a > 0 && b > 0, "both replicas served: {a} + {b}");
-    let (_, cost) = spent(&r, "dollars").await;
-    assert!(
-        cost <= budget_nanos && cost > budget_nanos / 2,
-        "spent {cost} of {budget_nanos} nano-dollars over {a} + {b} requests"
-    );
-    stop(r).await;
 }
 
 #[tokio::test]
@@ -221,14 +226,7 @@ async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
     // Replica B learns of it within a second, and skips that account.
     let token = r.b.admin_token().await;
     let cooling = || async {
-        let upstreams: Value =
-            r.b.admin(Method::GET, "/admin/upstreams", &token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let upstreams = r.b.admin_json("/admin/upstreams", &token).await;
         upstreams["accounts"]
             .as_array()
             .unwrap()
@@ -274,14 +272,7 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
     assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
     assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
     let token = r.a.admin_token().await;
-    let keys: Value =
-        r.a.admin(Method::GET, "/admin/keys", &token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let keys = r.a.admin_json("/admin/keys", &token).await;
     let id = keys["data"]
         .as_array()
         .unwrap()
@@ -312,16 +303,9 @@ async fn readyz(app: &TestApp) -> (u16, Value) {
 }
 
 async fn redis_up(app: &TestApp) -> Option<String> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix("llmgate_redis_up "))
         .map(str::to_owned)
 }
