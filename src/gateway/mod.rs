@@ -329,15 +329,10 @@ impl Gateway {
                     attempts.credential_refused(target, status, &body);
                 }
                 Outcome::RouteFailed(failure) => {
-                    let was_open = target.route.health.open_until();
+                    let before = target.route.health.open_until();
                     attempts.route_failed(target, failure, self.now());
-                    let open_until = target.route.health.open_until();
-                    if let Some(until) = open_until.filter(|_| open_until != was_open) {
-                        self.health.share(Note::CircuitOpen {
-                            route_id: target.route.id,
-                            until_unix_ms: self.health.to_unix_ms(until),
-                        });
-                    }
+                    self.health
+                        .share_if_opened(target.route.id, &target.route.health, before);
                 }
                 Outcome::Refused(error) => return Err(error),
             }

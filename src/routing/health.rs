@@ -95,6 +95,18 @@ impl Health {
         }
     }
 
+    /// Tells the other replicas when a failure just opened (or re-opened) route `route_id`'s
+    /// circuit: `before` is when it was open until before the failure was recorded.
+    pub fn share_if_opened(&self, route_id: i64, route: &RouteHealth, before: Option<i64>) {
+        let after = route.open_until();
+        if let Some(until) = after.filter(|_| after != before) {
+            self.share(Note::CircuitOpen {
+                route_id,
+                until_unix_ms: self.to_unix_ms(until),
+            });
+        }
+    }
+
     /// Applies what another replica saw: a cooldown or an open circuit is honoured here until
     /// it ends (never shortening a longer one), a closed circuit closes here too.
     pub fn apply(&self, note: &Note) {

@@ -254,6 +254,45 @@ async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
     stop(r).await;
 }
 
+/// Whether `app` reports the `pooled` model's route healthy (its circuit closed).
+async fn pooled_route_healthy(app: &TestApp, token: &str) -> bool {
+    let upstreams = app.admin_json("/admin/upstreams", token).await;
+    upstreams["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|route| route["model"] == "pooled")
+        .unwrap()["healthy"]
+        == true
+}
+
+#[tokio::test]
+async fn a_circuit_opened_by_one_replica_is_open_on_the_other() {
+    let r = replicas("", Duration::from_millis(100)).await;
+    let (token_a, token_b) = (r.a.admin_token().await, r.b.admin_token().await);
+    let mut failing = chat_body("pooled", "hi");
+    failing["mock"] = json!({"status": 500});
+    for _ in 0..10 {
+        if !pooled_route_healthy(&r.a, &token_a).await {
+            break;
+        }
+        send(&r.a, &r.a.key, &failing).await;
+    }
+    assert!(
+        !pooled_route_healthy(&r.a, &token_a).await,
+        "replica A's circuit never opened"
+    );
+    let opened = eventually(Duration::from_secs(1), || async {
+        !pooled_route_healthy(&r.b, &token_b).await
+    })
+    .await;
+    assert!(
+        opened.is_some(),
+        "replica B does not know the circuit is open"
+    );
+    stop(r).await;
+}
+
 const REVOKED_KEY: &str = "sk-replicas-revoked-key-000000000001";
 
 #[tokio::test]
