@@ -241,8 +241,11 @@ impl App {
         // Redis carries what replicas tell each other: a change to check for now, cooldowns
         // and circuits. Its writer sends settlements and notes off the request path.
         let remote_change = Arc::new(tokio::sync::Notify::new());
+        // The writer stops only once every request has finished, so the settlements of the
+        // last requests reach Redis (else their reservations would stay counted).
+        let writer_stop = CancellationToken::new();
         if let Some(cluster) = &state.cluster {
-            tasks.spawn(cluster.clone().run_writer(stop.clone()));
+            tasks.spawn(cluster.clone().run_writer(writer_stop.clone()));
             let health = state.health.clone();
             let wake = remote_change.clone();
             tasks.spawn(cluster.clone().run_listener(stop.clone(), move |note| {
@@ -307,6 +310,7 @@ impl App {
             }
         }
         stop.cancel();
+        writer_stop.cancel();
         tasks.close();
         tasks.wait().await;
         usage_stop.cancel();
