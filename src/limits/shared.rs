@@ -271,3 +271,61 @@ pub(super) async fn admit(
         _ => return Err(Unavailable),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_levels_read_back_as_headers() {
+        let check = |limit, level, remaining, reset_ms| {
+            assert_eq!(
+                bucket_status(Some(limit), level),
+                Some(BucketStatus {
+                    limit: u64::from(limit),
+                    remaining,
+                    reset: Duration::from_millis(reset_ms),
+                }),
+                "limit {limit}, level {level}"
+            );
+        };
+        check(60, 60, 60, 0);
+        check(60, 59, 59, 1_000);
+        // A level below zero (usage settled above its reservation) is debt: none remain.
+        check(60, -6, 0, 60_000);
+        check(600, 0, 0, 60_000);
+        assert_eq!(bucket_status(None, 5), None);
+    }
+
+    #[test]
+    fn budget_keys_are_named_by_their_window() {
+        let now = DateTime::parse_from_rfc3339("2025-03-05T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut key = ClientKey {
+            id: 42,
+            name: "k".to_owned(),
+            models: None,
+            rpm: None,
+            tpm: None,
+            budget_tokens: None,
+            budget_usd: None,
+            budget_window: None,
+            expires_at: None,
+        };
+        assert_eq!(
+            redis_keys(&key, now),
+            [
+                "llmgate:rpm:42",
+                "llmgate:tpm:42",
+                "llmgate:budget:42:tokens:1970-01-01",
+                "llmgate:budget:42:usd:1970-01-01",
+            ]
+        );
+        key.budget_window = Some(crate::vocab::BudgetWindow::Monthly);
+        assert_eq!(
+            redis_keys(&key, now)[2],
+            "llmgate:budget:42:tokens:2025-03-01"
+        );
+    }
+}
