@@ -206,24 +206,33 @@ async fn a_dollar_budget_is_shared_by_replicas() {
     .await;
 }
 
-#[tokio::test]
-async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
-    let r = replicas("", Duration::from_millis(100)).await;
-    // Replica A meets a 429 on the first pool account (for 30 s) and fails over.
+/// How many of the requests the shared mock received after the first `since` went to the
+/// first pool account.
+fn sent_to_first_account(r: &Replicas, since: usize) -> usize {
+    r.a.mock.requests()[since..]
+        .iter()
+        .filter(|request| {
+            request.headers["authorization"].to_str().unwrap() == format!("Bearer {POOL_ONE}")
+        })
+        .count()
+}
+
+/// Has replica A meet a 429 on the first pool account (for 30 s), failing over to the second.
+async fn cool_first_account(r: &Replicas) {
     let mut limited = chat_body("pooled", "hi");
     limited["mock"] = json!({"status_for_key": {POOL_ONE: 429}, "retry_after": 30});
-    let mut cooled = false;
+    let since = r.a.mock.requests().len();
     for _ in 0..20 {
         assert_eq!(send(&r.a, &r.a.key, &limited).await, 200);
-        if r.a.mock.requests().iter().any(|request| {
-            request.headers["authorization"].to_str().unwrap() == format!("Bearer {POOL_ONE}")
-        }) {
-            cooled = true;
-            break;
+        if sent_to_first_account(r, since) > 0 {
+            return;
         }
     }
-    assert!(cooled, "replica A never picked the first account");
-    // Replica B learns of it within a second, and skips that account.
+    panic!("replica A never picked the first account");
+}
+
+/// Whether replica B learns of the first pool account's cooldown within `limit`.
+async fn b_knows_the_cooldown(r: &Replicas, limit: Duration) -> bool {
     let token = r.b.admin_token().await;
     let cooling = || async {
         let upstreams = r.b.admin_json("/admin/upstreams", &token).await;
@@ -236,21 +245,27 @@ async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
                     && !account["model_cooldowns"].as_array().unwrap().is_empty()
             })
     };
+    eventually(limit, cooling).await.is_some()
+}
+
+#[tokio::test]
+async fn a_cooldown_seen_by_one_replica_is_honoured_by_the_other() {
+    let r = replicas("", Duration::from_millis(100)).await;
+    cool_first_account(&r).await;
+    // Replica B learns of it within a second, and skips that account.
     assert!(
-        eventually(Duration::from_secs(1), cooling).await.is_some(),
+        b_knows_the_cooldown(&r, Duration::from_secs(1)).await,
         "replica B does not know of the cooldown"
     );
     let before = r.a.mock.requests().len();
     for _ in 0..10 {
         assert_eq!(send(&r.b, &r.b.key, &chat_body("pooled", "hi")).await, 200);
     }
-    let to_first = r.a.mock.requests()[before..]
-        .iter()
-        .filter(|request| {
-            request.headers["authorization"].to_str().unwrap() == format!("Bearer {POOL_ONE}")
-        })
-        .count();
-    assert_eq!(to_first, 0, "replica B sent to the cooling account");
+    assert_eq!(
+        sent_to_first_account(&r, before),
+        0,
+        "replica B sent to the cooling account"
+    );
     stop(r).await;
 }
 
@@ -388,6 +403,12 @@ async fn with_redis_down_replicas_serve_on_their_own_limits_and_share_again_when
     }
     let (a, b) = alternate(&r, DEGRADED_KEY, &body, 10).await;
     assert_eq!(a + b, 3, "shared again: accepted {a} + {b}");
+    // And the replicas hear each other again.
+    cool_first_account(&r).await;
+    assert!(
+        b_knows_the_cooldown(&r, Duration::from_secs(2)).await,
+        "replica B does not hear replica A since Redis came back"
+    );
     stop(r).await;
 }
 
