@@ -148,6 +148,15 @@ enum Write {
     Publish(Note),
 }
 
+/// What became of a background write.
+enum Sent {
+    Done,
+    /// Redis answered with an error.
+    Refused(String),
+    /// Redis did not answer: the write is kept for when it is back.
+    Unreachable(String),
+}
+
 /// The shared connection to Redis; cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -336,14 +345,21 @@ impl Cluster {
             let Some(write) = pending.pop_front() else {
                 return;
             };
-            if let Err(error) = self.send(&write).await {
-                self.mark_down(&error);
-                pending.push_front(write);
+            match self.send(&write).await {
+                Sent::Done => {}
+                // Redis answered with an error: sending it again would fail again.
+                Sent::Refused(error) => {
+                    tracing::warn!(%error, "Redis refused a write; it is dropped");
+                }
+                Sent::Unreachable(error) => {
+                    self.mark_down(&error);
+                    pending.push_front(write);
+                }
             }
         }
     }
 
-    async fn send(&self, write: &Write) -> Result<(), String> {
+    async fn send(&self, write: &Write) -> Sent {
         let mut connection = self.inner.connection.clone();
         let sent = async {
             match write {
@@ -383,9 +399,17 @@ impl Cluster {
             }
         };
         match tokio::time::timeout(WRITE_TIMEOUT, sent).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err("a background write timed out".to_owned()),
+            Ok(Ok(())) => Sent::Done,
+            Ok(Err(error))
+                if error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal() =>
+            {
+                Sent::Unreachable(error.to_string())
+            }
+            Ok(Err(error)) => Sent::Refused(error.to_string()),
+            Err(_) => Sent::Unreachable("a background write timed out".to_owned()),
         }
     }
 
