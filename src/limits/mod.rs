@@ -3,7 +3,9 @@
 //! Each key with limits gets one [`KeyLimiter`] (its RPM and TPM buckets and its budget under a
 //! single mutex, held for a few dozen nanoseconds), found through a copy-on-write map that
 //! readers load without locking. Keys without limits touch nothing. The database is read only
-//! once, at start-up, to seed budgets ([`BudgetSeed`]).
+//! once, at start-up, to seed budgets ([`BudgetSeed`]). With Redis ([`Limits::shared`]) the
+//! same limits live in Redis for every replica (`shared`), and these per-process ones serve
+//! while it is down.
 
 mod bucket;
 mod budget;
