@@ -302,17 +302,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2025-03-05T12:00:00Z")
             .unwrap()
             .to_utc();
-        let mut key = ClientKey {
-            id: 42,
-            name: "k".to_owned(),
-            models: None,
-            rpm: None,
-            tpm: None,
-            budget_tokens: None,
-            budget_usd: None,
-            budget_window: None,
-            expires_at: None,
-        };
+        let mut key = crate::limits::tests::key(42);
         assert_eq!(
             redis_keys(&key, now),
             [
