@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{Admin, SetupError};
 use crate::auth::{KeyCache, KeyHash, display_prefix, generate_key};
 use crate::clock::Clock;
+use crate::cluster::{Cluster, Note};
 use crate::config_file::ConfigFile;
 use crate::db::{ChangeWatcher, Db, DbError};
 use crate::gateway::{Gateway, GatewayParts, ResponseStore};
@@ -98,8 +99,16 @@ impl App {
             None
         };
 
+        let cluster = match &settings.redis_url {
+            Some(url) => Some(
+                Cluster::connect(url.expose(), settings.redis_timeout)
+                    .await
+                    .map_err(|error| StartError::Invalid(error.to_string()))?,
+            ),
+            None => None,
+        };
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
-        let health = Health::with_clock(settings.health, clock.clone());
+        let health = Health::shared(settings.health, clock.clone(), cluster.clone());
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("cannot define metrics: {e}"))?;
         rebuild_catalog(&db, &catalog, &cipher, &health).await?;
         let client = crate::upstream::build_client(&settings.upstream)
@@ -124,7 +133,10 @@ impl App {
         );
         // Budgets survive restarts: what each key spent in its window is read back once.
         let seed = BudgetSeed::load(&db, clock.now()).await?;
-        let limits = Limits::with_clock(clock.clone());
+        let limits = match &cluster {
+            Some(cluster) => Limits::shared(clock.clone(), cluster.clone()),
+            None => Limits::with_clock(clock.clone()),
+        };
         limits.seed_budgets(seed);
         let usage = UsageRecorder::new(settings.usage_queue);
         let responses = ResponseStore::new(
@@ -157,6 +169,7 @@ impl App {
             config_changed,
             admin,
             clock,
+            cluster,
         });
         Ok(Self {
             listener,
@@ -226,9 +239,28 @@ impl App {
             state.clock.clone(),
             stop.clone(),
         ));
+        // Redis carries what replicas tell each other: a change to check for now, cooldowns
+        // and circuits. Its writer sends settlements and notes off the request path.
+        let remote_change = Arc::new(tokio::sync::Notify::new());
+        // The writer stops only once every request has finished, so the settlements of the
+        // last requests reach Redis (else their reservations would stay counted).
+        let writer_stop = CancellationToken::new();
+        if let Some(cluster) = &state.cluster {
+            tasks.spawn(cluster.clone().run_writer(writer_stop.clone()));
+            let health = state.health.clone();
+            let wake = remote_change.clone();
+            tasks.spawn(cluster.clone().run_listener(stop.clone(), move |note| {
+                if note == Note::Changed {
+                    wake.notify_one();
+                } else {
+                    health.apply(&note);
+                }
+            }));
+        }
         let watcher = state.db.change_watcher().await?;
         tasks.spawn(watch_changes(
             watcher,
+            remote_change,
             state.clone(),
             catalog,
             cipher,
@@ -279,6 +311,7 @@ impl App {
             }
         }
         stop.cancel();
+        writer_stop.cancel();
         tasks.close();
         tasks.wait().await;
         usage_stop.cancel();
@@ -297,9 +330,12 @@ impl App {
 const END_STREAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Polls the database for changes made by this or any other process, and applies them: a new
-/// catalog snapshot, or stale key-cache entries.
+/// catalog snapshot, or stale key-cache entries. A change made through this process is
+/// published to the other replicas (with Redis), and one they publish (`remote_change`) is
+/// checked for at once; the poll stays as the fallback.
 async fn watch_changes(
     mut watcher: ChangeWatcher,
+    remote_change: Arc<tokio::sync::Notify>,
     state: AppState,
     catalog: SharedCatalog,
     cipher: SecretCipher,
@@ -313,7 +349,12 @@ async fn watch_changes(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
-            () = state.config_changed.notified() => {}
+            () = remote_change.notified() => {}
+            () = state.config_changed.notified() => {
+                if let Some(cluster) = &state.cluster {
+                    cluster.publish(Note::Changed);
+                }
+            }
         }
         let versions = match watcher.poll().await {
             Ok(Some(versions)) => versions,

@@ -13,6 +13,7 @@ use crate::auth::{self, KeyError, NewKey};
 use crate::config_file::{self, ConfigFile};
 use crate::db::{self, Db, KeyRow};
 use crate::pricing;
+use crate::secret::Secret;
 use crate::settings::{Settings, parse_duration, parse_listen};
 use crate::vocab::BudgetWindow;
 
@@ -290,6 +291,14 @@ async fn serve(args: ServeArgs, database: Option<String>) -> ExitCode {
         .unwrap_or_else(|| db::DEFAULT_URL.to_owned());
     settings.config_path = args.config;
     settings.demo = args.demo;
+    if settings.redis_url.is_none() {
+        settings.redis_url = server.and_then(|s| s.redis.clone()).map(Secret::new);
+    }
+    if settings.redis_url.is_none() && settings.database_url.starts_with("postgres") {
+        tracing::warn!(
+            "no Redis configured (LLMGATE_REDIS_URL): rate limits, budgets, cooldowns and circuits are per process, so each replica on this database enforces them on its own"
+        );
+    }
 
     let app = match App::build(settings, config.as_ref()).await {
         Ok(app) => app,

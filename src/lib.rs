@@ -65,6 +65,9 @@
 //! names       the one check of object names (visible, single-line, no bidi overrides), used
 //!             by the admin API, the CLI and the config file alike
 //! sse         the one server-sent-events line reader and decoder, and the per-event size cap
+//! cluster     what replicas share through Redis (`LLMGATE_REDIS_URL`): the connection,
+//!             script calls bounded by `LLMGATE_REDIS_TIMEOUT`, the writer and listener tasks,
+//!             and the notices replicas publish (changes, cooldowns, circuits)
 //! untrusted   how text a client chose is escaped and shortened before it is echoed,
 //!             logged or recorded
 //! ```
@@ -89,6 +92,9 @@
 //! - Every request is reported once, with one outcome, through its `RequestRecord` (changed only
 //!   by its named methods): the log line, the request log and the metrics agree; at shutdown, streams still open when the grace ends get an error event and
 //!   are recorded before the usage writer drains.
+//! - A request makes at most one Redis round trip (its admission, one script call; none for a
+//!   key without limits); settlements and notices go through the cluster's writer task; while
+//!   Redis is down, requests skip it without waiting and use per-process limits.
 //! - Client credentials never reach an upstream; secrets print `[redacted]` in `Debug`.
 //! - An account whose kind mints access tokens sends one token request per expiry, however many
 //!   requests wait for it.
@@ -104,7 +110,7 @@
 //! - Every background task is owned by `App` and stopped (drained where it holds data) on
 //!   shutdown; `clippy.toml` refuses `tokio::spawn` and `std::thread::spawn` elsewhere.
 //! - Modules are layered, and `tests/architecture.rs` holds the ranks: vocab, clock, untrusted,
-//!   names, pricing, sse < db, telemetry < secret, auth, usage < routing, limits, translate <
+//!   names, pricing, sse, cluster < db, telemetry < secret, auth, usage < routing, limits, translate <
 //!   providers, settings, error, mock < config_file, upstream < gateway, admin < state < http <
 //!   app < cli; no module imports one of its own rank or above.
 //! - Behaviour that depends on time (limits, cooldowns, circuits, key expiry, retention) reads
@@ -126,6 +132,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config_file;
 pub mod db;
 pub mod error;

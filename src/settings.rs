@@ -56,6 +56,12 @@ pub struct Settings {
     pub jwt_secret: Option<Secret>,
     /// How long an admin token stays valid (`LLMGATE_ADMIN_TOKEN_TTL`, default 12h).
     pub admin_token_ttl: Duration,
+    /// Redis shared by every replica (`LLMGATE_REDIS_URL`, or the file's `[server] redis`):
+    /// rate limits, budgets, cooldowns, circuits and change notifications. None: per process.
+    pub redis_url: Option<Secret>,
+    /// Longest wait for Redis on a request's path before it falls back to per-process limits
+    /// (`LLMGATE_REDIS_TIMEOUT`, default 50ms).
+    pub redis_timeout: Duration,
 }
 
 /// Tuning of the one shared upstream HTTP client.
@@ -119,6 +125,8 @@ impl Default for Settings {
             admin_password: None,
             jwt_secret: None,
             admin_token_ttl: Duration::from_secs(12 * 3600),
+            redis_url: None,
+            redis_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -192,6 +200,7 @@ impl Settings {
             &mut settings.health.default_cooldown,
         );
         duration("LLMGATE_ADMIN_TOKEN_TTL", &mut settings.admin_token_ttl);
+        duration("LLMGATE_REDIS_TIMEOUT", &mut settings.redis_timeout);
         let mut count = |name: &str, target: &mut usize| {
             if let Some(value) = env(name) {
                 match value.trim().parse::<usize>() {
@@ -231,6 +240,9 @@ impl Settings {
             .map(Secret::new);
         settings.admin_password = env("LLMGATE_ADMIN_PASSWORD")
             .filter(|p| !p.is_empty())
+            .map(Secret::new);
+        settings.redis_url = env("LLMGATE_REDIS_URL")
+            .filter(|url| !url.is_empty())
             .map(Secret::new);
         settings.jwt_secret = env("LLMGATE_JWT_SECRET")
             .filter(|s| !s.is_empty())
@@ -316,6 +328,25 @@ mod tests {
         assert!(settings.jwt_secret.is_none(), "empty means unset");
         assert_eq!(settings.admin_token_ttl, Duration::from_secs(1800));
         assert!(format!("{settings:?}").contains("[redacted]"));
+    }
+
+    #[test]
+    fn redis_comes_from_its_variables() {
+        let settings = Settings::from_env(&|_| None).unwrap();
+        assert!(settings.redis_url.is_none());
+        assert_eq!(settings.redis_timeout, Duration::from_millis(50));
+        let env = |name: &str| match name {
+            "LLMGATE_REDIS_URL" => Some("redis://:pw@127.0.0.1:6379/".to_owned()),
+            "LLMGATE_REDIS_TIMEOUT" => Some("20ms".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(
+            settings.redis_url.as_ref().map(Secret::expose),
+            Some("redis://:pw@127.0.0.1:6379/")
+        );
+        assert_eq!(settings.redis_timeout, Duration::from_millis(20));
+        assert!(!format!("{settings:?}").contains("pw@"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use crate::admin::Admin;
 use crate::auth::KeyCache;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::db::Db;
 use crate::gateway::Gateway;
 use crate::routing::Health;
@@ -54,4 +55,7 @@ pub struct Shared {
     pub admin: Admin,
     /// The clock key expiry is judged on (the one limits and health use).
     pub clock: Clock,
+    /// Redis, when replicas share limits, cooldowns and change notifications
+    /// (`LLMGATE_REDIS_URL`); `/readyz` and `/metrics` report whether it answers.
+    pub cluster: Option<Cluster>,
 }

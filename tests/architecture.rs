@@ -14,7 +14,15 @@ use std::path::{Path, PathBuf};
 /// The ranks, bottom first. A module may import the modules of the ranks before its own.
 const RANKS: &[&[&str]] = &[
     // The vocabulary, time, and the leaves that import nothing of the crate.
-    &["vocab", "clock", "untrusted", "names", "pricing", "sse"],
+    &[
+        "vocab",
+        "clock",
+        "untrusted",
+        "names",
+        "pricing",
+        "sse",
+        "cluster",
+    ],
     // Storage takes prepared rows; telemetry only escapes what it logs.
     &["db", "telemetry"],
     &["secret", "auth", "usage"],

@@ -3,7 +3,8 @@
 # package) to validate the /metrics exposition, Chromium with its driver (Debian's chromium
 # and chromium-driver) for the web console's browser test, PostgreSQL's server (Debian's
 # postgresql: the storage tests start a throwaway cluster from its initdb and pg_ctl, see
-# tests/support/postgres.rs), and OpenAI's Codex CLI (npm
+# tests/support/postgres.rs), redis-server (Debian's package; the replica tests start their
+# own on a free loopback port), and OpenAI's Codex CLI (npm
 # @openai/codex, at a pinned version, under target/codex) for tests/codex/run.sh. Run by
 # `make test`; a second run installs nothing. Only package registries are reached.
 set -euo pipefail
@@ -40,8 +41,9 @@ postgres_bin() {
   return 1
 }
 postgres_bin >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools present: promtool, chromium, chromedriver, PostgreSQL ($(postgres_bin))" >&2
+  echo "test tools present: promtool, chromium, chromedriver, PostgreSQL ($(postgres_bin)), redis-server" >&2
   exit 0
 fi
 

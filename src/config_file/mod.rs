@@ -43,6 +43,8 @@ pub struct ConfigFile {
 pub struct ServerSection {
     pub listen: Option<SocketAddr>,
     pub database: Option<String>,
+    /// The Redis URL that makes limits, cooldowns and change notifications shared by replicas.
+    pub redis: Option<String>,
 }
 
 /// A `[[providers]]` entry.

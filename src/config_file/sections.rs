@@ -17,7 +17,7 @@ use crate::vocab::BudgetWindow;
 use crate::vocab::{ProviderKind, Strategy};
 
 const TOP_KEYS: &[&str] = &["server", "providers", "models", "keys"];
-const SERVER_KEYS: &[&str] = &["listen", "database"];
+const SERVER_KEYS: &[&str] = &["listen", "database", "redis"];
 const PROVIDER_KEYS: &[&str] = &[
     "name",
     "kind",
@@ -121,7 +121,15 @@ fn read_server(r: &mut Reader<'_>, node: &Node<'_, '_>) -> ServerSection {
         .string(node, "database")
         .and_then(|database| r.non_blank(database))
         .map(|database| database.value);
-    ServerSection { listen, database }
+    let redis = r
+        .string(node, "redis")
+        .and_then(|redis| r.non_blank(redis))
+        .map(|redis| redis.value);
+    ServerSection {
+        listen,
+        database,
+        redis,
+    }
 }
 
 fn read_provider(

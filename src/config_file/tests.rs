@@ -179,6 +179,16 @@ fn the_contract_example_parses() {
 }
 
 #[test]
+fn the_server_table_may_name_redis() {
+    let config = parsed("[server]\nredis = \"redis://127.0.0.1:6379/\"\n");
+    assert_eq!(
+        config.server.redis.as_deref(),
+        Some("redis://127.0.0.1:6379/")
+    );
+    assert!(parse_text("[server]\nredis = \" \"\n").is_err());
+}
+
+#[test]
 fn empty_documents_are_valid() {
     for input in [
         "",
@@ -456,7 +466,7 @@ fn unknown_keys_are_errors_everywhere() {
         "#,
         r#"
         line 1: unknown key "verbose"; expected one of: server, providers, models, keys
-        server (line 3): unknown key "port"; expected one of: listen, database
+        server (line 3): unknown key "port"; expected one of: listen, database, redis
         providers[0] "openai" (line 4): missing key "base_url"
         providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts, headers, api_version, project, region
         providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, service_account_json, weight, rpm

@@ -26,6 +26,7 @@ pub use request::{RequestHead, Shaping};
 pub use stored::{MAX_CHAIN_BYTES, MAX_CHAIN_TURNS, ResponseStore};
 
 use crate::auth::ClientKey;
+use crate::cluster::Note;
 use crate::error::ApiError;
 use crate::limits::{Limits, Spend};
 use crate::pricing::Nanodollars;
@@ -38,7 +39,7 @@ use crate::usage::{self, Usage, UsageRecorder};
 use crate::vocab::Endpoint;
 use attempts::{Attempts, Turn};
 use dialect::{Answer, Call, Refused};
-use outcome::{Head, Outcome};
+use outcome::{Head, LimitScope, Outcome};
 use relay::InFlight;
 
 /// Everything a proxied request needs, cheap to clone into each request.
@@ -275,7 +276,7 @@ impl Gateway {
         ask: &Ask<'_>,
         body: Bytes,
     ) -> Result<Forwarded, ApiError> {
-        let (head, model) = self.admit(record, key, ask.endpoint, &body)?;
+        let (head, model) = self.admit(record, key, ask.endpoint, &body).await?;
         let stream = head.stream && ask.endpoint.can_stream();
         // The stored turns a Responses request continues: read once, before any attempt.
         let history = match (&head.previous_response_id, ask.endpoint) {
@@ -319,11 +320,20 @@ impl Gateway {
                     scope,
                     retry_after,
                     body,
-                } => attempts.account_limited(target, scope, retry_after, &body, self.now()),
+                } => {
+                    let now = self.now();
+                    attempts.account_limited(target, scope, retry_after, &body, now);
+                    self.share_cooldown(target, scope, now);
+                }
                 Outcome::CredentialRefused { status, body } => {
                     attempts.credential_refused(target, status, &body);
                 }
-                Outcome::RouteFailed(failure) => attempts.route_failed(target, failure, self.now()),
+                Outcome::RouteFailed(failure) => {
+                    let before = target.route.health.open_until();
+                    attempts.route_failed(target, failure, self.now());
+                    self.health
+                        .share_if_opened(target.route.id, &target.route.health, before);
+                }
                 Outcome::Refused(error) => return Err(error),
             }
         }
@@ -334,7 +344,7 @@ impl Gateway {
     /// before any upstream work, so a refusal costs the upstream nothing, and before the model
     /// is looked at, so a request refused for its body or its model still counts against the
     /// key's rate limit.
-    fn admit<'b>(
+    async fn admit<'b>(
         &self,
         record: &mut RequestRecord,
         key: &ClientKey,
@@ -356,14 +366,18 @@ impl Gateway {
                 _ => Nanodollars::default(),
             },
         };
-        let admission = self.limits.admit(key, reserve).map_err(|refusal| {
-            self.reporting
-                .metrics
-                .rate_limited
-                .with_label_values(&[refusal.code()])
-                .inc();
-            ApiError::Limited(Box::new(refusal))
-        })?;
+        let admission = self
+            .limits
+            .admit_shared(key, reserve)
+            .await
+            .map_err(|refusal| {
+                self.reporting
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&[refusal.code()])
+                    .inc();
+                ApiError::Limited(Box::new(refusal))
+            })?;
         record.admitted(admission);
         let head = head?;
         let stream = head.stream && endpoint.can_stream();
@@ -377,6 +391,37 @@ impl Gateway {
             model: head.model.to_string(),
         })?;
         Ok((head, model))
+    }
+
+    /// Tells the other replicas about the cooldown an upstream 429 just started on `target`'s
+    /// account (all of it, or for the route's upstream model).
+    fn share_cooldown(&self, target: Target<'_>, scope: LimitScope, now: i64) {
+        let Some(account) = target.account else {
+            return;
+        };
+        let note = match scope {
+            LimitScope::Account => {
+                account
+                    .health
+                    .cooling_until(now)
+                    .map(|until| Note::AccountCooldown {
+                        account_id: account.id,
+                        until_unix_ms: self.health.to_unix_ms(until),
+                    })
+            }
+            LimitScope::Model => target
+                .route
+                .model_cooldown(account)
+                .and_then(|cooldown| cooldown.cooling_until(now))
+                .map(|until| Note::ModelCooldown {
+                    account_id: account.id,
+                    model: target.route.upstream_model.clone(),
+                    until_unix_ms: self.health.to_unix_ms(until),
+                }),
+        };
+        if let Some(note) = note {
+            self.health.share(note);
+        }
     }
 
     /// Whether `target`'s account is under its configured upstream `rpm`; else how long until
@@ -507,7 +552,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if status.is_success() && request.stream && is_event_stream {
-            target_succeeded(target, pending.sent.elapsed());
+            target_succeeded(&self.health, target, pending.sent.elapsed());
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -577,7 +622,7 @@ impl Gateway {
                 HeaderValue::from_static("application/json"),
             );
         }
-        target_succeeded(target, pending.sent.elapsed());
+        target_succeeded(&self.health, target, pending.sent.elapsed());
         drop(pending.in_flight);
         Outcome::Answered(Forwarded::Complete {
             status,
@@ -771,9 +816,11 @@ fn overhead_value(overhead: Duration) -> HeaderValue {
 }
 
 /// Records an answered attempt on its route, account and (account, upstream model) pair.
-fn target_succeeded(target: Target<'_>, latency: Duration) {
+fn target_succeeded(health: &Health, target: Target<'_>, latency: Duration) {
     let route = target.route;
-    route.health.succeeded(route.id, latency);
+    if route.health.succeeded(route.id, latency) {
+        health.share(Note::CircuitClosed { route_id: route.id });
+    }
     if let Some(account) = target.account {
         account.health.succeeded();
         if let Some(cooldown) = route.model_cooldown(account) {

@@ -218,8 +218,10 @@ impl InFlight {
     /// Counts a failure on the upstream's side that came after its answer started (a stream
     /// event past the limit) against the route's circuit.
     fn route_failed(&self, health: &Health) {
+        let before = self.route.open_until();
         self.route
             .failed(self.route_id, health.now_ms(), health.policy());
+        health.share_if_opened(self.route_id, &self.route, before);
     }
 }
 

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use crate::cluster::Cluster;
 use crate::routing::CircuitState;
 use crate::state::AppState;
 
@@ -13,11 +14,15 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.db.ping().await {
-        (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            r#"{"status":"ready"}"#,
-        )
+        // Redis down degrades limits to per process; the replica still serves, so it stays
+        // ready and says so.
+        let body = match &state.cluster {
+            Some(cluster) if !cluster.is_up() => {
+                r#"{"status":"ready","degraded":"redis unreachable: rate limits, budgets, cooldowns and circuits are per process until it is back"}"#
+            }
+            _ => r#"{"status":"ready"}"#,
+        };
+        (StatusCode::OK, [("content-type", "application/json")], body)
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,6 +38,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = &state.metrics;
     let now = state.health.now_ms();
     let catalog = state.gateway.catalog();
+    metrics.redis_up.set(i64::from(
+        state.cluster.as_ref().is_some_and(Cluster::is_up),
+    ));
     metrics.circuit_state.reset();
     metrics.account_cooling.reset();
     for model in catalog.models() {

@@ -3,10 +3,13 @@
 //! Each key with limits gets one [`KeyLimiter`] (its RPM and TPM buckets and its budget under a
 //! single mutex, held for a few dozen nanoseconds), found through a copy-on-write map that
 //! readers load without locking. Keys without limits touch nothing. The database is read only
-//! once, at start-up, to seed budgets ([`BudgetSeed`]).
+//! once, at start-up, to seed budgets ([`BudgetSeed`]). With Redis ([`Limits::shared`]) the
+//! same limits live in Redis for every replica (`shared`), and these per-process ones serve
+//! while it is down.
 
 mod bucket;
 mod budget;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,6 +26,7 @@ pub use budget::{BudgetSeed, BudgetUnit, WindowSpend, window_end, window_start};
 
 use crate::auth::ClientKey;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::pricing::Nanodollars;
 use bucket::Bucket;
 use budget::Budget;
@@ -88,6 +92,9 @@ struct Inner {
     accounts: ArcSwap<HashMap<i64, Arc<Mutex<Bucket>>>>,
     clock: Clock,
     seed: Mutex<BudgetSeed>,
+    /// Redis, when replicas share limits; the maps above are then the fallback while it is
+    /// down.
+    cluster: Option<Cluster>,
 }
 
 /// One key's limits.
@@ -321,6 +328,35 @@ impl Limits {
         }
     }
 
+    /// Limits shared through `cluster` (Redis) with every replica, measured on `clock`, and
+    /// kept in this process while Redis is down.
+    pub fn shared(clock: Clock, cluster: Cluster) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                clock,
+                cluster: Some(cluster),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// As [`Self::admit`], in Redis when the limits are shared and it answers in time (one
+    /// round trip); else in this process, without waiting.
+    pub async fn admit_shared(
+        &self,
+        key: &ClientKey,
+        ask: impl Into<Spend>,
+    ) -> Result<Admission, Refusal> {
+        let ask = ask.into();
+        if let Some(cluster) = &self.inner.cluster
+            && has_limits(key)
+            && let Ok(decided) = shared::admit(cluster, self, key, ask).await
+        {
+            return decided;
+        }
+        self.admit(key, ask)
+    }
+
     /// Sets what budgets start from: each key's spend so far in its current window. Call once
     /// at start-up, before serving; a key's budget reads it when first used.
     pub fn seed_budgets(&self, seed: BudgetSeed) {
@@ -342,11 +378,7 @@ impl Limits {
     pub fn admit(&self, key: &ClientKey, ask: impl Into<Spend>) -> Result<Admission, Refusal> {
         let ask = ask.into();
         let estimate = ask.tokens;
-        if key.rpm.is_none()
-            && key.tpm.is_none()
-            && key.budget_tokens.is_none()
-            && key.budget_usd.is_none()
-        {
+        if !has_limits(key) {
             return Ok(Admission::unlimited());
         }
         let limiter = self.limiter(key.id);
@@ -417,13 +449,13 @@ impl Limits {
         let status = state.status();
         drop(guard);
         Ok(Admission {
-            reservation: Some(Reservation {
+            reservation: Some(Reservation::Local(LocalReservation {
                 limiter,
                 clock: clock.clone(),
                 tokens: tokens_reserved,
                 budget: budget_reserved,
                 spending: spending_reserved,
-            }),
+            })),
             status,
         })
     }
@@ -564,6 +596,14 @@ impl Limits {
     }
 }
 
+/// Whether `key` has any limit to admit against.
+fn has_limits(key: &ClientKey) -> bool {
+    key.rpm.is_some()
+        || key.tpm.is_some()
+        || key.budget_tokens.is_some()
+        || key.budget_usd.is_some()
+}
+
 fn configure_bucket(bucket: &mut Option<Bucket>, limit: Option<u32>, now: u64) {
     match (limit, bucket.as_mut()) {
         (None, _) => *bucket = None,
@@ -591,8 +631,31 @@ pub struct Admission {
     status: RateLimitStatus,
 }
 
+/// Where an admission's reservation is held.
 #[derive(Debug)]
-struct Reservation {
+enum Reservation {
+    Local(LocalReservation),
+    Shared(shared::SharedReservation),
+}
+
+impl Reservation {
+    fn reserved(&self) -> u64 {
+        match self {
+            Self::Local(local) => local.tokens.max(local.budget),
+            Self::Shared(shared) => shared.reserved(),
+        }
+    }
+
+    fn settle(self, used: Spend) {
+        match self {
+            Self::Local(local) => local.settle(used),
+            Self::Shared(shared) => shared.settle(used),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LocalReservation {
     limiter: Arc<KeyLimiter>,
     clock: Clock,
     /// Reserved from the TPM bucket.
@@ -619,9 +682,7 @@ impl Admission {
 
     /// The tokens this admission reserved.
     pub fn reserved(&self) -> u64 {
-        self.reservation
-            .as_ref()
-            .map_or(0, |r| r.tokens.max(r.budget))
+        self.reservation.as_ref().map_or(0, Reservation::reserved)
     }
 
     /// Replaces the reservation by what the request used (tokens, and its cost): refunds the
@@ -641,7 +702,7 @@ impl Drop for Admission {
     }
 }
 
-impl Reservation {
+impl LocalReservation {
     fn settle(self, used: Spend) {
         let now = self.clock.monotonic_nanos();
         let mut guard = lock(&self.limiter.state);

@@ -11,7 +11,7 @@ use crate::clock::ManualClock;
 use crate::pricing::Nanodollars;
 use crate::vocab::BudgetWindow;
 
-fn key(id: i64) -> ClientKey {
+pub(super) fn key(id: i64) -> ClientKey {
     ClientKey {
         id,
         name: format!("k{id}"),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::clock::Clock;
+use crate::cluster::{Cluster, Note};
 
 /// Tuning of circuit breakers and cooldowns.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +58,8 @@ pub struct Health {
     accounts: Mutex<HashMap<i64, Arc<AccountHealth>>>,
     /// Per account id and upstream model name.
     model_cooldowns: Mutex<HashMap<(i64, String), Arc<ModelCooldown>>>,
+    /// Redis, when replicas share cooldowns and circuits.
+    cluster: Option<Cluster>,
 }
 
 impl Health {
@@ -66,6 +69,12 @@ impl Health {
 
     /// Health measured on `clock` (a manual one in tests).
     pub fn with_clock(policy: HealthPolicy, clock: Clock) -> Arc<Self> {
+        Self::shared(policy, clock, None)
+    }
+
+    /// Health measured on `clock` whose cooldowns and circuits are shared with every replica
+    /// through `cluster` (see [`Self::share`] and [`Self::apply`]).
+    pub fn shared(policy: HealthPolicy, clock: Clock, cluster: Option<Cluster>) -> Arc<Self> {
         let epoch_unix_ms = clock.now().timestamp_millis() - now_ms(&clock);
         Arc::new(Self {
             policy,
@@ -74,7 +83,64 @@ impl Health {
             routes: Mutex::default(),
             accounts: Mutex::default(),
             model_cooldowns: Mutex::default(),
+            cluster,
         })
+    }
+
+    /// Tells the other replicas about a cooldown or a circuit this one saw (off the request
+    /// path: the note is queued for the cluster's writer). Nothing without Redis.
+    pub fn share(&self, note: Note) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(note);
+        }
+    }
+
+    /// Tells the other replicas when a failure just opened (or re-opened) route `route_id`'s
+    /// circuit: `before` is when it was open until before the failure was recorded.
+    pub fn share_if_opened(&self, route_id: i64, route: &RouteHealth, before: Option<i64>) {
+        let after = route.open_until();
+        if let Some(until) = after.filter(|_| after != before) {
+            self.share(Note::CircuitOpen {
+                route_id,
+                until_unix_ms: self.to_unix_ms(until),
+            });
+        }
+    }
+
+    /// Applies what another replica saw: a cooldown or an open circuit is honoured here until
+    /// it ends (never shortening a longer one), a closed circuit closes here too.
+    pub fn apply(&self, note: &Note) {
+        let local = |unix_ms: i64| unix_ms - self.epoch_unix_ms;
+        match note {
+            Note::Changed => {}
+            Note::AccountCooldown {
+                account_id,
+                until_unix_ms,
+            } => {
+                if let Some(account) = self.peek_account(*account_id) {
+                    account.cooldown.extend_to(local(*until_unix_ms));
+                }
+            }
+            Note::ModelCooldown {
+                account_id,
+                model,
+                until_unix_ms,
+            } => self
+                .model_cooldown(*account_id, model)
+                .cooldown
+                .extend_to(local(*until_unix_ms)),
+            Note::CircuitOpen {
+                route_id,
+                until_unix_ms,
+            } => self
+                .route(*route_id)
+                .open_until_at_least(local(*until_unix_ms)),
+            Note::CircuitClosed { route_id } => {
+                if let Some(route) = self.peek_route(*route_id) {
+                    route.close();
+                }
+            }
+        }
     }
 
     pub fn policy(&self) -> &HealthPolicy {
@@ -276,8 +342,23 @@ impl RouteHealth {
         Duration::from_micros(self.latency_us.load(Ordering::Acquire))
     }
 
-    /// Records an answered attempt (any status that is not the upstream's fault).
-    pub fn succeeded(&self, route_id: i64, latency: Duration) {
+    /// Opens the circuit until at least `until` (process ms), as another replica saw it.
+    fn open_until_at_least(&self, until: i64) {
+        if until > 0 && self.open_until.fetch_max(until, Ordering::AcqRel) == 0 {
+            tracing::info!("another replica opened a route's circuit");
+        }
+    }
+
+    /// Closes the circuit, as another replica saw the route answer.
+    fn close(&self) {
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            self.probe_started.store(0, Ordering::Release);
+        }
+    }
+
+    /// Records an answered attempt (any status that is not the upstream's fault); says
+    /// whether it closed an open circuit.
+    pub fn succeeded(&self, route_id: i64, latency: Duration) -> bool {
         let sample = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -291,13 +372,15 @@ impl RouteHealth {
                     old - (old - sample) / 8
                 })
             });
-        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+        let recovered = self.open_until.swap(0, Ordering::AcqRel) != 0;
+        if recovered {
             self.probe_started.store(0, Ordering::Release);
             tracing::info!(route_id, "route recovered; circuit closed");
         }
         self.recent_errors.store(0, Ordering::Release);
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         window.failures = 0;
+        recovered
     }
 
     /// Records a failed attempt (connect error, timeout, 5xx) at `now`; may open the circuit.
@@ -340,6 +423,11 @@ fn cooldown_ms(duration: Duration) -> i64 {
 struct Cooldown(AtomicI64);
 
 impl Cooldown {
+    /// Cools down until at least `until` (process ms).
+    fn extend_to(&self, until: i64) {
+        self.0.fetch_max(until, Ordering::AcqRel);
+    }
+
     fn cooling_until(&self, now: i64) -> Option<i64> {
         let until = self.0.load(Ordering::Acquire);
         (until > now).then_some(until)
@@ -562,6 +650,46 @@ mod tests {
 
         health.retain(&[], &[7], &[(7, "up-b")]);
         assert!(health.cooling_models(7, 2_000).is_empty());
+    }
+
+    #[test]
+    fn what_another_replica_saw_is_honoured_until_it_ends() {
+        let (clock, manual) = Clock::manual(chrono::Utc::now());
+        let health = Health::with_clock(HealthPolicy::default(), clock);
+        let account = health.account(7, 1);
+        let route = health.route(3);
+        let now = health.now_ms();
+        let unix = |ms: i64| health.to_unix_ms(ms);
+        health.apply(&Note::ModelCooldown {
+            account_id: 7,
+            model: "up-a".to_owned(),
+            until_unix_ms: unix(now + 5_000),
+        });
+        health.apply(&Note::AccountCooldown {
+            account_id: 7,
+            until_unix_ms: unix(now + 2_000),
+        });
+        health.apply(&Note::CircuitOpen {
+            route_id: 3,
+            until_unix_ms: unix(now + 3_000),
+        });
+        assert!(!health.model_cooldown(7, "up-a").usable(now));
+        assert!(!account.usable(now));
+        assert_eq!(route.circuit(now), CircuitState::Open);
+        // A shorter cooldown heard later never shortens a longer one.
+        health.apply(&Note::AccountCooldown {
+            account_id: 7,
+            until_unix_ms: unix(now + 1_000),
+        });
+        assert_eq!(account.cooling_until(now), Some(now + 2_000));
+        manual.advance(Duration::from_millis(2_500));
+        let later = health.now_ms();
+        assert!(account.usable(later));
+        assert!(!health.model_cooldown(7, "up-a").usable(later));
+        health.apply(&Note::CircuitClosed { route_id: 3 });
+        assert_eq!(route.circuit(later), CircuitState::Closed);
+        manual.advance(Duration::from_millis(3_000));
+        assert!(health.model_cooldown(7, "up-a").usable(health.now_ms()));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub cost: CounterVec,
     pub in_flight: IntGauge,
     pub open_streams: IntGauge,
+    /// 1 while Redis answers (limits shared by replicas), 0 while it does not or none is set.
+    pub redis_up: IntGauge,
     pub retries: IntCounter,
     pub failovers: IntCounter,
     pub rate_limited: IntCounterVec,
@@ -128,6 +130,10 @@ impl Metrics {
             in_flight: gauge(
                 "llmgate_requests_in_flight",
                 "Proxied requests being served now.",
+            )?,
+            redis_up: gauge(
+                "llmgate_redis_up",
+                "1 while Redis answers and limits are shared by every replica; 0 while it is unreachable (limits per process) or not configured",
             )?,
             open_streams: gauge(
                 "llmgate_open_streams",

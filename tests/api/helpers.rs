@@ -70,6 +70,11 @@ pub struct TestOptions {
     pub mock: MockConfig,
     /// Measure limits and health on a manual clock that the test moves with `advance`.
     pub manual_clock: bool,
+    /// Serve this database (another app's `db_url`) instead of a fresh one: a replica.
+    pub database_url: Option<String>,
+    /// Route the config's `mock` provider here (another app's `mock.base_url()`) instead of
+    /// to this app's own mock, so replicas share one upstream.
+    pub upstream_base_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -84,6 +89,8 @@ impl Default for TestOptions {
             extra_config: String::new(),
             mock: MockConfig::default(),
             manual_clock: false,
+            database_url: None,
+            upstream_base_url: None,
         }
     }
 }
@@ -125,16 +132,20 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(options: TestOptions) -> TestApp {
     let mock = mock::spawn(bind().await, options.mock).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("llmgate.db").display());
+    let replica = options.database_url.is_some();
+    let db_url = options
+        .database_url
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("llmgate.db").display()));
+    let upstream = options.upstream_base_url.unwrap_or_else(|| mock.base_url());
     // `{mock}` and `{mock_gemini}` in the extra config stand for the mock's base URLs.
     let extra = options
         .extra_config
-        .replace("{mock}", &mock.base_url())
+        .replace("{mock}", &upstream)
         .replace("{mock_gemini}", &mock.gemini_base_url())
         .replace("{mock_azure}", &mock.azure_base_url())
         .replace("{mock_vertex}", &mock.vertex_base_url())
         .replace("{mock_token_uri}", &mock.token_uri());
-    let text = config_text(&mock.base_url(), &extra);
+    let text = config_text(&upstream, &extra);
     let config = config_file::parse(&text, &|_| None).unwrap();
 
     let mut settings = options.settings;
@@ -160,13 +171,17 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
     let (key_row, key) = create_key(
         &db,
         NewKey {
-            name: "test".into(),
+            name: if replica {
+                format!("test-{:08x}", rand::random::<u32>())
+            } else {
+                "test".into()
+            },
             ..NewKey::default()
         },
     )
     .await
     .unwrap();
-    assert_eq!(key_row.name, "test");
+    assert!(key_row.name.starts_with("test"));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -284,6 +299,12 @@ impl TestApp {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The `/metrics` exposition text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
     }
 
     /// Writes every recorded usage event now (what the writer task does every second).
@@ -593,4 +614,73 @@ pub fn chat_answer(model: &str) -> axum::response::Response {
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     }))
     .into_response()
+}
+
+/// A throwaway `redis-server` (Debian's package; `tests/setup.sh` installs it) on a free
+/// loopback port with its own empty directory and no persistence; stopped on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the server again on the same port (after [`Self::kill`]), empty, and waits
+    /// until it accepts connections.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server is not installed: run tests/setup.sh (Debian package redis-server)",
+            );
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "redis-server did not listen on port {} within 5 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server (as a crash would) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

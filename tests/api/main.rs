@@ -27,6 +27,7 @@ mod ops;
 mod pg_cluster;
 mod postgres;
 mod proxy;
+mod replicas;
 mod responses;
 mod responses_forward;
 mod responses_store;
