@@ -29,7 +29,10 @@ pub async fn rebuild_catalog(
             .any(|route| route.id == id)
     };
     for model in next.models() {
-        for route in model.unpriced_routes().filter(|route| !was_unpriced(route.id)) {
+        for route in model
+            .unpriced_routes()
+            .filter(|route| !was_unpriced(route.id))
+        {
             tracing::warn!(
                 model = %model.name,
                 route_id = route.id,
