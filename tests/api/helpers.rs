@@ -64,8 +64,8 @@ pub struct TestOptions {
     pub settings: Settings,
     /// Extra TOML appended to the default config (more providers, models, keys); `{mock}` and
     /// `{mock_gemini}` are replaced by the mock's OpenAI/Anthropic and Gemini base URLs,
-    /// `{mock_azure}`, `{mock_vertex}` and `{mock_token_uri}` by its Azure and Vertex AI base
-    /// URLs and its token endpoint.
+    /// `{mock_azure}`, `{mock_vertex}`, `{mock_bedrock}` and `{mock_token_uri}` by its Azure,
+    /// Vertex AI and Bedrock base URLs and its token endpoint.
     pub extra_config: String,
     pub mock: MockConfig,
     /// Measure limits and health on a manual clock that the test moves with `advance`.
@@ -133,6 +133,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
         .replace("{mock_gemini}", &mock.gemini_base_url())
         .replace("{mock_azure}", &mock.azure_base_url())
         .replace("{mock_vertex}", &mock.vertex_base_url())
+        .replace("{mock_bedrock}", &mock.bedrock_base_url())
         .replace("{mock_token_uri}", &mock.token_uri());
     let text = config_text(&mock.base_url(), &extra);
     let config = config_file::parse(&text, &|_| None).unwrap();
