@@ -532,3 +532,118 @@ pub(super) fn streamed(
     )];
     (headers, script.into_body(disconnects)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_ID: &str = "AKIDEXAMPLE";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const PATH: &str = "/bedrock/model/m%3A0/converse";
+    const BODY: &[u8] = br#"{"messages":[]}"#;
+
+    fn config() -> MockConfig {
+        MockConfig {
+            aws_access_key_id: Some(KEY_ID.to_owned()),
+            aws_secret_access_key: Some(SECRET.to_owned()),
+            ..MockConfig::default()
+        }
+    }
+
+    /// The headers of a request signed with `secret` at `time`, as a client would send them.
+    fn signed(secret: &str, time: SystemTime) -> HeaderMap {
+        let date = chrono::DateTime::<chrono::Utc>::from(time).format("%Y%m%dT%H%M%SZ");
+        let day = chrono::DateTime::<chrono::Utc>::from(time).format("%Y%m%d");
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:9"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("x-amz-date", date.to_string().parse().unwrap());
+        let unsigned = format!(
+            "AWS4-HMAC-SHA256 Credential={KEY_ID}/{day}/us-east-1/bedrock/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, Signature="
+        );
+        let signature = expected_signature(
+            &unsigned,
+            PATH,
+            &headers,
+            BODY,
+            (KEY_ID, secret, None),
+            time,
+        )
+        .unwrap();
+        headers.insert(
+            "authorization",
+            format!("{unsigned}{signature}").parse().unwrap(),
+        );
+        headers
+    }
+
+    async fn refusal(headers: &HeaderMap, config: &MockConfig) -> Option<(u16, String, String)> {
+        let response = signature_refusal(config, PATH, headers, BODY)?;
+        let status = response.status().as_u16();
+        let kind = response.headers()["x-amzn-errortype"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        Some((status, kind, body["message"].as_str().unwrap().to_owned()))
+    }
+
+    #[tokio::test]
+    async fn the_verifier_refuses_what_aws_refuses() {
+        let now = SystemTime::now();
+        assert!(refusal(&signed(SECRET, now), &config()).await.is_none());
+
+        // A wrong secret: the signature does not match.
+        let (status, kind, message) = refusal(&signed("wrong", now), &config()).await.unwrap();
+        assert_eq!((status, kind.as_str()), (403, "InvalidSignatureException"));
+        assert!(message.starts_with("The request signature we calculated does not match"));
+
+        // A changed body no longer matches its signature.
+        let headers = signed(SECRET, now);
+        let changed = signature_refusal(&config(), PATH, &headers, b"{}").unwrap();
+        assert_eq!(changed.status(), 403);
+
+        // Signed more than five minutes ago (or ahead): expired, as AWS says it.
+        let stale = now - Duration::from_secs(301);
+        let (status, kind, message) = refusal(&signed(SECRET, stale), &config()).await.unwrap();
+        assert_eq!((status, kind.as_str()), (403, "InvalidSignatureException"));
+        assert!(message.starts_with("Signature expired:"), "{message}");
+        let ahead = now + Duration::from_secs(400);
+        assert!(refusal(&signed(SECRET, ahead), &config()).await.is_some());
+        let recent = now - Duration::from_secs(200);
+        assert!(refusal(&signed(SECRET, recent), &config()).await.is_none());
+
+        // No signature, an unknown key id, a session token the mock does not know.
+        let (status, kind, _) = refusal(&HeaderMap::new(), &config()).await.unwrap();
+        assert_eq!(
+            (status, kind.as_str()),
+            (403, "MissingAuthenticationTokenException")
+        );
+        let other = MockConfig {
+            aws_access_key_id: Some("AKIDOTHER".to_owned()),
+            ..config()
+        };
+        let (_, kind, _) = refusal(&signed(SECRET, now), &other).await.unwrap();
+        assert_eq!(kind, "UnrecognizedClientException");
+        let with_token = MockConfig {
+            aws_session_token: Some("expected-token".to_owned()),
+            ..config()
+        };
+        let (_, kind, _) = refusal(&signed(SECRET, now), &with_token).await.unwrap();
+        assert_eq!(kind, "UnrecognizedClientException");
+    }
+
+    #[test]
+    fn converse_paths_name_the_model_and_the_stream() {
+        assert_eq!(
+            route("/bedrock/model/anthropic.claude-v2%3A1/converse-stream"),
+            Some(("anthropic.claude-v2%3A1", true))
+        );
+        assert_eq!(route("/bedrock/model/m/converse"), Some(("m", false)));
+        assert_eq!(route("/bedrock/model/m/invoke"), None);
+    }
+}
