@@ -417,3 +417,69 @@ async fn bedrock_s_errors_become_the_contract_s_and_an_in_stream_exception_ends_
     assert!(!events.contains("[DONE]"), "{events}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_api_takes_a_bedrock_provider_and_keeps_the_aws_secret_write_only() {
+    let app = spawn_bedrock().await;
+    let token = app.admin_token().await;
+    let post = |path: &str, body: Value| {
+        app.admin(reqwest::Method::POST, path, &token)
+            .json(&body)
+            .send()
+    };
+    let created = post(
+        "/admin/providers",
+        json!({"name": "aws-west", "kind": "bedrock", "region": "us-west-2"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let provider: Value = created.json().await.unwrap();
+    assert_eq!(
+        provider["base_url"],
+        "https://bedrock-runtime.us-west-2.amazonaws.com"
+    );
+    // A Bedrock provider needs its region.
+    let refused = post(
+        "/admin/providers",
+        json!({"name": "aws-nowhere", "kind": "bedrock"}),
+    )
+    .await
+    .unwrap();
+    crate::helpers::assert_error(refused, 400, "invalid_request").await;
+
+    let account = post(
+        "/admin/accounts",
+        json!({"provider": "aws-west", "name": "aws2", "aws_access_key_id": KEY_ID,
+               "aws_secret_access_key": SECRET, "aws_session_token": SESSION_TOKEN}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(account.status(), 201);
+    let text = account.text().await.unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains(SESSION_TOKEN),
+        "{text}"
+    );
+    let account: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(account["api_key_hint"], KEY_ID);
+    // The key id alone is not a credential.
+    let refused = post(
+        "/admin/accounts",
+        json!({"provider": "aws-west", "name": "aws3", "aws_access_key_id": KEY_ID}),
+    )
+    .await
+    .unwrap();
+    crate::helpers::assert_error(refused, 400, "invalid_request").await;
+    // The accounts of the config file show their key id too.
+    let listed = app.admin_json("/admin/accounts", &token).await;
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|account| account["name"] == "aws-main" && account["api_key_hint"] == KEY_ID),
+        "{listed}"
+    );
+    app.stop().await;
+}
