@@ -1231,3 +1231,67 @@ fn the_clouds_settings_are_read_and_checked() {
         "the key is not echoed: {problems}"
     );
 }
+
+#[test]
+fn a_bedrock_provider_takes_its_region_and_an_account_s_aws_keys_sealed_together() {
+    let config = parsed(
+        r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        region = "eu-west-1"
+          [[providers.accounts]]
+          name = "aws"
+          aws_access_key_id = "AKIDEXAMPLE"
+          aws_secret_access_key = "secret/key+1"
+          aws_session_token = "token"
+        "#,
+    );
+    let bedrock = &config.providers[0];
+    assert_eq!(bedrock.kind, ProviderKind::Bedrock);
+    assert_eq!(
+        bedrock.base_url,
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(bedrock.cloud.region.as_deref(), Some("eu-west-1"));
+    let credential = bedrock.accounts[0].api_key.expose();
+    assert_eq!(
+        crate::providers::aws_access_key_id(credential).as_deref(),
+        Some("AKIDEXAMPLE")
+    );
+    assert!(credential.contains("secret/key+1") && credential.contains("token"));
+
+    for (account, says) in [
+        ("aws_access_key_id = \"AKID\"", "aws_secret_access_key"),
+        (
+            "api_key = \"k\"\n          aws_access_key_id = \"AKID\"\n          aws_secret_access_key = \"s\"",
+            "not both",
+        ),
+        (
+            "aws_access_key_id = \"AKID\"\n          aws_secret_access_key = \"with space\"",
+            "printable ASCII",
+        ),
+    ] {
+        let problems = render(&format!(
+            r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        region = "us-east-1"
+          [[providers.accounts]]
+          name = "aws"
+          {account}
+        "#
+        ));
+        assert!(problems.contains(says), "{problems}");
+        assert!(!problems.contains("with space"), "not echoed: {problems}");
+    }
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        "#,
+    );
+    assert!(problems.contains("needs region"), "{problems}");
+}
