@@ -5,7 +5,9 @@
 use llmgate::mock::MockConfig;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, chat_body, spawn_with};
+use crate::helpers::{
+    TestApp, TestOptions, chat_body, ok_json, ok_text, serves_messages_and_responses, spawn_with,
+};
 
 const KEY_ID: &str = "AKIDLLMGATETEST0001";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -74,20 +76,6 @@ fn bedrock_requests(app: &TestApp) -> Vec<llmgate::mock::RecordedRequest> {
         .into_iter()
         .filter(|request| request.path.starts_with("/bedrock/"))
         .collect()
-}
-
-async fn ok_json(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn ok_text(response: reqwest::Response) -> String {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    text
 }
 
 /// The JSON of every `data:` line but `[DONE]`.
@@ -288,37 +276,7 @@ async fn the_messages_and_responses_ingress_reach_converse() {
     assert_eq!(converse["system"], json!([{"text": "Be brief."}]));
     assert_eq!(converse["inferenceConfig"]["maxTokens"], 50);
 
-    let mut streamed = messages;
-    streamed["stream"] = json!(true);
-    let events = ok_text(app.post("/v1/messages", streamed).send().await.unwrap()).await;
-    assert!(events.contains("event: message_stop"), "{events}");
-    assert!(events.contains("text_delta"), "{events}");
-
-    let answer = ok_json(
-        app.post(
-            "/v1/responses",
-            json!({"model": "claude-bedrock", "input": "one two"}),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        answer["output"][0]["content"][0]["text"], "echo: one two",
-        "{answer}"
-    );
-    let events = ok_text(
-        app.post(
-            "/v1/responses",
-            json!({"model": "claude-bedrock", "input": "one two", "stream": true}),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert!(events.contains("response.completed"), "{events}");
+    serves_messages_and_responses(&app, "claude-bedrock").await;
     app.stop().await;
 }
 
