@@ -47,6 +47,12 @@ name = "claude-bedrock"
   model = "{MODEL_ID}"
 
 [[models]]
+name = "haiku-bedrock"
+  [[models.routes]]
+  provider = "bedrock"
+  model = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+[[models]]
 name = "bedrock-wrong"
   [[models.routes]]
   provider = "bedrock-wrong-secret"
@@ -439,5 +445,23 @@ async fn the_admin_api_takes_a_bedrock_provider_and_keeps_the_aws_secret_write_o
             .any(|account| account["name"] == "aws-main" && account["api_key_hint"] == KEY_ID),
         "{listed}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn max_tokens_is_shaped_to_the_bedrock_model_s_maximum() {
+    let app = spawn_bedrock().await;
+    let mut body = chat_body("haiku-bedrock", "long answer");
+    body["max_tokens"] = json!(100_000);
+    let response = app.chat(body).send().await.unwrap();
+    assert!(response.headers().get("x-llmgate-shaped").is_some());
+    ok_json(response).await;
+    let sent = bedrock_requests(&app).pop().unwrap();
+    assert_eq!(
+        sent.path,
+        "/bedrock/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+    let converse: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(converse["inferenceConfig"]["maxTokens"], 8192);
     app.stop().await;
 }
