@@ -5,10 +5,12 @@
 //! `exception` message into an event named `exception`), and those go through the life every
 //! stream translator shares (`translate::stream`).
 
+use std::borrow::Cow;
+
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 use bytes::{BufMut as _, Bytes, BytesMut};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::response::FILTERED;
 use super::wire::{BlockDeltaIn, BlockStartIn, ErrorIn, MessageStopIn, MetadataIn};
@@ -159,6 +161,15 @@ impl StreamTranslator for ConverseToChatStream {
     }
 }
 
+/// An `exception` message as [`as_event`] writes it.
+#[derive(Deserialize)]
+struct ExceptionIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
 /// The Converse events, as server-sent events, → chat chunks.
 #[derive(Debug)]
 struct ConverseEvents {
@@ -302,11 +313,11 @@ impl EventTranslator for ConverseEvents {
                 }
             }
             "exception" => {
-                let parsed = serde_json::from_slice::<serde_json::Value>(data).ok();
-                let exception = parsed.as_ref().and_then(|e| e["type"].as_str());
+                let parsed = serde_json::from_slice::<ExceptionIn<'_>>(data).ok();
+                let exception = parsed.as_ref().and_then(|e| e.kind.as_deref());
                 let message = parsed
                     .as_ref()
-                    .and_then(|e| e["message"].as_str())
+                    .and_then(|e| e.message.as_deref())
                     .unwrap_or(UNFINISHED);
                 let (kind, _) = openai_error_type(exception, 500);
                 let message = format!(
