@@ -40,6 +40,15 @@ region = "us-east-1"
   aws_secret_access_key = "not-the-secret"
   aws_session_token = "{SESSION_TOKEN}"
 
+[[providers]]
+name = "bedrock-plain-key"
+kind = "bedrock"
+base_url = "{{mock_bedrock}}"
+region = "us-east-1"
+  [[providers.accounts]]
+  name = "not-aws"
+  api_key = "sk-not-an-aws-key-0123456789"
+
 [[models]]
 name = "claude-bedrock"
   [[models.routes]]
@@ -51,6 +60,12 @@ name = "haiku-bedrock"
   [[models.routes]]
   provider = "bedrock"
   model = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+[[models]]
+name = "bedrock-unsigned"
+  [[models.routes]]
+  provider = "bedrock-plain-key"
+  model = "{MODEL_ID}"
 
 [[models]]
 name = "bedrock-wrong"
@@ -463,5 +478,25 @@ async fn max_tokens_is_shaped_to_the_bedrock_model_s_maximum() {
     );
     let converse: Value = serde_json::from_slice(&sent.body).unwrap();
     assert_eq!(converse["inferenceConfig"]["maxTokens"], 8192);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_that_cannot_sign_is_refused_like_a_credential_before_anything_is_sent() {
+    let app = spawn_bedrock().await;
+    for _ in 0..2 {
+        let response = app
+            .chat(chat_body("bedrock-unsigned", "hi"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_server_error(), "{}", response.status());
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            !body.to_string().contains("sk-not-an-aws-key"),
+            "the credential is not echoed: {body}"
+        );
+    }
+    assert!(bedrock_requests(&app).is_empty());
     app.stop().await;
 }
