@@ -171,6 +171,16 @@ struct MockArgs {
     /// How long the access tokens the Vertex token endpoint issues live.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     token_lifetime: Duration,
+    /// The only AWS access key id Bedrock's paths (`/bedrock/model/…`) accept; with
+    /// `--aws-secret-access-key`, every request's SigV4 signature is recomputed and checked.
+    #[arg(long, env = "LLMGATE_MOCK_AWS_ACCESS_KEY_ID")]
+    aws_access_key_id: Option<String>,
+    /// The secret of `--aws-access-key-id`.
+    #[arg(long, env = "LLMGATE_MOCK_AWS_SECRET_ACCESS_KEY")]
+    aws_secret_access_key: Option<String>,
+    /// When set, the session token every Bedrock request must carry.
+    #[arg(long, env = "LLMGATE_MOCK_AWS_SESSION_TOKEN")]
+    aws_session_token: Option<String>,
 }
 
 fn parse_budget_usd(text: &str) -> Result<crate::pricing::Nanodollars, String> {
@@ -817,6 +827,9 @@ async fn mock_upstream(args: MockArgs) -> ExitCode {
         azure_api_key: args.azure_api_key,
         vertex_public_key,
         token_lifetime: args.token_lifetime,
+        aws_access_key_id: args.aws_access_key_id,
+        aws_secret_access_key: args.aws_secret_access_key,
+        aws_session_token: args.aws_session_token,
     };
     tracing::info!(%addr, "mock upstream is listening; base URL http://{addr}/v1");
     match crate::mock::serve(listener, config, shutdown_signal()).await {

@@ -20,7 +20,8 @@
 //!             `gateway::attempts` holds one request's way through its targets (next target,
 //!             backoff, failures, the final error); `gateway::outcome` decides what an
 //!             upstream's answer means; `gateway::record` is the request's record, reported once
-//! translate   pure translators between OpenAI chat, Anthropic Messages, Gemini and the
+//! translate   pure translators between OpenAI chat, Anthropic Messages, Gemini, Bedrock's
+//!             Converse (its binary event stream decoded with `aws-smithy-eventstream`) and the
 //!             Responses API, whole bodies and event streams fed chunk by chunk; every stream
 //!             translator is a `translate::StreamTranslator`; every request translator writes
 //!             within the upstream model's `ModelLimits`, and `translate::shape` edits a
@@ -41,7 +42,8 @@
 //!             `ModelLimits`, resolved at rebuild
 //! providers   how to address and authenticate each kind of upstream, and the access tokens
 //!             minted from service accounts (`providers::AccessTokens`: per account, single
-//!             flight, on the App's clock, through the one client)
+//!             flight, on the App's clock, through the one client), and the SigV4 signature
+//!             of every Bedrock request (`aws-sigv4`), made in `build_request`
 //! upstream    the one shared `reqwest::Client` and its tuning
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
 //!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports

@@ -2,8 +2,10 @@
 //! each kind of provider. Providers receive the shared client; none owns one.
 
 mod access_tokens;
+mod aws;
 
 pub use access_tokens::{AccessTokens, MintFailure, check_service_account};
+pub use aws::{SigningFailure, aws_access_key_id, aws_credential, sigv4_headers};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -51,7 +53,9 @@ impl UpstreamUrl {
 
 /// Builds the upstream request for one attempt: `url` (already chosen for the provider's
 /// dialect), the provider's extra headers, the account's credential in the provider's header
-/// (for Vertex AI the `access_token` minted from it), and `body`.
+/// (for Vertex AI the `access_token` minted from it; for AWS Bedrock the SigV4 signature made
+/// with it, over the URL, the content type and `body`, at the wall clock's time as AWS requires),
+/// and `body`. Fails only when a Bedrock request cannot be signed.
 pub fn build_request(
     client: &reqwest::Client,
     target: Target<'_>,
@@ -60,14 +64,32 @@ pub fn build_request(
     request_id: &str,
     client_headers: &ClientHeaders,
     access_token: Option<&Secret>,
-) -> reqwest::RequestBuilder {
+) -> Result<reqwest::RequestBuilder, SigningFailure> {
     let kind = target.route.provider.kind;
+    let signature = match target.account {
+        Some(account) if kind == ProviderKind::Bedrock => {
+            let url = match &url {
+                UpstreamUrl::Parsed(url) => url.as_str(),
+                UpstreamUrl::Text(url) => url.as_str(),
+            };
+            let region = target.route.provider.options.region.as_deref();
+            Some(sigv4_headers(
+                account.api_key.expose(),
+                region.unwrap_or_default(),
+                url,
+                JSON,
+                &body,
+                std::time::SystemTime::now(),
+            )?)
+        }
+        _ => None,
+    };
     let request = match url {
         UpstreamUrl::Parsed(url) => client.post(url),
         UpstreamUrl::Text(url) => client.post(url),
     };
     let mut request = request
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(CONTENT_TYPE, HeaderValue::from_static(JSON))
         .header(REQUEST_ID, request_id)
         .body(body);
     // The operator's extra headers; none of them is one llmgate sets below (the provider's
@@ -85,39 +107,54 @@ pub fn build_request(
             request = request.header(HeaderName::from_static("anthropic-beta"), beta.clone());
         }
     }
-    // A provider with no accounts needs no credential (a local vLLM or Ollama).
+    // The signature's headers; the operator's extra headers above are not signed, which AWS
+    // allows for headers outside `SignedHeaders`.
+    for (name, value) in signature.into_iter().flatten() {
+        let mut value =
+            HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        request = request.header(name, value);
+    }
+    // A provider with no accounts needs no credential (a local vLLM or Ollama); a Bedrock
+    // account's is in the signature.
     if let Some(account) = target.account {
         let secret = account.api_key.expose();
-        let (name, value) = match kind {
-            ProviderKind::OpenAi => (
+        let header = match kind {
+            ProviderKind::OpenAi => Some((
                 AUTHORIZATION,
                 HeaderValue::try_from(format!("Bearer {secret}")),
-            ),
-            ProviderKind::Azure => (
+            )),
+            ProviderKind::Azure => Some((
                 HeaderName::from_static("api-key"),
                 HeaderValue::try_from(secret),
-            ),
+            )),
             // The account's credential is the service account's key file; what goes upstream
             // is the access token minted from it.
-            ProviderKind::Vertex => (
+            ProviderKind::Vertex => Some((
                 AUTHORIZATION,
                 HeaderValue::try_from(format!(
                     "Bearer {}",
                     access_token.map(Secret::expose).unwrap_or_default()
                 )),
-            ),
-            ProviderKind::Anthropic => (
+            )),
+            ProviderKind::Anthropic => Some((
                 HeaderName::from_static("x-api-key"),
                 HeaderValue::try_from(secret),
-            ),
-            ProviderKind::Gemini => (
+            )),
+            ProviderKind::Gemini => Some((
                 HeaderName::from_static("x-goog-api-key"),
                 HeaderValue::try_from(secret),
-            ),
+            )),
+            ProviderKind::Bedrock => None,
         };
-        let mut value = value.unwrap_or_else(|_| HeaderValue::from_static(""));
-        value.set_sensitive(true);
-        request = request.header(name, value);
+        if let Some((name, value)) = header {
+            let mut value = value.unwrap_or_else(|_| HeaderValue::from_static(""));
+            value.set_sensitive(true);
+            request = request.header(name, value);
+        }
     }
-    request
+    Ok(request)
 }
+
+/// The content type of every request body llmgate sends upstream.
+const JSON: &str = "application/json";

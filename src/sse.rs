@@ -2,7 +2,8 @@
 //! (inside a line, between `\r` and `\n`, inside a UTF-8 character) or arrive several per
 //! chunk. [`Lines`] splits them into lines (the one line reader: the stream translators and
 //! the usage scanner both read through it), [`SseDecoder`] assembles lines into events, and
-//! [`EventLimit`] caps how big one event of such a stream may grow.
+//! [`EventLimit`] caps how big one event of such a stream may grow (or one message of a binary
+//! event stream, AWS's, whose messages declare their length).
 
 /// Splits an event stream fed in arbitrary chunks into lines (the WHATWG rules: a line ends in
 /// `\n`, `\r\n` or `\r`). A line that begins and ends within one chunk is passed as a slice
@@ -209,6 +210,19 @@ pub(crate) struct EventLimit {
     line_started: bool,
     /// The previous chunk ended with `\r`: a `\n` that starts this one ends no new line.
     after_cr: bool,
+    /// For a binary event stream (AWS's `application/vnd.amazon.eventstream`), where each
+    /// message starts with its total length instead of ending with a blank line.
+    frames: Option<FrameCount>,
+}
+
+/// Where a binary event stream is: reading a message's length, or inside its body.
+#[derive(Debug, Clone, Copy, Default)]
+struct FrameCount {
+    /// The length's bytes read so far (big-endian, four in all).
+    length: [u8; 4],
+    length_read: usize,
+    /// Bytes of the current message still to come.
+    remaining: u64,
 }
 
 /// An event grew past the limit.
@@ -225,11 +239,49 @@ impl EventLimit {
             event: 0,
             line_started: false,
             after_cr: false,
+            frames: None,
         }
+    }
+
+    /// The limit for a binary event stream, whose messages each declare their length in their
+    /// first four bytes: a message declared longer than `max` fails at once.
+    pub(crate) fn frames(max: usize) -> Self {
+        Self {
+            frames: Some(FrameCount::default()),
+            ..Self::new(max)
+        }
+    }
+
+    fn check_frames(max: usize, count: &mut FrameCount, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        let mut at = 0;
+        while at < chunk.len() {
+            if count.remaining == 0 {
+                count.length[count.length_read] = chunk[at];
+                count.length_read += 1;
+                at += 1;
+                if count.length_read == count.length.len() {
+                    let total = u64::from(u32::from_be_bytes(count.length));
+                    if total > u64::try_from(max).unwrap_or(u64::MAX) {
+                        return Err(EventTooLarge { limit: max });
+                    }
+                    count.remaining = total.saturating_sub(4);
+                    count.length_read = 0;
+                }
+            } else {
+                let available = u64::try_from(chunk.len() - at).unwrap_or(u64::MAX);
+                let taken = count.remaining.min(available);
+                count.remaining -= taken;
+                at += usize::try_from(taken).unwrap_or(chunk.len());
+            }
+        }
+        Ok(())
     }
 
     /// Counts `chunk`; fails once the event being read is longer than the limit.
     pub(crate) fn check(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        if let Some(count) = self.frames.as_mut() {
+            return Self::check_frames(self.max, count, chunk);
+        }
         let mut start = 0;
         if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
             start = 1;
@@ -310,6 +362,27 @@ mod tests {
             }
             let bytes: Vec<&[u8]> = stream.chunks(1).collect();
             assert_eq!(decode(&bytes), expected);
+        }
+    }
+
+    #[test]
+    fn the_frame_limit_reads_each_binary_message_s_length_split_anywhere() {
+        // Two messages of 16 bytes (their length first, then 12 bytes with line breaks that
+        // mean nothing here), then one that declares 1000 bytes.
+        let mut stream = Vec::new();
+        for _ in 0..2 {
+            stream.extend_from_slice(&16u32.to_be_bytes());
+            stream.extend_from_slice(b"\n\n\r\nabcdefgh");
+        }
+        for split in 0..=stream.len() {
+            let mut limit = EventLimit::frames(16);
+            let (a, b) = stream.split_at(split);
+            assert_eq!(limit.check(a), Ok(()), "split at {split}");
+            assert_eq!(limit.check(b), Ok(()), "split at {split}");
+            assert_eq!(
+                limit.check(&1000u32.to_be_bytes()),
+                Err(EventTooLarge { limit: 16 })
+            );
         }
     }
 

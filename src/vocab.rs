@@ -57,6 +57,9 @@ named! {
         /// Google Vertex AI: Gemini models (`:generateContent`) and Anthropic models
         /// (`:rawPredict`), with OAuth access tokens minted from a service account.
         Vertex = "vertex",
+        /// AWS Bedrock's Converse API (`/model/{model}/converse`), every request signed with
+        /// AWS Signature Version 4 from the account's access key.
+        Bedrock = "bedrock",
     }
 }
 

@@ -15,9 +15,14 @@ pub struct AccountCreate {
     /// The provider's name.
     pub provider: String,
     pub name: String,
-    /// Either `api_key` or `service_account_json` (Vertex AI), both write-only.
+    /// Either `api_key`, `service_account_json` (Vertex AI) or `aws_access_key_id` with
+    /// `aws_secret_access_key` and an optional `aws_session_token` (AWS Bedrock), all
+    /// write-only.
     pub api_key: Option<Secret>,
     pub service_account_json: Option<Secret>,
+    pub aws_access_key_id: Option<Secret>,
+    pub aws_secret_access_key: Option<Secret>,
+    pub aws_session_token: Option<Secret>,
     pub weight: Option<u32>,
     pub rpm: Option<u32>,
     pub enabled: Option<bool>,
@@ -30,11 +35,50 @@ pub struct AccountPatch {
     pub name: Option<String>,
     pub api_key: Option<Secret>,
     pub service_account_json: Option<Secret>,
+    pub aws_access_key_id: Option<Secret>,
+    pub aws_secret_access_key: Option<Secret>,
+    pub aws_session_token: Option<Secret>,
     pub weight: Option<u32>,
     /// `null` removes the limit.
     #[serde(default, deserialize_with = "nullable")]
     pub rpm: Option<Option<u32>>,
     pub enabled: Option<bool>,
+}
+
+/// An AWS account's credentials (Bedrock), stored together as the account's credential and
+/// shown by the access key id only.
+struct AwsKeys<'a> {
+    aws_access_key_id: Option<&'a Secret>,
+    aws_secret_access_key: Option<&'a Secret>,
+    aws_session_token: Option<&'a Secret>,
+}
+
+impl AwsKeys<'_> {
+    /// The stored credential and its hint, when an access key id is given.
+    fn credential(&self) -> Result<Option<(Secret, String)>, AdminError> {
+        let Some(key_id) = self.aws_access_key_id else {
+            return match (self.aws_secret_access_key, self.aws_session_token) {
+                (None, None) => Ok(None),
+                _ => Err(AdminError::invalid(
+                    "aws_access_key_id",
+                    "give aws_access_key_id with aws_secret_access_key",
+                )),
+            };
+        };
+        let secret = self.aws_secret_access_key.ok_or_else(|| {
+            AdminError::invalid(
+                "aws_secret_access_key",
+                "give aws_secret_access_key with aws_access_key_id",
+            )
+        })?;
+        let credential = crate::providers::aws_credential(
+            key_id.expose(),
+            secret.expose(),
+            self.aws_session_token.map(Secret::expose),
+        )
+        .map_err(|(field, problem)| AdminError::invalid(field, problem))?;
+        Ok(Some((credential, key_id.expose().trim().to_owned())))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -96,7 +140,17 @@ fn check_api_key(key: &Secret) -> Result<Secret, AdminError> {
 fn check_credential(
     api_key: Option<&Secret>,
     service_account_json: Option<&Secret>,
+    aws: &AwsKeys<'_>,
 ) -> Result<Option<(Secret, String)>, AdminError> {
+    if let Some(aws) = aws.credential()? {
+        if api_key.is_some() || service_account_json.is_some() {
+            return Err(AdminError::invalid(
+                "aws_access_key_id",
+                "give either api_key, service_account_json or aws_access_key_id, not several",
+            ));
+        }
+        return Ok(Some(aws));
+    }
     match (api_key, service_account_json) {
         (Some(_), Some(_)) => Err(AdminError::invalid(
             "service_account_json",
@@ -157,15 +211,22 @@ impl Admin {
 
     pub async fn create_account(&self, new: AccountCreate) -> Result<AccountView, AdminError> {
         let name = check_name("name", &new.name)?;
-        let (api_key, hint) =
-            check_credential(new.api_key.as_ref(), new.service_account_json.as_ref())?.ok_or_else(
-                || {
-                    AdminError::invalid(
-                        "api_key",
-                        "an account needs api_key (or service_account_json for Vertex AI)",
-                    )
-                },
-            )?;
+        let (api_key, hint) = check_credential(
+            new.api_key.as_ref(),
+            new.service_account_json.as_ref(),
+            &AwsKeys {
+                aws_access_key_id: new.aws_access_key_id.as_ref(),
+                aws_secret_access_key: new.aws_secret_access_key.as_ref(),
+                aws_session_token: new.aws_session_token.as_ref(),
+            },
+        )?
+        .ok_or_else(|| {
+            AdminError::invalid(
+                "api_key",
+                "an account needs api_key (or service_account_json for Vertex AI, or \
+                         aws_access_key_id and aws_secret_access_key for AWS Bedrock)",
+            )
+        })?;
         let weight = check_positive("weight", new.weight.unwrap_or(1))?;
         let rpm = new.rpm.map(|rpm| check_positive("rpm", rpm)).transpose()?;
         let provider_id = self.provider_named(&new.provider).await?;
@@ -192,8 +253,15 @@ impl Admin {
             .name
             .map(|name| check_name("name", &name))
             .transpose()?;
-        let api_key =
-            check_credential(patch.api_key.as_ref(), patch.service_account_json.as_ref())?;
+        let api_key = check_credential(
+            patch.api_key.as_ref(),
+            patch.service_account_json.as_ref(),
+            &AwsKeys {
+                aws_access_key_id: patch.aws_access_key_id.as_ref(),
+                aws_secret_access_key: patch.aws_secret_access_key.as_ref(),
+                aws_session_token: patch.aws_session_token.as_ref(),
+            },
+        )?;
         let weight = patch
             .weight
             .map(|w| check_positive("weight", w))

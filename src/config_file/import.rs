@@ -22,13 +22,16 @@ pub async fn import(
 }
 
 /// What the admin API shows of a credential: a service account by its `client_email` (as the
-/// admin API shows it), an API key by its ends.
+/// admin API shows it), AWS credentials by their access key id, an API key by its ends.
 fn credential_hint(credential: &crate::secret::Secret) -> String {
     let text = credential.expose();
     if text.trim_start().starts_with('{')
         && let Ok(email) = crate::providers::check_service_account(text)
     {
         return email;
+    }
+    if let Some(key_id) = crate::providers::aws_access_key_id(text) {
+        return key_id;
     }
     credential.hint()
 }

@@ -29,7 +29,16 @@ const PROVIDER_KEYS: &[&str] = &[
     "project",
     "region",
 ];
-const ACCOUNT_KEYS: &[&str] = &["name", "api_key", "service_account_json", "weight", "rpm"];
+const ACCOUNT_KEYS: &[&str] = &[
+    "name",
+    "api_key",
+    "service_account_json",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "weight",
+    "rpm",
+];
 const MODEL_KEYS: &[&str] = &["name", "strategy", "max_attempts", "timeout", "routes"];
 const ROUTE_KEYS: &[&str] = &[
     "provider",
@@ -154,8 +163,10 @@ fn read_provider(
         }
         parsed
     });
-    // Vertex AI's base URL defaults to its region's endpoint; every other kind needs one.
-    let base_url = if r.field(&node, "base_url").is_some() || kind != Some(ProviderKind::Vertex) {
+    // Vertex AI's and Bedrock's base URLs default to their region's endpoint; every other kind
+    // needs one.
+    let regional = matches!(kind, Some(ProviderKind::Vertex | ProviderKind::Bedrock));
+    let base_url = if r.field(&node, "base_url").is_some() || !regional {
         r.required_string(&node, "base_url")
             .and_then(|url| check_base_url(r, &url))
             .map(Some)
@@ -273,6 +284,35 @@ fn read_account(r: &mut Reader<'_>, node: Node<'_, '_>, names: &mut Names) -> Op
                 None
             }
         },
+        // AWS credentials (Bedrock) are stored together, sealed, as the account's credential.
+        None if r.field(&node, "aws_access_key_id").is_some() => {
+            let key_id = r.required_text(&node, "aws_access_key_id");
+            let secret = r.required_text(&node, "aws_secret_access_key");
+            let token = r.string(&node, "aws_session_token");
+            match (key_id, secret) {
+                (Some(key_id), Some(_)) if r.field(&node, "api_key").is_some() => {
+                    r.problem_at(
+                        &key_id,
+                        "an account has either api_key or aws_access_key_id, not both",
+                    );
+                    None
+                }
+                (Some(key_id), Some(secret)) => {
+                    match crate::providers::aws_credential(
+                        &key_id.value,
+                        &secret.value,
+                        token.as_ref().map(|token| token.value.as_str()),
+                    ) {
+                        Ok(credential) => Some(credential),
+                        Err((_, problem)) => {
+                            r.problem_at(&key_id, problem);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
         None => r
             .required_text(&node, "api_key")
             .map(|key| Secret::new(key.value)),

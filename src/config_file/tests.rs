@@ -469,7 +469,7 @@ fn unknown_keys_are_errors_everywhere() {
         server (line 3): unknown key "port"; expected one of: listen, database, redis
         providers[0] "openai" (line 4): missing key "base_url"
         providers[0] "openai" (line 7): unknown key "bsae_url"; expected one of: name, kind, base_url, responses, accounts, headers, api_version, project, region
-        providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, service_account_json, weight, rpm
+        providers[0] "openai" .accounts[0] "a" (line 11): unknown key "rate limit"; expected one of: name, api_key, service_account_json, aws_access_key_id, aws_secret_access_key, aws_session_token, weight, rpm
         models[0] "m" (line 14): unknown key "fallback"; expected one of: name, strategy, max_attempts, timeout, routes
         models[0] "m" .routes[0] (line 18): unknown key "wieght"; expected one of: provider, model, weight, priority, input_price, output_price, cached_input_price, cache_write_price, max_output_tokens, context_window
         keys[0] "k" (line 22): unknown key "budget"; expected one of: name, key, models, rpm, tpm, budget_tokens, budget_usd, budget_window, expires_at
@@ -507,7 +507,7 @@ fn provider_rules() {
         r#"
         providers[0] (line 1): missing key "name"
         providers[1].name (line 6): must not be empty
-        providers[1].kind (line 7): unknown provider kind "azura"; expected one of: openai, anthropic, gemini, azure, vertex
+        providers[1].kind (line 7): unknown provider kind "azura"; expected one of: openai, anthropic, gemini, azure, vertex, bedrock
         providers[1].base_url (line 8): "api.openai.com/v1" is not an absolute URL (relative URL without a base); write it like https://api.openai.com/v1
         providers[2] "dup" .base_url (line 13): "ftp://files.example.com" is not an http or https URL; write it like https://api.openai.com/v1
         providers[3] "dup" .name (line 16): duplicate provider name "dup"; the first is at line 11
@@ -1240,4 +1240,68 @@ fn the_clouds_settings_are_read_and_checked() {
         !problems.contains("not a key"),
         "the key is not echoed: {problems}"
     );
+}
+
+#[test]
+fn a_bedrock_provider_takes_its_region_and_an_account_s_aws_keys_sealed_together() {
+    let config = parsed(
+        r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        region = "eu-west-1"
+          [[providers.accounts]]
+          name = "aws"
+          aws_access_key_id = "AKIDEXAMPLE"
+          aws_secret_access_key = "secret/key+1"
+          aws_session_token = "token"
+        "#,
+    );
+    let bedrock = &config.providers[0];
+    assert_eq!(bedrock.kind, ProviderKind::Bedrock);
+    assert_eq!(
+        bedrock.base_url,
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(bedrock.cloud.region.as_deref(), Some("eu-west-1"));
+    let credential = bedrock.accounts[0].api_key.expose();
+    assert_eq!(
+        crate::providers::aws_access_key_id(credential).as_deref(),
+        Some("AKIDEXAMPLE")
+    );
+    assert!(credential.contains("secret/key+1") && credential.contains("token"));
+
+    for (account, says) in [
+        ("aws_access_key_id = \"AKID\"", "aws_secret_access_key"),
+        (
+            "api_key = \"k\"\n          aws_access_key_id = \"AKID\"\n          aws_secret_access_key = \"s\"",
+            "not both",
+        ),
+        (
+            "aws_access_key_id = \"AKID\"\n          aws_secret_access_key = \"with space\"",
+            "printable ASCII",
+        ),
+    ] {
+        let problems = render(&format!(
+            r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        region = "us-east-1"
+          [[providers.accounts]]
+          name = "aws"
+          {account}
+        "#
+        ));
+        assert!(problems.contains(says), "{problems}");
+        assert!(!problems.contains("with space"), "not echoed: {problems}");
+    }
+    let problems = render(
+        r#"
+        [[providers]]
+        name = "bedrock"
+        kind = "bedrock"
+        "#,
+    );
+    assert!(problems.contains("needs region"), "{problems}");
 }

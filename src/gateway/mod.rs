@@ -469,7 +469,7 @@ impl Gateway {
             }
             _ => None,
         };
-        let mut upstream_request = providers::build_request(
+        let built = providers::build_request(
             &self.client,
             target,
             send.url,
@@ -478,6 +478,10 @@ impl Gateway {
             request.ask.client_headers,
             access_token.as_ref(),
         );
+        let mut upstream_request = match built {
+            Ok(built) => built,
+            Err(failure) => return outcome::unsigned(failure),
+        };
         if crate::telemetry::exporting_traces() {
             let mut trace_headers = HeaderMap::new();
             crate::telemetry::inject_trace_context(&attempt_span, &mut trace_headers);
@@ -550,7 +554,10 @@ impl Gateway {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+            .is_some_and(|v| {
+                v.starts_with("text/event-stream")
+                    || v.starts_with(crate::translate::bedrock::EVENT_STREAM_CONTENT_TYPE)
+            });
         if status.is_success() && request.stream && is_event_stream {
             target_succeeded(&self.health, target, pending.sent.elapsed());
             headers.insert(

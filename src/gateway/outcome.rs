@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
 use crate::error::ApiError;
-use crate::providers::MintFailure;
+use crate::providers::{MintFailure, SigningFailure};
 use crate::routing::Target;
 use crate::secret::{Secret, redact_credentials};
 use crate::translate::EventLimit;
@@ -174,6 +174,15 @@ pub(super) fn minted<A>(
         Err(_) => Err(Outcome::from(route_failed(ApiError::UpstreamTimeout {
             detail: format!("{provider}: no access token within {budget:?}"),
         }))),
+    }
+}
+
+/// A request that could not be signed (a Bedrock account whose stored credential is not an AWS
+/// access key): the account is taken out as if AWS had refused its signature.
+pub(super) fn unsigned<A>(failure: SigningFailure) -> Outcome<A> {
+    Outcome::CredentialRefused {
+        status: StatusCode::FORBIDDEN,
+        body: Bytes::from(failure.detail),
     }
 }
 

@@ -70,6 +70,20 @@ pub(super) fn relay(
     streams: &OpenStreams,
     guard: StreamGuard,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    // AWS's binary event stream declares each message's length; every other stream is
+    // server-sent events.
+    let binary = upstream
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with(crate::translate::bedrock::EVENT_STREAM_CONTENT_TYPE)
+        });
+    let limit = if binary {
+        EventLimit::frames(guard.max_event)
+    } else {
+        EventLimit::new(guard.max_event)
+    };
     let chunks = upstream.bytes_stream().boxed();
     done.metrics().open_streams.inc();
     let state = Relay {
@@ -78,7 +92,7 @@ pub(super) fn relay(
         stop: Box::pin(streams.stop.clone().cancelled_owned()),
         _open: streams.open.token(),
         in_flight,
-        limit: EventLimit::new(guard.max_event),
+        limit,
         health: guard.health,
         shape,
         done,

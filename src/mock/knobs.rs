@@ -51,6 +51,9 @@ pub(super) struct Knobs {
     /// Anthropic only: report this many of the prompt tokens (beyond the cached ones) as
     /// written to the cache (`cache_creation_input_tokens`).
     cache_write_tokens: Option<u64>,
+    /// Bedrock only: end the stream with this exception message (`throttlingException`,
+    /// `modelStreamErrorException`, …) where `messageStop` would come.
+    exception: Option<String>,
 }
 
 /// The `call` knob: the tool to call and its arguments.
@@ -132,6 +135,8 @@ pub(super) struct Plan {
     /// Prompt tokens an Anthropic answer reports as written to the cache (at most those of
     /// the prompt left after the cached ones).
     pub cache_write_tokens: u64,
+    /// Bedrock's in-stream exception, by type.
+    pub exception: Option<String>,
 }
 
 /// A tool call the `call` knob asks for.
@@ -187,6 +192,7 @@ impl Plan {
                 arguments: serde_json::Value::Object(call.arguments).to_string(),
             }),
             cache_write_tokens: knobs.cache_write_tokens.unwrap_or(0),
+            exception: knobs.exception,
         }
     }
 }

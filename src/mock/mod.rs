@@ -31,6 +31,7 @@
 //! the counters are atomics.
 
 mod anthropic;
+mod bedrock;
 mod clouds;
 mod gemini;
 mod knobs;
@@ -86,6 +87,12 @@ pub struct MockConfig {
     pub vertex_public_key: Option<String>,
     /// How long the access tokens the Vertex token endpoint issues live.
     pub token_lifetime: Duration,
+    /// The only AWS access key id (and its secret) Bedrock's paths accept; without them every
+    /// signature is refused.
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    /// When set, the session token every Bedrock request must carry (`x-amz-security-token`).
+    pub aws_session_token: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -99,6 +106,9 @@ impl Default for MockConfig {
             azure_api_key: None,
             vertex_public_key: None,
             token_lifetime: Duration::from_secs(3600),
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
         }
     }
 }
@@ -138,6 +148,11 @@ impl MockHandle {
     /// `http://{addr}/openai`, the base URL of an Azure OpenAI provider.
     pub fn azure_base_url(&self) -> String {
         self.base_url().replace("/v1", "/openai")
+    }
+
+    /// `http://{addr}/bedrock`, the base URL of an AWS Bedrock provider.
+    pub fn bedrock_base_url(&self) -> String {
+        self.base_url().replace("/v1", "/bedrock")
     }
 
     /// `http://{addr}/vertex/v1`, the base URL of a Vertex AI provider.
@@ -291,6 +306,8 @@ enum Dialect {
     OpenAi,
     Anthropic,
     Gemini,
+    /// AWS Bedrock's Converse: errors are `{"message"}` with `x-amzn-ErrorType`.
+    Bedrock,
 }
 
 /// Where a request goes, by path.
@@ -307,6 +324,10 @@ enum Route<'p> {
     },
     /// Azure's and Vertex AI's paths, the token endpoint and the stats.
     Cloud(clouds::CloudRoute<'p>),
+    /// `POST /bedrock/model/{model}/converse` and `/converse-stream`.
+    Bedrock {
+        stream: bool,
+    },
 }
 
 impl<'p> Route<'p> {
@@ -318,6 +339,9 @@ impl<'p> Route<'p> {
                 _ => "POST",
             };
             return Some((Self::Cloud(cloud), method));
+        }
+        if let Some((_model, stream)) = bedrock::route(path) {
+            return Some((Self::Bedrock { stream }, "POST"));
         }
         if path == "/v1/messages" {
             return Some((Self::Messages, "POST"));
@@ -344,6 +368,7 @@ impl<'p> Route<'p> {
                 clouds::CloudRoute::VertexAnthropic { .. } | clouds::CloudRoute::VertexCountTokens,
             ) => Dialect::Anthropic,
             Self::Cloud(_) => Dialect::Gemini,
+            Self::Bedrock { .. } => Dialect::Bedrock,
         }
     }
 
@@ -363,6 +388,7 @@ enum Call {
     Responses(responses::ResponsesRequest),
     Messages(anthropic::MessagesRequest),
     Gemini(gemini::GenerateRequest),
+    Bedrock(bedrock::ConverseRequest),
 }
 
 impl Call {
@@ -377,6 +403,7 @@ impl Call {
             Route::Cloud(clouds::CloudRoute::Azure(endpoint)) => {
                 Self::OpenAi(openai::Call::parse(*endpoint, body)?)
             }
+            Route::Bedrock { .. } => Self::Bedrock(serde_json::from_slice(body)?),
             Route::Cloud(clouds::CloudRoute::VertexAnthropic { model, .. }) => {
                 let mut request: anthropic::MessagesRequest = serde_json::from_slice(body)?;
                 request.model = Some((*model).to_owned());
@@ -397,6 +424,7 @@ impl Call {
             Self::Responses(request) => request.take_knobs(),
             Self::Messages(request) => request.take_knobs(),
             Self::Gemini(request) => request.take_knobs(),
+            Self::Bedrock(request) => request.take_knobs(),
         }
     }
 }
@@ -417,6 +445,8 @@ fn credential(dialect: Dialect, headers: &HeaderMap, query: Option<&str>) -> Opt
         Dialect::Anthropic => header(headers, "x-api-key").or_else(bearer),
         Dialect::Gemini => header(headers, "x-goog-api-key")
             .or_else(|| query?.split('&').find_map(|pair| pair.strip_prefix("key="))),
+        // The access key id the signature names.
+        Dialect::Bedrock => bedrock::access_key_id(headers),
     };
     found.filter(|key| !key.is_empty()).map(str::to_owned)
 }
@@ -510,6 +540,14 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
                 return refusal;
             }
         }
+        if matches!(route, Route::Bedrock { .. }) {
+            let path_and_query = parts.uri.path_and_query().map_or(path, |pq| pq.as_str());
+            if let Some(refusal) =
+                bedrock::signature_refusal(&config, path_and_query, &parts.headers, &body)
+            {
+                return refusal;
+            }
+        }
         if let Some(refusal) = refusal(&route, credential.is_some(), parts.uri.query()) {
             return refusal;
         }
@@ -593,6 +631,16 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
                 answer.body().map(json)
             }
         }
+        Call::Bedrock(request) => {
+            let answer = bedrock::Answer::new(&request, &plan);
+            if matches!(Route::at(path), Some((Route::Bedrock { stream: true }, _))) {
+                answer
+                    .script(&plan)
+                    .map(|script| bedrock::streamed(script, Arc::clone(&mock.disconnects)))
+            } else {
+                answer.body().map(json)
+            }
+        }
         Call::Gemini(request) => {
             let (model, stream) = Route::at(path).map_or(("", false), |(route, _)| route.gemini());
             let answer = gemini::Answer::new(request, model, &plan);
@@ -639,7 +687,11 @@ fn refusal(route: &Route<'_>, has_credential: bool, query: Option<&str>) -> Opti
                 "the mock serves streamGenerateContent only with alt=sse",
             ))
         }
-        Route::Messages | Route::CountTokens | Route::Gemini { .. } | Route::Cloud(_) => None,
+        Route::Messages
+        | Route::CountTokens
+        | Route::Gemini { .. }
+        | Route::Cloud(_)
+        | Route::Bedrock { .. } => None,
     }
 }
 
@@ -704,6 +756,9 @@ fn error(dialect: Dialect, status: StatusCode, message: &str) -> Response {
         Dialect::OpenAi => openai::error_body(status.as_u16(), message),
         Dialect::Anthropic => anthropic::error_body(status.as_u16(), message),
         Dialect::Gemini => gemini::error_body(status.as_u16(), message),
+        Dialect::Bedrock => {
+            return bedrock::aws_error(status, bedrock::exception_for(status.as_u16()), message);
+        }
     };
     (status, json(body)).into_response()
 }

@@ -368,6 +368,11 @@ impl Catalog {
     /// that the given one extends with `-` and a date or version suffix (`-2024-08-06`,
     /// `-20250929`, `-preview-05-20`, `-0613`, `-001`, `-latest`). Nothing looser: `gpt-4o-mini`
     /// is its own model, never `gpt-4o` with a suffix, and an unknown name is `None`.
+    ///
+    /// An AWS Bedrock model id is read as the model it names: its inference profile's region
+    /// (`us.`, `eu.`, `apac.`, `global.`, …), its vendor (`anthropic.`, `meta.`, …) and its
+    /// version (`-v1:0`) are left out, so `us.anthropic.claude-3-5-haiku-20241022-v1:0` is
+    /// `claude-3-5-haiku-20241022`.
     pub fn lookup(&self, upstream_model: &str) -> Option<Match<'_>> {
         let bare = upstream_model
             .rsplit('/')
@@ -375,7 +380,14 @@ impl Catalog {
             .unwrap_or(upstream_model)
             .trim()
             .to_ascii_lowercase();
-        if let Some(&index) = self.by_name.get(&bare) {
+        match bedrock_model(&bare) {
+            Some(model) => self.lookup_bare(model),
+            None => self.lookup_bare(&bare),
+        }
+    }
+
+    fn lookup_bare(&self, bare: &str) -> Option<Match<'_>> {
+        if let Some(&index) = self.by_name.get(bare) {
             return Some(Match {
                 entry: &self.entries[index],
                 exact: true,
@@ -395,6 +407,47 @@ impl Catalog {
         }
         None
     }
+}
+
+/// The model an AWS Bedrock model id names (`[region.]vendor.model[-vN][:N]`), or `None` for a
+/// name that is not one.
+fn bedrock_model(id: &str) -> Option<&str> {
+    const REGIONS: &[&str] = &["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
+    const VENDORS: &[&str] = &[
+        "anthropic",
+        "meta",
+        "amazon",
+        "mistral",
+        "cohere",
+        "ai21",
+        "deepseek",
+        "openai",
+        "qwen",
+        "writer",
+    ];
+    let mut rest = id;
+    if let Some((region, after)) = rest.split_once('.')
+        && REGIONS.contains(&region)
+    {
+        rest = after;
+    }
+    let (vendor, model) = rest.split_once('.')?;
+    if !VENDORS.contains(&vendor) {
+        return None;
+    }
+    let model = match model.rsplit_once(':') {
+        Some((before, number)) if number.bytes().all(|b| b.is_ascii_digit()) => before,
+        _ => model,
+    };
+    let model = match model.rsplit_once("-v") {
+        Some((before, number))
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            before
+        }
+        _ => model,
+    };
+    Some(model)
 }
 
 /// Whether what follows a family name marks a snapshot or version of that same model: a date

@@ -517,3 +517,33 @@ fn the_worst_case_charges_the_prompt_at_its_dearest_price_and_the_whole_cap() {
         "an unpriced route costs nothing"
     );
 }
+
+#[test]
+fn a_bedrock_model_id_is_read_as_the_model_it_names() {
+    let catalog = shipped();
+    for id in [
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "global.anthropic.claude-3-5-haiku-20241022-v1:0",
+    ] {
+        let found = catalog.lookup(id).unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(found.entry.name, "claude-3-5-haiku", "{id}");
+    }
+    assert_eq!(
+        catalog
+            .lookup("anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .map(|found| found.entry.name.as_str()),
+        Some("claude-sonnet-4-5")
+    );
+    // Not a Bedrock id: a vendor the lookup does not know, or no vendor at all.
+    assert!(
+        catalog
+            .lookup("example.claude-3-5-haiku-20241022-v1:0")
+            .is_none()
+    );
+    assert_eq!(bedrock_model("gpt-4.1"), None);
+    assert_eq!(
+        bedrock_model("meta.llama3-8b-instruct-v1:0"),
+        Some("llama3-8b-instruct")
+    );
+}

@@ -19,6 +19,9 @@ const REFUSED_HEADERS: &[&str] = &[
     "api-key",
     "x-api-key",
     "x-goog-api-key",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
     "proxy-authorization",
     "host",
     "content-length",
@@ -135,8 +138,8 @@ pub fn check_headers(
 }
 
 /// The settings of a provider of `settings.kind`, checked and ready to store, and its base URL:
-/// the one given, or for Vertex AI the region's endpoint when none is. Azure needs its
-/// `api_version`, Vertex AI its `project` and `region`; a setting the kind does not use is
+/// the one given, or for Vertex AI and Bedrock the region's endpoint when none is. Azure needs its
+/// `api_version`, Vertex AI its `project` and `region`, Bedrock its `region`; a setting the kind does not use is
 /// refused rather than silently ignored.
 pub fn check_settings(
     settings: &ProviderSettings,
@@ -180,6 +183,11 @@ pub fn check_settings(
             check_token("project", project.as_deref())?;
             check_token("region", region.as_deref())?;
         }
+        ProviderKind::Bedrock => {
+            // The region is part of every signature (and of the default endpoint).
+            required("region", &region, "us-east-1")?;
+            check_token("region", region.as_deref())?;
+        }
         _ => {}
     }
     if kind != ProviderKind::Azure {
@@ -187,7 +195,9 @@ pub fn check_settings(
     }
     if kind != ProviderKind::Vertex {
         unused("project", &project, "vertex")?;
-        unused("region", &region, "vertex")?;
+    }
+    if !matches!(kind, ProviderKind::Vertex | ProviderKind::Bedrock) {
+        unused("region", &region, "vertex or bedrock")?;
     }
     let base_url = match (&settings.base_url, kind, &region) {
         (Some(url), _, _) => url.clone(),
@@ -198,11 +208,14 @@ pub fn check_settings(
         (None, ProviderKind::Vertex, Some(region)) => {
             format!("https://{region}-aiplatform.googleapis.com/v1")
         }
+        (None, ProviderKind::Bedrock, Some(region)) => {
+            format!("https://bedrock-runtime.{region}.amazonaws.com")
+        }
         (None, _, _) => {
             return Err((
                 "base_url",
                 "a provider needs a base_url, like https://api.openai.com/v1 (only Vertex AI's \
-                 defaults to its region's endpoint)"
+                 and Bedrock's default to their region's endpoint)"
                     .to_owned(),
             ));
         }

@@ -10,7 +10,8 @@
 //! | `/v1/chat/completions` → anthropic | [`anthropic::chat_request_to_messages`] | [`anthropic::messages_response_to_chat`] | [`anthropic::MessagesToChatStream`] | [`anthropic::messages_error_to_chat`] |
 //! | `/v1/chat/completions` → gemini | [`gemini::chat_request_to_gemini`] | [`gemini::gemini_response_to_chat`] | [`gemini::GeminiToChatStream`] | [`gemini::gemini_error_to_chat`] |
 //! | `/v1/messages` → gemini | [`gemini::messages_request_to_gemini`] | [`gemini::gemini_response_to_messages`] | [`gemini::GeminiToMessagesStream`] | [`gemini::gemini_error_to_chat`] then [`anthropic::chat_error_to_messages`] |
-//! | `/v1/responses` → openai (and, chained with the chat rows above, anthropic and gemini) | [`responses::responses_request_to_chat`] | [`responses::chat_response_to_responses`] | [`responses::ChatToResponsesStream`] | [`responses::chat_error_to_responses`] |
+//! | `/v1/chat/completions` → bedrock | [`bedrock::chat_request_to_converse`] | [`bedrock::converse_response_to_chat`] | [`bedrock::ConverseToChatStream`] | [`bedrock::converse_error_to_chat`] |
+//! | `/v1/responses` → openai (and, chained with the chat rows above, anthropic, gemini and bedrock) | [`responses::responses_request_to_chat`] | [`responses::chat_response_to_responses`] | [`responses::ChatToResponsesStream`] | [`responses::chat_error_to_responses`] |
 //!
 //! Same-dialect routes need none of this: the body passes through with only `model` rewritten,
 //! and, for a request that asks more than the route's upstream model takes, the few values that
@@ -51,6 +52,7 @@
 //!   it.
 
 pub mod anthropic;
+pub mod bedrock;
 mod error;
 pub mod gemini;
 mod json;

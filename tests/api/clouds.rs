@@ -8,7 +8,10 @@ use futures_util::future::join_all;
 use llmgate::mock::MockConfig;
 use serde_json::{Value, json};
 
-use crate::helpers::{Serve, TestApp, TestOptions, assert_error, chat_body, spawn_with};
+use crate::helpers::{
+    Serve, TestApp, TestOptions, assert_error, chat_body, ok_json, ok_text,
+    serves_messages_and_responses, spawn_with,
+};
 
 const AZURE_KEY: &str = "azure-account-key-0123456789";
 const TEST_KEY: &str = include_str!("../fixtures/vertex-sa-TEST-ONLY.key.pem");
@@ -137,20 +140,6 @@ fn body_of(request: &llmgate::mock::RecordedRequest) -> Value {
     serde_json::from_slice(&request.body).unwrap()
 }
 
-async fn ok_json(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn ok_text(response: reqwest::Response) -> String {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    text
-}
-
 fn messages_body(model: &str, text: &str) -> Value {
     json!({"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": text}]})
 }
@@ -233,55 +222,13 @@ async fn azure_streams_tools_and_serves_the_messages_and_responses_ingress() {
     assert!(stream.contains("\"tool_calls\""), "{stream}");
     assert!(stream.trim_end().ends_with("data: [DONE]"), "{stream}");
 
-    // Messages, whole and streamed, translated to chat.
-    let answer = ok_json(
-        app.post("/v1/messages", messages_body("azure-gpt", "via messages"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        answer["content"][0]["text"], "echo: via messages",
-        "{answer}"
-    );
-    assert!(answer["usage"]["output_tokens"].as_u64().unwrap() > 0);
-    let mut streamed = messages_body("azure-gpt", "streamed messages");
-    streamed["stream"] = json!(true);
-    let events = ok_text(app.post("/v1/messages", streamed).send().await.unwrap()).await;
-    assert!(events.contains("event: message_stop"), "{events}");
+    // Messages and Responses, whole and streamed, translated to chat.
+    serves_messages_and_responses(&app, "azure-gpt").await;
     let sent = last_request_to(&app, "/openai/");
     assert!(
         sent.path
             .starts_with("/openai/deployments/gpt-4o-deployment/chat/completions?")
     );
-
-    // Responses, whole and streamed.
-    let answer = ok_json(
-        app.post(
-            "/v1/responses",
-            json!({"model": "azure-gpt", "input": "one two"}),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        answer["output"][0]["content"][0]["text"], "echo: one two",
-        "{answer}"
-    );
-    let events = ok_text(
-        app.post(
-            "/v1/responses",
-            json!({"model": "azure-gpt", "input": "one two", "stream": true}),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert!(events.contains("response.completed"), "{events}");
     app.stop().await;
 }
 

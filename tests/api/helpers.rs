@@ -64,8 +64,8 @@ pub struct TestOptions {
     pub settings: Settings,
     /// Extra TOML appended to the default config (more providers, models, keys); `{mock}` and
     /// `{mock_gemini}` are replaced by the mock's OpenAI/Anthropic and Gemini base URLs,
-    /// `{mock_azure}`, `{mock_vertex}` and `{mock_token_uri}` by its Azure and Vertex AI base
-    /// URLs and its token endpoint.
+    /// `{mock_azure}`, `{mock_vertex}`, `{mock_bedrock}` and `{mock_token_uri}` by its Azure,
+    /// Vertex AI and Bedrock base URLs and its token endpoint.
     pub extra_config: String,
     pub mock: MockConfig,
     /// Measure limits and health on a manual clock that the test moves with `advance`.
@@ -144,6 +144,7 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
         .replace("{mock_gemini}", &mock.gemini_base_url())
         .replace("{mock_azure}", &mock.azure_base_url())
         .replace("{mock_vertex}", &mock.vertex_base_url())
+        .replace("{mock_bedrock}", &mock.bedrock_base_url())
         .replace("{mock_token_uri}", &mock.token_uri());
     let text = config_text(&upstream, &extra);
     let config = config_file::parse(&text, &|_| None).unwrap();
@@ -683,4 +684,59 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The JSON of a 200 answer (the test fails, showing the body, on any other status).
+pub async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The text of a 200 answer (the test fails, showing the body, on any other status).
+pub async fn ok_text(response: reqwest::Response) -> String {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// `model` serves the Messages and Responses ingress, whole and streamed, with the mock's echo.
+pub async fn serves_messages_and_responses(app: &TestApp, model: &str) {
+    let messages = serde_json::json!({"model": model, "max_tokens": 50,
+        "messages": [{"role": "user", "content": "via messages"}]});
+    let answer = ok_json(
+        app.post("/v1/messages", messages.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        answer["content"][0]["text"], "echo: via messages",
+        "{answer}"
+    );
+    assert!(answer["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let mut streamed = messages;
+    streamed["stream"] = serde_json::json!(true);
+    let events = ok_text(app.post("/v1/messages", streamed).send().await.unwrap()).await;
+    assert!(events.contains("event: message_stop"), "{events}");
+
+    let request = serde_json::json!({"model": model, "input": "one two"});
+    let answer = ok_json(
+        app.post("/v1/responses", request.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        answer["output"][0]["content"][0]["text"], "echo: one two",
+        "{answer}"
+    );
+    let mut streamed = request;
+    streamed["stream"] = serde_json::json!(true);
+    let events = ok_text(app.post("/v1/responses", streamed).send().await.unwrap()).await;
+    assert!(events.contains("response.completed"), "{events}");
 }

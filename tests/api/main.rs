@@ -14,6 +14,7 @@
 mod admin;
 mod admin_console;
 mod admin_hardening;
+mod bedrock;
 mod cli;
 mod clouds;
 mod dialects;

@@ -20,6 +20,9 @@ import openai
 BINARY = os.environ.get("LLMGATE_BIN", "target/debug/llmgate")
 KEY = "sk-sdk-test-key-0123456789abcdef"
 AZURE_KEY = "azure-sdk-account-key-0004"
+AWS_KEY_ID = "AKIDSDKTEST0005"
+AWS_SECRET = "sdk-test-secret/0005+key"
+AWS_SESSION_TOKEN = "sdk-test-session-token-0005"
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
 
@@ -72,6 +75,9 @@ class Gateway:
                 BINARY, "mock-upstream", "--listen", f"127.0.0.1:{self.mock_port}",
                 "--azure-api-key", AZURE_KEY,
                 "--vertex-public-key", os.path.join(FIXTURES, "vertex-sa-TEST-ONLY.pub.pem"),
+                "--aws-access-key-id", AWS_KEY_ID,
+                "--aws-secret-access-key", AWS_SECRET,
+                "--aws-session-token", AWS_SESSION_TOKEN,
             ],
             env=env,
         )
@@ -140,6 +146,23 @@ region = "us-central1"
   [[providers.accounts]]
   name = "sa"
   service_account_json = "${{VERTEX_SA_JSON}}"
+
+[[providers]]
+name = "mock-bedrock"
+kind = "bedrock"
+base_url = "{mock}/bedrock"
+region = "us-east-1"
+  [[providers.accounts]]
+  name = "aws"
+  aws_access_key_id = "AKIDSDKTEST0005"
+  aws_secret_access_key = "sdk-test-secret/0005+key"
+  aws_session_token = "sdk-test-session-token-0005"
+
+[[models]]
+name = "bedrock-mock"
+  [[models.routes]]
+  provider = "mock-bedrock"
+  model = "anthropic.claude-3-haiku-20240307-v1:0"
 
 [[models]]
 name = "azure-mock"
@@ -229,7 +252,7 @@ class OpenAiSdk(unittest.TestCase):
         self.assertEqual(
             sorted(m.id for m in client.models.list()),
             [
-                "azure-mock", "claude-mock", "gemini-mock", "gpt-mock",
+                "azure-mock", "bedrock-mock", "claude-mock", "gemini-mock", "gpt-mock",
                 "vertex-claude-mock", "vertex-gemini-mock",
             ],
         )
@@ -249,7 +272,7 @@ class OpenAiSdk(unittest.TestCase):
 # Every model of the config: one per kind of provider (two for Vertex AI's two publishers).
 MODELS = (
     "gpt-mock", "claude-mock", "gemini-mock",
-    "azure-mock", "vertex-gemini-mock", "vertex-claude-mock",
+    "azure-mock", "vertex-gemini-mock", "vertex-claude-mock", "bedrock-mock",
 )
 
 WEATHER_TOOL_OPENAI = {
@@ -342,7 +365,7 @@ class OpenAiResponsesSdk(unittest.TestCase):
         return openai.OpenAI(base_url=GATEWAY.base + "/v1", api_key=KEY, max_retries=0)
 
     def test_responses_streamed_and_not(self):
-        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-claude-mock"]:
+        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-claude-mock", "bedrock-mock"]:
             with self.subTest(model=model):
                 reply = self.client().responses.create(
                     model=model, instructions="be brief", input="Hello there"
@@ -368,7 +391,7 @@ class OpenAiResponsesSdk(unittest.TestCase):
                 self.assertGreater(done.usage.output_tokens, 0)
 
     def test_tool_call_round_trip(self):
-        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-gemini-mock"]:
+        for model in ["gpt-mock", "claude-mock", "azure-mock", "vertex-gemini-mock", "bedrock-mock"]:
             with self.subTest(model=model):
                 client = self.client()
                 first = client.responses.create(

@@ -15,6 +15,7 @@
 //! | OpenAI → openai, Messages → anthropic, Responses → openai with `responses = true` | `model` spliced in place, nothing else touched (but what is shaped, below) | forwarded as received |
 //! | chat → anthropic / gemini | translated ([`crate::translate`]) | translated back |
 //! | Messages → openai / gemini | translated | translated back |
+//! | chat, Messages, Responses → bedrock | translated to Converse | translated back (ConverseStream's binary events too) |
 //! | count_tokens → anthropic | forwarded to `/messages/count_tokens` | forwarded |
 //! | count_tokens → openai / gemini | none: llmgate counts the tokens itself | `{"input_tokens": n}` |
 //!
@@ -29,6 +30,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod gemini;
 mod openai;
 mod responses;
@@ -64,6 +66,7 @@ fn provider(kind: ProviderKind, upstream_model: &str) -> &'static dyn Provider {
         ProviderKind::Gemini => &gemini::Gemini,
         ProviderKind::Azure => &azure::Azure,
         ProviderKind::Vertex => vertex::publisher(upstream_model),
+        ProviderKind::Bedrock => &bedrock::Bedrock,
     }
 }
 
