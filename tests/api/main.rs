@@ -16,6 +16,7 @@ mod admin_console;
 mod admin_hardening;
 mod bedrock;
 mod cli;
+mod cluster;
 mod clouds;
 mod dialects;
 mod edge;
