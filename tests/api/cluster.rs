@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use crate::helpers::{RedisServer, Serve, bind, chat_body, config_text, eventually};
 
 const ADMIN_PASSWORD: &str = "cluster-admin-password";
+/// Base64 of 32 bytes: the key sealing upstream credentials, the same for every replica.
+const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const RPM_KEY: &str = "sk-cluster-rpm-key-000000000000000001";
 const REVOKED_KEY: &str = "sk-cluster-revoked-key-0000000000001";
 const OPEN_KEY: &str = "sk-cluster-open-key-00000000000000001";
@@ -100,6 +102,9 @@ async fn start_cluster(backend: Backend) -> Cluster {
                 &[
                     ("LLMGATE_REDIS_URL", redis_url.as_str()),
                     ("LLMGATE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+                    // One key for every replica: on PostgreSQL there is no key file beside the
+                    // database for them to share.
+                    ("LLMGATE_ENCRYPTION_KEY", ENCRYPTION_KEY),
                     // Polls far apart: a change reaches the others in time only through Redis.
                     ("LLMGATE_CHANGE_POLL_INTERVAL", "60s"),
                 ],
@@ -257,7 +262,10 @@ async fn cooldown_is_honoured_by_every_replica(cluster: &Cluster) {
                 })
         })
         .await;
-        assert!(cooling.is_some(), "replica {index} does not know the cooldown");
+        assert!(
+            cooling.is_some(),
+            "replica {index} does not know the cooldown"
+        );
     }
     let before = cluster.mock.requests().len();
     let body = chat_body("pooled", "hi");
