@@ -52,7 +52,7 @@ const POOL_ONE: &str = "sk-upstream-bench-pool-one";
 /// is killed.
 const CONNECTIONS: usize = 32;
 /// Rounds of the throughput runs (the node, then each replica alone).
-const THROUGHPUT_ROUNDS: usize = 2;
+const THROUGHPUT_ROUNDS: usize = 3;
 const KILL_LOAD_WORKERS: usize = 12;
 /// The mock's delay before answering during the replica kill, so that requests are in flight.
 const KILL_LATENCY_MS: u64 = 200;
@@ -905,6 +905,11 @@ async fn measure_throughput(stack: &mut ClusterStack, seconds: Duration) -> Resu
         replicas: vec![Vec::new(); REPLICAS],
         together: 0.0,
     };
+    // A first load on each, not counted: its connections, pools and allocator warm up.
+    closed_loop_rps(&single, vec![0], WARM_UP).await?;
+    for index in 0..REPLICAS {
+        closed_loop_rps(&stack.replica_addrs, vec![index], WARM_UP).await?;
+    }
     for _ in 0..THROUGHPUT_ROUNDS {
         result
             .single
