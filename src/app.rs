@@ -38,10 +38,9 @@ pub enum StartError {
 impl From<DbError> for StartError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::InvalidUrl { .. }
-            | DbError::PostgresUnsupported(_)
-            | DbError::Conflict(_)
-            | DbError::NotFound(_) => Self::Invalid(error.to_string()),
+            DbError::InvalidUrl { .. } | DbError::Conflict(_) | DbError::NotFound(_) => {
+                Self::Invalid(error.to_string())
+            }
             other => Self::Failed(other.into()),
         }
     }

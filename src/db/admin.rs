@@ -260,7 +260,7 @@ impl Db {
         let rows = sqlx::query_as(&sql)
             .bind(page.after)
             .bind(page.probe())
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?;
         Ok(paged(rows, page, |r: &ProviderRecord| r.id))
     }
@@ -269,7 +269,7 @@ impl Db {
         let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader.sqlite()?)
             .await?)
     }
 
@@ -277,7 +277,7 @@ impl Db {
         Ok(
             sqlx::query_scalar("SELECT id FROM providers WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&self.reader)
+                .fetch_optional(self.reader.sqlite()?)
                 .await?,
         )
     }
@@ -298,7 +298,7 @@ impl Db {
             .bind(&new.cloud.api_version)
             .bind(&new.cloud.project)
             .bind(&new.cloud.region)
-            .fetch_one(&self.writer)
+            .fetch_one(self.writer.sqlite()?)
             .await
             .map_err(conflict(|| {
                 format!("a provider named '{}' already exists", new.name)
@@ -333,7 +333,7 @@ impl Db {
             .bind(cloud.and_then(|c| c.api_version.as_deref()))
             .bind(cloud.and_then(|c| c.project.as_deref()))
             .bind(cloud.and_then(|c| c.region.as_deref()))
-            .fetch_optional(&self.writer)
+            .fetch_optional(self.writer.sqlite()?)
             .await
             .map_err(conflict(|| {
                 format!(
@@ -350,7 +350,7 @@ impl Db {
         id: i64,
         cascade: bool,
     ) -> Result<ProviderDeletion, DbError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM providers WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -384,7 +384,7 @@ impl Db {
         let rows = sqlx::query_as(&sql)
             .bind(page.after)
             .bind(page.probe())
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?;
         Ok(paged(rows, page, |r: &AccountRecord| r.id))
     }
@@ -393,7 +393,7 @@ impl Db {
         let sql = format!("{ACCOUNT_SELECT} WHERE a.id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader.sqlite()?)
             .await?)
     }
 
@@ -411,7 +411,7 @@ impl Db {
         .bind(new.rpm)
         .bind(new.enabled)
         .bind(now())
-        .fetch_one(&self.writer)
+        .fetch_one(self.writer.sqlite()?)
         .await
         .map_err(conflict(|| {
             format!("this provider already has an account named '{}'", new.name)
@@ -445,7 +445,7 @@ impl Db {
         .bind(changes.enabled)
         .bind(now())
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writer.sqlite()?)
         .await
         .map_err(conflict(|| {
             "the provider already has an account with this name".to_owned()
@@ -456,7 +456,7 @@ impl Db {
     pub async fn delete_account(&self, id: i64) -> Result<bool, DbError> {
         let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.writer.sqlite()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -468,7 +468,7 @@ impl Db {
         let rows = sqlx::query_as(&sql)
             .bind(page.after)
             .bind(page.probe())
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?;
         Ok(paged(rows, page, |r: &ModelRecord| r.id))
     }
@@ -477,7 +477,7 @@ impl Db {
         let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader.sqlite()?)
             .await?)
     }
 
@@ -490,7 +490,7 @@ impl Db {
         );
         Ok(sqlx::query_as(&sql)
             .bind(ids)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?)
     }
 
@@ -498,7 +498,7 @@ impl Db {
         let sql = format!("{ROUTE_SELECT} WHERE r.id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader.sqlite()?)
             .await?)
     }
 
@@ -509,7 +509,7 @@ impl Db {
         routes: &[NewRouteRow],
     ) -> Result<i64, DbError> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO models (name, strategy, max_attempts, timeout_ms, source, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'api', ?5, ?5) RETURNING id",
@@ -541,7 +541,7 @@ impl Db {
         routes: Option<&[NewRouteRow]>,
     ) -> Result<bool, DbError> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         let found: Option<i64> = sqlx::query_scalar(
             "UPDATE models SET name = COALESCE(?1, name), strategy = COALESCE(?2, strategy),
                  max_attempts = COALESCE(?3, max_attempts),
@@ -587,7 +587,7 @@ impl Db {
     pub async fn delete_model(&self, id: i64) -> Result<bool, DbError> {
         let done = sqlx::query("DELETE FROM models WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.writer.sqlite()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -629,7 +629,7 @@ impl Db {
         .bind(o.max_output_tokens.flatten())
         .bind(o.context_window.is_some())
         .bind(o.context_window.flatten())
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writer.sqlite()?)
         .await?;
         match found {
             Some(id) => self.route(id).await,
@@ -644,7 +644,7 @@ impl Db {
         let rows = sqlx::query_as(&sql)
             .bind(page.after)
             .bind(page.probe())
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?;
         Ok(paged(rows, page, |r: &KeyRow| r.id))
     }
@@ -653,7 +653,7 @@ impl Db {
         let sql = format!("SELECT {KEY_COLUMNS} FROM client_keys WHERE id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(self.writer.sqlite()?)
             .await?)
     }
 
@@ -693,7 +693,7 @@ impl Db {
             .bind(id)
             .bind(changes.budget_nanos.is_some())
             .bind(changes.budget_nanos.flatten())
-            .fetch_optional(&self.writer)
+            .fetch_optional(self.writer.sqlite()?)
             .await
             .map_err(conflict(|| {
                 format!(
@@ -719,7 +719,7 @@ impl Db {
             .bind(prefix)
             .bind(now())
             .bind(id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(self.writer.sqlite()?)
             .await?)
     }
 
@@ -727,7 +727,7 @@ impl Db {
     pub async fn delete_key(&self, id: i64) -> Result<bool, DbError> {
         let done = sqlx::query("DELETE FROM client_keys WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.writer.sqlite()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -735,7 +735,7 @@ impl Db {
     // ---- upstream view ----
 
     pub async fn upstream_rows(&self) -> Result<UpstreamRows, DbError> {
-        let mut tx = self.reader.begin().await?;
+        let mut tx = self.reader.sqlite()?.begin().await?;
         let routes = sqlx::query_as(&format!("{ROUTE_SELECT} ORDER BY m.name, r.priority, r.id"))
             .fetch_all(&mut *tx)
             .await?;
@@ -756,12 +756,12 @@ impl Db {
         )
         .bind(name)
         .bind(value)
-        .execute(&self.writer)
+        .execute(self.writer.sqlite()?)
         .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
                 .bind(name)
-                .fetch_one(&self.writer)
+                .fetch_one(self.writer.sqlite()?)
                 .await?,
         )
     }
@@ -776,7 +776,7 @@ impl Db {
         Ok(
             sqlx::query_scalar("SELECT version FROM change_versions WHERE domain = ?")
                 .bind(ADMIN_TOKENS)
-                .fetch_one(&self.writer)
+                .fetch_one(self.writer.sqlite()?)
                 .await?,
         )
     }
@@ -788,7 +788,7 @@ impl Db {
             "UPDATE change_versions SET version = version + 1 WHERE domain = ? RETURNING version",
         )
         .bind(ADMIN_TOKENS)
-        .fetch_one(&self.writer)
+        .fetch_one(self.writer.sqlite()?)
         .await?)
     }
 
@@ -800,7 +800,7 @@ impl Db {
         name: &str,
         value: &str,
     ) -> Result<i64, DbError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         sqlx::query(
             "INSERT INTO settings (name, value) VALUES (?, ?)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -896,7 +896,7 @@ mod tests {
 
     async fn catalog_version(db: &Db) -> i64 {
         sqlx::query_scalar("SELECT version FROM change_versions WHERE domain = 'catalog'")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap()
     }

@@ -89,7 +89,7 @@ impl Db {
     pub async fn import_config(&self, config: &ImportRows) -> Result<ImportReport, DbError> {
         let now = now();
         let mut report = ImportReport::default();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
 
         let mut provider_ids = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
@@ -331,7 +331,7 @@ impl Db {
         key_prefix: &str,
     ) -> Result<(), DbError> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         let provider_id: i64 = sqlx::query_scalar(
             "INSERT INTO providers (name, kind, base_url, source, created_at, updated_at)
              VALUES ('demo', 'openai', ?1, 'demo', ?2, ?2)
@@ -451,7 +451,10 @@ max_attempts = 2
             "routes" => "SELECT upstream_model FROM routes ORDER BY upstream_model",
             _ => "SELECT name FROM client_keys ORDER BY name",
         };
-        sqlx::query_scalar(sql).fetch_all(&db.writer).await.unwrap()
+        sqlx::query_scalar(sql)
+            .fetch_all(db.writer.sqlite().unwrap())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -471,13 +474,13 @@ max_attempts = 2
         );
         let first_ids: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM routes WHERE upstream_model = 'up-1'")
-                .fetch_all(&db.writer)
+                .fetch_all(db.writer.sqlite().unwrap())
                 .await
                 .unwrap();
 
         // Objects created another way must survive any import.
         sqlx::query("INSERT INTO models (name, source, created_at, updated_at) VALUES ('api-model', 'api', 0, 0)")
-            .execute(&db.writer)
+            .execute(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         crate::auth::create_key(
@@ -504,7 +507,7 @@ max_attempts = 2
         // Updated in place: same route id, new values.
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM routes WHERE upstream_model = 'up-1'")
-                .fetch_all(&db.writer)
+                .fetch_all(db.writer.sqlite().unwrap())
                 .await
                 .unwrap();
         assert_eq!(ids, first_ids);
@@ -533,7 +536,7 @@ max_attempts = 2
              INSERT INTO routes (model_id, provider_id, upstream_model, created_at, updated_at)
              SELECT m.id, p.id, 'x', 0, 0 FROM models m, providers p WHERE m.name = 'api-model' AND p.name = 'p2';",
         )
-        .execute(&db.writer)
+        .execute(db.writer.sqlite().unwrap())
         .await
         .unwrap();
         let error = db

@@ -154,7 +154,7 @@ async fn copy(source: &Db, to: &str) -> Result<DataMigration, DbError> {
             .collect::<Vec<_>>()
             .join(", ");
         let select = format!("SELECT {names} FROM {table}");
-        let mut rows = sqlx::query(&select).fetch(&source.reader);
+        let mut rows = sqlx::query(&select).fetch(source.reader.sqlite()?);
         let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
         let mut count = 0;
         while let Some(row) = rows.try_next().await? {
@@ -217,12 +217,12 @@ async fn move_sequences(source: &Db, tx: &mut PgConnection) -> Result<(), DbErro
     .await?;
     for table in tables {
         let largest: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))
-            .fetch_one(&source.reader)
+            .fetch_one(source.reader.sqlite()?)
             .await?;
         let given: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
                 .bind(&table)
-                .fetch_optional(&source.reader)
+                .fetch_optional(source.reader.sqlite()?)
                 .await?;
         let next = largest.max(given.unwrap_or(0)) + 1;
         sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), $2, false)")
@@ -246,7 +246,7 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
              AND name <> '_sqlx_migrations' ORDER BY name",
         )
-        .fetch_all(&db.writer)
+        .fetch_all(db.writer.sqlite().unwrap())
         .await
         .unwrap();
         let mut listed: Vec<&str> = TABLES.to_vec();
@@ -281,13 +281,16 @@ mod tests {
             "INSERT INTO stored_responses (id, key_id, created_at, response, turn)
              VALUES ('resp_1', 1, 7, X'7b7d', X'7b7d')",
         ] {
-            sqlx::query(statement).execute(&db.writer).await.unwrap();
+            sqlx::query(statement)
+                .execute(db.writer.sqlite().unwrap())
+                .await
+                .unwrap();
         }
         let key = insert_test_key(&db, "k").await;
         db.put_setting("s", "v").await.unwrap();
         let versions: Vec<(String, i64)> =
             sqlx::query_as("SELECT domain, version FROM change_versions ORDER BY domain")
-                .fetch_all(&db.writer)
+                .fetch_all(db.writer.sqlite().unwrap())
                 .await
                 .unwrap();
         db.close().await;

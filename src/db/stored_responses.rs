@@ -107,7 +107,7 @@ impl Db {
         )
         .bind(id)
         .bind(key_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reader.sqlite()?)
         .await?)
     }
 
@@ -139,7 +139,7 @@ impl Db {
         .bind(key_id)
         .bind(i64::from(max_links))
         .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader.sqlite()?)
         .await?)
     }
 
@@ -156,7 +156,7 @@ impl Db {
         )
         .bind(before_ms)
         .bind(i64::from(limit))
-        .execute(&self.writer)
+        .execute(self.writer.sqlite()?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -213,7 +213,7 @@ mod tests {
         keep(&db, &[row("resp_a", gone, None, 10)]).await;
         assert!(db.delete_key(gone).await.unwrap());
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stored_responses")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         assert_eq!(count, 0, "the key's deletion took its responses");

@@ -210,7 +210,7 @@ impl Db {
         if rollups.is_empty() && log.is_empty() && stored.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.sqlite()?.begin().await?;
         stored.write(&mut tx).await?;
         for chunk in rollups.chunks(ROLLUP_CHUNK) {
             let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
@@ -299,7 +299,7 @@ impl Db {
         )
         .bind(before_ms)
         .bind(i64::from(limit))
-        .execute(&self.writer)
+        .execute(self.writer.sqlite()?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -333,7 +333,7 @@ impl Db {
     ) -> Result<HashMap<i64, u64>, DbError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(sql)
             .bind(day_text(since))
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader.sqlite()?)
             .await?;
         Ok(rows
             .into_iter()
@@ -401,14 +401,20 @@ impl Db {
             sql.push(" GROUP BY ").push(&list);
             sql.push(" ORDER BY ").push(&list);
         }
-        Ok(sql.build_query_as().fetch_all(&self.reader).await?)
+        Ok(sql
+            .build_query_as()
+            .fetch_all(self.reader.sqlite()?)
+            .await?)
     }
 
     /// A page of request log rows matching `query`, newest first.
     pub async fn log_page(&self, query: &LogQuery) -> Result<LogPage, DbError> {
         let limit = query.limit.clamp(1, 1000);
         let mut sql = log_page_sql("", query, limit);
-        let mut rows: Vec<LogRow> = sql.build_query_as().fetch_all(&self.reader).await?;
+        let mut rows: Vec<LogRow> = sql
+            .build_query_as()
+            .fetch_all(self.reader.sqlite()?)
+            .await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last().map(|row| row.id)
@@ -427,7 +433,11 @@ impl Db {
         } else {
             "DROP TRIGGER IF EXISTS fail_log"
         };
-        if let Err(error) = sqlx::query(sql).execute(&self.writer).await {
+        if let Err(error) = on_pool!(&self.writer, |pool| sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        {
             panic!("cannot toggle failing log inserts: {error}");
         }
     }
@@ -546,7 +556,10 @@ mod tests {
             "INSERT INTO providers (id, name, kind, base_url, created_at, updated_at) VALUES (1, 'openai', 'openai', 'http://x', 0, 0)",
             "INSERT INTO accounts (id, provider_id, name, api_key, api_key_hint, created_at, updated_at) VALUES (5, 1, 'main', x'00', 'sk-…', 0, 0)",
         ] {
-            sqlx::query(sql).execute(&db.writer).await.unwrap();
+            sqlx::query(sql)
+                .execute(db.writer.sqlite().unwrap())
+                .await
+                .unwrap();
         }
         (dir, db)
     }
@@ -818,8 +831,11 @@ mod tests {
         ];
         for (query, index) in cases {
             let mut sql = log_page_sql("EXPLAIN QUERY PLAN ", &query, 10);
-            let rows: Vec<(i64, i64, i64, String)> =
-                sql.build_query_as().fetch_all(&db.reader).await.unwrap();
+            let rows: Vec<(i64, i64, i64, String)> = sql
+                .build_query_as()
+                .fetch_all(db.reader.sqlite().unwrap())
+                .await
+                .unwrap();
             let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
             assert!(plan.contains(index), "{query:?}: {plan}");
             assert!(
@@ -856,7 +872,14 @@ mod tests {
         db.write_usage(&[], &[event(0, 1, "gpt", 200)])
             .await
             .unwrap();
-        let before = db.writer.acquire().await.unwrap().cached_statements_size();
+        let before = db
+            .writer
+            .sqlite()
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap()
+            .cached_statements_size();
         let mut at = 0;
         for size in 1..=30 {
             let events: Vec<UsageEvent> = (0..size)
@@ -868,7 +891,7 @@ mod tests {
             let rollups = vec![rollup("2025-01-01", 1, "gpt", 5, counts(1, 1, 1)); size as usize];
             db.write_usage(&rollups[..1], &events).await.unwrap();
         }
-        let mut writer = db.writer.acquire().await.unwrap();
+        let mut writer = db.writer.sqlite().unwrap().acquire().await.unwrap();
         let cached = writer.cached_statements_size();
         assert_eq!(
             cached, before,
@@ -888,7 +911,7 @@ mod tests {
             "CREATE TRIGGER fail_log BEFORE INSERT ON request_log WHEN NEW.request_id = 'boom'
              BEGIN SELECT RAISE(ABORT, 'boom'); END",
         )
-        .execute(&db.writer)
+        .execute(db.writer.sqlite().unwrap())
         .await
         .unwrap();
         let mut bad = event(1, 1, "gpt", 200);
@@ -901,11 +924,11 @@ mod tests {
             .await;
         assert!(result.is_err());
         let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_daily")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         assert_eq!((rollups, logs), (0, 0));
@@ -915,7 +938,7 @@ mod tests {
     async fn usage_writes_do_not_touch_change_versions() {
         let (_dir, db) = seeded().await;
         let before: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         db.write_usage(
@@ -926,7 +949,7 @@ mod tests {
         .unwrap();
         db.delete_log_before(i64::MAX, 10).await.unwrap();
         let after: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         assert_eq!(before, after);
