@@ -349,6 +349,7 @@ async fn watch_changes(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
             () = remote_change.notified() => {}
+            () = watcher.notice() => {}
             () = state.config_changed.notified() => {
                 if let Some(cluster) = &state.cluster {
                     cluster.publish(Note::Changed);
