@@ -143,7 +143,8 @@ impl App {
             db.clone(),
             clock.clone(),
             settings.responses_retention,
-        );
+        )
+        .shared_by_replicas(settings.usage_flush_interval);
         let tokens = crate::providers::AccessTokens::new(client.clone(), clock.clone());
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),

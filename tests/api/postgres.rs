@@ -162,3 +162,65 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
     a.stop().await;
     b.stop().await;
 }
+
+const TURNS_KEY: &str = "sk-postgres-turns-key-00000000000001";
+
+#[tokio::test]
+async fn a_conversation_continues_on_another_replica_before_the_first_wrote_its_turn() {
+    let options = || TestOptions {
+        extra_config: format!("[[keys]]\nname = \"turns\"\nkey = \"{TURNS_KEY}\"\n"),
+        ..TestOptions::default()
+    };
+    let a = spawn_with(TestOptions {
+        database_url: Some(crate::pg_cluster::fresh_database().await),
+        ..options()
+    })
+    .await;
+    let b = spawn_with(TestOptions {
+        database_url: Some(a.db_url.clone()),
+        upstream_base_url: Some(a.mock.base_url()),
+        ..options()
+    })
+    .await;
+    let post = |app: &TestApp, body: serde_json::Value| {
+        let request = app
+            .client
+            .post(app.url("/v1/responses"))
+            .bearer_auth(TURNS_KEY)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let first = post(
+        &a,
+        serde_json::json!({"model": "gpt-test", "input": "first turn"}),
+    )
+    .await;
+    let id = first["id"].as_str().unwrap();
+    // Replica A keeps the response in memory until its next batch; B finds it anyway.
+    let continued = post(
+        &b,
+        serde_json::json!({"model": "gpt-test", "input": "second turn", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(continued["previous_response_id"], id);
+    let sent = crate::responses::last_request_to(&a, "/v1/chat/completions");
+    let texts = sent["messages"].to_string();
+    assert!(
+        texts.contains("first turn") && texts.contains("second turn"),
+        "{texts}"
+    );
+    let retrieved = b
+        .client
+        .get(b.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(TURNS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retrieved.status(), 200);
+    a.stop().await;
+    b.stop().await;
+}
