@@ -3,7 +3,6 @@
 //! Filters and groupings are assembled from fixed SQL fragments chosen by enums; user input
 //! only ever reaches the database as bound values.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
@@ -188,40 +187,33 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// `rollups` with the rows of one day, key, model and account added into one. PostgreSQL
-/// refuses an upsert that meets the same row twice ("cannot affect row a second time"), which
-/// SQLite would add up; the usage writer's rows are already distinct, so this rarely copies.
-fn merged(rollups: &[RollupRow]) -> Cow<'_, [RollupRow]> {
-    let mut seen = std::collections::HashSet::with_capacity(rollups.len());
-    let distinct = rollups
-        .iter()
-        .all(|r| seen.insert((r.day, r.key_id, r.model.as_str(), r.account_id)));
-    if distinct {
-        return Cow::Borrowed(rollups);
-    }
-    let mut rows: Vec<RollupRow> = Vec::with_capacity(rollups.len());
-    let mut index: HashMap<(NaiveDate, i64, &str, i64), usize> = HashMap::new();
-    for r in rollups {
-        match index.entry((r.day, r.key_id, r.model.as_str(), r.account_id)) {
-            std::collections::hash_map::Entry::Occupied(at) => {
-                let c = &mut rows[*at.get()].counts;
-                c.requests += r.counts.requests;
-                c.errors += r.counts.errors;
-                c.prompt_tokens += r.counts.prompt_tokens;
-                c.completion_tokens += r.counts.completion_tokens;
-                c.cached_tokens += r.counts.cached_tokens;
-                c.reasoning_tokens += r.counts.reasoning_tokens;
-                c.estimated_requests += r.counts.estimated_requests;
-                c.cost_nanos += r.counts.cost_nanos;
-                c.estimated_cost_nanos += r.counts.estimated_cost_nanos;
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(rows.len());
-                rows.push(r.clone());
-            }
+/// `rollups` in the order of their unique key, with the rows of one day, key, model and
+/// account added into one. PostgreSQL refuses an upsert that meets the same row twice ("cannot
+/// affect row a second time"), which SQLite adds up; and replicas that flush the same rows
+/// concurrently lock them in one order, so neither waits for the other in a deadlock.
+fn upsert_order(rollups: &[RollupRow]) -> Vec<RollupRow> {
+    let mut rows = rollups.to_vec();
+    rows.sort_unstable_by(|a, b| {
+        (a.day, a.key_id, &a.model, a.account_id).cmp(&(b.day, b.key_id, &b.model, b.account_id))
+    });
+    rows.dedup_by(|next, kept| {
+        let same = (next.day, next.key_id, &next.model, next.account_id)
+            == (kept.day, kept.key_id, &kept.model, kept.account_id);
+        if same {
+            let (c, n) = (&mut kept.counts, next.counts);
+            c.requests += n.requests;
+            c.errors += n.errors;
+            c.prompt_tokens += n.prompt_tokens;
+            c.completion_tokens += n.completion_tokens;
+            c.cached_tokens += n.cached_tokens;
+            c.reasoning_tokens += n.reasoning_tokens;
+            c.estimated_requests += n.estimated_requests;
+            c.cost_nanos += n.cost_nanos;
+            c.estimated_cost_nanos += n.estimated_cost_nanos;
         }
-    }
-    Cow::Owned(rows)
+        same
+    });
+    rows
 }
 
 impl Db {
@@ -248,7 +240,7 @@ impl Db {
         if rollups.is_empty() && log.is_empty() && stored.is_empty() {
             return Ok(());
         }
-        let rollups = merged(rollups);
+        let rollups = upsert_order(rollups);
         on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             write_stored!(&stored, tx);
@@ -852,6 +844,38 @@ mod tests {
                 db.is_postgres()
             );
         }
+    }
+
+    #[test]
+    fn rollups_are_upserted_in_key_order_with_repeats_added() {
+        let rows = upsert_order(&[
+            rollup("2025-01-02", 1, "gpt", 0, counts(1, 1, 0)),
+            rollup("2025-01-01", 2, "gpt", 0, counts(1, 1, 0)),
+            rollup("2025-01-01", 1, "gpt", 5, counts(1, 1, 0)),
+            rollup("2025-01-02", 1, "gpt", 0, counts(2, 3, 0)),
+            rollup("2025-01-01", 1, "emb", 5, counts(1, 1, 0)),
+        ]);
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    day_text(r.day),
+                    r.key_id,
+                    r.model.as_str(),
+                    r.counts.requests,
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("2025-01-01".to_owned(), 1, "emb", 1),
+                ("2025-01-01".to_owned(), 1, "gpt", 1),
+                ("2025-01-01".to_owned(), 2, "gpt", 1),
+                ("2025-01-02".to_owned(), 1, "gpt", 3),
+            ]
+        );
+        assert_eq!(rows[3].counts.prompt_tokens, 4);
     }
 
     #[test]
