@@ -678,9 +678,8 @@ impl Db {
         changes: &RouteChanges,
     ) -> Result<Option<RouteRecord>, DbError> {
         let o = &changes.overrides;
-        let found: Option<i64> =
-            on_pool!(&self.writer, |pool| {
-                sqlx::query_scalar(
+        let found: Option<i64> = on_pool!(&self.writer, |pool| {
+            sqlx::query_scalar(
             "UPDATE routes SET weight = COALESCE($1, weight), priority = COALESCE($2, priority),
                  enabled = COALESCE($3, enabled), updated_at = $4,
                  input_price_micros = CASE WHEN $6 THEN $7 ELSE input_price_micros END,
@@ -712,7 +711,7 @@ impl Db {
         .bind(o.context_window.flatten())
         .fetch_optional(pool)
         .await?
-            });
+        });
         match found {
             Some(id) => self.route(id).await,
             None => Ok(None),
@@ -1265,6 +1264,186 @@ mod tests {
         for db in dbs {
             assert_eq!(db.setting_or_insert("s", "first").await.unwrap(), "first");
             assert_eq!(db.setting_or_insert("s", "second").await.unwrap(), "first");
+        }
+    }
+
+    fn model(name: &str) -> NewModelRow {
+        NewModelRow {
+            name: name.into(),
+            strategy: "weighted".into(),
+            max_attempts: 3,
+            timeout_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_edits_of_different_fields_both_stay() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let p = db.insert_provider(&provider("p")).await.unwrap();
+            for round in 0..5 {
+                let url = format!("http://127.0.0.1:{round}/v1");
+                let flip = round % 2 == 0;
+                let moved = ProviderChanges {
+                    base_url: Some(url.clone()),
+                    ..ProviderChanges::default()
+                };
+                let flipped = ProviderChanges {
+                    responses: Some(flip),
+                    ..ProviderChanges::default()
+                };
+                let (a, b) = tokio::join!(
+                    db.update_provider(p.id, &moved),
+                    db.update_provider(p.id, &flipped),
+                );
+                a.unwrap().unwrap();
+                b.unwrap().unwrap();
+                let row = db.provider(p.id).await.unwrap().unwrap();
+                assert_eq!((row.base_url, row.responses), (url, flip));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_route_replacements_leave_one_list_whole() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let p = db.insert_provider(&provider("p")).await.unwrap();
+            let id = db
+                .insert_model(&model("m"), &[route(p.id, "old")])
+                .await
+                .unwrap();
+            let first = [route(p.id, "a1"), route(p.id, "a2"), route(p.id, "both")];
+            let second = [route(p.id, "both"), route(p.id, "b1")];
+            let changes = ModelChanges::default();
+            let (a, b) = tokio::join!(
+                db.update_model(id, &changes, Some(&first)),
+                db.update_model(id, &changes, Some(&second)),
+            );
+            assert!(a.unwrap() && b.unwrap());
+            let mut names: Vec<String> = db
+                .routes_of(&[id])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.upstream_model)
+                .collect();
+            names.sort();
+            assert!(
+                names == ["a1", "a2", "both"] || names == ["b1", "both"],
+                "{names:?}"
+            );
+        }
+    }
+
+    /// A route added to a provider by another connection while the provider is being deleted:
+    /// the deletion waits for it and then refuses, rather than failing on the foreign key.
+    /// PostgreSQL only: SQLite's single writer cannot interleave the two.
+    #[tokio::test]
+    async fn deleting_a_provider_waits_for_a_route_being_added_to_it() {
+        let db = crate::db::tests::postgres_db().await;
+        let p = db.insert_provider(&provider("p")).await.unwrap();
+        let m = db.insert_model(&model("m"), &[]).await.unwrap();
+        let crate::db::Pool::Postgres(pool) = &db.writer else {
+            unreachable!("a PostgreSQL database");
+        };
+        let mut other = pool.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO routes (model_id, provider_id, upstream_model, created_at, updated_at)
+             VALUES ($1, $2, 'late', 0, 0)",
+        )
+        .bind(m)
+        .bind(p.id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+        let deleting = tokio::spawn({
+            let db = db.clone();
+            async move { db.delete_provider(p.id, false).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!deleting.is_finished(), "the deletion waits for the insert");
+        other.commit().await.unwrap();
+        match deleting.await.unwrap().unwrap() {
+            ProviderDeletion::InUse(routes) => assert_eq!(routes[0].upstream_model, "late"),
+            other => panic!("{other:?}"),
+        }
+        assert!(db.provider(p.id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn names_are_case_sensitive_and_sort_by_their_bytes_on_both() {
+        let (_dir, [sqlite, postgres]) = both_dbs().await;
+        // A PostgreSQL database whose default collation is a language's (ICU English), as
+        // `initdb` in most locales makes it: names must still sort as SQLite sorts them.
+        let postgres_icu = icu_database().await;
+        for db in [sqlite, postgres, postgres_icu] {
+            let mut providers = Vec::new();
+            for name in ["b", "B", "a", "_a"] {
+                let p = db.insert_provider(&provider(name)).await.unwrap();
+                db.insert_account(&NewAccountRow {
+                    provider_id: p.id,
+                    name: name.to_uppercase(),
+                    api_key: vec![1],
+                    api_key_hint: "…".into(),
+                    weight: 1,
+                    rpm: None,
+                    enabled: true,
+                })
+                .await
+                .unwrap();
+                db.insert_model(&model(name), &[route(p.id, name)])
+                    .await
+                    .unwrap();
+                providers.push(p.id);
+            }
+            assert_eq!(
+                db.provider_id_by_name("B").await.unwrap(),
+                Some(providers[1])
+            );
+            assert_eq!(db.provider_id_by_name("A").await.unwrap(), None);
+            let rows = db.upstream_rows().await.unwrap();
+            let models: Vec<&str> = rows.routes.iter().map(|r| r.model.as_str()).collect();
+            assert_eq!(models, ["B", "_a", "a", "b"]);
+            let accounts: Vec<&str> = rows.accounts.iter().map(|a| a.provider.as_str()).collect();
+            assert_eq!(accounts, ["B", "_a", "a", "b"]);
+        }
+    }
+
+    /// A fresh PostgreSQL database on the test cluster whose default collation is ICU's
+    /// English rather than `C`, opened as llmgate opens one.
+    async fn icu_database() -> Db {
+        use sqlx::Connection;
+        let cluster = crate::db::test_postgres::cluster();
+        let name = format!("llmgate_icu_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        Db::open(&cluster.url(&name)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_of_reads_the_ids_it_is_given_and_no_others() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let p = db.insert_provider(&provider("p")).await.unwrap();
+            let mut ids = Vec::new();
+            for name in ["m1", "m2", "m3"] {
+                let routes = [route(p.id, &format!("{name}-x")), route(p.id, name)];
+                ids.push(db.insert_model(&model(name), &routes).await.unwrap());
+            }
+            assert!(db.routes_of(&[]).await.unwrap().is_empty());
+            let routes = db.routes_of(&[ids[2], 999, ids[0]]).await.unwrap();
+            let names: Vec<&str> = routes.iter().map(|r| r.upstream_model.as_str()).collect();
+            // By model, then priority, then id.
+            assert_eq!(names, ["m1-x", "m1", "m3-x", "m3"]);
         }
     }
 }

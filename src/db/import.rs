@@ -601,4 +601,99 @@ max_attempts = 2
             assert_eq!(names(&db, "keys").await, ["k1"]);
         }
     }
+
+    #[tokio::test]
+    async fn a_reimport_keeps_an_operators_route_switch() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let cipher = SecretCipher::new(&SecretCipher::generate_key());
+            db.import_config(&config(FULL, &cipher)).await.unwrap();
+            let route = route_ids(&db, "up-1").await[0];
+            let off = crate::db::RouteChanges {
+                enabled: Some(false),
+                ..Default::default()
+            };
+            db.update_route(route, &off).await.unwrap().unwrap();
+            db.import_config(&config(FULL, &cipher)).await.unwrap();
+            assert!(!db.route(route).await.unwrap().unwrap().enabled);
+            let others = db.load_catalog().await.unwrap().routes;
+            assert!(others.iter().filter(|r| r.id != route).all(|r| r.enabled));
+        }
+    }
+
+    #[tokio::test]
+    async fn names_needing_json_escapes_are_matched_exactly() {
+        const ODD: &str = r#"
+[[providers]]
+name = "p \"1\""
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+  [[providers.accounts]]
+  name = "é\\ü"
+  api_key = "sk-first-account-secret"
+  [[providers.accounts]]
+  name = "A1"
+  api_key = "sk-second-account-secret"
+
+[[keys]]
+name = "key 'one'"
+key = "sk-config-key-0123456789abcdefghij"
+"#;
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let cipher = SecretCipher::new(&SecretCipher::generate_key());
+            db.import_config(&config(ODD, &cipher)).await.unwrap();
+            // The same file again: every name is found in the file's list, nothing goes.
+            let report = db.import_config(&config(ODD, &cipher)).await.unwrap();
+            assert_eq!(report.removed, 0);
+            assert_eq!(names(&db, "providers").await, [r#"p "1""#]);
+            assert_eq!(names(&db, "accounts").await, ["A1", r"é\ü"]);
+            assert_eq!(names(&db, "keys").await, ["key 'one'"]);
+            // Names compare case and all: `a1` is not `A1`.
+            let renamed = ODD.replace("\"A1\"", "\"a1\"");
+            let report = db.import_config(&config(&renamed, &cipher)).await.unwrap();
+            assert_eq!(report.removed, 1);
+            assert_eq!(names(&db, "accounts").await, ["a1", r"é\ü"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_processes_importing_one_file_at_once_both_succeed() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let cipher = SecretCipher::new(&SecretCipher::generate_key());
+            let rows = config(FULL, &cipher);
+            let (a, b) = tokio::join!(db.import_config(&rows), db.import_config(&rows));
+            a.unwrap();
+            b.unwrap();
+            assert_eq!(names(&db, "routes").await, ["up-1", "up-2", "up-3"]);
+            assert_eq!(names(&db, "accounts").await, ["a1", "a2"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_demo_key_is_switched_back_on_at_each_start() {
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            db.register_demo("http://127.0.0.1:1/v1", "h1", "sk-lg-1")
+                .await
+                .unwrap();
+            let key = db.find_key("demo").await.unwrap().unwrap();
+            let off = crate::db::KeyChanges {
+                enabled: Some(false),
+                ..Default::default()
+            };
+            db.update_key(key.id, &off).await.unwrap().unwrap();
+            db.revoke_key(key.id).await.unwrap();
+            db.register_demo("http://127.0.0.1:2/v1", "h2", "sk-lg-2")
+                .await
+                .unwrap();
+            let again = db.find_key("demo").await.unwrap().unwrap();
+            assert_eq!((again.id, again.key_hash.as_str()), (key.id, "h2"));
+            assert!(again.enabled && again.revoked_at.is_none());
+            let catalog = db.load_catalog().await.unwrap();
+            assert_eq!(catalog.providers[0].base_url, "http://127.0.0.1:2/v1");
+            assert_eq!(catalog.routes.len(), 1);
+        }
+    }
 }
