@@ -301,6 +301,16 @@ macro_rules! upsert_route {
 }
 pub(super) use upsert_route;
 
+/// The conflict of renaming a `what` to a `name` another one has.
+fn name_taken(what: &'static str, name: Option<&str>) -> impl FnOnce(sqlx::Error) -> DbError {
+    conflict(move || {
+        format!(
+            "a {what} named '{}' already exists",
+            name.unwrap_or_default()
+        )
+    })
+}
+
 impl Db {
     // ---- providers ----
 
@@ -385,12 +395,7 @@ impl Db {
             .bind(cloud.and_then(|c| c.region.as_deref()))
             .fetch_optional(pool)
             .await)
-        .map_err(conflict(|| {
-            format!(
-                "a provider named '{}' already exists",
-                changes.name.as_deref().unwrap_or_default()
-            )
-        }))
+        .map_err(name_taken("provider", changes.name.as_deref()))
     }
 
     /// Deletes a provider and its accounts. Routes that use it are deleted too when `cascade`
@@ -640,12 +645,7 @@ impl Db {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(conflict(|| {
-                format!(
-                    "a model named '{}' already exists",
-                    changes.name.as_deref().unwrap_or_default()
-                )
-            }))?;
+            .map_err(name_taken("model", changes.name.as_deref()))?;
             if found.is_none() {
                 return Ok(false);
             }
@@ -777,12 +777,7 @@ impl Db {
             .bind(changes.budget_nanos.flatten())
             .fetch_optional(pool)
             .await)
-        .map_err(conflict(|| {
-            format!(
-                "a key named '{}' already exists",
-                changes.name.as_deref().unwrap_or_default()
-            )
-        }))
+        .map_err(name_taken("key", changes.name.as_deref()))
     }
 
     /// Gives a key a new hash (a rotated plaintext); the old plaintext stops matching.
@@ -1357,14 +1352,11 @@ mod tests {
         .execute(&mut *other)
         .await
         .unwrap();
-        let deleting = tokio::spawn({
-            let db = db.clone();
-            async move { db.delete_provider(p.id, false).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert!(!deleting.is_finished(), "the deletion waits for the insert");
+        let mut deleting = std::pin::pin!(db.delete_provider(p.id, false));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut deleting);
+        assert!(waited.await.is_err(), "the deletion waits for the insert");
         other.commit().await.unwrap();
-        match deleting.await.unwrap().unwrap() {
+        match deleting.await.unwrap() {
             ProviderDeletion::InUse(routes) => assert_eq!(routes[0].upstream_model, "late"),
             other => panic!("{other:?}"),
         }
