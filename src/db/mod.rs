@@ -121,6 +121,35 @@ impl Dialect {
             }
         }
     }
+
+    /// What ends a `SELECT` that locks the rows it reads until the transaction ends: `FOR
+    /// UPDATE` on PostgreSQL; nothing on SQLite, whose single writer already runs write
+    /// transactions one at a time.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// What follows a text column in `ORDER BY` to sort it by its bytes, as SQLite's default
+    /// `BINARY` collation does: PostgreSQL otherwise sorts by the database's locale.
+    pub(crate) fn bytewise(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " COLLATE \"C\"",
+        }
+    }
+
+    /// The statement that makes a just-begun transaction read one snapshot throughout. A
+    /// SQLite read transaction does already; PostgreSQL's default, `READ COMMITTED`, takes a
+    /// new snapshot for each statement.
+    pub(crate) fn snapshot(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+        }
+    }
 }
 
 /// Handles to one database. On SQLite: a single writer connection (SQLite allows one writer at
