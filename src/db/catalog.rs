@@ -109,8 +109,12 @@ pub struct CatalogRows {
 
 impl Db {
     pub async fn load_catalog(&self) -> Result<CatalogRows, DbError> {
+        let snapshot = self.dialect().snapshot();
         on_pool!(&self.reader, |pool| {
             let mut tx = pool.begin().await?;
+            if let Some(snapshot) = snapshot {
+                sqlx::query(snapshot).execute(&mut *tx).await?;
+            }
             let providers = sqlx::query_as(&format!(
                 "SELECT id, name, kind, base_url, responses, {CLOUD_COLUMNS} FROM providers ORDER BY id"
             ))

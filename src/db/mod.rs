@@ -67,8 +67,6 @@ pub enum DbError {
     InvalidUrl { url: String, source: sqlx::Error },
     #[error("cannot open database '{url}': {source}")]
     Open { url: String, source: sqlx::Error },
-    #[error("this operation does not run on PostgreSQL yet")]
-    NotOnPostgres,
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -86,12 +84,13 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
+#[cfg(test)]
 impl Pool {
-    /// The SQLite pool, for the statements not yet written for both backends.
-    pub(crate) fn sqlite(&self) -> Result<&SqlitePool, DbError> {
+    /// The SQLite pool, for tests of what only SQLite has (PRAGMAs, query plans).
+    pub(crate) fn sqlite(&self) -> Option<&SqlitePool> {
         match self {
-            Self::Sqlite(pool) => Ok(pool),
-            Self::Postgres(_) => Err(DbError::NotOnPostgres),
+            Self::Sqlite(pool) => Some(pool),
+            Self::Postgres(_) => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use llmgate::secret::Secret;
 use reqwest::Method;
 
 use crate::helpers::{
@@ -116,6 +117,7 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
             ..TestOptions::default()
         };
         options.settings.change_poll_interval = Duration::from_secs(60);
+        options.settings.admin_password = Some(Secret::new("postgres-admin-password"));
         options
     };
     let a = spawn_with(TestOptions {
@@ -167,9 +169,13 @@ const TURNS_KEY: &str = "sk-postgres-turns-key-00000000000001";
 
 #[tokio::test]
 async fn a_conversation_continues_on_another_replica_before_the_first_wrote_its_turn() {
-    let options = || TestOptions {
-        extra_config: format!("[[keys]]\nname = \"turns\"\nkey = \"{TURNS_KEY}\"\n"),
-        ..TestOptions::default()
+    let options = || {
+        let mut options = TestOptions {
+            extra_config: format!("[[keys]]\nname = \"turns\"\nkey = \"{TURNS_KEY}\"\n"),
+            ..TestOptions::default()
+        };
+        options.settings.admin_password = Some(Secret::new("postgres-admin-password"));
+        options
     };
     let a = spawn_with(TestOptions {
         database_url: Some(crate::pg_cluster::fresh_database().await),
