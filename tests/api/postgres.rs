@@ -10,12 +10,13 @@ use llmgate::secret::Secret;
 use reqwest::Method;
 
 use crate::helpers::{
-    TEST_ENCRYPTION_KEY, TestApp, TestOptions, chat_body, eventually, spawn_app, spawn_with,
+    TEST_ENCRYPTION_KEY, TestApp, TestOptions, chat_body, eventually, spawn_app, spawn_sqlite_app,
+    spawn_with,
 };
 
 #[tokio::test]
 async fn migrate_data_moves_a_served_sqlite_database_into_postgres() {
-    let app = spawn_app().await;
+    let app = spawn_sqlite_app().await;
     for name in ["alpha", "beta"] {
         llmgate::auth::create_key(
             &app.db,
