@@ -18,9 +18,11 @@ build: ## Build the release binary (target/release/llmgate)
 run: build ## Run the gateway (default: with the demo upstream; RUN_ARGS='--config llmgate.toml' for yours)
 	$(BIN) serve $(RUN_ARGS)
 
-test: ## Run every test: unit, integration, the Python SDK suite, the web console in Chromium and the Codex CLI end to end (tools installed by tests/setup.sh)
+test: ## Run every test: unit, integration (on SQLite, then on PostgreSQL), the Python SDK suite, the web console in Chromium and the Codex CLI end to end (tools installed by tests/setup.sh)
 	bash tests/setup.sh
 	$(CARGO) test --locked --all-targets
+	@echo "== the integration suite again, storing in PostgreSQL (a throwaway cluster on loopback)"
+	LLMGATE_TEST_DATABASE=postgres $(CARGO) test --locked --test api
 	bash tests/sdk/run.sh
 	bash tests/ui/run.sh
 	bash tests/codex/run.sh

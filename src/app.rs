@@ -38,10 +38,9 @@ pub enum StartError {
 impl From<DbError> for StartError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::InvalidUrl { .. }
-            | DbError::PostgresUnsupported(_)
-            | DbError::Conflict(_)
-            | DbError::NotFound(_) => Self::Invalid(error.to_string()),
+            DbError::InvalidUrl { .. } | DbError::Conflict(_) | DbError::NotFound(_) => {
+                Self::Invalid(error.to_string())
+            }
             other => Self::Failed(other.into()),
         }
     }
@@ -144,7 +143,8 @@ impl App {
             db.clone(),
             clock.clone(),
             settings.responses_retention,
-        );
+        )
+        .shared_by_replicas(settings.usage_flush_interval);
         let tokens = crate::providers::AccessTokens::new(client.clone(), clock.clone());
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
@@ -350,6 +350,7 @@ async fn watch_changes(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
             () = remote_change.notified() => {}
+            () = watcher.notice() => {}
             () = state.config_changed.notified() => {
                 if let Some(cluster) = &state.cluster {
                     cluster.publish(Note::Changed);

@@ -270,9 +270,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn open_db(database: Option<&str>) -> Result<Db, ExitCode> {
     let url = database.unwrap_or(db::DEFAULT_URL);
     Db::open(url).await.map_err(|error| match error {
-        db::DbError::InvalidUrl { .. } | db::DbError::PostgresUnsupported(_) => {
-            usage_error(&error.to_string())
-        }
+        db::DbError::InvalidUrl { .. } => usage_error(&error.to_string()),
         other => failure(&other.to_string()),
     })
 }

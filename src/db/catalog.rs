@@ -109,34 +109,40 @@ pub struct CatalogRows {
 
 impl Db {
     pub async fn load_catalog(&self) -> Result<CatalogRows, DbError> {
-        let mut tx = self.reader.begin().await?;
-        let providers = sqlx::query_as(&format!(
-            "SELECT id, name, kind, base_url, responses, {CLOUD_COLUMNS} FROM providers ORDER BY id"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        let accounts = sqlx::query_as(
-            "SELECT id, provider_id, name, api_key, weight, rpm, enabled, updated_at FROM accounts ORDER BY id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let models = sqlx::query_as(
-            "SELECT id, name, strategy, max_attempts, timeout_ms, created_at FROM models ORDER BY id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let routes = sqlx::query_as(&format!(
-            "SELECT id, model_id, provider_id, upstream_model, weight, priority, enabled,
-                 {OVERRIDE_COLUMNS} FROM routes ORDER BY id"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(CatalogRows {
-            providers,
-            accounts,
-            models,
-            routes,
+        let snapshot = self.dialect().snapshot();
+        on_pool!(&self.reader, |pool| {
+            let mut tx = pool.begin().await?;
+            if let Some(snapshot) = snapshot {
+                sqlx::query(snapshot).execute(&mut *tx).await?;
+            }
+            let providers = sqlx::query_as(&format!(
+                "SELECT id, name, kind, base_url, responses, {CLOUD_COLUMNS} FROM providers ORDER BY id"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let accounts = sqlx::query_as(
+                "SELECT id, provider_id, name, api_key, weight, rpm, enabled, updated_at FROM accounts ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let models = sqlx::query_as(
+                "SELECT id, name, strategy, max_attempts, timeout_ms, created_at FROM models ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let routes = sqlx::query_as(&format!(
+                "SELECT id, model_id, provider_id, upstream_model, weight, priority, enabled,
+                     {OVERRIDE_COLUMNS} FROM routes ORDER BY id"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(CatalogRows {
+                providers,
+                accounts,
+                models,
+                routes,
+            })
         })
     }
 }

@@ -48,11 +48,11 @@ pub struct NewKeyRow {
 
 impl Db {
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>, DbError> {
-        let sql = format!("SELECT {COLUMNS} FROM client_keys WHERE key_hash = ?");
-        Ok(sqlx::query_as(&sql)
+        let sql = format!("SELECT {COLUMNS} FROM client_keys WHERE key_hash = $1");
+        Ok(on_pool!(&self.reader, |pool| sqlx::query_as(&sql)
             .bind(key_hash)
-            .fetch_optional(&self.reader)
-            .await?)
+            .fetch_optional(pool)
+            .await?))
     }
 
     pub async fn insert_key(&self, key: &NewKeyRow) -> Result<KeyRow, DbError> {
@@ -60,10 +60,10 @@ impl Db {
         let sql = format!(
             "INSERT INTO client_keys (name, key_hash, prefix, models, rpm, tpm, budget_tokens,
                  budget_window, expires_at, source, created_at, updated_at, budget_nanos)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              RETURNING {COLUMNS}"
         );
-        sqlx::query_as(&sql)
+        on_pool!(&self.writer, |pool| sqlx::query_as(&sql)
             .bind(&key.name)
             .bind(&key.key_hash)
             .bind(&key.prefix)
@@ -77,53 +77,57 @@ impl Db {
             .bind(now)
             .bind(now)
             .bind(key.budget_nanos)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    DbError::Conflict(format!("a key named '{}' already exists", key.name))
-                }
-                other => other.into(),
-            })
+            .fetch_one(pool)
+            .await)
+        .map_err(|e| match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                DbError::Conflict(format!("a key named '{}' already exists", key.name))
+            }
+            other => other.into(),
+        })
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM client_keys ORDER BY id");
-        Ok(sqlx::query_as(&sql).fetch_all(&self.writer).await?)
+        Ok(on_pool!(&self.writer, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// The key with this name, or with this id when `name_or_id` is a number and no key has
     /// that name.
     pub async fn find_key(&self, name_or_id: &str) -> Result<Option<KeyRow>, DbError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM client_keys WHERE name = ?1 OR CAST(id AS TEXT) = ?1
-             ORDER BY name = ?1 DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM client_keys WHERE name = $1 OR CAST(id AS TEXT) = $1
+             ORDER BY name = $1 DESC LIMIT 1"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(on_pool!(&self.writer, |pool| sqlx::query_as(&sql)
             .bind(name_or_id)
-            .fetch_optional(&self.writer)
-            .await?)
+            .fetch_optional(pool)
+            .await?))
     }
 
     /// Marks a key revoked. Returns false when it was already revoked.
     pub async fn revoke_key(&self, id: i64) -> Result<bool, DbError> {
         let now = now();
-        let done = sqlx::query(
-            "UPDATE client_keys SET revoked_at = ?, updated_at = ? WHERE id = ? AND revoked_at IS NULL",
+        let revoked = on_pool!(&self.writer, |pool| {
+            sqlx::query(
+            "UPDATE client_keys SET revoked_at = $1, updated_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(now)
         .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        });
+        Ok(revoked == 1)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::temp_db;
+    use crate::db::tests::both_dbs;
 
     fn new_key(name: &str, hash: &str) -> NewKeyRow {
         NewKeyRow {
@@ -143,7 +147,13 @@ mod tests {
 
     #[tokio::test]
     async fn keys_insert_find_list_and_revoke() {
-        let (_dir, db) = temp_db().await;
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            keys_round_trip(db).await;
+        }
+    }
+
+    async fn keys_round_trip(db: Db) {
         let row = db.insert_key(&new_key("ci", "h1")).await.unwrap();
         assert_eq!(row.name, "ci");
         assert_eq!(row.rpm, Some(10));

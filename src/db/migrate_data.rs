@@ -8,9 +8,9 @@
 
 use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row, SqlitePool};
 
-use super::{Db, DbError, is_postgres, redact_password};
+use super::{Db, DbError, Pool, is_postgres, redact_password};
 
 /// Every table, parents before the tables whose foreign keys name them. `change_versions` comes
 /// last: copying rows fires the triggers that count changes, and SQLite's counters are then
@@ -107,12 +107,19 @@ pub async fn migrate_data(from: &str, to: &str) -> Result<DataMigration, DbError
         )));
     }
     let source = Db::open(from).await?;
-    let copied = copy(&source, to).await;
+    // `from` was checked to be no PostgreSQL URL above, so this is SQLite's reader.
+    let copied = match &source.reader {
+        Pool::Sqlite(reader) => copy(reader, to).await,
+        Pool::Postgres(_) => Err(invalid(
+            from,
+            "--from must name the SQLite database to copy",
+        )),
+    };
     source.close().await;
     copied
 }
 
-async fn copy(source: &Db, to: &str) -> Result<DataMigration, DbError> {
+async fn copy(source: &SqlitePool, to: &str) -> Result<DataMigration, DbError> {
     let mut target = PgConnection::connect(to)
         .await
         .map_err(|source| DbError::Open {
@@ -154,7 +161,7 @@ async fn copy(source: &Db, to: &str) -> Result<DataMigration, DbError> {
             .collect::<Vec<_>>()
             .join(", ");
         let select = format!("SELECT {names} FROM {table}");
-        let mut rows = sqlx::query(&select).fetch(&source.reader);
+        let mut rows = sqlx::query(&select).fetch(source);
         let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
         let mut count = 0;
         while let Some(row) = rows.try_next().await? {
@@ -208,7 +215,7 @@ async fn insert(
 /// Moves each identity sequence so that the next id is past every id SQLite handed out: its
 /// largest id, or for an AUTOINCREMENT table (`request_log`) the largest it ever gave, since
 /// ids deleted by retention must not come back.
-async fn move_sequences(source: &Db, tx: &mut PgConnection) -> Result<(), DbError> {
+async fn move_sequences(source: &SqlitePool, tx: &mut PgConnection) -> Result<(), DbError> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.columns
          WHERE table_schema = current_schema() AND column_name = 'id' AND is_identity = 'YES'",
@@ -217,12 +224,12 @@ async fn move_sequences(source: &Db, tx: &mut PgConnection) -> Result<(), DbErro
     .await?;
     for table in tables {
         let largest: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))
-            .fetch_one(&source.reader)
+            .fetch_one(source)
             .await?;
         let given: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
                 .bind(&table)
-                .fetch_optional(&source.reader)
+                .fetch_optional(source)
                 .await?;
         let next = largest.max(given.unwrap_or(0)) + 1;
         sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), $2, false)")
@@ -246,7 +253,7 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
              AND name <> '_sqlx_migrations' ORDER BY name",
         )
-        .fetch_all(&db.writer)
+        .fetch_all(db.writer.sqlite().unwrap())
         .await
         .unwrap();
         let mut listed: Vec<&str> = TABLES.to_vec();
@@ -281,13 +288,16 @@ mod tests {
             "INSERT INTO stored_responses (id, key_id, created_at, response, turn)
              VALUES ('resp_1', 1, 7, X'7b7d', X'7b7d')",
         ] {
-            sqlx::query(statement).execute(&db.writer).await.unwrap();
+            sqlx::query(statement)
+                .execute(db.writer.sqlite().unwrap())
+                .await
+                .unwrap();
         }
         let key = insert_test_key(&db, "k").await;
         db.put_setting("s", "v").await.unwrap();
         let versions: Vec<(String, i64)> =
             sqlx::query_as("SELECT domain, version FROM change_versions ORDER BY domain")
-                .fetch_all(&db.writer)
+                .fetch_all(db.writer.sqlite().unwrap())
                 .await
                 .unwrap();
         db.close().await;

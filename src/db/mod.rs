@@ -1,6 +1,24 @@
-//! The database: SQLite pools (one writer, a read pool), migrations, and every SQL query.
+//! The database: SQLite (one writer, a read pool) or PostgreSQL (one pool), migrations, and
+//! every SQL query.
 //!
-//! This is the only module that contains SQL. Callers get plain row structs back.
+//! This is the only module that contains SQL. Callers get plain row structs back. Statements
+//! are written once for both backends: placeholders are `$N` (sqlx's SQLite driver binds `$N`
+//! to the N-th argument as PostgreSQL does), integers are `BIGINT` on PostgreSQL so every one
+//! reads as `i64`, flags are `BOOLEAN` there and `0`/`1` in SQLite (both read as `bool`), and
+//! aggregates are cast back to `BIGINT`. [`on_pool!`] runs one statement on whichever pool a
+//! database has, type-checked for each backend; the few statements that differ take their text
+//! from [`Dialect`].
+
+/// Runs `$body` with `$pool` bound to the backend's own pool (`&SqlitePool` or `&PgPool`):
+/// the same code, compiled once per backend.
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            $crate::db::Pool::Sqlite($p) => $body,
+            $crate::db::Pool::Postgres($p) => $body,
+        }
+    };
+}
 
 mod admin;
 mod catalog;
@@ -17,8 +35,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Connection, PgPool, SqliteConnection, SqlitePool};
 
 pub use admin::{
     AccountChanges, AccountRecord, KeyChanges, ModelChanges, ModelRecord, NewAccountRow,
@@ -48,14 +67,6 @@ pub enum DbError {
     InvalidUrl { url: String, source: sqlx::Error },
     #[error("cannot open database '{url}': {source}")]
     Open { url: String, source: sqlx::Error },
-    /// A `postgres://` URL: PostgreSQL's schema exists (`migrations/postgres`), but llmgate's
-    /// queries do not run on it yet.
-    #[error(
-        "'{0}' names a PostgreSQL database, which this build cannot store in yet: PostgreSQL's \
-         schema is in place but llmgate's queries run on SQLite only; give a sqlite:// URL \
-         (or a file path)"
-    )]
-    PostgresUnsupported(String),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -66,29 +77,109 @@ pub enum DbError {
     NotFound(String),
 }
 
-/// Handles to one SQLite database: a single writer connection (SQLite allows one writer at a
-/// time; queuing in the pool beats busy-waiting in the engine) and a pool of readers.
+/// A pool of connections to one backend.
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[cfg(test)]
+impl Pool {
+    /// The SQLite pool, for tests of what only SQLite has (PRAGMAs, query plans).
+    pub(crate) fn sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Self::Sqlite(pool) => Some(pool),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+/// The statements whose text differs between the backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A subquery yielding the strings of the JSON array bound at placeholder `$n`.
+    pub(crate) fn json_strings(self, n: u8) -> String {
+        match self {
+            Self::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Self::Postgres => format!("SELECT jsonb_array_elements_text(CAST(${n} AS JSONB))"),
+        }
+    }
+
+    /// A subquery yielding the integers of the JSON array bound at placeholder `$n`.
+    pub(crate) fn json_integers(self, n: u8) -> String {
+        match self {
+            Self::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Self::Postgres => {
+                format!("SELECT CAST(jsonb_array_elements_text(CAST(${n} AS JSONB)) AS BIGINT)")
+            }
+        }
+    }
+
+    /// What ends a `SELECT` that locks the rows it reads until the transaction ends: `FOR
+    /// UPDATE` on PostgreSQL; nothing on SQLite, whose single writer already runs write
+    /// transactions one at a time.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// What follows a text column in `ORDER BY` to sort it by its bytes, as SQLite's default
+    /// `BINARY` collation does: PostgreSQL otherwise sorts by the database's locale.
+    pub(crate) fn bytewise(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " COLLATE \"C\"",
+        }
+    }
+
+    /// The statement that makes a just-begun transaction read one snapshot throughout. A
+    /// SQLite read transaction does already; PostgreSQL's default, `READ COMMITTED`, takes a
+    /// new snapshot for each statement.
+    pub(crate) fn snapshot(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+        }
+    }
+}
+
+/// Handles to one database. On SQLite: a single writer connection (SQLite allows one writer at
+/// a time; queuing in the pool beats busy-waiting in the engine) and a pool of readers. On
+/// PostgreSQL, which has no such limit, both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Db {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    options: SqliteConnectOptions,
+    writer: Pool,
+    reader: Pool,
+    /// SQLite's connection options (`None` on PostgreSQL).
+    sqlite: Option<SqliteConnectOptions>,
     /// `sqlite::memory:`: no file (sqlx names it `file:sqlx-in-memory-N`, which is none).
     in_memory: bool,
 }
 
-/// How many reader connections to keep.
+/// How many reader connections to keep on SQLite.
 const READERS: u32 = 4;
+/// Connections to PostgreSQL per process: the request path never waits on them; the usage
+/// writer, the admin API and the change watcher share them.
+const POSTGRES_CONNECTIONS: u32 = 8;
 
 impl Db {
-    /// Opens (creating if missing) the database at `url` and applies pending migrations.
+    /// Opens the database at `url` and applies pending migrations.
     ///
-    /// `url` may be `sqlite://path`, `sqlite:path`, `sqlite::memory:` (or `?mode=memory`) or a
+    /// `url` may be `postgres://…` (or `postgresql://…`), or for SQLite (creating the file if
+    /// missing) `sqlite://path`, `sqlite:path`, `sqlite::memory:` (or `?mode=memory`) or a
     /// plain file path; SQLite URI filenames (`sqlite://file:…`) are refused. A database file
     /// llmgate creates is its owner's only (0600), and so are its `-wal` and `-shm` files.
     pub async fn open(url: &str) -> Result<Self, DbError> {
         if is_postgres(url) {
-            return Err(DbError::PostgresUnsupported(redact_password(url)));
+            return Self::open_postgres(url).await;
         }
         let options = connect_options(url)?;
         let open_error = |source| DbError::Open {
@@ -122,16 +213,52 @@ impl Db {
                 .map_err(open_error)?
         };
         Ok(Self {
-            writer,
-            reader,
-            options,
+            writer: Pool::Sqlite(writer),
+            reader: Pool::Sqlite(reader),
+            sqlite: Some(options),
             in_memory,
         })
     }
 
+    async fn open_postgres(url: &str) -> Result<Self, DbError> {
+        let shown = redact_password(url);
+        let options = PgConnectOptions::from_str(url).map_err(|source| DbError::InvalidUrl {
+            url: shown.clone(),
+            source,
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| DbError::Open { url: shown, source })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            writer: Pool::Postgres(pool.clone()),
+            reader: Pool::Postgres(pool),
+            sqlite: None,
+            in_memory: false,
+        })
+    }
+
+    /// Which SQL this database speaks.
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.writer {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.dialect() == Dialect::Postgres
+    }
+
     /// The file behind this database, if it is one.
     pub fn path(&self) -> Option<PathBuf> {
-        let filename = self.options.get_filename();
+        let options = self.sqlite.as_ref()?;
+        let filename = options.get_filename();
         let name = filename.to_string_lossy();
         (!self.in_memory && !name.is_empty() && !name.contains(":memory:"))
             .then(|| filename.to_path_buf())
@@ -139,51 +266,68 @@ impl Db {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        sqlx::query_scalar::<_, i64>("SELECT 1")
-            .fetch_one(&self.reader)
-            .await
-            .is_ok()
+        on_pool!(&self.reader, |pool| sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(1 AS BIGINT)"
+        )
+        .fetch_one(pool)
+        .await
+        .is_ok())
     }
 
-    /// A dedicated connection for [`ChangeWatcher`]. `PRAGMA data_version` is per connection, so
-    /// the watcher must keep using the same one.
+    /// A watcher of configuration changes. On SQLite it keeps a dedicated connection, since
+    /// `PRAGMA data_version` is per connection; on PostgreSQL it listens for the triggers'
+    /// notices.
     pub async fn change_watcher(&self) -> Result<ChangeWatcher, DbError> {
-        let connection = if self.path().is_some() {
-            Some(SqliteConnection::connect_with(&self.options.clone().read_only(true)).await?)
-        } else {
-            None
+        let listening = match &self.writer {
+            Pool::Sqlite(writer) => Listening::DataVersion {
+                connection: match (&self.sqlite, self.path()) {
+                    (Some(options), Some(_)) => Some(
+                        SqliteConnection::connect_with(&options.clone().read_only(true)).await?,
+                    ),
+                    _ => None,
+                },
+                writer: writer.clone(),
+                data_version: None,
+            },
+            Pool::Postgres(pool) => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen(CHANGES_CHANNEL).await?;
+                Listening::Notices {
+                    listener,
+                    pool: pool.clone(),
+                    seen: None,
+                }
+            }
         };
-        Ok(ChangeWatcher {
-            connection,
-            writer: self.writer.clone(),
-            data_version: None,
-        })
+        Ok(ChangeWatcher { listening })
     }
 
-    /// Closes every connection, checkpointing the WAL.
+    /// Closes every connection, checkpointing SQLite's WAL.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        on_pool!(&self.reader, |pool| pool.close().await);
+        on_pool!(&self.writer, |pool| pool.close().await);
     }
 
     pub async fn get_setting(&self, name: &str) -> Result<Option<String>, DbError> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.writer)
-                .await?,
+        Ok(on_pool!(&self.writer, |pool| sqlx::query_scalar(
+            "SELECT value FROM settings WHERE name = $1"
         )
+        .bind(name)
+        .fetch_optional(pool)
+        .await?))
     }
 
     pub async fn put_setting(&self, name: &str, value: &str) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES (?, ?)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.writer)
-        .await?;
+        on_pool!(&self.writer, |pool| {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
@@ -192,6 +336,14 @@ impl Db {
     /// creates the file itself, empty, before SQLite fills it, which also refuses a file that
     /// exists or a symbolic link (dangling or not) at `file` rather than writing through it.
     pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), BackupError> {
+        let Pool::Sqlite(reader) = &self.reader else {
+            return Err(BackupError::Refused(
+                "the database is PostgreSQL: back it up with pg_dump (for example `pg_dump \
+                 --format=custom --file=llmgate.dump <url>`), which takes a consistent \
+                 snapshot while llmgate keeps serving"
+                    .into(),
+            ));
+        };
         if self.path().is_none() {
             return Err(BackupError::Refused(
                 "the database is in memory: it has nothing to back up; give the --database \
@@ -237,9 +389,9 @@ impl Db {
                 BackupError::Failed(format!("cannot create {shown}: {error}"))
             });
         }
-        let written = sqlx::query("VACUUM INTO ?")
+        let written = sqlx::query("VACUUM INTO $1")
             .bind(target)
-            .execute(&self.reader)
+            .execute(reader)
             .await;
         if let Err(error) = written {
             // Leave no empty or partial snapshot that could be mistaken for one.
@@ -249,19 +401,30 @@ impl Db {
         Ok(())
     }
 
-    /// SQLite's `PRAGMA integrity_check`: `"ok"`, or the problems it found.
+    /// SQLite's `PRAGMA integrity_check`: `"ok"`, or the problems it found. PostgreSQL
+    /// checksums its own pages; there it answers whether the server can be read at all.
     pub async fn integrity_check(&self) -> Result<String, DbError> {
-        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.writer)
-            .await?;
-        Ok(rows.join("\n"))
+        match &self.writer {
+            Pool::Sqlite(pool) => {
+                let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_all(pool)
+                    .await?;
+                Ok(rows.join("\n"))
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok("ok".to_owned())
+            }
+        }
     }
 
     /// Whether any account credential is stored (and so an encryption key must already exist).
     pub async fn has_sealed_secrets(&self) -> Result<bool, DbError> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts)")
-            .fetch_one(&self.writer)
-            .await?)
+        Ok(on_pool!(&self.writer, |pool| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM accounts)"
+        )
+        .fetch_one(pool)
+        .await?))
     }
 }
 
@@ -323,55 +486,124 @@ pub struct ChangeVersions {
     pub admin_tokens: i64,
 }
 
+/// The channel PostgreSQL's triggers notify on, with the domain whose counter moved.
+const CHANGES_CHANNEL: &str = "llmgate_changes";
+
+/// Reads the configuration domains' counters, as the triggers keep them, through `$executor`
+/// (a pool or a connection of either backend).
+macro_rules! read_versions {
+    ($executor:expr) => {
+        sqlx::query_as::<_, (String, i64)>(VERSIONS_SQL)
+            .fetch_all($executor)
+            .await
+            .map(|rows| ChangeVersions::from_rows(rows))
+            .map_err(DbError::from)
+    };
+}
+
 /// Detects configuration changes made by this or any other process, cheaply enough to poll
-/// several times a second: `PRAGMA data_version` first, the change counters only when it moved.
+/// several times a second: on SQLite `PRAGMA data_version` first, the change counters only when
+/// it moved; on PostgreSQL the counters on every poll (three rows), with the triggers' notices
+/// to wake the caller at once ([`ChangeWatcher::notice`]).
 #[derive(Debug)]
 pub struct ChangeWatcher {
-    connection: Option<SqliteConnection>,
-    writer: SqlitePool,
-    data_version: Option<i64>,
+    listening: Listening,
+}
+
+#[derive(Debug)]
+enum Listening {
+    DataVersion {
+        /// `None` for an in-memory database, which has a single connection: the writer's.
+        connection: Option<SqliteConnection>,
+        writer: SqlitePool,
+        data_version: Option<i64>,
+    },
+    Notices {
+        listener: PgListener,
+        pool: PgPool,
+        seen: Option<ChangeVersions>,
+    },
 }
 
 impl ChangeWatcher {
     /// The current versions, or `None` when nothing was committed since the last call.
     pub async fn poll(&mut self) -> Result<Option<ChangeVersions>, DbError> {
-        let Some(connection) = self.connection.as_mut() else {
-            // An in-memory database has a single connection; ask it directly.
-            return read_versions(&self.writer).await.map(Some);
-        };
-        // `fetch_all` runs each statement to completion, so no read transaction stays open
-        // between polls (an open one would pin an old snapshot and hide every later change).
-        let data_version: Vec<i64> = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_all(&mut *connection)
-            .await?;
-        let data_version = data_version.first().copied();
-        if data_version.is_some() && self.data_version == data_version {
-            return Ok(None);
+        match &mut self.listening {
+            Listening::DataVersion {
+                connection: None,
+                writer,
+                ..
+            } => read_versions!(&*writer).map(Some),
+            Listening::DataVersion {
+                connection: Some(connection),
+                data_version: seen,
+                ..
+            } => {
+                // `fetch_all` runs each statement to completion, so no read transaction stays
+                // open between polls (an open one would pin an old snapshot and hide every
+                // later change).
+                let data_version: Vec<i64> = sqlx::query_scalar("PRAGMA data_version")
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let data_version = data_version.first().copied();
+                if data_version.is_some() && *seen == data_version {
+                    return Ok(None);
+                }
+                let versions = read_versions!(&mut *connection)?;
+                // Remember the data version only once the versions were read: a failed read
+                // must be retried on the next poll rather than lost.
+                *seen = data_version;
+                Ok(Some(versions))
+            }
+            Listening::Notices {
+                listener,
+                pool,
+                seen,
+            } => {
+                // Notices only wake the caller early; the counters decide.
+                while listener.next_buffered().is_some() {}
+                let versions = read_versions!(&*pool)?;
+                if *seen == Some(versions) {
+                    return Ok(None);
+                }
+                *seen = Some(versions);
+                Ok(Some(versions))
+            }
         }
-        let versions = read_versions(&mut *connection).await?;
-        // Remember the data version only once the versions were read: a failed read must be
-        // retried on the next poll rather than lost.
-        self.data_version = data_version;
-        Ok(Some(versions))
+    }
+
+    /// Resolves when another process may have changed the configuration: a PostgreSQL notice
+    /// arrived. Never resolves on SQLite, whose watcher finds changes by polling alone.
+    /// Cancel-safe: a notice received while the future is dropped stays buffered.
+    pub async fn notice(&mut self) {
+        match &mut self.listening {
+            Listening::Notices { listener, .. } => {
+                // An error is a lost connection, which the listener re-establishes on the next
+                // call; polling covers the gap. Pause so a dead server is not retried in a loop.
+                if listener.try_recv().await.ok().flatten().is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Listening::DataVersion { .. } => std::future::pending().await,
+        }
     }
 }
 
-async fn read_versions<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-) -> Result<ChangeVersions, DbError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT domain, version FROM change_versions")
-        .fetch_all(executor)
-        .await?;
-    let mut versions = ChangeVersions::default();
-    for (domain, version) in rows {
-        match domain.as_str() {
-            "catalog" => versions.catalog = version,
-            "keys" => versions.keys = version,
-            "admin_tokens" => versions.admin_tokens = version,
-            _ => {}
+const VERSIONS_SQL: &str = "SELECT domain, version FROM change_versions";
+
+impl ChangeVersions {
+    fn from_rows(rows: Vec<(String, i64)>) -> Self {
+        let mut versions = Self::default();
+        for (domain, version) in rows {
+            match domain.as_str() {
+                "catalog" => versions.catalog = version,
+                "keys" => versions.keys = version,
+                "admin_tokens" => versions.admin_tokens = version,
+                _ => {}
+            }
         }
+        versions
     }
-    Ok(versions)
 }
 
 /// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
@@ -388,7 +620,25 @@ pub fn redact_password(url: &str) -> String {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // A URL too broken to parse may still carry a password: hide whatever follows the
+        // user name in its authority.
+        Err(_) => {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((user_info, host)) if user_info.contains(':') => {
+                    let user = user_info
+                        .split_once(':')
+                        .map_or(user_info, |(user, _)| user);
+                    format!("{scheme}://{user}:***@{host}{path}")
+                }
+                _ => url.to_owned(),
+            }
+        }
     }
 }
 
@@ -451,6 +701,20 @@ pub(crate) mod tests {
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let db = Db::open(&url).await.unwrap();
         (dir, db)
+    }
+
+    /// A fresh database on the test process's PostgreSQL cluster, opened as llmgate opens one.
+    pub async fn postgres_db() -> Db {
+        Db::open(&super::test_postgres::fresh_database().await)
+            .await
+            .unwrap()
+    }
+
+    /// One database of each backend, for the tests that must hold on both: SQLite (in the
+    /// returned directory) first, then PostgreSQL.
+    pub async fn both_dbs() -> (tempfile::TempDir, [Db; 2]) {
+        let (dir, sqlite) = temp_db().await;
+        (dir, [sqlite, postgres_db().await])
     }
 
     /// Inserts a client key named `name` with no limits; its id.
@@ -540,12 +804,12 @@ pub(crate) mod tests {
         assert!(dir.path().join("test.db").exists());
         assert_eq!(db.path(), Some(dir.path().join("test.db")));
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&db.writer)
+            .fetch_one(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         assert_eq!(fk, 1);
@@ -567,7 +831,7 @@ pub(crate) mod tests {
         // A commit that touches no configuration moves data_version but not the versions.
         assert_eq!(watcher.poll().await.unwrap(), Some(first));
         sqlx::query("INSERT INTO providers (name, kind, base_url, created_at, updated_at) VALUES ('p', 'openai', 'http://x', 0, 0)")
-            .execute(&db.writer)
+            .execute(db.writer.sqlite().unwrap())
             .await
             .unwrap();
         let next = watcher.poll().await.unwrap().unwrap();
@@ -676,7 +940,7 @@ pub(crate) mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
              AND name <> '_sqlx_migrations'",
         )
-        .fetch_all(&db.writer)
+        .fetch_all(db.writer.sqlite().unwrap())
         .await
         .unwrap();
         for table in tables {
@@ -684,7 +948,7 @@ pub(crate) mod tests {
                 "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid",
             )
             .bind(&table)
-            .fetch_all(&db.writer)
+            .fetch_all(db.writer.sqlite().unwrap())
             .await
             .unwrap();
             // SQLite reports a primary key column as nullable unless declared NOT NULL;
@@ -698,7 +962,7 @@ pub(crate) mod tests {
         let sqlite_indexes: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
         )
-        .fetch_all(&db.writer)
+        .fetch_all(db.writer.sqlite().unwrap())
         .await
         .unwrap();
 
@@ -804,24 +1068,52 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_postgres_url_is_refused_until_its_queries_exist() {
-        for url in ["postgres://u:secret@db/llmgate", "postgresql://db/llmgate"] {
-            let error = Db::open(url).await.unwrap_err();
-            assert!(
-                matches!(&error, DbError::PostgresUnsupported(shown) if !shown.contains("secret")),
-                "{error}"
-            );
-        }
+    async fn a_bad_postgres_url_is_refused_without_showing_its_password() {
+        let error = Db::open("postgres://u:secret@db:port/llmgate")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, DbError::InvalidUrl { url, .. } if !url.contains("secret")),
+            "{error}"
+        );
         assert!(!is_postgres("sqlite://postgres.db"));
         assert!(!is_postgres("postgres.db"));
     }
 
     #[tokio::test]
     async fn settings_round_trip() {
-        let (_dir, db) = temp_db().await;
-        assert_eq!(db.get_setting("a").await.unwrap(), None);
-        db.put_setting("a", "1").await.unwrap();
-        db.put_setting("a", "2").await.unwrap();
-        assert_eq!(db.get_setting("a").await.unwrap().as_deref(), Some("2"));
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            assert_eq!(db.get_setting("a").await.unwrap(), None);
+            db.put_setting("a", "1").await.unwrap();
+            db.put_setting("a", "2").await.unwrap();
+            assert_eq!(db.get_setting("a").await.unwrap().as_deref(), Some("2"));
+            assert!(db.ping().await);
+            assert!(!db.has_sealed_secrets().await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_postgres_database_is_opened_migrated_and_watched() {
+        let db = postgres_db().await;
+        assert!(db.is_postgres());
+        assert_eq!(db.path(), None);
+        assert_eq!(db.integrity_check().await.unwrap(), "ok");
+        assert!(matches!(
+            db.backup_to(std::path::Path::new("x.db")).await,
+            Err(BackupError::Refused(m)) if m.contains("pg_dump")
+        ));
+        let mut watcher = db.change_watcher().await.unwrap();
+        let first = watcher.poll().await.unwrap().unwrap();
+        assert_eq!(watcher.poll().await.unwrap(), None);
+        insert_test_key(&db, "k").await;
+        // The trigger's notice wakes the watcher; the counters say what moved.
+        tokio::time::timeout(Duration::from_secs(5), watcher.notice())
+            .await
+            .unwrap();
+        let next = watcher.poll().await.unwrap().unwrap();
+        assert_eq!(next.keys, first.keys + 1);
+        assert_eq!(next.catalog, first.catalog);
+        db.close().await;
     }
 }

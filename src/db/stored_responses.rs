@@ -2,7 +2,7 @@
 //! and key (one response, or the chain of `previous_response_id` links), deleted by the
 //! retention task.
 
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::FromRow;
 
 use super::{Db, DbError};
 
@@ -53,18 +53,27 @@ pub struct StoredWrites<'a> {
 }
 
 /// Rows per INSERT statement.
-const INSERT_CHUNK: usize = 100;
+pub(super) const INSERT_CHUNK: usize = 100;
 
 impl StoredWrites<'_> {
     pub fn is_empty(&self) -> bool {
         self.kept.is_empty() && self.deleted.is_empty()
     }
+}
 
-    /// Writes them inside the batch's transaction. A response whose key no longer exists (it
-    /// was deleted since) is not inserted, and an id already stored keeps its first owner.
-    pub(super) async fn write(&self, tx: &mut SqliteConnection) -> Result<(), DbError> {
-        for chunk in self.kept.chunks(INSERT_CHUNK) {
-            let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+/// Writes `$stored` (a [`StoredWrites`]) through `$tx`, the batch's open transaction of either
+/// backend. A response whose key no longer exists (it was deleted since) is not inserted, and
+/// an id already stored keeps its first owner. A macro rather than a generic function: a
+/// generic executor makes the usage writer's future not `Send`.
+macro_rules! write_stored {
+    ($stored:expr, $tx:expr) => {{
+        let stored: &$crate::db::StoredWrites<'_> = $stored;
+        for chunk in stored
+            .kept
+            .chunks($crate::db::stored_responses::INSERT_CHUNK)
+        {
+            // `column1`… are the names both backends give the columns of a VALUES list.
+            let mut sql = sqlx::QueryBuilder::new(
                 "INSERT INTO stored_responses (id, key_id, previous_response_id, created_at,
                      response, turn)
                  SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (",
@@ -81,18 +90,18 @@ impl StoredWrites<'_> {
                 ") AS v WHERE EXISTS (SELECT 1 FROM client_keys k WHERE k.id = v.column2)
                  ON CONFLICT (id) DO NOTHING",
             );
-            sql.build().persistent(false).execute(&mut *tx).await?;
+            sql.build().persistent(false).execute(&mut *$tx).await?;
         }
-        for (id, key_id) in self.deleted {
-            sqlx::query("DELETE FROM stored_responses WHERE id = ? AND key_id = ?")
+        for (id, key_id) in stored.deleted {
+            sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND key_id = $2")
                 .bind(*id)
                 .bind(*key_id)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
         }
-        Ok(())
-    }
+    }};
 }
+pub(super) use write_stored;
 
 impl Db {
     /// The response stored as `id` by `key_id`, whatever its age.
@@ -101,14 +110,14 @@ impl Db {
         id: &str,
         key_id: i64,
     ) -> Result<Option<StoredResponseRow>, DbError> {
-        Ok(sqlx::query_as(
+        Ok(on_pool!(&self.reader, |pool| sqlx::query_as(
             "SELECT id, key_id, previous_response_id, created_at, response, turn
-             FROM stored_responses WHERE id = ? AND key_id = ?",
+             FROM stored_responses WHERE id = $1 AND key_id = $2",
         )
         .bind(id)
         .bind(key_id)
-        .fetch_optional(&self.reader)
-        .await?)
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// The chain of `key_id`'s stored responses that starts at `id` and follows
@@ -123,15 +132,18 @@ impl Db {
         max_links: u32,
         max_bytes: u64,
     ) -> Result<Vec<ChainLink>, DbError> {
-        Ok(sqlx::query_as(
+        // The depth and the running total are BIGINT from the first link on: PostgreSQL types a
+        // recursive query's columns by its first part, where `1` and `length()` are INTEGER.
+        Ok(on_pool!(&self.reader, |pool| sqlx::query_as(
             "WITH RECURSIVE chain (id, previous_response_id, created_at, turn, depth, total) AS (
-                 SELECT id, previous_response_id, created_at, turn, 1, length(turn)
-                 FROM stored_responses WHERE id = ?1 AND key_id = ?2
+                 SELECT id, previous_response_id, created_at, turn, CAST(1 AS BIGINT),
+                        CAST(length(turn) AS BIGINT)
+                 FROM stored_responses WHERE id = $1 AND key_id = $2
                  UNION ALL
                  SELECT s.id, s.previous_response_id, s.created_at, s.turn, chain.depth + 1,
                         chain.total + length(s.turn)
                  FROM chain JOIN stored_responses s ON s.id = chain.previous_response_id
-                 WHERE s.key_id = ?2 AND chain.depth < ?3 AND chain.total <= ?4
+                 WHERE s.key_id = $2 AND chain.depth < $3 AND chain.total <= $4
              )
              SELECT id, previous_response_id, created_at, turn, total FROM chain ORDER BY depth",
         )
@@ -139,8 +151,8 @@ impl Db {
         .bind(key_id)
         .bind(i64::from(max_links))
         .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Deletes up to `limit` stored responses kept before `before_ms`, oldest first; returns
@@ -150,22 +162,24 @@ impl Db {
         before_ms: i64,
         limit: u32,
     ) -> Result<u64, DbError> {
-        let done = sqlx::query(
+        Ok(on_pool!(&self.writer, |pool| {
+            sqlx::query(
             "DELETE FROM stored_responses WHERE id IN (
-                 SELECT id FROM stored_responses WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                 SELECT id FROM stored_responses WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
         )
         .bind(before_ms)
         .bind(i64::from(limit))
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        .execute(pool)
+        .await?
+        .rows_affected()
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::{insert_test_key as key, temp_db};
+    use crate::db::tests::{both_dbs, insert_test_key as key};
 
     fn row(id: &str, key_id: i64, previous: Option<&str>, created_at: i64) -> StoredResponseRow {
         StoredResponseRow {
@@ -194,106 +208,135 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_is_read_back_only_with_its_key() {
-        let (_dir, db) = temp_db().await;
-        let (mine, theirs) = (key(&db, "mine").await, key(&db, "theirs").await);
-        keep(&db, &[row("resp_a", mine, None, 10)]).await;
-        let read = db.stored_response("resp_a", mine).await.unwrap().unwrap();
-        assert_eq!(read, row("resp_a", mine, None, 10));
-        assert_eq!(db.stored_response("resp_a", theirs).await.unwrap(), None);
-        assert_eq!(db.stored_response("resp_b", mine).await.unwrap(), None);
-        // The first owner of an id keeps it.
-        keep(&db, &[row("resp_a", theirs, None, 11)]).await;
-        assert_eq!(db.stored_response("resp_a", theirs).await.unwrap(), None);
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let (mine, theirs) = (key(&db, "mine").await, key(&db, "theirs").await);
+            keep(&db, &[row("resp_a", mine, None, 10)]).await;
+            let read = db.stored_response("resp_a", mine).await.unwrap().unwrap();
+            assert_eq!(read, row("resp_a", mine, None, 10));
+            assert_eq!(db.stored_response("resp_a", theirs).await.unwrap(), None);
+            assert_eq!(db.stored_response("resp_b", mine).await.unwrap(), None);
+            // The first owner of an id keeps it.
+            keep(&db, &[row("resp_a", theirs, None, 11)]).await;
+            assert_eq!(db.stored_response("resp_a", theirs).await.unwrap(), None);
+            // Within one batch too.
+            keep(
+                &db,
+                &[
+                    row("resp_c", mine, None, 12),
+                    row("resp_c", theirs, None, 12),
+                ],
+            )
+            .await;
+            assert!(db.stored_response("resp_c", mine).await.unwrap().is_some());
+            assert_eq!(db.stored_response("resp_c", theirs).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn a_response_of_a_deleted_key_is_neither_kept_nor_left_behind() {
-        let (_dir, db) = temp_db().await;
-        let gone = key(&db, "gone").await;
-        keep(&db, &[row("resp_a", gone, None, 10)]).await;
-        assert!(db.delete_key(gone).await.unwrap());
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stored_responses")
-            .fetch_one(&db.writer)
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let gone = key(&db, "gone").await;
+            keep(&db, &[row("resp_a", gone, None, 10)]).await;
+            // Deleting the key (as the admin API does) takes its responses with it.
+            on_pool!(&db.writer, |pool| sqlx::query(
+                "DELETE FROM client_keys WHERE id = $1"
+            )
+            .bind(gone)
+            .execute(pool)
             .await
+            .map(|_| ()))
             .unwrap();
-        assert_eq!(count, 0, "the key's deletion took its responses");
-        // A batch that still carries one of its responses skips it.
-        keep(&db, &[row("resp_b", gone, None, 10)]).await;
-        let next = key(&db, "next").await;
-        assert_eq!(db.stored_response("resp_b", gone).await.unwrap(), None);
-        assert_eq!(db.stored_response("resp_b", next).await.unwrap(), None);
+            let count: i64 = on_pool!(&db.writer, |pool| sqlx::query_scalar(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM stored_responses"
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap());
+            assert_eq!(count, 0, "the key's deletion took its responses");
+            // A batch that still carries one of its responses skips it.
+            keep(&db, &[row("resp_b", gone, None, 10)]).await;
+            let next = key(&db, "next").await;
+            assert_eq!(db.stored_response("resp_b", gone).await.unwrap(), None);
+            assert_eq!(db.stored_response("resp_b", next).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn a_chain_follows_the_links_of_one_key_within_its_bounds() {
-        let (_dir, db) = temp_db().await;
-        let (mine, theirs) = (key(&db, "mine").await, key(&db, "theirs").await);
-        keep(
-            &db,
-            &[
-                row("r1", mine, None, 1),
-                row("r2", mine, Some("r1"), 2),
-                row("r3", mine, Some("r2"), 3),
-                row("x1", theirs, None, 1),
-                row("x2", mine, Some("x1"), 2),
-            ],
-        )
-        .await;
-        let ids = |links: &[ChainLink]| -> Vec<String> {
-            links.iter().map(|link| link.id.clone()).collect()
-        };
-        let chain = db.stored_chain("r3", mine, 10, 1 << 20).await.unwrap();
-        assert_eq!(ids(&chain), ["r3", "r2", "r1"]);
-        let per_turn = i64::try_from(chain[0].turn.len()).unwrap();
-        assert_eq!(chain[2].total, 3 * per_turn);
-        // At most `max_links`, and no further than past `max_bytes`.
-        assert_eq!(
-            ids(&db.stored_chain("r3", mine, 2, 1 << 20).await.unwrap()),
-            ["r3", "r2"]
-        );
-        assert_eq!(
-            ids(&db.stored_chain("r3", mine, 10, 1).await.unwrap()),
-            ["r3"]
-        );
-        // Another key's link ends the chain, as a missing one does.
-        let chain = db.stored_chain("x2", mine, 10, 1 << 20).await.unwrap();
-        assert_eq!(ids(&chain), ["x2"]);
-        assert_eq!(chain[0].previous_response_id.as_deref(), Some("x1"));
-        assert!(
-            db.stored_chain("r3", theirs, 10, 1 << 20)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let (mine, theirs) = (key(&db, "mine").await, key(&db, "theirs").await);
+            keep(
+                &db,
+                &[
+                    row("r1", mine, None, 1),
+                    row("r2", mine, Some("r1"), 2),
+                    row("r3", mine, Some("r2"), 3),
+                    row("x1", theirs, None, 1),
+                    row("x2", mine, Some("x1"), 2),
+                ],
+            )
+            .await;
+            let ids = |links: &[ChainLink]| -> Vec<String> {
+                links.iter().map(|link| link.id.clone()).collect()
+            };
+            let chain = db.stored_chain("r3", mine, 10, 1 << 20).await.unwrap();
+            assert_eq!(ids(&chain), ["r3", "r2", "r1"]);
+            let per_turn = i64::try_from(chain[0].turn.len()).unwrap();
+            assert_eq!(chain[2].total, 3 * per_turn);
+            // At most `max_links`, and no further than past `max_bytes`.
+            assert_eq!(
+                ids(&db.stored_chain("r3", mine, 2, 1 << 20).await.unwrap()),
+                ["r3", "r2"]
+            );
+            assert_eq!(
+                ids(&db.stored_chain("r3", mine, 10, 1).await.unwrap()),
+                ["r3"]
+            );
+            // Another key's link ends the chain, as a missing one does.
+            let chain = db.stored_chain("x2", mine, 10, 1 << 20).await.unwrap();
+            assert_eq!(ids(&chain), ["x2"]);
+            assert_eq!(chain[0].previous_response_id.as_deref(), Some("x1"));
+            assert!(
+                db.stored_chain("r3", theirs, 10, 1 << 20)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 
     #[tokio::test]
     async fn deletions_and_retention_remove_rows() {
-        let (_dir, db) = temp_db().await;
-        let mine = key(&db, "mine").await;
-        keep(
-            &db,
-            &[
-                row("r1", mine, None, 1),
-                row("r2", mine, None, 2),
-                row("r3", mine, None, 3),
-            ],
-        )
-        .await;
-        db.write_batch::<crate::db::NewLogRow<'_>>(
-            &[],
-            &[],
-            StoredWrites {
-                kept: &[],
-                deleted: &[("r3", mine), ("r2", mine + 1)],
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(db.stored_response("r3", mine).await.unwrap(), None);
-        assert!(db.stored_response("r2", mine).await.unwrap().is_some());
-        assert_eq!(db.delete_stored_responses_before(3, 1).await.unwrap(), 1);
-        assert_eq!(db.delete_stored_responses_before(3, 10).await.unwrap(), 1);
-        assert_eq!(db.delete_stored_responses_before(3, 10).await.unwrap(), 0);
+        let (_dir, dbs) = both_dbs().await;
+        for db in dbs {
+            let mine = key(&db, "mine").await;
+            keep(
+                &db,
+                &[
+                    row("r1", mine, None, 1),
+                    row("r2", mine, None, 2),
+                    row("r3", mine, None, 3),
+                ],
+            )
+            .await;
+            db.write_batch::<crate::db::NewLogRow<'_>>(
+                &[],
+                &[],
+                StoredWrites {
+                    kept: &[],
+                    deleted: &[("r3", mine), ("r2", mine + 1)],
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(db.stored_response("r3", mine).await.unwrap(), None);
+            assert!(db.stored_response("r2", mine).await.unwrap().is_some());
+            assert_eq!(db.delete_stored_responses_before(3, 1).await.unwrap(), 1);
+            assert_eq!(db.delete_stored_responses_before(3, 10).await.unwrap(), 1);
+            assert_eq!(db.delete_stored_responses_before(3, 10).await.unwrap(), 0);
+        }
     }
 }

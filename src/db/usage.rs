@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
-use super::stored_responses::StoredWrites;
-use super::{Db, DbError};
+use super::stored_responses::{StoredWrites, write_stored};
+use super::{Db, DbError, Dialect};
 
-/// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement.
+/// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement (and
+/// PostgreSQL's).
 const ROLLUP_CHUNK: usize = 500;
 const LOG_CHUNK: usize = 500;
 
@@ -186,6 +187,35 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// `rollups` in the order of their unique key, with the rows of one day, key, model and
+/// account added into one. PostgreSQL refuses an upsert that meets the same row twice ("cannot
+/// affect row a second time"), which SQLite adds up; and replicas that flush the same rows
+/// concurrently lock them in one order, so neither waits for the other in a deadlock.
+fn upsert_order(rollups: &[RollupRow]) -> Vec<RollupRow> {
+    let mut rows = rollups.to_vec();
+    rows.sort_unstable_by(|a, b| {
+        (a.day, a.key_id, &a.model, a.account_id).cmp(&(b.day, b.key_id, &b.model, b.account_id))
+    });
+    rows.dedup_by(|next, kept| {
+        let same = (next.day, next.key_id, &next.model, next.account_id)
+            == (kept.day, kept.key_id, &kept.model, kept.account_id);
+        if same {
+            let (c, n) = (&mut kept.counts, next.counts);
+            c.requests += n.requests;
+            c.errors += n.errors;
+            c.prompt_tokens += n.prompt_tokens;
+            c.completion_tokens += n.completion_tokens;
+            c.cached_tokens += n.cached_tokens;
+            c.reasoning_tokens += n.reasoning_tokens;
+            c.estimated_requests += n.estimated_requests;
+            c.cost_nanos += n.cost_nanos;
+            c.estimated_cost_nanos += n.estimated_cost_nanos;
+        }
+        same
+    });
+    rows
+}
+
 impl Db {
     /// Adds `rollups` to the daily counters and appends `log` rows, in one transaction: either
     /// all of it is stored or none.
@@ -210,106 +240,109 @@ impl Db {
         if rollups.is_empty() && log.is_empty() && stored.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
-        stored.write(&mut tx).await?;
-        for chunk in rollups.chunks(ROLLUP_CHUNK) {
-            let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
-                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-                     estimated_requests, cost_nanos, estimated_cost_nanos) ",
-            );
-            sql.push_values(chunk, |mut row, r| {
-                row.push_bind(day_text(r.day))
-                    .push_bind(r.key_id)
-                    .push_bind(&r.model)
-                    .push_bind(r.account_id)
-                    .push_bind(r.counts.requests)
-                    .push_bind(r.counts.errors)
-                    .push_bind(r.counts.prompt_tokens)
-                    .push_bind(r.counts.completion_tokens)
-                    .push_bind(r.counts.cached_tokens)
-                    .push_bind(r.counts.reasoning_tokens)
-                    .push_bind(r.counts.estimated_requests)
-                    .push_bind(r.counts.cost_nanos)
-                    .push_bind(r.counts.estimated_cost_nanos);
-            });
-            sql.push(
-                " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
-                     requests = requests + excluded.requests,
-                     errors = errors + excluded.errors,
-                     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-                     completion_tokens = completion_tokens + excluded.completion_tokens,
-                     cached_tokens = cached_tokens + excluded.cached_tokens,
-                     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                     estimated_requests = estimated_requests + excluded.estimated_requests,
-                     cost_nanos = cost_nanos + excluded.cost_nanos,
-                     estimated_cost_nanos = estimated_cost_nanos + excluded.estimated_cost_nanos",
-            );
-            sql.build()
-                .persistent(chunk.len() == ROLLUP_CHUNK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in log.chunks(LOG_CHUNK) {
-            let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
-                     provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
-                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
-                     cost_nanos) ",
-            );
-            sql.push_values(chunk.iter().map(AsLogRow::log_row), |mut row, e| {
-                row.push_bind(e.at_ms)
-                    .push_bind(e.request_id)
-                    .push_bind(e.key_id)
-                    .push_bind(e.model)
-                    .push_bind(e.endpoint)
-                    .push_bind(e.stream)
-                    .push_bind(e.provider)
-                    .push_bind(e.route_id)
-                    .push_bind(e.account_id)
-                    .push_bind(i64::from(e.status))
-                    .push_bind(i64::from(e.attempts))
-                    .push_bind(int(e.latency_ms))
-                    .push_bind(e.ttfb_ms.map(int))
-                    .push_bind(int(e.prompt_tokens))
-                    .push_bind(int(e.completion_tokens))
-                    .push_bind(int(e.cached_tokens))
-                    .push_bind(int(e.reasoning_tokens))
-                    .push_bind(e.estimated)
-                    .push_bind(int(e.cost_nanos));
-            });
-            // Only the full-chunk statement is kept prepared: the last chunk of a flush has any
-            // length, each length is a statement of its own, and sqlx's cache kept up to a
-            // hundred of those large programs (a soak saw RSS climb by 30 MiB).
-            sql.build()
-                .persistent(chunk.len() == LOG_CHUNK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let rollups = upsert_order(rollups);
+        on_pool!(&self.writer, |pool| {
+            let mut tx = pool.begin().await?;
+            write_stored!(&stored, tx);
+            for chunk in rollups.chunks(ROLLUP_CHUNK) {
+                let mut sql = QueryBuilder::new(
+                    "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
+                         prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
+                         estimated_requests, cost_nanos, estimated_cost_nanos) ",
+                );
+                sql.push_values(chunk, |mut row, r| {
+                    row.push_bind(day_text(r.day))
+                        .push_bind(r.key_id)
+                        .push_bind(&r.model)
+                        .push_bind(r.account_id)
+                        .push_bind(r.counts.requests)
+                        .push_bind(r.counts.errors)
+                        .push_bind(r.counts.prompt_tokens)
+                        .push_bind(r.counts.completion_tokens)
+                        .push_bind(r.counts.cached_tokens)
+                        .push_bind(r.counts.reasoning_tokens)
+                        .push_bind(r.counts.estimated_requests)
+                        .push_bind(r.counts.cost_nanos)
+                        .push_bind(r.counts.estimated_cost_nanos);
+                });
+                sql.push(
+                    " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
+                         requests = usage_daily.requests + excluded.requests,
+                         errors = usage_daily.errors + excluded.errors,
+                         prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+                         completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+                         cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
+                         reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
+                         estimated_requests = usage_daily.estimated_requests + excluded.estimated_requests,
+                         cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos,
+                         estimated_cost_nanos = usage_daily.estimated_cost_nanos + excluded.estimated_cost_nanos",
+                );
+                sql.build()
+                    .persistent(chunk.len() == ROLLUP_CHUNK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in log.chunks(LOG_CHUNK) {
+                let mut sql = QueryBuilder::new(
+                    "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
+                         provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
+                         prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
+                         cost_nanos) ",
+                );
+                sql.push_values(chunk.iter().map(AsLogRow::log_row), |mut row, e| {
+                    row.push_bind(e.at_ms)
+                        .push_bind(e.request_id)
+                        .push_bind(e.key_id)
+                        .push_bind(e.model)
+                        .push_bind(e.endpoint)
+                        .push_bind(e.stream)
+                        .push_bind(e.provider)
+                        .push_bind(e.route_id)
+                        .push_bind(e.account_id)
+                        .push_bind(i64::from(e.status))
+                        .push_bind(i64::from(e.attempts))
+                        .push_bind(int(e.latency_ms))
+                        .push_bind(e.ttfb_ms.map(int))
+                        .push_bind(int(e.prompt_tokens))
+                        .push_bind(int(e.completion_tokens))
+                        .push_bind(int(e.cached_tokens))
+                        .push_bind(int(e.reasoning_tokens))
+                        .push_bind(e.estimated)
+                        .push_bind(int(e.cost_nanos));
+                });
+                // Only the full-chunk statement is kept prepared: the last chunk of a flush has any
+                // length, each length is a statement of its own, and sqlx's cache kept up to a
+                // hundred of those large programs (a soak saw RSS climb by 30 MiB).
+                sql.build()
+                    .persistent(chunk.len() == LOG_CHUNK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Deletes up to `limit` request log rows older than `before_ms`, oldest first; returns how
     /// many went. Small batches keep each write lock short.
     pub async fn delete_log_before(&self, before_ms: i64, limit: u32) -> Result<u64, DbError> {
-        let done = sqlx::query(
+        Ok(on_pool!(&self.writer, |pool| sqlx::query(
             "DELETE FROM request_log WHERE id IN (
-                 SELECT id FROM request_log WHERE at < ? ORDER BY at LIMIT ?)",
+                 SELECT id FROM request_log WHERE at < $1 ORDER BY at LIMIT $2)",
         )
         .bind(before_ms)
         .bind(i64::from(limit))
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        .execute(pool)
+        .await?
+        .rows_affected()))
     }
 
     /// Tokens (prompt + completion) each key spent from `since` (a UTC day, inclusive) on, from
     /// the rollups. Keys without usage are absent.
     pub async fn tokens_spent_since(&self, since: NaiveDate) -> Result<HashMap<i64, u64>, DbError> {
         self.spent_since(
-            "SELECT key_id, SUM(prompt_tokens + completion_tokens) FROM usage_daily
-             WHERE day >= ? GROUP BY key_id",
+            "SELECT key_id, CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT)
+             FROM usage_daily WHERE day >= $1 GROUP BY key_id",
             since,
         )
         .await
@@ -319,7 +352,8 @@ impl Db {
     /// Keys without usage are absent.
     pub async fn cost_spent_since(&self, since: NaiveDate) -> Result<HashMap<i64, u64>, DbError> {
         self.spent_since(
-            "SELECT key_id, SUM(cost_nanos) FROM usage_daily WHERE day >= ? GROUP BY key_id",
+            "SELECT key_id, CAST(SUM(cost_nanos) AS BIGINT) FROM usage_daily WHERE day >= $1
+             GROUP BY key_id",
             since,
         )
         .await
@@ -331,10 +365,10 @@ impl Db {
         sql: &'static str,
         since: NaiveDate,
     ) -> Result<HashMap<i64, u64>, DbError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(sql)
+        let rows: Vec<(i64, i64)> = on_pool!(&self.reader, |pool| sqlx::query_as(sql)
             .bind(day_text(since))
-            .fetch_all(&self.reader)
-            .await?;
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .map(|(key, tokens)| (key, u64::try_from(tokens).unwrap_or(0)))
@@ -344,71 +378,20 @@ impl Db {
     /// Totals over the rollups of `query.from..=query.to`, one row per combination of the
     /// grouped columns (a single row when grouping by nothing), ordered by them.
     pub async fn usage_totals(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, DbError> {
-        let grouped = |group| query.group_by.contains(&group);
-        let pick = |group, expression: &'static str| {
-            if grouped(group) { expression } else { "NULL" }
-        };
-        let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT ");
-        sql.push(pick(UsageGroup::Day, "u.day"))
-            .push(" AS day, ")
-            .push(pick(UsageGroup::Key, "u.key_id"))
-            .push(" AS key_id, ")
-            .push(pick(UsageGroup::Key, "MAX(k.name)"))
-            .push(" AS key_name, ")
-            .push(pick(UsageGroup::Model, "u.model"))
-            .push(" AS model, ")
-            .push(pick(UsageGroup::Account, "NULLIF(u.account_id, 0)"))
-            .push(" AS account_id, ")
-            .push(pick(UsageGroup::Account, "MAX(a.name)"))
-            .push(" AS account_name, ")
-            .push(pick(UsageGroup::Account, "MAX(p.name)"))
-            .push(
-                " AS provider_name,
-                 COALESCE(SUM(u.requests), 0) AS requests,
-                 COALESCE(SUM(u.errors), 0) AS errors,
-                 COALESCE(SUM(u.prompt_tokens), 0) AS prompt_tokens,
-                 COALESCE(SUM(u.completion_tokens), 0) AS completion_tokens,
-                 COALESCE(SUM(u.cached_tokens), 0) AS cached_tokens,
-                 COALESCE(SUM(u.reasoning_tokens), 0) AS reasoning_tokens,
-                 COALESCE(SUM(u.estimated_requests), 0) AS estimated_requests,
-                 COALESCE(SUM(u.cost_nanos), 0) AS cost_nanos,
-                 COALESCE(SUM(u.estimated_cost_nanos), 0) AS estimated_cost_nanos
-                 FROM usage_daily u
-                 LEFT JOIN client_keys k ON k.id = u.key_id
-                 LEFT JOIN accounts a ON a.id = u.account_id
-                 LEFT JOIN providers p ON p.id = a.provider_id
-                 WHERE 1 = 1",
-            );
-        if let Some(from) = query.from {
-            sql.push(" AND u.day >= ").push_bind(day_text(from));
-        }
-        if let Some(to) = query.to {
-            sql.push(" AND u.day <= ").push_bind(day_text(to));
-        }
-        // A fixed order of fixed columns, whatever order the groups were asked in.
-        let columns: Vec<&str> = [
-            (UsageGroup::Day, "u.day"),
-            (UsageGroup::Key, "u.key_id"),
-            (UsageGroup::Model, "u.model"),
-            (UsageGroup::Account, "u.account_id"),
-        ]
-        .into_iter()
-        .filter(|(group, _)| grouped(*group))
-        .map(|(_, column)| column)
-        .collect();
-        if !columns.is_empty() {
-            let list = columns.join(", ");
-            sql.push(" GROUP BY ").push(&list);
-            sql.push(" ORDER BY ").push(&list);
-        }
-        Ok(sql.build_query_as().fetch_all(&self.reader).await?)
+        let dialect = self.dialect();
+        Ok(on_pool!(&self.reader, |pool| {
+            let mut sql = usage_totals_sql(query, dialect);
+            sql.build_query_as().fetch_all(pool).await?
+        }))
     }
 
     /// A page of request log rows matching `query`, newest first.
     pub async fn log_page(&self, query: &LogQuery) -> Result<LogPage, DbError> {
         let limit = query.limit.clamp(1, 1000);
-        let mut sql = log_page_sql("", query, limit);
-        let mut rows: Vec<LogRow> = sql.build_query_as().fetch_all(&self.reader).await?;
+        let mut rows: Vec<LogRow> = on_pool!(&self.reader, |pool| {
+            let mut sql = log_page_sql("", query, limit);
+            sql.build_query_as().fetch_all(pool).await?
+        });
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last().map(|row| row.id)
@@ -421,23 +404,154 @@ impl Db {
     /// Makes every request log insert fail (or work again), to test failing flushes.
     #[cfg(test)]
     pub(crate) async fn fail_log_inserts(&self, fail: bool) {
-        let sql = if fail {
-            "CREATE TRIGGER IF NOT EXISTS fail_log BEFORE INSERT ON request_log
-             BEGIN SELECT RAISE(ABORT, 'failing on purpose'); END"
+        if fail {
+            self.fail_log_inserts_when("TRUE").await;
         } else {
-            "DROP TRIGGER IF EXISTS fail_log"
+            let sql = match self.dialect() {
+                Dialect::Sqlite => "DROP TRIGGER IF EXISTS fail_log",
+                Dialect::Postgres => "DROP TRIGGER IF EXISTS fail_log ON request_log",
+            };
+            if let Err(error) = on_pool!(&self.writer, |pool| sqlx::raw_sql(sql)
+                .execute(pool)
+                .await
+                .map(|_| ()))
+            {
+                panic!("cannot stop failing log inserts: {error}");
+            }
+        }
+    }
+
+    /// Makes each request log insert whose row meets `condition` (SQL over `NEW`) fail.
+    #[cfg(test)]
+    pub(crate) async fn fail_log_inserts_when(&self, condition: &str) {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => format!(
+                "CREATE TRIGGER IF NOT EXISTS fail_log BEFORE INSERT ON request_log
+                 WHEN {condition} BEGIN SELECT RAISE(ABORT, 'failing on purpose'); END"
+            ),
+            Dialect::Postgres => format!(
+                "CREATE OR REPLACE FUNCTION fail_log() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'failing on purpose'; END $$;
+                 DROP TRIGGER IF EXISTS fail_log ON request_log;
+                 CREATE TRIGGER fail_log BEFORE INSERT ON request_log FOR EACH ROW
+                     WHEN ({condition}) EXECUTE FUNCTION fail_log();"
+            ),
         };
-        if let Err(error) = sqlx::query(sql).execute(&self.writer).await {
-            panic!("cannot toggle failing log inserts: {error}");
+        if let Err(error) = on_pool!(&self.writer, |pool| sqlx::raw_sql(&sql)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        {
+            panic!("cannot make log inserts fail: {error}");
         }
     }
 }
 
-/// The query of one page of `GET /admin/logs`, behind `prefix` (`EXPLAIN QUERY PLAN` in
-/// tests). Every filter has an index that ends in `at` (and the rowid), so a page is read in
-/// order from an index and stops at `limit`, however many rows the log holds.
-fn log_page_sql<'q>(prefix: &str, query: &'q LogQuery, limit: u32) -> QueryBuilder<'q, Sqlite> {
-    let mut sql: QueryBuilder<'q, Sqlite> = QueryBuilder::new(prefix);
+/// The query of `GET /admin/usage`'s totals. Every column it selects outside an aggregate is
+/// one of the grouped columns (or an expression of one), as PostgreSQL requires.
+fn usage_totals_sql<'q, DB: Database>(query: &UsageQuery, dialect: Dialect) -> QueryBuilder<'q, DB>
+where
+    String: Encode<'q, DB> + Type<DB>,
+{
+    let grouped = |group| query.group_by.contains(&group);
+    // A column left out of the grouping is a typed NULL: PostgreSQL types a bare NULL as
+    // text, which would not read back as an integer.
+    let pick = |group, expression: &'static str, absent: &'static str| {
+        if grouped(group) { expression } else { absent }
+    };
+    let mut sql = QueryBuilder::new("SELECT ");
+    sql.push(pick(UsageGroup::Day, "u.day", "CAST(NULL AS TEXT)"))
+        .push(" AS day, ")
+        .push(pick(UsageGroup::Key, "u.key_id", "CAST(NULL AS BIGINT)"))
+        .push(" AS key_id, ")
+        .push(pick(UsageGroup::Key, "MAX(k.name)", "CAST(NULL AS TEXT)"))
+        .push(" AS key_name, ")
+        .push(pick(UsageGroup::Model, "u.model", "CAST(NULL AS TEXT)"))
+        .push(" AS model, ")
+        .push(pick(
+            UsageGroup::Account,
+            "NULLIF(u.account_id, 0)",
+            "CAST(NULL AS BIGINT)",
+        ))
+        .push(" AS account_id, ")
+        .push(pick(
+            UsageGroup::Account,
+            "MAX(a.name)",
+            "CAST(NULL AS TEXT)",
+        ))
+        .push(" AS account_name, ")
+        .push(pick(
+            UsageGroup::Account,
+            "MAX(p.name)",
+            "CAST(NULL AS TEXT)",
+        ))
+        .push(
+            " AS provider_name,
+             CAST(COALESCE(SUM(u.requests), 0) AS BIGINT) AS requests,
+             CAST(COALESCE(SUM(u.errors), 0) AS BIGINT) AS errors,
+             CAST(COALESCE(SUM(u.prompt_tokens), 0) AS BIGINT) AS prompt_tokens,
+             CAST(COALESCE(SUM(u.completion_tokens), 0) AS BIGINT) AS completion_tokens,
+             CAST(COALESCE(SUM(u.cached_tokens), 0) AS BIGINT) AS cached_tokens,
+             CAST(COALESCE(SUM(u.reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
+             CAST(COALESCE(SUM(u.estimated_requests), 0) AS BIGINT) AS estimated_requests,
+             CAST(COALESCE(SUM(u.cost_nanos), 0) AS BIGINT) AS cost_nanos,
+             CAST(COALESCE(SUM(u.estimated_cost_nanos), 0) AS BIGINT) AS estimated_cost_nanos
+             FROM usage_daily u
+             LEFT JOIN client_keys k ON k.id = u.key_id
+             LEFT JOIN accounts a ON a.id = u.account_id
+             LEFT JOIN providers p ON p.id = a.provider_id
+             WHERE 1 = 1",
+        );
+    if let Some(from) = query.from {
+        sql.push(" AND u.day >= ").push_bind(day_text(from));
+    }
+    if let Some(to) = query.to {
+        sql.push(" AND u.day <= ").push_bind(day_text(to));
+    }
+    // A fixed order of fixed columns, whatever order the groups were asked in. Text sorts by
+    // its bytes on both backends: SQLite's default, and PostgreSQL's "C" collation rather than
+    // the database's locale.
+    let text_order = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " COLLATE \"C\"",
+    };
+    let columns: Vec<(&str, &str)> = [
+        (UsageGroup::Day, "u.day", text_order),
+        (UsageGroup::Key, "u.key_id", ""),
+        (UsageGroup::Model, "u.model", text_order),
+        (UsageGroup::Account, "u.account_id", ""),
+    ]
+    .into_iter()
+    .filter(|(group, _, _)| grouped(*group))
+    .map(|(_, column, order)| (column, order))
+    .collect();
+    if !columns.is_empty() {
+        let group: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
+        let order: Vec<String> = columns
+            .iter()
+            .map(|(column, collation)| format!("{column}{collation}"))
+            .collect();
+        sql.push(" GROUP BY ").push(group.join(", "));
+        sql.push(" ORDER BY ").push(order.join(", "));
+    }
+    sql
+}
+
+/// The query of one page of `GET /admin/logs`, behind `prefix` (an `EXPLAIN` in tests). Every
+/// filter has an index that ends in `at` and the id (SQLite's rowid, PostgreSQL's named
+/// column), so a page is read in order from an index and stops at `limit`, however many rows
+/// the log holds; the id orders rows of the same millisecond, so pages neither skip nor
+/// repeat them.
+fn log_page_sql<'q, DB: Database>(
+    prefix: &str,
+    query: &'q LogQuery,
+    limit: u32,
+) -> QueryBuilder<'q, DB>
+where
+    i64: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new(prefix);
     sql.push(
         "SELECT l.id, l.at, l.request_id, l.key_id, k.name AS key_name, l.model, l.endpoint,
                  l.stream, l.provider, l.route_id, l.account_id, a.name AS account_name, l.status,
@@ -452,7 +566,7 @@ fn log_page_sql<'q>(prefix: &str, query: &'q LogQuery, limit: u32) -> QueryBuild
         sql.push(" AND l.key_id = ").push_bind(key_id);
     }
     if let Some(model) = &query.model {
-        sql.push(" AND l.model = ").push_bind(model);
+        sql.push(" AND l.model = ").push_bind(model.as_str());
     }
     if let Some(status) = query.status {
         sql.push(" AND l.status = ").push_bind(i64::from(status));
@@ -477,7 +591,7 @@ fn log_page_sql<'q>(prefix: &str, query: &'q LogQuery, limit: u32) -> QueryBuild
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::temp_db;
+    use crate::db::tests::both_dbs;
     use crate::usage::Usage;
     use crate::usage::UsageEvent;
 
@@ -538,22 +652,54 @@ mod tests {
         }
     }
 
-    /// Two keys, a provider with one account.
-    async fn seeded() -> (tempfile::TempDir, Db) {
-        let (dir, db) = temp_db().await;
-        for sql in [
-            "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at) VALUES (1, 'alice', 'h1', 'p', 0, 0), (2, 'bob', 'h2', 'p', 0, 0)",
-            "INSERT INTO providers (id, name, kind, base_url, created_at, updated_at) VALUES (1, 'openai', 'openai', 'http://x', 0, 0)",
-            "INSERT INTO accounts (id, provider_id, name, api_key, api_key_hint, created_at, updated_at) VALUES (5, 1, 'main', x'00', 'sk-…', 0, 0)",
-        ] {
-            sqlx::query(sql).execute(&db.writer).await.unwrap();
+    /// Runs `sql`, with no bound values, on either backend.
+    async fn exec(db: &Db, sql: &str) {
+        on_pool!(&db.writer, |pool| sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    /// One number from `sql` on either backend.
+    async fn number(db: &Db, sql: &str) -> i64 {
+        on_pool!(&db.writer, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await)
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// Two keys, a provider with one account, in a database of each backend.
+    async fn seeded() -> (tempfile::TempDir, [Db; 2]) {
+        let (dir, dbs) = both_dbs().await;
+        for db in &dbs {
+            for sql in [
+                "INSERT INTO client_keys (id, name, key_hash, prefix, created_at, updated_at) VALUES (1, 'alice', 'h1', 'p', 0, 0), (2, 'bob', 'h2', 'p', 0, 0)",
+                "INSERT INTO providers (id, name, kind, base_url, created_at, updated_at) VALUES (1, 'openai', 'openai', 'http://x', 0, 0)",
+            ] {
+                exec(db, sql).await;
+            }
+            on_pool!(&db.writer, |pool| sqlx::query(
+                "INSERT INTO accounts (id, provider_id, name, api_key, api_key_hint, created_at, updated_at) VALUES (5, 1, 'main', $1, 'sk-…', 0, 0)",
+            )
+            .bind(vec![0u8])
+            .execute(pool)
+            .await
+            .map(|_| ()))
+            .unwrap();
         }
-        (dir, db)
+        (dir, dbs)
     }
 
     #[tokio::test]
     async fn rollups_add_up_and_totals_group_by_any_subset() {
-        let (_dir, db) = seeded().await;
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            rollups_add_up_and_totals_group_by_any_subset_on(db).await;
+        }
+    }
+
+    async fn rollups_add_up_and_totals_group_by_any_subset_on(db: Db) {
         db.write_usage(
             &[
                 rollup("2025-01-01", 1, "gpt", 5, counts(2, 10, 20)),
@@ -638,9 +784,98 @@ mod tests {
                 .all(|r| r.day.is_some() && r.key_id.is_some())
         );
 
+        // Every subset of the groups is a valid query (PostgreSQL's GROUP BY rules included).
+        for subset in 0..(1 << UsageGroup::ALL.len()) {
+            let group_by: Vec<UsageGroup> = UsageGroup::ALL
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| subset & (1 << bit) != 0)
+                .map(|(_, group)| *group)
+                .collect();
+            let rows = totals(&group_by, None, None).await;
+            let requests: i64 = rows.iter().map(|r| r.counts.requests).sum();
+            assert_eq!(requests, 9, "{group_by:?}");
+        }
+
         // Nothing in range still answers one zero row.
         let empty = totals(&[], Some("2030-01-01"), None).await;
         assert_eq!(empty[0].counts, UsageCounts::default());
+    }
+
+    #[tokio::test]
+    async fn a_batch_may_repeat_a_row_and_text_groups_sort_by_bytes() {
+        let (_dir, dbs) = seeded().await;
+        // The test cluster has no locale; a column of a language's collation (as a database
+        // created with a locale has) shows whether the order still follows the bytes.
+        exec(
+            &dbs[1],
+            "ALTER TABLE usage_daily ALTER COLUMN model TYPE TEXT COLLATE \"und-x-icu\"",
+        )
+        .await;
+        for db in dbs {
+            // The same row twice in one batch adds up, on PostgreSQL too.
+            db.write_usage(
+                &[
+                    rollup("2025-01-01", 1, "gpt-4", 0, counts(1, 1, 0)),
+                    rollup("2025-01-01", 1, "gpt-4", 0, counts(2, 1, 0)),
+                    rollup("2025-01-01", 1, "a-model", 0, counts(1, 1, 0)),
+                    rollup("2025-01-01", 1, "GPT", 0, counts(1, 1, 0)),
+                    rollup("2025-01-01", 1, "gpt4", 0, counts(1, 1, 0)),
+                ],
+                &[] as &[UsageEvent],
+            )
+            .await
+            .unwrap();
+            let rows = db
+                .usage_totals(&UsageQuery {
+                    group_by: vec![UsageGroup::Model],
+                    ..UsageQuery::default()
+                })
+                .await
+                .unwrap();
+            let models: Vec<_> = rows
+                .iter()
+                .map(|r| (r.model.as_deref().unwrap(), r.counts.requests))
+                .collect();
+            assert_eq!(
+                models,
+                [("GPT", 1), ("a-model", 1), ("gpt-4", 3), ("gpt4", 1)],
+                "postgres: {}",
+                db.is_postgres()
+            );
+        }
+    }
+
+    #[test]
+    fn rollups_are_upserted_in_key_order_with_repeats_added() {
+        let rows = upsert_order(&[
+            rollup("2025-01-02", 1, "gpt", 0, counts(1, 1, 0)),
+            rollup("2025-01-01", 2, "gpt", 0, counts(1, 1, 0)),
+            rollup("2025-01-01", 1, "gpt", 5, counts(1, 1, 0)),
+            rollup("2025-01-02", 1, "gpt", 0, counts(2, 3, 0)),
+            rollup("2025-01-01", 1, "emb", 5, counts(1, 1, 0)),
+        ]);
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    day_text(r.day),
+                    r.key_id,
+                    r.model.as_str(),
+                    r.counts.requests,
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("2025-01-01".to_owned(), 1, "emb", 1),
+                ("2025-01-01".to_owned(), 1, "gpt", 1),
+                ("2025-01-01".to_owned(), 2, "gpt", 1),
+                ("2025-01-02".to_owned(), 1, "gpt", 3),
+            ]
+        );
+        assert_eq!(rows[3].counts.prompt_tokens, 4);
     }
 
     #[test]
@@ -653,36 +888,58 @@ mod tests {
 
     #[tokio::test]
     async fn spend_since_sums_prompt_and_completion_per_key() {
-        let (_dir, db) = seeded().await;
-        db.write_usage(
-            &[
-                rollup("2025-01-01", 1, "gpt", 5, counts(1, 100, 50)),
-                rollup("2025-01-05", 1, "gpt", 5, counts(1, 10, 5)),
-                rollup("2025-01-05", 1, "emb", 0, counts(1, 1, 0)),
-                rollup("2025-01-06", 2, "gpt", 0, counts(1, 7, 0)),
-            ],
-            &[] as &[UsageEvent],
-        )
-        .await
-        .unwrap();
-        let all = db.tokens_spent_since(day("2000-01-01")).await.unwrap();
-        assert_eq!(all, HashMap::from([(1, 166), (2, 7)]));
-        let recent = db.tokens_spent_since(day("2025-01-05")).await.unwrap();
-        assert_eq!(recent, HashMap::from([(1, 16), (2, 7)]));
-        assert!(
-            db.tokens_spent_since(day("2025-02-01"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        // The same days' cost, in nano-dollars (each row: its prompt tokens × 1000).
-        let cost = db.cost_spent_since(day("2025-01-05")).await.unwrap();
-        assert_eq!(cost, HashMap::from([(1, 11_000), (2, 7_000)]));
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            db.write_usage(
+                &[
+                    rollup("2025-01-01", 1, "gpt", 5, counts(1, 100, 50)),
+                    rollup("2025-01-05", 1, "gpt", 5, counts(1, 10, 5)),
+                    rollup("2025-01-05", 1, "emb", 0, counts(1, 1, 0)),
+                    rollup("2025-01-06", 2, "gpt", 0, counts(1, 7, 0)),
+                ],
+                &[] as &[UsageEvent],
+            )
+            .await
+            .unwrap();
+            let all = db.tokens_spent_since(day("2000-01-01")).await.unwrap();
+            assert_eq!(all, HashMap::from([(1, 166), (2, 7)]));
+            let recent = db.tokens_spent_since(day("2025-01-05")).await.unwrap();
+            assert_eq!(recent, HashMap::from([(1, 16), (2, 7)]));
+            assert!(
+                db.tokens_spent_since(day("2025-02-01"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // The same days' cost, in nano-dollars (each row: its prompt tokens × 1000).
+            let cost = db.cost_spent_since(day("2025-01-05")).await.unwrap();
+            assert_eq!(cost, HashMap::from([(1, 11_000), (2, 7_000)]));
+        }
+    }
+
+    /// Reads every page of `query` from `db`, following the cursor; the ids and times seen.
+    async fn all_pages(db: &Db, mut query: LogQuery) -> Vec<(i64, i64)> {
+        let mut seen = Vec::new();
+        loop {
+            let page = db.log_page(&query).await.unwrap();
+            assert!(page.rows.len() <= query.limit as usize);
+            seen.extend(page.rows.iter().map(|r| (r.id, r.at)));
+            match page.next_cursor {
+                Some(cursor) => query.before = Some(cursor),
+                None => return seen,
+            }
+        }
     }
 
     #[tokio::test]
     async fn log_rows_round_trip_and_page_newest_first_under_filters() {
-        let (_dir, db) = seeded().await;
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            log_rows_round_trip_and_page_newest_first_under_filters_on(db).await;
+        }
+    }
+
+    async fn log_rows_round_trip_and_page_newest_first_under_filters_on(db: Db) {
         let events: Vec<UsageEvent> = (0..25)
             .map(|i| {
                 event(
@@ -711,6 +968,7 @@ mod tests {
             (5, 7, Some(3))
         );
         assert!(first.stream);
+        assert_eq!(first.cost_nanos, 24);
 
         // Every filter and the cursor, checked against a filter over all events.
         let check = |query: LogQuery, keep: &dyn Fn(&UsageEvent) -> bool| {
@@ -722,17 +980,11 @@ mod tests {
                 .map(|e| e.at_ms)
                 .collect();
             async move {
-                let mut seen = Vec::new();
-                let mut query = query;
-                loop {
-                    let page = db.log_page(&query).await.unwrap();
-                    assert!(page.rows.len() <= query.limit as usize);
-                    seen.extend(page.rows.iter().map(|r| r.at));
-                    match page.next_cursor {
-                        Some(cursor) => query.before = Some(cursor),
-                        None => break,
-                    }
-                }
+                let seen: Vec<i64> = all_pages(&db, query.clone())
+                    .await
+                    .into_iter()
+                    .map(|(_, at)| at)
+                    .collect();
                 assert_eq!(seen, expected, "{query:?}");
             }
         };
@@ -777,12 +1029,31 @@ mod tests {
         .await;
     }
 
-    /// The real page query, for each filter: read in order from an index (no sort of the
-    /// whole log), so a page costs the same at a million rows as at ten.
     #[tokio::test]
-    async fn log_queries_use_an_index_in_order() {
-        let (_dir, db) = seeded().await;
-        let cases = [
+    async fn rows_of_the_same_millisecond_page_by_id_without_gaps_or_repeats() {
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            let events: Vec<UsageEvent> = (0..7).map(|_| event(500, 1, "gpt", 200)).collect();
+            db.write_usage(&[], &events).await.unwrap();
+            let seen = all_pages(
+                &db,
+                LogQuery {
+                    limit: 2,
+                    ..LogQuery::default()
+                },
+            )
+            .await;
+            let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+            let mut expected = ids.clone();
+            expected.sort_unstable_by(|a, b| b.cmp(a));
+            expected.dedup();
+            assert_eq!(ids, expected, "postgres: {}", db.is_postgres());
+            assert_eq!(ids.len(), 7);
+        }
+    }
+
+    fn index_cases() -> Vec<(LogQuery, &'static str)> {
+        vec![
             (LogQuery::default(), "request_log_at"),
             (
                 LogQuery {
@@ -815,11 +1086,21 @@ mod tests {
                 },
                 "request_log_at",
             ),
-        ];
-        for (query, index) in cases {
+        ]
+    }
+
+    /// The real page query, for each filter: read in order from an index (no sort of the
+    /// whole log), so a page costs the same at a million rows as at ten.
+    #[tokio::test]
+    async fn log_queries_use_an_index_in_order() {
+        let (_dir, [sqlite, postgres]) = seeded().await;
+        for (query, index) in index_cases() {
             let mut sql = log_page_sql("EXPLAIN QUERY PLAN ", &query, 10);
-            let rows: Vec<(i64, i64, i64, String)> =
-                sql.build_query_as().fetch_all(&db.reader).await.unwrap();
+            let rows: Vec<(i64, i64, i64, String)> = sql
+                .build_query_as()
+                .fetch_all(sqlite.reader.sqlite().unwrap())
+                .await
+                .unwrap();
             let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
             assert!(plan.contains(index), "{query:?}: {plan}");
             assert!(
@@ -827,36 +1108,68 @@ mod tests {
                 "sorts instead of reading in order: {query:?}: {plan}"
             );
         }
+        // PostgreSQL plans by statistics, and an almost empty table is cheapest to scan
+        // whole: with scans of the whole table (and bitmap scans, which lose the order) priced
+        // out, the plan must still need no sort, which only an index in page order gives.
+        let super::super::Pool::Postgres(pool) = &postgres.writer else {
+            panic!("the second database is PostgreSQL");
+        };
+        for (query, index) in index_cases() {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let mut sql = log_page_sql("EXPLAIN ", &query, 10);
+            let rows: Vec<String> = sql.build_query_scalar().fetch_all(&mut *tx).await.unwrap();
+            let plan = rows.join("\n");
+            assert!(plan.contains(index), "{query:?}: {plan}");
+            assert!(
+                !plan.contains("Sort"),
+                "sorts instead of reading in order: {query:?}: {plan}"
+            );
+            tx.rollback().await.unwrap();
+        }
     }
 
     #[tokio::test]
     async fn retention_deletes_old_rows_in_batches() {
-        let (_dir, db) = seeded().await;
-        let events: Vec<UsageEvent> = (0..10).map(|i| event(i * 100, 1, "gpt", 200)).collect();
-        db.write_usage(&[], &events).await.unwrap();
-        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 4);
-        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 2);
-        assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 0);
-        let left = db
-            .log_page(&LogQuery {
-                limit: 100,
-                ..LogQuery::default()
-            })
-            .await
-            .unwrap();
-        let at: Vec<i64> = left.rows.iter().map(|r| r.at).collect();
-        assert_eq!(at, [900, 800, 700, 600]);
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            let events: Vec<UsageEvent> = (0..10).map(|i| event(i * 100, 1, "gpt", 200)).collect();
+            db.write_usage(&[], &events).await.unwrap();
+            assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 4);
+            assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 2);
+            assert_eq!(db.delete_log_before(550, 4).await.unwrap(), 0);
+            let left = db
+                .log_page(&LogQuery {
+                    limit: 100,
+                    ..LogQuery::default()
+                })
+                .await
+                .unwrap();
+            let at: Vec<i64> = left.rows.iter().map(|r| r.at).collect();
+            assert_eq!(at, [900, 800, 700, 600]);
+        }
     }
 
+    /// sqlx's SQLite statement cache: which statements stay prepared on the one writer.
     #[tokio::test]
     async fn flushes_of_any_size_keep_no_statement_per_size_prepared() {
         use sqlx::Connection as _;
-        let (_dir, db) = seeded().await;
+        let (_dir, [db, _]) = seeded().await;
         // One flush first, so that what every flush prepares is in the cache already.
         db.write_usage(&[], &[event(0, 1, "gpt", 200)])
             .await
             .unwrap();
-        let before = db.writer.acquire().await.unwrap().cached_statements_size();
+        let before = db
+            .writer
+            .sqlite()
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap()
+            .cached_statements_size();
         let mut at = 0;
         for size in 1..=30 {
             let events: Vec<UsageEvent> = (0..size)
@@ -868,7 +1181,7 @@ mod tests {
             let rollups = vec![rollup("2025-01-01", 1, "gpt", 5, counts(1, 1, 1)); size as usize];
             db.write_usage(&rollups[..1], &events).await.unwrap();
         }
-        let mut writer = db.writer.acquire().await.unwrap();
+        let mut writer = db.writer.sqlite().unwrap().acquire().await.unwrap();
         let cached = writer.cached_statements_size();
         assert_eq!(
             cached, before,
@@ -883,52 +1196,70 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_stores_nothing() {
-        let (_dir, db) = seeded().await;
-        sqlx::query(
-            "CREATE TRIGGER fail_log BEFORE INSERT ON request_log WHEN NEW.request_id = 'boom'
-             BEGIN SELECT RAISE(ABORT, 'boom'); END",
-        )
-        .execute(&db.writer)
-        .await
-        .unwrap();
-        let mut bad = event(1, 1, "gpt", 200);
-        bad.request_id = "boom".into();
-        let result = db
-            .write_usage(
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            db.fail_log_inserts_when("NEW.request_id = 'boom'").await;
+            let mut bad = event(1, 1, "gpt", 200);
+            bad.request_id = "boom".into();
+            let response = crate::db::StoredResponseRow {
+                id: "resp_a".into(),
+                key_id: 1,
+                previous_response_id: None,
+                created_at: 1,
+                response: b"{}".to_vec(),
+                turn: b"{}".to_vec(),
+            };
+            let result = db
+                .write_batch(
+                    &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
+                    &[event(0, 1, "gpt", 200), bad],
+                    StoredWrites {
+                        kept: &[&response],
+                        deleted: &[],
+                    },
+                )
+                .await;
+            assert!(result.is_err());
+            let stored = [
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM usage_daily",
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM request_log",
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM stored_responses",
+            ];
+            for sql in stored {
+                assert_eq!(number(&db, sql).await, 0, "{sql}");
+            }
+            // The same batch without the failing row is stored whole.
+            db.fail_log_inserts(false).await;
+            db.write_batch(
                 &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
-                &[event(0, 1, "gpt", 200), bad],
+                &[event(0, 1, "gpt", 200)],
+                StoredWrites {
+                    kept: &[&response],
+                    deleted: &[],
+                },
             )
-            .await;
-        assert!(result.is_err());
-        let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_daily")
-            .fetch_one(&db.writer)
             .await
             .unwrap();
-        let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log")
-            .fetch_one(&db.writer)
-            .await
-            .unwrap();
-        assert_eq!((rollups, logs), (0, 0));
+            for sql in stored {
+                assert_eq!(number(&db, sql).await, 1, "{sql}");
+            }
+        }
     }
 
     #[tokio::test]
     async fn usage_writes_do_not_touch_change_versions() {
-        let (_dir, db) = seeded().await;
-        let before: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
-            .fetch_one(&db.writer)
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            let sum = "SELECT CAST(SUM(version) AS BIGINT) FROM change_versions";
+            let before = number(&db, sum).await;
+            db.write_usage(
+                &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
+                &[event(0, 1, "gpt", 200)],
+            )
             .await
             .unwrap();
-        db.write_usage(
-            &[rollup("2025-01-01", 1, "gpt", 0, counts(1, 1, 1))],
-            &[event(0, 1, "gpt", 200)],
-        )
-        .await
-        .unwrap();
-        db.delete_log_before(i64::MAX, 10).await.unwrap();
-        let after: i64 = sqlx::query_scalar("SELECT SUM(version) FROM change_versions")
-            .fetch_one(&db.writer)
-            .await
-            .unwrap();
-        assert_eq!(before, after);
+            db.delete_log_before(i64::MAX, 10).await.unwrap();
+            assert_eq!(before, number(&db, sum).await);
+        }
     }
 }

@@ -9,6 +9,11 @@
 //! A response is visible only to the key that created it and until its retention
 //! (`LLMGATE_RESPONSES_RETENTION`, measured on the gateway's clock) has passed; to any other
 //! key, and after it, it answers exactly as one that never existed.
+//!
+//! Replicas on one PostgreSQL database share stored responses through it, but a response
+//! another replica just answered waits in that replica's memory until its next batch: on a
+//! shared database, an id found nowhere is looked up once more after one flush interval before
+//! it is called missing, so a client whose turns land on different replicas is not refused.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,6 +28,9 @@ use crate::error::ApiError;
 use crate::translate::responses::{InputItemsQuery, input_items_page, stored_turn};
 use crate::usage::{PendingResponse, Unkept, UsageRecorder};
 
+/// Time allowed for another replica's batch to commit, past its flush interval.
+const REPLICA_WRITE_MARGIN: Duration = Duration::from_millis(500);
+
 /// The most turns `previous_response_id` continues, the named one included.
 pub const MAX_CHAIN_TURNS: u32 = 1000;
 /// The most stored bytes (input and output items) `previous_response_id` continues.
@@ -35,6 +43,9 @@ pub struct ResponseStore {
     db: Db,
     clock: Clock,
     retention: Duration,
+    /// On a database other replicas write to: how long to wait for their next batch before
+    /// a response is called missing.
+    replicas_flush: Option<Duration>,
 }
 
 impl ResponseStore {
@@ -46,6 +57,31 @@ impl ResponseStore {
             db,
             clock,
             retention,
+            replicas_flush: None,
+        }
+    }
+
+    /// On a PostgreSQL database (which replicas share), a response not found is looked for
+    /// again after `flush_interval`, the longest another replica keeps it before writing it.
+    #[must_use]
+    pub fn shared_by_replicas(mut self, flush_interval: Duration) -> Self {
+        if self.db.is_postgres() {
+            // A batch starts at most one interval after the response, then takes its write.
+            self.replicas_flush = Some(flush_interval + REPLICA_WRITE_MARGIN);
+        }
+        self
+    }
+
+    /// Waits for other replicas' next batches once, if they may hold what was not found.
+    /// Whether it waited (and the caller should look again).
+    async fn wait_for_replicas(&self, waited: &mut bool) -> bool {
+        match self.replicas_flush {
+            Some(pause) if !*waited => {
+                *waited = true;
+                tokio::time::sleep(pause).await;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -127,6 +163,7 @@ impl ResponseStore {
             id: id.to_owned(),
             earlier: !turns.is_empty(),
         };
+        let mut waited = false;
         // The newest turns may still wait in memory; the rest of the chain is in the database.
         while let Some(id) = next.take() {
             match self.usage.pending_response(&id) {
@@ -155,6 +192,10 @@ impl ResponseStore {
                 .await
                 .map_err(ApiError::internal)?;
             if links.is_empty() {
+                if self.wait_for_replicas(&mut waited).await {
+                    next = Some(id);
+                    continue;
+                }
                 return Err(missing(&id, &turns));
             }
             for link in links {
@@ -235,15 +276,21 @@ impl ResponseStore {
     async fn find(&self, key_id: i64, id: &str) -> Result<Arc<StoredResponseRow>, ApiError> {
         let not_found = || ApiError::ResponseNotFound { id: id.to_owned() };
         let cutoff = self.cutoff();
-        let row = match self.usage.pending_response(id) {
-            Some(PendingResponse::Kept(row)) => Some(row).filter(|row| row.key_id == key_id),
-            Some(PendingResponse::Deleted { .. }) => None,
-            None => self
-                .db
-                .stored_response(id, key_id)
-                .await
-                .map_err(ApiError::internal)?
-                .map(Arc::new),
+        let mut waited = false;
+        let row = loop {
+            let row = match self.usage.pending_response(id) {
+                Some(PendingResponse::Kept(row)) => Some(row).filter(|row| row.key_id == key_id),
+                Some(PendingResponse::Deleted { .. }) => break None,
+                None => self
+                    .db
+                    .stored_response(id, key_id)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map(Arc::new),
+            };
+            if row.is_some() || !self.wait_for_replicas(&mut waited).await {
+                break row;
+            }
         };
         row.filter(|row| row.created_at >= cutoff)
             .ok_or_else(not_found)

@@ -32,6 +32,16 @@ pub async fn load_cipher(
     let key = match encryption_key {
         Some(encoded) => decode_key(encoded.expose())
             .map_err(|why| KeyFileError::Invalid(format!("LLMGATE_ENCRYPTION_KEY: {why}")))?,
+        // Replicas share a PostgreSQL database but no file system: each must be given the
+        // same key, or each would seal credentials the others cannot open.
+        None if db.is_postgres() => {
+            return Err(KeyFileError::Invalid(
+                "a PostgreSQL database needs LLMGATE_ENCRYPTION_KEY (the same on every \
+                 replica; make one with `openssl rand -base64 32`), since there is no key file \
+                 beside it"
+                    .into(),
+            ));
+        }
         None => match db.path() {
             Some(path) => key_from_file(&key_file_for(&path), db).await?,
             // An in-memory database dies with the process, and so may its key.

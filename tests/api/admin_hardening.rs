@@ -495,7 +495,7 @@ fn mode(path: &std::path::Path) -> u32 {
 #[cfg(unix)]
 #[tokio::test]
 async fn backups_refuse_uris_symlinks_and_memory_and_every_file_is_private() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_sqlite_app().await;
     // The database and its WAL files, created by llmgate, are the owner's only.
     let db_path = std::path::PathBuf::from(app.db_url.trim_start_matches("sqlite://"));
     let mut wal = db_path.clone().into_os_string();

@@ -445,7 +445,7 @@ async fn healthcheck_exits_zero_only_while_the_gateway_answers() {
 
 #[tokio::test]
 async fn backup_while_writing_gives_a_consistent_database_that_can_be_served() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_sqlite_app().await;
     let db = app.db.clone();
     let writer = tokio::spawn(async move {
         for i in 0..200 {

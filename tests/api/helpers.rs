@@ -72,6 +72,9 @@ pub struct TestOptions {
     pub manual_clock: bool,
     /// Serve this database (another app's `db_url`) instead of a fresh one: a replica.
     pub database_url: Option<String>,
+    /// Store in a SQLite file even when the suite runs on PostgreSQL: for the tests of what
+    /// only SQLite has (its files, their modes, `VACUUM INTO` backups).
+    pub sqlite_only: bool,
     /// Route the config's `mock` provider here (another app's `mock.base_url()`) instead of
     /// to this app's own mock, so replicas share one upstream.
     pub upstream_base_url: Option<String>,
@@ -90,6 +93,7 @@ impl Default for TestOptions {
             mock: MockConfig::default(),
             manual_clock: false,
             database_url: None,
+            sqlite_only: false,
             upstream_base_url: None,
         }
     }
@@ -125,17 +129,40 @@ name = "other-model"
     )
 }
 
+/// The encryption key of every test app on PostgreSQL (32 zero bytes, base64).
+pub const TEST_ENCRYPTION_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// Whether fresh test apps store in PostgreSQL: `LLMGATE_TEST_DATABASE=postgres` runs the
+/// whole integration suite on a database of the test process's PostgreSQL cluster instead of
+/// a SQLite file (`make test` runs it both ways).
+pub fn test_backend_is_postgres() -> bool {
+    std::env::var("LLMGATE_TEST_DATABASE").is_ok_and(|backend| backend == "postgres")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_with(TestOptions::default()).await
+}
+
+/// [`spawn_app`] on a SQLite file whatever the suite's backend.
+pub async fn spawn_sqlite_app() -> TestApp {
+    spawn_with(TestOptions {
+        sqlite_only: true,
+        ..TestOptions::default()
+    })
+    .await
 }
 
 pub async fn spawn_with(options: TestOptions) -> TestApp {
     let mock = mock::spawn(bind().await, options.mock).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let replica = options.database_url.is_some();
-    let db_url = options
-        .database_url
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("llmgate.db").display()));
+    let db_url = match options.database_url {
+        Some(url) => url,
+        None if test_backend_is_postgres() && !options.sqlite_only => {
+            crate::pg_cluster::fresh_database().await
+        }
+        None => format!("sqlite://{}", dir.path().join("llmgate.db").display()),
+    };
     let upstream = options.upstream_base_url.unwrap_or_else(|| mock.base_url());
     // `{mock}` and `{mock_gemini}` in the extra config stand for the mock's base URLs.
     let extra = options
@@ -151,6 +178,10 @@ pub async fn spawn_with(options: TestOptions) -> TestApp {
 
     let mut settings = options.settings;
     settings.database_url = db_url.clone();
+    if db_url.starts_with("postgres") && settings.encryption_key.is_none() {
+        // Replicas on one PostgreSQL database share the key, as the README tells operators.
+        settings.encryption_key = Some(llmgate::secret::Secret::new(TEST_ENCRYPTION_KEY));
+    }
     let chosen_password = settings.admin_password.clone();
     let (clock, handle) = if options.manual_clock {
         let (clock, handle) = Clock::manual(chrono::Utc::now());
@@ -449,6 +480,11 @@ impl Serve {
             .env("LLMGATE_SHUTDOWN_GRACE", "5s")
             .env_remove("LLMGATE_ADMIN_PASSWORD")
             .env_remove("LLMGATE_JWT_SECRET")
+            .envs(
+                db_url
+                    .starts_with("postgres")
+                    .then_some(("LLMGATE_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)),
+            )
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
