@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 use crate::helpers::{RedisServer, Serve, bind, chat_body, config_text, eventually};
 
 const ADMIN_PASSWORD: &str = "cluster-admin-password";
-/// Base64 of 32 bytes: the key sealing upstream credentials, the same for every replica.
-const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const RPM_KEY: &str = "sk-cluster-rpm-key-000000000000000001";
 const REVOKED_KEY: &str = "sk-cluster-revoked-key-0000000000001";
 const OPEN_KEY: &str = "sk-cluster-open-key-00000000000000001";
@@ -65,15 +63,12 @@ async fn shared_database(backend: Backend, dir: &tempfile::TempDir) -> String {
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Sqlite,
-    #[expect(
-        dead_code,
-        reason = "the cluster runs on SQLite until the queries run on PostgreSQL"
-    )]
     Postgres,
 }
 
-/// Three replicas started one after the other on `db_url`, each importing the same config, and
-/// what they share.
+/// Three replicas started one after the other on one database, each importing the same config
+/// (on PostgreSQL, `Serve` gives each the same encryption key; on SQLite they share the key
+/// file beside the database), and what they share.
 struct Cluster {
     replicas: Vec<Serve>,
     mock: MockHandle,
@@ -102,9 +97,6 @@ async fn start_cluster(backend: Backend) -> Cluster {
                 &[
                     ("LLMGATE_REDIS_URL", redis_url.as_str()),
                     ("LLMGATE_ADMIN_PASSWORD", ADMIN_PASSWORD),
-                    // One key for every replica: on PostgreSQL there is no key file beside the
-                    // database for them to share.
-                    ("LLMGATE_ENCRYPTION_KEY", ENCRYPTION_KEY),
                     // Polls far apart: a change reaches the others in time only through Redis.
                     ("LLMGATE_CHANGE_POLL_INTERVAL", "60s"),
                 ],
@@ -285,6 +277,11 @@ async fn three_replicas_share_limits_revocations_and_cooldowns(backend: Backend)
     revocation_reaches_every_replica(&cluster).await;
     cooldown_is_honoured_by_every_replica(&cluster).await;
     cluster.stop();
+}
+
+#[tokio::test]
+async fn three_replicas_on_postgresql_share_limits_revocations_and_cooldowns() {
+    three_replicas_share_limits_revocations_and_cooldowns(Backend::Postgres).await;
 }
 
 #[tokio::test]
