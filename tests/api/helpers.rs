@@ -408,6 +408,30 @@ impl TestApp {
     }
 }
 
+/// Revokes the key named `name` through `app`'s admin API.
+pub async fn revoke_key_named(app: &TestApp, name: &str) {
+    let token = app.admin_token().await;
+    let keys = app.admin_json("/admin/keys", &token).await;
+    let id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["name"] == name)
+        .unwrap_or_else(|| panic!("no key named {name} in {keys}"))["id"]
+        .as_i64()
+        .unwrap();
+    let revoked = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/keys/{id}/revoke"),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+}
+
 /// A chat request body for `model`.
 pub fn chat_body(model: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})

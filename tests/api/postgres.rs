@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use llmgate::secret::Secret;
-use reqwest::Method;
 
 use crate::helpers::{
-    TEST_ENCRYPTION_KEY, TestApp, TestOptions, chat_body, eventually, spawn_app, spawn_sqlite_app,
-    spawn_with,
+    TEST_ENCRYPTION_KEY, TestApp, TestOptions, chat_body, eventually, revoke_key_named, spawn_app,
+    spawn_sqlite_app, spawn_with,
 };
 
 #[tokio::test]
@@ -107,17 +106,15 @@ async fn migrate_and_serve_run_on_postgres_and_serve_needs_the_shared_encryption
     pg.close().await;
 }
 
-const REVOKED_KEY: &str = "sk-postgres-revoked-key-000000000001";
-
-#[tokio::test]
-async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second_without_redis() {
-    // Polls a minute apart and no Redis: only PostgreSQL's notice can tell replica B in time.
+/// Two apps on one fresh PostgreSQL database and no Redis, both knowing the key `name`,
+/// checking for changes every `change_poll`; B routes to A's mock.
+async fn replicas(name: &str, key: &str, change_poll: Duration) -> (TestApp, TestApp) {
     let options = || {
         let mut options = TestOptions {
-            extra_config: format!("[[keys]]\nname = \"revoked\"\nkey = \"{REVOKED_KEY}\"\n"),
+            extra_config: format!("[[keys]]\nname = \"{name}\"\nkey = \"{key}\"\n"),
             ..TestOptions::default()
         };
-        options.settings.change_poll_interval = Duration::from_secs(60);
+        options.settings.change_poll_interval = change_poll;
         options.settings.admin_password = Some(Secret::new("postgres-admin-password"));
         options
     };
@@ -132,6 +129,15 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
         ..options()
     })
     .await;
+    (a, b)
+}
+
+const REVOKED_KEY: &str = "sk-postgres-revoked-key-000000000001";
+
+#[tokio::test]
+async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second_without_redis() {
+    // Polls a minute apart and no Redis: only PostgreSQL's notice can tell replica B in time.
+    let (a, b) = replicas("revoked", REVOKED_KEY, Duration::from_secs(60)).await;
     let send = |app: &TestApp| {
         let request = app
             .client
@@ -144,22 +150,7 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(send(&b).await, 200);
 
-    let token = a.admin_token().await;
-    let keys = a.admin_json("/admin/keys", &token).await;
-    let id = keys["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["name"] == "revoked")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let revoked = a
-        .admin(Method::POST, &format!("/admin/keys/{id}/revoke"), &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
+    revoke_key_named(&a, "revoked").await;
     let refused = eventually(Duration::from_secs(1), || async { send(&b).await == 401 }).await;
     assert!(refused.is_some(), "replica B still accepts the revoked key");
     a.stop().await;
@@ -170,25 +161,7 @@ const TURNS_KEY: &str = "sk-postgres-turns-key-00000000000001";
 
 #[tokio::test]
 async fn a_conversation_continues_on_another_replica_before_the_first_wrote_its_turn() {
-    let options = || {
-        let mut options = TestOptions {
-            extra_config: format!("[[keys]]\nname = \"turns\"\nkey = \"{TURNS_KEY}\"\n"),
-            ..TestOptions::default()
-        };
-        options.settings.admin_password = Some(Secret::new("postgres-admin-password"));
-        options
-    };
-    let a = spawn_with(TestOptions {
-        database_url: Some(crate::pg_cluster::fresh_database().await),
-        ..options()
-    })
-    .await;
-    let b = spawn_with(TestOptions {
-        database_url: Some(a.db_url.clone()),
-        upstream_base_url: Some(a.mock.base_url()),
-        ..options()
-    })
-    .await;
+    let (a, b) = replicas("turns", TURNS_KEY, Duration::from_millis(250)).await;
     let post = |app: &TestApp, body: serde_json::Value| {
         let request = app
             .client

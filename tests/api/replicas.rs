@@ -7,10 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use llmgate::secret::Secret;
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{RedisServer, Serve, TestApp, TestOptions, chat_body, eventually, spawn_with};
+use crate::helpers::{
+    RedisServer, Serve, TestApp, TestOptions, chat_body, eventually, revoke_key_named, spawn_with,
+};
 
 /// A second provider with two accounts and a model routed to it, for cooldowns.
 const POOL: &str = r#"
@@ -325,22 +326,7 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_seco
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
     assert_eq!(send(&r.b, REVOKED_KEY, &body).await, 200);
-    let token = r.a.admin_token().await;
-    let keys = r.a.admin_json("/admin/keys", &token).await;
-    let id = keys["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["name"] == "revoked")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let revoked =
-        r.a.admin(Method::POST, &format!("/admin/keys/{id}/revoke"), &token)
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(revoked.status(), 200);
+    revoke_key_named(&r.a, "revoked").await;
     let refused = eventually(Duration::from_secs(1), || async {
         send(&r.b, REVOKED_KEY, &body).await == 401
     })
