@@ -96,6 +96,8 @@ struct ClusterReport {
     load_average_before: f64,
     load_average_after: f64,
     figures: Vec<Check>,
+    /// What explains a figure: how often the replicas fell back to per-process limits.
+    notes: Vec<String>,
     pass: bool,
 }
 
@@ -129,6 +131,16 @@ pub(super) async fn run() -> Result<bool> {
     figures.push(revocation_figure(&stack, &ops).await?);
     eprintln!("bench: a 429 cooldown");
     figures.extend(cooldown_figures(&stack, &ops).await?);
+    let fallbacks = stack.redis_fallbacks();
+    let mut notes = vec![format!(
+        "before Redis was killed, the replicas fell back to per-process limits {} times ({} per replica): each time a Redis call took longer than LLMGATE_REDIS_TIMEOUT (50 ms) or failed, until Redis answered again",
+        fallbacks.iter().sum::<usize>(),
+        fallbacks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    )];
     eprintln!("bench: Redis killed mid-load");
     figures.extend(redis_kill_figures(&mut stack, &ops).await?);
     eprintln!("bench: a replica killed mid-load");
@@ -150,6 +162,7 @@ pub(super) async fn run() -> Result<bool> {
         load_average_before: load_before,
         load_average_after: load_average(),
         figures,
+        notes: std::mem::take(&mut notes),
         pass,
     };
     drop(stack);
@@ -174,7 +187,7 @@ struct ClusterStack {
     servers: Vec<String>,
     /// Logs, the config and the SQLite files: removed once the processes are stopped (fields
     /// drop in order).
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ClusterStack {
@@ -280,8 +293,26 @@ impl ClusterStack {
             single: Some(single),
             single_addr,
             servers,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// How often each replica has logged that Redis was unreachable (and its limits per
+    /// process) so far.
+    fn redis_fallbacks(&self) -> Vec<usize> {
+        (1..=REPLICAS)
+            .map(|index| {
+                fs::read_to_string(self.dir.path().join(format!("replica-{index}.log")))
+                    .map(|log| {
+                        log.lines()
+                            .filter(|line| {
+                                line.contains("Redis unreachable: limits, cooldowns and circuits")
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0)
+            })
+            .collect()
     }
 
     /// The replicas still running.
@@ -940,12 +971,7 @@ async fn measure_throughput(stack: &mut ClusterStack, seconds: Duration) -> Resu
         .as_ref()
         .map(Proc::pid)
         .ok_or_else(|| anyhow!("the single node is not running"))?;
-    let replica_pids: Vec<u32> = stack
-        .replicas
-        .iter()
-        .flatten()
-        .map(Proc::pid)
-        .collect();
+    let replica_pids: Vec<u32> = stack.replicas.iter().flatten().map(Proc::pid).collect();
     let single = [stack.single_addr];
     // Who runs at each position: `None` is the single node.
     let mut order: Vec<Option<usize>> = std::iter::once(None)
@@ -1392,6 +1418,9 @@ fn print_cluster(report: &ClusterReport) {
         "  load average {:.2} before, {:.2} after (a shared machine)",
         report.load_average_before, report.load_average_after
     );
+    for note in &report.notes {
+        println!("  {note}");
+    }
     println!();
     for figure in &report.figures {
         println!(

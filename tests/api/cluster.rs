@@ -8,7 +8,9 @@ use std::time::Duration;
 use llmgate::mock::{self, MockConfig, MockHandle};
 use serde_json::{Value, json};
 
-use crate::helpers::{RedisServer, Serve, bind, chat_body, config_text, eventually};
+use crate::helpers::{
+    RedisServer, Serve, bind, chat_body, chat_status, config_text, eventually, revoke_key_named_at,
+};
 
 const ADMIN_PASSWORD: &str = "cluster-admin-password";
 const RPM_KEY: &str = "sk-cluster-rpm-key-000000000000000001";
@@ -115,17 +117,8 @@ async fn start_cluster(backend: Backend) -> Cluster {
 impl Cluster {
     /// Sends `body` as `key` through replica `index`; the status.
     async fn send(&self, index: usize, key: &str, body: &Value) -> u16 {
-        let response = self
-            .client
-            .post(self.replicas[index].url("/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        response.text().await.unwrap();
-        status
+        let url = self.replicas[index].url("/v1/chat/completions");
+        chat_status(&self.client, &url, key, body).await
     }
 
     async fn admin_token(&self, index: usize) -> String {
@@ -200,23 +193,13 @@ async fn revocation_reaches_every_replica(cluster: &Cluster) {
         assert_eq!(cluster.send(index, REVOKED_KEY, &body).await, 200);
     }
     let token = cluster.admin_token(0).await;
-    let keys = cluster.admin_json(0, "/admin/keys", &token).await;
-    let id = keys["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["name"] == "revoked")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let revoked = cluster
-        .client
-        .post(cluster.replicas[0].url(&format!("/admin/keys/{id}/revoke")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
+    revoke_key_named_at(
+        &cluster.client,
+        &cluster.replicas[0].url(""),
+        &token,
+        "revoked",
+    )
+    .await;
     let refused = eventually(Duration::from_secs(1), || async {
         cluster.send(1, REVOKED_KEY, &body).await == 401
             && cluster.send(2, REVOKED_KEY, &body).await == 401
