@@ -11,32 +11,16 @@ use serde_json::{Value, json};
 use crate::helpers::{
     RedisServer, Serve, bind, chat_body, chat_status, config_text, eventually, revoke_key_named_at,
 };
+use crate::replicas::{POOL, POOL_ONE};
 
 const ADMIN_PASSWORD: &str = "cluster-admin-password";
 const RPM_KEY: &str = "sk-cluster-rpm-key-000000000000000001";
 const REVOKED_KEY: &str = "sk-cluster-revoked-key-0000000000001";
 const OPEN_KEY: &str = "sk-cluster-open-key-00000000000000001";
-const POOL_ONE: &str = "sk-cluster-pool-account-one-0001";
 
-/// A pool of two accounts behind the `pooled` model (for the cooldown), and the keys.
-const EXTRA: &str = r#"
-[[providers]]
-name = "pool"
-kind = "openai"
-base_url = "{mock}"
-  [[providers.accounts]]
-  name = "p1"
-  api_key = "sk-cluster-pool-account-one-0001"
-  [[providers.accounts]]
-  name = "p2"
-  api_key = "sk-cluster-pool-account-two-0002"
-
-[[models]]
-name = "pooled"
-  [[models.routes]]
-  provider = "pool"
-  model = "pool-model"
-
+/// The keys; the pool of two accounts behind the `pooled` model, for the cooldown, is the
+/// replicas test's `POOL`.
+const KEYS: &str = r#"
 [[keys]]
 name = "rpm"
 key = "sk-cluster-rpm-key-000000000000000001"
@@ -87,7 +71,8 @@ async fn start_cluster(backend: Backend) -> Cluster {
         .unwrap();
     let redis = RedisServer::start();
     let config = dir.path().join("llmgate.toml");
-    let text = config_text(&mock.base_url(), &EXTRA.replace("{mock}", &mock.base_url()));
+    let extra = format!("{POOL}\n{KEYS}").replace("{mock}", &mock.base_url());
+    let text = config_text(&mock.base_url(), &extra);
     std::fs::write(&config, text).unwrap();
     let config = config.display().to_string();
     let redis_url = redis.url();

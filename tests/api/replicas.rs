@@ -14,8 +14,9 @@ use crate::helpers::{
     spawn_with,
 };
 
-/// A second provider with two accounts and a model routed to it, for cooldowns.
-const POOL: &str = r#"
+/// A second provider with two accounts and a model routed to it, for cooldowns (also the
+/// cluster test's).
+pub const POOL: &str = r#"
 [[providers]]
 name = "pool"
 kind = "openai"
@@ -43,7 +44,7 @@ name = "priced"
   max_output_tokens = 64
 "#;
 
-const POOL_ONE: &str = "sk-pool-account-one-0001";
+pub const POOL_ONE: &str = "sk-pool-account-one-0001";
 
 /// Two replicas on one SQLite file and one Redis, both routing to the first one's mock.
 struct Replicas {
