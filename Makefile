@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test screenshots check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-streams bench-quick bench-instructions bench-summary bench-micro soak profile profile-breakdown
+	bench perf bench-streams bench-cluster bench-quick bench-instructions bench-summary bench-micro soak profile profile-breakdown
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,10 @@ bench-streams: ## 1,000 and 10,000 concurrent long streams, directly, through ng
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	$(CARGO) bench --locked --bench load -- --streams
+
+bench-cluster: ## Three replicas on PostgreSQL + Redis (started from Debian's binaries) under one round-robin load generator: the figures of #20 (CLUSTER_DB=sqlite for one shared SQLite file)
+	$(CARGO) build --release --locked
+	$(CARGO) bench --locked --bench load -- --cluster
 
 bench-quick: ## Only c=64 chat, llmgate, nginx and the floor proxies in turn for BENCH_ROUNDS rounds: medians of CPU/request
 	bash benches/setup.sh

@@ -9,13 +9,16 @@
 //! connections for a fixed time; every latency is kept, so percentiles are exact.
 //!
 //! Run it with `cargo bench --bench load` (`-- --soak` for the soak, `-- --streams` for the
-//! streams at scale of `load/streams.rs`). Without `--bench` on its
-//! command line (as `cargo test --all-targets` runs bench targets) it does nothing and exits 0.
+//! streams at scale of `load/streams.rs`, `-- --cluster` for the replicas of
+//! `load/cluster.rs`). Without `--bench` on its command line (as `cargo test --all-targets`
+//! runs bench targets) it does nothing and exits 0.
 //! Settings come from the environment: `BENCH_SECONDS` (per phase, default 10), `SOAK_SECONDS`
 //! (default 600), `SOAK_RPS` (default: half of llmgate's c=64 throughput in the last bench run),
 //! `LLMGATE_BIN` (default: the release binary), `NGINX` (default: `nginx` on the PATH or in
-//! /usr/sbin), `BENCH_ENFORCE=1` (exit 3 when a figure misses the budget). `LLMGATE_*`
-//! variables reach the gateway unchanged.
+//! /usr/sbin), `BENCH_ENFORCE=1` (exit 3 when a figure misses the budget); for `--cluster`,
+//! `CLUSTER_DB` (`postgres`, the default, or `sqlite`), `CLUSTER_RPM_SECONDS` (default 60) and
+//! `CLUSTER_SECONDS` (each throughput run, default 10). `LLMGATE_*` variables reach the gateway
+//! unchanged.
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![expect(
     clippy::disallowed_methods,
@@ -26,8 +29,17 @@
     reason = "a benchmark reports its progress on stderr"
 )]
 
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "load/floor.rs"]
 mod floor;
+/// The throwaway PostgreSQL server of the tests, which the cluster bench starts the same way.
+#[path = "../tests/support/postgres.rs"]
+#[expect(
+    clippy::expect_used,
+    reason = "the tests' helper panics with what to install when PostgreSQL is missing"
+)]
+mod pg_cluster;
 #[path = "load/streams.rs"]
 mod streams;
 
@@ -100,6 +112,8 @@ fn main() -> ExitCode {
         Mode::Quick
     } else if args.iter().any(|a| a == "--streams") {
         Mode::Streams
+    } else if args.iter().any(|a| a == "--cluster") {
+        Mode::Cluster
     } else {
         Mode::Bench
     };
@@ -127,6 +141,8 @@ enum Mode {
     Quick,
     /// 1,000 and 10,000 concurrent long streams (see `streams`).
     Streams,
+    /// Three replicas on PostgreSQL and Redis (see `cluster`).
+    Cluster,
 }
 
 fn run(mode: Mode) -> Result<bool> {
@@ -149,6 +165,7 @@ fn run(mode: Mode) -> Result<bool> {
                 Mode::Profile => profile_run().await,
                 Mode::Quick => quick_run().await,
                 Mode::Streams => streams::run().await,
+                Mode::Cluster => cluster::run().await,
             }
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

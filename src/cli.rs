@@ -71,6 +71,10 @@ enum Command {
         /// The gateway's address [default: LLMGATE_LISTEN, with 0.0.0.0 read as 127.0.0.1]
         #[arg(long, env = "LLMGATE_LISTEN", default_value = crate::settings::DEFAULT_LISTEN)]
         listen: String,
+        /// Ask GET /readyz instead: ready to serve, its database reachable (a replica behind a
+        /// load balancer is taken out while it is not).
+        #[arg(long)]
+        ready: bool,
     },
 }
 
@@ -259,7 +263,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backup { file } => backup(&file, database).await,
         Command::MigrateData { from, to } => migrate_data(&from, &to).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
-        Command::Healthcheck { listen } => healthcheck(&listen).await,
+        Command::Healthcheck { listen, ready } => healthcheck(&listen, ready).await,
     }
 }
 
@@ -769,7 +773,7 @@ fn postgres_backup_advice(url: &str, file: &std::path::Path) -> String {
     clippy::disallowed_methods,
     reason = "`llmgate healthcheck` asks a running llmgate, not an upstream, once, and exits"
 )]
-async fn healthcheck(listen: &str) -> ExitCode {
+async fn healthcheck(listen: &str, ready: bool) -> ExitCode {
     let mut addr = match parse_listen(listen) {
         Ok(addr) => addr,
         Err(why) => return usage_error(&format!("--listen: {why}")),
@@ -785,12 +789,10 @@ async fn healthcheck(listen: &str) -> ExitCode {
         Ok(client) => client,
         Err(error) => return failure(&error.to_string()),
     };
-    match client.get(format!("http://{addr}/healthz")).send().await {
+    let path = if ready { "/readyz" } else { "/healthz" };
+    match client.get(format!("http://{addr}{path}")).send().await {
         Ok(response) if response.status().is_success() => OK,
-        Ok(response) => failure(&format!(
-            "unhealthy: /healthz answered {}",
-            response.status()
-        )),
+        Ok(response) => failure(&format!("unhealthy: {path} answered {}", response.status())),
         Err(error) => failure(&format!("unhealthy: {error}")),
     }
 }

@@ -427,17 +427,20 @@ async fn each_request_gets_one_structured_log_line_and_successes_can_be_sampled(
 async fn healthcheck_exits_zero_only_while_the_gateway_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, _) = start_serve(&dir, &[]);
-    let check = |addr: &str| {
+    let check = |addr: &str, ready: bool| {
         Command::new(TestApp::bin())
             .args(["healthcheck", "--listen", addr])
+            .args(ready.then_some("--ready"))
             .output()
             .unwrap()
             .status
             .code()
     };
-    assert_eq!(check(&addr), Some(0));
+    assert_eq!(check(&addr, false), Some(0));
+    assert_eq!(check(&addr, true), Some(0));
     assert_eq!(terminate(&mut child), Some(0));
-    assert_eq!(check(&addr), Some(1));
+    assert_eq!(check(&addr, false), Some(1));
+    assert_eq!(check(&addr, true), Some(1));
 }
 
 #[tokio::test]

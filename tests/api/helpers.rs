@@ -411,7 +411,21 @@ impl TestApp {
 /// Revokes the key named `name` through `app`'s admin API.
 pub async fn revoke_key_named(app: &TestApp, name: &str) {
     let token = app.admin_token().await;
-    let keys = app.admin_json("/admin/keys", &token).await;
+    revoke_key_named_at(&app.client, &app.url(""), &token, name).await;
+}
+
+/// Revokes the key named `name` through the admin API at `base` (`http://host:port`) with the
+/// admin token `token`.
+pub async fn revoke_key_named_at(client: &reqwest::Client, base: &str, token: &str, name: &str) {
+    let keys: Value = client
+        .get(format!("{base}/admin/keys"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = keys["data"]
         .as_array()
         .unwrap()
@@ -420,16 +434,27 @@ pub async fn revoke_key_named(app: &TestApp, name: &str) {
         .unwrap_or_else(|| panic!("no key named {name} in {keys}"))["id"]
         .as_i64()
         .unwrap();
-    let revoked = app
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/keys/{id}/revoke"),
-            &token,
-        )
+    let revoked = client
+        .post(format!("{base}/admin/keys/{id}/revoke"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
+}
+
+/// Sends `body` as `key` to the chat endpoint at `url`; the status (the answer read whole).
+pub async fn chat_status(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> u16 {
+    let response = client
+        .post(url)
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.text().await.unwrap();
+    status
 }
 
 /// A chat request body for `model`.

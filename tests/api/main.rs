@@ -17,6 +17,7 @@ mod admin_hardening;
 mod bedrock;
 mod cli;
 mod clouds;
+mod cluster;
 mod dialects;
 mod edge;
 mod errors;

@@ -10,11 +10,13 @@ use llmgate::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    RedisServer, Serve, TestApp, TestOptions, chat_body, eventually, revoke_key_named, spawn_with,
+    RedisServer, Serve, TestApp, TestOptions, chat_body, chat_status, eventually, revoke_key_named,
+    spawn_with,
 };
 
-/// A second provider with two accounts and a model routed to it, for cooldowns.
-const POOL: &str = r#"
+/// A second provider with two accounts and a model routed to it, for cooldowns (also the
+/// cluster test's).
+pub const POOL: &str = r#"
 [[providers]]
 name = "pool"
 kind = "openai"
@@ -42,7 +44,7 @@ name = "priced"
   max_output_tokens = 64
 "#;
 
-const POOL_ONE: &str = "sk-pool-account-one-0001";
+pub const POOL_ONE: &str = "sk-pool-account-one-0001";
 
 /// Two replicas on one SQLite file and one Redis, both routing to the first one's mock.
 struct Replicas {
@@ -79,17 +81,7 @@ fn key_config(name: &str, key: &str, limits: &str) -> String {
 
 /// Sends `body` as `key` through `app`; the status.
 async fn send(app: &TestApp, key: &str, body: &Value) -> u16 {
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    response.text().await.unwrap();
-    status
+    chat_status(&app.client, &app.url("/v1/chat/completions"), key, body).await
 }
 
 /// Sends `count` requests alternating between the replicas; how many each accepted.
