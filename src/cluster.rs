@@ -7,7 +7,7 @@
 //! pings it until it answers again. Callers then fall back to their per-process state.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +29,11 @@ const PENDING: usize = 65_536;
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a background write or probe may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Calls on a request's path in a row that may miss `LLMGATE_REDIS_TIMEOUT` before Redis is
+/// taken for down. One slow answer (a busy core, a pause of the Redis server) costs the request
+/// that waited for it a per-process admission; taking Redis for down would give every key a
+/// whole per-process allowance on this replica until the next ping, past the shared limits.
+const SLOW_CALLS_BEFORE_DOWN: u32 = 3;
 
 /// Redis could not answer in time (or is known to be down): use the per-process path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -168,6 +173,8 @@ struct Inner {
     connection: ConnectionManager,
     timeout: Duration,
     up: AtomicBool,
+    /// Calls on a request's path that missed the timeout since the last one answered in time.
+    slow_calls: AtomicU32,
     /// Identifies this process in what it publishes, so it ignores its own notes.
     node: String,
     writes: mpsc::Sender<Write>,
@@ -203,6 +210,7 @@ impl Cluster {
                 connection,
                 timeout,
                 up: AtomicBool::new(false),
+                slow_calls: AtomicU32::new(0),
                 node: format!("{:016x}", rand::random::<u64>()),
                 writes,
                 queued: Mutex::new(Some(queued)),
@@ -273,13 +281,28 @@ impl Cluster {
         )
         .await
         {
-            Ok(Ok(answer)) => Ok(answer),
+            Ok(Ok(answer)) => {
+                if self.inner.slow_calls.load(Ordering::Relaxed) != 0 {
+                    self.inner.slow_calls.store(0, Ordering::Relaxed);
+                }
+                Ok(answer)
+            }
             Ok(Err(error)) => {
                 self.mark_down(&error.to_string());
                 Err(Unavailable)
             }
             Err(_) => {
-                self.mark_down("no answer within LLMGATE_REDIS_TIMEOUT");
+                let slow = self.inner.slow_calls.fetch_add(1, Ordering::Relaxed) + 1;
+                if slow >= SLOW_CALLS_BEFORE_DOWN {
+                    self.inner.slow_calls.store(0, Ordering::Relaxed);
+                    self.mark_down(
+                        "no answer within LLMGATE_REDIS_TIMEOUT, several times in a row",
+                    );
+                } else {
+                    tracing::debug!(
+                        "Redis answered too slowly; this request was admitted per process"
+                    );
+                }
                 Err(Unavailable)
             }
         }
@@ -487,6 +510,59 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers `PING` as Redis does and never answers anything else: Redis too
+    /// slow for the request path.
+    async fn slow_redis() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 4096];
+                    while let Ok(read) = socket.read(&mut buffer).await {
+                        if read == 0 {
+                            return;
+                        }
+                        // The client names itself first (`CLIENT SETINFO`, twice).
+                        let count = |word: &[u8]| {
+                            buffer[..read]
+                                .windows(word.len())
+                                .filter(|w| *w == word)
+                                .count()
+                        };
+                        for _ in 0..count(b"SETINFO") {
+                            let _ = socket.write_all(b"+OK\r\n").await;
+                        }
+                        if count(b"PING") > 0 {
+                            let _ = socket.write_all(b"+PONG\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_not_taken_for_redis_down_until_it_repeats() {
+        let url = slow_redis().await;
+        let cluster = Cluster::connect(&url, Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert!(cluster.is_up(), "PING answered");
+        let script = Script::new("return {1}");
+        for call in 1..SLOW_CALLS_BEFORE_DOWN {
+            assert!(cluster.eval(&script, &[], &[]).await.is_err());
+            assert!(cluster.is_up(), "down after {call} slow answer(s)");
+        }
+        assert!(cluster.eval(&script, &[], &[]).await.is_err());
+        assert!(!cluster.is_up(), "down once slow answers repeat");
+    }
 
     #[test]
     fn notes_read_back_as_written() {
