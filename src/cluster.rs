@@ -513,6 +513,10 @@ mod tests {
 
     /// A server that answers `PING` as Redis does and never answers anything else: Redis too
     /// slow for the request path.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a test's fake server, ended with the test's runtime"
+    )]
     async fn slow_redis() -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,7 +6,9 @@
 //! check, no limits, no routing, no JSON, no accounting, no log line. Both run on a
 //! current-thread runtime with jemalloc, as a pinned llmgate does.
 //!
-//! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names.
+//! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names;
+//!   it relays an event stream chunk by chunk (the streams phase measures it), anything else
+//!   whole.
 //! - `axum-hyper`: axum's server and hyper-util's pooled client (what reqwest wraps): the
 //!   difference to `axum-reqwest` is reqwest's own layers.
 //! - `hyper`: hyper's server connection and hyper-util's pooled client, without axum's router
@@ -105,10 +107,20 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
         };
         let status = answer.status();
         let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-        let Ok(body) = answer.bytes().await else {
-            return status_only(StatusCode::BAD_GATEWAY);
+        // An event stream is relayed chunk by chunk, as llmgate relays it (the streams phase
+        // measures what the stack itself holds per open stream); anything else is read whole.
+        let body = if content_type
+            .as_ref()
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
+        {
+            axum::body::Body::from_stream(answer.bytes_stream())
+        } else {
+            let Ok(body) = answer.bytes().await else {
+                return status_only(StatusCode::BAD_GATEWAY);
+            };
+            axum::body::Body::from(body)
         };
-        let mut response = axum::response::Response::new(axum::body::Body::from(body));
+        let mut response = axum::response::Response::new(body);
         *response.status_mut() = status;
         if let Some(content_type) = content_type {
             response

@@ -1,7 +1,8 @@
 //! Streams at scale (`make bench-streams`, and the last part of `make bench`): LLM traffic is
 //! long streams, so this phase holds 1,000, then 10,000 concurrent streams open against a paced
 //! mock (60 content frames, 100 ms apart), directly (which shows the load generator itself holds
-//! them on its one core), through nginx and through llmgate, and reports for each: streams
+//! them on its one core), through nginx, through the bare axum + reqwest floor (what llmgate's
+//! libraries alone hold per stream) and through llmgate, and reports for each: streams
 //! whose frames all arrived in order, time to first byte (and what the proxy adds to the
 //! mock's own), CPU per forwarded frame, RSS per open stream above the server's RSS before the
 //! phase, and, for llmgate, that the request log has a row for every stream.
@@ -16,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
-/// Concurrent streams per level.
+/// Concurrent streams per level; `BENCH_STREAM_LEVELS` (a comma-separated list) runs others,
+/// e.g. one small level while investigating.
 const LEVELS: [usize; 2] = [1_000, 10_000];
 /// Content frames per stream, and the mock's pause before each.
 const FRAMES: usize = 60;
@@ -333,10 +335,10 @@ fn fds_for(streams: usize) -> u64 {
 
 /// The levels to run under `limit`: a level that does not fit is lowered to the most streams
 /// that do, and named.
-fn levels_within(limit: u64) -> Vec<usize> {
+fn levels_within(wanted_levels: &[usize], limit: u64) -> Vec<usize> {
     let most = usize::try_from(limit.saturating_sub(FD_SPARE) / 2).unwrap_or(usize::MAX);
     let mut levels = Vec::new();
-    for wanted in LEVELS {
+    for &wanted in wanted_levels {
         if wanted > most {
             eprintln!(
                 "bench: {wanted} concurrent streams need {} open files per proxy, the limit is {limit}: running {most} instead",
@@ -406,8 +408,10 @@ pub(super) async fn run() -> Result<bool> {
     let settings = Settings::from_env()?;
     let machine = Machine::read();
     let date = chrono::Utc::now();
-    let limit = raise_open_file_limit(LEVELS[LEVELS.len() - 1])?;
-    let levels = levels_within(limit);
+    let wanted_levels = wanted_levels()?;
+    let vias = wanted_vias()?;
+    let limit = raise_open_file_limit(wanted_levels.iter().copied().max().unwrap_or(0))?;
+    let levels = levels_within(&wanted_levels, limit);
 
     let dir = tempfile::Builder::new()
         .prefix("llmgate-streams-")
@@ -445,12 +449,29 @@ pub(super) async fn run() -> Result<bool> {
     let conf = prefix.join("nginx.conf");
     fs::write(&conf, streams_nginx_config(&prefix, nginx_addr, mock_addr))?;
     let mut nginx = spawn_nginx(&prefix, &conf)?;
+    // The floor: a bare axum + reqwest relay of the same streams, what the stack alone holds
+    // per open stream.
+    let floor_addr = loopback(free_port()?);
+    let mut floor = Proc::spawn(
+        "floor proxy (axum + reqwest)",
+        PROXY_CORE,
+        &std::env::current_exe()?,
+        &strings(&[
+            "--floor-proxy",
+            Floor::AxumReqwest.arg(),
+            &floor_addr.to_string(),
+            &mock_addr.to_string(),
+        ]),
+        &[],
+        dir.path().join("floor.log"),
+    )?;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     for (via, addr, process) in [
         (Via::Direct, mock_addr, &mut mock),
         (Via::Llmgate, gateway_addr, &mut gateway),
         (Via::Nginx, nginx_addr, &mut nginx),
+        (Via::FloorAxumReqwest, floor_addr, &mut floor),
     ] {
         wait_streaming(via, addr, process, deadline).await?;
     }
@@ -465,8 +486,12 @@ pub(super) async fn run() -> Result<bool> {
         for (via, addr, pids) in [
             (Via::Direct, mock_addr, vec![mock.pid()]),
             (Via::Nginx, nginx_addr, nginx_pids.clone()),
+            (Via::FloorAxumReqwest, floor_addr, vec![floor.pid()]),
             (Via::Llmgate, gateway_addr, vec![gateway.pid()]),
         ] {
+            if !vias.contains(&via) {
+                continue;
+            }
             let rows_before = count_usage(&db).await.0;
             let mut measured =
                 phase(via, addr, streams, &pids, machine.clock_ticks_per_second).await?;
@@ -483,6 +508,7 @@ pub(super) async fn run() -> Result<bool> {
     }
     let clean = gateway.stop(Duration::from_secs(10));
     nginx.stop(Duration::from_secs(5));
+    floor.stop(Duration::from_secs(5));
     mock.stop(Duration::from_secs(5));
 
     let budget = judge(&phases, clean);
@@ -506,6 +532,50 @@ pub(super) async fn run() -> Result<bool> {
     fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(pass)
+}
+
+/// The levels `BENCH_STREAM_LEVELS` names (comma-separated stream counts), else `LEVELS`.
+fn wanted_levels() -> Result<Vec<usize>> {
+    let Ok(text) = std::env::var("BENCH_STREAM_LEVELS") else {
+        return Ok(LEVELS.to_vec());
+    };
+    parse_levels(&text)
+}
+
+fn parse_levels(text: &str) -> Result<Vec<usize>> {
+    let levels = text
+        .split(',')
+        .map(|level| {
+            level
+                .trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .ok()
+                .filter(|&level| level > 0)
+                .with_context(|| {
+                    format!("BENCH_STREAM_LEVELS={text}: {level:?} is not a positive stream count")
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(levels)
+}
+
+/// The servers `BENCH_STREAM_VIA` names (comma-separated: direct, nginx, axum+reqwest,
+/// llmgate), else all.
+fn wanted_vias() -> Result<Vec<Via>> {
+    let all = [Via::Direct, Via::Nginx, Via::FloorAxumReqwest, Via::Llmgate];
+    let Ok(text) = std::env::var("BENCH_STREAM_VIA") else {
+        return Ok(all.to_vec());
+    };
+    text.split(',')
+        .map(|name| {
+            all.into_iter()
+                .find(|via| via.name() == name.trim())
+                .with_context(|| {
+                    format!("BENCH_STREAM_VIA={text}: {name:?} is not direct, nginx, axum+reqwest or llmgate")
+                })
+        })
+        .collect()
 }
 
 /// Waits until one stream through `addr` arrives whole.
