@@ -688,6 +688,14 @@ fn spawn_floors(dir: &Path, upstream: SocketAddr) -> Result<Vec<FloorProc>> {
     Ok(floors)
 }
 
+/// How long after its last request an upstream pool has surely closed its idle connections:
+/// hyper-util's pool (under reqwest, and the floors') sweeps them on a timer of the idle
+/// timeout itself, closing at each sweep those idle longer than the timeout, so one may live
+/// up to twice the timeout (`client/legacy/pool.rs`, `IdleTask::run`, hyper-util 0.1.21).
+fn pool_expiry(pool_idle: Duration) -> Duration {
+    pool_idle * 2 + AFTER_MARGIN
+}
+
 /// How long llmgate keeps an idle upstream connection: `LLMGATE_UPSTREAM_POOL_IDLE_TIMEOUT`
 /// as the gateway reads it (it inherits this process's environment), else its default, 90 s.
 fn pool_idle_timeout() -> Result<Duration> {
@@ -1427,7 +1435,7 @@ struct Memory {
     /// Seconds between the end of the last llmgate phase and the `after` sample.
     after_delay_s: f64,
     /// How long llmgate and the floors keep an idle upstream connection; `after` is sampled
-    /// once that much time (and `AFTER_MARGIN`) has passed since their last phase.
+    /// once twice that (and `AFTER_MARGIN`) has passed since their last phase (`pool_expiry`).
     pool_idle_timeout_s: f64,
     /// The same figures for each floor proxy (its peak from its chat c=256 phase).
     floors: Vec<FloorMemory>,
@@ -1470,8 +1478,8 @@ struct Report {
     pass: bool,
 }
 
-/// Time past the pool's idle timeout before RSS is read "after the load": the pool's sweep
-/// runs on its own timer, so give it a few seconds to close the expired connections.
+/// Time past the pool's last sweep before RSS is read "after the load" (`pool_expiry`): a few
+/// seconds for the closed connections' buffers to be freed.
 const AFTER_MARGIN: Duration = Duration::from_secs(5);
 
 /// The chat and c=1/c=256 stream phases against llmgate, nginx, the mock and the floors; with
@@ -1572,10 +1580,10 @@ async fn bench_run(with_streams: bool) -> Result<bool> {
     } else {
         None
     };
-    let after_at = last_llmgate_end.max(last_floor_end) + pool_idle + AFTER_MARGIN;
+    let after_at = last_llmgate_end.max(last_floor_end) + pool_expiry(pool_idle);
     if Instant::now() < after_at {
         eprintln!(
-            "bench: waiting {:.0} s for the upstream pools' idle timeout ({:.0} s) before reading RSS after the load",
+            "bench: waiting {:.0} s for the upstream pools to close their idle connections (idle timeout {:.0} s, swept every as long) before reading RSS after the load",
             (after_at - Instant::now()).as_secs_f64(),
             pool_idle.as_secs_f64()
         );

@@ -7,7 +7,8 @@
 //!
 //! The design writes memory in MB; the table reads its limits as MiB, as every earlier run of
 //! the bench did. "Back near idle" is read as at most `NEAR_IDLE_MIB` above idle, measured
-//! once the upstream pool's idle timeout (and `AFTER_MARGIN`) has passed since the last phase.
+//! once the upstream pool has surely closed its idle connections since the last phase (twice
+//! its idle timeout and `AFTER_MARGIN`, see `pool_expiry`).
 
 use super::streams::{StreamsPhase, StreamsReport};
 use super::*;

@@ -7,13 +7,14 @@
 //! - RSS flat: the mean RSS of the last window of the run at most `RSS_GROWTH_LIMIT` (2 %)
 //!   above the mean of the window that opens its second half (windows of a quarter of the run,
 //!   at most 60 s), so the warm-up of the first half is not counted as growth;
-//! - descriptors back: once the last stream ended and the upstream pool's idle timeout passed,
-//!   llmgate's open descriptors within `FD_SLACK` of their count before the first stream;
+//! - descriptors back: once the last stream ended and the upstream pool surely closed its idle
+//!   connections (twice its idle timeout, see `pool_expiry`), llmgate's open descriptors within
+//!   `FD_SLACK` of their count before the first stream;
 //! - every stream whole, in order, and recorded: no stream failed, and the request log has
 //!   one row for each stream started.
 //!
 //! It is bounded in time and count: no stream starts after `SOAK_SECONDS`, the last ones end
-//! within `STREAM_DEADLINE`, then it waits the pool's idle timeout once and stops.
+//! within `STREAM_DEADLINE`, then it waits for the pool's expiry once and stops.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -258,9 +259,9 @@ pub(super) async fn run() -> Result<bool> {
     }
     let cpu_after = cpu_ticks(&[pid]);
     let last_end = Instant::now();
-    let after_at = last_end + pool_idle + AFTER_MARGIN;
+    let after_at = last_end + pool_expiry(pool_idle);
     eprintln!(
-        "soak-streams: every stream ended; waiting {:.0} s for the upstream pool's idle timeout before reading open files again",
+        "soak-streams: every stream ended; waiting {:.0} s for the upstream pool to close its idle connections before reading open files again",
         (after_at - Instant::now()).as_secs_f64()
     );
     tokio::time::sleep_until(after_at).await;
@@ -386,7 +387,7 @@ fn print_verdict(report: &SoakStreamsReport) {
         report.rss_growth_percent
     );
     println!(
-        "{} open files back: {} before, {}–{} over the second half, {} at {:.0} s after the last stream (the pool's idle timeout passed; limit ± {FD_SLACK}); RSS then {:.1} MiB",
+        "{} open files back: {} before, {}–{} over the second half, {} at {:.0} s after the last stream (twice the pool's idle timeout passed; limit ± {FD_SLACK}); RSS then {:.1} MiB",
         verdict(report.fds_back),
         report.fds_before,
         report.fds_second_half.0,
