@@ -202,32 +202,27 @@ fn chat_lines(report: &Report, lines: &mut Vec<BudgetLine>) {
     let floor_memory = |via: Via, figure: fn(&FloorMemory) -> f64| -> Option<f64> {
         memory.floors.iter().find(|f| f.via == via).map(figure)
     };
-    lines.push(
-        BudgetLine::at_most(
-            "idle RSS",
-            memory.idle_mib,
-            format!("{:.1} MiB", memory.idle_mib),
-            20.0,
-            "≤ 20 MiB",
-        )
-        .with_floors(floor_figures(
-            |via| floor_memory(via, |f| f.idle_mib),
-            |v| format!("{v:.1} MiB"),
-        )),
-    );
-    lines.push(
-        BudgetLine::at_most(
-            "peak RSS at c=256",
-            memory.peak_c256_mib,
-            format!("{:.1} MiB", memory.peak_c256_mib),
-            48.0,
-            "≤ 48 MiB",
-        )
-        .with_floors(floor_figures(
-            |via| floor_memory(via, |f| f.peak_c256_mib),
-            |v| format!("{v:.1} MiB"),
-        )),
-    );
+    let limits: [(&str, f64, f64, fn(&FloorMemory) -> f64); 2] = [
+        ("idle RSS", memory.idle_mib, 20.0, |f| f.idle_mib),
+        ("peak RSS at c=256", memory.peak_c256_mib, 48.0, |f| {
+            f.peak_c256_mib
+        }),
+    ];
+    for (name, value, limit, figure) in limits {
+        lines.push(
+            BudgetLine::at_most(
+                name,
+                value,
+                format!("{value:.1} MiB"),
+                limit,
+                format!("≤ {limit:.0} MiB"),
+            )
+            .with_floors(floor_figures(
+                |via| floor_memory(via, figure),
+                |v| format!("{v:.1} MiB"),
+            )),
+        );
+    }
     let above = memory.after_mib - memory.idle_mib;
     lines.push(
         BudgetLine::at_most(
