@@ -19,6 +19,9 @@ const FLOORS: [Via; 3] = [Via::FloorAxumReqwest, Via::FloorAxumHyper, Via::Floor
 /// RSS "back near idle": at most this much above idle once the pool's idle connections expired.
 const NEAR_IDLE_MIB: f64 = 5.0;
 
+/// One of a floor's memory figures.
+type MemoryFigure = fn(&FloorMemory) -> f64;
+
 /// One limit of the budget, judged against this run.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct BudgetLine {
@@ -199,10 +202,10 @@ fn chat_lines(report: &Report, lines: &mut Vec<BudgetLine>) {
     }
 
     let memory = &report.memory;
-    let floor_memory = |via: Via, figure: fn(&FloorMemory) -> f64| -> Option<f64> {
+    let floor_memory = |via: Via, figure: MemoryFigure| -> Option<f64> {
         memory.floors.iter().find(|f| f.via == via).map(figure)
     };
-    let limits: [(&str, f64, f64, fn(&FloorMemory) -> f64); 2] = [
+    let limits: [(&str, f64, f64, MemoryFigure); 2] = [
         ("idle RSS", memory.idle_mib, 20.0, |f| f.idle_mib),
         ("peak RSS at c=256", memory.peak_c256_mib, 48.0, |f| {
             f.peak_c256_mib
