@@ -589,7 +589,7 @@ pub(super) fn print_table(report: &StreamsReport) {
         report.date, FRAMES, FRAME_DELAY_MS, report.open_file_limit
     );
     println!(
-        "{:<8} {:>7} {:>9} {:>10} {:>10} {:>10} {:>12} {:>11} {:>11} {:>9}",
+        "{:<12} {:>7} {:>9} {:>10} {:>10} {:>10} {:>12} {:>11} {:>11} {:>9}",
         "via",
         "streams",
         "whole",
@@ -603,7 +603,7 @@ pub(super) fn print_table(report: &StreamsReport) {
     );
     for phase in &report.phases {
         println!(
-            "{:<8} {:>7} {:>9} {:>7.1} ms {:>7.1} ms {:>7.2} µs {:>8.1} MiB {:>7.1} MiB {:>7.1} KiB {:>9}",
+            "{:<12} {:>7} {:>9} {:>7.1} ms {:>7.1} ms {:>7.2} µs {:>8.1} MiB {:>7.1} MiB {:>7.1} KiB {:>9}",
             phase.via.name(),
             phase.streams,
             phase.complete,
@@ -618,7 +618,7 @@ pub(super) fn print_table(report: &StreamsReport) {
                 .map_or_else(|| "-".to_owned(), |rows| rows.to_string()),
         );
         if let Some(error) = &phase.first_error {
-            println!("         first failure: {error}");
+            println!("             first failure: {error}");
         }
     }
 }
