@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test screenshots check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-streams bench-cluster bench-quick bench-instructions bench-summary bench-micro soak profile profile-breakdown
+	bench perf bench-chat bench-streams bench-cluster bench-quick bench-instructions bench-summary bench-micro soak soak-streams profile profile-breakdown
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,16 +53,21 @@ db-backup: build ## Snapshot the live database to backups/llmgate-<UTC time>.db
 BENCH_SECONDS ?= 10
 BENCH_REQUESTS ?= 2000
 SOAK_SECONDS  ?= 600
+SOAK_MODE     ?= requests
 
-bench: ## Load bench vs nginx and the mock on pinned cores: table + target/bench/*.json (BENCH_SECONDS per phase)
+bench: ## Load bench vs nginx, the mock and the floor proxies, then the streams at scale, then the budget table (target/bench/budget-*.json)
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load
-	$(CARGO) bench --locked --bench load -- --streams
 
 perf: bench ## Same as bench
 
-bench-streams: ## 1,000 and 10,000 concurrent long streams, directly, through nginx and through llmgate (the last part of make bench)
+bench-chat: ## make bench without the streams at scale: chat and c=1/c=256 stream phases and their lines of the budget
+	bash benches/setup.sh
+	$(CARGO) build --release --locked
+	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --chat
+
+bench-streams: ## 1,000 and 10,000 concurrent long streams, directly, through nginx, llmgate and the floors (the last part of make bench)
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	$(CARGO) bench --locked --bench load -- --streams
@@ -96,9 +101,17 @@ bench-summary: ## Medians of every bench run under target/bench (llmgate beside 
 bench-micro: ## Criterion micro-benchmarks of the hot path (key lookup, routing, request head, SSE, usage)
 	$(CARGO) bench --locked --bench gateway --bench usage
 
-soak: ## Soak for SOAK_SECONDS (default 600) at half llmgate's c=64 throughput; reports RSS growth
+soak: ## Soak for SOAK_SECONDS (default 600) at half llmgate's c=64 throughput; reports RSS growth (SOAK_MODE=streams: soak-streams)
+ifeq ($(SOAK_MODE),streams)
+	$(MAKE) soak-streams
+else
 	$(CARGO) build --release --locked
 	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench load -- --soak
+endif
+
+soak-streams: ## Soak with SOAK_STREAMS (2,000) paced streams renewed as they end for SOAK_SECONDS: RSS, open files, every stream recorded
+	$(CARGO) build --release --locked
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench load -- --soak-streams
 
 IMAGE ?= llmgate:latest
 

@@ -25,7 +25,7 @@ jq -rs '
     "cpu1_llm", "cpu1_ngx", "cpu64_llm", "cpu64_ngx", "cpu64_ratio", "rps64_ratio",
     "cpu256_llm", "cpu256_ngx", "p50_1_llm", "p50_1_ngx", "p99_1_llm", "p99_1_ngx",
     "scpu256_llm", "scpu256_ngx", "ttfb1_added", "rss_idle", "rss_peak", "rss_after",
-    "cpu64_floor", "llm_floor_ratio"
+    "cpu64_floor", "llm_floor_ratio", "llm_256_64", "rss_c256"
   ];
   [ .[] | . as $r | {
       run: $r.date, commit: $r.machine.commit,
@@ -46,9 +46,12 @@ jq -rs '
       ttfb1_added: (phase($r; "llmgate"; true; 1).ttfb_p50_us - phase($r; "direct"; true; 1).ttfb_p50_us),
       rss_idle: $r.memory.idle_mib, rss_peak: $r.memory.peak_mib, rss_after: $r.memory.after_mib,
       # The axum + reqwest floor proxy (runs before 9da841b have none).
-      cpu64_floor: (phase($r; "floor-axum-reqwest"; false; 64).server_cpu_us_per_request // null)
+      cpu64_floor: (phase($r; "floor-axum-reqwest"; false; 64).server_cpu_us_per_request // null),
+      rss_c256: $r.memory.peak_c256_mib
     } | . + { cpu64_ratio: (.cpu64_llm / .cpu64_ngx), rps64_ratio: (.rps64_llm / .rps64_ngx) }
       | . + { llm_floor_ratio: (if .cpu64_floor then .cpu64_llm / .cpu64_floor else null end) }
+      # The growth line of the budget: CPU per request at c=256 over c=64.
+      | . + { llm_256_64: (.cpu256_llm / .cpu64_llm) }
   ] as $runs
   | (cols | @tsv),
     ($runs[] | [ .[cols[]] ] | map(if type == "number" then r1 elif . == null then "-" else . end) | @tsv),

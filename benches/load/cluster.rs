@@ -77,6 +77,15 @@ impl Backend {
     }
 }
 
+/// One figure of the cluster bench: what was measured, its limit, and whether it is met.
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    value: String,
+    limit: String,
+    pass: bool,
+}
+
 #[derive(Debug, Serialize)]
 struct ClusterReport {
     kind: &'static str,

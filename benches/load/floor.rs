@@ -3,27 +3,29 @@
 //!
 //! Each floor forwards a request to the mock exactly as received (path, `authorization`,
 //! `content-type`, body) and returns the answer's status, `content-type` and body: no key
-//! check, no limits, no routing, no JSON, no accounting, no log line. Both run on a
-//! current-thread runtime with jemalloc, as a pinned llmgate does.
+//! check, no limits, no routing, no JSON, no accounting, no log line. An answer of
+//! `text/event-stream` is relayed frame by frame as it arrives (so the streams phase can hold
+//! thousands of streams open through a floor); any other answer is read whole first, as the
+//! chat phases always measured it. Each runs on a current-thread runtime with jemalloc, as a
+//! pinned llmgate does, and keeps idle upstream connections as long as llmgate's pool does.
 //!
-//! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names;
-//!   it relays an event stream chunk by chunk (the streams phase measures it), anything else
-//!   whole.
+//! - `axum-reqwest`: axum's server and one shared `reqwest::Client`, the stack DESIGN.md names.
 //! - `axum-hyper`: axum's server and hyper-util's pooled client (what reqwest wraps): the
 //!   difference to `axum-reqwest` is reqwest's own layers.
 //! - `hyper`: hyper's server connection and hyper-util's pooled client, without axum's router
 //!   and reqwest's layers.
 //!
 //! The bench starts a floor by running its own executable with `--floor-proxy KIND LISTEN
-//! UPSTREAM`.
+//! UPSTREAM POOL_IDLE_MS`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -54,28 +56,40 @@ impl Floor {
     }
 }
 
-/// `--floor-proxy KIND LISTEN UPSTREAM`: serves until killed.
+/// `--floor-proxy KIND LISTEN UPSTREAM POOL_IDLE_MS`: serves until killed.
 pub fn main(args: &[String]) -> Result<()> {
-    let [kind, listen, upstream] = args else {
-        bail!("usage: --floor-proxy axum-reqwest|axum-hyper|hyper LISTEN UPSTREAM");
+    let [kind, listen, upstream, pool_idle] = args else {
+        bail!("usage: --floor-proxy axum-reqwest|axum-hyper|hyper LISTEN UPSTREAM POOL_IDLE_MS");
     };
     let floor = Floor::parse(kind)?;
     let listen: SocketAddr = listen.parse().context("LISTEN")?;
     let upstream: SocketAddr = upstream.parse().context("UPSTREAM")?;
+    let pool_idle = Duration::from_millis(pool_idle.parse().context("POOL_IDLE_MS")?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         match floor {
-            Floor::AxumReqwest => axum_reqwest(listener, upstream).await,
-            Floor::AxumHyper => axum_hyper(listener, upstream).await,
-            Floor::Hyper => hyper_only(listener, upstream).await,
+            Floor::AxumReqwest => axum_reqwest(listener, upstream, pool_idle).await,
+            Floor::AxumHyper => axum_hyper(listener, upstream, pool_idle).await,
+            Floor::Hyper => hyper_only(listener, upstream, pool_idle).await,
         }
     })
 }
 
-async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+/// Whether an answer is a stream, to be relayed as it arrives rather than read whole.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
+}
+
+async fn axum_reqwest(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    pool_idle: Duration,
+) -> Result<()> {
     use axum::extract::State;
     use axum::serve::ListenerExt;
 
@@ -107,12 +121,7 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
         };
         let status = answer.status();
         let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-        // An event stream is relayed chunk by chunk, as llmgate relays it (the streams phase
-        // measures what the stack itself holds per open stream); anything else is read whole.
-        let body = if content_type
-            .as_ref()
-            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
-        {
+        let body = if is_event_stream(answer.headers()) {
             axum::body::Body::from_stream(answer.bytes_stream())
         } else {
             let Ok(body) = answer.bytes().await else {
@@ -142,6 +151,7 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
         .no_proxy()
         .retry(reqwest::retry::never().max_retries_per_request(0))
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(pool_idle)
         .build()?;
     let app = axum::Router::new().fallback(forward).with_state(Upstream {
         client,
@@ -154,7 +164,11 @@ async fn axum_reqwest(listener: tokio::net::TcpListener, upstream: SocketAddr) -
     Ok(())
 }
 
-async fn axum_hyper(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
+async fn axum_hyper(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    pool_idle: Duration,
+) -> Result<()> {
     use axum::extract::State;
     use axum::response::IntoResponse;
     use axum::serve::ListenerExt;
@@ -175,11 +189,16 @@ async fn axum_hyper(listener: tokio::net::TcpListener, upstream: SocketAddr) -> 
         };
         let request = Request::from_parts(parts, body);
         let Ok(response) = forward_bytes(&upstream.client, &upstream.authority, request).await;
-        response.into_response()
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Either::Left(whole) => axum::body::Body::new(whole),
+            Either::Right(stream) => axum::body::Body::new(stream),
+        };
+        Response::from_parts(parts, body)
     }
 
     let app = axum::Router::new().fallback(handle).with_state(Upstream {
-        client: pooled_client(),
+        client: pooled_client(pool_idle),
         authority: upstream.to_string(),
     });
     let listener = listener.tap_io(|tcp| {
@@ -189,14 +208,20 @@ async fn axum_hyper(listener: tokio::net::TcpListener, upstream: SocketAddr) -> 
     Ok(())
 }
 
-fn pooled_client() -> PooledClient<HttpConnector, Full<Bytes>> {
+fn pooled_client(pool_idle: Duration) -> PooledClient<HttpConnector, Full<Bytes>> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    PooledClient::builder(TokioExecutor::new()).build(connector)
+    PooledClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(pool_idle)
+        .build(connector)
 }
 
-async fn hyper_only(listener: tokio::net::TcpListener, upstream: SocketAddr) -> Result<()> {
-    let client = pooled_client();
+async fn hyper_only(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    pool_idle: Duration,
+) -> Result<()> {
+    let client = pooled_client(pool_idle);
     let authority = upstream.to_string();
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -214,11 +239,14 @@ async fn hyper_only(listener: tokio::net::TcpListener, upstream: SocketAddr) -> 
     }
 }
 
+/// A whole answer, or a stream relayed as it arrives (no boxing either way).
+type Answer = Either<Full<Bytes>, hyper::body::Incoming>;
+
 async fn forward(
     client: PooledClient<HttpConnector, Full<Bytes>>,
     authority: String,
     request: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Answer>, Infallible> {
     let (parts, body) = request.into_parts();
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return Ok(status_only(StatusCode::BAD_REQUEST));
@@ -226,12 +254,13 @@ async fn forward(
     forward_bytes(&client, &authority, Request::from_parts(parts, body)).await
 }
 
-/// Sends `request` (its body read) to the upstream at `authority`; the answer, read whole.
+/// Sends `request` (its body read) to the upstream at `authority`; the answer, read whole
+/// unless it is a stream.
 async fn forward_bytes(
     client: &PooledClient<HttpConnector, Full<Bytes>>,
     authority: &str,
     request: Request<Bytes>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Answer>, Infallible> {
     let (parts, body) = request.into_parts();
     let Ok(uri) = Uri::builder()
         .scheme("http")
@@ -253,10 +282,15 @@ async fn forward_bytes(
         return Ok(status_only(StatusCode::BAD_GATEWAY));
     };
     let (parts, body) = answer.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return Ok(status_only(StatusCode::BAD_GATEWAY));
+    let body = if is_event_stream(&parts.headers) {
+        Either::Right(body)
+    } else {
+        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+            return Ok(status_only(StatusCode::BAD_GATEWAY));
+        };
+        Either::Left(Full::new(body))
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = parts.status;
     let content_type = parts
         .headers
@@ -269,8 +303,8 @@ async fn forward_bytes(
     Ok(response)
 }
 
-fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
+fn status_only(status: StatusCode) -> Response<Answer> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::new())));
     *response.status_mut() = status;
     response
 }
