@@ -91,9 +91,11 @@ profile: ## perf record of llmgate under the c=64 chat load: self and inclusive 
 profile-breakdown: ## Share of CPU by system call and by part of the request path, from the newest profile
 	python3 benches/breakdown.py "$$(ls -t target/bench/profile-*.data | head -n 1)"
 
-bench-instructions: ## Instructions, system calls and context switches per chat request (callgrind, perf stat): steady on a busy machine
+bench-instructions: ## Instructions, system calls and context switches per chat request (callgrind, perf stat), llmgate and the bare axum + reqwest floor: steady on a busy machine
 	$(CARGO) build --release --locked
-	bash benches/instructions.sh target/release/llmgate $(BENCH_REQUESTS)
+	bash benches/instructions.sh --floor "$$($(CARGO) build --release --locked --bench load --message-format=json \
+		| python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable")][-1])')" \
+		target/release/llmgate $(BENCH_REQUESTS)
 
 bench-summary: ## Medians of every bench run under target/bench (llmgate beside nginx; needs jq)
 	bash benches/summary.sh target/bench/bench-*.json

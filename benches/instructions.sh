@@ -3,18 +3,32 @@
 # valgrind's callgrind, and system calls and context switches counted by `perf stat` (software
 # events and tracepoints, which work in VMs without hardware counters).
 #
-#   benches/instructions.sh BIN [REQUESTS]     (or: make bench-instructions)
+#   benches/instructions.sh [--floor BENCH_BIN] BIN [REQUESTS]     (or: make bench-instructions)
 #
 # Starts `BIN mock-upstream` and `BIN serve` (the bench's chat model with two routes, a key with
 # limits, the request log on) on loopback ports, warms up with 500 requests, then sends REQUESTS
 # (default 2000) chat requests over 4 keep-alive connections twice: once under callgrind, once
-# under `perf stat`. Compare two commits by building each one's release binary and running this
-# on both, alternately. Needs valgrind and perf (Debian packages valgrind, linux-perf) and python3.
+# under `perf stat`. The proxy runs on one core (`taskset -c 0`), as the load bench runs it, so
+# llmgate picks its current-thread runtime as the floor proxies do.
+#
+# With `--floor BENCH_BIN` (the load bench's executable, `cargo build --release --bench load`),
+# the same is then counted for the bench's bare axum + reqwest floor proxy
+# (`BENCH_BIN --floor-proxy axum-reqwest …`, benches/load/floor.rs; FLOOR_KIND=axum-hyper or
+# hyper for the others) in front of the same mock, and llmgate's counts are divided by the
+# floor's. Compare two commits by building each one's release binary and running this on both,
+# alternately. Needs valgrind and perf (Debian packages valgrind, linux-perf), taskset and python3.
 set -euo pipefail
 
-bin=$(realpath "${1:?usage: benches/instructions.sh BIN [REQUESTS]}")
+usage="usage: benches/instructions.sh [--floor BENCH_BIN] BIN [REQUESTS]"
+floor_bin=
+if [ "${1:-}" = --floor ]; then
+  floor_bin=$(realpath "${2:?$usage}")
+  shift 2
+fi
+floor_kind=${FLOOR_KIND:-axum-reqwest}
+bin=$(realpath "${1:?$usage}")
 requests=${2:-2000}
-for tool in valgrind callgrind_annotate perf python3 curl; do
+for tool in valgrind callgrind_annotate callgrind_control perf python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "benches/instructions.sh needs $tool" >&2; exit 2; }
 done
 
@@ -82,58 +96,90 @@ EOF
 "$bin" mock-upstream --listen "127.0.0.1:$mock_port" >"$dir/mock.log" 2>&1 &
 pids+=($!)
 
-# Starts the gateway (under the given wrapper command, if any) and waits until it answers.
-start_gateway() {
+# Starts the proxy under test (under the given wrapper command, if any), pinned to core 0, and
+# waits until it answers: llmgate on /healthz, a floor (which forwards every path to the mock)
+# with any HTTP answer.
+start_proxy() {
   local port=$1; shift
-  LLMGATE_LOG=warn "$@" "$bin" serve --config "$dir/llmgate.toml" --listen "127.0.0.1:$port" \
-    --database "sqlite://$dir/llmgate-$port.db" >"$dir/gateway-$port.log" 2>&1 &
+  if [ "$proxy" = llmgate ]; then
+    LLMGATE_LOG=warn taskset -c 0 "$@" "$bin" serve --config "$dir/llmgate.toml" \
+      --listen "127.0.0.1:$port" --database "sqlite://$dir/llmgate-$port.db" \
+      >"$dir/$proxy-$port.log" 2>&1 &
+  else
+    taskset -c 0 "$@" "$floor_bin" --floor-proxy "$floor_kind" "127.0.0.1:$port" \
+      "127.0.0.1:$mock_port" >"$dir/$proxy-$port.log" 2>&1 &
+  fi
   gateway=$!
   pids+=("$gateway")
   for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return 0
-    kill -0 "$gateway" 2>/dev/null || { cat "$dir/gateway-$port.log" >&2; exit 1; }
+    if [ "$proxy" = llmgate ]; then
+      curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return 0
+    else
+      curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+    fi
+    kill -0 "$gateway" 2>/dev/null || { cat "$dir/$proxy-$port.log" >&2; exit 1; }
     sleep 0.2
   done
-  echo "the gateway did not answer /healthz" >&2
+  echo "$proxy did not answer" >&2
   exit 1
 }
-stop_gateway() {
-  kill -INT "$gateway"
+# llmgate drains on SIGINT; a floor has no handler, and a background job of a script ignores
+# SIGINT, so it gets SIGTERM.
+stop_proxy() {
+  if [ "$proxy" = llmgate ]; then kill -INT "$gateway"; else kill -TERM "$gateway"; fi
   wait "$gateway" 2>/dev/null || true
 }
 
-# 1. Instructions, under callgrind: counting starts after the warm-up.
-port=$(free_port)
-start_gateway "$port" valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-  --collect-atstart=yes --dump-instr=no
-python3 "$dir/client.py" "$port" 500 "$key"
-callgrind_control --zero "$gateway" >/dev/null
-python3 "$dir/client.py" "$port" "$requests" "$key"
-callgrind_control --dump "$gateway" >/dev/null
-stop_gateway
-profile=$(ls -S "$dir"/callgrind.out* | head -n 1)
-instructions=$(callgrind_annotate "$profile" 2>/dev/null \
-  | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+# Counts one proxy ($proxy: llmgate or floor); sets $instructions, $syscalls, $switches and
+# prints them per request.
+count() {
+  # 1. Instructions, under callgrind: counting starts after the warm-up.
+  local port profile label
+  port=$(free_port)
+  start_proxy "$port" valgrind --tool=callgrind --callgrind-out-file="$dir/$proxy.callgrind.out" \
+    --collect-atstart=yes --dump-instr=no
+  python3 "$dir/client.py" "$port" 500 "$key"
+  callgrind_control --zero "$gateway" >/dev/null
+  python3 "$dir/client.py" "$port" "$requests" "$key"
+  callgrind_control --dump "$gateway" >/dev/null
+  stop_proxy
+  profile=$(ls -S "$dir/$proxy".callgrind.out* | head -n 1)
+  instructions=$(callgrind_annotate "$profile" 2>/dev/null \
+    | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
 
-# 2. System calls and context switches, under perf stat, after the same warm-up.
-port=$(free_port)
-start_gateway "$port"
-python3 "$dir/client.py" "$port" 500 "$key"
-calls=(writev recvfrom epoll_wait futex write pwrite64)
-events=raw_syscalls:sys_enter,context-switches$(printf ',syscalls:sys_enter_%s' "${calls[@]}")
-perf stat -x, -e "$events" -p "$gateway" -o "$dir/perf.stat" &
-perf_pid=$!
-sleep 0.5
-python3 "$dir/client.py" "$port" "$requests" "$key"
-kill -INT "$perf_pid"
-wait "$perf_pid" || true
-stop_gateway
-syscalls=$(awk -F, '/sys_enter/ { print $1 }' "$dir/perf.stat")
-switches=$(awk -F, '/context-switches/ { print $1 }' "$dir/perf.stat")
+  # 2. System calls and context switches, under perf stat, after the same warm-up.
+  port=$(free_port)
+  start_proxy "$port"
+  python3 "$dir/client.py" "$port" 500 "$key"
+  local calls=(writev recvfrom epoll_wait futex write pwrite64)
+  local events
+  events=raw_syscalls:sys_enter,context-switches$(printf ',syscalls:sys_enter_%s' "${calls[@]}")
+  perf stat -x, -e "$events" -p "$gateway" -o "$dir/$proxy.perf.stat" &
+  local perf_pid=$!
+  sleep 0.5
+  python3 "$dir/client.py" "$port" "$requests" "$key"
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+  stop_proxy
+  syscalls=$(awk -F, '/sys_enter/ { print $1 }' "$dir/$proxy.perf.stat")
+  switches=$(awk -F, '/context-switches/ { print $1 }' "$dir/$proxy.perf.stat")
 
-awk -v n="$requests" -v i="$instructions" -v s="$syscalls" -v c="$switches" -v b="$bin" 'BEGIN {
-  printf "%s: %d requests: %.0f instructions, %.2f system calls, %.2f context switches per request\n",
-    b, n, i / n, s / n, c / n }'
-awk -F, -v n="$requests" '/syscalls:sys_enter_/ {
-  sub("syscalls:sys_enter_", "", $3); printf "  %-12s %.2f per request\n", $3, $1 / n }' "$dir/perf.stat"
-echo "callgrind profile kept in $profile (callgrind_annotate --inclusive=yes it)"
+  if [ "$proxy" = llmgate ]; then label=$bin; else label="floor $floor_kind ($floor_bin)"; fi
+  awk -v n="$requests" -v i="$instructions" -v s="$syscalls" -v c="$switches" -v b="$label" 'BEGIN {
+    printf "%s: %d requests: %.0f instructions, %.2f system calls, %.2f context switches per request\n",
+      b, n, i / n, s / n, c / n }'
+  awk -F, -v n="$requests" '/syscalls:sys_enter_/ {
+    sub("syscalls:sys_enter_", "", $3); printf "  %-12s %.2f per request\n", $3, $1 / n }' \
+    "$dir/$proxy.perf.stat"
+  echo "  callgrind profile kept in $profile (callgrind_annotate --inclusive=yes it)"
+}
+
+proxy=llmgate
+count
+if [ -n "$floor_bin" ]; then
+  gate_instructions=$instructions gate_syscalls=$syscalls
+  proxy=floor
+  count
+  awk -v gi="$gate_instructions" -v fi="$instructions" -v gs="$gate_syscalls" -v fs="$syscalls" 'BEGIN {
+    printf "llmgate / floor: %.3fx instructions, %.3fx system calls per request\n", gi / fi, gs / fs }'
+fi

@@ -4,6 +4,7 @@
 //! only ever reaches the database as bound values.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::NaiveDate;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
@@ -11,10 +12,86 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use super::stored_responses::{StoredWrites, write_stored};
 use super::{Db, DbError, Dialect};
 
-/// Rows per multi-row INSERT: well under SQLite's limit of bound values per statement (and
-/// PostgreSQL's).
-const ROLLUP_CHUNK: usize = 500;
-const LOG_CHUNK: usize = 500;
+/// Rows per multi-row INSERT, largest first, the last one row: a batch of any length is written
+/// as statements of these sizes only (as many of the largest as fit, then at most three of each
+/// smaller one), each kept prepared. A statement sized to the batch was parsed and compiled
+/// again on every flush, which cost as much per row as the insert itself; one prepared per
+/// length seen filled sqlx's cache with large programs (a soak saw RSS climb by 30 MiB). The
+/// largest stays well under SQLite's (and PostgreSQL's) limit of bound values per statement.
+const ROLLUP_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+const LOG_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+const ROLLUP_COLUMNS: usize = 13;
+const LOG_COLUMNS: usize = 19;
+
+/// The rollup upsert for each size of [`ROLLUP_CHUNKS`], written once.
+static ROLLUP_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+    ROLLUP_CHUNKS.map(|rows| {
+        multi_row_insert(
+            "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
+                 prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
+                 estimated_requests, cost_nanos, estimated_cost_nanos)",
+            ROLLUP_COLUMNS,
+            rows,
+            " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
+                 requests = usage_daily.requests + excluded.requests,
+                 errors = usage_daily.errors + excluded.errors,
+                 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+                 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+                 cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
+                 reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
+                 estimated_requests = usage_daily.estimated_requests + excluded.estimated_requests,
+                 cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos,
+                 estimated_cost_nanos = usage_daily.estimated_cost_nanos + excluded.estimated_cost_nanos",
+        )
+    })
+});
+
+/// The request log insert for each size of [`LOG_CHUNKS`], written once.
+static LOG_SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
+    LOG_CHUNKS.map(|rows| {
+        multi_row_insert(
+            "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
+                 provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
+                 prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
+                 cost_nanos)",
+            LOG_COLUMNS,
+            rows,
+            "",
+        )
+    })
+});
+
+/// `head VALUES ($1, …), …tail` with `rows` rows of `columns` placeholders, numbered as both
+/// backends read them.
+fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let values = (0..rows)
+        .map(|row| {
+            let placeholders = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({placeholders})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{head} VALUES {values}{tail}")
+}
+
+/// `rows` cut into chunks whose lengths are in `sizes` (largest first, the last one 1): as many
+/// of the largest as fit, then of the next size, and so on; each with the index of its size.
+fn chunks_of_sizes<'r, T>(
+    rows: &'r [T],
+    sizes: &'static [usize],
+) -> impl Iterator<Item = (usize, &'r [T])> + 'r {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let index = sizes.iter().position(|&size| size <= rest.len())?;
+        let (chunk, tail) = rest.split_at(sizes[index]);
+        rest = tail;
+        Some((index, chunk))
+    })
+}
 
 /// Counters added to one rollup row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromRow)]
@@ -244,79 +321,51 @@ impl Db {
         on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             write_stored!(&stored, tx);
-            for chunk in rollups.chunks(ROLLUP_CHUNK) {
-                let mut sql = QueryBuilder::new(
-                    "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
-                         prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-                         estimated_requests, cost_nanos, estimated_cost_nanos) ",
-                );
-                sql.push_values(chunk, |mut row, r| {
-                    row.push_bind(day_text(r.day))
-                        .push_bind(r.key_id)
-                        .push_bind(&r.model)
-                        .push_bind(r.account_id)
-                        .push_bind(r.counts.requests)
-                        .push_bind(r.counts.errors)
-                        .push_bind(r.counts.prompt_tokens)
-                        .push_bind(r.counts.completion_tokens)
-                        .push_bind(r.counts.cached_tokens)
-                        .push_bind(r.counts.reasoning_tokens)
-                        .push_bind(r.counts.estimated_requests)
-                        .push_bind(r.counts.cost_nanos)
-                        .push_bind(r.counts.estimated_cost_nanos);
-                });
-                sql.push(
-                    " ON CONFLICT (day, key_id, model, account_id) DO UPDATE SET
-                         requests = usage_daily.requests + excluded.requests,
-                         errors = usage_daily.errors + excluded.errors,
-                         prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-                         completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
-                         cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
-                         reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                         estimated_requests = usage_daily.estimated_requests + excluded.estimated_requests,
-                         cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos,
-                         estimated_cost_nanos = usage_daily.estimated_cost_nanos + excluded.estimated_cost_nanos",
-                );
-                sql.build()
-                    .persistent(chunk.len() == ROLLUP_CHUNK)
-                    .execute(&mut *tx)
-                    .await?;
+            for (size, chunk) in chunks_of_sizes(&rollups, &ROLLUP_CHUNKS) {
+                let mut query = sqlx::query(&ROLLUP_SQL[size]);
+                for r in chunk {
+                    query = query
+                        .bind(day_text(r.day))
+                        .bind(r.key_id)
+                        .bind(&r.model)
+                        .bind(r.account_id)
+                        .bind(r.counts.requests)
+                        .bind(r.counts.errors)
+                        .bind(r.counts.prompt_tokens)
+                        .bind(r.counts.completion_tokens)
+                        .bind(r.counts.cached_tokens)
+                        .bind(r.counts.reasoning_tokens)
+                        .bind(r.counts.estimated_requests)
+                        .bind(r.counts.cost_nanos)
+                        .bind(r.counts.estimated_cost_nanos);
+                }
+                query.persistent(true).execute(&mut *tx).await?;
             }
-            for chunk in log.chunks(LOG_CHUNK) {
-                let mut sql = QueryBuilder::new(
-                    "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
-                         provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
-                         prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
-                         cost_nanos) ",
-                );
-                sql.push_values(chunk.iter().map(AsLogRow::log_row), |mut row, e| {
-                    row.push_bind(e.at_ms)
-                        .push_bind(e.request_id)
-                        .push_bind(e.key_id)
-                        .push_bind(e.model)
-                        .push_bind(e.endpoint)
-                        .push_bind(e.stream)
-                        .push_bind(e.provider)
-                        .push_bind(e.route_id)
-                        .push_bind(e.account_id)
-                        .push_bind(i64::from(e.status))
-                        .push_bind(i64::from(e.attempts))
-                        .push_bind(int(e.latency_ms))
-                        .push_bind(e.ttfb_ms.map(int))
-                        .push_bind(int(e.prompt_tokens))
-                        .push_bind(int(e.completion_tokens))
-                        .push_bind(int(e.cached_tokens))
-                        .push_bind(int(e.reasoning_tokens))
-                        .push_bind(e.estimated)
-                        .push_bind(int(e.cost_nanos));
-                });
-                // Only the full-chunk statement is kept prepared: the last chunk of a flush has any
-                // length, each length is a statement of its own, and sqlx's cache kept up to a
-                // hundred of those large programs (a soak saw RSS climb by 30 MiB).
-                sql.build()
-                    .persistent(chunk.len() == LOG_CHUNK)
-                    .execute(&mut *tx)
-                    .await?;
+            for (size, chunk) in chunks_of_sizes(log, &LOG_CHUNKS) {
+                let mut query = sqlx::query(&LOG_SQL[size]);
+                for e in chunk.iter().map(AsLogRow::log_row) {
+                    query = query
+                        .bind(e.at_ms)
+                        .bind(e.request_id)
+                        .bind(e.key_id)
+                        .bind(e.model)
+                        .bind(e.endpoint)
+                        .bind(e.stream)
+                        .bind(e.provider)
+                        .bind(e.route_id)
+                        .bind(e.account_id)
+                        .bind(i64::from(e.status))
+                        .bind(i64::from(e.attempts))
+                        .bind(int(e.latency_ms))
+                        .bind(e.ttfb_ms.map(int))
+                        .bind(int(e.prompt_tokens))
+                        .bind(int(e.completion_tokens))
+                        .bind(int(e.cached_tokens))
+                        .bind(int(e.reasoning_tokens))
+                        .bind(e.estimated)
+                        .bind(int(e.cost_nanos));
+                }
+                query.persistent(true).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -1158,8 +1207,26 @@ mod tests {
     async fn flushes_of_any_size_keep_no_statement_per_size_prepared() {
         use sqlx::Connection as _;
         let (_dir, [db, _]) = seeded().await;
-        // One flush first, so that what every flush prepares is in the cache already.
-        db.write_usage(&[], &[event(0, 1, "gpt", 200)])
+        // One flush of a statement of every size first, so that what every flush prepares is
+        // in the cache already.
+        let mut at = 0;
+        let mut events = |count: usize| -> Vec<UsageEvent> {
+            (0..count)
+                .map(|_| {
+                    at += 1;
+                    event(at, 1, "gpt", 200)
+                })
+                .collect()
+        };
+        let all_rollup_sizes: usize = ROLLUP_CHUNKS.iter().sum();
+        let all_log_sizes: usize = LOG_CHUNKS.iter().sum();
+        // Distinct rows: a batch's repeats of one row are added into one before writing.
+        let rollups = |count: usize| -> Vec<RollupRow> {
+            (0..count)
+                .map(|i| rollup("2025-01-01", 1, &format!("m{i}"), 5, counts(1, 1, 1)))
+                .collect()
+        };
+        db.write_usage(&rollups(all_rollup_sizes), &events(all_log_sizes))
             .await
             .unwrap();
         let before = db
@@ -1170,16 +1237,13 @@ mod tests {
             .await
             .unwrap()
             .cached_statements_size();
-        let mut at = 0;
-        for size in 1..=30 {
-            let events: Vec<UsageEvent> = (0..size)
-                .map(|_| {
-                    at += 1;
-                    event(at, 1, "gpt", 200)
-                })
-                .collect();
-            let rollups = vec![rollup("2025-01-01", 1, "gpt", 5, counts(1, 1, 1)); size as usize];
-            db.write_usage(&rollups[..1], &events).await.unwrap();
+        assert!(
+            before >= ROLLUP_CHUNKS.len() + LOG_CHUNKS.len(),
+            "one statement per size kept prepared: {before}"
+        );
+        for size in (1..=30).chain([300, 341, 700]) {
+            let events = events(size);
+            db.write_usage(&rollups(size), &events).await.unwrap();
         }
         let mut writer = db.writer.sqlite().unwrap().acquire().await.unwrap();
         let cached = writer.cached_statements_size();
@@ -1192,6 +1256,69 @@ mod tests {
             "ok",
             "the writer still works"
         );
+    }
+
+    #[test]
+    fn batches_are_cut_into_the_prepared_sizes_only() {
+        for length in 0..=1100 {
+            let rows: Vec<usize> = (0..length).collect();
+            let chunks: Vec<(usize, &[usize])> = chunks_of_sizes(&rows, &LOG_CHUNKS).collect();
+            let joined: Vec<usize> = chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            assert_eq!(joined, rows, "every row once, in order ({length})");
+            for (index, chunk) in &chunks {
+                assert_eq!(chunk.len(), LOG_CHUNKS[*index], "{length}");
+            }
+            for (index, &size) in LOG_CHUNKS.iter().enumerate().skip(1) {
+                let of_size = chunks.iter().filter(|(i, _)| *i == index).count();
+                assert!(
+                    of_size * size < LOG_CHUNKS[index - 1],
+                    "{length}: {of_size} × {size}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_any_length_are_written_whole() {
+        let (_dir, dbs) = seeded().await;
+        for db in dbs {
+            let mut at = 0;
+            let mut written = 0;
+            for length in [1, 3, 4, 5, 21, 64, 85, 255, 256, 341, 700] {
+                let events: Vec<UsageEvent> = (0..length)
+                    .map(|_| {
+                        at += 1;
+                        event(at, 1, "gpt", 200)
+                    })
+                    .collect();
+                let days: Vec<RollupRow> = (0..length)
+                    .map(|day| {
+                        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+                            + chrono::Days::new(day as u64 % 100);
+                        rollup(&day.to_string(), 1, "gpt", 5, counts(1, 1, 1))
+                    })
+                    .collect();
+                db.write_usage(&days, &events).await.unwrap();
+                written += length;
+                let (rows, first, last): (i64, i64, i64) = on_pool!(&db.writer, |pool| {
+                    sqlx::query_as(
+                        "SELECT COUNT(*), CAST(MIN(at) AS BIGINT), CAST(MAX(at) AS BIGINT)
+                         FROM request_log",
+                    )
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+                });
+                assert_eq!((rows, first, last), (written, 1, at), "after {length}");
+                let requests: i64 = on_pool!(&db.writer, |pool| {
+                    sqlx::query_scalar("SELECT CAST(SUM(requests) AS BIGINT) FROM usage_daily")
+                        .fetch_one(pool)
+                        .await
+                        .unwrap()
+                });
+                assert_eq!(requests, written, "after {length}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -267,20 +267,20 @@ impl RequestRecord {
                 status_class(self.status),
             ])
             .inc();
-        Metrics::observe(&metrics.request_duration, endpoint, total);
-        Metrics::observe(&metrics.upstream_duration, endpoint, self.upstream_wait);
+        metrics.request_duration.observe(self.endpoint, total);
+        metrics
+            .upstream_duration
+            .observe(self.endpoint, self.upstream_wait);
         let overhead = self
             .first_byte
             .unwrap_or_else(Instant::now)
             .duration_since(self.started)
             .saturating_sub(self.upstream_wait);
-        Metrics::observe(&metrics.overhead, endpoint, overhead);
+        metrics.overhead.observe(self.endpoint, overhead);
         if let Some(first_byte) = self.first_byte {
-            Metrics::observe(
-                &metrics.time_to_first_byte,
-                endpoint,
-                first_byte.duration_since(self.started),
-            );
+            metrics
+                .time_to_first_byte
+                .observe(self.endpoint, first_byte.duration_since(self.started));
         }
         if self.attempts > 1 {
             metrics.retries.inc_by(u64::from(self.attempts - 1));

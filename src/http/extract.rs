@@ -19,8 +19,10 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key =
-            presented_key(parts).ok_or(ApiError::InvalidApiKey(AuthError::Missing.to_string()))?;
+        // The refusal's text is made only when there is no key: `ok_or` made it for every
+        // request.
+        let key = presented_key(parts)
+            .ok_or_else(|| ApiError::InvalidApiKey(AuthError::Missing.to_string()))?;
         match state
             .keys
             .authenticate(key, state.clock.unix_seconds())

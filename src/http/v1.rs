@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body as ResponseBody;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderName, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
@@ -125,13 +125,32 @@ async fn proxy(
     Ok(match reply {
         Reply::Complete {
             status,
-            headers,
+            mut headers,
             body,
-        } => (status, headers, body).into_response(),
+        } => {
+            // What axum gives a body of bytes, when the upstream named no type.
+            if !headers.contains_key(header::CONTENT_TYPE) {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+            }
+            response(status, headers, ResponseBody::from(body))
+        }
         Reply::Stream { headers, body } => {
-            (headers, ResponseBody::from_stream(body)).into_response()
+            response(StatusCode::OK, headers, ResponseBody::from_stream(body))
         }
     })
+}
+
+/// A response with the gateway's headers as its header map. axum's `(status, headers, body)`
+/// copies a `HeaderMap` into the response's own one header by header, hashing each name again:
+/// 4 % of a chat request's instructions (callgrind, OPTIMIZATION.md).
+fn response(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 pub async fn list_models(

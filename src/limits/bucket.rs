@@ -1,6 +1,5 @@
 //! Token buckets holding a per-minute allowance, and the `x-ratelimit-*` headers describing them.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -108,36 +107,38 @@ impl RateLimitStatus {
         self.requests.is_none() && self.tokens.is_none()
     }
 
-    /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, in that order,
-    /// made as they are consumed.
-    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
-        [
-            (self.requests, REQUEST_HEADERS),
-            (self.tokens, TOKEN_HEADERS),
-        ]
-        .into_iter()
-        .filter_map(|(status, names)| Some((status?, names)))
-        .flat_map(|(status, [limit, remaining, reset])| {
-            let reset_value = HeaderValue::from_str(&format_reset(status.reset))
-                .unwrap_or_else(|_| HeaderValue::from_static("0s"));
-            [
-                (limit, HeaderValue::from(status.limit)),
-                (remaining, HeaderValue::from(status.remaining)),
-                (reset, reset_value),
-            ]
-        })
-    }
-
-    /// [`Self::headers`], collected.
+    /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, in that order.
     pub fn header_pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
-        self.headers().collect()
+        let mut pairs = Vec::with_capacity(6);
+        self.each_header(|name, value| pairs.push((name.clone(), value)));
+        pairs
     }
 
     /// Adds the headers to `headers`, replacing any of the same name (an upstream's own).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.reserve(6);
-        for (name, value) in self.headers() {
-            headers.insert(name, value);
+        self.each_header(|name, value| {
+            headers.insert(name.clone(), value);
+        });
+    }
+
+    /// Hands each header to `put`, in the order of [`Self::header_pairs`]. Written out rather
+    /// than as an iterator chain, and the resets formatted on the stack without `fmt`: on every
+    /// response of a key with limits, the chain and the formatting machinery cost more than the
+    /// six headers themselves (callgrind, OPTIMIZATION.md).
+    fn each_header(&self, mut put: impl FnMut(&HeaderName, HeaderValue)) {
+        for (status, [limit, remaining, reset]) in [
+            (self.requests, &REQUEST_HEADERS),
+            (self.tokens, &TOKEN_HEADERS),
+        ] {
+            if let Some(status) = status {
+                // http's integer values write two digits at a time from a table: cheaper than
+                // `StackText`'s digit by digit, allocation included (callgrind).
+                put(limit, HeaderValue::from(status.limit));
+                put(remaining, HeaderValue::from(status.remaining));
+                let mut text = StackText::default();
+                write_reset(&mut text, status.reset);
+                put(reset, text.to_value());
+            }
         }
     }
 }
@@ -145,32 +146,120 @@ impl RateLimitStatus {
 /// A duration the way OpenAI's reset headers write it (Go's format): `250ms`, `1s`, `1.5s`,
 /// `6m0s`, `1h2m3s`. Rounded up to the millisecond.
 pub fn format_reset(duration: Duration) -> String {
+    let mut text = StackText::default();
+    write_reset(&mut text, duration);
+    String::from_utf8_lossy(text.as_bytes()).into_owned()
+}
+
+/// [`format_reset`] into `out`.
+fn write_reset(out: &mut StackText, duration: Duration) {
     let ms = duration.as_nanos().div_ceil(1_000_000);
     if ms == 0 {
-        return "0s".into();
+        out.push_str("0s");
+        return;
     }
     if ms < 1000 {
-        return format!("{ms}ms");
+        out.push_number(u64::try_from(ms).unwrap_or_default());
+        out.push_str("ms");
+        return;
     }
-    let hours = ms / 3_600_000;
-    let minutes = ms / 60_000 % 60;
-    let seconds = ms / 1000 % 60;
-    let millis = ms % 1000;
-    // Writing into a String cannot fail; one buffer for the whole value.
-    let mut out = String::with_capacity(16);
+    // In u64 arithmetic, several times cheaper than u128's: only a reset beyond 584 million
+    // years needs the hours divided in u128 (`Duration::MAX` has 5.1e15 of them).
+    let (hours, rest) = match u64::try_from(ms) {
+        Ok(ms) => (ms / 3_600_000, ms % 3_600_000),
+        Err(_) => (
+            u64::try_from(ms / 3_600_000).unwrap_or(u64::MAX),
+            u64::try_from(ms % 3_600_000).unwrap_or_default(),
+        ),
+    };
+    let minutes = rest / 60_000;
+    let seconds = rest / 1000 % 60;
+    let millis = rest % 1000;
     if hours > 0 {
-        let _ = write!(out, "{hours}h");
+        out.push_number(hours);
+        out.push_str("h");
     }
     if hours > 0 || minutes > 0 {
-        let _ = write!(out, "{minutes}m");
+        out.push_number(minutes);
+        out.push_str("m");
     }
-    let _ = write!(out, "{seconds}");
+    out.push_number(seconds);
     if millis > 0 {
-        let _ = write!(out, ".{millis:03}");
-        out.truncate(out.trim_end_matches('0').len());
+        // Three digits, then without the trailing zeros: `.5`, `.25`, `.004`.
+        let digits = [millis / 100, millis / 10 % 10, millis % 10];
+        let kept = if digits[2] != 0 {
+            3
+        } else if digits[1] != 0 {
+            2
+        } else {
+            1
+        };
+        out.push_str(".");
+        for digit in &digits[..kept] {
+            out.push_digit(*digit);
+        }
     }
-    out.push('s');
-    out
+    out.push_str("s");
+}
+
+/// A short ASCII text built on the stack: a reset is at most 27 bytes (`Duration::MAX` has 16
+/// digits of hours).
+struct StackText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The text as a header value, copied once.
+    fn to_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(self.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+
+    fn push_str(&mut self, text: &str) {
+        for &byte in text.as_bytes() {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = byte;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn push_digit(&mut self, digit: u64) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            // A digit is below ten.
+            *slot = b'0' + (digit % 10) as u8;
+            self.len += 1;
+        }
+    }
+
+    fn push_number(&mut self, mut number: u64) {
+        let mut reversed = [0u8; 20];
+        let mut count = 0;
+        loop {
+            reversed[count] = (number % 10) as u8;
+            count += 1;
+            number /= 10;
+            if number == 0 {
+                break;
+            }
+        }
+        for &digit in reversed[..count].iter().rev() {
+            self.push_digit(u64::from(digit));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +282,11 @@ mod tests {
         check(61_250, "1m1.25s");
         check(3_600_000, "1h0m0s");
         check(3_723_004, "1h2m3.004s");
+        check(1010, "1.01s");
+        check(59_999, "59.999s");
+        check(86_400_000, "24h0m0s");
         assert_eq!(format_reset(Duration::from_nanos(1)), "1ms");
+        assert_eq!(format_reset(Duration::MAX), "5124095576030431h0m16s");
     }
 
     #[test]

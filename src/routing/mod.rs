@@ -237,7 +237,7 @@ impl Model {
                     .filter(untried)
                     .filter(|r| !refused.contains(&r.id))
                     .filter(|r| r.health.circuit(now) != CircuitState::Open)
-                    .filter(|r| pick_account(r, now, tried).is_some())
+                    .filter(|r| has_account(r, now, tried))
                     .collect();
                 let Some(route) = self.strategy.choose(&candidates) else {
                     break;
@@ -256,7 +256,7 @@ impl Model {
             let route = self
                 .routes
                 .iter()
-                .filter(|r| pick_account(r, now, tried).is_some())
+                .filter(|r| has_account(r, now, tried))
                 .min_by_key(|r| r.health.last_failure())?;
             tracing::info!(model = %self.name, route_id = route.id, "every circuit is open; probing the least recently failed route");
             return Some(Target {
@@ -297,18 +297,55 @@ impl Model {
 /// An account of the route's provider for the next attempt: weighted among usable, untried
 /// ones (not cooling down for the route's upstream model, nor as a whole). `Some(None)` for a
 /// provider that needs no credential; `None` when no account is usable.
+///
+/// It runs for every candidate route of every request, so the usable accounts are counted and
+/// drawn from in two passes over the route's accounts rather than collected into a `Vec`
+/// (three allocations per chat request). An account that stops being usable between the two
+/// passes is passed over; the draw then falls to the last usable one.
 fn pick_account<'a>(route: &'a Route, now: i64, tried: &Tried) -> Option<Option<&'a Account>> {
     if route.provider.accounts.is_empty() {
         return Some(None);
     }
-    let usable: Vec<&Account> = route
-        .accounts()
-        .filter(|(a, cooldown)| {
-            a.health.usable(now) && cooldown.usable(now) && !tried.accounts.contains(&a.id)
-        })
-        .map(|(a, _)| a)
-        .collect();
-    pick_weighted(&usable, |a| a.weight).map(|a| Some(*a))
+    let usable = || {
+        route
+            .accounts()
+            .filter(move |(a, cooldown)| account_usable(a, cooldown, now, tried))
+            .map(|(a, _)| a)
+    };
+    let (count, total) = usable().fold((0usize, 0u64), |(count, total), a| {
+        (count + 1, total + u64::from(a.weight))
+    });
+    let mut ticket = match (count, total) {
+        (0, _) => return None,
+        // Weights of zero everywhere: any usable account, evenly.
+        (_, 0) => return usable().nth(rand::rng().random_range(0..count)).map(Some),
+        (_, total) => rand::rng().random_range(0..total),
+    };
+    let mut last = None;
+    for account in usable() {
+        let weight = u64::from(account.weight);
+        if ticket < weight {
+            return Some(Some(account));
+        }
+        ticket -= weight;
+        last = Some(account);
+    }
+    last.map(Some)
+}
+
+/// Whether `route` has an account for the next attempt (or needs none), as [`pick_account`]
+/// would find, without drawing one.
+fn has_account(route: &Route, now: i64, tried: &Tried) -> bool {
+    route.provider.accounts.is_empty()
+        || route
+            .accounts()
+            .any(|(a, cooldown)| account_usable(a, cooldown, now, tried))
+}
+
+/// Whether `account` may take the next attempt on a route whose cooldown for the account is
+/// `cooldown`: neither is cooling down, and the request has not tried the account yet.
+fn account_usable(account: &Account, cooldown: &ModelCooldown, now: i64, tried: &Tried) -> bool {
+    account.health.usable(now) && cooldown.usable(now) && !tried.accounts.contains(&account.id)
 }
 
 impl Strategy {
