@@ -24,10 +24,11 @@ const LOG_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
 const ROLLUP_COLUMNS: usize = 13;
 const LOG_COLUMNS: usize = 19;
 
-/// The rollup upsert for each size of [`ROLLUP_CHUNKS`], written once.
-static ROLLUP_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
-    ROLLUP_CHUNKS.map(|rows| {
+/// The rollup upsert for each size of [`ROLLUP_CHUNKS`], written once per dialect.
+static ROLLUP_SQL: LazyLock<ByDialect<4>> = LazyLock::new(|| {
+    ByDialect::new(ROLLUP_CHUNKS, |dialect, rows| {
         multi_row_insert(
+            dialect,
             "INSERT INTO usage_daily (day, key_id, model, account_id, requests, errors,
                  prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
                  estimated_requests, cost_nanos, estimated_cost_nanos)",
@@ -47,10 +48,11 @@ static ROLLUP_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
     })
 });
 
-/// The request log insert for each size of [`LOG_CHUNKS`], written once.
-static LOG_SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
-    LOG_CHUNKS.map(|rows| {
+/// The request log insert for each size of [`LOG_CHUNKS`], written once per dialect.
+static LOG_SQL: LazyLock<ByDialect<5>> = LazyLock::new(|| {
+    ByDialect::new(LOG_CHUNKS, |dialect, rows| {
         multi_row_insert(
+            dialect,
             "INSERT INTO request_log (at, request_id, key_id, model, endpoint, stream,
                  provider, route_id, account_id, status, attempts, latency_ms, ttfb_ms,
                  prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,
@@ -62,13 +64,49 @@ static LOG_SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
     })
 });
 
-/// `head VALUES ($1, …), …tail` with `rows` rows of `columns` placeholders, numbered as both
-/// backends read them.
-fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+/// One statement text per chunk size, for each dialect.
+struct ByDialect<const N: usize> {
+    sqlite: [String; N],
+    postgres: [String; N],
+}
+
+impl<const N: usize> ByDialect<N> {
+    fn new(sizes: [usize; N], write: impl Fn(Dialect, usize) -> String) -> Self {
+        Self {
+            sqlite: sizes.map(|rows| write(Dialect::Sqlite, rows)),
+            postgres: sizes.map(|rows| write(Dialect::Postgres, rows)),
+        }
+    }
+
+    fn get(&self, dialect: Dialect, size: usize) -> &str {
+        match dialect {
+            Dialect::Sqlite => &self.sqlite[size],
+            Dialect::Postgres => &self.postgres[size],
+        }
+    }
+}
+
+/// `head VALUES (…), …tail` with `rows` rows of `columns` placeholders each.
+///
+/// On SQLite the placeholders are anonymous `?`: sqlx's SQLite driver asks SQLite for the name
+/// of every placeholder it binds, and SQLite finds a named one (`$N`) by walking the list of all
+/// the statement's names, so binding a 256-row chunk's 4,864 numbered values cost millions of
+/// steps per flush (half of llmgate's CPU at c=64, see OPTIMIZATION.md); an anonymous one has no
+/// name to look up. PostgreSQL only knows `$N`.
+fn multi_row_insert(
+    dialect: Dialect,
+    head: &str,
+    columns: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
     let values = (0..rows)
         .map(|row| {
             let placeholders = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
+                .map(|column| match dialect {
+                    Dialect::Sqlite => "?".to_owned(),
+                    Dialect::Postgres => format!("${}", row * columns + column),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             format!("({placeholders})")
@@ -318,11 +356,12 @@ impl Db {
             return Ok(());
         }
         let rollups = upsert_order(rollups);
+        let dialect = self.dialect();
         on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             write_stored!(&stored, tx);
             for (size, chunk) in chunks_of_sizes(&rollups, &ROLLUP_CHUNKS) {
-                let mut query = sqlx::query(&ROLLUP_SQL[size]);
+                let mut query = sqlx::query(ROLLUP_SQL.get(dialect, size));
                 for r in chunk {
                     query = query
                         .bind(day_text(r.day))
@@ -342,7 +381,7 @@ impl Db {
                 query.persistent(true).execute(&mut *tx).await?;
             }
             for (size, chunk) in chunks_of_sizes(log, &LOG_CHUNKS) {
-                let mut query = sqlx::query(&LOG_SQL[size]);
+                let mut query = sqlx::query(LOG_SQL.get(dialect, size));
                 for e in chunk.iter().map(AsLogRow::log_row) {
                     query = query
                         .bind(e.at_ms)
@@ -1256,6 +1295,29 @@ mod tests {
             "ok",
             "the writer still works"
         );
+    }
+
+    #[test]
+    fn sqlite_batches_bind_anonymous_placeholders_and_postgres_numbered_ones() {
+        // A numbered placeholder on SQLite makes every bind walk the statement's list of names
+        // (quadratic in the chunk's size); the batch statements must not have any.
+        for size in 0..LOG_CHUNKS.len() {
+            let sqlite = LOG_SQL.get(Dialect::Sqlite, size);
+            assert!(!sqlite.contains('$'), "{sqlite}");
+            assert_eq!(sqlite.matches('?').count(), LOG_CHUNKS[size] * LOG_COLUMNS);
+            let postgres = LOG_SQL.get(Dialect::Postgres, size);
+            let last = LOG_CHUNKS[size] * LOG_COLUMNS;
+            assert!(postgres.contains(&format!("${last})")), "{postgres}");
+            assert!(!postgres.contains('?'));
+        }
+        for size in 0..ROLLUP_CHUNKS.len() {
+            let sqlite = ROLLUP_SQL.get(Dialect::Sqlite, size);
+            assert!(!sqlite.contains('$'), "{sqlite}");
+            assert_eq!(
+                sqlite.matches('?').count(),
+                ROLLUP_CHUNKS[size] * ROLLUP_COLUMNS
+            );
+        }
     }
 
     #[test]
