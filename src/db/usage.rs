@@ -1301,22 +1301,19 @@ mod tests {
     fn sqlite_batches_bind_anonymous_placeholders_and_postgres_numbered_ones() {
         // A numbered placeholder on SQLite makes every bind walk the statement's list of names
         // (quadratic in the chunk's size); the batch statements must not have any.
-        for size in 0..LOG_CHUNKS.len() {
+        for (size, rows) in LOG_CHUNKS.into_iter().enumerate() {
             let sqlite = LOG_SQL.get(Dialect::Sqlite, size);
             assert!(!sqlite.contains('$'), "{sqlite}");
-            assert_eq!(sqlite.matches('?').count(), LOG_CHUNKS[size] * LOG_COLUMNS);
+            assert_eq!(sqlite.matches('?').count(), rows * LOG_COLUMNS);
             let postgres = LOG_SQL.get(Dialect::Postgres, size);
-            let last = LOG_CHUNKS[size] * LOG_COLUMNS;
+            let last = rows * LOG_COLUMNS;
             assert!(postgres.contains(&format!("${last})")), "{postgres}");
             assert!(!postgres.contains('?'));
         }
-        for size in 0..ROLLUP_CHUNKS.len() {
+        for (size, rows) in ROLLUP_CHUNKS.into_iter().enumerate() {
             let sqlite = ROLLUP_SQL.get(Dialect::Sqlite, size);
             assert!(!sqlite.contains('$'), "{sqlite}");
-            assert_eq!(
-                sqlite.matches('?').count(),
-                ROLLUP_CHUNKS[size] * ROLLUP_COLUMNS
-            );
+            assert_eq!(sqlite.matches('?').count(), rows * ROLLUP_COLUMNS);
         }
     }
 
