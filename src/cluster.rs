@@ -25,6 +25,8 @@ const HEALTH_PREFIX: &str = "llmgate:health:";
 const QUEUE: usize = 65_536;
 /// Writes kept while Redis is down, sent once it is back; the oldest are dropped past this.
 const PENDING: usize = 65_536;
+/// Background writes sent in one pipeline at most.
+const BATCH: usize = 256;
 /// How often the writer task checks whether a down Redis answers again.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a background write or probe may take.
@@ -153,13 +155,13 @@ enum Write {
     Publish(Note),
 }
 
-/// What became of a background write.
-enum Sent {
+/// What Redis answered to one background write.
+enum Answer {
     Done,
+    /// The script is not in Redis's cache (it restarted since it was loaded).
+    NoScript(&'static Script),
     /// Redis answered with an error.
     Refused(String),
-    /// Redis did not answer: the write is kept for when it is back.
-    Unreachable(String),
 }
 
 /// The shared connection to Redis; cheap to clone.
@@ -363,44 +365,76 @@ impl Cluster {
         self.send_pending(&mut pending).await;
     }
 
+    /// Sends what is pending, up to [`BATCH`] writes per round trip (one pipeline), while Redis
+    /// answers. Under load the settlements of many requests go out together: one write and one
+    /// read for the lot instead of a round trip, and two task wake-ups, for each.
     async fn send_pending(&self, pending: &mut VecDeque<Write>) {
-        while self.is_up() {
-            let Some(write) = pending.pop_front() else {
-                return;
-            };
-            match self.send(&write).await {
-                Sent::Done => {}
-                // Redis answered with an error: sending it again would fail again.
-                Sent::Refused(error) => {
-                    tracing::warn!(%error, "Redis refused a write; it is dropped");
+        while self.is_up() && !pending.is_empty() {
+            let count = pending.len().min(BATCH);
+            let batch = &pending.make_contiguous()[..count];
+            match self.send(batch).await {
+                Ok(answers) => {
+                    let mut again = Vec::new();
+                    let mut unloaded: Vec<&'static Script> = Vec::new();
+                    for (write, answer) in pending.drain(..count).zip(answers) {
+                        match answer {
+                            Answer::Done => {}
+                            // Redis forgot its scripts (it restarted): load it, send again.
+                            Answer::NoScript(script) => {
+                                if !unloaded.iter().any(|s| std::ptr::eq(*s, script)) {
+                                    unloaded.push(script);
+                                }
+                                again.push(write);
+                            }
+                            // Redis refused it: sending it again would fail again.
+                            Answer::Refused(error) => {
+                                tracing::warn!(%error, "Redis refused a write; it is dropped");
+                            }
+                        }
+                    }
+                    for write in again.into_iter().rev() {
+                        pending.push_front(write);
+                    }
+                    for script in unloaded {
+                        if let Err(error) = self.load(script).await {
+                            self.mark_down(&error);
+                        }
+                    }
                 }
-                Sent::Unreachable(error) => {
-                    self.mark_down(&error);
-                    pending.push_front(write);
-                }
+                Err(error) => self.mark_down(&error),
             }
         }
     }
 
-    async fn send(&self, write: &Write) -> Sent {
+    /// Loads `script` into Redis's script cache.
+    async fn load(&self, script: &Script) -> Result<(), String> {
         let mut connection = self.inner.connection.clone();
-        let sent = async {
+        match tokio::time::timeout(WRITE_TIMEOUT, script.load_async(&mut connection)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("loading a script timed out".to_owned()),
+        }
+    }
+
+    /// Sends `writes` in one pipeline; one answer per write, or why Redis did not answer (then
+    /// all of them are kept for when it is back).
+    async fn send(&self, writes: &[Write]) -> Result<Vec<Answer>, String> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        // The pipeline's commands of each write: a publication may be two.
+        let mut commands = Vec::with_capacity(writes.len());
+        for write in writes {
             match write {
                 Write::Eval { script, keys, args } => {
-                    let mut invocation = script.prepare_invoke();
-                    for key in keys {
-                        invocation.key(key);
-                    }
-                    for arg in args {
-                        invocation.arg(arg);
-                    }
-                    invocation
-                        .invoke_async::<redis::Value>(&mut connection)
-                        .await
-                        .map(drop)
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(keys.len())
+                        .arg(keys)
+                        .arg(args);
+                    commands.push(1);
                 }
                 Write::Publish(note) => {
-                    let mut pipe = redis::pipe();
+                    let mut count = 1;
                     if let (Some(key), Some(until)) = (note.key(), note.until_unix_ms()) {
                         let now = chrono::Utc::now().timestamp_millis();
                         let ttl = u64::try_from(until - now).unwrap_or(0);
@@ -409,31 +443,52 @@ impl Cluster {
                                 .arg(key)
                                 .arg(note.encode())
                                 .arg("PX")
-                                .arg(ttl)
-                                .ignore();
+                                .arg(ttl);
+                            count += 1;
                         }
                     }
-                    pipe.cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(format!("{} {}", self.inner.node, note.encode()))
-                        .ignore();
-                    pipe.query_async::<()>(&mut connection).await
+                    pipe.cmd("PUBLISH").arg(CHANNEL).arg(format!(
+                        "{} {}",
+                        self.inner.node,
+                        note.encode()
+                    ));
+                    commands.push(count);
                 }
             }
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, sent).await {
-            Ok(Ok(())) => Sent::Done,
-            Ok(Err(error))
-                if error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal() =>
-            {
-                Sent::Unreachable(error.to_string())
-            }
-            Ok(Err(error)) => Sent::Refused(error.to_string()),
-            Err(_) => Sent::Unreachable("a background write timed out".to_owned()),
         }
+        let mut connection = self.inner.connection.clone();
+        let values = match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            pipe.query_async::<Vec<redis::Value>>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(values)) => values,
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err("a background write timed out".to_owned()),
+        };
+        let mut values = values.into_iter();
+        let answers = writes
+            .iter()
+            .zip(commands)
+            .map(|(write, count)| {
+                let mut answer = Answer::Done;
+                for value in values.by_ref().take(count) {
+                    if let redis::Value::ServerError(error) = value {
+                        answer = match write {
+                            Write::Eval { script, .. }
+                                if error.kind() == Some(redis::ServerErrorKind::NoScript) =>
+                            {
+                                Answer::NoScript(script)
+                            }
+                            _ => Answer::Refused(error.to_string()),
+                        };
+                    }
+                }
+                answer
+            })
+            .collect();
+        Ok(answers)
     }
 
     /// The listener task (owned by `App`): hands every note another replica publishes to
