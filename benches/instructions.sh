@@ -15,7 +15,10 @@
 # the same is then counted for the bench's bare axum + reqwest floor proxy
 # (`BENCH_BIN --floor-proxy axum-reqwest …`, benches/load/floor.rs; FLOOR_KIND=axum-hyper or
 # hyper for the others) in front of the same mock, and llmgate's counts are divided by the
-# floor's. Compare two commits by building each one's release binary and running this on both,
+# floor's. INSTRUCTIONS_DATABASE counts llmgate on another database (e.g. a replica's
+# `postgres://…/llmgate_{n}`, with LLMGATE_REDIS_URL and LLMGATE_ENCRYPTION_KEY in the
+# environment): `{n}` becomes 1 for the callgrind run and 2 for the perf run, two fresh databases
+# the caller made. Compare two commits by building each one's release binary and running this on both,
 # alternately. Needs valgrind and perf (Debian packages valgrind, linux-perf), taskset and python3.
 set -euo pipefail
 
@@ -99,11 +102,14 @@ pids+=($!)
 # Starts the proxy under test (under the given wrapper command, if any), pinned to core 0, and
 # waits until it answers: llmgate on /healthz, a floor (which forwards every path to the mock)
 # with any HTTP answer.
+starts=0
 start_proxy() {
   local port=$1; shift
   if [ "$proxy" = llmgate ]; then
+    starts=$((starts + 1))
+    local database=${INSTRUCTIONS_DATABASE:-sqlite://$dir/llmgate-$port.db}
     LLMGATE_LOG=warn taskset -c 0 "$@" "$bin" serve --config "$dir/llmgate.toml" \
-      --listen "127.0.0.1:$port" --database "sqlite://$dir/llmgate-$port.db" \
+      --listen "127.0.0.1:$port" --database "${database//\{n\}/$starts}" \
       >"$dir/$proxy-$port.log" 2>&1 &
   else
     taskset -c 0 "$@" "$floor_bin" --floor-proxy "$floor_kind" "127.0.0.1:$port" \
