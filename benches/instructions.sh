@@ -112,8 +112,9 @@ start_proxy() {
       --listen "127.0.0.1:$port" --database "${database//\{n\}/$starts}" \
       >"$dir/$proxy-$port.log" 2>&1 &
   else
+    # The floor keeps idle upstream connections as long as llmgate does by default (90 s).
     taskset -c 0 "$@" "$floor_bin" --floor-proxy "$floor_kind" "127.0.0.1:$port" \
-      "127.0.0.1:$mock_port" >"$dir/$proxy-$port.log" 2>&1 &
+      "127.0.0.1:$mock_port" 90000 >"$dir/$proxy-$port.log" 2>&1 &
   fi
   gateway=$!
   pids+=("$gateway")
