@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test screenshots check fmt clippy test-coverage db-backup docker-build docker-run clean \
-	bench perf bench-chat bench-streams bench-cluster bench-quick bench-instructions bench-summary bench-micro soak soak-streams profile profile-breakdown
+	bench perf bench-chat bench-streams bench-cluster bench-quick bench-latency bench-instructions bench-summary bench-micro soak soak-streams profile profile-breakdown
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -80,6 +80,11 @@ bench-quick: ## Only c=64 chat, llmgate, nginx and the floor proxies in turn for
 	bash benches/setup.sh
 	$(CARGO) build --release --locked
 	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --quick
+
+bench-latency: ## Only the c=1 chat and stream phases, every server in turn for BENCH_ROUNDS rounds (LLMGATE_BIN_B: a second gateway binary beside the first): medians beside nginx's
+	bash benches/setup.sh
+	$(CARGO) build --release --locked
+	BENCH_SECONDS=$(BENCH_SECONDS) $(CARGO) bench --locked --bench load -- --latency
 
 profile: ## perf record of llmgate under the c=64 chat load: self and inclusive time by symbol in target/bench
 	@command -v perf >/dev/null || { echo "make profile needs perf (Debian package linux-perf)" >&2; exit 2; }

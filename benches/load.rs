@@ -4,15 +4,16 @@
 //! It starts two `llmgate mock-upstream` processes (one fast, one paced for streams), the gateway
 //! with a bench config (auth, limits, two routes, usage accounting: everything on), and nginx as a
 //! reverse proxy to the same mocks, and three bare floor proxies (see `load/floor.rs`) in front of
-//! the fast mock. The gateway, nginx and the floors are pinned to core 0; the mocks and this
+//! each mock. The gateway, nginx and the floors are pinned to core 0; the mocks and this
 //! program, the load generator, to core 1. Each phase is a closed loop of N keep-alive
 //! connections for a fixed time; every latency is kept, so percentiles are exact.
 //!
 //! Run it with `cargo bench --bench load`: every phase, then the streams at scale of
 //! `load/streams.rs`, then the budget table of `load/budget.rs` (`-- --chat` without the
-//! streams at scale, `-- --streams` for those alone, `-- --soak` for the soak, `-- --soak-streams`
-//! for the soak with streams of `load/soak_streams.rs`, `-- --cluster` for the replicas of
-//! `load/cluster.rs`). Without `--bench` on its command line (as `cargo test --all-targets`
+//! streams at scale, `-- --streams` for those alone, `-- --latency` for the c=1 phases in
+//! rounds, a second gateway binary beside the first with `LLMGATE_BIN_B`, `-- --soak` for the
+//! soak, `-- --soak-streams` for the soak with streams of `load/soak_streams.rs`, `-- --cluster`
+//! for the replicas of `load/cluster.rs`). Without `--bench` on its command line (as `cargo test --all-targets`
 //! runs bench targets) it only checks the budget table's judgement on made-up figures
 //! (`budget::self_check`), starting nothing.
 //! Settings come from the environment: `BENCH_SECONDS` (per phase, default 10), `SOAK_SECONDS`
@@ -80,8 +81,9 @@ const CLIENT_CORE: usize = 1;
 /// Connections of each non-streaming and streaming level.
 const CHAT_LEVELS: [usize; 3] = [1, 64, 256];
 const STREAM_LEVELS: [usize; 2] = [1, 256];
-/// Chat levels at which the floor proxies are measured too: every one, so each line of the
-/// budget has the floors' figure beside llmgate's.
+/// Levels at which the floor proxies are measured too (the chat levels, and the stream levels
+/// through the floors in front of the paced mock): every one, so each line of the budget has
+/// the floors' figure beside llmgate's.
 const FLOOR_LEVELS: [usize; 3] = [1, 64, 256];
 /// The paced mock: content chunks per stream and the delay before each.
 const STREAM_CHUNKS: usize = 32;
@@ -128,6 +130,8 @@ fn main() -> ExitCode {
         Mode::Profile
     } else if args.iter().any(|a| a == "--quick") {
         Mode::Quick
+    } else if args.iter().any(|a| a == "--latency") {
+        Mode::Latency
     } else if args.iter().any(|a| a == "--streams") {
         Mode::Streams
     } else if args.iter().any(|a| a == "--cluster") {
@@ -164,6 +168,10 @@ enum Mode {
     /// Only the c=64 chat phase, llmgate, nginx and the floor proxies in turn for
     /// `BENCH_ROUNDS` rounds: the quick loop of optimisation work.
     Quick,
+    /// Only the c=1 chat and stream phases, llmgate (and a second llmgate binary,
+    /// `LLMGATE_BIN_B`, when set), nginx, the mock and the floors in turn for `BENCH_ROUNDS`
+    /// rounds: the quick loop of latency work, before and after binaries in the same run.
+    Latency,
     /// 1,000 and 10,000 concurrent long streams (see `streams`).
     Streams,
     /// Three replicas on PostgreSQL and Redis (see `cluster`).
@@ -191,6 +199,7 @@ fn run(mode: Mode) -> Result<bool> {
                 Mode::SoakStreams => soak_streams::run().await,
                 Mode::Profile => profile_run().await,
                 Mode::Quick => quick_run().await,
+                Mode::Latency => latency_run().await,
                 Mode::Streams => streams::run().await,
                 Mode::Cluster => cluster::run().await,
             }
@@ -549,6 +558,9 @@ struct Stack {
     nginx_addrs: Option<(SocketAddr, SocketAddr)>,
     /// The floors in front of the fast mock (started with nginx).
     floors: Vec<FloorProc>,
+    /// The same floors in front of the paced mock, for the stream phases (started with nginx):
+    /// a floor forwards to one upstream, as nginx's two servers do.
+    paced_floors: Vec<FloorProc>,
     /// Requests the gateway answered while the bench waited for it to be ready.
     gateway_answered: u64,
 }
@@ -613,10 +625,13 @@ impl Stack {
         } else {
             (None, None)
         };
-        let floors = if with_nginx {
-            spawn_floors(dir.path(), mock_addr)?
+        let (floors, paced_floors) = if with_nginx {
+            (
+                spawn_floors(dir.path(), "", mock_addr)?,
+                spawn_floors(dir.path(), "paced-", paced_addr)?,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
 
         let mut stack = Self {
@@ -630,6 +645,7 @@ impl Stack {
             gateway_addr,
             nginx_addrs,
             floors,
+            paced_floors,
             gateway_answered: 0,
         };
         stack.wait_ready().await?;
@@ -651,9 +667,11 @@ impl Stack {
             wait_answering(&Target::nginx(front, false), nginx, deadline).await?;
             wait_answering(&Target::nginx(paced_front, true), nginx, deadline).await?;
         }
-        for floor in &mut self.floors {
-            let target = Target::new(Via::floor(floor.floor), floor.addr, false);
-            wait_answering(&target, &mut floor.proc, deadline).await?;
+        for (floors, stream) in [(&mut self.floors, false), (&mut self.paced_floors, true)] {
+            for floor in floors {
+                let target = Target::new(Via::floor(floor.floor), floor.addr, stream);
+                wait_answering(&target, &mut floor.proc, deadline).await?;
+            }
         }
         Ok(())
     }
@@ -674,9 +692,9 @@ struct FloorProc {
     addr: SocketAddr,
 }
 
-/// Starts the three floor proxies on the proxy core in front of `upstream`, their logs in `dir`,
-/// each keeping idle upstream connections as long as llmgate does.
-fn spawn_floors(dir: &Path, upstream: SocketAddr) -> Result<Vec<FloorProc>> {
+/// Starts the three floor proxies on the proxy core in front of `upstream`, their logs in `dir`
+/// (named after `prefix`), each keeping idle upstream connections as long as llmgate does.
+fn spawn_floors(dir: &Path, prefix: &str, upstream: SocketAddr) -> Result<Vec<FloorProc>> {
     let exe = std::env::current_exe()?;
     let pool_idle = pool_idle_timeout()?;
     let mut floors = Vec::new();
@@ -698,7 +716,7 @@ fn spawn_floors(dir: &Path, upstream: SocketAddr) -> Result<Vec<FloorProc>> {
                 &pool_idle.as_millis().to_string(),
             ]),
             &[],
-            dir.join(format!("floor-{}.log", floor.arg())),
+            dir.join(format!("{prefix}floor-{}.log", floor.arg())),
         )?;
         floors.push(FloorProc { floor, proc, addr });
     }
@@ -1566,11 +1584,17 @@ async fn bench_run(with_streams: bool) -> Result<bool> {
                 ]
             };
             // The floors where the budget compares CPU, latency and memory: what the libraries
-            // alone cost, beside what llmgate costs.
-            if !stream && FLOOR_LEVELS.contains(&concurrency) {
-                targets.extend(stack.floors.iter().map(|floor| {
+            // alone cost, beside what llmgate costs; the stream phases through the floors in
+            // front of the paced mock.
+            let floors = if stream {
+                &stack.paced_floors
+            } else {
+                &stack.floors
+            };
+            if FLOOR_LEVELS.contains(&concurrency) {
+                targets.extend(floors.iter().map(|floor| {
                     (
-                        Target::new(Via::floor(floor.floor), floor.addr, false),
+                        Target::new(Via::floor(floor.floor), floor.addr, stream),
                         vec![floor.proc.pid()],
                     )
                 }));
@@ -2149,14 +2173,7 @@ fn slope_per_second(points: &[(f64, f64)]) -> f64 {
 async fn quick_run() -> Result<bool> {
     let settings = Settings::from_env()?;
     let machine = Machine::read();
-    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| anyhow!("BENCH_ROUNDS: '{v}' is not a positive whole number"))?,
-        Err(_) => 3,
-    };
+    let rounds = bench_rounds()?;
     let Compared {
         stack,
         front,
@@ -2226,11 +2243,6 @@ async fn quick_run() -> Result<bool> {
         mib(peak),
         mib(after)
     );
-    let median = |phases: &[Phase], f: fn(&Phase) -> f64| {
-        let mut values: Vec<f64> = phases.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let cpu = |p: &Phase| p.server_cpu_us_per_request;
     let rps = |p: &Phase| p.rps;
     println!(
@@ -2260,6 +2272,188 @@ async fn quick_run() -> Result<bool> {
         .chain(&nginx)
         .chain(floors.iter().flatten())
         .all(|p| p.errors == 0))
+}
+
+/// `BENCH_ROUNDS`, default 3.
+fn bench_rounds() -> Result<usize> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow!("BENCH_ROUNDS: '{v}' is not a positive whole number")),
+        Err(_) => Ok(3),
+    }
+}
+
+/// The c=1 chat and stream phases in rounds, every server in turn within a round, so a before
+/// and an after binary (`LLMGATE_BIN` and `LLMGATE_BIN_B`) see the same disturbances; prints
+/// each round and the medians, each beside nginx's.
+async fn latency_run() -> Result<bool> {
+    let settings = Settings::from_env()?;
+    let machine = Machine::read();
+    let rounds = bench_rounds()?;
+    let Compared {
+        mut stack,
+        front,
+        paced_front,
+        gateway_pid,
+        nginx_pids,
+        sampler,
+        ..
+    } = Compared::start(&settings).await?;
+    sampler.abort();
+    // The second binary: its own config, database and log beside the first's.
+    let second = match std::env::var_os("LLMGATE_BIN_B") {
+        Some(bin) => {
+            let b_settings = Settings {
+                bin: PathBuf::from(bin),
+                ..Settings::from_env()?
+            };
+            let dir = stack.dir.path().join("b");
+            fs::create_dir_all(dir.join("db"))?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let mut proc = spawn_gateway(
+                &b_settings,
+                &dir,
+                &gateway_config(stack.mock_addr, stack.paced_addr),
+                addr,
+                &dir.join("db/llmgate.db"),
+            )?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for stream in [false, true] {
+                wait_answering(&Target::llmgate(addr, stream), &mut proc, deadline).await?;
+            }
+            println!("llmgate-B: {}", b_settings.bin.display());
+            Some((proc, addr))
+        }
+        None => None,
+    };
+    println!("llmgate:   {}", settings.bin.display());
+    let ticks = machine.clock_ticks_per_second;
+    // (label, stream) -> one phase per round.
+    let mut results: Vec<(String, bool, Vec<Phase>)> = Vec::new();
+    for round in 1..=rounds {
+        for stream in [false, true] {
+            let (nginx_addr, direct_addr, floors) = if stream {
+                (paced_front, stack.paced_addr, &stack.paced_floors)
+            } else {
+                (front, stack.mock_addr, &stack.floors)
+            };
+            let mut targets = vec![(
+                "llmgate".to_owned(),
+                Target::llmgate(stack.gateway_addr, stream),
+                vec![gateway_pid],
+            )];
+            if let Some((proc, addr)) = &second {
+                targets.push((
+                    "llmgate-B".to_owned(),
+                    Target::llmgate(*addr, stream),
+                    vec![proc.pid()],
+                ));
+            }
+            targets.push((
+                "nginx".to_owned(),
+                Target::nginx(nginx_addr, stream),
+                nginx_pids.clone(),
+            ));
+            targets.push((
+                "direct".to_owned(),
+                Target::direct(direct_addr, stream),
+                vec![if stream {
+                    stack.paced.pid()
+                } else {
+                    stack.mock.pid()
+                }],
+            ));
+            targets.extend(floors.iter().map(|floor| {
+                let via = Via::floor(floor.floor);
+                (
+                    via.name().to_owned(),
+                    Target::new(via, floor.addr, stream),
+                    vec![floor.proc.pid()],
+                )
+            }));
+            let mut line = format!("round {round} {}:", if stream { "stream" } else { "chat" });
+            for (label, target, pids) in targets {
+                let phase = measure(&target, 1, settings.seconds, &pids, ticks).await?;
+                let _ = write!(line, " {label} {}", latency_summary(&phase));
+                match results
+                    .iter_mut()
+                    .find(|(l, s, _)| *l == label && *s == stream)
+                {
+                    Some((_, _, phases)) => phases.push(phase),
+                    None => results.push((label, stream, vec![phase])),
+                }
+            }
+            stack.gateway.check_alive()?;
+            println!("{line}");
+        }
+    }
+    let figures: [(&str, bool, PhaseFigure); 5] = [
+        ("chat c=1 p50 µs", false, |p| p.p50_us),
+        ("chat c=1 p99 µs", false, |p| p.p99_us),
+        ("chat c=1 CPU µs/req", false, |p| {
+            p.server_cpu_us_per_request
+        }),
+        ("stream c=1 TTFB p50 µs", true, |p| p.ttfb_p50_us),
+        ("stream c=1 TTFB p99 µs", true, |p| p.ttfb_p99_us),
+    ];
+    println!(
+        "median of {rounds} rounds of {:.0} s (commit {}); in brackets: minus nginx's",
+        settings.seconds.as_secs_f64(),
+        machine.commit
+    );
+    for (name, stream, figure) in figures {
+        let nginx = results
+            .iter()
+            .find(|(label, s, _)| label == "nginx" && *s == stream)
+            .map(|(_, _, phases)| median(phases, figure));
+        let mut line = format!("{name:<24}");
+        for (label, _, phases) in results.iter().filter(|(_, s, _)| *s == stream) {
+            let value = median(phases, figure);
+            let _ = write!(line, " {label} {value:.0}");
+            if let Some(nginx) = nginx.filter(|_| label != "nginx") {
+                let _ = write!(line, " ({:+.0})", value - nginx);
+            }
+            line.push_str(" ·");
+        }
+        println!("{}", line.trim_end_matches([' ', '·']));
+    }
+    Ok(results
+        .iter()
+        .flat_map(|(_, _, phases)| phases)
+        .all(|p| p.errors == 0))
+}
+
+/// One figure of a phase.
+type PhaseFigure = fn(&Phase) -> f64;
+
+/// The median of `figure` over `phases` (the upper one of an even count); at least one phase.
+fn median(phases: &[Phase], figure: PhaseFigure) -> f64 {
+    let mut values: Vec<f64> = phases.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// One phase in a line of the latency run.
+fn latency_summary(phase: &Phase) -> String {
+    if phase.stream {
+        format!(
+            "ttfb {:.0}/{:.0}{}",
+            phase.ttfb_p50_us,
+            phase.ttfb_p99_us,
+            if phase.errors > 0 { " ERR" } else { "" }
+        )
+    } else {
+        format!(
+            "{:.0}/{:.0} {:.0}cpu{}",
+            phase.p50_us,
+            phase.p99_us,
+            phase.server_cpu_us_per_request,
+            if phase.errors > 0 { " ERR" } else { "" }
+        )
+    }
 }
 
 /// One phase in a line of the quick run.

@@ -494,7 +494,7 @@ pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<St
     let conf = prefix.join("nginx.conf");
     fs::write(&conf, streams_nginx_config(&prefix, nginx_addr, mock_addr))?;
     let mut nginx = spawn_nginx(&prefix, &conf)?;
-    let mut floors = spawn_floors(dir.path(), mock_addr)?;
+    let mut floors = spawn_floors(dir.path(), "", mock_addr)?;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     for (via, addr, process) in [

@@ -69,6 +69,40 @@ async fn frames_arrive_one_by_one_with_sse_headers_and_done() {
     app.stop().await;
 }
 
+/// The client's response headers go out as soon as the upstream's do, not with the first
+/// frame: a text completion stream has no opening frame, so its first frame comes only after
+/// the mock's first chunk delay, and the headers must not wait for it.
+#[tokio::test]
+async fn stream_headers_go_out_before_the_first_frame() {
+    let app = spawn_app().await;
+    let sent = Instant::now();
+    let response = app
+        .post(
+            "/v1/completions",
+            json!({
+                "model": "gpt-test", "stream": true, "prompt": "stream me",
+                "mock": {"chunks": 2, "chunk_delay_ms": 1500}
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    let headers_after = sent.elapsed();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let (_, first_frame) = read_stream(response).await;
+    let first_frame_after = first_frame.duration_since(sent);
+    assert!(
+        first_frame_after >= Duration::from_millis(1500),
+        "the first frame came after {first_frame_after:?}, before the mock's delay"
+    );
+    assert!(
+        headers_after < Duration::from_millis(1000),
+        "the headers came after {headers_after:?}, with the first frame ({first_frame_after:?})"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_stream() {
     let app = spawn_app().await;
