@@ -24,7 +24,8 @@ def breakdown(pid):
     return s, big
 while True:
     try:
-        pids = subprocess.run(['pgrep', '-n', '-f', pat], capture_output=True, text=True).stdout.split()
+        # pgrep -f also matches this script's own command line, which holds the pattern.
+        pids = [p for p in subprocess.run(['pgrep', '-f', pat], capture_output=True, text=True).stdout.split() if int(p) != os.getpid()][-1:]
         if not pids:
             if seen: break
             time.sleep(0.5); continue
