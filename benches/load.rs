@@ -19,7 +19,8 @@
 //! Settings come from the environment: `BENCH_SECONDS` (per phase, default 10), `SOAK_SECONDS`
 //! (default 600), `SOAK_RPS` (default: half of llmgate's c=64 throughput in the last bench run),
 //! `LLMGATE_BIN` (default: the release binary), `NGINX` (default: `nginx` on the PATH or in
-//! /usr/sbin), `BENCH_ENFORCE=1` (exit 3 when a figure misses the budget); for `--cluster`,
+//! /usr/sbin), `BENCH_ENFORCE=1` (exit 3 when a figure misses the budget),
+//! `BENCH_QUICK_CONNECTIONS` (the connections of `--quick`, default 64); for `--cluster`,
 //! `CLUSTER_DB` (`postgres`, the default, or `sqlite`), `CLUSTER_RPM_SECONDS` (default 60) and
 //! `CLUSTER_SECONDS` (each throughput run, default 10). `LLMGATE_*` variables reach the gateway
 //! unchanged.
@@ -2168,12 +2169,20 @@ fn slope_per_second(points: &[(f64, f64)]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // The quick comparison
 
-/// c=64 chat through llmgate and through nginx, alternately, `BENCH_ROUNDS` times (default 3);
-/// prints each round and the medians of CPU per request and throughput.
+/// c=64 chat (`BENCH_QUICK_CONNECTIONS` connections when set) through llmgate, nginx and the
+/// floors in turn, `BENCH_ROUNDS` times (default 3); prints each round, the medians of CPU per
+/// request and throughput, and llmgate's idle and peak RSS (sampled; beside them `VmHWM`, the
+/// kernel's own peak since start, start-up included).
 async fn quick_run() -> Result<bool> {
     let settings = Settings::from_env()?;
     let machine = Machine::read();
     let rounds = bench_rounds()?;
+    let connections: usize = match std::env::var("BENCH_QUICK_CONNECTIONS") {
+        Ok(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow!("BENCH_QUICK_CONNECTIONS: '{v}' is not a positive whole number")
+        })?,
+        Err(_) => 64,
+    };
     let Compared {
         stack,
         front,
@@ -2192,7 +2201,7 @@ async fn quick_run() -> Result<bool> {
     for round in 1..=rounds {
         let g = measure(
             &Target::llmgate(stack.gateway_addr, false),
-            64,
+            connections,
             settings.seconds,
             &[gateway_pid],
             ticks,
@@ -2200,7 +2209,7 @@ async fn quick_run() -> Result<bool> {
         .await?;
         let n = measure(
             &Target::nginx(front, false),
-            64,
+            connections,
             settings.seconds,
             &nginx_pids,
             ticks,
@@ -2213,7 +2222,7 @@ async fn quick_run() -> Result<bool> {
         for (floor, phases) in stack.floors.iter().zip(&mut floors) {
             let phase = measure(
                 &Target::new(Via::floor(floor.floor), floor.addr, false),
-                64,
+                connections,
                 settings.seconds,
                 &[floor.proc.pid()],
                 ticks,
@@ -2233,7 +2242,7 @@ async fn quick_run() -> Result<bool> {
     let parts = fs::read_to_string(format!("/proc/{gateway_pid}/status"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with("Rss"))
+        .filter(|l| l.starts_with("Rss") || l.starts_with("VmHWM"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join(", ");
@@ -2246,7 +2255,7 @@ async fn quick_run() -> Result<bool> {
     let cpu = |p: &Phase| p.server_cpu_us_per_request;
     let rps = |p: &Phase| p.rps;
     println!(
-        "median of {rounds} at c=64 (commit {}): llmgate {:.1} µs CPU/req, {:.0} req/s · nginx {:.1} µs CPU/req, {:.0} req/s · CPU ratio {:.2}× · throughput ratio {:.2}×",
+        "median of {rounds} at c={connections} (commit {}): llmgate {:.1} µs CPU/req, {:.0} req/s · nginx {:.1} µs CPU/req, {:.0} req/s · CPU ratio {:.2}× · throughput ratio {:.2}×",
         machine.commit,
         median(&gate, cpu),
         median(&gate, rps),
