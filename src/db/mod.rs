@@ -1114,6 +1114,9 @@ pub(crate) mod tests {
         let next = watcher.poll().await.unwrap().unwrap();
         assert_eq!(next.keys, first.keys + 1);
         assert_eq!(next.catalog, first.catalog);
+        // The listener holds one of the pool's connections, and closing a pool waits for its
+        // connections to come back: the watcher goes first, as `serve` stops its tasks first.
+        drop(watcher);
         db.close().await;
     }
 }
