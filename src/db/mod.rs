@@ -1064,6 +1064,8 @@ pub(crate) mod tests {
             heard.push(notification.payload().to_owned());
         }
         assert_eq!(heard, ["keys", "admin_tokens", "catalog"]);
+        // The listener holds one of the pool's connections; closing waits for it.
+        drop(listener);
         pool.close().await;
     }
 
