@@ -122,6 +122,13 @@ pub(super) fn relay(
                     if state.responses.is_some() && state.shape.final_response().is_some() {
                         state.keep_response();
                     }
+                    // The client's answer is whole: recorded now, as complete, whether or not
+                    // the client stays for the rest of the upstream's body.
+                    if !state.completed && state.shape.answered() {
+                        state.completed = true;
+                        state.settle_usage();
+                        state.done.finish();
+                    }
                     if out.is_empty() {
                         continue;
                     }
@@ -139,7 +146,7 @@ pub(super) fn relay(
                 }
                 StreamItem::Ended => {
                     let (tail, failure) = state.shape.finish(state.done.request_id());
-                    state.completed = failure.is_none();
+                    state.completed |= failure.is_none();
                     if let Some(error) = failure {
                         state.done.stream_failed(&error);
                     }
@@ -165,7 +172,8 @@ struct Relay {
     health: Arc<Health>,
     shape: StreamShape,
     done: RequestRecord,
-    /// The upstream's body ran to its end.
+    /// The client's answer is complete: its last event passed, or the upstream's body ran to
+    /// its end.
     completed: bool,
     /// Where a Responses stream's final response is kept, and for which key.
     responses: Option<(ResponseStore, i64)>,

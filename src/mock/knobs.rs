@@ -22,6 +22,8 @@ pub(super) struct Knobs {
     #[serde(default)]
     hang: bool,
     cut_after: Option<usize>,
+    /// Streams: the body stays open this long after its last event before it ends.
+    end_delay_ms: Option<u64>,
     #[serde(default)]
     no_usage: bool,
     content: Option<String>,
@@ -117,6 +119,8 @@ pub(super) struct Plan {
     pub hang: bool,
     /// For streams: how many content pieces to send before breaking the connection.
     pub cut_after: Option<usize>,
+    /// For streams: how long the body stays open after its last event.
+    pub end_delay: Duration,
     /// Whether usage is reported at all.
     pub usage: bool,
     /// A fixed reply replacing the echo.
@@ -180,6 +184,7 @@ impl Plan {
             failure,
             hang: knobs.hang,
             cut_after: knobs.cut_after,
+            end_delay: Duration::from_millis(knobs.end_delay_ms.unwrap_or(0)),
             usage: !knobs.no_usage,
             content: knobs.content,
             tool_calls: knobs.tool_calls.unwrap_or(0),

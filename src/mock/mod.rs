@@ -12,8 +12,8 @@
 //!
 //! Errors take the dialect's shape. Every answer echoes the last user message. A request body
 //! may carry a `"mock"` object that overrides the config for that request: `status`,
-//! `retry_after`, `latency_ms`, `chunks`, `chunk_delay_ms`, `hang`, `cut_after`, `no_usage`,
-//! `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens`,
+//! `retry_after`, `latency_ms`, `chunks`, `chunk_delay_ms`, `hang`, `cut_after`, `end_delay_ms`,
+//! `no_usage`, `content`, `status_for_key`, `tool_calls`, `safety_block`, `cached_tokens`,
 //! `reasoning_tokens`, `call`, `cache_write_tokens` (see `knobs`). A client whose body a test
 //! cannot shape (Codex, an SDK) may write the knobs in its prompt instead: a user text
 //! `mock: {…}`.
@@ -618,7 +618,9 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         Call::Responses(request) => {
             let answer = responses::Answer::new(request, &plan);
             if answer.stream {
-                answer.script(&plan).map(|script| streamed(&mock, script))
+                answer
+                    .script(&plan)
+                    .map(|script| streamed(&mock, script.lingering(plan.end_delay)))
             } else {
                 answer.body().map(json)
             }
@@ -626,7 +628,9 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         Call::Messages(request) => {
             let answer = anthropic::Answer::new(request, &plan);
             if answer.stream {
-                answer.script(&plan).map(|script| streamed(&mock, script))
+                answer
+                    .script(&plan)
+                    .map(|script| streamed(&mock, script.lingering(plan.end_delay)))
             } else {
                 answer.body().map(json)
             }
@@ -634,9 +638,12 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
         Call::Bedrock(request) => {
             let answer = bedrock::Answer::new(&request, &plan);
             if matches!(Route::at(path), Some((Route::Bedrock { stream: true }, _))) {
-                answer
-                    .script(&plan)
-                    .map(|script| bedrock::streamed(script, Arc::clone(&mock.disconnects)))
+                answer.script(&plan).map(|script| {
+                    bedrock::streamed(
+                        script.lingering(plan.end_delay),
+                        Arc::clone(&mock.disconnects),
+                    )
+                })
             } else {
                 answer.body().map(json)
             }
@@ -645,7 +652,9 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
             let (model, stream) = Route::at(path).map_or(("", false), |(route, _)| route.gemini());
             let answer = gemini::Answer::new(request, model, &plan);
             if stream {
-                answer.script(&plan).map(|script| streamed(&mock, script))
+                answer
+                    .script(&plan)
+                    .map(|script| streamed(&mock, script.lingering(plan.end_delay)))
             } else {
                 answer.body().map(json)
             }
@@ -724,7 +733,7 @@ fn generated(
         }
         script.push(Duration::ZERO, Bytes::from_static(openai::DONE_FRAME));
     }
-    Ok(streamed(mock, script))
+    Ok(streamed(mock, script.lingering(plan.end_delay)))
 }
 
 /// An event-stream response playing `script`.

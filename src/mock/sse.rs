@@ -17,6 +17,8 @@ const CUT_PAUSE: Duration = Duration::from_millis(20);
 pub(super) struct Script {
     frames: Vec<(Duration, Bytes)>,
     cut: bool,
+    /// How long the body stays open after its last frame before it ends.
+    linger: Duration,
 }
 
 impl Script {
@@ -24,6 +26,7 @@ impl Script {
         Self {
             frames: Vec::with_capacity(frames),
             cut: false,
+            linger: Duration::ZERO,
         }
     }
 
@@ -38,12 +41,20 @@ impl Script {
         self
     }
 
+    /// Keeps the body open for `linger` after its last frame (a complete script only): an
+    /// upstream slow to end its body after its last event.
+    pub fn lingering(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     /// The response body. A body dropped before its last frame (the `[DONE]` of a complete
     /// script) adds one to `disconnects`; a deliberate cut does not, since the client stayed.
     pub fn into_body(self, disconnects: Arc<AtomicU64>) -> Body {
         let player = Player {
             frames: self.frames.into_iter(),
             cut: self.cut,
+            linger: self.linger,
             guard: DisconnectGuard {
                 disconnects,
                 finished: false,
@@ -56,6 +67,7 @@ impl Script {
 struct Player {
     frames: std::vec::IntoIter<(Duration, Bytes)>,
     cut: bool,
+    linger: Duration,
     guard: DisconnectGuard,
 }
 
@@ -81,6 +93,9 @@ impl Player {
                 "mock upstream cut the stream",
             );
             return Some((Err(error), self));
+        }
+        if !self.linger.is_zero() {
+            tokio::time::sleep(std::mem::take(&mut self.linger)).await;
         }
         None
     }

@@ -37,6 +37,9 @@ pub trait StreamTranslator: Send {
     /// a dialect whose last event carries one (the Responses API's `response`, which is what
     /// a stored response keeps); `None` for the others.
     fn final_response(&self) -> Option<&Bytes>;
+    /// Whether the output's stream has ended (its last event written, normally or as an
+    /// error): what the upstream sends after it is ignored.
+    fn ended(&self) -> bool;
 }
 
 /// The part of a stream translator that is its dialect's own. Implementing it makes a
@@ -114,6 +117,10 @@ impl<T: EventTranslator> StreamTranslator for T {
     fn final_response(&self) -> Option<&Bytes> {
         self.final_object()
     }
+
+    fn ended(&self) -> bool {
+        EventTranslator::ended(self)
+    }
 }
 
 impl StreamTranslator for Box<dyn StreamTranslator> {
@@ -139,6 +146,10 @@ impl StreamTranslator for Box<dyn StreamTranslator> {
 
     fn final_response(&self) -> Option<&Bytes> {
         (**self).final_response()
+    }
+
+    fn ended(&self) -> bool {
+        (**self).ended()
     }
 }
 
@@ -179,5 +190,10 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> 
     /// The client's dialect is the second's.
     fn final_response(&self) -> Option<&Bytes> {
         self.second.final_response()
+    }
+
+    /// The client's stream is the second's.
+    fn ended(&self) -> bool {
+        self.second.ended()
     }
 }

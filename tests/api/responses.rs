@@ -369,3 +369,54 @@ async fn a_stream_cut_mid_answer_ends_with_response_failed() {
     }
     app.stop().await;
 }
+
+/// Codex closes a Responses stream as soon as `response.completed` arrives, which may be before
+/// the upstream's body has ended: the request is recorded whole, with the upstream's usage,
+/// not as a client that left mid-answer with an estimate.
+#[tokio::test]
+async fn a_client_that_hangs_up_on_response_completed_gets_the_reported_usage() {
+    let app = spawn_kinds().await;
+    for model in ["gpt-test", "claude-test"] {
+        // Three completion tokens reported for a reply that would be estimated at more.
+        let mut response = responses(
+            &app,
+            json!({"model": model, "input": "alpha", "stream": true, "mock": {
+                "chunks": 3, "end_delay_ms": 10_000,
+                "content": "one two three four five six seven eight nine ten eleven twelve"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+        let mut text = String::new();
+        while !text.contains("event: response.completed") {
+            let chunk = response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the stream ended early");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(response);
+    }
+    app.flush_usage().await;
+    for model in ["gpt-test", "claude-test"] {
+        let counts = app
+            .usage_by_model()
+            .await
+            .into_iter()
+            .find(|row| row.model.as_deref() == Some(model))
+            .unwrap_or_else(|| panic!("no usage for {model}"))
+            .counts;
+        assert_eq!(
+            (
+                counts.requests,
+                counts.completion_tokens,
+                counts.estimated_requests,
+                counts.errors
+            ),
+            (1, 3, 0, 0),
+            "{model}"
+        );
+    }
+    app.stop().await;
+}

@@ -550,6 +550,19 @@ impl StreamShape {
         }
     }
 
+    /// Whether the client's stream is complete and whole: its dialect's last event has passed
+    /// (translated, or forwarded and read aside) with the upstream's usage before it. A client
+    /// may hang up from here on without cutting its answer short (Codex closes a Responses
+    /// stream on `response.completed`, before the upstream's body has ended).
+    pub(super) fn answered(&self) -> bool {
+        match &self.translator {
+            Some(translator) => translator.ended() && translator.failure().is_none(),
+            // Forwarded chat streams are not held to their `[DONE]` (see
+            // `StreamUsage::unfinished`): their end is the body's.
+            None => self.scanner.final_response().is_some() && !self.scanner.saw_failure(),
+        }
+    }
+
     /// The stream failed mid-way (the upstream broke, or the gateway is stopping): the error
     /// event that ends the client's stream, in its dialect.
     pub(super) fn fail(&mut self, error: &ApiError, request_id: &str) -> Bytes {

@@ -120,7 +120,7 @@ fn as_event(message: &Message, sse: &mut BytesMut) {
 
 impl StreamTranslator for ConverseToChatStream {
     fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if self.events.ended() {
+        if EventTranslator::ended(&self.events) {
             return self.events.push(b"");
         }
         self.pending.extend_from_slice(chunk);
@@ -158,6 +158,10 @@ impl StreamTranslator for ConverseToChatStream {
 
     fn final_response(&self) -> Option<&Bytes> {
         None
+    }
+
+    fn ended(&self) -> bool {
+        EventTranslator::ended(&self.events)
     }
 }
 
