@@ -144,14 +144,40 @@ impl Note {
     }
 }
 
+/// A call of a server-side script, its keys and arguments written straight into the one
+/// `EVALSHA` command that carries them: no string per key or argument on a request's path.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    script: &'static Script,
+    command: redis::Cmd,
+}
+
+impl Invocation {
+    /// A call of `script` with `keys` keys, to be given first with [`arg`](Self::arg), then
+    /// its arguments.
+    pub fn new(script: &'static Script, keys: usize) -> Self {
+        let mut command = redis::Cmd::with_capacity(20, 256);
+        command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        Self { script, command }
+    }
+
+    /// Adds the next key or argument (integers are written without a string of their own).
+    pub fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.command.arg(arg);
+        self
+    }
+
+    /// The command as sent, in Redis's protocol.
+    #[cfg(test)]
+    pub fn packed(&self) -> Vec<u8> {
+        self.command.get_packed_command()
+    }
+}
+
 /// A write made off the request path.
 #[derive(Debug)]
 enum Write {
-    Eval {
-        script: &'static Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    },
+    Eval(Invocation),
     Publish(Note),
 }
 
@@ -258,31 +284,31 @@ impl Cluster {
         matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(_)))
     }
 
-    /// Runs `script` on a request's path: one round trip (two the first time a Redis sees the
-    /// script), bounded by the timeout. Fails at once while Redis is known to be down.
-    pub async fn eval(
-        &self,
-        script: &Script,
-        keys: &[String],
-        args: &[String],
-    ) -> Result<Vec<i64>, Unavailable> {
+    /// Runs `invocation` on a request's path: one round trip (two more the first time a
+    /// Redis sees the script), bounded by the timeout. Fails at once while Redis is known to be
+    /// down.
+    pub async fn eval(&self, invocation: &Invocation) -> Result<Vec<i64>, Unavailable> {
         if !self.is_up() {
             return Err(Unavailable);
         }
-        let mut connection = self.inner.connection.clone();
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(arg);
-        }
-        match tokio::time::timeout(
-            self.inner.timeout,
-            invocation.invoke_async::<Vec<i64>>(&mut connection),
-        )
-        .await
-        {
+        let call = async {
+            let mut connection = self.inner.connection.clone();
+            match invocation
+                .command
+                .query_async::<Vec<i64>>(&mut connection)
+                .await
+            {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    invocation.script.load_async(&mut connection).await?;
+                    invocation.command.query_async(&mut connection).await
+                }
+                answer => answer,
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(answer)) => {
                 if self.inner.slow_calls.load(Ordering::Relaxed) != 0 {
                     self.inner.slow_calls.store(0, Ordering::Relaxed);
@@ -311,8 +337,8 @@ impl Cluster {
     }
 
     /// Runs `script` later, off the request path (kept while Redis is down, sent once back).
-    pub fn eval_later(&self, script: &'static Script, keys: Vec<String>, args: Vec<String>) {
-        self.queue(Write::Eval { script, keys, args });
+    pub fn eval_later(&self, invocation: Invocation) {
+        self.queue(Write::Eval(invocation));
     }
 
     /// Publishes `note` to the other replicas (and keeps a health note until it expires).
@@ -425,12 +451,9 @@ impl Cluster {
         let mut commands = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
-                Write::Eval { script, keys, args } => {
-                    pipe.cmd("EVALSHA")
-                        .arg(script.get_hash())
-                        .arg(keys.len())
-                        .arg(keys)
-                        .arg(args);
+                Write::Eval(invocation) => {
+                    // Cloned: the write is kept until Redis has answered it.
+                    pipe.add_command(invocation.command.clone());
                     commands.push(1);
                 }
                 Write::Publish(note) => {
@@ -476,10 +499,10 @@ impl Cluster {
                 for value in values.by_ref().take(count) {
                     if let redis::Value::ServerError(error) = value {
                         answer = match write {
-                            Write::Eval { script, .. }
+                            Write::Eval(invocation)
                                 if error.kind() == Some(redis::ServerErrorKind::NoScript) =>
                             {
-                                Answer::NoScript(script)
+                                Answer::NoScript(invocation.script)
                             }
                             _ => Answer::Refused(error.to_string()),
                         };
@@ -564,6 +587,8 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use super::*;
 
     /// A server that answers `PING` as Redis does and never answers anything else: Redis too
@@ -614,12 +639,13 @@ mod tests {
             .await
             .unwrap();
         assert!(cluster.is_up(), "PING answered");
-        let script = Script::new("return {1}");
-        for call in 1..SLOW_CALLS_BEFORE_DOWN {
-            assert!(cluster.eval(&script, &[], &[]).await.is_err());
-            assert!(cluster.is_up(), "down after {call} slow answer(s)");
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new("return {1}"));
+        let call = Invocation::new(&SCRIPT, 0);
+        for count in 1..SLOW_CALLS_BEFORE_DOWN {
+            assert!(cluster.eval(&call).await.is_err());
+            assert!(cluster.is_up(), "down after {count} slow answer(s)");
         }
-        assert!(cluster.eval(&script, &[], &[]).await.is_err());
+        assert!(cluster.eval(&call).await.is_err());
         assert!(!cluster.is_up(), "down once slow answers repeat");
     }
 

@@ -7,17 +7,18 @@
 //! expires a day after it ends. A budget's key that does not exist yet starts from what the
 //! rollups say the key spent in the window (the start-up seed), as the per-process one does.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use redis::Script;
 
 use super::budget::{BudgetUnit, window_end, window_start};
 use super::{Admission, LimitKind, Limits, Refusal, Reservation, Spend, lock};
 use super::{BucketStatus, RateLimitStatus};
 use crate::auth::ClientKey;
-use crate::cluster::{Cluster, Unavailable};
+use crate::cluster::{Cluster, Invocation, Unavailable};
 
 /// Refills a bucket (a hash of `level` and `ts`, in microseconds of Redis time) and returns
 /// its level; a missing bucket is full. Shared by both scripts.
@@ -110,20 +111,53 @@ static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{
 static SETTLE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{REFILL}{SETTLE}")));
 
-/// The Redis keys of one key's limits in the budget windows containing `now`.
-fn redis_keys(key: &ClientKey, now: DateTime<Utc>) -> [String; 4] {
-    let start = window_start(key.budget_window, now.date_naive());
-    let id = key.id;
-    [
-        format!("llmgate:rpm:{id}"),
-        format!("llmgate:tpm:{id}"),
-        format!("llmgate:budget:{id}:tokens:{start}"),
-        format!("llmgate:budget:{id}:usd:{start}"),
-    ]
+/// The Redis keys of one key's limits: its two buckets, and its two budgets in the window that
+/// starts on `start`.
+#[derive(Debug, Clone, Copy)]
+struct RedisKeys {
+    id: i64,
+    start: NaiveDate,
 }
 
-fn optional(limit: Option<u64>) -> String {
-    limit.map_or_else(|| "-1".to_owned(), |limit| limit.to_string())
+impl RedisKeys {
+    fn of(key: &ClientKey, now: DateTime<Utc>) -> Self {
+        Self {
+            id: key.id,
+            start: window_start(key.budget_window, now.date_naive()),
+        }
+    }
+
+    /// Adds the keys named in `which` to `call`, in that order, formatted in one buffer.
+    fn add(self, call: &mut Invocation, which: &[RedisKey]) {
+        let mut name = String::with_capacity(48);
+        for key in which {
+            name.clear();
+            let id = self.id;
+            let start = self.start;
+            // Writing to a String cannot fail.
+            let _ = match key {
+                RedisKey::Rpm => write!(name, "llmgate:rpm:{id}"),
+                RedisKey::Tpm => write!(name, "llmgate:tpm:{id}"),
+                RedisKey::BudgetTokens => write!(name, "llmgate:budget:{id}:tokens:{start}"),
+                RedisKey::BudgetUsd => write!(name, "llmgate:budget:{id}:usd:{start}"),
+            };
+            call.arg(name.as_str());
+        }
+    }
+}
+
+/// One of a key's limits in Redis (see [`RedisKeys`]).
+#[derive(Debug, Clone, Copy)]
+enum RedisKey {
+    Rpm,
+    Tpm,
+    BudgetTokens,
+    BudgetUsd,
+}
+
+/// A limit as the scripts read it: -1 when absent.
+fn optional(limit: Option<u64>) -> i128 {
+    limit.map_or(-1, i128::from)
 }
 
 /// A bucket's status from the level the script read (in units), for the headers.
@@ -146,7 +180,7 @@ fn bucket_status(limit: Option<u32>, level: i64) -> Option<BucketStatus> {
 #[derive(Debug)]
 pub(super) struct SharedReservation {
     cluster: Cluster,
-    keys: [String; 4],
+    keys: RedisKeys,
     tpm: Option<u32>,
     /// Reserved from the TPM bucket and the token budget, and from the dollar budget.
     tokens: u64,
@@ -161,24 +195,25 @@ impl SharedReservation {
 
     /// Queues the settlement for the cluster's writer task (never on the request path).
     pub(super) fn settle(self, used: Spend) {
-        let change =
-            |reserved: u64, used: u64| (i128::from(used) - i128::from(reserved)).to_string();
-        let [_, tpm, tokens, usd] = self.keys;
-        let args = vec![
-            self.tpm
-                .map_or_else(|| "-1".to_owned(), |tpm| tpm.to_string()),
-            self.tokens.to_string(),
-            used.tokens.to_string(),
-            if self.budget_tokens {
-                change(self.tokens, used.tokens)
-            } else {
-                "none".to_owned()
-            },
-            self.spending
-                .map_or_else(|| "none".to_owned(), |cost| change(cost, used.cost.0)),
-        ];
-        self.cluster
-            .eval_later(&SETTLE_SCRIPT, vec![tpm, tokens, usd], args);
+        let change = |reserved: u64, used: u64| i128::from(used) - i128::from(reserved);
+        let mut call = Invocation::new(&SETTLE_SCRIPT, 3);
+        self.keys.add(
+            &mut call,
+            &[RedisKey::Tpm, RedisKey::BudgetTokens, RedisKey::BudgetUsd],
+        );
+        call.arg(optional(self.tpm.map(u64::from)))
+            .arg(self.tokens)
+            .arg(used.tokens);
+        if self.budget_tokens {
+            call.arg(change(self.tokens, used.tokens));
+        } else {
+            call.arg("none");
+        }
+        match self.spending {
+            Some(cost) => call.arg(change(cost, used.cost.0)),
+            None => call.arg("none"),
+        };
+        self.cluster.eval_later(call);
     }
 }
 
@@ -193,7 +228,7 @@ pub(super) async fn admit(
     let clock = &limits.inner.clock;
     let now = clock.now();
     let today = now.date_naive();
-    let keys = redis_keys(key, now);
+    let keys = RedisKeys::of(key, now);
     let ttl = window_end(key.budget_window, now)
         .map_or(0, |end| (end - now).num_seconds().max(0) + 86_400);
     let (token_seed, usd_seed) = {
@@ -204,20 +239,28 @@ pub(super) async fn admit(
         )
     };
     let budget_usd = key.budget_usd.map(|usd| usd.0);
-    let args = [
-        optional(key.rpm.map(u64::from)),
-        optional(key.tpm.map(u64::from)),
-        ask.tokens.to_string(),
-        optional(key.budget_tokens),
-        token_seed.to_string(),
-        ttl.to_string(),
-        ask.tokens.to_string(),
-        optional(budget_usd),
-        usd_seed.to_string(),
-        ttl.to_string(),
-        ask.cost.0.to_string(),
-    ];
-    let answer = cluster.eval(&ADMIT_SCRIPT, &keys, &args).await?;
+    let mut call = Invocation::new(&ADMIT_SCRIPT, 4);
+    keys.add(
+        &mut call,
+        &[
+            RedisKey::Rpm,
+            RedisKey::Tpm,
+            RedisKey::BudgetTokens,
+            RedisKey::BudgetUsd,
+        ],
+    );
+    call.arg(optional(key.rpm.map(u64::from)))
+        .arg(optional(key.tpm.map(u64::from)))
+        .arg(ask.tokens)
+        .arg(optional(key.budget_tokens))
+        .arg(token_seed)
+        .arg(ttl)
+        .arg(ask.tokens)
+        .arg(optional(budget_usd))
+        .arg(usd_seed)
+        .arg(ttl)
+        .arg(ask.cost.0);
+    let answer = cluster.eval(&call).await?;
     let [code, left, wait_us, rpm_level, tpm_level] = answer[..] else {
         return Err(Unavailable);
     };
@@ -297,14 +340,36 @@ mod tests {
         assert_eq!(bucket_status(None, 5), None);
     }
 
+    /// The keys and arguments as Redis receives them, after `EVALSHA`, the hash and the count.
+    fn arguments(call: &Invocation) -> Vec<String> {
+        let packed = call.packed();
+        let text = String::from_utf8(packed).unwrap();
+        // RESP: `*N`, then `$len` and the bytes of each argument, each line ending in CRLF.
+        text.split("\r\n")
+            .skip(1)
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|pair| (pair.len() == 2).then(|| pair[1].to_owned()))
+            .skip(3)
+            .collect()
+    }
+
     #[test]
     fn budget_keys_are_named_by_their_window() {
         let now = DateTime::parse_from_rfc3339("2025-03-05T12:00:00Z")
             .unwrap()
             .to_utc();
+        let all = [
+            RedisKey::Rpm,
+            RedisKey::Tpm,
+            RedisKey::BudgetTokens,
+            RedisKey::BudgetUsd,
+        ];
         let mut key = crate::limits::tests::key(42);
+        let mut call = Invocation::new(&ADMIT_SCRIPT, 4);
+        RedisKeys::of(&key, now).add(&mut call, &all);
         assert_eq!(
-            redis_keys(&key, now),
+            arguments(&call),
             [
                 "llmgate:rpm:42",
                 "llmgate:tpm:42",
@@ -313,9 +378,12 @@ mod tests {
             ]
         );
         key.budget_window = Some(crate::vocab::BudgetWindow::Monthly);
+        let mut call = Invocation::new(&SETTLE_SCRIPT, 1);
+        RedisKeys::of(&key, now).add(&mut call, &[RedisKey::BudgetTokens]);
+        call.arg(optional(None)).arg(7_u64).arg("none");
         assert_eq!(
-            redis_keys(&key, now)[2],
-            "llmgate:budget:42:tokens:2025-03-01"
+            arguments(&call),
+            ["llmgate:budget:42:tokens:2025-03-01", "-1", "7", "none"]
         );
     }
 }
