@@ -7,7 +7,7 @@ use clap::Parser;
 /// jemalloc rather than the system allocator: the request path allocates and frees many small
 /// buffers, which glibc's malloc served at about a tenth of the gateway's CPU, and glibc kept the
 /// peak of a load burst resident long after it (see OPTIMIZATION.md). Its options (a background
-/// purging thread, one-second decay) are compiled in: see `.cargo/config.toml`.
+/// purging thread, 200 ms decay) are compiled in: see `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
