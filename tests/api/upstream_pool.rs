@@ -8,7 +8,7 @@ use std::time::Duration;
 use llmgate::settings::{Settings, UpstreamSettings};
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestOptions, chat_body, eventually, spawn_with};
+use crate::helpers::{TestApp, TestOptions, chat_body, chat_stream_text, eventually, spawn_with};
 
 const MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -50,12 +50,20 @@ fn upstream_peer(app: &TestApp, text: &str) -> SocketAddr {
         .peer
 }
 
-async fn open_connections_become(app: &TestApp, expected: &[SocketAddr]) -> bool {
-    eventually(CLOSE_WAIT, || async {
-        app.mock.open_connections() == expected
+/// Checks that the old pool's connections closed, leaving only `renewed`, which the next
+/// request reuses: two connections in all.
+async fn only_the_new_pool_is_left(app: &TestApp, renewed: SocketAddr, failure: &str) {
+    let closed = eventually(CLOSE_WAIT, || async {
+        app.mock.open_connections() == [renewed]
     })
-    .await
-    .is_some()
+    .await;
+    assert!(
+        closed.is_some(),
+        "{failure}: {:?}",
+        app.mock.open_connections()
+    );
+    assert_eq!(chat_peer(app, "second of the new pool").await, renewed);
+    assert_eq!(app.mock.connections_accepted(), 2);
 }
 
 #[tokio::test]
@@ -76,13 +84,7 @@ async fn a_request_after_the_pools_age_takes_a_new_connection_and_the_idle_old_o
         renewed, first,
         "a request after the pool's age reused the old pool's connection"
     );
-    assert!(
-        open_connections_become(&app, &[renewed]).await,
-        "the old pool's idle connection stayed open: {:?}",
-        app.mock.open_connections()
-    );
-    assert_eq!(chat_peer(&app, "second of the new pool").await, renewed);
-    assert_eq!(app.mock.connections_accepted(), 2);
+    only_the_new_pool_is_left(&app, renewed, "the old pool's idle connection stayed open").await;
     app.stop().await;
 }
 
@@ -120,32 +122,19 @@ async fn a_stream_under_way_when_the_pool_is_replaced_ends_whole_on_its_connecti
         frames_after_renewal > 0,
         "the stream had ended before the pool was replaced"
     );
-    let frames: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|frame| frame.trim().strip_prefix("data: "))
-        .collect();
-    assert_eq!(frames.last(), Some(&"[DONE]"), "{text}");
-    let content: String = frames[..frames.len() - 1]
-        .iter()
-        .map(|frame| serde_json::from_str::<serde_json::Value>(frame).unwrap())
-        .filter_map(|chunk| {
-            chunk["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let (content, done) = chat_stream_text(&text);
+    assert!(done, "no [DONE]: {text}");
     assert_eq!(
         content,
         format!("echo: {prompt}"),
         "the stream is not whole"
     );
 
-    assert!(
-        open_connections_become(&app, &[renewed]).await,
-        "the old pool's connection stayed open after its stream ended: {:?}",
-        app.mock.open_connections()
-    );
-    assert_eq!(chat_peer(&app, "second of the new pool").await, renewed);
-    assert_eq!(app.mock.connections_accepted(), 2);
+    only_the_new_pool_is_left(
+        &app,
+        renewed,
+        "the old pool's connection stayed open after its stream ended",
+    )
+    .await;
     app.stop().await;
 }
