@@ -110,7 +110,7 @@ impl App {
         let health = Health::shared(settings.health, clock.clone(), cluster.clone());
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("cannot define metrics: {e}"))?;
         rebuild_catalog(&db, &catalog, &cipher, &health).await?;
-        let client = crate::upstream::build_client(&settings.upstream)
+        let upstream = crate::upstream::UpstreamClient::new(&settings.upstream, clock.clone())
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             StartError::Invalid(format!("cannot listen on {}: {e}", settings.listen))
@@ -145,13 +145,13 @@ impl App {
             settings.responses_retention,
         )
         .shared_by_replicas(settings.usage_flush_interval);
-        let tokens = crate::providers::AccessTokens::new(client.clone(), clock.clone());
+        let tokens = crate::providers::AccessTokens::new(upstream.current(), clock.clone());
         let state = AppState::new(Shared {
             keys: KeyCache::new(db.clone()),
             gateway: Gateway::new(GatewayParts {
                 catalog: catalog.clone(),
                 health: health.clone(),
-                client,
+                upstream,
                 request_timeout: settings.request_timeout,
                 metrics: metrics.clone(),
                 log_sample: settings.log_sample,

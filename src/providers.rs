@@ -14,6 +14,10 @@ use crate::routing::Target;
 use crate::secret::Secret;
 use crate::vocab::{Endpoint, ProviderKind};
 
+/// The shared upstream client of the moment. `upstream::UpstreamClient` replaces the client in
+/// it at a fixed age; a holder loads it for each request it sends.
+pub type CurrentClient = std::sync::Arc<arc_swap::ArcSwap<reqwest::Client>>;
+
 /// Anthropic's version header, sent when the client named none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 

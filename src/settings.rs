@@ -75,6 +75,9 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per upstream host (`LLMGATE_UPSTREAM_POOL_MAX_IDLE`, default 512).
     pub pool_max_idle_per_host: usize,
+    /// How long one pool of upstream connections takes new requests before a fresh one
+    /// replaces it (`LLMGATE_UPSTREAM_POOL_MAX_AGE`, default 120s); see `upstream::Upstream`.
+    pub pool_max_age: Duration,
     /// An HTTP(S) proxy for upstream traffic (`LLMGATE_UPSTREAM_PROXY`); none by default.
     pub proxy: Option<String>,
     /// Largest upstream answer read whole, and largest line or event of a streamed one
@@ -88,6 +91,13 @@ pub struct UpstreamSettings {
 /// and stays far below what would strain the process.
 pub const DEFAULT_MAX_UPSTREAM_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// The default age at which the pool of upstream connections is replaced. Two minutes: in the
+/// streams soak a connection's memory was still at its first size after 300 s of pooled life
+/// (28 KiB) and more than doubled by 600 s (67 KiB), so two minutes bounds it with room to
+/// spare, while one new handshake per connection every two minutes stays small beside answers
+/// that take seconds (OPTIMIZATION.md, "Upstream connections retired by age").
+pub const DEFAULT_POOL_MAX_AGE: Duration = Duration::from_secs(120);
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl Default for UpstreamSettings {
@@ -97,6 +107,7 @@ impl Default for UpstreamSettings {
             read_timeout: Duration::from_secs(300),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
+            pool_max_age: DEFAULT_POOL_MAX_AGE,
             proxy: None,
             max_body_bytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES,
         }
@@ -171,6 +182,10 @@ impl Settings {
         duration(
             "LLMGATE_UPSTREAM_POOL_IDLE_TIMEOUT",
             &mut settings.upstream.pool_idle_timeout,
+        );
+        duration(
+            "LLMGATE_UPSTREAM_POOL_MAX_AGE",
+            &mut settings.upstream.pool_max_age,
         );
         duration("LLMGATE_REQUEST_TIMEOUT", &mut settings.request_timeout);
         duration("LLMGATE_SHUTDOWN_GRACE", &mut settings.shutdown_grace);
@@ -283,15 +298,18 @@ mod tests {
             Duration::from_secs(30 * 24 * 3600)
         );
         assert_eq!(settings.upstream.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(settings.upstream.pool_max_age, Duration::from_secs(120));
         let usage = |name: &str| match name {
             "LLMGATE_USAGE_QUEUE" => Some("1000".to_owned()),
             "LLMGATE_LOG_RETENTION" => Some("7d".to_owned()),
             "LLMGATE_RESPONSES_RETENTION" => Some("12h".to_owned()),
             "LLMGATE_MAX_UPSTREAM_BODY_BYTES" => Some("1048576".to_owned()),
+            "LLMGATE_UPSTREAM_POOL_MAX_AGE" => Some("5m".to_owned()),
             _ => None,
         };
         let settings = Settings::from_env(&usage).unwrap();
         assert_eq!(settings.upstream.max_body_bytes, 1 << 20);
+        assert_eq!(settings.upstream.pool_max_age, Duration::from_secs(300));
         assert_eq!(settings.usage_queue, 1000);
         assert_eq!(settings.log_retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(settings.responses_retention, Duration::from_secs(12 * 3600));

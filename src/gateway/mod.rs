@@ -46,7 +46,7 @@ use relay::InFlight;
 pub struct Gateway {
     catalog: SharedCatalog,
     health: Arc<Health>,
-    client: reqwest::Client,
+    upstream: upstream::UpstreamClient,
     /// Deadline of a request whose model sets no `timeout`.
     request_timeout: Duration,
     /// Where each request's record goes: metrics, usage rows, log lines.
@@ -123,8 +123,8 @@ fn upstream_headers(upstream: &HeaderMap) -> HeaderMap {
 pub struct GatewayParts {
     pub catalog: SharedCatalog,
     pub health: Arc<Health>,
-    /// The one upstream client.
-    pub client: reqwest::Client,
+    /// The one upstream client, replaced at its age.
+    pub upstream: upstream::UpstreamClient,
     /// Deadline of a request whose model sets no `timeout`.
     pub request_timeout: Duration,
     pub metrics: Metrics,
@@ -136,7 +136,7 @@ pub struct GatewayParts {
     pub max_upstream_body: usize,
     /// Stored responses of the Responses API.
     pub responses: ResponseStore,
-    /// Access tokens of service accounts (Vertex AI), minted through `client`.
+    /// Access tokens of service accounts (Vertex AI), minted through `upstream`'s client.
     pub tokens: AccessTokens,
 }
 
@@ -145,7 +145,7 @@ impl Gateway {
         Self {
             catalog: parts.catalog,
             health: parts.health,
-            client: parts.client,
+            upstream: parts.upstream,
             request_timeout: parts.request_timeout,
             reporting: Reporting {
                 metrics: parts.metrics,
@@ -472,7 +472,7 @@ impl Gateway {
             _ => None,
         };
         let built = providers::build_request(
-            &self.client,
+            &self.upstream.client(),
             target,
             send.url,
             send.body,

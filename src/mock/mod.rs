@@ -33,6 +33,7 @@
 mod anthropic;
 mod bedrock;
 mod clouds;
+mod connections;
 mod gemini;
 mod knobs;
 mod openai;
@@ -51,14 +52,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::connections::{Connections, CountingListener, Peer};
 use self::knobs::{Failure, Plan};
 use self::openai::{Endpoint, Generation};
 use self::sse::Script;
@@ -121,6 +122,9 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The address the request's connection came from: one per upstream connection of the
+    /// gateway's.
+    pub peer: SocketAddr,
 }
 
 /// A mock served in a background task; dropping the handle shuts the server down gracefully
@@ -191,6 +195,17 @@ impl MockHandle {
         self.state.request_count.load(Ordering::Relaxed)
     }
 
+    /// Connections accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.state.connections.accepted()
+    }
+
+    /// The peers of the connections still open (a connection counts as open until the
+    /// server has dropped it), in address order.
+    pub fn open_connections(&self) -> Vec<SocketAddr> {
+        self.state.connections.open()
+    }
+
     /// Streams whose client went away before the final `[DONE]` frame.
     pub fn disconnects(&self) -> u64 {
         self.state.disconnects.load(Ordering::Relaxed)
@@ -250,13 +265,11 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let stopping = state.shutdown.clone();
-    let app = Router::new().fallback(answer).with_state(state);
-    // Streamed frames are small; Nagle's algorithm would hold them back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "the mock upstream could not set TCP_NODELAY");
-        }
-    });
+    let listener = CountingListener::new(listener, Arc::clone(&state.connections));
+    let app = Router::new()
+        .fallback(answer)
+        .with_state(state)
+        .into_make_service_with_connect_info::<Peer>();
     let signal = async move {
         tokio::select! {
             () = shutdown => stopping.cancel(),
@@ -274,6 +287,7 @@ struct MockState {
     requests: Mutex<Vec<RecordedRequest>>,
     request_count: AtomicU64,
     disconnects: Arc<AtomicU64>,
+    connections: Arc<Connections>,
     /// Cancelled when the server shuts down; hung requests wait for it.
     shutdown: CancellationToken,
     /// The Vertex token endpoint's access tokens.
@@ -287,6 +301,7 @@ impl MockState {
             requests: Mutex::new(Vec::new()),
             request_count: AtomicU64::new(0),
             disconnects: Arc::new(AtomicU64::new(0)),
+            connections: Arc::default(),
             shutdown: CancellationToken::new(),
             tokens: clouds::IssuedTokens::default(),
         }
@@ -480,11 +495,16 @@ async fn answer(State(mock): State<Arc<MockState>>, request: Request) -> Respons
                 .map_or(path, |pq| pq.as_str())
                 .to_owned();
             let method = parts.method.to_string();
+            let peer = parts.extensions.get::<ConnectInfo<Peer>>().map_or(
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                |ConnectInfo(Peer(peer))| *peer,
+            );
             mock.record(RecordedRequest {
                 method,
                 path,
                 headers: parts.headers.clone(),
                 body: body.clone(),
+                peer,
             });
         }
         let route = match route {

@@ -44,7 +44,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The access tokens of every service-account account, minted through the shared client.
 #[derive(Clone)]
 pub struct AccessTokens {
-    client: reqwest::Client,
+    /// Loaded for each token request, so minting follows the client's replacements.
+    client: super::CurrentClient,
     clock: Clock,
     slots: moka::future::Cache<i64, Arc<Slot>>,
     /// Token requests made, for the tests and the log.
@@ -125,7 +126,7 @@ struct TokenAnswer {
 }
 
 impl AccessTokens {
-    pub fn new(client: reqwest::Client, clock: Clock) -> Self {
+    pub fn new(client: super::CurrentClient, clock: Clock) -> Self {
         Self {
             client,
             clock,
@@ -203,6 +204,7 @@ impl AccessTokens {
         let started = self.clock.monotonic_nanos();
         let request = self
             .client
+            .load()
             .post(token_uri)
             .header(
                 reqwest::header::CONTENT_TYPE,

@@ -457,6 +457,26 @@ pub async fn chat_status(client: &reqwest::Client, url: &str, key: &str, body: &
     status
 }
 
+/// The text of an OpenAI chat stream (its `data:` frames' content deltas, in order), and
+/// whether it ended with `[DONE]`.
+pub fn chat_stream_text(stream: &str) -> (String, bool) {
+    let frames: Vec<&str> = stream
+        .split("\n\n")
+        .filter_map(|frame| frame.trim().strip_prefix("data: "))
+        .collect();
+    let done = frames.last() == Some(&"[DONE]");
+    let text = frames
+        .iter()
+        .filter_map(|frame| serde_json::from_str::<Value>(frame).ok())
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    (text, done)
+}
+
 /// A chat request body for `model`.
 pub fn chat_body(model: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})

@@ -37,4 +37,5 @@ mod routing;
 mod shaping;
 mod streaming;
 mod upstream;
+mod upstream_pool;
 mod usage;
