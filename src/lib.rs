@@ -44,7 +44,9 @@
 //!             minted from service accounts (`providers::AccessTokens`: per account, single
 //!             flight, on the App's clock, through the one client), and the SigV4 signature
 //!             of every Bedrock request (`aws-sigv4`), made in `build_request`
-//! upstream    the one shared `reqwest::Client` and its tuning
+//! upstream    the one shared `reqwest::Client` at a time and its tuning (`UpstreamClient`:
+//!             replaced by a fresh one of the same settings at `LLMGATE_UPSTREAM_POOL_MAX_AGE`,
+//!             answers under way finishing on the old one)
 //! db          the only module with SQL: pools (one writer, a read pool), migrations, queries;
 //!             it takes rows its callers prepared (hashed, sealed, rolled up) and imports
 //!             nothing of the crate but `vocab`;
@@ -82,8 +84,9 @@
 //!   or reads or deletes one; stored responses are written by the usage writer, and read from
 //!   memory until they are.
 //! - Only `db` contains SQL. Only `http` knows axum. Only `error` writes error JSON.
-//! - There is one `reqwest::Client`, built in `upstream` and handed to providers; nothing else
-//!   opens upstream connections (`clippy.toml` refuses building another).
+//! - There is one current `reqwest::Client`, built in `upstream` (replaced at its age by the
+//!   first request past it) and handed to providers; nothing else opens upstream connections
+//!   (`clippy.toml` refuses building another).
 //! - The request body reaches an upstream of the client's own dialect byte for byte, except the
 //!   value of `model` (and, for an Anthropic upstream, `system`-role messages moved into
 //!   `system`, which it would refuse in `messages`) and the values shaped to the route's upstream
