@@ -107,6 +107,10 @@ pub(super) fn relay(
                 biased;
                 next = state.chunks.next() => next,
                 () = &mut state.stop => {
+                    // A client that has its whole answer gets no error event after it.
+                    if state.completed {
+                        return None;
+                    }
                     let event = state.end_with(ApiError::ShuttingDown);
                     return Some((Ok(event), None));
                 }
@@ -134,6 +138,9 @@ pub(super) fn relay(
                     }
                     return Some((Ok(out), Some(state)));
                 }
+                // The upstream broke after the client's answer was whole: nothing was lost,
+                // and an error event after the answer's last one would only confuse it.
+                StreamItem::Failed { .. } if state.completed => return None,
                 StreamItem::Failed {
                     error,
                     route_failed,

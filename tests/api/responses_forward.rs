@@ -14,6 +14,11 @@ use crate::responses::events;
 /// `responses = true`, and models routed to it: `forwarded` (one route), `falls-back`
 /// (`native` first, with an account the test makes fail, then the translated `mock`).
 async fn spawn_native() -> TestApp {
+    spawn_native_with(TestOptions::default()).await
+}
+
+/// [`spawn_native`] with `options` (its providers and models added to theirs).
+async fn spawn_native_with(options: TestOptions) -> TestApp {
     let extra = r#"
 [[providers]]
 name = "native"
@@ -52,8 +57,8 @@ max_attempts = 3
   priority = 1
 "#;
     spawn_with(TestOptions {
-        extra_config: extra.to_owned(),
-        ..TestOptions::default()
+        extra_config: format!("{}{extra}", options.extra_config),
+        ..options
     })
     .await
 }
@@ -630,4 +635,47 @@ async fn a_forwarded_response_is_stored_and_continued_with_its_turns_in_the_inpu
         .unwrap();
     assert_eq!(read.status(), 200);
     app.stop().await;
+}
+
+/// A forwarded stream whose answer is whole (its `response.completed` sent) while the upstream's body
+/// stays open ends quietly when the gateway shuts down: no error event after the last one.
+#[tokio::test]
+async fn a_whole_answer_gets_no_error_event_when_the_gateway_stops_before_the_upstream_ends() {
+    let mut options = TestOptions::default();
+    options.settings.shutdown_grace = std::time::Duration::from_millis(200);
+    let app = spawn_native_with(options).await;
+    let mut response = responses(
+        &app,
+        &json!({"model": "forwarded", "input": "alpha", "stream": true,
+                "mock": {"chunks": 3, "end_delay_ms": 20_000}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let mut text = String::new();
+    while !text.contains("event: response.completed") {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream ended early");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let rest = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        rest
+    });
+    app.stop().await;
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), rest)
+        .await
+        .expect("the stream did not end with the gateway")
+        .unwrap();
+    let after = text.split("event: response.completed").nth(1).unwrap_or("");
+    assert!(
+        !after.contains("event:") && rest.is_empty(),
+        "events after response.completed: {after}{rest}"
+    );
 }
