@@ -845,3 +845,18 @@ pub async fn serves_messages_and_responses(app: &TestApp, model: &str) {
     let events = ok_text(app.post("/v1/responses", streamed).send().await.unwrap()).await;
     assert!(events.contains("response.completed"), "{events}");
 }
+
+/// Reads a streamed answer until what it sent so far contains `marker`; panics if the stream
+/// ends first. What was read, for the caller to look at.
+pub async fn read_until(response: &mut reqwest::Response, marker: &str) -> String {
+    let mut text = String::new();
+    while !text.contains(marker) {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before {marker}: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}

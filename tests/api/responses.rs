@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{CLAUDE_AND_GEMINI_PROVIDERS, TestApp, TestOptions, spawn_with};
+use crate::helpers::{CLAUDE_AND_GEMINI_PROVIDERS, TestApp, TestOptions, read_until, spawn_with};
 
 /// The models of the anthropic provider (`claude-test`) and the gemini provider
 /// (`gemini-test`) of [`CLAUDE_AND_GEMINI_PROVIDERS`].
@@ -387,15 +387,7 @@ async fn a_client_that_hangs_up_on_response_completed_gets_the_reported_usage() 
         .send()
         .await
         .unwrap();
-        let mut text = String::new();
-        while !text.contains("event: response.completed") {
-            let chunk = response
-                .chunk()
-                .await
-                .unwrap()
-                .expect("the stream ended early");
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        read_until(&mut response, "event: response.completed").await;
         drop(response);
     }
     app.flush_usage().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, eventually, spawn_with};
+use crate::helpers::{TestApp, TestOptions, eventually, read_until, spawn_with};
 use crate::responses::events;
 
 /// The default `mock` provider (openai, translated) plus `native`, the same mock declared with
@@ -652,15 +652,7 @@ async fn a_whole_answer_gets_no_error_event_when_the_gateway_stops_before_the_up
     .send()
     .await
     .unwrap();
-    let mut text = String::new();
-    while !text.contains("event: response.completed") {
-        let chunk = response
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the stream ended early");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = read_until(&mut response, "event: response.completed").await;
     let rest = tokio::spawn(async move {
         let mut rest = String::new();
         while let Ok(Some(chunk)) = response.chunk().await {
