@@ -14,8 +14,9 @@
 # With `--floor BENCH_BIN` (the load bench's executable, `cargo build --release --bench load`),
 # the same is then counted for the bench's bare axum + reqwest floor proxy
 # (`BENCH_BIN --floor-proxy axum-reqwest …`, benches/load/floor.rs; FLOOR_KIND=axum-hyper or
-# hyper for the others) in front of the same mock, and llmgate's counts are divided by the
-# floor's. INSTRUCTIONS_DATABASE counts llmgate on another database (e.g. a replica's
+# hyper for the others, contract for the floor doing the least work the contract asks) in front
+# of the same mock, and llmgate's counts are divided by the floor's. INSTRUCTIONS_DATABASE
+# counts llmgate on another database (e.g. a replica's
 # `postgres://…/llmgate_{n}`, with LLMGATE_REDIS_URL and LLMGATE_ENCRYPTION_KEY in the
 # environment): `{n}` becomes 1 for the callgrind run and 2 for the perf run, two fresh databases
 # the caller made. Compare two commits by building each one's release binary and running this on both,
@@ -112,9 +113,11 @@ start_proxy() {
       --listen "127.0.0.1:$port" --database "${database//\{n\}/$starts}" \
       >"$dir/$proxy-$port.log" 2>&1 &
   else
-    # The floor keeps idle upstream connections as long as llmgate does by default (90 s).
-    taskset -c 0 "$@" "$floor_bin" --floor-proxy "$floor_kind" "127.0.0.1:$port" \
-      "127.0.0.1:$mock_port" 90000 >"$dir/$proxy-$port.log" 2>&1 &
+    # The floor keeps idle upstream connections as long as llmgate does by default (90 s);
+    # the contract floor accepts llmgate's key and keeps its request log beside llmgate's.
+    BENCH_FLOOR_KEY=$key taskset -c 0 "$@" "$floor_bin" --floor-proxy "$floor_kind" \
+      "127.0.0.1:$port" "127.0.0.1:$mock_port" 90000 "$dir/floor-$port.db" \
+      >"$dir/$proxy-$port.log" 2>&1 &
   fi
   gateway=$!
   pids+=("$gateway")

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench targets without `--bench`: only the check of
         // the budget table's judgement, which starts nothing and times nothing.
-        return match budget::self_check() {
+        return match budget::self_check().and_then(|()| floor::contract_self_check()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("budget table check: {error:#}");
@@ -703,19 +703,28 @@ fn spawn_floors(dir: &Path, prefix: &str, upstream: SocketAddr) -> Result<Vec<Fl
         (Floor::AxumReqwest, "floor proxy (axum + reqwest)"),
         (Floor::AxumHyper, "floor proxy (axum + hyper-util)"),
         (Floor::Hyper, "floor proxy (hyper)"),
+        (
+            Floor::Contract,
+            "floor proxy (the contract's work on axum + reqwest)",
+        ),
     ] {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut args = strings(&[
+            "--floor-proxy",
+            floor.arg(),
+            &addr.to_string(),
+            &upstream.to_string(),
+            &pool_idle.as_millis().to_string(),
+        ]);
+        if floor == Floor::Contract {
+            let database = dir.join(format!("{prefix}floor-contract.db"));
+            args.push(database.display().to_string());
+        }
         let proc = Proc::spawn(
             name,
             PROXY_CORE,
             &exe,
-            &strings(&[
-                "--floor-proxy",
-                floor.arg(),
-                &addr.to_string(),
-                &upstream.to_string(),
-                &pool_idle.as_millis().to_string(),
-            ]),
+            &args,
             &[],
             dir.join(format!("{prefix}floor-{}.log", floor.arg())),
         )?;
@@ -945,6 +954,9 @@ enum Via {
     FloorAxumHyper,
     #[serde(rename = "floor-hyper")]
     FloorHyper,
+    /// The contract floor: the axum + reqwest floor doing the contract's least work.
+    #[serde(rename = "floor-contract")]
+    FloorContract,
 }
 
 impl Via {
@@ -956,6 +968,7 @@ impl Via {
             Self::FloorAxumReqwest => "axum+reqwest",
             Self::FloorAxumHyper => "axum+hyper",
             Self::FloorHyper => "hyper",
+            Self::FloorContract => "contract",
         }
     }
 
@@ -964,6 +977,7 @@ impl Via {
             Floor::AxumReqwest => Self::FloorAxumReqwest,
             Floor::AxumHyper => Self::FloorAxumHyper,
             Floor::Hyper => Self::FloorHyper,
+            Floor::Contract => Self::FloorContract,
         }
     }
 }
@@ -1604,7 +1618,10 @@ async fn bench_run(with_streams: bool) -> Result<bool> {
                 let phase = measure(&target, concurrency, settings.seconds, &pids, ticks).await?;
                 match target.via {
                     Via::Llmgate => last_llmgate_end = Instant::now(),
-                    Via::FloorAxumReqwest | Via::FloorAxumHyper | Via::FloorHyper => {
+                    Via::FloorAxumReqwest
+                    | Via::FloorAxumHyper
+                    | Via::FloorHyper
+                    | Via::FloorContract => {
                         last_floor_end = Instant::now();
                     }
                     Via::Nginx | Via::Direct => {}
@@ -1770,23 +1787,25 @@ fn print_report(report: &Report) {
     );
     println!(
         "{} s per phase after {} s warm-up; llmgate, nginx and the floors on core {PROXY_CORE}, mock and load generator on core {CLIENT_CORE}\n\
-         floors: bare pass-through proxies (no auth, limits, routing, JSON, accounting or log) on axum + reqwest, axum + hyper-util, hyper alone\n",
+         floors: bare pass-through proxies (no auth, limits, routing, JSON, accounting or log) on axum + reqwest, axum + hyper-util, hyper alone;\n\
+         contract: the axum + reqwest floor doing the least work the contract asks (key by hash, one JSON pass each way, limits and their headers, the request log)\n",
         report.seconds_per_phase, report.warm_up_seconds
     );
     println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12}",
-        "", "llmgate", "nginx", "direct", "axum+reqwest", "axum+hyper", "hyper"
+        "{:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12}",
+        "", "llmgate", "nginx", "direct", "axum+reqwest", "axum+hyper", "hyper", "contract"
     );
     let row = |label: &str, stream: bool, c: usize, value: &dyn Fn(&Phase) -> String| {
         let cell = |via| find(&report.phases, via, stream, c).map_or("–".into(), value);
         println!(
-            "{label:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12}",
+            "{label:<22} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12}",
             cell(Via::Llmgate),
             cell(Via::Nginx),
             cell(Via::Direct),
             cell(Via::FloorAxumReqwest),
             cell(Via::FloorAxumHyper),
             cell(Via::FloorHyper),
+            cell(Via::FloorContract),
         );
     };
     let us = |v: f64| format!("{v:.0}");
@@ -1904,6 +1923,7 @@ fn print_report(report: &Report) {
             Via::FloorAxumReqwest,
             Via::FloorAxumHyper,
             Via::FloorHyper,
+            Via::FloorContract,
         ] {
             if let Some(cpu) = cpu64(via) {
                 let _ = write!(line, " {} {:.2}×,", via.name(), cpu / nginx);

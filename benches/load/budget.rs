@@ -3,7 +3,9 @@
 //! prints the floor proxies' figure for the same line from the same run (`floor.rs`), so a
 //! reader sees whether the bare axum + reqwest stack already misses it; the JSON under
 //! `target/bench/budget-<UTC>.json` (and `budget-latest.json`) keeps the floors' figures of
-//! every line.
+//! every line. The contract floor (`floor_contract.rs`: the axum + reqwest floor doing the least
+//! work the contract asks of a request) is judged by each line's limit too, so a line that no
+//! implementation of the contract on this stack could meet says so.
 //!
 //! The design writes memory in MB; the table reads its limits as MiB, as every earlier run of
 //! the bench did. "Back near idle" is read as at most `NEAR_IDLE_MIB` above idle, measured
@@ -14,7 +16,12 @@ use super::streams::{StreamsPhase, StreamsReport};
 use super::*;
 
 /// The floors in the order they are printed; the first is the floor the budget names.
-const FLOORS: [Via; 3] = [Via::FloorAxumReqwest, Via::FloorAxumHyper, Via::FloorHyper];
+const FLOORS: [Via; 4] = [
+    Via::FloorAxumReqwest,
+    Via::FloorAxumHyper,
+    Via::FloorHyper,
+    Via::FloorContract,
+];
 
 /// RSS "back near idle": at most this much above idle once the pool's idle connections expired.
 const NEAR_IDLE_MIB: f64 = 5.0;
@@ -39,6 +46,19 @@ pub(super) struct BudgetLine {
     /// limit: where it does not, the stack itself prevents the line.
     pub(super) floor_value: Option<f64>,
     pub(super) floor_met: Option<bool>,
+    /// The contract floor's figure in the unit of `value`, and whether it meets the limit:
+    /// where it does not, the contract's own work on this stack prevents the line.
+    pub(super) contract_value: Option<f64>,
+    pub(super) contract_met: Option<bool>,
+}
+
+/// The floors' figures for one line: as printed, and the two that are judged.
+struct FloorFigures {
+    text: String,
+    /// The axum + reqwest floor's.
+    reference: Option<f64>,
+    /// The contract floor's.
+    contract: Option<f64>,
 }
 
 impl BudgetLine {
@@ -60,16 +80,18 @@ impl BudgetLine {
             floors: None,
             floor_value: None,
             floor_met: None,
+            contract_value: None,
+            contract_met: None,
         }
     }
 
-    /// The floors' figures for this line; the axum + reqwest floor's is judged by the same
-    /// limit.
-    fn with_floors(mut self, (text, reference): (String, Option<f64>)) -> Self {
-        self.floor_met = reference.map(|value| value.is_finite() && value <= self.limit_value);
-        self.floor_value = reference;
-        self.floors = (!text.is_empty()).then_some(text);
-        self
+    /// The floors' figures for this line; the axum + reqwest floor's and the contract
+    /// floor's are judged by the same limit.
+    fn with_floors(mut self, figures: FloorFigures) -> Self {
+        self.floor_met = figures.reference.map(|value| self.within(value));
+        self.floor_value = figures.reference;
+        self.with_floor_text(figures.text)
+            .with_contract(figures.contract)
     }
 
     /// The floors' figures for a line that compares llmgate with the floor itself, where the
@@ -78,31 +100,44 @@ impl BudgetLine {
         self.floors = (!text.is_empty()).then_some(text);
         self
     }
+
+    /// The contract floor's figure for this line, judged by the same limit.
+    fn with_contract(mut self, value: Option<f64>) -> Self {
+        self.contract_met = value.map(|value| self.within(value));
+        self.contract_value = value;
+        self
+    }
+
+    fn within(&self, value: f64) -> bool {
+        value.is_finite() && value <= self.limit_value
+    }
 }
 
-/// Each floor's figure (those it has), formatted, and the axum + reqwest floor's as a number.
+/// Each floor's figure (those it has), formatted, and the two judged ones as numbers.
 fn floor_figures(
     figure: impl Fn(Via) -> Option<f64>,
     format: impl Fn(f64) -> String,
-) -> (String, Option<f64>) {
+) -> FloorFigures {
     let text = FLOORS
         .iter()
         .filter_map(|via| figure(*via).map(|value| format!("{} {}", via.name(), format(value))))
         .collect::<Vec<_>>()
         .join(", ");
-    (text, figure(Via::FloorAxumReqwest))
+    FloorFigures {
+        text,
+        reference: figure(Via::FloorAxumReqwest),
+        contract: figure(Via::FloorContract),
+    }
 }
 
 /// Appends nginx's figure to the floors' text, where nginx has one.
-fn and_nginx(
-    (text, reference): (String, Option<f64>),
-    nginx: Option<String>,
-) -> (String, Option<f64>) {
+fn and_nginx(mut figures: FloorFigures, nginx: Option<String>) -> FloorFigures {
     match nginx {
-        Some(nginx) if text.is_empty() => (format!("nginx {nginx}"), reference),
-        Some(nginx) => (format!("{text}; nginx {nginx}"), reference),
-        None => (text, reference),
+        Some(nginx) if figures.text.is_empty() => figures.text = format!("nginx {nginx}"),
+        Some(nginx) => figures.text = format!("{}; nginx {nginx}", figures.text),
+        None => {}
     }
+    figures
 }
 
 /// The budget's lines measurable from the chat bench (`chat`) and from the streams at scale
@@ -124,7 +159,7 @@ fn chat_lines(report: &Report, lines: &mut Vec<BudgetLine>) {
 
     if let (Some(gate), Some(floor)) = (cpu(Via::Llmgate, 64), cpu(Via::FloorAxumReqwest, 64)) {
         let times = ratio(gate, floor);
-        let (text, _) = and_nginx(
+        let figures = and_nginx(
             floor_figures(|via| cpu(via, 64), |v| format!("{v:.1} µs")),
             cpu(Via::Nginx, 64).map(|v| format!("{v:.1} µs")),
         );
@@ -136,7 +171,8 @@ fn chat_lines(report: &Report, lines: &mut Vec<BudgetLine>) {
                 1.15,
                 "≤ 1.15×",
             )
-            .with_floor_text(text),
+            .with_floor_text(figures.text)
+            .with_contract(figures.contract.map(|contract| ratio(contract, floor))),
         );
     }
     if let (Some(at64), Some(at256)) = (cpu(Via::Llmgate, 64), cpu(Via::Llmgate, 256)) {
@@ -426,10 +462,17 @@ pub(super) fn print(lines: &[BudgetLine], machine: &Machine) {
             match &line.floors {
                 Some(floors) => {
                     let _ = write!(text, " floors: {floors}");
-                    match line.floor_met {
-                        Some(false) => text.push_str(" (the axum+reqwest floor misses it too)"),
-                        Some(true) => text.push_str(" (the axum+reqwest floor meets it)"),
-                        None => {}
+                    let verdict = match (line.floor_met, line.contract_met) {
+                        (Some(false), _) => "the axum+reqwest floor misses it too",
+                        (Some(true), Some(false)) => {
+                            "the axum+reqwest floor meets it, the contract floor misses it too"
+                        }
+                        (Some(true), _) => "the axum+reqwest floor meets it",
+                        (None, Some(false)) => "the contract floor misses it too",
+                        (None, _) => "",
+                    };
+                    if !verdict.is_empty() {
+                        let _ = write!(text, " ({verdict})");
                     }
                 }
                 None => text.push_str(" (no floor figure for this line)"),
@@ -438,14 +481,18 @@ pub(super) fn print(lines: &[BudgetLine], machine: &Machine) {
         println!("{}", text.trim_end());
     }
     let met = lines.iter().filter(|line| line.met).count();
-    let stack = lines
-        .iter()
-        .filter(|line| !line.met && line.floor_met == Some(false))
-        .count();
+    let not_met = |floor: fn(&BudgetLine) -> Option<bool>| {
+        lines
+            .iter()
+            .filter(|line| !line.met && floor(line) == Some(false))
+            .count()
+    };
     println!(
-        "{met} of {} lines met; of the {} not met, {stack} the axum+reqwest floor misses too",
+        "{met} of {} lines met; of the {} not met, {} the axum+reqwest floor misses too, {} the contract floor misses too",
         lines.len(),
-        lines.len() - met
+        lines.len() - met,
+        not_met(|line| line.floor_met),
+        not_met(|line| line.contract_met),
     );
 }
 
@@ -546,14 +593,18 @@ pub(super) fn self_check() -> Result<()> {
             phase(Via::Llmgate, false, 1, 100.0, 150.0, 400.0, 20.0),
             phase(Via::Nginx, false, 1, 50.0, 100.0, 200.0, 10.0),
             phase(Via::FloorAxumReqwest, false, 1, 60.0, 120.0, 300.0, 10.0),
+            phase(Via::FloorContract, false, 1, 70.0, 140.0, 320.0, 12.0),
             phase(Via::Llmgate, false, 64, 50.0, 0.0, 0.0, 30.0),
             phase(Via::Nginx, false, 64, 20.0, 0.0, 0.0, 10.0),
             phase(Via::FloorAxumReqwest, false, 64, 40.0, 0.0, 0.0, 20.0),
+            phase(Via::FloorContract, false, 64, 48.0, 0.0, 0.0, 22.0),
             phase(Via::Llmgate, false, 256, 60.0, 0.0, 0.0, 50.0),
             phase(Via::FloorAxumReqwest, false, 256, 48.0, 0.0, 0.0, 30.0),
+            phase(Via::FloorContract, false, 256, 52.0, 0.0, 0.0, 33.0),
             phase(Via::Llmgate, true, 1, 0.0, 450.0, 500.0, 20.0),
             phase(Via::Nginx, true, 1, 0.0, 300.0, 400.0, 10.0),
             phase(Via::FloorAxumReqwest, true, 1, 0.0, 380.0, 450.0, 10.0),
+            phase(Via::FloorContract, true, 1, 0.0, 440.0, 480.0, 12.0),
         ],
         memory: Memory {
             idle_mib: 17.0,
@@ -562,7 +613,10 @@ pub(super) fn self_check() -> Result<()> {
             after_mib: 21.0,
             after_delay_s: 95.0,
             pool_idle_timeout_s: 90.0,
-            floors: vec![floor_memory(Via::FloorAxumReqwest, 7.0, 30.0, 9.0)],
+            floors: vec![
+                floor_memory(Via::FloorAxumReqwest, 7.0, 30.0, 9.0),
+                floor_memory(Via::FloorContract, 9.0, 33.0, 11.0),
+            ],
         },
         accounting: Accounting {
             served: 1_000,
@@ -607,23 +661,33 @@ pub(super) fn self_check() -> Result<()> {
         budget: Vec::new(),
         pass: false,
     };
-    // (the start of the line, met, the axum + reqwest floor meets it)
-    let expected: [(&str, bool, Option<bool>); 15] = [
-        ("CPU per request at c=64", false, None),
-        ("CPU per request at c=256", false, Some(false)),
-        ("c=1 p50", true, Some(true)),
-        ("c=1 p99", false, Some(true)),
-        ("stream c=1 first byte", false, Some(true)),
-        ("idle RSS", true, Some(true)),
-        ("peak RSS at c=256", false, Some(true)),
-        ("RSS 95 s after the load", true, Some(true)),
-        ("failed requests", true, Some(true)),
-        ("request-log rows = requests served", true, None),
-        ("1000 streams: every frame", true, Some(true)),
-        ("1000 streams: first byte p99", true, Some(true)),
-        ("1000 streams: CPU per forwarded frame", true, Some(true)),
-        ("1000 streams: RSS per open stream", false, Some(false)),
-        ("1000 streams: every stream recorded", false, None),
+    // (the start of the line, met, the axum + reqwest floor meets it, the contract floor does)
+    let expected: [(&str, bool, Option<bool>, Option<bool>); 15] = [
+        ("CPU per request at c=64", false, None, Some(false)),
+        ("CPU per request at c=256", false, Some(false), Some(true)),
+        ("c=1 p50", true, Some(true), Some(true)),
+        ("c=1 p99", false, Some(true), Some(true)),
+        ("stream c=1 first byte", false, Some(true), Some(false)),
+        ("idle RSS", true, Some(true), Some(true)),
+        ("peak RSS at c=256", false, Some(true), Some(true)),
+        ("RSS 95 s after the load", true, Some(true), Some(true)),
+        ("failed requests", true, Some(true), Some(true)),
+        ("request-log rows = requests served", true, None, None),
+        ("1000 streams: every frame", true, Some(true), None),
+        ("1000 streams: first byte p99", true, Some(true), None),
+        (
+            "1000 streams: CPU per forwarded frame",
+            true,
+            Some(true),
+            None,
+        ),
+        (
+            "1000 streams: RSS per open stream",
+            false,
+            Some(false),
+            None,
+        ),
+        ("1000 streams: every stream recorded", false, None, None),
     ];
     let lines = lines(Some(&chat), Some(&streams));
     if lines.len() != expected.len() {
@@ -634,13 +698,18 @@ pub(super) fn self_check() -> Result<()> {
             lines.iter().map(|line| &line.line).collect::<Vec<_>>()
         );
     }
-    for (line, (start, met, floor_met)) in lines.iter().zip(expected) {
-        if !line.line.starts_with(start) || line.met != met || line.floor_met != floor_met {
+    for (line, (start, met, floor_met, contract_met)) in lines.iter().zip(expected) {
+        if !line.line.starts_with(start)
+            || line.met != met
+            || line.floor_met != floor_met
+            || line.contract_met != contract_met
+        {
             bail!(
-                "budget line {:?} came out met {} (floor {:?}), {start:?} met {met} (floor {floor_met:?}) expected",
+                "budget line {:?} came out met {} (floor {:?}, contract floor {:?}), {start:?} met {met} (floor {floor_met:?}, contract floor {contract_met:?}) expected",
                 line.line,
                 line.met,
-                line.floor_met
+                line.floor_met,
+                line.contract_met
             );
         }
     }

@@ -14,9 +14,12 @@
 //!   difference to `axum-reqwest` is reqwest's own layers.
 //! - `hyper`: hyper's server connection and hyper-util's pooled client, without axum's router
 //!   and reqwest's layers.
+//! - `contract`: the `axum-reqwest` floor doing the least work the contract asks of every
+//!   request (key by hash, one JSON pass each way, limits and their headers, the request log);
+//!   see `floor_contract`. The difference to `axum-reqwest` is the contract's own cost.
 //!
 //! The bench starts a floor by running its own executable with `--floor-proxy KIND LISTEN
-//! UPSTREAM POOL_IDLE_MS`.
+//! UPSTREAM POOL_IDLE_MS [DATABASE]` (the database only for `contract`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,11 +33,16 @@ use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+#[path = "floor_contract.rs"]
+mod contract;
+pub use contract::self_check as contract_self_check;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Floor {
     AxumReqwest,
     AxumHyper,
     Hyper,
+    Contract,
 }
 
 impl Floor {
@@ -43,6 +51,7 @@ impl Floor {
             Self::AxumReqwest => "axum-reqwest",
             Self::AxumHyper => "axum-hyper",
             Self::Hyper => "hyper",
+            Self::Contract => "contract",
         }
     }
 
@@ -51,15 +60,22 @@ impl Floor {
             "axum-reqwest" => Ok(Self::AxumReqwest),
             "axum-hyper" => Ok(Self::AxumHyper),
             "hyper" => Ok(Self::Hyper),
-            other => bail!("unknown floor '{other}' (axum-reqwest, axum-hyper or hyper)"),
+            "contract" => Ok(Self::Contract),
+            other => bail!("unknown floor '{other}' (axum-reqwest, axum-hyper, hyper or contract)"),
         }
     }
 }
 
-/// `--floor-proxy KIND LISTEN UPSTREAM POOL_IDLE_MS`: serves until killed.
+/// `--floor-proxy KIND LISTEN UPSTREAM POOL_IDLE_MS [DATABASE]`: serves until killed.
 pub fn main(args: &[String]) -> Result<()> {
-    let [kind, listen, upstream, pool_idle] = args else {
-        bail!("usage: --floor-proxy axum-reqwest|axum-hyper|hyper LISTEN UPSTREAM POOL_IDLE_MS");
+    let (kind, listen, upstream, pool_idle, database) = match args {
+        [kind, listen, upstream, pool_idle] => (kind, listen, upstream, pool_idle, None),
+        [kind, listen, upstream, pool_idle, database] => {
+            (kind, listen, upstream, pool_idle, Some(database))
+        }
+        _ => bail!(
+            "usage: --floor-proxy axum-reqwest|axum-hyper|hyper|contract LISTEN UPSTREAM POOL_IDLE_MS [DATABASE]"
+        ),
     };
     let floor = Floor::parse(kind)?;
     let listen: SocketAddr = listen.parse().context("LISTEN")?;
@@ -74,6 +90,16 @@ pub fn main(args: &[String]) -> Result<()> {
             Floor::AxumReqwest => axum_reqwest(listener, upstream, pool_idle).await,
             Floor::AxumHyper => axum_hyper(listener, upstream, pool_idle).await,
             Floor::Hyper => hyper_only(listener, upstream, pool_idle).await,
+            Floor::Contract => {
+                let database = database.map_or_else(
+                    || {
+                        std::env::temp_dir()
+                            .join(format!("llmgate-floor-contract-{}.db", std::process::id()))
+                    },
+                    std::path::PathBuf::from,
+                );
+                contract::serve(listener, upstream, pool_idle, &database).await
+            }
         }
     })
 }
