@@ -109,7 +109,7 @@ start_proxy() {
   if [ "$proxy" = llmgate ]; then
     starts=$((starts + 1))
     local database=${INSTRUCTIONS_DATABASE:-sqlite://$dir/llmgate-$port.db}
-    LLMGATE_LOG=warn taskset -c 0 "$@" "$bin" serve --config "$dir/llmgate.toml" \
+    LLMGATE_LOG=${INSTRUCTIONS_LOG:-warn} taskset -c 0 "$@" "$bin" serve --config "$dir/llmgate.toml" \
       --listen "127.0.0.1:$port" --database "${database//\{n\}/$starts}" \
       >"$dir/$proxy-$port.log" 2>&1 &
   else

@@ -60,6 +60,8 @@ const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
 /// The bench's models; each is routed to the mock under its own name.
 const MODELS: [&str; 2] = ["bench-model", "bench-stream"];
 const ENDPOINT: &str = "/v1/chat/completions";
+/// The bench's models' overall deadline per request, as llmgate's default.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// What the bench's key may do per minute: never a refusal, as in llmgate's bench config.
 const PER_MINUTE: u64 = u32::MAX as u64;
 
@@ -380,7 +382,10 @@ async fn chat(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
         stream,
         started,
     };
-    let answer = gateway
+    // The model's overall deadline: one timer, for the answer's head and a whole answer's body.
+    let expiry = tokio::time::sleep(REQUEST_TIMEOUT);
+    tokio::pin!(expiry);
+    let send = gateway
         .client
         .post(gateway.url.clone())
         .header(header::AUTHORIZATION, gateway.credential.clone())
@@ -389,8 +394,15 @@ async fn chat(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
             HeaderValue::from_static("application/json"),
         )
         .body(body)
-        .send()
-        .await;
+        .send();
+    let answer = tokio::select! {
+        biased;
+        answer = send => answer,
+        () = &mut expiry => {
+            pending.record(504, None, None);
+            return timed_out();
+        }
+    };
     let answer = match answer {
         Ok(answer) => answer,
         Err(_) => {
@@ -417,7 +429,15 @@ async fn chat(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
     let body = if is_event_stream(answer.headers()) {
         axum::body::Body::from_stream(Relay::new(answer, Some(pending), usage_requested))
     } else {
-        let Ok(whole) = answer.bytes().await else {
+        let whole = tokio::select! {
+            biased;
+            whole = answer.bytes() => whole,
+            () = &mut expiry => {
+                pending.record(504, None, None);
+                return timed_out();
+            }
+        };
+        let Ok(whole) = whole else {
             pending.record(502, None, None);
             return refuse(
                 StatusCode::BAD_GATEWAY,
@@ -491,6 +511,15 @@ fn with_usage_requested(body: &Bytes) -> Bytes {
     spliced.extend_from_slice(MEMBER);
     spliced.extend_from_slice(&body[open + 1..]);
     Bytes::from(spliced)
+}
+
+fn timed_out() -> Response {
+    refuse(
+        StatusCode::GATEWAY_TIMEOUT,
+        "api_error",
+        "upstream_timeout",
+        "The upstream did not answer within the model's timeout; retry later.",
+    )
 }
 
 fn refuse(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
