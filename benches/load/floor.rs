@@ -171,14 +171,7 @@ async fn axum_reqwest(
         response
     }
 
-    // The cheapest reqwest llmgate can have: its retry and redirect layers off, as llmgate's.
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .no_proxy()
-        .retry(reqwest::retry::never().max_retries_per_request(0))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(pool_idle)
-        .build()?;
+    let client = cheapest_reqwest(pool_idle)?;
     let app = axum::Router::new().fallback(forward).with_state(Upstream {
         client,
         base: format!("http://{upstream}"),
@@ -232,6 +225,17 @@ async fn axum_hyper(
     });
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The cheapest reqwest llmgate can have: its retry and redirect layers off, as llmgate's.
+fn cheapest_reqwest(pool_idle: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(pool_idle)
+        .build()
 }
 
 fn pooled_client(pool_idle: Duration) -> PooledClient<HttpConnector, Full<Bytes>> {

@@ -126,13 +126,7 @@ pub async fn serve(
     let queued = Arc::new(Queued::default());
     tokio::spawn(write_rows(connection, queue, queued.clone()));
 
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .no_proxy()
-        .retry(reqwest::retry::never().max_retries_per_request(0))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(pool_idle)
-        .build()?;
+    let client = super::cheapest_reqwest(pool_idle)?;
     let keys = vec![ClientKey {
         id: 1,
         requests_per_minute: PER_MINUTE,
@@ -399,21 +393,11 @@ async fn chat(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
         biased;
         answer = send => answer,
         () = &mut expiry => {
-            pending.record(504, None, None);
-            return timed_out();
+            return timed_out(pending);
         }
     };
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(_) => {
-            pending.record(502, None, None);
-            return refuse(
-                StatusCode::BAD_GATEWAY,
-                "api_error",
-                "upstream_failed",
-                "The upstream could not be reached; retry later.",
-            );
-        }
+    let Ok(answer) = answer else {
+        return upstream_failed(pending, "The upstream could not be reached; retry later.");
     };
     let status = answer.status();
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
@@ -433,18 +417,11 @@ async fn chat(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
             biased;
             whole = answer.bytes() => whole,
             () = &mut expiry => {
-                pending.record(504, None, None);
-                return timed_out();
+                return timed_out(pending);
             }
         };
         let Ok(whole) = whole else {
-            pending.record(502, None, None);
-            return refuse(
-                StatusCode::BAD_GATEWAY,
-                "api_error",
-                "upstream_failed",
-                "The upstream's answer broke off; retry later.",
-            );
+            return upstream_failed(pending, "The upstream's answer broke off; retry later.");
         };
         let usage = serde_json::from_slice::<Reported>(&whole)
             .ok()
@@ -513,7 +490,20 @@ fn with_usage_requested(body: &Bytes) -> Bytes {
     Bytes::from(spliced)
 }
 
-fn timed_out() -> Response {
+/// A 502 for a request whose upstream failed, its row queued.
+fn upstream_failed(pending: Pending, message: &str) -> Response {
+    pending.record(502, None, None);
+    refuse(
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        "upstream_failed",
+        message,
+    )
+}
+
+/// A 504 for a request past its deadline, its row queued.
+fn timed_out(pending: Pending) -> Response {
+    pending.record(504, None, None);
     refuse(
         StatusCode::GATEWAY_TIMEOUT,
         "api_error",
