@@ -26,6 +26,8 @@ test: ## Run every test: unit, integration (on SQLite, then on PostgreSQL), the 
 	bash tests/sdk/run.sh
 	bash tests/ui/run.sh
 	bash tests/codex/run.sh
+	@echo "== the diagnosis build's own code (jemalloc's figures on /metrics; Cargo.toml, feature jemalloc-diagnostics)"
+	$(CARGO) test --locked --lib --features jemalloc-diagnostics telemetry::metrics
 
 screenshots: ## Refresh the README's screenshots of the web console (docs/screenshots/) with the browser test
 	bash tests/setup.sh
@@ -34,6 +36,7 @@ screenshots: ## Refresh the README's screenshots of the web console (docs/screen
 check: ## Formatting, lints and tests: what CI runs
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --lib --features jemalloc-diagnostics -- -D warnings
 	$(MAKE) test
 
 fmt: ## Format the code

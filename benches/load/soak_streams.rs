@@ -13,6 +13,11 @@
 //! - every stream whole, in order, and recorded: no stream failed, and the request log has
 //!   one row for each stream started.
 //!
+//! When llmgate is a `jemalloc-diagnostics` build (Cargo.toml), each printed line also carries
+//! jemalloc's own figures from `/metrics` (allocated, active, resident), and the verdict an
+//! information line comparing them over the second half: whether RSS climbs because the
+//! allocator holds more, or because pages it already holds become resident.
+//!
 //! It is bounded in time and count: no stream starts after `SOAK_SECONDS`, the last ones end
 //! within `STREAM_DEADLINE`, then it waits for the pool's expiry once and stops.
 
@@ -63,13 +68,55 @@ impl Counts {
 }
 
 /// One sample of llmgate: seconds since the first stream, RSS in MiB, open descriptors, and
-/// streams open at that moment.
+/// streams open at that moment; jemalloc's figures with each printed line when llmgate is a
+/// `jemalloc-diagnostics` build (Cargo.toml).
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Sample {
     at_s: f64,
     rss_mib: f64,
     fds: usize,
     open_streams: usize,
+    allocator: Option<Allocator>,
+}
+
+/// What jemalloc holds, in MiB, from `llmgate_allocator_bytes` on `/metrics`: live
+/// allocations, the pages they occupy, and the pages it counts as resident (an upper bound:
+/// it includes pages handed out but never touched).
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Allocator {
+    allocated_mib: f64,
+    active_mib: f64,
+    resident_mib: f64,
+}
+
+impl Allocator {
+    /// Reads them from llmgate; `None` from a release build, which does not export them.
+    async fn read(client: &reqwest::Client, addr: SocketAddr) -> Option<Self> {
+        let text = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let figure = |kind: &str| {
+            let prefix = format!("llmgate_allocator_bytes{{kind=\"{kind}\"}} ");
+            text.lines()
+                .find_map(|line| {
+                    line.strip_prefix(prefix.as_str())?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .map(|bytes| bytes / 1_048_576.0)
+        };
+        Some(Self {
+            allocated_mib: figure("allocated")?,
+            active_mib: figure("active")?,
+            resident_mib: figure("resident")?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +152,9 @@ struct SoakStreamsReport {
     /// Seconds between the last stream's end and the `after` readings.
     after_delay_s: f64,
     fds_back: bool,
+    /// In a `jemalloc-diagnostics` build: the first sample of the second half with jemalloc's
+    /// figures and the last one, to tell memory jemalloc holds from pages that became resident.
+    allocator_second_half: Option<(Sample, Sample)>,
     pass: bool,
 }
 
@@ -227,19 +277,33 @@ pub(super) async fn run() -> Result<bool> {
     let mut tick = tokio::time::interval(SOAK_RSS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut printed = start;
+    let metrics_client = reqwest::Client::new();
     while Instant::now() < end {
         tick.tick().await;
+        let print = printed.elapsed() >= PRINT_EVERY || samples.is_empty();
+        let allocator = if print {
+            Allocator::read(&metrics_client, gateway_addr).await
+        } else {
+            None
+        };
         let sample = Sample {
             at_s: start.elapsed().as_secs_f64(),
             rss_mib: mib(rss_kib(&[pid])),
             fds: open_fds(pid),
             open_streams: open.load(Ordering::Relaxed),
+            allocator,
         };
         samples.push(sample);
-        if printed.elapsed() >= PRINT_EVERY || samples.len() == 1 {
+        if print {
             printed = Instant::now();
+            let jemalloc = allocator.map_or_else(String::new, |a| {
+                format!(
+                    "  jemalloc allocated {:.1}, active {:.1}, resident {:.1} MiB",
+                    a.allocated_mib, a.active_mib, a.resident_mib
+                )
+            });
             println!(
-                "soak-streams: {:>5.0} s  RSS {:>6.1} MiB  open files {:>5}  streams open {:>5}  ended {:>7} ({} failed)",
+                "soak-streams: {:>5.0} s  RSS {:>6.1} MiB  open files {:>5}  streams open {:>5}  ended {:>7} ({} failed){jemalloc}",
                 sample.at_s,
                 sample.rss_mib,
                 sample.fds,
@@ -302,6 +366,15 @@ pub(super) async fn run() -> Result<bool> {
             (least.min(s.fds), most.max(s.fds))
         });
     let fds_back = (fds_after as i64 - fds_before as i64).abs() <= FD_SLACK;
+    let with_allocator = || {
+        samples
+            .iter()
+            .filter(|s| s.at_s >= half && s.allocator.is_some())
+    };
+    let allocator_second_half = with_allocator()
+        .next()
+        .zip(with_allocator().next_back())
+        .map(|(first, last)| (*first, *last));
     let started = counts.started.load(Ordering::Relaxed);
     let complete = counts.complete.load(Ordering::Relaxed);
     let failed = counts.failed.load(Ordering::Relaxed);
@@ -350,6 +423,7 @@ pub(super) async fn run() -> Result<bool> {
         rss_after_mib: mib(rss_after),
         after_delay_s: after_delay.as_secs_f64(),
         fds_back,
+        allocator_second_half,
         pass,
     };
     print_verdict(&report);
@@ -396,6 +470,23 @@ fn print_verdict(report: &SoakStreamsReport) {
         report.after_delay_s,
         report.rss_after_mib
     );
+    if let Some((first, last)) = &report.allocator_second_half
+        && let (Some(a), Some(b)) = (first.allocator, last.allocator)
+    {
+        println!(
+            "info jemalloc (diagnosis build), {:.0} s → {:.0} s: allocated {:.1} → {:.1} MiB, active {:.1} → {:.1}, resident {:.1} → {:.1}; RSS {:.1} → {:.1}",
+            first.at_s,
+            last.at_s,
+            a.allocated_mib,
+            b.allocated_mib,
+            a.active_mib,
+            b.active_mib,
+            a.resident_mib,
+            b.resident_mib,
+            first.rss_mib,
+            last.rss_mib
+        );
+    }
     let recorded = report.streams_failed == 0
         && report.streams_complete == report.streams_started
         && report.request_log_rows.is_some_and(|rows| {

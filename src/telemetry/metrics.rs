@@ -42,6 +42,9 @@ pub struct Metrics {
     pub request_log_dropped: IntCounter,
     pub responses_unstored: IntCounter,
     pub unknown_endpoints: IntCounterVec,
+    /// jemalloc's own figures, read at each rendering, in a `jemalloc-diagnostics` build.
+    #[cfg(feature = "jemalloc-diagnostics")]
+    allocator: IntGaugeVec,
 }
 
 /// A histogram labelled by endpoint, each endpoint's series looked up once, when first
@@ -225,15 +228,51 @@ impl Metrics {
                 "Requests under /v1/ to a path or method llmgate does not serve (answered 404).",
                 &["method"],
             )?,
+            #[cfg(feature = "jemalloc-diagnostics")]
+            allocator: gauges(
+                "llmgate_allocator_bytes",
+                "jemalloc's figures (a jemalloc-diagnostics build only): allocated (live), \
+                 active (pages of live allocations), resident, mapped, retained, metadata.",
+                &["kind"],
+            )?,
             registry,
         })
     }
 
     /// The exposition text.
     pub fn render(&self) -> String {
+        #[cfg(feature = "jemalloc-diagnostics")]
+        self.read_allocator();
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(feature = "jemalloc-diagnostics")]
+impl Metrics {
+    /// Refreshes jemalloc's cached statistics and copies them into `llmgate_allocator_bytes`. A
+    /// figure jemalloc cannot give is left as it was.
+    fn read_allocator(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_err() {
+            return;
+        }
+        let figures = [
+            ("allocated", stats::allocated::read()),
+            ("active", stats::active::read()),
+            ("resident", stats::resident::read()),
+            ("mapped", stats::mapped::read()),
+            ("retained", stats::retained::read()),
+            ("metadata", stats::metadata::read()),
+        ];
+        for (kind, bytes) in figures {
+            if let Ok(bytes) = bytes {
+                self.allocator
+                    .with_label_values(&[kind])
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 
@@ -278,6 +317,26 @@ mod tests {
         // Only the endpoints observed have series.
         assert!(!text.contains("llmgate_request_duration_seconds_count{endpoint=\"embeddings\"}"));
         assert!(text.contains("# HELP llmgate_requests_in_flight"));
+    }
+
+    #[cfg(feature = "jemalloc-diagnostics")]
+    #[test]
+    fn a_diagnosis_build_renders_the_allocators_figures() {
+        let metrics = Metrics::new().unwrap();
+        let text = metrics.render();
+        for kind in [
+            "allocated",
+            "active",
+            "resident",
+            "mapped",
+            "retained",
+            "metadata",
+        ] {
+            assert!(
+                text.contains(&format!("llmgate_allocator_bytes{{kind=\"{kind}\"}}")),
+                "{kind} missing from {text}"
+            );
+        }
     }
 
     #[test]
