@@ -6,7 +6,9 @@
 #   benches/instructions.sh [--floor BENCH_BIN] BIN [REQUESTS]     (or: make bench-instructions)
 #
 # Starts `BIN mock-upstream` and `BIN serve` (the bench's chat model with two routes, a key with
-# limits, the request log on) on loopback ports, warms up with 500 requests, then sends REQUESTS
+# limits, the request log on) on loopback ports, warms up with WARMUP requests (default 2000:
+# long enough for the request log's writer to have prepared its batch statements, a cost paid
+# once, which a shorter warm-up left inside the counted requests), then sends REQUESTS
 # (default 2000) chat requests over 4 keep-alive connections twice: once under callgrind, once
 # under `perf stat`. The proxy runs on one core (`taskset -c 0`), as the load bench runs it, so
 # llmgate picks its current-thread runtime as the floor proxies do.
@@ -32,6 +34,7 @@ fi
 floor_kind=${FLOOR_KIND:-axum-reqwest}
 bin=$(realpath "${1:?$usage}")
 requests=${2:-2000}
+warmup=${WARMUP:-2000}
 for tool in valgrind callgrind_annotate callgrind_control perf python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "benches/instructions.sh needs $tool" >&2; exit 2; }
 done
@@ -148,7 +151,7 @@ count() {
   port=$(free_port)
   start_proxy "$port" valgrind --tool=callgrind --callgrind-out-file="$dir/$proxy.callgrind.out" \
     --collect-atstart=yes --dump-instr=no
-  python3 "$dir/client.py" "$port" 500 "$key"
+  python3 "$dir/client.py" "$port" "$warmup" "$key"
   callgrind_control --zero "$gateway" >/dev/null
   python3 "$dir/client.py" "$port" "$requests" "$key"
   callgrind_control --dump "$gateway" >/dev/null
@@ -160,7 +163,7 @@ count() {
   # 2. System calls and context switches, under perf stat, after the same warm-up.
   port=$(free_port)
   start_proxy "$port"
-  python3 "$dir/client.py" "$port" 500 "$key"
+  python3 "$dir/client.py" "$port" "$warmup" "$key"
   local calls=(writev recvfrom epoll_wait futex write pwrite64)
   local events
   events=raw_syscalls:sys_enter,context-switches$(printf ',syscalls:sys_enter_%s' "${calls[@]}")

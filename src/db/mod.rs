@@ -53,6 +53,7 @@ pub use import::{
 };
 pub use migrate_data::{DataMigration, migrate_data};
 pub use stored_responses::{ChainLink, StoredResponseRow, StoredWrites};
+pub(crate) use usage::write_statement_texts;
 pub use usage::{
     AsLogRow, LogPage, LogQuery, LogRow, NewLogRow, RollupRow, UsageCounts, UsageGroup, UsageQuery,
     UsageTotals,

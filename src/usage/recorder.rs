@@ -453,6 +453,7 @@ impl UsageWriter {
     /// `stop`, then flushes a last time. Cancel `stop` only once requests have stopped being
     /// recorded.
     pub async fn run(self, every: Duration, stop: CancellationToken) {
+        crate::db::write_statement_texts();
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
