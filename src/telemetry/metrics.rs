@@ -13,9 +13,22 @@ use prometheus::{
 
 use crate::vocab::Endpoint;
 
-/// Every metric llmgate exports. Cloning is cheap (the metrics are `Arc`s inside).
+/// Every metric llmgate exports, behind one `Arc`: each request's record holds a clone, which
+/// must cost one reference count, not one for each of the thirty-odd metrics inside.
 #[derive(Clone, Debug)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metrics themselves; see [`Metrics`].
+#[derive(Debug)]
+pub struct MetricSet {
     registry: Registry,
     pub requests: IntCounterVec,
     pub request_duration: ByEndpoint,
@@ -119,7 +132,7 @@ impl Metrics {
             registry.register(Box::new(metric.clone()))?;
             Ok::<_, prometheus::Error>(metric)
         };
-        Ok(Self {
+        Ok(Self(Arc::new(MetricSet {
             requests: counter(
                 "llmgate_requests_total",
                 "Proxied requests by endpoint, public model, route (provider) and status class.",
@@ -236,7 +249,7 @@ impl Metrics {
                 &["kind"],
             )?,
             registry,
-        })
+        })))
     }
 
     /// The exposition text.
