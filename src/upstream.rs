@@ -1,13 +1,17 @@
-//! The one shared upstream HTTP client: a keep-alive pool, `TCP_NODELAY`, connect and read
-//! timeouts, replaced by a fresh one of the same settings at a fixed age so that no pooled
-//! connection takes requests for the life of the process. Providers receive it; nothing else
-//! builds a client. Also how a whole answer is read from it: never more than a cap.
+//! The one shared upstream HTTP client: a keep-alive pool, `TCP_NODELAY`, a connect timeout,
+//! replaced by a fresh one of the same settings at a fixed age so that no pooled connection
+//! takes requests for the life of the process. Providers receive it; nothing else builds a
+//! client. Also how long an attempt waits on it ([`Patience`]: its deadline and the read
+//! timeout), and how a whole answer is read from it: never more than a cap.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, Sleep};
 
 use crate::clock::Clock;
 use crate::providers::CurrentClient;
@@ -19,8 +23,11 @@ pub struct ClientError(#[from] reqwest::Error);
 
 /// Builds the client every upstream call goes through.
 ///
-/// There is no total timeout here: a streamed answer may legitimately last minutes. The read
-/// timeout bounds silence between two bytes; non-streaming calls add a per-request deadline.
+/// There is no total timeout here: a streamed answer may legitimately last minutes. Nor a read
+/// timeout: silence between two bytes (`LLMGATE_UPSTREAM_READ_TIMEOUT`) is bounded by the
+/// gateway's [`Patience`], one timer per attempt moved on as bytes arrive, where reqwest's read
+/// timeout makes and registers a timer of its own for every frame it polls, and another for the
+/// response headers.
 #[expect(
     clippy::disallowed_methods,
     reason = "this is the one place the upstream client is built"
@@ -28,7 +35,6 @@ pub struct ClientError(#[from] reqwest::Error);
 pub fn build_client(settings: &UpstreamSettings) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
-        .read_timeout(settings.read_timeout)
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
         .tcp_nodelay(true)
@@ -143,6 +149,12 @@ impl UpstreamClient {
         renewal.current.load()
     }
 
+    /// Longest silence between two upstream bytes (`LLMGATE_UPSTREAM_READ_TIMEOUT`), which
+    /// each attempt's [`Patience`] enforces.
+    pub fn read_timeout(&self) -> Duration {
+        self.renewal.settings.read_timeout
+    }
+
     /// The current client as a shared cell, for a sender that follows the replacements without
     /// making them (the access tokens: one request an hour per account would not keep a pool
     /// warm anyway).
@@ -171,6 +183,94 @@ impl Renewal {
     }
 }
 
+/// How long an upstream may keep an attempt waiting: never past the attempt's deadline (if it
+/// has one: a stream's body has none), and never longer than the read timeout
+/// (`LLMGATE_UPSTREAM_READ_TIMEOUT`) without a byte. One timer for the whole attempt, its
+/// deadline moved on as bytes arrive, which costs no new registration with the runtime's timer
+/// wheel (a later deadline only updates the registered one).
+#[derive(Debug)]
+pub struct Patience {
+    timer: Pin<Box<Sleep>>,
+    deadline: Option<Instant>,
+    silence: Duration,
+}
+
+/// Why [`Patience`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impatient {
+    /// The attempt's deadline passed.
+    Deadline,
+    /// The upstream sent nothing for this long (the read timeout).
+    Silent(Duration),
+}
+
+impl Patience {
+    /// Starts counting now: until `deadline`, or `silence` from now, whichever is first.
+    pub fn new(deadline: Option<Instant>, silence: Duration) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep_until(until(deadline, silence))),
+            deadline,
+            silence,
+        }
+    }
+
+    /// The upstream sent something: its silence counts from now.
+    pub fn heard(&mut self) {
+        let until = until(self.deadline, self.silence);
+        if until != self.timer.deadline() {
+            self.timer.as_mut().reset(until);
+        }
+    }
+
+    /// From now on only silence counts: a stream's body has no deadline.
+    pub fn without_deadline(&mut self) {
+        self.deadline = None;
+        self.heard();
+    }
+
+    /// `future`'s output, unless patience runs out first.
+    pub async fn wait<F: Future>(&mut self, future: F) -> Result<F::Output, Impatient> {
+        tokio::select! {
+            biased;
+            output = future => Ok(output),
+            () = self.timer.as_mut() => Err(self.why()),
+        }
+    }
+
+    fn why(&self) -> Impatient {
+        match self.deadline {
+            Some(deadline) if self.timer.deadline() >= deadline => Impatient::Deadline,
+            _ => Impatient::Silent(self.silence),
+        }
+    }
+}
+
+/// The earlier of `deadline` and `silence` from now.
+fn until(deadline: Option<Instant>, silence: Duration) -> Instant {
+    let now = Instant::now();
+    let silent = now.checked_add(silence).unwrap_or(now + FAR_FUTURE);
+    match deadline {
+        Some(deadline) => deadline.min(silent),
+        None => silent,
+    }
+}
+
+/// A read timeout too large to add to an instant: about thirty years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The next chunk of `response`, within `patience`.
+async fn next_chunk(
+    response: &mut reqwest::Response,
+    patience: &mut Patience,
+) -> Result<Option<Bytes>, BodyError> {
+    let chunk = patience
+        .wait(response.chunk())
+        .await
+        .map_err(BodyError::Waited)??;
+    patience.heard();
+    Ok(chunk)
+}
+
 /// Why a buffered upstream answer could not be read whole.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -179,6 +279,9 @@ pub enum BodyError {
     TooLarge { limit: usize },
     #[error(transparent)]
     Read(#[from] reqwest::Error),
+    /// The answer stopped arriving: its deadline passed, or the upstream fell silent.
+    #[error("the answer stopped arriving")]
+    Waited(Impatient),
 }
 
 /// Reads a whole (non-streamed) answer of at most `limit` bytes. A declared `Content-Length`
@@ -186,7 +289,11 @@ pub enum BodyError {
 /// is passed, and what was read is dropped with the connection, so memory goes back at once.
 ///
 /// An answer that arrives in one chunk is returned without a copy, as `bytes()` would.
-pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    patience: &mut Patience,
+) -> Result<Bytes, BodyError> {
     let too_large = BodyError::TooLarge { limit };
     if response
         .content_length()
@@ -194,13 +301,13 @@ pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<
     {
         return Err(too_large);
     }
-    let Some(first) = response.chunk().await? else {
+    let Some(first) = next_chunk(&mut response, patience).await? else {
         return Ok(Bytes::new());
     };
     if first.len() > limit {
         return Err(too_large);
     }
-    let Some(second) = response.chunk().await? else {
+    let Some(second) = next_chunk(&mut response, patience).await? else {
         return Ok(first);
     };
     let declared = response
@@ -216,7 +323,7 @@ pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<
             return Err(too_large);
         }
         body.extend_from_slice(&chunk);
-        next = response.chunk().await?;
+        next = next_chunk(&mut response, patience).await?;
     }
     Ok(body.freeze())
 }
@@ -226,10 +333,11 @@ pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<
 pub async fn read_error_body(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<Bytes, reqwest::Error> {
+    patience: &mut Patience,
+) -> Result<Bytes, BodyError> {
     let mut body = BytesMut::new();
     while body.len() < limit {
-        let Some(chunk) = response.chunk().await? else {
+        let Some(chunk) = next_chunk(&mut response, patience).await? else {
             break;
         };
         let room = limit - body.len();
@@ -281,5 +389,96 @@ mod tests {
         assert!(Arc::ptr_eq(&client_now(&upstream), &second));
         hand.advance(Duration::from_secs(1));
         assert!(!Arc::ptr_eq(&client_now(&upstream), &second));
+    }
+
+    fn after(delay: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(delay)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn patience_ends_at_the_deadline_or_after_the_silence_whichever_is_first() {
+        let second = Duration::from_secs(1);
+        let mut patience = Patience::new(Some(Instant::now() + 10 * second), second);
+        assert_eq!(
+            patience.wait(after(2 * second)).await,
+            Err(Impatient::Silent(second))
+        );
+        let mut patience = Patience::new(Some(Instant::now() + second), 5 * second);
+        assert_eq!(
+            patience.wait(after(2 * second)).await,
+            Err(Impatient::Deadline)
+        );
+        let mut patience = Patience::new(Some(Instant::now() + 2 * second), 5 * second);
+        assert_eq!(patience.wait(after(second)).await, Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_arrives_moves_the_silence_on_but_never_the_deadline() {
+        let gap = Duration::from_millis(600);
+        let mut patience = Patience::new(Some(Instant::now() + 3 * gap), 2 * gap);
+        // Each wait is shorter than the silence allowed; together they pass the deadline.
+        for _ in 0..2 {
+            assert_eq!(patience.wait(after(gap)).await, Ok(()));
+            patience.heard();
+        }
+        assert_eq!(
+            patience.wait(after(gap + gap / 2)).await,
+            Err(Impatient::Deadline)
+        );
+
+        // A stream's body has no deadline: only silence ends it.
+        let mut patience = Patience::new(Some(Instant::now() + gap), 2 * gap);
+        patience.without_deadline();
+        for _ in 0..5 {
+            assert_eq!(patience.wait(after(gap)).await, Ok(()));
+            patience.heard();
+        }
+        assert_eq!(
+            patience.wait(after(3 * gap)).await,
+            Err(Impatient::Silent(2 * gap))
+        );
+    }
+
+    /// An answer whose chunks arrive `gaps` apart.
+    fn answer_with_gaps(gaps: &[u64]) -> reqwest::Response {
+        let chunks: Vec<(u64, &'static str)> = gaps.iter().map(|&ms| (ms, "{\"a\":1}")).collect();
+        use futures_util::StreamExt as _;
+        let body = futures_util::stream::iter(chunks).then(|(ms, chunk)| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(chunk.as_bytes()))
+        });
+        reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_answer_that_falls_silent_is_cut_at_the_read_timeout() {
+        let silence = Duration::from_millis(500);
+        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
+        let body = read_body(
+            answer_with_gaps(&[100, 400, 400, 400]),
+            1 << 20,
+            &mut patience,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            body.len(),
+            4 * 7,
+            "slow but never silent for long: read whole"
+        );
+
+        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
+        let read = read_body(answer_with_gaps(&[100, 400, 900]), 1 << 20, &mut patience).await;
+        assert!(
+            matches!(read, Err(BodyError::Waited(Impatient::Silent(_)))),
+            "{read:?}"
+        );
+
+        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
+        let read = read_error_body(answer_with_gaps(&[100, 900]), 1024, &mut patience).await;
+        assert!(
+            matches!(read, Err(BodyError::Waited(Impatient::Silent(_)))),
+            "{read:?}"
+        );
     }
 }

@@ -231,14 +231,16 @@ impl Gateway {
                     body,
                 })
             }
-            Ok(Forwarded::Stream {
-                mut headers,
-                response,
-                in_flight,
-                answer,
-                filter_usage,
-                credential,
-            }) => {
+            Ok(Forwarded::Stream(started)) => {
+                let Started {
+                    mut headers,
+                    response,
+                    in_flight,
+                    answer,
+                    filter_usage,
+                    credential,
+                    patience,
+                } = *started;
                 record.replied(StatusCode::OK);
                 rate_limit_headers(&record, &mut headers);
                 headers.insert(OVERHEAD_HEADER, overhead_value(record.overhead()));
@@ -250,6 +252,7 @@ impl Gateway {
                     max_event: self.max_upstream_body,
                     responses: (endpoint == Endpoint::Responses)
                         .then(|| (self.responses.clone(), key.id)),
+                    patience,
                 };
                 let body = relay::relay(response, in_flight, shape, record, &self.streams, guard);
                 Ok(Reply::Stream {
@@ -457,7 +460,7 @@ impl Gateway {
         let attempt_span = crate::telemetry::attempt_span(provider, route.id, number);
         // One deadline for the attempt: the access token when one is minted, the response
         // headers, and for a whole answer its body too (a stream's body is bounded by the read
-        // timeout between bytes instead).
+        // timeout between bytes instead, as every wait on the upstream is).
         let deadline = tokio::time::Instant::now() + budget;
         let access_token = match target.account {
             Some(account) if route.provider.kind.mints_access_tokens() => {
@@ -492,7 +495,9 @@ impl Gateway {
         let in_flight = InFlight::start(route);
         record.attempt(target);
         let sent = Instant::now();
-        let result = tokio::time::timeout_at(deadline, upstream_request.send())
+        let mut patience = upstream::Patience::new(Some(deadline), self.upstream.read_timeout());
+        let result = patience
+            .wait(upstream_request.send())
             .instrument(attempt_span)
             .await;
         record.waited(sent.elapsed());
@@ -500,19 +505,20 @@ impl Gateway {
             Ok(response) => response,
             Err(failed) => return failed.into(),
         };
+        patience.heard();
         let status = response.status();
         match outcome::of_status(status, target.account.is_some()) {
             Head::RateLimited => {
                 let retry_after = outcome::retry_after(response.headers());
-                let body = self.error_body(response, target, deadline).await;
+                let body = self.error_body(response, target, &mut patience).await;
                 outcome::rate_limited(retry_after, body)
             }
             Head::CredentialRefused => Outcome::CredentialRefused {
                 status,
-                body: self.error_body(response, target, deadline).await,
+                body: self.error_body(response, target, &mut patience).await,
             },
             Head::ServerError => {
-                let body = self.error_body(response, target, deadline).await;
+                let body = self.error_body(response, target, &mut patience).await;
                 outcome::server_error(provider, status, &body)
             }
             Head::Redirect => outcome::redirected(provider, status, response.headers()),
@@ -523,7 +529,7 @@ impl Gateway {
                     filter_usage: send.filter_usage,
                     in_flight,
                     sent,
-                    deadline,
+                    patience,
                 };
                 self.answered(record, request, response, pending).await
             }
@@ -571,23 +577,21 @@ impl Gateway {
                 HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
             );
-            return Outcome::Answered(Forwarded::Stream {
+            return Outcome::Answered(Forwarded::Stream(Box::new(Started {
                 headers,
                 response,
                 in_flight: pending.in_flight,
                 answer: pending.answer,
                 filter_usage: pending.filter_usage,
                 credential: target.account.map(|account| account.api_key.clone()),
-            });
+                patience: pending.patience,
+            })));
         }
         // Nothing has reached the client yet, so a body that fails to arrive, or a success
         // that is not JSON, still counts as the upstream's failure and moves on.
         let read = Instant::now();
-        let result = tokio::time::timeout_at(
-            pending.deadline,
-            upstream::read_body(response, self.max_upstream_body),
-        )
-        .await;
+        let mut patience = pending.patience;
+        let result = upstream::read_body(response, self.max_upstream_body, &mut patience).await;
         record.waited(read.elapsed());
         let body = match outcome::read(result, provider, pending.turn.budget) {
             Ok(body) => body,
@@ -641,18 +645,17 @@ impl Gateway {
     }
 
     /// The start of an error answer (at most [`outcome::ERROR_BODY_LIMIT`] bytes, read within
-    /// the attempt's deadline), with the credentials in it hidden; empty when it does not
+    /// the attempt's `patience`), with the credentials in it hidden; empty when it does not
     /// arrive.
     async fn error_body(
         &self,
         response: reqwest::Response,
         target: Target<'_>,
-        deadline: tokio::time::Instant,
+        patience: &mut upstream::Patience,
     ) -> Bytes {
-        let read = upstream::read_error_body(response, outcome::ERROR_BODY_LIMIT);
-        match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok(body)) => outcome::redacted(body, target),
-            Ok(Err(_)) | Err(_) => Bytes::new(),
+        match upstream::read_error_body(response, outcome::ERROR_BODY_LIMIT, patience).await {
+            Ok(body) => outcome::redacted(body, target),
+            Err(_) => Bytes::new(),
         }
     }
 
@@ -700,17 +703,24 @@ enum Forwarded {
         headers: HeaderMap,
         body: Bytes,
     },
-    Stream {
-        headers: HeaderMap,
-        response: reqwest::Response,
-        in_flight: InFlight,
-        /// How the upstream's events become the client's.
-        answer: Answer,
-        /// Drop the usage-only chunk: llmgate asked for it, the client did not.
-        filter_usage: bool,
-        /// The answering account's credential, hidden in any error event of the stream.
-        credential: Option<Secret>,
-    },
+    /// A stream that started; boxed, as it is several times a whole answer's size (one
+    /// allocation for a stream, whose relay allocates more anyway).
+    Stream(Box<Started>),
+}
+
+/// A stream's start: what its relay needs.
+struct Started {
+    headers: HeaderMap,
+    response: reqwest::Response,
+    in_flight: InFlight,
+    /// How the upstream's events become the client's.
+    answer: Answer,
+    /// Drop the usage-only chunk: llmgate asked for it, the client did not.
+    filter_usage: bool,
+    /// The answering account's credential, hidden in any error event of the stream.
+    credential: Option<Secret>,
+    /// The attempt's timer, which goes on bounding the silence between two chunks.
+    patience: upstream::Patience,
 }
 
 impl Forwarded {
@@ -801,8 +811,8 @@ struct Pending<'m> {
     in_flight: InFlight,
     /// When the request was sent.
     sent: Instant,
-    /// The attempt's deadline.
-    deadline: tokio::time::Instant,
+    /// The attempt's deadline and read timeout, and its one timer.
+    patience: upstream::Patience,
 }
 
 /// OpenAI's `x-ratelimit-*` headers, for keys that have limits.

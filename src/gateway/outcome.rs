@@ -15,7 +15,7 @@ use crate::providers::{MintFailure, SigningFailure};
 use crate::routing::Target;
 use crate::secret::{Secret, redact_credentials};
 use crate::translate::EventLimit;
-use crate::upstream::BodyError;
+use crate::upstream::{BodyError, Impatient};
 use crate::usage::{self, Usage, WholeAnswer};
 
 /// What one attempt came to, and so what the attempt loop does next; `A` is the answer handed
@@ -102,40 +102,61 @@ pub(super) fn of_status(status: StatusCode, with_account: bool) -> Head {
 
 /// The response headers, or the failure, of a request sent within `budget`.
 pub(super) fn sent<T>(
-    result: Result<Result<T, reqwest::Error>, tokio::time::error::Elapsed>,
+    result: Result<Result<T, reqwest::Error>, Impatient>,
     provider: &str,
     budget: Duration,
 ) -> Result<T, RouteFailure> {
     match result {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(error)) => Err(route_failed(upstream_error(provider, error))),
-        Err(_) => Err(route_failed(ApiError::UpstreamTimeout {
+        Err(Impatient::Deadline) => Err(route_failed(ApiError::UpstreamTimeout {
             detail: format!("{provider}: no response headers within {budget:?}"),
+        })),
+        Err(silent) => Err(route_failed(ApiError::UpstreamTimeout {
+            detail: format!("{provider}: no response headers, {}", waited(silent)),
         })),
     }
 }
 
 /// A whole answer read under the cap within `budget`, or the failure.
 pub(super) fn read(
-    result: Result<Result<Bytes, BodyError>, tokio::time::error::Elapsed>,
+    result: Result<Bytes, BodyError>,
     provider: &str,
     budget: Duration,
 ) -> Result<Bytes, RouteFailure> {
     match result {
-        Ok(Ok(body)) => Ok(body),
+        Ok(body) => Ok(body),
         // The same request would bring the same oversized answer: another route may serve,
         // this target is not retried.
-        Ok(Err(BodyError::TooLarge { limit })) => Err(RouteFailure {
+        Err(BodyError::TooLarge { limit }) => Err(RouteFailure {
             error: ApiError::UpstreamTooLarge {
                 provider: provider.to_owned(),
                 limit,
             },
             retry_same: false,
         }),
-        Ok(Err(BodyError::Read(error))) => Err(route_failed(upstream_error(provider, error))),
-        Err(_) => Err(route_failed(ApiError::UpstreamTimeout {
-            detail: format!("{provider}: no complete answer within {budget:?}"),
+        Err(BodyError::Read(error)) => Err(route_failed(upstream_error(provider, error))),
+        Err(BodyError::Waited(Impatient::Deadline)) => {
+            Err(route_failed(ApiError::UpstreamTimeout {
+                detail: format!("{provider}: no complete answer within {budget:?}"),
+            }))
+        }
+        Err(BodyError::Waited(silent)) => Err(route_failed(ApiError::UpstreamTimeout {
+            detail: format!(
+                "{provider}: the answer stopped arriving, {}",
+                waited(silent)
+            ),
         })),
+    }
+}
+
+/// What ran out, for an error's detail.
+fn waited(impatient: Impatient) -> String {
+    match impatient {
+        Impatient::Deadline => "the attempt's deadline passed".to_owned(),
+        Impatient::Silent(silence) => {
+            format!("nothing received for {silence:?} (LLMGATE_UPSTREAM_READ_TIMEOUT)")
+        }
     }
 }
 
@@ -292,10 +313,21 @@ pub(super) enum StreamItem {
 /// What `next` from the upstream's stream means: bytes within `limit`, the end, or a failure
 /// (`provider` names the upstream of an event past the limit).
 pub(super) fn of_stream(
-    next: Option<reqwest::Result<Bytes>>,
+    next: Result<Option<reqwest::Result<Bytes>>, Impatient>,
     limit: &mut EventLimit,
     provider: Option<&str>,
 ) -> StreamItem {
+    let next = match next {
+        Ok(next) => next,
+        Err(impatient) => {
+            return StreamItem::Failed {
+                error: ApiError::UpstreamTimeout {
+                    detail: format!("upstream fell silent mid-stream: {}", waited(impatient)),
+                },
+                route_failed: false,
+            };
+        }
+    };
     match next {
         Some(Ok(bytes)) => match limit.check(&bytes) {
             Ok(()) => StreamItem::Frames(bytes),
@@ -457,7 +489,7 @@ mod tests {
         let mut limit = EventLimit::new(16);
         assert!(matches!(
             of_stream(
-                Some(Ok(Bytes::from_static(b"data: 1\n\n"))),
+                Ok(Some(Ok(Bytes::from_static(b"data: 1\n\n")))),
                 &mut limit,
                 None
             ),
@@ -467,7 +499,9 @@ mod tests {
             error,
             route_failed,
         } = of_stream(
-            Some(Ok(Bytes::from_static(b"data: this event is far too long"))),
+            Ok(Some(Ok(Bytes::from_static(
+                b"data: this event is far too long",
+            )))),
             &mut limit,
             Some("openai"),
         )
@@ -480,7 +514,7 @@ mod tests {
             ApiError::UpstreamTooLarge { limit: 16, .. }
         ));
         assert!(matches!(
-            of_stream(None, &mut limit, None),
+            of_stream(Ok(None), &mut limit, None),
             StreamItem::Ended
         ));
     }

@@ -19,6 +19,7 @@ use super::stored::ResponseStore;
 use crate::error::ApiError;
 use crate::routing::{Health, RouteHealth};
 use crate::translate::EventLimit;
+use crate::upstream::Patience;
 
 /// What bounds a relayed stream: the largest event it may carry, and the health registry that
 /// counts one past it against the route.
@@ -28,6 +29,8 @@ pub(super) struct StreamGuard {
     pub max_event: usize,
     /// Where a Responses stream's final response is kept, and for which key.
     pub responses: Option<(ResponseStore, i64)>,
+    /// The attempt's timer, from now on bounding only the silence between two chunks.
+    pub patience: Patience,
 }
 
 /// The streams being relayed, as one: the shutdown ends them all with an error event (their
@@ -86,8 +89,11 @@ pub(super) fn relay(
     };
     let chunks = upstream.bytes_stream().boxed();
     done.metrics().open_streams.inc();
+    let mut patience = guard.patience;
+    patience.without_deadline();
     let state = Relay {
         chunks,
+        patience,
         // Made once per stream: polling it again costs no new registration.
         stop: Box::pin(streams.stop.clone().cancelled_owned()),
         _open: streams.open.token(),
@@ -105,7 +111,7 @@ pub(super) fn relay(
             // The upstream first: a frame that is ready goes out without looking at the stop.
             let next = tokio::select! {
                 biased;
-                next = state.chunks.next() => next,
+                next = state.patience.wait(state.chunks.next()) => next,
                 () = &mut state.stop => {
                     // A client that has its whole answer gets no error event after it.
                     if state.completed {
@@ -115,6 +121,7 @@ pub(super) fn relay(
                     return Some((Ok(event), None));
                 }
             };
+            state.patience.heard();
             let provider = state.done.provider();
             match outcome::of_stream(next, &mut state.limit, provider) {
                 // Usage is read as frames pass; a same-dialect stream is forwarded as it came
@@ -170,6 +177,8 @@ pub(super) fn relay(
 /// What a relayed stream holds until it ends.
 struct Relay {
     chunks: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Ends the stream when the upstream falls silent (`LLMGATE_UPSTREAM_READ_TIMEOUT`).
+    patience: Patience,
     /// Resolves when the shutdown's grace is over.
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Keeps the route's in-flight count up for the life of the stream.

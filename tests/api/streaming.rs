@@ -151,6 +151,34 @@ async fn an_upstream_cut_mid_stream_ends_with_an_error_event() {
     app.stop().await;
 }
 
+/// Silence before the response headers is bounded by the same read timeout, for a whole answer
+/// and a stream alike, long before the model's deadline (the mock would answer after 5 s).
+#[tokio::test]
+async fn an_upstream_silent_before_its_headers_times_out_after_the_read_timeout() {
+    let mut options = TestOptions::default();
+    options.settings.upstream.read_timeout = Duration::from_millis(300);
+    let app = spawn_with(options).await;
+    for stream in [false, true] {
+        let started = Instant::now();
+        let response = app
+            .chat(json!({
+                "model": "gpt-test", "stream": stream,
+                "messages": [{"role": "user", "content": "slow to start"}],
+                "mock": {"latency_ms": 5000}
+            }))
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::assert_error(response, 504, "upstream_timeout").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "stream {stream}: waited {:?}, past the read timeout",
+            started.elapsed()
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_upstream_that_falls_silent_ends_the_stream_with_a_timeout_event() {
     let mut options = TestOptions::default();
