@@ -168,7 +168,7 @@ mod tests {
         .await
         .unwrap();
         let key = cache.authenticate(&plaintext, 0).await.unwrap();
-        assert_eq!(key.name, "a");
+        assert_eq!(&*key.name, "a");
 
         revoke_key(&db, "a").await.unwrap();
         // Still served from the cache until the watcher reports the change...

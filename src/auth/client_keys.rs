@@ -1,6 +1,8 @@
 //! Client key operations shared by the CLI and the admin API (create, update, rotate, revoke,
 //! delete, each with its validation in one place), and the in-memory form of a key.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -18,7 +20,8 @@ pub const KEY_PREFIX: &str = "sk-lg-";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientKey {
     pub id: i64,
-    pub name: String,
+    /// Shared with each request's record, which keeps it for the log line.
+    pub name: Arc<str>,
     /// The models this key may use; `None` allows all.
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
@@ -34,7 +37,7 @@ impl ClientKey {
     pub fn from_row(row: &KeyRow) -> Self {
         Self {
             id: row.id,
-            name: row.name.clone(),
+            name: Arc::from(row.name.as_str()),
             models: row
                 .models
                 .as_deref()

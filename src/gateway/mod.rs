@@ -186,7 +186,7 @@ impl Gateway {
             Arrival {
                 endpoint,
                 request_id,
-                key_name: Arc::from(key.name.as_str()),
+                key_name: key.name.clone(),
                 key_id: key.id,
                 body: body.clone(),
                 started,

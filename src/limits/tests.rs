@@ -14,7 +14,7 @@ use crate::vocab::BudgetWindow;
 pub(super) fn key(id: i64) -> ClientKey {
     ClientKey {
         id,
-        name: format!("k{id}"),
+        name: format!("k{id}").into(),
         models: None,
         rpm: None,
         tpm: None,
