@@ -184,15 +184,32 @@ count() {
   awk -F, -v n="$requests" '/syscalls:sys_enter_/ {
     sub("syscalls:sys_enter_", "", $3); printf "  %-12s %.2f per request\n", $3, $1 / n }' \
     "$dir/$proxy.perf.stat"
+  # The part that serves the connections (axum::serve's connection tasks: the request path)
+  # does the same work every run; the rest (the request log's writer, its SQLite thread, the
+  # runtime's timers) depends on how the requests fall into the writer's batches, which moves
+  # with the machine's speed: several thousand instructions per request from one run to the
+  # next. A change to the request path is judged on the first figure.
+  serving=$(python3 "$(dirname "$0")/callgrind-by-function.py" "$profile" "$requests" \
+    '^axum::serve::handle_connection::\{\{closure\}\}::\{\{closure\}\}$' 2>/dev/null \
+    | awk 'NR == 2 { print $1 }')
+  if [ -n "$serving" ]; then
+    awk -v n="$requests" -v i="$instructions" -v s="$serving" 'BEGIN {
+      printf "  of which serving the connections: %d per request; the writer, threads and timers: %.0f\n",
+        s, i / n - s }'
+  fi
   echo "  callgrind profile kept in $profile (callgrind_annotate --inclusive=yes it)"
 }
 
 proxy=llmgate
 count
 if [ -n "$floor_bin" ]; then
-  gate_instructions=$instructions gate_syscalls=$syscalls
+  gate_instructions=$instructions gate_syscalls=$syscalls gate_serving=${serving:-}
   proxy=floor
   count
   awk -v gi="$gate_instructions" -v fi="$instructions" -v gs="$gate_syscalls" -v fs="$syscalls" 'BEGIN {
     printf "llmgate / floor: %.3fx instructions, %.3fx system calls per request\n", gi / fi, gs / fs }'
+  if [ -n "$gate_serving" ] && [ -n "$serving" ]; then
+    awk -v g="$gate_serving" -v f="$serving" 'BEGIN {
+      printf "llmgate / floor serving the connections: %.3fx instructions\n", g / f }'
+  fi
 fi

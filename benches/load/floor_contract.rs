@@ -57,8 +57,9 @@ const WRITE_AT_ROWS: usize = 4_096;
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Rows per prepared INSERT: as many of the largest as fit, then the smaller ones.
 const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
-/// The bench's models; each is routed to the mock under its own name.
-const MODELS: [&str; 2] = ["bench-model", "bench-stream"];
+/// The bench's models (the chat phases' two and the long streams' one); each is routed to the
+/// mock under its own name.
+const MODELS: [&str; 3] = ["bench-model", "bench-stream", crate::streams::MODEL];
 const ENDPOINT: &str = "/v1/chat/completions";
 /// The bench's models' overall deadline per request, as llmgate's default.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);

@@ -31,7 +31,7 @@ pub(super) const RAMP_STEP: Duration = Duration::from_millis(100);
 /// A stream that has not ended by then counts as failed.
 pub(super) const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 /// The model the streams ask for (the gateway's config names it).
-const MODEL: &str = "bench-long";
+pub(super) const MODEL: &str = "bench-long";
 /// Descriptors a process needs besides the streams' own.
 const FD_SPARE: u64 = 512;
 
