@@ -395,47 +395,53 @@ mod tests {
         tokio::time::sleep(delay)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn patience_ends_at_the_deadline_or_after_the_silence_whichever_is_first() {
-        let second = Duration::from_secs(1);
-        let mut patience = Patience::new(Some(Instant::now() + 10 * second), second);
-        assert_eq!(
-            patience.wait(after(2 * second)).await,
-            Err(Impatient::Silent(second))
-        );
-        let mut patience = Patience::new(Some(Instant::now() + second), 5 * second);
-        assert_eq!(
-            patience.wait(after(2 * second)).await,
-            Err(Impatient::Deadline)
-        );
-        let mut patience = Patience::new(Some(Instant::now() + 2 * second), 5 * second);
-        assert_eq!(patience.wait(after(second)).await, Ok(()));
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn what_arrives_moves_the_silence_on_but_never_the_deadline() {
-        let gap = Duration::from_millis(600);
-        let mut patience = Patience::new(Some(Instant::now() + 3 * gap), 2 * gap);
-        // Each wait is shorter than the silence allowed; together they pass the deadline.
-        for _ in 0..2 {
-            assert_eq!(patience.wait(after(gap)).await, Ok(()));
-            patience.heard();
-        }
+    // Real time, with every wait that must end well apart (four times or more) from the limit
+    // that must not end it: tokio's paused clock would need its `test-util` feature, which
+    // cargo would then also compile into the binary the load bench measures.
+
+    #[tokio::test]
+    async fn patience_ends_at_the_deadline_or_after_the_silence_whichever_is_first() {
+        let mut patience = Patience::new(Some(Instant::now() + ms(10_000)), ms(100));
         assert_eq!(
-            patience.wait(after(gap + gap / 2)).await,
+            patience.wait(after(ms(5_000))).await,
+            Err(Impatient::Silent(ms(100)))
+        );
+        let mut patience = Patience::new(Some(Instant::now() + ms(100)), ms(10_000));
+        assert_eq!(
+            patience.wait(after(ms(5_000))).await,
             Err(Impatient::Deadline)
         );
+        let mut patience = Patience::new(Some(Instant::now() + ms(5_000)), ms(10_000));
+        assert_eq!(patience.wait(after(ms(20))).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn what_arrives_moves_the_silence_on_but_never_the_deadline() {
+        // Silence allowed 200 ms, the deadline at 400: waits of 25 ms, each followed by
+        // `heard`, run into the deadline, never into the silence.
+        let mut patience = Patience::new(Some(Instant::now() + ms(400)), ms(200));
+        let ended = loop {
+            if let Err(ended) = patience.wait(after(ms(25))).await {
+                break ended;
+            }
+            patience.heard();
+        };
+        assert_eq!(ended, Impatient::Deadline);
 
         // A stream's body has no deadline: only silence ends it.
-        let mut patience = Patience::new(Some(Instant::now() + gap), 2 * gap);
+        let mut patience = Patience::new(Some(Instant::now() + ms(50)), ms(200));
         patience.without_deadline();
-        for _ in 0..5 {
-            assert_eq!(patience.wait(after(gap)).await, Ok(()));
+        for _ in 0..12 {
+            assert_eq!(patience.wait(after(ms(25))).await, Ok(()));
             patience.heard();
         }
         assert_eq!(
-            patience.wait(after(3 * gap)).await,
-            Err(Impatient::Silent(2 * gap))
+            patience.wait(after(ms(5_000))).await,
+            Err(Impatient::Silent(ms(200)))
         );
     }
 
@@ -450,12 +456,14 @@ mod tests {
         reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)))
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_whole_answer_that_falls_silent_is_cut_at_the_read_timeout() {
-        let silence = Duration::from_millis(500);
-        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
+        let silence = ms(500);
+        let deadline = || Some(Instant::now() + ms(60_000));
+        // 610 ms in all, never more than 150 ms without a byte.
+        let mut patience = Patience::new(deadline(), silence);
         let body = read_body(
-            answer_with_gaps(&[100, 400, 400, 400]),
+            answer_with_gaps(&[10, 150, 150, 150, 150]),
             1 << 20,
             &mut patience,
         )
@@ -463,19 +471,19 @@ mod tests {
         .unwrap();
         assert_eq!(
             body.len(),
-            4 * 7,
+            5 * 7,
             "slow but never silent for long: read whole"
         );
 
-        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
-        let read = read_body(answer_with_gaps(&[100, 400, 900]), 1 << 20, &mut patience).await;
+        let mut patience = Patience::new(deadline(), silence);
+        let read = read_body(answer_with_gaps(&[10, 150, 5_000]), 1 << 20, &mut patience).await;
         assert!(
             matches!(read, Err(BodyError::Waited(Impatient::Silent(_)))),
             "{read:?}"
         );
 
-        let mut patience = Patience::new(Some(Instant::now() + 60 * silence), silence);
-        let read = read_error_body(answer_with_gaps(&[100, 900]), 1024, &mut patience).await;
+        let mut patience = Patience::new(deadline(), silence);
+        let read = read_error_body(answer_with_gaps(&[10, 5_000]), 1024, &mut patience).await;
         assert!(
             matches!(read, Err(BodyError::Waited(Impatient::Silent(_)))),
             "{read:?}"
