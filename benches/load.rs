@@ -628,8 +628,8 @@ impl Stack {
         };
         let (floors, paced_floors) = if with_nginx {
             (
-                spawn_floors(dir.path(), "", mock_addr)?,
-                spawn_floors(dir.path(), "paced-", paced_addr)?,
+                spawn_floors(dir.path(), "", |_| mock_addr)?,
+                spawn_floors(dir.path(), "paced-", |_| paced_addr)?,
             )
         } else {
             (Vec::new(), Vec::new())
@@ -693,9 +693,13 @@ struct FloorProc {
     addr: SocketAddr,
 }
 
-/// Starts the three floor proxies on the proxy core in front of `upstream`, their logs in `dir`
-/// (named after `prefix`), each keeping idle upstream connections as long as llmgate does.
-fn spawn_floors(dir: &Path, prefix: &str, upstream: SocketAddr) -> Result<Vec<FloorProc>> {
+/// Starts the floor proxies on the proxy core, each in front of `upstream(floor)`, their logs in
+/// `dir` (named after `prefix`), each keeping idle upstream connections as long as llmgate does.
+fn spawn_floors(
+    dir: &Path,
+    prefix: &str,
+    upstream: impl Fn(Floor) -> SocketAddr,
+) -> Result<Vec<FloorProc>> {
     let exe = std::env::current_exe()?;
     let pool_idle = pool_idle_timeout()?;
     let mut floors = Vec::new();
@@ -713,7 +717,7 @@ fn spawn_floors(dir: &Path, prefix: &str, upstream: SocketAddr) -> Result<Vec<Fl
             "--floor-proxy",
             floor.arg(),
             &addr.to_string(),
-            &upstream.to_string(),
+            &upstream(floor).to_string(),
             &pool_idle.as_millis().to_string(),
         ]);
         if floor == Floor::Contract {
@@ -959,7 +963,30 @@ enum Via {
     FloorContract,
 }
 
+// `ALL` lists every server in the enum's order, which `streams` indexes by.
+const _: () = {
+    let mut i = 0;
+    while i < Via::ALL.len() {
+        assert!(
+            Via::ALL[i] as usize == i,
+            "Via::ALL is out of the enum's order"
+        );
+        i += 1;
+    }
+};
+
 impl Via {
+    /// Every server a phase can go to, in the enum's order (`ALL[via as usize] == via`).
+    const ALL: [Self; 7] = [
+        Self::Llmgate,
+        Self::Nginx,
+        Self::Direct,
+        Self::FloorAxumReqwest,
+        Self::FloorAxumHyper,
+        Self::FloorHyper,
+        Self::FloorContract,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::Llmgate => "llmgate",

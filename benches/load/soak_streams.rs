@@ -219,7 +219,7 @@ pub(super) async fn run() -> Result<bool> {
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let mock_addr = loopback(free_port()?);
     let gateway_addr = loopback(free_port()?);
-    let mut mock = spawn_long_mock(&settings, mock_addr, dir.path())?;
+    let mut mock = spawn_long_mock(&settings, mock_addr, dir.path().join("mock.log"))?;
     let db = dir.path().join("llmgate.db");
     let mut gateway = spawn_gateway(
         &settings,

@@ -6,7 +6,7 @@
 //! mock's own), CPU per forwarded frame, RSS per open stream above the server's RSS before the
 //! phase, and, for llmgate, that the request log has a row for every stream. The floor proxies
 //! of `floor.rs` run each level too, so the budget table can say what the bare stack costs per
-//! stream and per frame.
+//! stream and per frame. Each server has a paced mock of its own (see `measure`).
 //!
 //! Each stream is its own connection, as each of many clients would hold one. The streams are
 //! opened in steps (`RAMP_BATCH` every `RAMP_STEP`), all of them well before the first ends, so
@@ -378,19 +378,12 @@ fn wanted_levels() -> Result<Vec<usize>> {
 }
 
 /// The servers `BENCH_STREAM_VIA` names (comma-separated: direct, nginx, llmgate, axum+reqwest,
-/// axum+hyper, hyper), else `None`: all of them.
+/// axum+hyper, hyper, contract), else `None`: all of them.
 fn wanted_vias() -> Result<Option<Vec<String>>> {
     let Ok(text) = std::env::var("BENCH_STREAM_VIA") else {
         return Ok(None);
     };
-    let known = [
-        "direct",
-        "nginx",
-        "llmgate",
-        "axum+reqwest",
-        "axum+hyper",
-        "hyper",
-    ];
+    let known = Via::ALL.map(Via::name);
     let names: Vec<String> = text.split(',').map(|name| name.trim().to_owned()).collect();
     if let Some(unknown) = names.iter().find(|name| !known.contains(&name.as_str())) {
         bail!(
@@ -463,7 +456,7 @@ pub(super) async fn run() -> Result<bool> {
     budget::finish(&settings, &machine, &date, &report.budget)
 }
 
-/// Starts the long mock, llmgate, nginx and the floors, waits until each streams correctly,
+/// Starts a long mock for each server, llmgate, nginx and the floors, waits until each streams correctly,
 /// then runs every level directly, through nginx, through llmgate and through each floor;
 /// returns the report with its budget lines (printed by the caller).
 pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<StreamsReport> {
@@ -477,28 +470,46 @@ pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<St
         .prefix("llmgate-streams-")
         .tempdir()?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let mock_addr = loopback(free_port()?);
+    // Each server streams from a paced mock of its own. After its phase a proxy's pool keeps
+    // its idle upstream connections for up to twice its idle timeout (`pool_expiry`: three
+    // minutes at llmgate's default), and a mock has one open-file limit, as each proxy has: with
+    // one mock for all, the idle connections of the servers measured before left the mock unable
+    // to accept the next server's largest level (its listen queue full, connections waiting
+    // on SYN retries), and the order of the servers decided which of them failed.
+    let mut mocks = Vec::new();
+    for via in Via::ALL {
+        let addr = loopback(free_port()?);
+        let log = dir.path().join(format!("mock-for-{}.log", via.name()));
+        mocks.push((via, addr, spawn_long_mock(settings, addr, log)?));
+    }
+    let mock_addrs: Vec<SocketAddr> = mocks.iter().map(|(_, addr, _)| *addr).collect();
+    // `Via::ALL` is in the enum's order, so a server's mock is at its discriminant.
+    let mock_for = |via: Via| mock_addrs[via as usize];
     let gateway_addr = loopback(free_port()?);
     let nginx_addr = loopback(free_port()?);
-    let mut mock = spawn_long_mock(settings, mock_addr, dir.path())?;
     let db = dir.path().join("llmgate.db");
     let mut gateway = spawn_gateway(
         settings,
         dir.path(),
-        &streams_config(mock_addr),
+        &streams_config(mock_for(Via::Llmgate)),
         gateway_addr,
         &db,
     )?;
     let prefix = dir.path().join("nginx");
     fs::create_dir(&prefix)?;
     let conf = prefix.join("nginx.conf");
-    fs::write(&conf, streams_nginx_config(&prefix, nginx_addr, mock_addr))?;
+    fs::write(
+        &conf,
+        streams_nginx_config(&prefix, nginx_addr, mock_for(Via::Nginx)),
+    )?;
     let mut nginx = spawn_nginx(&prefix, &conf)?;
-    let mut floors = spawn_floors(dir.path(), "", mock_addr)?;
+    let mut floors = spawn_floors(dir.path(), "", |floor| mock_for(Via::floor(floor)))?;
 
     let deadline = Instant::now() + Duration::from_secs(30);
+    for (via, addr, mock) in &mut mocks {
+        wait_streaming(*via, *addr, mock, deadline).await?;
+    }
     for (via, addr, process) in [
-        (Via::Direct, mock_addr, &mut mock),
         (Via::Llmgate, gateway_addr, &mut gateway),
         (Via::Nginx, nginx_addr, &mut nginx),
     ] {
@@ -519,10 +530,12 @@ pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<St
         pids
     };
 
+    let direct_pids = vec![mocks[Via::Direct as usize].2.pid()];
+
     let mut phases = Vec::new();
     for &streams in &levels {
         let mut servers = vec![
-            (Via::Direct, mock_addr, vec![mock.pid()]),
+            (Via::Direct, mock_for(Via::Direct), direct_pids.clone()),
             (Via::Nginx, nginx_addr, nginx_pids.clone()),
             (Via::Llmgate, gateway_addr, vec![gateway.pid()]),
         ];
@@ -555,7 +568,9 @@ pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<St
     let clean_stop = gateway.stop(Duration::from_secs(10));
     nginx.stop(Duration::from_secs(5));
     drop(floors);
-    mock.stop(Duration::from_secs(5));
+    for (_, _, mock) in &mut mocks {
+        mock.stop(Duration::from_secs(5));
+    }
 
     let mut report = StreamsReport {
         kind: "streams",
@@ -585,8 +600,9 @@ pub(super) fn write(settings: &Settings, report: &StreamsReport) -> Result<PathB
     Ok(path)
 }
 
-/// The paced mock of the streams: `FRAMES` content frames, `FRAME_DELAY_MS` apart.
-pub(super) fn spawn_long_mock(settings: &Settings, addr: SocketAddr, dir: &Path) -> Result<Proc> {
+/// The paced mock of the streams: `FRAMES` content frames, `FRAME_DELAY_MS` apart; its output
+/// into `log`.
+pub(super) fn spawn_long_mock(settings: &Settings, addr: SocketAddr, log: PathBuf) -> Result<Proc> {
     Proc::spawn(
         "long paced mock upstream",
         CLIENT_CORE,
@@ -601,7 +617,7 @@ pub(super) fn spawn_long_mock(settings: &Settings, addr: SocketAddr, dir: &Path)
             &format!("{FRAME_DELAY_MS}ms"),
         ]),
         &[],
-        dir.join("mock.log"),
+        log,
     )
 }
 
