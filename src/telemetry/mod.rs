@@ -55,6 +55,7 @@ pub fn init(
             tracing_subscriber::fmt::layer()
                 .with_writer(logs.clone())
                 .with_ansi(ansi)
+                .with_timer(fields::UtcMicros)
                 .json()
                 .flatten_event(true),
         ),
