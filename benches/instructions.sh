@@ -23,6 +23,12 @@
 # environment): `{n}` becomes 1 for the callgrind run and 2 for the perf run, two fresh databases
 # the caller made. Compare two commits by building each one's release binary and running this on both,
 # alternately. Needs valgrind and perf (Debian packages valgrind, linux-perf), taskset and python3.
+#
+# STREAM_FRAMES=N counts streams instead (e.g. STREAM_FRAMES=60 WARMUP=200 … BIN 400): each request
+# asks for a stream, the mock sends N content frames STREAM_FRAME_DELAY apart (default 2ms, so
+# that each frame arrives in a read of its own, as a paced stream's do), and the figures are also
+# given per content frame: the relay's cost, which the streams phase of `make bench` measures in CPU
+# time on a machine that must be quiet.
 set -euo pipefail
 
 usage="usage: benches/instructions.sh [--floor BENCH_BIN] BIN [REQUESTS]"
@@ -35,6 +41,9 @@ floor_kind=${FLOOR_KIND:-axum-reqwest}
 bin=$(realpath "${1:?$usage}")
 requests=${2:-2000}
 warmup=${WARMUP:-2000}
+frames=${STREAM_FRAMES:-}
+frame_delay=${STREAM_FRAME_DELAY:-2ms}
+if [ -n "$frames" ]; then stream=True; else stream=False; fi
 for tool in valgrind callgrind_annotate callgrind_control perf python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "benches/instructions.sh needs $tool" >&2; exit 2; }
 done
@@ -75,11 +84,13 @@ rpm = 4000000000
 tpm = 4000000000
 EOF
 
-# The client: REQUESTS chat requests over 4 keep-alive connections; any non-200 stops the run.
-cat >"$dir/client.py" <<'EOF'
+# The client: REQUESTS chat requests (or streams) over 4 keep-alive connections; any non-200 stops
+# the run.
+echo "STREAM = $stream" >"$dir/client.py"
+cat >>"$dir/client.py" <<'EOF'
 import http.client, json, sys, threading
 port, total, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-body = json.dumps({"model": "bench-model", "messages": [
+body = json.dumps({"model": "bench-model", "stream": STREAM, "messages": [
     {"role": "system", "content": "You are a concise assistant."},
     {"role": "user", "content": "Summarise the benchmark in one short sentence, please."}],
     "temperature": 0.2, "max_tokens": 64})
@@ -100,7 +111,9 @@ for t in threads: t.join()
 sys.exit(f"non-200 answers: {failed}" if failed else 0)
 EOF
 
-"$bin" mock-upstream --listen "127.0.0.1:$mock_port" >"$dir/mock.log" 2>&1 &
+mock_args=()
+if [ -n "$frames" ]; then mock_args=(--chunks "$frames" --chunk-delay "$frame_delay"); fi
+"$bin" mock-upstream --listen "127.0.0.1:$mock_port" "${mock_args[@]}" >"$dir/mock.log" 2>&1 &
 pids+=($!)
 
 # Starts the proxy under test (under the given wrapper command, if any), pinned to core 0, and
@@ -181,6 +194,11 @@ count() {
   awk -v n="$requests" -v i="$instructions" -v s="$syscalls" -v c="$switches" -v b="$label" 'BEGIN {
     printf "%s: %d requests: %.0f instructions, %.2f system calls, %.2f context switches per request\n",
       b, n, i / n, s / n, c / n }'
+  if [ -n "$frames" ]; then
+    awk -v n="$requests" -v f="$frames" -v i="$instructions" -v s="$syscalls" -v c="$switches" 'BEGIN {
+      printf "  per content frame (%d a stream): %.0f instructions, %.2f system calls, %.2f context switches\n",
+        f, i / n / f, s / n / f, c / n / f }'
+  fi
   awk -F, -v n="$requests" '/syscalls:sys_enter_/ {
     sub("syscalls:sys_enter_", "", $3); printf "  %-12s %.2f per request\n", $3, $1 / n }' \
     "$dir/$proxy.perf.stat"

@@ -228,6 +228,12 @@ impl Patience {
         self.heard();
     }
 
+    /// Ready when patience has run out (the deadline passed, or the upstream was silent too
+    /// long), with the reason; wakes `cx` then.
+    pub fn poll_run_out(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Impatient> {
+        self.timer.as_mut().poll(cx).map(|()| self.why())
+    }
+
     /// `future`'s output, unless patience runs out first.
     pub async fn wait<F: Future>(&mut self, future: F) -> Result<F::Output, Impatient> {
         tokio::select! {

@@ -5,9 +5,10 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{Stream, StreamExt};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -105,73 +106,30 @@ pub(super) fn relay(
         completed: false,
         responses: guard.responses,
     };
-    stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        loop {
-            // The upstream first: a frame that is ready goes out without looking at the stop.
-            let next = tokio::select! {
-                biased;
-                next = state.patience.wait(state.chunks.next()) => next,
-                () = &mut state.stop => {
-                    // A client that has its whole answer gets no error event after it.
-                    if state.completed {
-                        return None;
-                    }
-                    let event = state.end_with(ApiError::ShuttingDown);
-                    return Some((Ok(event), None));
-                }
-            };
-            state.patience.heard();
-            let provider = state.done.provider();
-            match outcome::of_stream(next, &mut state.limit, provider) {
-                // Usage is read as frames pass; a same-dialect stream is forwarded as it came
-                // (but for the usage-only chunk the client did not ask for).
-                StreamItem::Frames(bytes) => {
-                    let out = state.shape.push(bytes);
-                    // A forwarded Responses stream's last event is in `out`: keep the response
-                    // before the client has it (checked only for streams that keep one).
-                    if state.responses.is_some() && state.shape.final_response().is_some() {
-                        state.keep_response();
-                    }
-                    // The client's answer is whole: recorded now, as complete, whether or not
-                    // the client stays for the rest of the upstream's body.
-                    if !state.completed && state.shape.answered() {
-                        state.completed = true;
-                        state.settle_usage();
-                        state.done.finish();
-                    }
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(out), Some(state)));
-                }
-                // The upstream broke after the client's answer was whole: nothing was lost,
-                // and an error event after the answer's last one would only confuse it.
-                StreamItem::Failed { .. } if state.completed => return None,
-                StreamItem::Failed {
-                    error,
-                    route_failed,
-                } => {
-                    if route_failed {
-                        state.in_flight.route_failed(&state.health);
-                    }
-                    let event = state.end_with(error);
-                    return Some((Ok(event), None));
-                }
-                StreamItem::Ended => {
-                    let (tail, failure) = state.shape.finish(state.done.request_id());
-                    state.completed |= failure.is_none();
-                    if let Some(error) = failure {
-                        state.done.stream_failed(&error);
-                    }
-                    state.keep_response();
-                    state.settle_usage();
-                    state.done.finish();
-                    return (!tail.is_empty()).then_some((Ok(tail), None));
-                }
-            }
+    Relayed(Some(state))
+}
+
+/// The relay as a stream of the client's frames. Its `Relay` is dropped as soon as the stream
+/// ends (the request recorded, the stream no longer counted open), not when the body is.
+///
+/// Written as `poll_next` rather than as a `stream::unfold` of an async block: that moved the
+/// relay's state (1.4 KB) into a new future and back for every frame (OPTIMIZATION.md).
+struct Relayed(Option<Relay>);
+
+impl Stream for Relayed {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(relay) = this.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let (frame, more) = ready!(relay.poll_frame(cx));
+        if !more {
+            this.0 = None;
         }
-    })
+        Poll::Ready(frame.map(Ok))
+    }
 }
 
 /// What a relayed stream holds until it ends.
@@ -199,6 +157,78 @@ struct Relay {
 }
 
 impl Relay {
+    /// The next frame for the client, if any, and whether the relay goes on after it.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<(Option<Bytes>, bool)> {
+        loop {
+            // The upstream first: a frame that is ready goes out without looking at the
+            // silence or the stop.
+            let next = match self.chunks.poll_next_unpin(cx) {
+                Poll::Ready(next) => Ok(next),
+                Poll::Pending => match self.patience.poll_run_out(cx) {
+                    Poll::Ready(why) => Err(why),
+                    Poll::Pending => {
+                        ready!(self.stop.as_mut().poll(cx));
+                        // A client that has its whole answer gets no error event after it.
+                        if self.completed {
+                            return Poll::Ready((None, false));
+                        }
+                        let event = self.end_with(ApiError::ShuttingDown);
+                        return Poll::Ready((Some(event), false));
+                    }
+                },
+            };
+            self.patience.heard();
+            let provider = self.done.provider();
+            match outcome::of_stream(next, &mut self.limit, provider) {
+                // Usage is read as frames pass; a same-dialect stream is forwarded as it came
+                // (but for the usage-only chunk the client did not ask for).
+                StreamItem::Frames(bytes) => {
+                    let out = self.shape.push(bytes);
+                    // A forwarded Responses stream's last event is in `out`: keep the response
+                    // before the client has it (checked only for streams that keep one).
+                    if self.responses.is_some() && self.shape.final_response().is_some() {
+                        self.keep_response();
+                    }
+                    // The client's answer is whole: recorded now, as complete, whether or not
+                    // the client stays for the rest of the upstream's body.
+                    if !self.completed && self.shape.answered() {
+                        self.completed = true;
+                        self.settle_usage();
+                        self.done.finish();
+                    }
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready((Some(out), true));
+                }
+                // The upstream broke after the client's answer was whole: nothing was lost,
+                // and an error event after the answer's last one would only confuse it.
+                StreamItem::Failed { .. } if self.completed => return Poll::Ready((None, false)),
+                StreamItem::Failed {
+                    error,
+                    route_failed,
+                } => {
+                    if route_failed {
+                        self.in_flight.route_failed(&self.health);
+                    }
+                    let event = self.end_with(error);
+                    return Poll::Ready((Some(event), false));
+                }
+                StreamItem::Ended => {
+                    let (tail, failure) = self.shape.finish(self.done.request_id());
+                    self.completed |= failure.is_none();
+                    if let Some(error) = failure {
+                        self.done.stream_failed(&error);
+                    }
+                    self.keep_response();
+                    self.settle_usage();
+                    self.done.finish();
+                    return Poll::Ready(((!tail.is_empty()).then_some(tail), false));
+                }
+            }
+        }
+    }
+
     /// Keeps a Responses stream's final response (completed, incomplete or failed), once its
     /// last event is written and before it is sent, so the client's next turn finds it.
     fn keep_response(&mut self) {
