@@ -537,12 +537,15 @@ fn load_average() -> f64 {
 /// Resident set size of the processes, in KiB.
 fn rss_kib(pids: &[u32]) -> u64 {
     pids.iter()
-        .filter_map(|pid| {
-            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
+        .filter_map(|pid| status_kib(*pid, "VmRSS:"))
         .sum()
+}
+
+/// A figure in KiB of `/proc/PID/status` (`VmRSS:`, `RssFile:`, …).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok()
 }
 
 /// Everything the bench started, with what it needs to reach each.
@@ -1334,6 +1337,8 @@ struct Compared {
     sampler: tokio::task::JoinHandle<()>,
     /// llmgate's idle RSS, in KiB.
     idle: u64,
+    /// Of it, the pages of mapped files (its executable's code, mostly), in KiB.
+    idle_files: u64,
 }
 
 impl Compared {
@@ -1347,6 +1352,7 @@ impl Compared {
         let (rss, sampler) = RssLog::start(vec![gateway_pid], nginx_pids.clone(), RSS_EVERY);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle = rss_kib(&[gateway_pid]);
+        let idle_files = status_kib(gateway_pid, "RssFile:").unwrap_or(0);
         Ok(Self {
             stack,
             front,
@@ -1356,6 +1362,7 @@ impl Compared {
             rss,
             sampler,
             idle,
+            idle_files,
         })
     }
 }
@@ -1506,6 +1513,10 @@ fn mib(kib: u64) -> f64 {
 #[derive(Debug, Serialize)]
 struct Memory {
     idle_mib: f64,
+    /// Of the idle RSS, the pages of mapped files: the executable's code, mapped as start-up
+    /// touches it (clean, shared, in the page cache either way), so it moves with where the
+    /// linker placed the code (OPTIMIZATION.md, "The whole bench after this night's changes").
+    idle_files_mib: f64,
     peak_mib: f64,
     peak_c256_mib: f64,
     after_mib: f64,
@@ -1588,6 +1599,7 @@ async fn bench_run(with_streams: bool) -> Result<bool> {
         rss,
         sampler,
         idle,
+        idle_files,
     } = Compared::start(&settings).await?;
     // The floors answered their readiness request and idled as long as llmgate did.
     let floors_idle: Vec<u64> = stack
@@ -1728,6 +1740,7 @@ async fn bench_run(with_streams: bool) -> Result<bool> {
     };
     let memory = Memory {
         idle_mib: mib(idle),
+        idle_files_mib: mib(idle_files),
         peak_mib: mib(peak),
         peak_c256_mib: peak_c256,
         after_mib: mib(after),
@@ -1904,8 +1917,9 @@ fn print_report(report: &Report) {
     );
     let mem = &report.memory;
     println!(
-        "llmgate RSS: idle {:.1} MiB, peak {:.1} MiB (c=256: {:.1}), after {:.1} MiB ({:.0} s after its last phase; pool idle timeout {:.0} s)",
+        "llmgate RSS: idle {:.1} MiB (of which mapped files' pages, its code mostly, {:.1} MiB), peak {:.1} MiB (c=256: {:.1}), after {:.1} MiB ({:.0} s after its last phase; pool idle timeout {:.0} s)",
         mem.idle_mib,
+        mem.idle_files_mib,
         mem.peak_mib,
         mem.peak_c256_mib,
         mem.after_mib,

@@ -608,6 +608,7 @@ pub(super) fn self_check() -> Result<()> {
         ],
         memory: Memory {
             idle_mib: 17.0,
+            idle_files_mib: 12.0,
             peak_mib: 50.0,
             peak_c256_mib: 50.0,
             after_mib: 21.0,
