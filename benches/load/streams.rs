@@ -460,9 +460,9 @@ pub(super) async fn run() -> Result<bool> {
     budget::finish(&settings, &machine, &date, &report.budget)
 }
 
-/// Starts a long mock for each server, llmgate, nginx and the floors, waits until each streams correctly,
-/// then runs every level directly, through nginx, through llmgate and through each floor;
-/// returns the report with its budget lines (printed by the caller).
+/// Starts a long mock for each server, llmgate, nginx and the floors, waits until each streams
+/// correctly, then runs every level directly, through nginx, through llmgate and through each
+/// floor; returns the report with its budget lines (printed by the caller).
 pub(super) async fn measure(settings: &Settings, machine: &Machine) -> Result<StreamsReport> {
     let date = chrono::Utc::now();
     let wanted_levels = wanted_levels()?;
