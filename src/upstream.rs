@@ -236,11 +236,12 @@ impl Patience {
 
     /// `future`'s output, unless patience runs out first.
     pub async fn wait<F: Future>(&mut self, future: F) -> Result<F::Output, Impatient> {
-        tokio::select! {
-            biased;
-            output = future => Ok(output),
-            () = self.timer.as_mut() => Err(self.why()),
-        }
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(Ok(output)),
+            std::task::Poll::Pending => self.poll_run_out(cx).map(Err),
+        })
+        .await
     }
 
     fn why(&self) -> Impatient {
